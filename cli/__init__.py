@@ -1,0 +1,1 @@
+"""The `flowscope` command and its terminal viewer."""

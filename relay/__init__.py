@@ -1,0 +1,1 @@
+"""The relay: merges every node's flow stream into one, in time order."""
