@@ -1,1 +1,9 @@
-"""The lab: real nodes and pods on this machine (network namespaces, veth pairs) with real traffic."""
+"""The lab: real nodes and pods on this machine (network namespaces, veth pairs) with real traffic.
+
+`Lab` is the way in (lab/control.py); `flowscope lab up|down|status` (cli/lab.py) drives it from a shell.
+"""
+
+from lab.control import Lab, LabStatus
+from lab.topology import Host, NodeHost, Pod, Topology, plan
+
+__all__ = ["Host", "Lab", "LabStatus", "NodeHost", "Pod", "Topology", "plan"]

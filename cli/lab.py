@@ -1,0 +1,130 @@
+"""`flowscope lab up|down|status`: a Kubernetes-like cluster on this machine, made of network namespaces.
+
+    flowscope lab up [--name lab] [--nodes 1] [--no-traffic] [--no-agent]
+    flowscope lab status [--name lab]
+    flowscope lab down [--name lab]
+
+Also runs as `python -m cli.lab ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from cli.errors import CliError
+from lab import Lab, LabStatus
+from lab.topology import LABS_DIR
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = subparsers.add_parser("lab", help="build, inspect or remove a lab cluster of network namespaces")
+    commands = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,down,status}")
+
+    up = commands.add_parser("up", help="build a lab: nodes, pods, servers, traffic and agents")
+    _name_option(up)
+    up.add_argument("--nodes", type=int, default=1, help="number of nodes (1)")
+    up.add_argument("--no-traffic", dest="traffic", action="store_false", help="start no traffic generator")
+    up.add_argument("--no-agent", dest="agent", action="store_false", help="start no flowscope agents")
+    up.set_defaults(run=run_up)
+
+    down = commands.add_parser("down", help="stop a lab's programs and remove its namespaces")
+    _name_option(down)
+    down.set_defaults(run=run_down)
+
+    status = commands.add_parser("status", help="what is up; exit status 0 only when all of it is running")
+    _name_option(status)
+    status.set_defaults(run=run_status)
+
+
+def _name_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="lab", help="the lab's name; its namespaces are fs-<name>-* (lab)")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        lab = Lab(args.name, nodes=args.nodes)
+        lab.up(traffic=args.traffic, agent=args.agent)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise CliError(f"lab up: {exc}") from exc
+    print(f"lab {lab.name} is up ({time.monotonic() - started:.1f}s)\n")
+    print(describe(lab.status()))
+    client, web, dns = lab.pod("client"), lab.pod("web"), lab.pod("coredns")
+    print("\ntry:")
+    print(f"  ip netns exec {client.netns} curl -s http://[{web.ipv6}]/")
+    print(f"  ip netns exec {client.netns} dig @{dns.ipv4} {web.fqdn} AAAA")
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    try:
+        Lab(args.name).down()
+    except (ValueError, OSError) as exc:
+        raise CliError(f"lab down: {exc}") from exc
+    print(f"lab {args.name} is down")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    try:
+        status = Lab.existing(args.name).status()
+    except ValueError as exc:
+        raise CliError(f"lab status: {exc}") from exc
+    print(describe(status))
+    return 0 if status.healthy else 1
+
+
+def describe(status: LabStatus) -> str:
+    """A lab's status as a person reads it."""
+    if not status.exists:
+        return f"lab {status.name} is not up"
+    if not status.recorded:
+        return (
+            f"lab {status.name} has no record in {LABS_DIR / status.name}, but these namespaces remain: "
+            f"{' '.join(status.netns_present)}\nremove them with: flowscope lab down --name {status.name}"
+        )
+    t = status.topology
+    lines = [f"lab {t.name}: {len(t.nodes)} node(s), {len(t.pods)} pods, state in {t.state_dir}"]
+    if status.netns_missing:
+        lines.append(f"MISSING namespaces: {' '.join(status.netns_missing)}")
+    lines.append("\nhosts (underlay 10.77.0.0/24, fd77::/64)")
+    for node in t.nodes:
+        pod_cidrs = f"pods {node.pod_cidr_v4} {node.pod_cidr_v6}"
+        lines.append(f"  {node.name:<9} {node.ipv4:<12} {node.ipv6:<10} {pod_cidrs:<36} netns {node.netns}")
+    lines.append(f"  {t.world.name:<9} {t.world.ipv4:<12} {t.world.ipv6:<10} {'':<36} netns {t.world.netns}")
+    lines.append("\npods")
+    lines.append(f"  {'NAMESPACE':<12} {'POD':<8} {'NODE':<7} {'ID':<6} {'DEVICE':<9} {'IPV4':<13} IPV6")
+    for pod in t.pods:
+        lines.append(
+            f"  {pod.namespace:<12} {pod.name:<8} {pod.node:<7} {pod.endpoint_id:<6} {pod.ifname:<9} "
+            f"{pod.ipv4:<13} {pod.ipv6}"
+        )
+    lines.append("\ndaemons")
+    for daemon, alive in status.daemons:
+        state = "alive" if alive else "DEAD"
+        lines.append(
+            f"  {daemon.role:<12} {state:<6} pid {daemon.pid:<8} {daemon.netns:<20} log {daemon.log}"
+        )
+        if daemon.role.startswith("agent-"):
+            lines.append(f"  {'':<12} serves on unix://{t.agent_socket(daemon.role.removeprefix('agent-'))}")
+    if not status.daemons:
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cli.lab up ...`, the same as `flowscope lab up ...`."""
+    parser = argparse.ArgumentParser(prog="flowscope")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.run(args))
+    except CliError as exc:
+        print(f"flowscope: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

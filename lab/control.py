@@ -1,0 +1,226 @@
+"""A lab as one object: bring it up, look inside, run commands in its pods, take it down.
+
+    with Lab("t1234", nodes=2) as lab:
+        lab.up(traffic=False, agent=False)
+        lab.exec("client", ["curl", f"http://{lab.pod('web').ipv4}/"])
+
+`up` is all or nothing: when a step fails, what was made is removed before the error goes on. `down` needs
+nothing but the lab's name: it stops the daemons state.json lists, kills whatever else runs in the lab's
+namespaces and deletes them, so it also works after `lab up` or a daemon was killed with -9, or without
+state.json.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from lab import daemons, netns, network
+from lab.agent import agent_service, prepare_socket, wait_healthy
+from lab.daemons import Daemon
+from lab.services import Service, servers, traffic_generator, write_www
+from lab.state import LabState
+from lab.topology import LABS_DIR, Host, NodeHost, Pod, Topology, owns_netns, plan, validate_name
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    name: str
+    recorded: bool  # state.json exists
+    topology: Topology
+    netns_present: list[str]
+    netns_missing: list[str]
+    daemons: list[tuple[Daemon, bool]]  # (daemon, alive)
+
+    @property
+    def exists(self) -> bool:
+        return self.recorded or bool(self.netns_present)
+
+    @property
+    def healthy(self) -> bool:
+        return self.recorded and not self.netns_missing and all(alive for _, alive in self.daemons)
+
+
+class Lab:
+    """One lab, known by its name: everything about it is derived from the name and the number of nodes."""
+
+    def __init__(self, name: str = "lab", nodes: int = 1, agent_command: Sequence[str] | None = None) -> None:
+        """A lab of `nodes` nodes; `agent_command` replaces the `flowscope` command that runs agents."""
+        self.topology = plan(name, nodes)
+        self.name = name
+        self.agent_command = list(agent_command) if agent_command else None
+
+    @classmethod
+    def existing(cls, name: str) -> Lab:
+        """The lab of that name as `lab up` recorded it (one node when there is no record)."""
+        state = LabState.load(LABS_DIR / validate_name(name) / "state.json")
+        return cls(name, nodes=state.nodes if state else 1)
+
+    # Where things are.
+
+    @property
+    def state_dir(self) -> Path:
+        return self.topology.state_dir
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.topology.cluster_file
+
+    @property
+    def pods(self) -> tuple[Pod, ...]:
+        return self.topology.pods
+
+    @property
+    def nodes(self) -> tuple[NodeHost, ...]:
+        return self.topology.nodes
+
+    @property
+    def world(self) -> Host:
+        return self.topology.world
+
+    def pod(self, name: str) -> Pod:
+        return self.topology.pod(name)
+
+    def node(self, name: str) -> NodeHost:
+        return self.topology.node(name)
+
+    def netns(self, where: str) -> str:
+        """The namespace of a pod, a node, `world` or `underlay`."""
+        return self.topology.netns_of(where)
+
+    def agent_socket(self, node: str) -> Path:
+        return self.topology.agent_socket(node)
+
+    # Doing things in it.
+
+    def exec(
+        self,
+        where: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 30.0,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in a pod (or node, `world`, `underlay`) and return what it printed."""
+        return subprocess.run(
+            netns.exec_argv(self.netns(where), argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def start(
+        self, where: str, argv: Sequence[str], role: str, ports: Iterable[tuple[str, int]] = ()
+    ) -> Daemon:
+        """Start a daemon in a pod (or host) that `down` will stop; wait until it binds `ports`."""
+        service = Service(role, self.netns(where), list(argv), tuple(ports))
+        return self._start([service])[0]
+
+    def start_agents(self, nodes: Iterable[str] | None = None, timeout: float = 20.0) -> list[Daemon]:
+        """Start the agent of each node (all by default) and wait until each answers its health check."""
+        names = list(nodes) if nodes is not None else [node.name for node in self.nodes]
+        state = self._state()
+        for name in names:
+            prepare_socket(self.agent_socket(name))
+            state.agents[name] = str(self.agent_socket(name))
+        state.save(self.state_file)
+        started = self._start([agent_service(self.topology, name, self.agent_command) for name in names])
+        for name, daemon in zip(names, started, strict=True):
+            wait_healthy(daemon, self.agent_socket(name), timeout)
+        return started
+
+    def stop(self, daemon: Daemon) -> None:
+        """Stop one daemon (an agent to restart, say) and forget it."""
+        daemons.stop([daemon])
+        state = self._state()
+        state.daemons = [d for d in state.daemons if d.pid != daemon.pid]
+        state.save(self.state_file)
+
+    # Its life.
+
+    def up(self, *, traffic: bool = True, agent: bool = True) -> Lab:
+        """Build the lab (removing an earlier one of the same name first); all or nothing."""
+        self.down()
+        topology = self.topology
+        state = LabState(self.name, len(topology.nodes), cluster_file=str(self.cluster_file), traffic=traffic)
+        state.netns = topology.netns_names()
+        state.save(self.state_file)  # before anything exists, so an interrupted `up` is found again
+        try:
+            netns.add(topology.netns_names())
+            network.build(topology)
+            topology.cluster().save(self.cluster_file)
+            write_www(topology)
+            self._start(servers(topology))
+            if traffic:
+                self._start([traffic_generator(topology)])
+            if agent:
+                self.start_agents()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self) -> None:
+        """Stop the lab's daemons, remove its namespaces and its state directory. Safe to repeat."""
+        state = LabState.load(self.state_file)
+        recorded = state.netns if state else []
+        if state:
+            daemons.stop(state.daemons)
+        owned = [name for name in netns.existing() if owns_netns(self.name, name)]
+        netns.remove(sorted({*recorded, *owned}))
+        for socket in state.agents.values() if state else []:
+            Path(socket).unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def status(self) -> LabStatus:
+        state = LabState.load(self.state_file)
+        topology = plan(self.name, state.nodes) if state else self.topology
+        present = set(netns.existing())
+        expected = topology.netns_names()
+        owned = sorted(name for name in present if owns_netns(self.name, name))
+        return LabStatus(
+            name=self.name,
+            recorded=state is not None,
+            topology=topology,
+            netns_present=owned,
+            netns_missing=[name for name in expected if name not in present] if state else [],
+            daemons=[(d, daemons.is_alive(d)) for d in state.daemons] if state else [],
+        )
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.down()
+
+    def _state(self) -> LabState:
+        state = LabState.load(self.state_file)
+        if state is None:
+            raise RuntimeError(f"lab {self.name} is not up")
+        return state
+
+    def _start(self, services: Sequence[Service]) -> list[Daemon]:
+        """Start services together, record them, then wait until each listens on its ports."""
+        state = self._state()
+        started = [
+            daemons.spawn(s.role, s.netns, s.argv, self.state_dir / "logs" / f"{s.role}.log")
+            for s in services
+        ]
+        state.daemons += started
+        state.save(self.state_file)
+        for service, daemon in zip(services, started, strict=True):
+            daemons.wait_listening(daemon, service.ports)
+        return started

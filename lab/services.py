@@ -1,0 +1,79 @@
+"""Which programs a lab runs, and where: servers in their pods, the traffic generator on the underlay.
+
+Every daemon runs inside one of the lab's namespaces, never in the root one, so removing the lab's namespaces
+(and killing what runs in them) removes all of it even when nobody remembers a pid.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.topology import DNS_PORT, HTTP_PORT, TCP_RR_PORT, UDP_ECHO_PORT, Topology
+
+
+@dataclass(frozen=True)
+class Service:
+    role: str
+    netns: str
+    argv: list[str]
+    ports: tuple[tuple[str, int], ...] = ()  # (protocol, port) it is ready when bound to
+
+
+def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
+    """The cluster DNS, the web pod's and the world's HTTP servers, and the server pod's echo servers."""
+    dns = topology.pod_with("k8s-app", "kube-dns")
+    web = topology.pod_with("app", "web")
+    server = topology.pod_with("app", "server")
+    www = str(topology.state_dir / "www")
+    http = [python, "-m", "http.server", str(HTTP_PORT), "--bind", "::", "--directory", www]
+    return [
+        Service(
+            "dns",
+            dns.netns,
+            [
+                python,
+                "-m",
+                "lab.dns_server",
+                "--cluster-file",
+                str(topology.cluster_file),
+                "--port",
+                str(DNS_PORT),
+            ],
+            (("udp", DNS_PORT), ("tcp", DNS_PORT)),
+        ),
+        Service("http", web.netns, http, (("tcp", HTTP_PORT),)),
+        Service("http-world", topology.world.netns, http, (("tcp", HTTP_PORT),)),
+        Service(
+            "echo",
+            server.netns,
+            [
+                python,
+                "-m",
+                "lab.echo_servers",
+                "serve",
+                "--tcp-port",
+                str(TCP_RR_PORT),
+                "--udp-port",
+                str(UDP_ECHO_PORT),
+            ],
+            (("tcp", TCP_RR_PORT), ("udp", UDP_ECHO_PORT)),
+        ),
+    ]
+
+
+def traffic_generator(topology: Topology, python: str = sys.executable) -> Service:
+    """The generator lives in the underlay namespace and reaches into pods with `ip netns exec`."""
+    argv = [python, "-m", "lab.traffic", "--name", topology.name, "--nodes", str(len(topology.nodes))]
+    return Service("traffic", topology.underlay_netns, argv)
+
+
+def write_www(topology: Topology) -> Path:
+    """The page the HTTP servers hand out."""
+    www = topology.state_dir / "www"
+    www.mkdir(parents=True, exist_ok=True)
+    (www / "index.html").write_text(
+        f"<!doctype html><title>flowscope lab {topology.name}</title><p>hello</p>\n"
+    )
+    return www

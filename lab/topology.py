@@ -1,0 +1,231 @@
+"""The lab's plan: which namespaces, pods and addresses a lab of a given name and size has.
+
+Everything here is computed from the lab's name and node count alone, without touching the system, so the
+builder, the traffic generator, `lab status` and tests all agree on names and addresses without reading state.
+
+Addressing (n is the node's number, k the pod's number on its node):
+    underlay    10.77.0.0/24, fd77::/64        node n: 10.77.0.n, fd77::n      world: 10.77.0.254, fd77::fe
+    pods        node n's pod CIDR 10.200.n.0/24, fd00:200:n::/64; pod k: 10.200.n.(10+k), fd00:200:n::(10+k)
+    gateway     pods reach their node through 169.254.1.1 and fe80::1, answered by the host side `lxc<id>`
+Endpoint ids are n*1000 + k, unique in the cluster, and name the host-side interface (`lxc1001`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from observer.metadata import Cluster, Endpoint, Node
+
+LABS_DIR = Path("/run/flowscope/labs")
+DEFAULT_AGENT_SOCKET = Path("/run/flowscope/hubble.sock")  # the CLI's default, used by one-node labs
+AGENT_PORT = 4244
+DOMAIN = "svc.lab"  # pods resolve as <pod>.<namespace>.svc.lab.
+MAX_NODES = 250
+
+GATEWAY_V4 = "169.254.1.1"
+GATEWAY_V6 = "fe80::1"
+HTTP_PORT = 80
+DNS_PORT = 53
+TCP_RR_PORT = 9000
+UDP_ECHO_PORT = 9001
+
+# (pod, Kubernetes namespace, labels), placed round-robin over the nodes so with two nodes or more the
+# client's traffic to the server and the web pod crosses nodes while its DNS stays local.
+_PODS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("client", "default", {"app": "client"}),
+    ("server", "default", {"app": "server"}),
+    ("coredns", "kube-system", {"k8s-app": "kube-dns"}),
+    ("web", "web", {"app": "web"}),
+)
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+def validate_name(name: str) -> str:
+    """Lab names become part of namespace and file names: lower-case letters, digits and dashes only."""
+    if not _NAME.match(name):
+        raise ValueError(f"bad lab name {name!r}: use 1-32 lower-case letters, digits and inner dashes")
+    return name
+
+
+def netns_prefix(lab: str) -> str:
+    return f"fs-{lab}-"
+
+
+def owns_netns(lab: str, netns: str) -> bool:
+    """Whether a namespace belongs to this lab.
+
+    Every namespace a lab makes is `fs-<lab>-<one word>`, so a lab named `a` never claims `fs-a-b-node1`,
+    which belongs to the lab named `a-b`.
+    """
+    prefix = netns_prefix(lab)
+    rest = netns[len(prefix) :]
+    return netns.startswith(prefix) and bool(rest) and "-" not in rest
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine on the underlay: a node, or the world host outside the cluster."""
+
+    name: str
+    netns: str
+    ipv4: str
+    ipv6: str
+
+
+@dataclass(frozen=True)
+class NodeHost(Host):
+    index: int = 0
+    pod_cidr_v4: str = ""
+    pod_cidr_v6: str = ""
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    namespace: str  # the Kubernetes namespace
+    labels: dict[str, str]
+    node: str
+    endpoint_id: int
+    netns: str  # the pod's network namespace
+    node_netns: str  # where its host-side interface lives
+    ifname: str  # the host-side interface, lxc<endpoint id>
+    ipv4: str
+    ipv6: str
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{self.namespace}.{DOMAIN}."
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    nodes: tuple[NodeHost, ...]
+    pods: tuple[Pod, ...]
+    world: Host
+    underlay_netns: str
+
+    @property
+    def state_dir(self) -> Path:
+        return LABS_DIR / self.name
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.state_dir / "cluster.json"
+
+    def netns_names(self) -> list[str]:
+        hosts: list[Host | Pod] = [*self.nodes, self.world, *self.pods]
+        return [self.underlay_netns, *(h.netns for h in hosts)]
+
+    def pod(self, name: str) -> Pod:
+        for pod in self.pods:
+            if pod.name == name:
+                return pod
+        raise KeyError(f"lab {self.name} has no pod {name!r}")
+
+    def pod_with(self, key: str, value: str) -> Pod:
+        """The first pod carrying a label, e.g. pod_with("k8s-app", "kube-dns")."""
+        for pod in self.pods:
+            if pod.labels.get(key) == value:
+                return pod
+        raise KeyError(f"lab {self.name} has no pod labelled {key}={value}")
+
+    def node(self, name: str) -> NodeHost:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"lab {self.name} has no node {name!r}")
+
+    def netns_of(self, name: str) -> str:
+        """The namespace of a pod, node, `world` or `underlay`, by its short name."""
+        if name == "underlay":
+            return self.underlay_netns
+        if name == self.world.name:
+            return self.world.netns
+        hosts: list[Host | Pod] = [*self.nodes, *self.pods]
+        for host in hosts:
+            if host.name == name:
+                return host.netns
+        raise KeyError(f"lab {self.name} has no pod or host {name!r}")
+
+    def agent_socket(self, node: str) -> Path:
+        """Where the node's agent listens: the CLI's default socket when there is a single node."""
+        if len(self.nodes) == 1:
+            return DEFAULT_AGENT_SOCKET
+        return self.state_dir / node / "hubble.sock"
+
+    def cluster(self) -> Cluster:
+        """The cluster metadata the agents read (observer/metadata.py)."""
+        nodes = tuple(
+            Node(
+                name=n.name,
+                device="eth0",
+                ipv4=n.ipv4,
+                ipv6=n.ipv6,
+                address=f"{n.ipv4}:{AGENT_PORT}",
+                labels={"role": "worker"},
+            )
+            for n in self.nodes
+        )
+        endpoints = tuple(
+            Endpoint(
+                id=p.endpoint_id,
+                node=p.node,
+                namespace=p.namespace,
+                pod=p.name,
+                labels=dict(p.labels),
+                interface=p.ifname,
+                netns=p.netns,
+                ipv4=p.ipv4,
+                ipv6=p.ipv6,
+            )
+            for p in self.pods
+        )
+        return Cluster(name=self.name, nodes=nodes, endpoints=endpoints)
+
+
+def plan(name: str, nodes: int = 1) -> Topology:
+    """The topology of lab `name` with `nodes` nodes."""
+    validate_name(name)
+    if not 1 <= nodes <= MAX_NODES:
+        raise ValueError(f"a lab has 1 to {MAX_NODES} nodes, not {nodes}")
+    prefix = netns_prefix(name)
+    node_hosts = tuple(
+        NodeHost(
+            name=f"node{n}",
+            netns=f"{prefix}node{n}",
+            ipv4=f"10.77.0.{n}",
+            ipv6=f"fd77::{n}",
+            index=n,
+            pod_cidr_v4=f"10.200.{n}.0/24",
+            pod_cidr_v6=f"fd00:200:{n}::/64",
+        )
+        for n in range(1, nodes + 1)
+    )
+    pods: list[Pod] = []
+    per_node: dict[int, int] = {}
+    for i, (pod, namespace, labels) in enumerate(_PODS):
+        node = node_hosts[i % nodes]
+        k = per_node[node.index] = per_node.get(node.index, 0) + 1
+        endpoint_id = node.index * 1000 + k
+        pods.append(
+            Pod(
+                name=pod,
+                namespace=namespace,
+                labels=dict(labels),
+                node=node.name,
+                endpoint_id=endpoint_id,
+                netns=f"{prefix}{pod}",
+                node_netns=node.netns,
+                ifname=f"lxc{endpoint_id}",
+                ipv4=f"10.200.{node.index}.{10 + k}",
+                ipv6=f"fd00:200:{node.index}::{10 + k}",
+            )
+        )
+    world = Host(name="world", netns=f"{prefix}world", ipv4="10.77.0.254", ipv6="fd77::fe")
+    return Topology(
+        name=name, nodes=node_hosts, pods=tuple(pods), world=world, underlay_netns=f"{prefix}underlay"
+    )

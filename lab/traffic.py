@@ -1,0 +1,132 @@
+"""The lab's traffic: real programs (curl, dig, ping, the echo clients) run in pods and the world, forever.
+
+Each round runs every probe once, one after another, then pauses about a second, so a flow observer sees a
+steady mix: HTTP over IPv4 and IPv6, DNS over UDP and TCP (answers and NXDOMAIN), ICMP echo both ways, a TCP
+request/response, UDP datagrams, the world reaching a pod and pods reaching the world. With two nodes or more
+the client's traffic to the server and web pods crosses nodes. One summary line a round goes to the log, and
+the output of any probe that failed.
+
+    python -m lab.traffic --name lab --nodes 1 [--interval 1.0] [--rounds 0 (forever)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from lab.netns import exec_argv
+from lab.topology import DOMAIN, TCP_RR_PORT, UDP_ECHO_PORT, Topology, plan
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    netns: str
+    argv: list[str]
+
+
+def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
+    """What one round runs, found by the pods' roles (labels), so it works for any number of nodes."""
+    client = topology.pod_with("app", "client")
+    server = topology.pod_with("app", "server")
+    dns = topology.pod_with("k8s-app", "kube-dns")
+    web = topology.pod_with("app", "web")
+    world = topology.world
+    curl = ["curl", "--silent", "--show-error", "--output", "/dev/null", "--max-time", "2", "--globoff"]
+    dig = ["dig", "+time=1", "+tries=1"]
+    echo = [python, "-m", "lab.echo_servers"]
+
+    def ping(address: str) -> list[str]:
+        return ["ping", "-c", "1", "-W", "1", address]
+
+    return [
+        Probe("http client->web v4", client.netns, [*curl, f"http://{web.ipv4}/"]),
+        Probe("http client->web v6", client.netns, [*curl, f"http://[{web.ipv6}]/"]),
+        Probe("dns client->coredns A", client.netns, [*dig, f"@{dns.ipv4}", server.fqdn, "A"]),
+        Probe("dns client->coredns AAAA v6", client.netns, [*dig, f"@{dns.ipv6}", web.fqdn, "AAAA"]),
+        Probe("dns client->coredns tcp", client.netns, [*dig, "+tcp", f"@{dns.ipv4}", web.fqdn, "A"]),
+        Probe(
+            "dns client->coredns nxdomain", client.netns, [*dig, f"@{dns.ipv4}", f"nosuch.default.{DOMAIN}."]
+        ),
+        Probe("ping client->server v4", client.netns, ping(server.ipv4)),
+        Probe("ping client->server v6", client.netns, ping(server.ipv6)),
+        Probe(
+            "tcp client->server v4", client.netns, [*echo, "request", server.ipv4, "--port", str(TCP_RR_PORT)]
+        ),
+        Probe(
+            "tcp client->server v6", client.netns, [*echo, "request", server.ipv6, "--port", str(TCP_RR_PORT)]
+        ),
+        Probe(
+            "udp client->server v4",
+            client.netns,
+            [*echo, "datagram", server.ipv4, "--port", str(UDP_ECHO_PORT)],
+        ),
+        Probe(
+            "udp client->server v6",
+            client.netns,
+            [*echo, "datagram", server.ipv6, "--port", str(UDP_ECHO_PORT)],
+        ),
+        Probe("http world->web v4", world.netns, [*curl, f"http://{web.ipv4}/"]),
+        Probe("http web->world v6", web.netns, [*curl, f"http://[{world.ipv6}]/"]),
+        Probe("ping client->world v4", client.netns, ping(world.ipv4)),
+    ]
+
+
+def run_round(round_probes: list[Probe], timeout: float = 5.0) -> list[str]:
+    """Run every probe once; the failures, described."""
+    failures = []
+    for probe in round_probes:
+        try:
+            done = subprocess.run(
+                exec_argv(probe.netns, probe.argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            failures.append(f"{probe.name}: timed out")
+            continue
+        if done.returncode != 0:
+            failures.append(f"{probe.name}: exit {done.returncode}: {(done.stderr or done.stdout).strip()}")
+    return failures
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through subprocess.run, which kills the probe in flight on the way out.
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--name", default="lab")
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--interval", type=float, default=1.0, help="pause between rounds, in seconds")
+    parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: never)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    round_probes = probes(plan(args.name, args.nodes))
+    number = 0
+    while args.rounds == 0 or number < args.rounds:
+        number += 1
+        started = time.monotonic()
+        failures = run_round(round_probes)
+        took = time.monotonic() - started
+        ok = len(round_probes) - len(failures)
+        print(f"round {number}: {ok}/{len(round_probes)} ok in {took:.2f}s", flush=True)
+        for failure in failures:
+            print(f"  {failure}", flush=True)
+        time.sleep(args.interval * random.uniform(0.8, 1.2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
