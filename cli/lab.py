@@ -104,9 +104,7 @@ def describe(status: LabStatus) -> str:
     lines.append("\ndaemons")
     for daemon, alive in status.daemons:
         state = "alive" if alive else "DEAD"
-        lines.append(
-            f"  {daemon.role:<12} {state:<6} pid {daemon.pid:<8} {daemon.netns:<20} log {daemon.log}"
-        )
+        lines.append(f"  {daemon.role:<12} {state:<6} pid {daemon.pid:<8} {daemon.netns:<20} log {daemon.log}")
         if daemon.role.startswith("agent-"):
             lines.append(f"  {'':<12} serves on unix://{t.agent_socket(daemon.role.removeprefix('agent-'))}")
     if not status.daemons:

@@ -120,9 +120,7 @@ class Lab:
             check=check,
         )
 
-    def start(
-        self, where: str, argv: Sequence[str], role: str, ports: Iterable[tuple[str, int]] = ()
-    ) -> Daemon:
+    def start(self, where: str, argv: Sequence[str], role: str, ports: Iterable[tuple[str, int]] = ()) -> Daemon:
         """Start a daemon in a pod (or host) that `down` will stop; wait until it binds `ports`."""
         service = Service(role, self.netns(where), list(argv), tuple(ports))
         return self._start([service])[0]
@@ -215,10 +213,7 @@ class Lab:
     def _start(self, services: Sequence[Service]) -> list[Daemon]:
         """Start services together, record them, then wait until each listens on its ports."""
         state = self._state()
-        started = [
-            daemons.spawn(s.role, s.netns, s.argv, self.state_dir / "logs" / f"{s.role}.log")
-            for s in services
-        ]
+        started = [daemons.spawn(s.role, s.netns, s.argv, self.state_dir / "logs" / f"{s.role}.log") for s in services]
         state.daemons += started
         state.save(self.state_file)
         for service, daemon in zip(services, started, strict=True):

@@ -182,9 +182,7 @@ def _handlers(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cluster-file", type=Path, required=True)
     parser.add_argument("--port", type=int, default=DNS_PORT)
     args = parser.parse_args(argv)

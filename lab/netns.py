@@ -24,9 +24,7 @@ def run(argv: Sequence[str], stdin: str | None = None) -> str:
     """Run a command to completion, raising CommandError with its output when it fails."""
     done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise CommandError(
-            f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip() or done.stdout}"
-        )
+        raise CommandError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
     return done.stdout
 
 

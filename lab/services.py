@@ -73,7 +73,5 @@ def write_www(topology: Topology) -> Path:
     """The page the HTTP servers hand out."""
     www = topology.state_dir / "www"
     www.mkdir(parents=True, exist_ok=True)
-    (www / "index.html").write_text(
-        f"<!doctype html><title>flowscope lab {topology.name}</title><p>hello</p>\n"
-    )
+    (www / "index.html").write_text(f"<!doctype html><title>flowscope lab {topology.name}</title><p>hello</p>\n")
     return www

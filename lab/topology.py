@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from observer.metadata import Cluster, Endpoint, Node
+from observer.paths import DEFAULT_SOCKET, RUN_DIR
 
-LABS_DIR = Path("/run/flowscope/labs")
-DEFAULT_AGENT_SOCKET = Path("/run/flowscope/hubble.sock")  # the CLI's default, used by one-node labs
+LABS_DIR = RUN_DIR / "labs"
+DEFAULT_AGENT_SOCKET = DEFAULT_SOCKET  # the CLI's default, used by one-node labs
 AGENT_PORT = 4244
 DOMAIN = "svc.lab"  # pods resolve as <pod>.<namespace>.svc.lab.
 MAX_NODES = 250
@@ -226,6 +227,4 @@ def plan(name: str, nodes: int = 1) -> Topology:
             )
         )
     world = Host(name="world", netns=f"{prefix}world", ipv4="10.77.0.254", ipv6="fd77::fe")
-    return Topology(
-        name=name, nodes=node_hosts, pods=tuple(pods), world=world, underlay_netns=f"{prefix}underlay"
-    )
+    return Topology(name=name, nodes=node_hosts, pods=tuple(pods), world=world, underlay_netns=f"{prefix}underlay")

@@ -51,17 +51,11 @@ def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
         Probe("dns client->coredns A", client.netns, [*dig, f"@{dns.ipv4}", server.fqdn, "A"]),
         Probe("dns client->coredns AAAA v6", client.netns, [*dig, f"@{dns.ipv6}", web.fqdn, "AAAA"]),
         Probe("dns client->coredns tcp", client.netns, [*dig, "+tcp", f"@{dns.ipv4}", web.fqdn, "A"]),
-        Probe(
-            "dns client->coredns nxdomain", client.netns, [*dig, f"@{dns.ipv4}", f"nosuch.default.{DOMAIN}."]
-        ),
+        Probe("dns client->coredns nxdomain", client.netns, [*dig, f"@{dns.ipv4}", f"nosuch.default.{DOMAIN}."]),
         Probe("ping client->server v4", client.netns, ping(server.ipv4)),
         Probe("ping client->server v6", client.netns, ping(server.ipv6)),
-        Probe(
-            "tcp client->server v4", client.netns, [*echo, "request", server.ipv4, "--port", str(TCP_RR_PORT)]
-        ),
-        Probe(
-            "tcp client->server v6", client.netns, [*echo, "request", server.ipv6, "--port", str(TCP_RR_PORT)]
-        ),
+        Probe("tcp client->server v4", client.netns, [*echo, "request", server.ipv4, "--port", str(TCP_RR_PORT)]),
+        Probe("tcp client->server v6", client.netns, [*echo, "request", server.ipv6, "--port", str(TCP_RR_PORT)]),
         Probe(
             "udp client->server v4",
             client.netns,
@@ -104,9 +98,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="lab")
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--interval", type=float, default=1.0, help="pause between rounds, in seconds")

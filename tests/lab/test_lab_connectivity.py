@@ -36,9 +36,7 @@ def test_ping_between_pods(lab: Lab, family: str, target: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_http_to_the_web_pod(lab: Lab, family: str) -> None:
-    page = lab.exec(
-        "client", ["curl", "-sS", "-g", "--max-time", "5", url(address(lab, "web", family))]
-    ).stdout
+    page = lab.exec("client", ["curl", "-sS", "-g", "--max-time", "5", url(address(lab, "web", family))]).stdout
     assert f"flowscope lab {lab.name}" in page
 
 
@@ -48,9 +46,7 @@ def test_dns_answers_with_the_pods_addresses(lab: Lab, family: str, transport: s
     server = f"@{address(lab, 'coredns', family)}"
     for pod in lab.pods:
         for rtype, expected in (("A", pod.ipv4), ("AAAA", pod.ipv6)):
-            answer = lab.exec(
-                "client", ["dig", "+short", "+time=2", transport, server, pod.fqdn, rtype]
-            ).stdout
+            answer = lab.exec("client", ["dig", "+short", "+time=2", transport, server, pod.fqdn, rtype]).stdout
             assert answer.split() == [expected]
 
 
@@ -74,9 +70,7 @@ def test_udp_echo(lab: Lab, family: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_world_reaches_a_pod(lab: Lab, family: str) -> None:
-    page = lab.exec(
-        "world", ["curl", "-sS", "-g", "--max-time", "5", url(address(lab, "web", family))]
-    ).stdout
+    page = lab.exec("world", ["curl", "-sS", "-g", "--max-time", "5", url(address(lab, "web", family))]).stdout
     assert "flowscope lab" in page
     lab.exec("world", ["ping", "-c", "1", "-W", "2", address(lab, "server", family)])
 

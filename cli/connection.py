@@ -1,0 +1,233 @@
+"""Reaching a flowscope (or Hubble) server: the --server and TLS flags, falling back to the local agent's
+socket, and turning every way of failing into one line that names the addresses tried.
+
+Like hubble's CLI, the default server is a relay on localhost:4245. When the user did not choose a server
+(no --server, no FLOWSCOPE_SERVER) and nothing answers there, the node agent's unix socket is tried next, so
+`flowscope observe` on a node just works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import grpc
+
+from cli.errors import CliError
+from cli.timefmt import parse_duration
+from observer import paths
+
+DEFAULT_SERVER = "localhost:4245"
+DEFAULT_SOCKET = str(paths.DEFAULT_SOCKET)
+SERVER_ENV = "FLOWSCOPE_SERVER"
+SOCKET_ENV = "FLOWSCOPE_DEFAULT_SOCKET_PATH"
+TLS_PREFIX = "tls://"
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return seconds
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server")
+    group.add_argument(
+        "--server",
+        metavar="ADDRESS",
+        help=f"host:port, tls://host:port or unix:///path (${SERVER_ENV}; default {DEFAULT_SERVER}, "
+        f"then the local agent's {DEFAULT_SOCKET})",
+    )
+    group.add_argument("--timeout", type=_duration, default=5.0, metavar="DURATION", help="connect timeout (5s)")
+    group.add_argument(
+        "--request-timeout",
+        type=_duration,
+        default=12.0,
+        metavar="DURATION",
+        help="timeout of one request (12s)",
+    )
+    group.add_argument("--tls", action="store_true", help="use TLS")
+    group.add_argument("--tls-allow-insecure", action="store_true", help="trust whatever certificate the server shows")
+    group.add_argument("--tls-ca-cert-files", nargs="+", action="extend", default=[], metavar="FILE", help="CAs")
+    group.add_argument("--tls-client-cert-file", metavar="FILE", help="client certificate (mutual TLS)")
+    group.add_argument("--tls-client-key-file", metavar="FILE", help="client key (mutual TLS)")
+    group.add_argument("--tls-server-name", metavar="NAME", help="name to expect in the server's certificate")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Where to connect and how, read from the flags and the environment."""
+
+    server: str = DEFAULT_SERVER
+    chosen: bool = False
+    timeout: float = 5.0
+    request_timeout: float = 12.0
+    tls: bool = False
+    allow_insecure: bool = False
+    ca_files: tuple[str, ...] = ()
+    client_cert: str | None = None
+    client_key: str | None = None
+    server_name: str | None = None
+    fallback_socket: str = field(default_factory=lambda: os.environ.get(SOCKET_ENV, DEFAULT_SOCKET))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServerOptions:
+        server = args.server or os.environ.get(SERVER_ENV) or ""
+        return cls(
+            server=server or DEFAULT_SERVER,
+            chosen=bool(server),
+            timeout=args.timeout,
+            request_timeout=args.request_timeout,
+            tls=args.tls or server.startswith(TLS_PREFIX),
+            allow_insecure=args.tls_allow_insecure,
+            ca_files=tuple(args.tls_ca_cert_files),
+            client_cert=args.tls_client_cert_file,
+            client_key=args.tls_client_key_file,
+            server_name=args.tls_server_name,
+        )
+
+    def candidates(self) -> list[str]:
+        """Targets to try in order: the server, then (when nobody chose one) the local agent's socket."""
+        first = grpc_target(self.server)
+        return [first] if self.chosen else [first, f"unix://{self.fallback_socket}"]
+
+
+def grpc_target(address: str) -> str:
+    """The gRPC target for an address as users write it (`tls://` dropped, bare socket paths as unix://)."""
+    address = address.removeprefix(TLS_PREFIX)
+    return f"unix://{address}" if address.startswith("/") else address
+
+
+class Connection:
+    """An open channel to a server that answered, and how to name it in messages."""
+
+    def __init__(self, channel: grpc.Channel, target: str, options: ServerOptions) -> None:
+        self.channel = channel
+        self.target = target
+        self.options = options
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def error(self, exc: grpc.RpcError) -> CliError:
+        """One line for a failed call: the server's own reason, or what happened to the connection."""
+        code: grpc.StatusCode = exc.code()
+        details = exc.details() or code.name
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return CliError(f"lost the connection to {self.target}: {details}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return CliError(f"{self.target} did not answer within {self.options.request_timeout:g}s")
+        return CliError(f"server error: {code.name}: {details}")
+
+
+def connect(options: ServerOptions) -> Connection:
+    """A connection to the first candidate that answers; CliError naming every address tried otherwise."""
+    failures: list[str] = []
+    for target in options.candidates():
+        reason = _probe(target, options.timeout)
+        if reason is None:
+            channel = _open_channel(target, options)
+            reason = _wait_ready(channel, options.timeout)
+            if reason is None:
+                return Connection(channel, target, options)
+            channel.close()
+            if not options.tls and "socket closed" in reason.lower():
+                reason += "; a TLS server? try tls:// or --tls"
+        failures.append(f"{target} ({reason})")
+    message = f"cannot connect to {failures[0]}"
+    if len(failures) > 1:
+        message += "; also tried " + ", ".join(failures[1:])
+    raise CliError(message)
+
+
+def _probe(target: str, timeout: float) -> str | None:
+    """Why nothing listens at the target, found with a plain socket (fast and exact); None if it answers."""
+    if target.startswith("unix:"):
+        path = target.removeprefix("unix:").removeprefix("//")
+        if not os.path.exists(path):
+            return "no such socket"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(path)
+        except OSError as exc:
+            return (exc.strerror or str(exc)).lower()
+        return None
+    address = host_port(target)
+    if address is None:
+        return None  # a target only gRPC understands (dns:///..., ipv4:...): let it try
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return None
+    except TimeoutError:
+        return f"no answer within {timeout:g}s"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+
+
+def host_port(target: str) -> tuple[str, int] | None:
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit() or "/" in target:
+        return None
+    return host.strip("[]") or "localhost", int(port)
+
+
+def _open_channel(target: str, options: ServerOptions) -> grpc.Channel:
+    if not options.tls:
+        return grpc.insecure_channel(target)
+    from cli.tls import secure_channel
+
+    return secure_channel(target, options)
+
+
+def _wait_ready(channel: grpc.Channel, timeout: float) -> str | None:
+    """None once the channel is READY; else why not (gRPC's own reason when it fails to connect)."""
+    settled = threading.Event()
+    outcome: list[grpc.ChannelConnectivity] = []
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            outcome.append(state)
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        if not settled.wait(timeout):
+            return f"no answer within {timeout:g}s"
+    finally:
+        channel.unsubscribe(watch)
+    if outcome[0] == grpc.ChannelConnectivity.READY:
+        return None
+    return _failure_details(channel)
+
+
+def _failure_details(channel: grpc.Channel) -> str:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+    except grpc.RpcError as exc:
+        return _last_error(str(exc.details() or exc.code().name))
+    return "connection failed"
+
+
+def _last_error(details: str) -> str:
+    """gRPC's reason without its wrapping: `failed to connect to all addresses; last error: UNKNOWN:
+    ipv4:127.0.0.1:4245: Tls handshake failed (...): ...: OK` → `Tls handshake failed (...): ...`."""
+    reason = details.split("last error:", 1)[-1].strip().removesuffix(": OK")
+    return re.sub(r"^(?:[A-Z_]+: )?(?:(?:ipv4|ipv6|unix):\S+?: )?", "", reason) or details

@@ -1,0 +1,7 @@
+"""`flowscope observe`: flags, the request they make, and the command."""
+
+from __future__ import annotations
+
+from cli.observe.command import register, run
+
+__all__ = ["register", "run"]

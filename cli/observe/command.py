@@ -1,0 +1,80 @@
+"""`flowscope observe` (or `flowscope observe flows`): ask a server for flows, print them as they come."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+from flowscope_api.observer import observer_pb2_grpc
+
+from cli.connection import ServerOptions, add_server_flags, connect
+from cli.errors import UsageError
+from cli.observe.flags import add_filter_flags, add_format_flags, add_selector_flags
+from cli.observe.request import build_request, raw_filters_yaml
+from cli.printer import FlowPrinter, PrintOptions, Sink, make_printer
+from cli.printer.sink import wants_color
+
+DESCRIPTION = """\
+Observe flows of a flowscope (or Hubble) server: the last 20 by default, --follow to keep watching.
+
+Filters: a flow must match one of the values given for each filter flag, and all the filter flags given.
+--X matches either end, --from-X the source and --to-X the destination; --not excludes what the next filter
+matches. Examples:
+  flowscope observe --namespace default --verdict DROPPED
+  flowscope observe -f --to-pod kube-system/coredns --protocol udp
+  flowscope observe --not --type trace:to-stack -o json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "observe",
+        usage="flowscope observe [flows] [selectors] [filters] [output flags] [server flags]",
+        help="observe flows (hubble observe)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("what", nargs="?", choices=["flows"], help="what to observe (flows, the default)")
+    add_selector_flags(parser)
+    add_filter_flags(parser)
+    add_format_flags(parser)
+    add_server_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.output in ("table", "tab") and args.follow:
+        raise UsageError("table output format is not compatible with follow mode")
+    request = build_request(args)
+    if args.print_raw_filters:
+        sys.stdout.write(raw_filters_yaml(request))
+        return 0
+    printer = _printer(args)
+    with connect(ServerOptions.from_args(args)) as connection:
+        call = observer_pb2_grpc.ObserverStub(connection.channel).GetFlows(request)
+        try:
+            for response in call:
+                printer.write(response)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise connection.error(exc) from None
+        except KeyboardInterrupt:
+            call.cancel()  # Ctrl-C ends a follow; what was printed stands, like hubble
+        finally:
+            printer.close()
+    return 0
+
+
+def _printer(args: argparse.Namespace) -> FlowPrinter:
+    colored = args.output not in ("table", "tab", "json", "jsonpb")
+    out = Sink(sys.stdout, color=colored and wants_color(args.color, sys.stdout), flush_each=args.follow)
+    err = Sink(sys.stderr, color=colored and wants_color(args.color, sys.stderr), flush_each=True)
+    options = PrintOptions(
+        time_format=args.time_format,
+        node_name=args.print_node_name,
+        ip_translation=args.ip_translation and not args.numeric,
+        debug=args.debug,
+    )
+    return make_printer(args.output, out, err, options)

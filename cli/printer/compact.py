@@ -1,0 +1,47 @@
+"""`-o compact`, hubble's default: one line a flow,
+`TIME[ [node]]: SRC SRCID ARROW DST DSTID TYPE VERDICT (SUMMARY)`."""
+
+from __future__ import annotations
+
+from flowscope_api.observer import observer_pb2
+
+from cli.printer import fields
+from cli.printer.base import FlowPrinter
+from cli.printer.events import lost_source, node_status_line
+from cli.printer.sink import Segment
+from cli.timefmt import format_timestamp
+
+
+class CompactPrinter(FlowPrinter):
+    def flow(self, response: observer_pb2.GetFlowsResponse) -> None:
+        flow = response.flow
+        source, destination = fields.endpoints(flow, self.options.ip_translation)
+        source_id = fields.identity(flow.source.identity)
+        destination_id = fields.identity(flow.destination.identity)
+        arrow = "->"
+        if not flow.HasField("is_reply"):
+            arrow = "<>"  # the direction is unknown
+        elif flow.is_reply.value:
+            source, destination = destination, source
+            source_id, destination_id = destination_id, source_id
+            arrow = "<-"
+        line: list[Segment] = [(format_timestamp(flow.time, self.options.time_format), "")]
+        if self.options.node_name:
+            line.append((f" [{flow.node_name}]", ""))
+        line.append((": ", ""))
+        line += [*source, (" ", ""), source_id, (f" {arrow} ", ""), *destination, (" ", ""), destination_id]
+        line += [
+            (f" {fields.flow_type(flow)} ", ""),
+            fields.verdict(flow),
+            (f" ({fields.summary(flow)})", ""),
+        ]
+        self.out.line(line)
+
+    def lost_events(self, response: observer_pb2.GetFlowsResponse) -> None:
+        lost = response.lost_events
+        when = format_timestamp(response.time, self.options.time_format) + " " if response.HasField("time") else ""
+        text = f"EVENTS LOST: {lost_source(lost)} CPU({lost.cpu.value}) {lost.num_events_lost}"
+        self.out.line([(when, ""), (text, "red")])
+
+    def node_status(self, response: observer_pb2.GetFlowsResponse) -> None:
+        self.err.line([(node_status_line(response, self.options.time_format), "")])

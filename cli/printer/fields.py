@@ -1,0 +1,174 @@
+"""What the text formats say about a flow: its two ends, identities, type, verdict and summary, worded and
+coloured as hubble's printer does (hubble/pkg/printer), plus flowscope's kernel drop reasons and counts."""
+
+from __future__ import annotations
+
+from flowscope_api.flow import flow_pb2
+
+from cli import names
+from cli.printer.sink import Segment
+
+HOST, PORT, IDENTITY = "cyan", "yellow", "magenta"
+GREEN, RED, YELLOW = "green", "red", "yellow"
+
+
+def ports(flow: flow_pb2.Flow) -> tuple[str, str]:
+    l4 = flow.l4
+    kind = l4.WhichOneof("protocol")
+    if kind in ("TCP", "UDP", "SCTP"):
+        layer = getattr(l4, kind)
+        return str(layer.source_port), str(layer.destination_port)
+    return "", ""
+
+
+def _host(ip: str, port: str, namespace: str, pod: str, service: str, dns: list[str], translate: bool) -> list[Segment]:
+    host = ip
+    if translate:
+        if pod:
+            host = f"{namespace}/{pod}" if namespace else pod
+        elif service:
+            host = f"{namespace}/{service}" if namespace else service
+        elif dns:
+            host = ",".join(dns)
+    if port and port != "0":
+        shown = f"[{host}]" if ":" in host else host
+        return [(shown + ":", HOST), (port, PORT)]
+    return [(host, HOST)]
+
+
+def endpoints(flow: flow_pb2.Flow, translate: bool = True) -> tuple[list[Segment], list[Segment]]:
+    """Source and destination as `ns/pod:port`, `ns/service`, DNS names or the address."""
+    if not flow.HasField("IP"):
+        if flow.HasField("ethernet"):
+            return [(flow.ethernet.source, HOST)], [(flow.ethernet.destination, HOST)]
+        return [("", "")], [("", "")]
+    src_port, dst_port = ports(flow)
+    ends = []
+    for endpoint, service, has_service, address, port, dns in (
+        (
+            flow.source,
+            flow.source_service,
+            flow.HasField("source_service"),
+            flow.IP.source,
+            src_port,
+            flow.source_names,
+        ),
+        (
+            flow.destination,
+            flow.destination_service,
+            flow.HasField("destination_service"),
+            flow.IP.destination,
+            dst_port,
+            flow.destination_names,
+        ),
+    ):
+        namespace = service.namespace if has_service else endpoint.namespace
+        ends.append(_host(address, port, namespace, endpoint.pod_name, service.name, list(dns), translate))
+    return ends[0], ends[1]
+
+
+def identity(number: int) -> Segment:
+    """`(ID:12345)`, or `(world)`, `(host)`... for Cilium's reserved identities."""
+    reserved = names.RESERVED_IDENTITIES.get(number)
+    return (f"({reserved})" if reserved else f"(ID:{number})", IDENTITY)
+
+
+def flow_type(flow: flow_pb2.Flow) -> str:
+    """The observation point, drop reason, `policy-verdict:L3-L4 INGRESS`, or `http-request`..."""
+    if flow.HasField("l7"):
+        l7 = flow.l7
+        kind = flow_pb2.L7FlowType.Name(l7.type).lower() if l7.type in flow_pb2.L7FlowType.values() else "l7"
+        record = l7.WhichOneof("record")
+        if record == "dns":
+            return f"dns-{kind} {l7.dns.observation_source}"
+        return f"{record or 'l7'}-{kind}"
+    event, sub_type = flow.event_type.type, flow.event_type.sub_type
+    if event == names.TRACE:
+        return names.TRACE_POINTS.get(sub_type, str(sub_type))
+    if event == names.DROP:
+        return drop_reason(flow)
+    if event == names.POLICY_VERDICT:
+        match = names.POLICY_MATCH_TYPES.get(flow.policy_match_type, "unknown")
+        return f"policy-verdict:{match} {flow_pb2.TrafficDirection.Name(flow.traffic_direction)}"
+    for name, number in names.EVENT_TYPES.items():
+        if number == event and event:
+            return name
+    return "UNKNOWN"
+
+
+def drop_reason(flow: flow_pb2.Flow) -> str:
+    """The kernel's own reason (NO_SOCKET, ...) when flowscope knows it, else Cilium's drop reason text."""
+    kernel = flow.flowscope.kernel_drop_reason
+    if kernel:
+        return kernel
+    sub_type = flow.event_type.sub_type
+    if sub_type in names.DROP_REASON_TEXT:
+        return names.DROP_REASON_TEXT[sub_type]
+    if flow.drop_reason_desc:
+        return flow_pb2.DropReason.Name(flow.drop_reason_desc)
+    return str(sub_type)
+
+
+def verdict(flow: flow_pb2.Flow) -> Segment:
+    """The verdict coloured by outcome; a policy verdict says ALLOWED, DENIED or AUDITED."""
+    value = flow.verdict
+    text = flow_pb2.Verdict.Name(value) if value in flow_pb2.Verdict.values() else str(value)
+    is_policy = flow.event_type.type == names.POLICY_VERDICT
+    if value in (flow_pb2.FORWARDED, flow_pb2.REDIRECTED):
+        return ("ALLOWED" if is_policy else text, GREEN)
+    if value in (flow_pb2.DROPPED, flow_pb2.ERROR):
+        return ("DENIED" if is_policy else text, RED)
+    if value == flow_pb2.AUDIT:
+        return ("AUDITED" if is_policy else text, YELLOW)
+    if value in (flow_pb2.TRACED, flow_pb2.TRANSLATED):
+        return (text, YELLOW)
+    return (text, "")
+
+
+def summary(flow: flow_pb2.Flow) -> str:
+    """The server's Summary (or the same words made here), authentication, and an aggregate's counts."""
+    text = flow.Summary or _made_summary(flow)
+    if flow.auth_type != flow_pb2.DISABLED:
+        text += "; " + flow_pb2.AuthType.Name(flow.auth_type)
+    extra = flow.flowscope
+    if extra.aggregated:
+        text += f"; {extra.packets:,} packets, {extra.bytes:,} bytes"
+    return text
+
+
+_TCP_FLAG_ORDER = ("SYN", "ACK", "RST", "FIN", "PSH", "URG", "ECE", "CWR", "NS")
+
+
+def tcp_flags_text(flags: flow_pb2.TCPFlags) -> str:
+    return ", ".join(name for name in _TCP_FLAG_ORDER if getattr(flags, name))
+
+
+def _made_summary(flow: flow_pb2.Flow) -> str:
+    if flow.HasField("l7"):
+        return _l7_summary(flow.l7)
+    l4 = flow.l4
+    kind = l4.WhichOneof("protocol")
+    if kind == "TCP":
+        flags = flow.flowscope.tcp_flags_seen if flow.flowscope.aggregated else l4.TCP.flags
+        return "TCP Flags: " + tcp_flags_text(flags)
+    if kind == "ICMPv4":
+        return "ICMPv4 " + names.icmp_type_code(l4.ICMPv4.type, l4.ICMPv4.code, names.ICMPV4_TYPES, names.ICMPV4_CODES)
+    if kind == "ICMPv6":
+        return "ICMPv6 " + names.icmp_type_code(l4.ICMPv6.type, l4.ICMPv6.code, names.ICMPV6_TYPES, names.ICMPV6_CODES)
+    return kind or ""
+
+
+def _l7_summary(l7: flow_pb2.Layer7) -> str:
+    record = l7.WhichOneof("record")
+    if record == "dns":
+        dns = l7.dns
+        query = f"{dns.query} {','.join(dns.qtypes)}".strip()
+        if l7.type == flow_pb2.RESPONSE:
+            return f'DNS Answer "{",".join(dns.ips)}" TTL: {dns.ttl} ({dns.observation_source} {query})'
+        return f"DNS Query {query}"
+    if record == "http":
+        http = l7.http
+        if l7.type == flow_pb2.RESPONSE:
+            return f"{http.protocol} {http.code} {l7.latency_ns // 1_000_000}ms ({http.method} {http.url})"
+        return f"{http.protocol} {http.method} {http.url}"
+    return ""

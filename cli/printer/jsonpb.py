@@ -1,0 +1,28 @@
+"""`-o json` / `-o jsonpb`: each GetFlowsResponse as one line of JSON, in protobuf's JSON mapping with the
+.proto field names (`node_name`, `is_reply`, enum names, RFC3339 times), the shape hubble prints, so the
+output feeds jq and other tools unchanged."""
+
+from __future__ import annotations
+
+import json
+
+from flowscope_api.observer import observer_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from cli.printer.base import FlowPrinter
+
+
+def to_json(message: Message) -> str:
+    return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), separators=(",", ":"))
+
+
+class JsonPrinter(FlowPrinter):
+    def flow(self, response: observer_pb2.GetFlowsResponse) -> None:
+        self.out.text(to_json(response))
+
+    def lost_events(self, response: observer_pb2.GetFlowsResponse) -> None:
+        self.out.text(to_json(response))
+
+    def node_status(self, response: observer_pb2.GetFlowsResponse) -> None:
+        self.err.text(to_json(response))

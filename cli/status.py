@@ -1,0 +1,141 @@
+"""`flowscope status`: is the server healthy, and how full is its flow buffer (hubble status).
+
+Like hubble, it asks the standard gRPC health service about `hubble.server.Observer` first and only then for
+the observer's ServerStatus; flowscope servers also report events they lost, which are shown when non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import grpc
+from flowscope_api.observer import observer_pb2, observer_pb2_grpc
+from google.protobuf import json_format
+
+from cli.connection import Connection, ServerOptions, add_server_flags, connect
+from cli.errors import CliError
+from cli.printer.tabwriter import align
+from cli.timefmt import format_duration
+
+OBSERVER_SERVICE = "hubble.server.Observer"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="server health and flow counts (hubble status)",
+        description=__doc__,
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="compact",
+        choices=("compact", "dict", "json", "jsonpb", "table"),
+        help="format",
+    )
+    add_server_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with connect(ServerOptions.from_args(args)) as connection:
+        healthy, health = check_health(connection)
+        if args.output == "compact":
+            print(f"Healthcheck (via {connection.target}): {health}", flush=True)
+        if not healthy:
+            raise CliError(f"{connection.target} is not healthy: {health}")
+        try:
+            status = observer_pb2_grpc.ObserverStub(connection.channel).ServerStatus(
+                observer_pb2.ServerStatusRequest(), timeout=connection.options.request_timeout
+            )
+        except grpc.RpcError as exc:
+            raise connection.error(exc) from None
+    print(format_status(status, args.output))
+    return 0
+
+
+def check_health(connection: Connection) -> tuple[bool, str]:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    request = health_pb2.HealthCheckRequest(service=OBSERVER_SERVICE)
+    try:
+        response = health_pb2_grpc.HealthStub(connection.channel).Check(
+            request, timeout=connection.options.request_timeout
+        )
+    except grpc.RpcError as exc:
+        raise connection.error(exc) from None
+    if response.status != health_pb2.HealthCheckResponse.SERVING:
+        return False, f"Unavailable: {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}"
+    return True, "Ok"
+
+
+def _flows_per_second(status: observer_pb2.ServerStatusResponse, fallback: bool) -> str:
+    if status.flows_rate > 0:
+        return f"{status.flows_rate:.2f}"
+    uptime = status.uptime_ns / 1e9
+    return f"{status.seen_flows / uptime:.2f}" if fallback and uptime > 0 else "N/A"
+
+
+def _optional(value: observer_pb2.ServerStatusResponse, field: str) -> str:
+    return str(getattr(value, field).value) if value.HasField(field) else "N/A"
+
+
+def format_status(status: observer_pb2.ServerStatusResponse, output: str) -> str:
+    """The status in hubble's layouts (compact, dict, table, json)."""
+    if output in ("json", "jsonpb"):
+        return json.dumps(json_format.MessageToDict(status, preserving_proto_field_name=True), separators=(",", ":"))
+    rows = [
+        ("NUM FLOWS", f"{status.num_flows:,}"),
+        ("MAX FLOWS", f"{status.max_flows:,}"),
+        ("SEEN FLOWS", f"{status.seen_flows:,}"),
+        ("FLOWS PER SECOND", _flows_per_second(status, fallback=False)),
+        ("UPTIME", format_duration(status.uptime_ns / 1e9)),
+        ("NUM CONNECTED NODES", _optional(status, "num_connected_nodes")),
+        ("NUM UNAVAILABLE NODES", _optional(status, "num_unavailable_nodes")),
+        ("VERSION", status.version),
+    ]
+    if output == "table":
+        return "\n".join(align([[key for key, _ in rows], [value for _, value in rows]]))
+    if output == "dict":
+        return "\n".join(f"{key.replace('UNAVAILABLE', 'UNAVAIL.'):>19}: {value}" for key, value in rows)
+    return _compact(status)
+
+
+def _compact(status: observer_pb2.ServerStatusResponse) -> str:
+    ratio = f" ({status.num_flows / status.max_flows * 100:.2f}%)" if status.max_flows else ""
+    lines = [
+        f"Current/Max Flows: {status.num_flows:,}/{status.max_flows:,}{ratio}",
+        f"Flows/s: {_flows_per_second(status, fallback=True)}",
+    ]
+    connected = status.num_connected_nodes.value if status.HasField("num_connected_nodes") else None
+    unavailable = status.num_unavailable_nodes.value if status.HasField("num_unavailable_nodes") else None
+    if connected is not None:
+        total = f"/{connected + unavailable}" if unavailable is not None else ""
+        lines.append(f"Connected Nodes: {connected}{total}")
+    if unavailable:
+        names = sorted(status.unavailable_nodes)
+        if unavailable > len(names) and names:
+            names.append(f"and {unavailable - len(names)} more...")
+        lines.append(f"Unavailable Nodes: {unavailable}")
+        lines += [f"  - {name}" for name in names]
+    lines += _lost_lines(status.flowscope_lost)
+    return "\n".join(lines)
+
+
+def _lost_lines(lost: observer_pb2.LostCounts) -> list[str]:
+    """flowscope's lost-event counts by where they were lost, only when there are any."""
+    parts = [
+        f"{what} {count:,}"
+        for what, count in (
+            ("kernel buffer", lost.kernel_buffer),
+            ("agent queue", lost.agent_queue),
+            ("ring overrun", lost.ring_overrun),
+        )
+        if count
+    ]
+    lines = [f"Lost Events: {', '.join(parts)}"] if parts else []
+    if lost.rate_limited:
+        lines.append(f"Rate-limited Drop Reports: {lost.rate_limited:,}")
+    return lines

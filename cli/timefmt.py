@@ -1,0 +1,195 @@
+"""Times in and out: Go-style durations and timestamps for --since/--until/--timeout, and the layouts
+hubble prints flows with (--time-format), so that lines look the same and copied timestamps parse back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration such as `5s`, `1m30s`, `1.5h` or `250ms`; ValueError when it is not one."""
+    body = text.strip()
+    sign = 1.0
+    if body[:1] in "+-" and body:
+        sign = -1.0 if body[0] == "-" else 1.0
+        body = body[1:]
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f"invalid duration {text!r}")
+    total, position = 0.0, 0
+    for match in _DURATION_PART.finditer(body):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(body):
+        raise ValueError(f"invalid duration {text!r} (use units such as 3s, 4m, 1h)")
+    return sign * total
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_ZONE = r"(?P<zone>Z|[+-]\d{2}:?\d{2})"
+_FRACTION = r"(?:[.,](?P<frac>\d{1,9}))?"
+_ABSOLUTE = [
+    re.compile(r"^(?P<Y>\d{4})-(?P<M>\d{2})-(?P<D>\d{2})$"),
+    re.compile(r"^(?P<Y>\d{4})-(?P<M>\d{2})-(?P<D>\d{2})T(?P<h>\d{2})" + _ZONE + "$"),
+    re.compile(r"^(?P<Y>\d{4})-(?P<M>\d{2})-(?P<D>\d{2})T(?P<h>\d{2}):(?P<m>\d{2})" + _ZONE + "$"),
+    re.compile(
+        r"^(?P<Y>\d{4})-(?P<M>\d{2})-(?P<D>\d{2})[T ](?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})" + _FRACTION + _ZONE + "?$"
+    ),
+    # RFC1123Z: Mon, 02 Jan 2006 15:04:05 -0700
+    re.compile(
+        r"^\w{3}, (?P<D>\d{2}) (?P<Mon>\w{3}) (?P<Y>\d{4}) (?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2}) " + _ZONE + "$"
+    ),
+    # The Stamp family hubble prints by default (no year: the most recent such moment is meant).
+    re.compile(r"^(?P<Mon>\w{3}) +(?P<D>\d{1,2}) (?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})" + _FRACTION + "$"),
+]
+
+
+def parse_time(text: str, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> datetime:
+    """The moment --since/--until names: a duration back from now (`3s`, `4m`, `1h`) or an absolute time
+    (2006-01-02, RFC3339 with any fraction, RFC1123Z, or hubble's StampMilli lines). Times without a zone are
+    UTC, as hubble prints them."""
+    try:
+        return now() - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    stripped = text.strip()
+    for pattern in _ABSOLUTE:
+        match = pattern.match(stripped)
+        if match:
+            return _from_match(match.groupdict(), now())
+    raise ValueError(f"cannot read {text!r} as a time (try 5m, 2h, 2024-05-01T10:00:00Z or RFC3339)")
+
+
+def _from_match(parts: dict[str, str | None], now: datetime) -> datetime:
+    def number(key: str) -> int:
+        value = parts.get(key)
+        return int(value) if value else 0
+
+    month = number("M")
+    if parts.get("Mon"):
+        name = str(parts["Mon"]).capitalize()
+        if name not in _MONTHS:
+            raise ValueError(f"unknown month {parts['Mon']!r}")
+        month = _MONTHS.index(name) + 1
+    micros = int((parts.get("frac") or "0").ljust(9, "0")[:6])
+    zone = _zone(parts.get("zone"))
+    year = number("Y") or now.year
+    moment = datetime(year, month, number("D"), number("h"), number("m"), number("s"), micros, zone)
+    if not parts.get("Y") and moment > now:
+        moment = moment.replace(year=year - 1)
+    return moment.astimezone(UTC)
+
+
+def _zone(text: str | None) -> timezone:
+    if not text or text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+
+
+def to_timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+# --time-format names (hubble's, plus Go's other Stamp layouts), case-insensitive.
+TIME_FORMATS = (
+    "StampMilli",
+    "Stamp",
+    "StampMicro",
+    "StampNano",
+    "RFC3339",
+    "RFC3339Milli",
+    "RFC3339Micro",
+    "RFC3339Nano",
+    "RFC1123Z",
+    "YearMonthDay",
+    "YearMonthDayHour",
+    "YearMonthDayHourMinute",
+)
+
+
+def time_format_name(text: str) -> str:
+    """The canonical spelling of a --time-format name; ValueError for an unknown one."""
+    for name in TIME_FORMATS:
+        if name.lower() == text.lower():
+            return name
+    raise ValueError(f"unknown time format {text!r} (one of {', '.join(TIME_FORMATS)})")
+
+
+def format_timestamp(stamp: Timestamp | None, layout: str = "StampMilli") -> str:
+    """A timestamp in one of the --time-format layouts, in UTC as hubble prints it; `N/A` when unset."""
+    if stamp is None or (stamp.seconds == 0 and stamp.nanos == 0):
+        return "N/A"
+    moment = datetime.fromtimestamp(stamp.seconds, UTC)
+    nanos = stamp.nanos
+    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+    clock = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    stamp_prefix = f"{_MONTHS[moment.month - 1]} {moment.day:>2} {clock}"
+    match layout:
+        case "Stamp":
+            return stamp_prefix
+        case "StampMicro":
+            return f"{stamp_prefix}.{nanos // 1000:06d}"
+        case "StampNano":
+            return f"{stamp_prefix}.{nanos:09d}"
+        case "RFC3339":
+            return f"{date}T{clock}Z"
+        case "RFC3339Milli":
+            return f"{date}T{clock}{_trimmed_fraction(nanos // 1_000_000, 3)}Z"
+        case "RFC3339Micro":
+            return f"{date}T{clock}{_trimmed_fraction(nanos // 1000, 6)}Z"
+        case "RFC3339Nano":
+            return f"{date}T{clock}{_trimmed_fraction(nanos, 9)}Z"
+        case "RFC1123Z":
+            weekday = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[moment.weekday()]
+            return f"{weekday}, {moment.day:02d} {_MONTHS[moment.month - 1]} {moment.year:04d} {clock} +0000"
+        case "YearMonthDay":
+            return date
+        case "YearMonthDayHour":
+            return f"{date}T{moment.hour:02d}Z"
+        case "YearMonthDayHourMinute":
+            return f"{date}T{moment.hour:02d}:{moment.minute:02d}Z"
+        case _:
+            return f"{stamp_prefix}.{nanos // 1_000_000:03d}"
+
+
+def _trimmed_fraction(value: int, digits: int) -> str:
+    """Go's `.999` layouts: the fraction without trailing zeros, and no dot at all when it is zero."""
+    text = f"{value:0{digits}d}".rstrip("0")
+    return f".{text}" if text else ""
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way Go prints one rounded to the second (`2h3m4s`, `45s`, `1m0s`), for node ages."""
+    total = round(seconds)
+    if total <= 0:
+        return "0s"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

@@ -1,0 +1,190 @@
+"""Connecting: the fallback to the local agent's socket, TLS and mutual TLS, and how main loads commands."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import cli_samples as samples
+import grpc
+import pytest
+from cli_fake_server import FakeServer
+from cli_runner import run_flowscope
+
+import cli.connection
+from cli.errors import CliError
+from cli.main import build_parser, command_modules, main
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def no_default_server(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the default server at a port where nothing listens, whatever runs on this machine."""
+    address = f"127.0.0.1:{closed_port()}"
+    monkeypatch.setattr(cli.connection, "DEFAULT_SERVER", address)
+    monkeypatch.delenv("FLOWSCOPE_SERVER", raising=False)
+    return address
+
+
+def test_falls_back_to_the_agent_socket(
+    short_tmp: Path,
+    no_default_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    agent_socket = short_tmp / "agent.sock"
+    monkeypatch.setenv("FLOWSCOPE_DEFAULT_SOCKET_PATH", str(agent_socket))
+    with FakeServer(agent_socket, flows=[samples.response(samples.tcp_flow())]):
+        assert main(["observe", "--color", "never"]) == 0
+    assert "default/client:34567" in capsys.readouterr().out
+
+
+def test_without_either_the_error_names_both(
+    short_tmp: Path,
+    no_default_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FLOWSCOPE_DEFAULT_SOCKET_PATH", str(short_tmp / "none.sock"))
+    assert main(["observe"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"flowscope: error: cannot connect to {no_default_server} (connection refused); "
+        f"also tried unix://{short_tmp}/none.sock (no such socket)\n"
+    )
+
+
+def test_a_chosen_server_has_no_fallback(
+    short_tmp: Path,
+    no_default_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    agent_socket = short_tmp / "agent.sock"
+    monkeypatch.setenv("FLOWSCOPE_DEFAULT_SOCKET_PATH", str(agent_socket))
+    monkeypatch.setenv("FLOWSCOPE_SERVER", no_default_server)
+    with FakeServer(agent_socket):
+        assert main(["status"]) == 1
+    assert capsys.readouterr().err == f"flowscope: error: cannot connect to {no_default_server} (connection refused)\n"
+
+
+def test_server_flag_forms() -> None:
+    assert cli.connection.grpc_target("tls://relay:4245") == "relay:4245"
+    assert cli.connection.grpc_target("/run/flowscope/hubble.sock") == "unix:///run/flowscope/hubble.sock"
+    assert cli.connection.grpc_target("unix:///x.sock") == "unix:///x.sock"
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+
+def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    key, cert = directory / f"{name}.key", directory / f"{name}.pem"
+    subprocess.run(
+        [
+            *(
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={name}",
+            ),
+            *("-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+@pytest.fixture
+def certificates(short_tmp: Path) -> dict[str, tuple[Path, Path]]:
+    return {name: make_certificate(short_tmp, name) for name in ("server.test", "client.test")}
+
+
+def tls_server(certificates: dict[str, tuple[Path, Path]], mutual: bool = False) -> FakeServer:
+    key, cert = certificates["server.test"]
+    client_ca = certificates["client.test"][1].read_bytes() if mutual else None
+    credentials = grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())], root_certificates=client_ca, require_client_auth=mutual
+    )
+    return FakeServer("127.0.0.1:0", credentials=credentials)
+
+
+def test_tls_with_a_ca(certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    ca = str(certificates["server.test"][1])
+    with tls_server(certificates) as server:
+        assert main(["status", "--server", f"tls://{server.target}", "--tls-ca-cert-files", ca]) == 0
+        assert "Healthcheck" in capsys.readouterr().out
+        # The certificate names server.test, not this address: --tls-server-name says whom to expect.
+        argv = ["status", "--server", server.target, "--tls", "--tls-ca-cert-files", ca]
+        assert main([*argv, "--tls-server-name", "server.test"]) == 0
+
+
+def test_tls_refuses_an_unknown_certificate(
+    certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tls_server(certificates) as server:
+        assert main(["status", "--server", f"tls://{server.target}", "--timeout", "2s"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"flowscope: error: cannot connect to {server.target} (") and err.count("\n") == 1
+
+
+def test_tls_failure_is_one_line_from_the_real_command(
+    certificates: dict[str, tuple[Path, Path]], cli_env: dict[str, str]
+) -> None:
+    with tls_server(certificates) as server:
+        result = run_flowscope("status", "--server", f"tls://{server.target}", "--timeout", "2s", env=cli_env)
+        plain = run_flowscope("status", "--server", server.target, "--timeout", "2s", env=cli_env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
+    assert plain.returncode == 1
+    assert plain.stderr.count("\n") == 1 and "a TLS server? try tls:// or --tls" in plain.stderr
+
+
+def test_tls_allow_insecure(certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    with tls_server(certificates) as server:
+        assert main(["status", "--server", f"tls://{server.target}", "--tls-allow-insecure"]) == 0
+
+
+def test_mutual_tls(certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    key, cert = certificates["client.test"]
+    ca = str(certificates["server.test"][1])
+    with tls_server(certificates, mutual=True) as server:
+        base = ["status", "--server", f"tls://{server.target}", "--tls-ca-cert-files", ca, "--timeout", "2s"]
+        assert main([*base, "--tls-client-cert-file", str(cert), "--tls-client-key-file", str(key)]) == 0
+        capsys.readouterr()
+        assert main(base) == 1
+        assert capsys.readouterr().err.count("\n") == 1
+        assert main([*base, "--tls-client-cert-file", str(cert)]) == 2
+
+
+# --- loading the commands -------------------------------------------------------------------------
+
+
+def test_missing_command_modules_are_left_out() -> None:
+    modules = command_modules(("cli.observe", "cli.no_such_command"))
+    assert [getattr(module, "__name__", None) for module in modules] == ["cli.observe"]
+
+
+@pytest.mark.parametrize("body", ["import fs_no_such_dependency", "from json import no_such_name"])
+def test_a_command_that_fails_to_import_reports_it_when_run(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    (short_tmp / "fs_broken.py").write_text(body + "\n")
+    monkeypatch.syspath_prepend(str(short_tmp))
+    parser = build_parser(command_modules(("cli.observe", "fs_broken")))
+    args = parser.parse_args(["fs_broken", "--anything"])
+    with pytest.raises(CliError, match="the fs_broken command cannot load"):
+        args.run(args)
+    assert parser.parse_args(["observe"]).run is not None
