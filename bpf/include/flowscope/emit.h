@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Emitting events: copy the header built in the scratch state and the packet's first bytes into one ring
+ * buffer record. Counting what could not be emitted, and pacing reader wakeups, live here too.
+ */
+#ifndef FLOWSCOPE_EMIT_H
+#define FLOWSCOPE_EMIT_H
+
+#include "flowscope/drop.h"
+#include "flowscope/maps.h"
+#include "flowscope/state.h"
+
+/* How many packet bytes to capture: the configured length, at most FS_CAPLEN, at most the packet. */
+static __always_inline __u64 fs_capture_len(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	__u64 want = FS_CAPLEN;
+	struct fs_config *cfg = config.lookup(&zero);
+
+	if (cfg && cfg->capture_len && cfg->capture_len < FS_CAPLEN)
+		want = cfg->capture_len;
+	if (skb->len < want)
+		want = skb->len;
+	return want;
+}
+
+/* BPF_RB_FORCE_WAKEUP on every FS_WAKEUP_EVERY-th event of this CPU, BPF_RB_NO_WAKEUP otherwise: the reader
+ * also polls with a timeout, so a quiet CPU's last few events wait at most that long. */
+static __always_inline __u64 fs_wakeup_flag(void)
+{
+	__u32 zero = 0;
+	__u32 *count = emit_count.lookup(&zero);
+
+	if (!count)
+		return BPF_RB_FORCE_WAKEUP;
+	*count += 1; /* per-CPU and never preempted by another tc program: no atomics needed */
+	if (*count >= FS_WAKEUP_EVERY) {
+		*count = 0;
+		return BPF_RB_FORCE_WAKEUP;
+	}
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void fs_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = lost.lookup(&zero);
+
+	if (n)
+		*n += 1;
+}
+
+/* Send the event in `st` with the packet's first bytes; count it in `lost` when the ring buffer is full. */
+static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
+{
+	struct fs_event *ev;
+	__u64 caplen;
+
+	st->ev.ts = bpf_ktime_get_ns();
+	st->ev.cpu = bpf_get_smp_processor_id();
+	st->ev.hash = bpf_get_hash_recalc(skb);
+
+	ev = events.ringbuf_reserve(sizeof(struct fs_event));
+	if (!ev) {
+		fs_count_lost();
+		return;
+	}
+	__builtin_memcpy(ev, &st->ev, FS_EVENT_HDR_LEN);
+
+	caplen = fs_capture_len(skb);
+	/* Hide caplen's derivation from the compiler, so it keeps the checks the verifier needs to see on the very
+	 * register passed to the helper (it would otherwise drop them as already implied). */
+	asm volatile("" : "+r"(caplen));
+	ev->len_cap = 0;
+	if (caplen > 0 && caplen <= FS_CAPLEN && bpf_skb_load_bytes(skb, 0, ev->data, caplen) == 0)
+		ev->len_cap = caplen;
+
+	events.ringbuf_submit(ev, fs_wakeup_flag());
+}
+
+/* Report the packet as dropped for `reason` (a Cilium drop code) and tell tc to drop it. */
+static __always_inline int fs_drop(struct __sk_buff *skb, struct fs_state *st, __u32 reason)
+{
+	st->ev.type = FS_EVENT_DROP;
+	st->ev.subtype = reason & 0xff;
+	st->ev.verdict = FS_VERDICT_DROPPED;
+	st->ev.drop_reason = reason;
+	fs_emit(skb, st);
+	return TC_ACT_SHOT;
+}
+
+#endif /* FLOWSCOPE_EMIT_H */

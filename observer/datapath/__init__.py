@@ -1,0 +1,33 @@
+"""The loader: compiles and loads the datapath (bpf/), attaches it to tc hooks, fills its maps and reads its
+events.
+
+    reclaim()  # first: remove the filters and pins a killed predecessor left in this network namespace
+    with Datapath(DatapathConfig(caplen=128), pin_dir=pins.pin_dir()) as dp:
+        dp.attach_device("eth0")
+        dp.attach_endpoint("lxc1001", ep_id=1001, identity=ep.identity)
+        dp.replace_ipcache({"10.200.1.11/32": (ep.identity, 1001), "10.77.0.1/32": 1})
+        batch = dp.reader().read_batch(0.1)  # numpy array of observer.events.event_dtype(128)
+        lost = dp.lost_counts()  # per CPU, cumulative
+"""
+
+from observer.datapath import pins
+from observer.datapath.loader import Datapath, reclaim
+from observer.datapath.maps import DatapathMaps, IpcacheEntry, RuntimeConfig
+from observer.datapath.ring import RingReader
+from observer.datapath.source import DatapathConfig
+from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcFilter
+
+__all__ = [
+    "DEVICE_HOOKS",
+    "ENDPOINT_HOOKS",
+    "Datapath",
+    "DatapathConfig",
+    "DatapathMaps",
+    "Hook",
+    "IpcacheEntry",
+    "RingReader",
+    "RuntimeConfig",
+    "TcFilter",
+    "pins",
+    "reclaim",
+]

@@ -1,0 +1,110 @@
+"""The few bpf(2) commands bcc 0.26 does not wrap: pinning, object info by fd, and program test runs.
+
+Called through ctypes with the attribute layouts of include/uapi/linux/bpf.h (stable ABI: fields are only ever
+appended, and the kernel accepts a shorter attribute from an older caller).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from dataclasses import dataclass
+
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}
+
+BPF_OBJ_PIN = 6
+BPF_PROG_TEST_RUN = 10
+BPF_OBJ_GET_INFO_BY_FD = 15
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def bpf(cmd: int, attr: ctypes.Structure) -> int:
+    """bpf(cmd, &attr, sizeof(attr)); raises OSError with the kernel's errno."""
+    number = _SYS_BPF.get(platform.machine())
+    if number is None:
+        raise OSError(f"bpf(2): unknown syscall number on {platform.machine()}")
+    ret = _libc.syscall(number, ctypes.c_int(cmd), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bpf(cmd={cmd}): {os.strerror(err)}")
+    return int(ret)
+
+
+class _PinAttr(ctypes.Structure):
+    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32), ("file_flags", ctypes.c_uint32)]
+
+
+def obj_pin(fd: int, path: str) -> None:
+    """Pin a map or program at a path in a bpffs: it then lives until the file is removed."""
+    name = ctypes.create_string_buffer(path.encode())
+    bpf(BPF_OBJ_PIN, _PinAttr(pathname=ctypes.addressof(name), bpf_fd=fd, file_flags=0))
+
+
+class _InfoAttr(ctypes.Structure):
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+
+
+class _MapInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+class _ProgInfo(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    id: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    name: str
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    id: int
+    type: int
+    name: str
+
+
+def _get_info(fd: int, info: ctypes.Structure) -> None:
+    attr = _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+
+
+def map_info(fd: int) -> MapInfo:
+    info = _MapInfo()
+    _get_info(fd, info)
+    return MapInfo(info.id, info.type, info.key_size, info.value_size, info.max_entries, info.name.decode())
+
+
+def prog_info(fd: int) -> ProgInfo:
+    info = _ProgInfo()
+    _get_info(fd, info)
+    return ProgInfo(info.id, info.type, info.name.decode())

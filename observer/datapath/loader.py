@@ -1,0 +1,166 @@
+"""The datapath as the agent holds it: compiled, loaded, its stages wired, attached where asked.
+
+One `Datapath` is one compilation of bpf/datapath.c with bcc: every program (entry programs and stages) and
+every map comes from it, so they share the maps. Use it as a context manager: leaving it detaches every filter
+it attached and closes every fd, which frees the programs and maps once nothing else holds them.
+
+A crash (kill -9) skips that: the filters stay and keep their entry programs. Given a pin folder, the `calls`
+array is pinned there, so those programs keep passing packets (observer/datapath/pins.py) until the next start
+calls reclaim(), which removes the filters and then the pins.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from bcc import BPF
+
+from observer.datapath import pins
+from observer.datapath.bpfsys import map_info, obj_pin
+from observer.datapath.maps import DatapathMaps, IpcacheEntries
+from observer.datapath.ring import RingReader
+from observer.datapath.source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
+from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcFilter, reclaim_filters
+
+
+def reclaim() -> int:
+    """Remove what a killed agent left in this network namespace; how many tc filters that was.
+
+    Filters first, pins second: unpinning the tail-call array while filters still use it would drop packets.
+    Pin folders of namespaces that no longer exist go too.
+    """
+    removed = reclaim_filters()
+    pins.remove(pins.pin_dir())
+    pins.sweep_stale()
+    return removed
+
+
+class Datapath:
+    """The loaded programs and maps of one compilation, and where they are attached.
+
+    What the agent does on every reconcile (endpoints, ipcache, lost counters) is here; `maps` has the rest.
+    """
+
+    def __init__(
+        self, config: DatapathConfig | None = None, bpf_dir: Path = BPF_DIR, pin_dir: Path | None = None
+    ) -> None:
+        self.config = config or DatapathConfig()
+        self._pin_dir = pin_dir
+        self._bpf = BPF(text=translation_unit(bpf_dir).encode(), cflags=cflags(self.config, bpf_dir))
+        try:
+            self._slots = tail_call_slots(bpf_dir)
+            names = [hook.program for hook in Hook] + list(self._slots.values())
+            self._programs = {name: self._bpf.load_func(name.encode(), BPF.SCHED_CLS) for name in names}
+            self.fill_tail_calls()
+            if pin_dir is not None:
+                pins.ensure_bpffs()
+                pin_dir.mkdir(parents=True, exist_ok=True)
+                obj_pin(self._bpf[b"calls"].map_fd, str(pin_dir / "calls"))
+        except BaseException:
+            if pin_dir is not None:
+                pins.remove(pin_dir)
+            self._bpf.cleanup()
+            raise
+        self.maps = DatapathMaps(self._bpf)
+        self._tc = TcAttachments()
+        self._reader: RingReader | None = None
+        self._closed = False
+
+    # programs and the tail-call array
+
+    def program_fd(self, name: str) -> int:
+        """The fd of a loaded program, by its C function name (`from_container`, `stage_ipv4`, ...)."""
+        return int(self._programs[name].fd)
+
+    @property
+    def tail_call_slots(self) -> dict[int, str]:
+        """Slot of `calls` -> the stage program in it."""
+        return dict(self._slots)
+
+    def fill_tail_calls(self) -> None:
+        calls = self._bpf[b"calls"]
+        for slot, name in self._slots.items():
+            calls[ctypes.c_int(slot)] = ctypes.c_int(self._programs[name].fd)
+
+    def clear_tail_call(self, slot: int) -> None:
+        """Empty one slot of `calls` (tests use it to see a missed tail call reported)."""
+        del self._bpf[b"calls"][ctypes.c_int(slot)]
+
+    # attaching, in the network namespace of the thread that first attaches
+
+    def attach(self, interface: str | int, hooks: Iterable[Hook | str]) -> None:
+        """Attach the entry programs of `hooks` (Hook or "from-container", ...) to a device.
+
+        Raises OSError when the device does not exist (or vanished meanwhile).
+        """
+        for hook in map(Hook.named, hooks):
+            self._tc.attach(interface, hook, self.program_fd(hook.program))
+
+    def attach_endpoint(self, interface: str | int, ep_id: int, identity: int) -> int:
+        """Observe an endpoint on its host-side veth (who it is, then from/to-container); its ifindex."""
+        ifindex = self._tc.ifindex(interface)
+        self.set_endpoint(ifindex, ep_id, identity)  # first, so its first packets already carry its id
+        self.attach(interface, ENDPOINT_HOOKS)
+        return ifindex
+
+    def attach_device(self, interface: str | int) -> int:
+        """Observe the node's network device (endpoint id 0): attach from/to-netdev; its ifindex."""
+        self.attach(interface, DEVICE_HOOKS)
+        return self._tc.ifindex(interface)
+
+    def detach(self, interface: str | int) -> None:
+        """Remove our filters from a device; a device that is gone already is not an error."""
+        self._tc.detach(interface)
+
+    def attached(self) -> list[TcFilter]:
+        return self._tc.attached()
+
+    # the maps the agent keeps up to date
+
+    def set_endpoint(self, ifindex: int, ep_id: int, identity: int) -> None:
+        self.maps.set_endpoint(ifindex, ep_id, identity)
+
+    def remove_endpoint(self, ifindex: int) -> None:
+        self.maps.remove_endpoint(ifindex)
+
+    def replace_ipcache(self, entries: IpcacheEntries) -> None:
+        self.maps.replace_ipcache(entries)
+
+    def lost_counts(self) -> list[int]:
+        return self.maps.lost_counts()
+
+    # events
+
+    def reader(self) -> RingReader:
+        """The one consumer of the `events` ring buffer (made on first use)."""
+        if self._reader is None:
+            fd = self._bpf[b"events"].map_fd
+            self._reader = RingReader(fd, map_info(fd).max_entries, self.config.caplen)
+        return self._reader
+
+    # lifetime
+
+    def close(self) -> None:
+        """Detach everything we attached and close every fd; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._tc.close()
+            if self._pin_dir is not None:
+                pins.remove(self._pin_dir)
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+            self._bpf.cleanup()
+
+    def __enter__(self) -> Datapath:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
