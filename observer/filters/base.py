@@ -1,0 +1,95 @@
+"""What every filter module shares: the error, the context filters compile against, the batch they run on.
+
+A filter is compiled once per request (names resolved through the registry snapshot, patterns checked) into a
+`Predicate`: a function from a `Batch` of stored records to a boolean mask over them. Columns that several
+predicates need (which endpoint owns each address, each record's direction) are computed once per batch and
+kept on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from observer.endpoints import Snapshot
+from observer.parser import EndpointIndex, index_of
+from observer.parser.columns import Side
+from observer.parser.direction import reply_states, traffic_directions
+from observer.parser.uuids import FlowIds
+
+
+class FilterError(ValueError):
+    """A FlowFilter that cannot be applied; the message says what to change (sent as INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    """What filters resolve names against: this node, its cluster and the registry snapshot of the moment.
+
+    `instance` is the agent instance the decoder derives flow uuids from (FlowDecoder.instance); uuid filters
+    need it to tell this agent's uuids from others'.
+    """
+
+    node_name: str
+    snapshot: Snapshot
+    cluster_name: str = ""
+    instance: bytes | None = None
+
+    @property
+    def cluster(self) -> str:
+        return self.cluster_name or self.snapshot.cluster.name
+
+    @property
+    def index(self) -> EndpointIndex:
+        return index_of(self.snapshot)
+
+    @property
+    def flow_ids(self) -> FlowIds | None:
+        return None if self.instance is None else FlowIds(self.instance)
+
+
+@dataclass(eq=False)
+class Batch:
+    """Stored records and their sequence numbers, plus columns derived from them on first use."""
+
+    records: np.ndarray
+    seqs: np.ndarray
+    _derived: dict[object, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def derived(self, key: object, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """A column computed from the records once per batch, however many predicates ask for it."""
+        column = self._derived.get(key)
+        if column is None:
+            column = self._derived[key] = compute()
+        return column
+
+    def entries(self, index: EndpointIndex, side: Side) -> np.ndarray:
+        """The index entry owning each record's source or destination address."""
+        return self.derived((id(index), side), lambda: index.entries_for(self.records, side))
+
+    def directions(self, index: EndpointIndex) -> np.ndarray:
+        """flow.TrafficDirection of each record, as the decoder computes it."""
+
+        def compute() -> np.ndarray:
+            return traffic_directions(self.records, index.ids[self.entries(index, "src")])
+
+        return self.derived((id(index), "direction"), compute)
+
+    def reply_states(self) -> np.ndarray:
+        return self.derived("reply", lambda: reply_states(self.records))
+
+
+Predicate = Callable[[Batch], np.ndarray]
+
+
+def everything(batch: Batch) -> np.ndarray:
+    return np.ones(len(batch), dtype=bool)
+
+
+def nothing(batch: Batch) -> np.ndarray:
+    return np.zeros(len(batch), dtype=bool)

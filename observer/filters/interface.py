@@ -1,0 +1,34 @@
+"""interface: the network interface of the observation point, by index and/or name (both must match if given).
+
+Names resolve to interface indexes through the registry snapshot when the filter is compiled. A record seen
+on no interface (index 0) has no interface in its flow and never matches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flowscope_api.flow import flow_pb2
+
+from observer.filters.base import Batch, FilterContext, Predicate
+
+
+def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
+    if not ff.interface:
+        return []
+    interfaces = ctx.snapshot.interfaces
+    entries: list[np.ndarray | None] = []  # allowed indexes per entry; None: any index
+    for wanted in ff.interface:
+        allowed = None if not wanted.index else {wanted.index}
+        if wanted.name:
+            named = {index for index, name in interfaces.items() if name == wanted.name}
+            allowed = named if allowed is None else allowed & named
+        entries.append(None if allowed is None else np.array(sorted(allowed), dtype=np.uint32))
+
+    def by_interface(batch: Batch) -> np.ndarray:
+        ifindex = batch.records["ifindex"]
+        hit = np.zeros(len(batch), dtype=bool)
+        for allowed in entries:
+            hit |= np.ones(len(batch), dtype=bool) if allowed is None else np.isin(ifindex, allowed)
+        return hit & (ifindex != 0)
+
+    return [by_interface]

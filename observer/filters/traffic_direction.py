@@ -1,0 +1,20 @@
+"""traffic_direction: INGRESS or EGRESS, computed by the decoder's own rules (observer.parser.direction)."""
+
+from __future__ import annotations
+
+import numpy as np
+from flowscope_api.flow import flow_pb2
+
+from observer.filters.base import Batch, FilterContext, Predicate
+
+
+def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
+    if not ff.traffic_direction:
+        return []
+    wanted = np.array(list(ff.traffic_direction), dtype=np.int64)
+    index = ctx.index
+
+    def by_direction(batch: Batch) -> np.ndarray:
+        return np.isin(batch.directions(index), wanted)
+
+    return [by_direction]
