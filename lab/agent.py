@@ -18,15 +18,6 @@ from lab.topology import AGENT_PORT, Topology
 
 HEALTH_SERVICE = "hubble.server.Observer"
 
-# `ip netns exec` gives the agent a fresh /sys that describes its node's namespace, but without the tracefs
-# and bpffs mounted under it, which a BPF agent needs (tracepoint ids, pinned objects). Mount them in the
-# agent's own mount namespace, then become the agent (same pid).
-_MOUNT_THEN_EXEC = (
-    "mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing; "
-    "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; "
-    'exec "$@"'
-)
-
 
 def default_command() -> list[str]:
     """The `flowscope` command of the Python environment running us."""
@@ -35,10 +26,6 @@ def default_command() -> list[str]:
 
 def agent_service(topology: Topology, node: str, command: Sequence[str] | None = None) -> Service:
     argv = [
-        "sh",
-        "-c",
-        _MOUNT_THEN_EXEC,
-        "flowscope-agent",  # $0 of the script
         *(command or default_command()),
         "agent",
         "--node-name",
@@ -52,7 +39,9 @@ def agent_service(topology: Topology, node: str, command: Sequence[str] | None =
         "--listen-address",
         f":{AGENT_PORT}",
     ]
-    return Service(f"agent-{node}", topology.node(node).netns, argv)
+    # The host's mounts: the agent pins its tail-call map in the host's /sys/fs/bpf, so that a killed agent's
+    # programs keep passing packets until the next agent reclaims them.
+    return Service(f"agent-{node}", topology.node(node).netns, argv, host_mounts=True)
 
 
 def prepare_socket(socket: Path) -> None:

@@ -213,7 +213,8 @@ class Lab:
     def _start(self, services: Sequence[Service]) -> list[Daemon]:
         """Start services together, record them, then wait until each listens on its ports."""
         state = self._state()
-        started = [daemons.spawn(s.role, s.netns, s.argv, self.state_dir / "logs" / f"{s.role}.log") for s in services]
+        logs = self.state_dir / "logs"
+        started = [daemons.spawn(s.role, s.netns, s.argv, logs / f"{s.role}.log", s.host_mounts) for s in services]
         state.daemons += started
         state.save(self.state_file)
         for service, daemon in zip(services, started, strict=True):

@@ -45,12 +45,12 @@ class Daemon:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def spawn(role: str, netns: str, argv: Sequence[str], log: Path) -> Daemon:
-    """Start argv inside a namespace as a daemon writing to log."""
+def spawn(role: str, netns: str, argv: Sequence[str], log: Path, host_mounts: bool = False) -> Daemon:
+    """Start argv inside a namespace as a daemon writing to log (see netns.exec_argv for host_mounts)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            exec_argv(netns, argv),
+            exec_argv(netns, argv, host_mounts),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -28,8 +28,15 @@ def run(argv: Sequence[str], stdin: str | None = None) -> str:
     return done.stdout
 
 
-def exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
-    """The command line that runs argv inside a namespace."""
+def exec_argv(netns: str, argv: Sequence[str], host_mounts: bool = False) -> list[str]:
+    """The command line that runs argv inside a namespace.
+
+    `ip netns exec` also gives the command its own /sys for that namespace; with host_mounts, only the network
+    namespace changes (nsenter), so the command shares the host's bpffs and tracefs, as the agent must: what it
+    pins in /sys/fs/bpf has to outlive it (kill -9) for the datapath to keep working and be reclaimed.
+    """
+    if host_mounts:
+        return ["nsenter", f"--net={NETNS_DIR / netns}", *argv]
     return ["ip", "netns", "exec", netns, *argv]
 
 

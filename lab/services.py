@@ -19,6 +19,7 @@ class Service:
     netns: str
     argv: list[str]
     ports: tuple[tuple[str, int], ...] = ()  # (protocol, port) it is ready when bound to
+    host_mounts: bool = False  # keep the host's /sys (bpffs, tracefs): see lab.netns.exec_argv
 
 
 def servers(topology: Topology, python: str = sys.executable) -> list[Service]:

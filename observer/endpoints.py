@@ -79,7 +79,9 @@ class Snapshot:
         return self.interfaces.get(ifindex, "")
 
 
-def _build(node_name: str, cluster: Cluster, interfaces: dict[int, str], departed: dict[IPAddress, EndpointInfo]) -> Snapshot:
+def _build(
+    node_name: str, cluster: Cluster, interfaces: dict[int, str], departed: dict[IPAddress, EndpointInfo]
+) -> Snapshot:
     by_ip: dict[IPAddress, EndpointInfo] = dict(departed)
     for node in cluster.nodes:
         identity = IDENTITY_HOST if node.name == node_name else IDENTITY_REMOTE_NODE

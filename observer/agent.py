@@ -1,0 +1,188 @@
+"""The node agent: everything of one node's observer, started and stopped in the right order.
+
+Start: take the node's lock (one agent per network namespace), reclaim what a killed agent left, load the
+datapath, attach to the node's device and endpoints, start reading events, then serve. Stop (SIGINT, SIGTERM,
+or leaving the `with`): stop serving, detach everything, unload. A kill -9 skips the stop; the next start's
+reclaim removes what it left, which is why reclaim comes before anything is attached.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from observer.attachments import Attachments
+from observer.datapath import Datapath, DatapathConfig, pins, reclaim
+from observer.endpoints import EndpointRegistry
+from observer.events import event_dtype
+from observer.ingest import Ingest
+from observer.metadata import Cluster
+from observer.parser import FlowDecoder
+from observer.paths import DEFAULT_SOCKET, RUN_DIR
+from observer.ring import FlowRing, check_capacity
+from observer.server.serve import ObserverServer, TLSFiles
+from observer.server.state import NodeState
+
+log = logging.getLogger(__name__)
+
+RECONCILE_S = 0.5
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    cluster_file: Path | None = None
+    device: str | None = None
+    socket_path: Path | None = DEFAULT_SOCKET
+    listen_address: str | None = ":4244"
+    ring_capacity: int = 65535
+    caplen: int = 128
+    ring_buffer_pages: int = 1024  # 4 MiB of kernel buffer
+    tls: TLSFiles | None = None
+    kernel_reasons: dict[int, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        check_capacity(self.ring_capacity)
+        if self.caplen <= 0 or self.caplen % 8:
+            raise ValueError(f"capture length must be a positive multiple of 8, not {self.caplen}")
+
+
+class NodeLock:
+    """One agent per network namespace: a second one would fight the first over the same tc hooks.
+
+    An flock dies with its process, so after a kill -9 the next agent gets the lock and knows that anything
+    of ours still attached in this namespace is a leftover it may reclaim.
+    """
+
+    def __init__(self) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        self.path = RUN_DIR / f"agent-netns-{pins.netns_inode()}.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            owner = self.path.read_text().strip() or "?"
+            raise RuntimeError(f"another flowscope agent (pid {owner}) runs in this network namespace") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+        self._sweep()
+
+    @staticmethod
+    def _sweep() -> None:
+        """Lock files of network namespaces that are gone (their agent was killed, then its lab removed)."""
+        live = pins.live_netns_inodes()
+        for path in RUN_DIR.glob("agent-netns-*.lock"):
+            inode = path.stem.removeprefix("agent-netns-")
+            if inode.isdigit() and int(inode) not in live:
+                path.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        config.check()
+        self.config = config
+        self._stopped = threading.Event()
+        self._lock = NodeLock()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        cfg = self.config
+        leftovers = reclaim()
+        if leftovers:
+            log.info("reclaimed %d tc filters (and their pins) left by an earlier agent", leftovers)
+        cluster = Cluster.load(cfg.cluster_file) if cfg.cluster_file and cfg.cluster_file.exists() else Cluster()
+        self.registry = EndpointRegistry(cfg.node_name)
+        dtype = event_dtype(cfg.caplen)
+        self.ring = FlowRing(cfg.ring_capacity, dtype)
+        decoder = FlowDecoder(cfg.node_name, self.registry, secrets.token_bytes(8), cfg.kernel_reasons)
+        node = cluster.node(cfg.node_name)
+        self.state = NodeState(
+            node_name=cfg.node_name,
+            cluster_name=cluster.name,
+            address=node.address if node else "",
+            ring=self.ring,
+            decoder=decoder,
+            registry=self.registry,
+            tls_enabled=cfg.tls is not None,
+        )
+        self.datapath: Datapath | None = Datapath(
+            DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages), pin_dir=pins.pin_dir()
+        )
+        self.attachments = Attachments(self.datapath, self.registry, cfg.cluster_file, cfg.device)
+        self.attachments.reconcile()
+        self.ingest = Ingest(self.datapath.reader(), self.ring, self.state, self.datapath.lost_counts, dtype)
+        self.ingest.start()
+        self.server: ObserverServer | None = ObserverServer(self.state, cfg.socket_path, cfg.listen_address, cfg.tls)
+        self.server.start()
+        self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
+        self._reconciler.start()
+        log.info(
+            "agent for node %s ready: %s",
+            cfg.node_name,
+            ", ".join(a for a in (str(cfg.socket_path or ""), cfg.listen_address or "") if a),
+        )
+
+    def _reconcile_loop(self) -> None:
+        while not self._stopped.wait(RECONCILE_S):
+            try:
+                self.attachments.reconcile()
+            except Exception:  # keep serving what is attached; say what went wrong
+                log.exception("reconciling attachments failed")
+
+    def wait(self) -> None:
+        """Block until SIGINT or SIGTERM (or close() from another thread)."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            self._stopped.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        while not self._stopped.wait(1.0):
+            pass
+
+    def close(self) -> None:
+        """Stop serving, detach everything, unload, release the lock. Safe to call twice."""
+        self._stopped.set()
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.stop()
+            self.server = None
+        ingest = getattr(self, "ingest", None)
+        if ingest is not None:
+            ingest.stop()
+            ingest.join(timeout=2)
+        attachments = getattr(self, "attachments", None)
+        if attachments is not None:
+            attachments.close()
+        datapath = getattr(self, "datapath", None)
+        if datapath is not None:
+            datapath.close()
+            self.datapath = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,196 @@
+"""GetFlows: which stored events a request selects, in what order, and what it is told it missed.
+
+Hubble's semantics (shared/reference/hubble-api.md, hubble-behaviour.md): `first` reads forward from the oldest
+flow; `follow` with no number starts at the newest; otherwise walk back from the newest until `number` flows
+match (or `since` is passed), then send them oldest first, and go on following if asked. Lost events never
+count toward `number`. A reader the ring overtook gets a LostEvent (HUBBLE_RING_BUFFER) with the count, at most
+once a second.
+
+Filtering works on whole chunks of records at once (observer.filters); only the flows that are sent are decoded.
+This module knows nothing of gRPC: it yields responses and raises InvalidRequest, so it is easy to test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from flowscope_api.flow import flow_pb2
+from flowscope_api.observer import observer_pb2
+from google.protobuf import timestamp_pb2
+
+from observer.events import EVENT_LOST
+from observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
+from observer.parser import FieldTree, FlowDecoder, compile_field_mask
+from observer.ring import FlowRing
+
+CHUNK = 4096
+LOST_EVENT_INTERVAL_S = 1.0
+FOLLOW_POLL_S = 0.25
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be served as asked; the message says why (sent as INVALID_ARGUMENT)."""
+
+
+@dataclass
+class Selection:
+    """A validated request: where to start and when to stop."""
+
+    predicate: Predicate
+    number: int
+    first: bool
+    follow: bool
+    since_ns: int | None
+    until_ns: int | None
+    fields: FieldTree | None  # what the field mask keeps; None: everything
+
+
+def _ns(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+def select(request: observer_pb2.GetFlowsRequest, ctx: FilterContext) -> Selection:
+    """Check a request and compile its filters; raises InvalidRequest with the reason."""
+    if request.first and request.follow:
+        raise InvalidRequest("first cannot be combined with follow")
+    since = _ns(request.since) if request.HasField("since") else None
+    until = _ns(request.until) if request.HasField("until") else None
+    if since is not None and until is not None and since > until:
+        raise InvalidRequest("since is after until")
+    fields = None
+    if request.HasField("field_mask") and request.field_mask.paths:
+        try:
+            fields = compile_field_mask(request.field_mask.paths)
+        except ValueError as exc:
+            raise InvalidRequest(f"field_mask: {exc}") from exc
+    try:
+        predicate = compile_filters(list(request.whitelist), list(request.blacklist), ctx)
+    except FilterError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    return Selection(predicate, request.number, request.first, request.follow, since, until, fields)
+
+
+class FlowReader:
+    """Serves one GetFlows request from the ring."""
+
+    def __init__(
+        self,
+        ring: FlowRing,
+        decoder: FlowDecoder,
+        selection: Selection,
+        node_name: str,
+        on_overrun: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self._ring = ring
+        self._decoder = decoder
+        self._sel = selection
+        self._node = node_name
+        self._on_overrun = on_overrun
+        self._lost_pending = 0
+        self._lost_sent_at = 0.0
+
+    # --- where to start ----------------------------------------------------------------------------------
+
+    def _matches(self, records: np.ndarray, first_seq: int) -> np.ndarray:
+        """Which records are flows the request wants (lost-event records excluded)."""
+        seqs = np.arange(first_seq, first_seq + len(records), dtype=np.uint64)
+        wanted = self._sel.predicate(Batch(records, seqs)) & (records["type"] != EVENT_LOST)
+        if self._sel.since_ns is not None:
+            wanted &= records["ts"] >= self._sel.since_ns
+        if self._sel.until_ns is not None:
+            wanted &= records["ts"] <= self._sel.until_ns
+        return wanted
+
+    def _start(self, newest: int) -> int:
+        """The sequence number to start from; `newest` is ring.written when the request came."""
+        ring, sel = self._ring, self._sel
+        if sel.first:
+            return ring.oldest
+        if sel.follow and sel.number == 0 and sel.since_ns is None:
+            return newest
+        if sel.number == 0:  # everything stored (within since/until)
+            return ring.oldest
+        # Walk back from the newest until `number` matches, or until we pass `since`.
+        pos, needed = newest, sel.number
+        while pos > ring.oldest:
+            chunk = ring.read(max(ring.oldest, pos - CHUNK), pos)
+            if len(chunk.records) == 0:
+                break
+            hits = np.flatnonzero(self._matches(chunk.records, chunk.first_seq))
+            if len(hits) >= needed:
+                return chunk.first_seq + int(hits[len(hits) - needed])
+            needed -= len(hits)
+            pos = chunk.first_seq
+            if sel.since_ns is not None and int(chunk.records["ts"].min()) < sel.since_ns:
+                break
+        return ring.oldest
+
+    # --- the stream --------------------------------------------------------------------------------------
+
+    def responses(self, active: Callable[[], bool]) -> Iterator[observer_pb2.GetFlowsResponse]:
+        sel, ring = self._sel, self._ring
+        newest = ring.written
+        pos = self._start(newest)
+        end = None if sel.follow else newest
+        limit = sel.number if sel.first else 0
+        sent = 0
+        while active():
+            upto = pos + CHUNK if end is None else min(end, pos + CHUNK)
+            chunk = ring.read(pos, upto)
+            if chunk.lost:
+                self._lost_pending += chunk.lost
+                self._on_overrun(chunk.lost)
+            yield from self._lost_event(force=end is not None and chunk.end_seq >= end)
+            if len(chunk.records) == 0:
+                if end is not None and chunk.first_seq >= end:
+                    return
+                if sel.until_ns is not None and time.time_ns() > sel.until_ns:
+                    return
+                ring.wait(chunk.first_seq, FOLLOW_POLL_S)
+                pos = chunk.first_seq
+                continue
+            records = chunk.records
+            lost_rows = records["type"] == EVENT_LOST
+            for i in np.flatnonzero(self._matches(records, chunk.first_seq) | lost_rows):
+                record = records[i]
+                if lost_rows[i]:
+                    yield self._wrap_lost(self._decoder.decode_lost(record))
+                    continue
+                flow = self._decoder.decode(record, chunk.first_seq + int(i), self._sel.fields)
+                yield self._wrap_flow(flow, int(record["ts"]))
+                sent += 1
+                if limit and sent >= limit:
+                    return
+            if sel.until_ns is not None and int(records["ts"].max()) > sel.until_ns and sel.follow:
+                return
+            pos = chunk.end_seq
+
+    def _wrap_flow(self, flow: flow_pb2.Flow, ts_ns: int) -> observer_pb2.GetFlowsResponse:
+        """The response carries the flow's time even when the field mask left it out of the flow."""
+        response = observer_pb2.GetFlowsResponse(flow=flow, node_name=self._node)
+        response.time.FromNanoseconds(ts_ns)
+        return response
+
+    def _wrap_lost(self, lost: flow_pb2.LostEvent) -> observer_pb2.GetFlowsResponse:
+        response = observer_pb2.GetFlowsResponse(lost_events=lost, node_name=self._node)
+        response.time.CopyFrom(lost.last if lost.HasField("last") else _now())
+        return response
+
+    def _lost_event(self, force: bool) -> Iterator[observer_pb2.GetFlowsResponse]:
+        """Report what the ring overwrote before this reader got to it, at most once a second."""
+        now = time.monotonic()
+        if self._lost_pending and (force or now - self._lost_sent_at >= LOST_EVENT_INTERVAL_S):
+            lost = flow_pb2.LostEvent(source=flow_pb2.HUBBLE_RING_BUFFER, num_events_lost=self._lost_pending)
+            lost.last.CopyFrom(_now())
+            self._lost_pending = 0
+            self._lost_sent_at = now
+            yield self._wrap_lost(lost)
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts

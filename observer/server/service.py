@@ -1,0 +1,88 @@
+"""The node's observer.Observer service, as Hubble's agent serves it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from flowscope_api.observer import observer_pb2, observer_pb2_grpc
+from flowscope_api.relay import relay_pb2
+
+from observer.filters import FilterContext
+from observer.server.getflows import FlowReader, InvalidRequest, select
+from observer.server.state import VERSION, NodeState
+
+
+class ObserverService(observer_pb2_grpc.ObserverServicer):
+    def __init__(self, state: NodeState) -> None:
+        self._state = state
+
+    def GetFlows(
+        self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext
+    ) -> Iterator[observer_pb2.GetFlowsResponse]:
+        state = self._state
+        ctx = FilterContext(
+            node_name=state.node_name,
+            cluster_name=state.cluster_name,
+            snapshot=state.registry.snapshot,
+            instance=state.decoder.instance,
+        )
+        try:
+            selection = select(request, ctx)
+        except InvalidRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        reader = FlowReader(
+            state.ring,
+            state.decoder,
+            selection,
+            state.node_name,
+            on_overrun=lambda n: state.lost.add("ring_overrun", n),
+        )
+        yield from reader.responses(lambda: context.is_active() and not state.stopping.is_set())
+
+    def ServerStatus(
+        self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext
+    ) -> observer_pb2.ServerStatusResponse:
+        state = self._state
+        lost = state.lost
+        return observer_pb2.ServerStatusResponse(
+            num_flows=len(state.ring),
+            max_flows=state.ring.capacity,
+            seen_flows=state.seen_flows,
+            uptime_ns=state.uptime_ns,
+            version=VERSION,
+            flows_rate=state.rate.rate(),
+            flowscope_lost=observer_pb2.LostCounts(
+                kernel_buffer=lost.kernel_buffer,
+                agent_queue=lost.agent_queue,
+                ring_overrun=lost.ring_overrun,
+                rate_limited=lost.rate_limited,
+            ),
+        )
+
+    def GetNodes(
+        self, request: observer_pb2.GetNodesRequest, context: grpc.ServicerContext
+    ) -> observer_pb2.GetNodesResponse:
+        """A node's own observer knows one node: itself."""
+        state = self._state
+        node = observer_pb2.Node(
+            name=state.node_name,
+            version=VERSION,
+            address=state.address,
+            state=relay_pb2.NODE_CONNECTED,
+            tls=observer_pb2.TLS(enabled=state.tls_enabled),
+            uptime_ns=state.uptime_ns,
+            num_flows=len(state.ring),
+            max_flows=state.ring.capacity,
+            seen_flows=state.seen_flows,
+        )
+        return observer_pb2.GetNodesResponse(nodes=[node])
+
+    def GetNamespaces(
+        self, request: observer_pb2.GetNamespacesRequest, context: grpc.ServicerContext
+    ) -> observer_pb2.GetNamespacesResponse:
+        state = self._state
+        names = sorted(state.registry.snapshot.namespaces())
+        return observer_pb2.GetNamespacesResponse(
+            namespaces=[observer_pb2.Namespace(cluster=state.cluster_name, namespace=n) for n in names]
+        )
