@@ -17,8 +17,7 @@ def test_struct_matches_dtype(tmp_path: Path, caplen: int) -> None:
     fields = [name for name, _ in HEADER_FIELDS] + ["data"]
     member = "((struct fs_event *)0)->"
     prints = "\n".join(
-        f'printf("{name} %zu %zu\\n", offsetof(struct fs_event, {name}), sizeof({member}{name}));'
-        for name in fields
+        f'printf("{name} %zu %zu\\n", offsetof(struct fs_event, {name}), sizeof({member}{name}));' for name in fields
     )
     source = tmp_path / "layout.c"
     source.write_text(
