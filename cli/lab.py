@@ -45,7 +45,7 @@ def _name_option(parser: argparse.ArgumentParser) -> None:
 def run_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        lab = Lab(args.name, nodes=args.nodes)
+        lab = Lab(args.name, nodes=args.nodes, default_socket=True)
         lab.up(traffic=args.traffic, agent=args.agent)
     except (ValueError, RuntimeError, OSError) as exc:
         raise CliError(f"lab up: {exc}") from exc

@@ -48,9 +48,16 @@ class LabStatus:
 class Lab:
     """One lab, known by its name: everything about it is derived from the name and the number of nodes."""
 
-    def __init__(self, name: str = "lab", nodes: int = 1, agent_command: Sequence[str] | None = None) -> None:
-        """A lab of `nodes` nodes; `agent_command` replaces the `flowscope` command that runs agents."""
-        self.topology = plan(name, nodes)
+    def __init__(
+        self,
+        name: str = "lab",
+        nodes: int = 1,
+        agent_command: Sequence[str] | None = None,
+        default_socket: bool = False,
+    ) -> None:
+        """A lab of `nodes` nodes; `agent_command` replaces the `flowscope` command that runs agents;
+        `default_socket` puts a one-node lab's agent on the CLI's default socket (as `flowscope lab up` does)."""
+        self.topology = plan(name, nodes, default_socket)
         self.name = name
         self.agent_command = list(agent_command) if agent_command else None
 

@@ -108,6 +108,7 @@ class Topology:
     pods: tuple[Pod, ...]
     world: Host
     underlay_netns: str
+    default_socket: bool = False  # a one-node lab's agent serves on the CLI's default socket
 
     @property
     def state_dir(self) -> Path:
@@ -153,8 +154,11 @@ class Topology:
         raise KeyError(f"lab {self.name} has no pod or host {name!r}")
 
     def agent_socket(self, node: str) -> Path:
-        """Where the node's agent listens: the CLI's default socket when there is a single node."""
-        if len(self.nodes) == 1:
+        """Where the node's agent listens: the CLI's default socket when asked for (one node only).
+
+        Test labs keep their own sockets, so several one-node labs with agents can run at once.
+        """
+        if self.default_socket and len(self.nodes) == 1:
             return DEFAULT_AGENT_SOCKET
         return self.state_dir / node / "hubble.sock"
 
@@ -188,8 +192,8 @@ class Topology:
         return Cluster(name=self.name, nodes=nodes, endpoints=endpoints)
 
 
-def plan(name: str, nodes: int = 1) -> Topology:
-    """The topology of lab `name` with `nodes` nodes."""
+def plan(name: str, nodes: int = 1, default_socket: bool = False) -> Topology:
+    """The topology of lab `name` with `nodes` nodes (default_socket: see Topology.agent_socket)."""
     validate_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise ValueError(f"a lab has 1 to {MAX_NODES} nodes, not {nodes}")
@@ -227,4 +231,11 @@ def plan(name: str, nodes: int = 1) -> Topology:
             )
         )
     world = Host(name="world", netns=f"{prefix}world", ipv4="10.77.0.254", ipv6="fd77::fe")
-    return Topology(name=name, nodes=node_hosts, pods=tuple(pods), world=world, underlay_netns=f"{prefix}underlay")
+    return Topology(
+        name=name,
+        nodes=node_hosts,
+        pods=tuple(pods),
+        world=world,
+        underlay_netns=f"{prefix}underlay",
+        default_socket=default_socket,
+    )

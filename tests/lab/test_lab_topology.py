@@ -63,7 +63,8 @@ def test_bad_node_counts_are_refused() -> None:
 
 
 def test_agent_sockets() -> None:
-    assert plan("t1", 1).agent_socket("node1") == DEFAULT_AGENT_SOCKET
+    assert plan("t1", 1, default_socket=True).agent_socket("node1") == DEFAULT_AGENT_SOCKET
+    assert plan("t1", 1).agent_socket("node1") == LABS_DIR / "t1" / "node1" / "hubble.sock"
     assert plan("t1", 2).agent_socket("node2") == LABS_DIR / "t1" / "node2" / "hubble.sock"
 
 
