@@ -39,7 +39,7 @@ def build(topology: Topology) -> None:
         netns.ip_batch(node.netns, _node(node, topology, pods))
     netns.ip_batch(topology.world.netns, _world(topology.world, topology.nodes))
     for pod in topology.pods:
-        netns.ip_batch(pod.netns, _pod(pod))
+        netns.ip_batch(pod.netns, pod_side(pod))
 
 
 def _uplink(host: Host) -> str:
@@ -82,16 +82,21 @@ def _node(node: NodeHost, topology: Topology, pods: list[Pod]) -> list[str]:
                 f"route add {other.pod_cidr_v6} via {other.ipv6}",
             ]
     for pod in pods:
-        commands += [
-            f"link add {pod.ifname} type veth peer name eth0 netns {pod.netns}",
-            f"link set {pod.ifname} up",
-            f"neigh add proxy {GATEWAY_V4} dev {pod.ifname}",
-            f"ntable change name arp_cache dev {pod.ifname} proxy_delay 0",
-            f"addr add {GATEWAY_V6}/64 dev {pod.ifname} nodad",
-            f"route add {pod.ipv4}/32 dev {pod.ifname}",
-            f"route add {pod.ipv6}/128 dev {pod.ifname}",
-        ]
+        commands += host_side(pod)
     return commands
+
+
+def host_side(pod: Pod) -> list[str]:
+    """In the node: the pod's veth (its peer moved into the pod), the gateway it answers for, host routes."""
+    return [
+        f"link add {pod.ifname} type veth peer name eth0 netns {pod.netns}",
+        f"link set {pod.ifname} up",
+        f"neigh add proxy {GATEWAY_V4} dev {pod.ifname}",
+        f"ntable change name arp_cache dev {pod.ifname} proxy_delay 0",
+        f"addr add {GATEWAY_V6}/64 dev {pod.ifname} nodad",
+        f"route add {pod.ipv4}/32 dev {pod.ifname}",
+        f"route add {pod.ipv6}/128 dev {pod.ifname}",
+    ]
 
 
 def _world(world: Host, nodes: tuple[NodeHost, ...]) -> list[str]:
@@ -105,7 +110,8 @@ def _world(world: Host, nodes: tuple[NodeHost, ...]) -> list[str]:
     return commands
 
 
-def _pod(pod: Pod) -> list[str]:
+def pod_side(pod: Pod) -> list[str]:
+    """In the pod: its addresses and a default route through the link-local gateway."""
     return [
         "link set lo up",
         "link set eth0 up",

@@ -24,8 +24,8 @@ def bpf_unavailable_reason() -> str | None:
     except ImportError as exc:
         return f"bcc does not import: {exc}"
     try:
-        prog = BPF(text="int f(struct __sk_buff *skb) { return 0; }")
-        prog.load_func("f", BPF.SCHED_CLS)
+        prog = BPF(text=b"int f(struct __sk_buff *skb) { return 0; }")
+        prog.load_func(b"f", BPF.SCHED_CLS)
         prog.cleanup()
     except Exception as exc:
         return f"cannot load a BPF program: {exc}"

@@ -1,0 +1,100 @@
+"""Endpoints that appear or leave while the agent runs are attached or detached without a restart.
+
+A new pod is wired into the node by hand (as a CNI plugin would) and added to the cluster metadata; the agent
+attaches to it and names its flows. Removing it from the metadata detaches the agent from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from flows_helpers import wait_for_flows
+from flowscope_api.flow import flow_pb2
+
+from lab import Lab, netns, network
+from observer.metadata import Cluster, Endpoint
+
+pytestmark = pytest.mark.bpf
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    with Lab(f"t{os.getpid()}-dyn") as lab:
+        lab.up(traffic=False, agent=True)
+        yield lab
+
+
+def attached(lab: Lab, ifname: str) -> bool:
+    out = lab.exec("node1", ["tc", "filter", "show", "dev", ifname, "ingress"], check=False).stdout
+    return bool(re.search(r"flowscope:from-container", out))
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_new_pod_is_attached_and_named_then_detached(lab: Lab) -> None:
+    client = lab.pod("client")
+    extra = dataclasses.replace(
+        client,
+        name="extra",
+        namespace="batch",
+        labels={"app": "extra"},
+        endpoint_id=1099,
+        netns=f"{client.netns.rsplit('-', 1)[0]}-extra",
+        ifname="lxc1099",
+        ipv4="10.200.1.99",
+        ipv6="fd00:200:1::99",
+    )
+    netns.add([extra.netns])  # removed with the lab: its name has the lab's prefix
+    netns.ip_batch(extra.node_netns, network.host_side(extra))
+    netns.ip_batch(extra.netns, network.pod_side(extra))
+    assert not attached(lab, extra.ifname)
+
+    cluster = Cluster.load(lab.cluster_file)
+    endpoint = Endpoint(
+        id=extra.endpoint_id,
+        node=extra.node,
+        namespace=extra.namespace,
+        pod=extra.name,
+        labels=dict(extra.labels),
+        interface=extra.ifname,
+        netns=extra.netns,
+        ipv4=extra.ipv4,
+        ipv6=extra.ipv6,
+    )
+    dataclasses.replace(cluster, endpoints=(*cluster.endpoints, endpoint)).save(lab.cluster_file)
+    assert eventually(lambda: attached(lab, extra.ifname))
+
+    server = lab.pod("server")
+    subprocess.run(netns.exec_argv(extra.netns, ["ping", "-c", "1", server.ipv4]), check=True, capture_output=True)
+    whitelist = [flow_pb2.FlowFilter(source_pod=["batch/extra"])]
+    flows = wait_for_flows(lab, whitelist, lambda fl: len(fl) >= 2)
+    assert [(f.trace_observation_point, f.interface.name) for f in flows[:2]] == [
+        (flow_pb2.FROM_ENDPOINT, extra.ifname),
+        (flow_pb2.TO_ENDPOINT, server.ifname),
+    ]
+    assert flows[0].source.pod_name == "extra"
+    assert flows[0].source.ID == extra.endpoint_id
+    assert flows[0].source.labels == ["k8s:app=extra", "k8s:io.kubernetes.pod.namespace=batch"]
+    assert flows[0].destination.pod_name == "server"
+
+    cluster.save(lab.cluster_file)  # the pod leaves
+    assert eventually(lambda: not attached(lab, extra.ifname))
+    # Its earlier flows keep its name: the ring is decoded long after the packet.
+    assert get_names(lab, whitelist) == {"extra"}
+
+
+def get_names(lab: Lab, whitelist: list[flow_pb2.FlowFilter]) -> set[str]:
+    return {f.source.pod_name for f in wait_for_flows(lab, whitelist, lambda fl: bool(fl))}
