@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from cli.errors import CliError
 
-COMMAND_MODULES = ("cli.observe", "cli.status", "cli.listing", "cli.agent", "cli.lab", "cli.relay")
+COMMAND_MODULES = ("cli.observe", "cli.status", "cli.listing", "cli.agent", "cli.lab", "cli.relay", "cli.demo")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,0 +1,93 @@
+"""Shared pieces of the benchmarks: iperf3 between lab pods, an agent's CPU and memory, RESULTS.md sections.
+
+Benchmarks measure side by side in one run (with and without the agent, flowscope and tcpdump), alternating
+the runs so a slow minute of the machine hurts both sides alike, and report the median of each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from flowscope_api.observer import observer_pb2, observer_pb2_grpc
+
+from lab import Lab
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+IPERF_PORT = 5201
+
+
+@dataclass(frozen=True)
+class Throughput:
+    tcp_gbps: float
+    udp64_pps: float  # 64-byte datagrams delivered per second
+
+
+def iperf3(lab: Lab, client: str, server: str, args: list[str], seconds: float) -> dict:
+    """One iperf3 run from pod to pod (a one-off server in the server pod); its JSON report."""
+    server_ip = lab.pod(server).ipv4
+    srv = subprocess.Popen(
+        ["ip", "netns", "exec", lab.netns(server), "iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        out = lab.exec(
+            client,
+            ["iperf3", "-c", server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J", *args],
+            timeout=seconds + 30,
+        ).stdout
+    finally:
+        srv.wait(timeout=30)
+    return json.loads(out)
+
+
+def tcp_gbps(lab: Lab, seconds: float) -> float:
+    report = iperf3(lab, "client", "server", [], seconds)
+    return float(report["end"]["sum_received"]["bits_per_second"]) / 1e9
+
+
+def udp64_pps(lab: Lab, seconds: float) -> float:
+    """Datagrams of 64 bytes, sent as fast as the client can: what the server received per second."""
+    report = iperf3(lab, "client", "server", ["-u", "-l", "64", "-b", "0"], seconds)
+    total = report["end"]["sum"]
+    return float(total["packets"] - total["lost_packets"]) / float(total["seconds"])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
+    assert match
+    return int(match.group(1)) * 1024
+
+
+def server_status(lab: Lab, node: str = "node1") -> observer_pb2.ServerStatusResponse:
+    with grpc.insecure_channel(f"unix://{lab.agent_socket(node)}") as channel:
+        return observer_pb2_grpc.ObserverStub(channel).ServerStatus(observer_pb2.ServerStatusRequest(), timeout=10)
+
+
+def update_results(title: str, body: str) -> None:
+    """Replace (or add) the `## title` section of bench/RESULTS.md, leaving the other sections alone."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    section = f"## {title}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text.rstrip() + "\n")
