@@ -3,9 +3,11 @@
  * flowscope's datapath: tc programs that observe packets and report them as struct fs_event records.
  *
  * Entry programs (one per hook, like Cilium's) parse the L2 header and tail-call the stage for the ethertype;
- * the IP stages parse L3/L4 and resolve identities, then hand over to FS_NEXT_AFTER_PARSE, which for now is the
- * stage that emits the trace. Every program only reads the packet and lets it pass, except when a tail call
- * misses: then the packet is reported as a MISSED_TAIL_CALL drop and dropped.
+ * the IP stages parse L3/L4 and resolve identities; then conntrack (state, direction, counters), policy (at
+ * endpoints: verdict events, drops) and the trace stage (monitor aggregation decides what is emitted). Programs
+ * only read the packet. They drop it for a policy that denies it, and when a tail call misses (reported as a
+ * MISSED_TAIL_CALL drop). Two more programs are run by the agent with BPF_PROG_TEST_RUN, never attached:
+ * ct_flush (reports a quiet connection's last counts) and policy_query (`flowscope policy check`).
  *
  * bpf/README.md tells which program attaches where; observer/datapath/ compiles and loads this file.
  */
@@ -22,6 +24,9 @@
 #include "flowscope/parse.h"
 #include "flowscope/ipv4.h"
 #include "flowscope/ipv6.h"
+#include "flowscope/conntrack.h"
+#include "flowscope/aggregate.h"
+#include "flowscope/policy.h"
 
 /* Start a packet's state at observation point `point`: who is behind this interface, what the L2 header says,
  * and on to the stage for its ethertype. */
@@ -29,11 +34,16 @@ static __always_inline int fs_entry(struct __sk_buff *skb, __u8 point)
 {
 	struct fs_state *st = fs_state_get();
 	struct fs_endpoint *ep;
+	struct fs_config *cfg;
 	__u32 ifindex = skb->ifindex;
+	__u32 zero = 0;
 
 	if (!st)
 		return TC_ACT_OK; /* cannot happen: a one-slot per-CPU array always has its slot */
 	__builtin_memset(st, 0, sizeof(*st));
+	cfg = config.lookup(&zero);
+	if (cfg)
+		st->cfg = *cfg;
 	st->point = point;
 	st->ev.type = FS_EVENT_TRACE;
 	st->ev.subtype = point;
@@ -111,13 +121,148 @@ int stage_other(struct __sk_buff *skb)
 	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
 }
 
-/* FS_CALL_SEND_TRACE: the last stage of a packet that passes. */
+/* FS_CALL_CT: the packet's connection, state and direction; a tracked packet whose verdict is settled is
+ * counted here (and the aggregation decision taken), the others after their verdict. */
+int stage_ct(struct __sk_buff *skb)
+{
+	struct fs_state *st = fs_state_get();
+	struct fs_ct_entry *e = 0;
+	__u64 now = bpf_ktime_get_ns();
+	int at_endpoint, trackable;
+
+	if (!st)
+		return TC_ACT_OK;
+	st->ev.ts = now; /* the event's time too: one clock read a packet */
+	at_endpoint = fs_state_from_endpoint(st) || fs_state_to_endpoint(st);
+	trackable = fs_ct_trackable(st);
+	if (trackable)
+		e = fs_ct_lookup(skb, st, now);
+	if (!e) {
+		st->ct_state = FS_CT_UNTRACKED;
+		st->emit = fs_trace_wanted(st);
+		if (at_endpoint && fs_ct_is_ip(st) && (trackable || (st->ev.flags & (FS_F_FRAGMENT | FS_F_TRUNCATED)))) {
+			/* an IP packet no connection vouches for: an enforcing endpoint cannot judge it */
+			st->policy_todo = FS_POLICY_UNTRACKED;
+			st->drop_reason = (st->ev.flags & FS_F_FRAGMENT)   ? FS_DROP_FRAG_NOSUPPORT
+					  : (st->ev.flags & FS_F_TRUNCATED) ? FS_DROP_CT_INVALID_HDR
+									    : FS_DROP_CT_MAP_INSERTION_FAILED;
+		}
+		return fs_tail_call(skb, st, FS_NEXT_AFTER_CT);
+	}
+	if (at_endpoint && st->ct_state != FS_CT_RELATED &&
+	    (!(e->flags & FS_CT_F_JUDGED) || e->policy_rev != st->cfg.policy_rev)) {
+		st->policy_todo = FS_POLICY_JUDGE;
+	} else if (at_endpoint && (e->flags & FS_CT_F_DENIED)) {
+		st->policy_todo = FS_POLICY_DROP;
+		st->drop_reason = e->drop_reason;
+	} else {
+		fs_ct_account(e, st, now);
+	}
+	return fs_tail_call(skb, st, FS_NEXT_AFTER_CT);
+}
+
+/* FS_CALL_POLICY: at an endpoint, the network policy's verdict on the packet's connection. */
+int stage_policy(struct __sk_buff *skb)
+{
+	struct fs_state *st = fs_state_get();
+	struct fs_verdict v;
+	__u8 direction;
+
+	if (!st)
+		return TC_ACT_OK;
+	switch (st->policy_todo) {
+	case FS_POLICY_JUDGE:
+		return fs_policy_judge(skb, st);
+	case FS_POLICY_DROP:
+		return fs_drop(skb, st, st->drop_reason);
+	case FS_POLICY_UNTRACKED:
+		/* no ports to judge by: pass only where the endpoint does not enforce a policy */
+		direction = fs_state_from_endpoint(st) ? FS_POLICY_EGRESS : FS_POLICY_INGRESS;
+		fs_policy_decide(st->ep_identity, 0, 0, 0, direction, st->cfg.policy_rev, &v);
+		if (v.enforced)
+			return fs_drop(skb, st, st->drop_reason);
+		break;
+	default:
+		break;
+	}
+	return fs_tail_call(skb, st, FS_NEXT_AFTER_POLICY);
+}
+
+/* FS_CALL_SEND_TRACE: the last stage of a packet that passes; emits it if aggregation decided so. */
 int stage_send_trace(struct __sk_buff *skb)
 {
 	struct fs_state *st = fs_state_get();
 
 	if (!st)
 		return TC_ACT_OK;
-	fs_emit(skb, st);
+	if (st->emit)
+		fs_emit(skb, st);
+	return TC_ACT_OK;
+}
+
+/* What the agent's sweep asks ct_flush, after an Ethernet header's worth of padding. */
+struct fs_ct_flush_request {
+	struct fs_ct_key key;
+	__u64 min_age_ns; /* report the pending counts of a direction whose last report is at least this old */
+};
+
+/* Run by the agent's sweep (BPF_PROG_TEST_RUN), never attached: report what one connection counted and nobody
+ * reported yet, where its last report is old enough (all of it, and remove the entry, when the entry is
+ * stale). Returns how many records it made. */
+int ct_flush(struct __sk_buff *skb)
+{
+	struct fs_ct_flush_request req;
+	struct fs_ct_entry *e;
+	__u64 now = bpf_ktime_get_ns();
+	int made;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &req, sizeof(req)) < 0)
+		return 0;
+	e = ct.lookup(&req.key);
+	if (!e)
+		return 0;
+	if (e->expires < now) {
+		made = fs_report_pending(&req.key, e, now, 0);
+		ct.delete(&req.key);
+		return made;
+	}
+	return fs_report_pending(&req.key, e, now, req.min_age_ns);
+}
+
+/* The question and answer of policy_query, after an Ethernet header's worth of padding. */
+struct fs_policy_query {
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u8 ipv6;
+	__u8 proto;
+	__u16 dport;
+	/* answers */
+	__u32 src_identity;
+	__u32 dst_identity;
+	struct fs_verdict egress;  /* the source endpoint's egress policy */
+	struct fs_verdict ingress; /* the destination endpoint's ingress policy */
+};
+
+/* Run by the agent for `flowscope policy check` (BPF_PROG_TEST_RUN), never attached: the datapath's own
+ * ipcache and policy lookups answer whether a connection from saddr to daddr:dport would pass. */
+int policy_query(struct __sk_buff *skb)
+{
+	struct fs_policy_query q;
+	struct fs_config *cfg;
+	__u32 zero = 0;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &q, sizeof(q)) < 0)
+		return TC_ACT_SHOT;
+	cfg = config.lookup(&zero);
+	if (!cfg)
+		return TC_ACT_SHOT;
+	q.src_identity = fs_ipcache_identity(q.saddr, q.ipv6);
+	q.dst_identity = fs_ipcache_identity(q.daddr, q.ipv6);
+	fs_policy_decide(q.src_identity, q.dst_identity, q.proto, q.dport, FS_POLICY_EGRESS, cfg->policy_rev,
+			 &q.egress);
+	fs_policy_decide(q.dst_identity, q.src_identity, q.proto, q.dport, FS_POLICY_INGRESS, cfg->policy_rev,
+			 &q.ingress);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &q, sizeof(q), 0) < 0)
+		return TC_ACT_SHOT;
 	return TC_ACT_OK;
 }

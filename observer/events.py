@@ -80,7 +80,7 @@ HEADER_FIELDS: list[tuple[str, str]] = [
     ("tcp_flags_seen", "u1"),
     ("pad0", "V3"),
     ("packets", "<u4"),
-    ("pad1", "<u4"),
+    ("rule", "<u4"),
     ("bytes", "<u8"),
     ("location", "<u8"),
     ("saddr", "V16"),

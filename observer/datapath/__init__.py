@@ -8,6 +8,9 @@ events.
         dp.replace_ipcache({"10.200.1.11/32": (ep.identity, 1001), "10.77.0.1/32": 1})
         batch = dp.reader().read_batch(0.1)  # numpy array of observer.events.event_dtype(128)
         lost = dp.lost_counts()  # per CPU, cumulative
+        dp.update_config(aggregation=3, report_interval_ms=5000, report_flags=0x07)  # live, no reload
+        dp.conntrack.sweep(interval_ns=5 * 10**9)  # report what quiet connections left unreported
+        dp.policy.query("10.200.1.11", "10.200.1.12", 6, 9000)  # the datapath's own policy answer
 """
 
 from observer.datapath import pins

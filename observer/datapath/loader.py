@@ -12,18 +12,25 @@ calls reclaim(), which removes the filters and then the pins.
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from bcc import BPF
 
 from observer.datapath import pins
 from observer.datapath.bpfsys import map_info, obj_pin
-from observer.datapath.maps import DatapathMaps, IpcacheEntries
+from observer.datapath.conntrack import ConntrackTable
+from observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, RuntimeConfig
+from observer.datapath.policymaps import PolicyMaps
 from observer.datapath.ring import RingReader
 from observer.datapath.source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
 from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcFilter, reclaim_filters
+
+# Programs the agent runs itself with BPF_PROG_TEST_RUN, never attached: the conntrack sweep, policy questions.
+TOOL_PROGRAMS = ("ct_flush", "policy_query")
 
 
 def reclaim() -> int:
@@ -52,7 +59,7 @@ class Datapath:
         self._bpf = BPF(text=translation_unit(bpf_dir).encode(), cflags=cflags(self.config, bpf_dir))
         try:
             self._slots = tail_call_slots(bpf_dir)
-            names = [hook.program for hook in Hook] + list(self._slots.values())
+            names = [hook.program for hook in Hook] + list(self._slots.values()) + list(TOOL_PROGRAMS)
             self._programs = {name: self._bpf.load_func(name.encode(), BPF.SCHED_CLS) for name in names}
             self.fill_tail_calls()
             if pin_dir is not None:
@@ -65,6 +72,11 @@ class Datapath:
             self._bpf.cleanup()
             raise
         self.maps = DatapathMaps(self._bpf)
+        self.conntrack = ConntrackTable(self._bpf, self.program_fd("ct_flush"))
+        self.policy = PolicyMaps(self._bpf, self.program_fd("policy_query"))
+        self._ipcache_lock = threading.Lock()  # the reconcile thread and the policy's both replace it
+        self._cluster_ipcache: dict[Any, IpcacheValue] = {}
+        self._policy_ipcache: dict[Any, IpcacheValue] = {}
         self._tc = TcAttachments()
         self._reader: RingReader | None = None
         self._closed = False
@@ -127,10 +139,24 @@ class Datapath:
         self.maps.remove_endpoint(ifindex)
 
     def replace_ipcache(self, entries: IpcacheEntries) -> None:
-        self.maps.replace_ipcache(entries)
+        """Make the ipcache the cluster's `entries`, under the policy's own CIDR prefixes (which a cluster
+        entry of the same prefix overrides)."""
+        with self._ipcache_lock:
+            self._cluster_ipcache = dict(entries)
+            self.maps.replace_ipcache({**self._policy_ipcache, **self._cluster_ipcache})
+
+    def replace_policy_ipcache(self, entries: IpcacheEntries) -> None:
+        """The prefixes a policy gave identities of their own (CIDR peers), kept beside the cluster's."""
+        with self._ipcache_lock:
+            self._policy_ipcache = dict(entries)
+            self.maps.replace_ipcache({**self._policy_ipcache, **self._cluster_ipcache})
 
     def lost_counts(self) -> list[int]:
         return self.maps.lost_counts()
+
+    def update_config(self, **changes: int) -> RuntimeConfig:
+        """Change some runtime knobs (aggregation, policy revision, ...), keeping the others."""
+        return self.maps.update_config(**changes)
 
     # events
 

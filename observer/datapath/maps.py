@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ipaddress
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,9 +32,14 @@ class IpcacheEntry:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """The runtime knobs (struct fs_config), changed without recompiling. Zero means the default."""
+    """The runtime knobs (struct fs_config), changed without recompiling. Zero means the datapath's default:
+    capture everything, trace every packet, enforce nothing. Field order is the C struct's."""
 
     capture_len: int = 0  # packet bytes per event, 1..FS_CAPLEN; 0 = FS_CAPLEN
+    policy_rev: int = 0  # revision of the policy in force, its low bit the maps' generation; 0 = no policy
+    report_interval_ms: int = 0  # medium and above: a busy connection reports this often; 0 = 5 s
+    aggregation: int = 0  # monitor aggregation level, Cilium's numbers (0 none .. 4 maximum)
+    report_flags: int = 0  # medium and above: TCP flags whose first sighting each way is reported
 
 
 # What an ipcache prefix can be given: a full entry, an identity, or (identity, endpoint id).
@@ -76,6 +82,7 @@ class DatapathMaps:
         self._ipcache = bpf[b"ipcache"]
         self._lost = bpf[b"lost"]
         self._config = bpf[b"config"]
+        self._config_lock = threading.Lock()
 
     # endpoints: ifindex -> the endpoint behind that host-side interface
 
@@ -152,3 +159,11 @@ class DatapathMaps:
     def read_config(self) -> RuntimeConfig:
         value = self._config[self._config.Key(0)]
         return RuntimeConfig(**{f.name: getattr(value, f.name) for f in fields(RuntimeConfig)})
+
+    def update_config(self, **changes: int) -> RuntimeConfig:
+        """Change some knobs and keep the others: the policy and the aggregation settings are changed from
+        different threads, and each must not undo the other's write."""
+        with self._config_lock:
+            config = replace(self.read_config(), **changes)
+            self.write_config(config)
+            return config

@@ -69,7 +69,7 @@ class _Record(NamedTuple):
     tcp_flags_seen: int
     pad0: bytes
     packets: int
-    pad1: int
+    rule: int  # policy verdict: the rule that decided, in the agent's rule table
     bytes: int
     location: int
     saddr: builtins.bytes  # the field above is named `bytes`
@@ -141,6 +141,7 @@ class FlowDecoder:
         self.ids = FlowIds(instance)
         self._kernel_reasons = dict(kernel_drop_reasons or {})
         self._locate = locate
+        self.rule_names: Callable[[int], str | None] | None = None  # policy rule numbers -> names (the agent's)
         self._names = _Names(registry.snapshot)
 
     def _current_names(self) -> _Names:
@@ -192,6 +193,9 @@ class FlowDecoder:
             flow.trace_observation_point = cast(flow_pb2.TraceObservationPoint, r.subtype or _TO_ENDPOINT)
         elif r.type == events.EVENT_POLICY_VERDICT:
             flow.policy_match_type = (r.policy_flags >> 3) & 0x7
+            rule = self.rule_names(r.rule) if r.rule and self.rule_names else None
+            if rule:
+                flow.flowscope.policy_rule = rule
         if r.trace_reason:
             flow.trace_reason = cast(flow_pb2.TraceReason, r.trace_reason)
         reply = reply_state(r.flags)

@@ -23,8 +23,9 @@ def loaded() -> Iterator[Datapath]:
 
 @pytest.fixture
 def dp(loaded: Datapath) -> Iterator[Datapath]:
-    """The module's datapath with an empty ring and loopback as endpoint EP_ID; put back as found after."""
+    """The module's datapath with an empty ring and conntrack, loopback as endpoint EP_ID; put back as found after."""
     loaded.reader().read_batch(0)
+    loaded.conntrack.clear()
     loaded.set_endpoint(LOOPBACK, EP_ID, EP_IDENTITY)
     try:
         yield loaded
@@ -34,6 +35,9 @@ def dp(loaded: Datapath) -> Iterator[Datapath]:
         for ifindex in loaded.maps.endpoints():
             loaded.remove_endpoint(ifindex)
         loaded.maps.write_config(RuntimeConfig())
+        for generation in (0, 1):
+            loaded.policy.clear_generation(generation)
+        loaded.conntrack.clear()
         loaded.reader().read_batch(0)
 
 

@@ -75,6 +75,7 @@ def expected_trace(packet: bytes, **fields: Any) -> dict[str, Any]:
         "drop_reason": 0,
         "tcp_flags_seen": 0,
         "packets": 1,
+        "rule": 0,
         "bytes": len(packet),
         "location": 0,
         "saddr": bytes(16),

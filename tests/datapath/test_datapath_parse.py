@@ -57,6 +57,7 @@ pytestmark = pytest.mark.bpf
 S4, D4 = "192.0.2.10", "198.51.100.20"
 S6, D6 = "2001:db8::10", "2001:db8:1::20"
 TRUNC, L4, FRAG, V6 = ev.F_TRUNCATED, ev.F_L4, ev.F_FRAGMENT, ev.F_IPV6
+NEW = 1  # flow.TraceReason
 
 TAG = (ETH_P_8021Q, 42)
 IP4 = {"ethertype": ETH_P_IP, "saddr": S4, "daddr": D4, "dst_identity": WORLD}
@@ -280,7 +281,16 @@ CASES = [
 @pytest.mark.parametrize(("packet", "fields"), CASES)
 def test_packet_yields_its_event(dp: Datapath, packet: bytes, fields: dict[str, Any]) -> None:
     event = run_one(dp, "from_container", packet)
-    assert_event(event, packet, expected_trace(packet, **fields))
+    assert_event(event, packet, expected_trace(packet, **opens_connection(fields)))
+
+
+def opens_connection(fields: dict[str, Any]) -> dict[str, Any]:
+    """Conntrack's part of the event: an IP packet it can follow (its headers whole, not a later fragment)
+    opens a connection, so it is NEW and its direction is known (not a reply)."""
+    flags = fields.get("flags", 0)
+    if fields.get("ethertype") not in (ETH_P_IP, ETH_P_IPV6) or flags & (TRUNC | FRAG):
+        return fields
+    return {**fields, "trace_reason": NEW, "flags": flags | ev.F_REPLY_KNOWN}
 
 
 def test_capture_is_the_first_caplen_bytes_of_a_long_packet(dp: Datapath) -> None:

@@ -24,7 +24,14 @@ def test_translation_unit_splices_each_header_once_with_line_markers() -> None:
 
 def test_every_tail_call_slot_names_a_stage_function() -> None:
     slots = tail_call_slots()
-    assert slots == {0: "stage_ipv4", 1: "stage_ipv6", 2: "stage_other", 3: "stage_send_trace"}
+    assert slots == {
+        0: "stage_ipv4",
+        1: "stage_ipv6",
+        2: "stage_other",
+        3: "stage_send_trace",
+        4: "stage_ct",
+        5: "stage_policy",
+    }
     source = (BPF_DIR / "datapath.c").read_text()
     for name in slots.values():
         assert re.search(rf"^int {name}\(struct __sk_buff \*skb\)$", source, re.MULTILINE), name

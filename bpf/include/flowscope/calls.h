@@ -11,11 +11,15 @@
 #define FS_CALL_IPV4 0       /* parse IPv4 and its L4 header, resolve identities */
 #define FS_CALL_IPV6 1       /* parse IPv6, its extension headers and its L4 header, resolve identities */
 #define FS_CALL_OTHER 2      /* any other ethertype (ARP, LLDP, ...): nothing more to parse */
-#define FS_CALL_SEND_TRACE 3 /* emit the trace event and let the packet pass */
+#define FS_CALL_SEND_TRACE 3 /* decide whether this packet is reported (monitor aggregation), emit, pass */
+#define FS_CALL_CT 4         /* connection tracking: state, direction, counters */
+#define FS_CALL_POLICY 5     /* network policy at an endpoint: verdict events, drops */
 
 #define FS_CALLS_MAX 16 /* size of the program array: room for the stages later issues insert */
 
-/* Where every parse stage hands the packet next. Conntrack, policy and aggregation stages slot in here. */
-#define FS_NEXT_AFTER_PARSE FS_CALL_SEND_TRACE
+/* Where every parse stage hands the packet next: conntrack, then policy, then the trace decision. */
+#define FS_NEXT_AFTER_PARSE FS_CALL_CT
+#define FS_NEXT_AFTER_CT FS_CALL_POLICY
+#define FS_NEXT_AFTER_POLICY FS_CALL_SEND_TRACE
 
 #endif /* FLOWSCOPE_CALLS_H */

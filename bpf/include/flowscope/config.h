@@ -22,13 +22,46 @@
 #define FS_IPCACHE_MAX 65536
 #endif
 
+#ifndef FS_CT_MAX
+#define FS_CT_MAX 65536 /* connections tracked (per observation side); the least recently used go first */
+#endif
+
+#ifndef FS_POLICY_MAX
+#define FS_POLICY_MAX 65536 /* policy map entries, both generations together */
+#endif
+
+#ifndef FS_POLICY_SUBJECTS_MAX
+#define FS_POLICY_SUBJECTS_MAX 16384 /* endpoint identities a policy selects, both generations together */
+#endif
+
 #define FS_VLAN_MAX_TAGS 2    /* 802.1ad outer + 802.1Q inner */
 #define FS_IPV6_MAX_EXTHDRS 8 /* extension headers walked before giving up on finding the L4 header */
 
-/* The one value of the `config` array. Zero everywhere means "the defaults", so a datapath whose config was
- * never written behaves sensibly. Later stages add their knobs at the end. */
+/* Connection lifetimes without a packet, as Cilium's defaults (seconds). */
+#define FS_CT_LIFETIME_TCP 21600 /* established TCP: 6 hours */
+#define FS_CT_LIFETIME_NONTCP 60
+#define FS_CT_SYN_TIMEOUT 60   /* TCP before the reply was seen */
+#define FS_CT_CLOSE_TIMEOUT 10 /* TCP after FIN or RST */
+
+/* Monitor aggregation levels, Cilium's numbers (pkg/option/monitor.go). */
+#define FS_AGG_NONE 0    /* a trace for every packet at every observation point */
+#define FS_AGG_LOWEST 1  /* no traces at FROM_* points (the TO_* point of the same node reports the packet) */
+#define FS_AGG_LOW 2     /* as lowest */
+#define FS_AGG_MEDIUM 3  /* and a connection reports only on open, new flags, each interval and close */
+#define FS_AGG_MAXIMUM 4 /* as medium */
+
+#define FS_REPORT_INTERVAL_MS_DEFAULT 5000
+
+/* The one value of the `config` array. Zero everywhere means "the defaults" (capture FS_CAPLEN bytes, no
+ * aggregation, no policy), so a datapath whose config was never written behaves as a plain per-packet tracer.
+ * No implicit padding: the agent sets the fields by name (observer/datapath/maps.py RuntimeConfig). */
 struct fs_config {
-	__u32 capture_len; /* packet bytes copied into an event, 1..FS_CAPLEN; 0 means FS_CAPLEN */
+	__u32 capture_len;        /* packet bytes copied into an event, 1..FS_CAPLEN; 0 means FS_CAPLEN */
+	__u32 policy_rev;         /* revision of the policy in force (its low bit selects the maps' generation);
+	                           * 0: no policy was ever loaded, nothing is enforced */
+	__u32 report_interval_ms; /* medium and above: report a busy connection this often; 0 means 5 s */
+	__u16 aggregation;        /* FS_AGG_* */
+	__u16 report_flags;       /* medium and above: TCP flags whose first sighting in a direction is reported */
 };
 
 #endif /* FLOWSCOPE_CONFIG_H */

@@ -11,14 +11,12 @@
 #include "flowscope/state.h"
 
 /* How many packet bytes to capture: the configured length, at most FS_CAPLEN, at most the packet. */
-static __always_inline __u64 fs_capture_len(struct __sk_buff *skb)
+static __always_inline __u64 fs_capture_len(struct __sk_buff *skb, const struct fs_state *st)
 {
-	__u32 zero = 0;
 	__u64 want = FS_CAPLEN;
-	struct fs_config *cfg = config.lookup(&zero);
 
-	if (cfg && cfg->capture_len && cfg->capture_len < FS_CAPLEN)
-		want = cfg->capture_len;
+	if (st->cfg.capture_len && st->cfg.capture_len < FS_CAPLEN)
+		want = st->cfg.capture_len;
 	if (skb->len < want)
 		want = skb->len;
 	return want;
@@ -56,7 +54,8 @@ static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
 	struct fs_event *ev;
 	__u64 caplen;
 
-	st->ev.ts = bpf_ktime_get_ns();
+	if (!st->ev.ts) /* conntrack read the clock already, unless the packet never got there */
+		st->ev.ts = bpf_ktime_get_ns();
 	st->ev.cpu = bpf_get_smp_processor_id();
 	st->ev.hash = bpf_get_hash_recalc(skb);
 
@@ -67,7 +66,7 @@ static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
 	}
 	__builtin_memcpy(ev, &st->ev, FS_EVENT_HDR_LEN);
 
-	caplen = fs_capture_len(skb);
+	caplen = fs_capture_len(skb, st);
 	/* Hide caplen's derivation from the compiler, so it keeps the checks the verifier needs to see on the very
 	 * register passed to the helper (it would otherwise drop them as already implied). */
 	asm volatile("" : "+r"(caplen));
@@ -78,7 +77,8 @@ static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
 	events.ringbuf_submit(ev, fs_wakeup_flag());
 }
 
-/* Report the packet as dropped for `reason` (a Cilium drop code) and tell tc to drop it. */
+/* Report the packet as dropped for `reason` (a Cilium drop code) and tell tc to drop it. Drops are never
+ * aggregated: every dropped packet is an event. */
 static __always_inline int fs_drop(struct __sk_buff *skb, struct fs_state *st, __u32 reason)
 {
 	st->ev.type = FS_EVENT_DROP;

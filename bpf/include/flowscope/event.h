@@ -85,7 +85,7 @@ struct fs_event {
 	__u8 tcp_flags_seen; /*  52: aggregate: TCP flags seen on the connection direction since the last report */
 	__u8 pad0[3];        /*  53 */
 	__u32 packets;       /*  56: aggregate: packets since the last report (1 for a single packet) */
-	__u32 pad1;          /*  60 */
+	__u32 rule;          /*  60: policy verdict: the rule that decided (agent's rule table); 0 none */
 	__u64 bytes;         /*  64: aggregate: bytes since the last report */
 	__u64 location;      /*  72: kernel drop: the address that freed the packet */
 	__u8 saddr[16];      /*  80 */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The maps every datapath program shares, and the layouts of their keys and values. The agent fills
- * `endpoints`, `ipcache` and `config`, reads `events` and `lost`; `calls` holds the stages
- * (observer/datapath/ mirrors these layouts).
+ * `endpoints`, `ipcache`, `config` and the policy maps, reads `events`, `lost` and `ct`; `calls` holds the
+ * stages (observer/datapath/ mirrors these layouts).
  *
  * Declared with bcc's macros: bcc rewrites `map.lookup()` and friends into map references, which it only
  * does in its main file, so the loader inlines these headers into the one translation unit it compiles.
@@ -35,7 +35,92 @@ struct fs_ipcache_value {
 };
 
 #define FS_IDENTITY_UNKNOWN 0
+#define FS_IDENTITY_HOST 1
 #define FS_IDENTITY_WORLD 2
+
+/* ct: one connection as one observation side sees it. The side (`scope`) is the endpoint whose device the
+ * hooks sit on (both its hooks share the entry), or 0 for the node's device. Each direction of an entry is
+ * seen at exactly one hook of its side (leaving the pod at from-container, entering at to-container), so
+ * counting at every hook into its own side's entry never counts a packet twice in one entry.
+ *
+ * The key is the same for both directions: of the two (address, port) ends, the one that sorts lower comes
+ * first, and the entry remembers which end opened the connection. */
+struct fs_ct_key {
+	__u8 addr[2][16]; /* IPv4 in the first 4 bytes of each */
+	__u16 port[2];    /* host order; ICMP echo: the identifier on the requester's end, 0 on the other */
+	__u8 proto;
+	__u8 family;      /* 4 or 6 */
+	__u16 scope;      /* endpoint id of the side keeping the entry; 0: the node's device */
+};
+
+#define FS_CT_ORIGINAL 0 /* the direction the connection was opened in */
+#define FS_CT_REPLY 1
+
+/* One direction of a connection. Counters that several CPUs may update together are 64-bit and updated with
+ * atomic operations; pending counts are claimed with an atomic exchange by whoever reports them (a packet of
+ * the connection, or the agent's sweep through ct_flush), so every packet is reported exactly once. */
+struct fs_ct_dir {
+	__u64 packets;       /* every packet seen this way */
+	__u64 bytes;
+	__u64 pend_packets;  /* counted but not yet reported (medium and above, at points that report) */
+	__u64 pend_bytes;
+	__u64 pend_flags;    /* TCP flags seen since the last report */
+	__u64 last_report;   /* bpf_ktime_get_ns() of the last report; 0: never */
+	__u32 ifindex;       /* where this direction is observed */
+	__u16 sport;         /* the event's ports for this direction (ICMP: type and code of its last packet) */
+	__u16 dport;
+	__u8 point;          /* observation point (FS_TRACE_*) of `ifindex` */
+	__u8 seen;           /* 1 once a packet went this way */
+	__u8 flags_seen;     /* every TCP flag ever seen this way */
+	__u8 closing;        /* a FIN or RST went this way */
+	__u8 pad[4];
+};
+
+/* fs_ct_entry.flags */
+#define FS_CT_F_JUDGED 0x01 /* the policy verdict below was taken (at revision policy_rev) */
+#define FS_CT_F_DENIED 0x02 /* ... and it denies the connection: every packet is dropped */
+
+struct fs_ct_entry {
+	struct fs_ct_dir dir[2];  /* FS_CT_ORIGINAL, FS_CT_REPLY */
+	__u64 expires;            /* bpf_ktime_get_ns() after which the entry is stale */
+	__u32 identity[2];        /* source identity of each direction's packets */
+	__u32 policy_rev;         /* the policy revision the verdict was taken at */
+	__u32 rule;               /* the rule that decided (agent's rule table); 0: none */
+	__u32 drop_reason;        /* FS_DROP_POLICY_* when denied */
+	__u8 initiator;           /* the key end (0 or 1) that opened the connection */
+	__u8 flags;               /* FS_CT_F_* */
+	__u8 match;               /* policy match type (FS_MATCH_*) of the verdict */
+	__u8 pad;
+};
+
+/* policy: what an endpoint identity (`subject`) may exchange with a peer identity, per direction. The agent
+ * writes a whole policy into one generation, then flips config.policy_rev (whose low bit is the generation)
+ * and removes the other generation: a packet never sees half of a policy. A zero peer, port or protocol is a
+ * wildcard; the datapath tries the keys from the most specific to the least (Cilium's order, see policy.h),
+ * and the agent's compiler makes sure the first match is a deny whenever any deny rule matches. */
+struct fs_policy_key {
+	__u32 subject;
+	__u32 peer;
+	__u16 dport;  /* host order */
+	__u8 proto;
+	__u8 dir_gen; /* FS_POLICY_INGRESS or FS_POLICY_EGRESS, | generation << 7 */
+};
+
+struct fs_policy_value {
+	__u32 rule;   /* the rule that made the entry, for verdict events and `policy check` */
+	__u8 deny;
+	__u8 pad[3];
+};
+
+/* policy_enforce: the directions in which a subject is in default-deny (some rule selects it there). */
+struct fs_policy_enforce_key {
+	__u32 subject;
+	__u32 gen;
+};
+
+struct fs_policy_enforce_value {
+	__u32 directions; /* FS_POLICY_INGRESS | FS_POLICY_EGRESS bits */
+};
 
 BPF_RINGBUF_OUTPUT(events, FS_RINGBUF_PAGES);  /* struct fs_event records to the agent */
 BPF_PERCPU_ARRAY(lost, __u64, 1);              /* events not emitted because `events` was full */
@@ -44,5 +129,8 @@ BPF_HASH(endpoints, __u32, struct fs_endpoint, FS_ENDPOINTS_MAX);
 BPF_LPM_TRIE(ipcache, struct fs_ipcache_key, struct fs_ipcache_value, FS_IPCACHE_MAX);
 BPF_PROG_ARRAY(calls, FS_CALLS_MAX);
 BPF_ARRAY(config, struct fs_config, 1);
+BPF_TABLE("lru_hash", struct fs_ct_key, struct fs_ct_entry, ct, FS_CT_MAX);
+BPF_HASH(policy, struct fs_policy_key, struct fs_policy_value, FS_POLICY_MAX);
+BPF_HASH(policy_enforce, struct fs_policy_enforce_key, struct fs_policy_enforce_value, FS_POLICY_SUBJECTS_MAX);
 
 #endif /* FLOWSCOPE_MAPS_H */

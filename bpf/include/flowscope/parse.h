@@ -31,6 +31,12 @@
 #define FS_ICMP_HDR_LEN 4  /* type, code, checksum; the rest depends on the type */
 #define FS_TCP_FLAGS_OFF 13
 
+/* TCP flags, as in the flags byte (and fs_event.tcp_flags). */
+#define FS_TCP_FIN 0x01
+#define FS_TCP_SYN 0x02
+#define FS_TCP_RST 0x04
+#define FS_TCP_ACK 0x10
+
 static __always_inline void fs_truncated(struct fs_state *st)
 {
 	st->ev.flags |= FS_F_TRUNCATED;

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Monitor aggregation: counting a connection's packets, and deciding which packets become events.
+ *
+ * Levels (config.aggregation, Cilium's meanings): none traces every packet at every point; lowest and low
+ * silence the FROM_* points, since the TO_* point the packet leaves the node by traces it again (a packet for
+ * the host itself is the exception: no TO_* point will see it); medium and maximum also make a connection
+ * report only when something happens: its first packet each way, a TCP flag of config.report_flags seen for
+ * the first time each way, a FIN or RST, every packet once both ways are closing, and the first packet after
+ * config.report_interval_ms since the last report. A report carries the packets, bytes and TCP flags counted
+ * since that direction's previous report (FS_F_AGGREGATE).
+ *
+ * Counts nobody reported yet wait in the entry; whoever reports claims them with an atomic exchange, so each
+ * packet is reported exactly once. A connection that simply stops leaves some behind: the agent's sweep runs
+ * ct_flush for entries whose last report is older than the interval, and fs_report_pending turns them into
+ * the same kind of record (without packet bytes) in the same ring. Replacing a stale entry does the same.
+ * Drops and policy verdicts are never aggregated.
+ */
+#ifndef FLOWSCOPE_AGGREGATE_H
+#define FLOWSCOPE_AGGREGATE_H
+
+#include "flowscope/conntrack.h"
+#include "flowscope/report.h"
+#include "flowscope/state.h"
+
+/* Whether a packet at this observation point is traced at all at the configured level. */
+static __always_inline int fs_trace_wanted(const struct fs_state *st)
+{
+	if (st->cfg.aggregation == FS_AGG_NONE)
+		return 1;
+	return !fs_point_is_rx(st->point) || st->ev.dst_identity == FS_IDENTITY_HOST;
+}
+
+/* Count the packet in its connection and direction, and decide whether it becomes an event (st->emit);
+ * a report also takes the direction's pending counts into the event. */
+static __always_inline void fs_ct_account(struct fs_ct_entry *e, struct fs_state *st, __u64 now)
+{
+	struct fs_ct_dir *d = &e->dir[st->ct_dir & 1];
+	__u64 len = st->ev.len_orig;
+	__u8 flags = st->ev.l4_proto == IPPROTO_TCP ? st->ev.tcp_flags : 0;
+	__u8 fresh_flags = flags & ~d->flags_seen;
+	int first = !d->seen;
+	int closes = (flags & (FS_TCP_FIN | FS_TCP_RST)) && !d->closing;
+	int report;
+
+	__sync_fetch_and_add(&d->packets, 1);
+	__sync_fetch_and_add(&d->bytes, len);
+	if (first) {
+		d->seen = 1;
+		d->ifindex = st->ev.ifindex;
+		d->point = st->point;
+		d->sport = st->ev.sport;
+		d->dport = st->ev.dport;
+	}
+	if (fresh_flags)
+		d->flags_seen |= flags;
+	if (flags & FS_TCP_RST) {
+		e->dir[0].closing = 1;
+		e->dir[1].closing = 1;
+	} else if (flags & FS_TCP_FIN) {
+		d->closing = 1;
+	}
+	e->expires = now + fs_ct_lifetime_ns(e, st->ev.l4_proto);
+
+	st->emit = fs_trace_wanted(st);
+	if (!st->emit || st->cfg.aggregation < FS_AGG_MEDIUM || st->ct_state == FS_CT_RELATED)
+		return; /* a trace of this one packet, or nothing */
+
+	__sync_fetch_and_add(&d->pend_packets, 1);
+	__sync_fetch_and_add(&d->pend_bytes, len);
+	if (flags)
+		__sync_fetch_and_or(&d->pend_flags, flags);
+	report = first || st->ct_state == FS_CT_NEW || (fresh_flags & st->cfg.report_flags) || closes ||
+		 (e->dir[0].closing && e->dir[1].closing) || now - d->last_report >= fs_report_interval_ns(&st->cfg);
+	if (!report) {
+		st->emit = 0;
+		return;
+	}
+	fs_claim(d, &st->ev, now);
+}
+
+#endif /* FLOWSCOPE_AGGREGATE_H */

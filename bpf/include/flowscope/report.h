@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Reports of a connection's counts: claiming what a direction counted since its last report into an event,
+ * and making a record of its own for counts no packet will report (aggregate.h tells when each happens).
+ */
+#ifndef FLOWSCOPE_REPORT_H
+#define FLOWSCOPE_REPORT_H
+
+#include "flowscope/emit.h"
+#include "flowscope/maps.h"
+#include "flowscope/parse.h"
+
+static __always_inline __u64 fs_report_interval_ns(const struct fs_config *cfg)
+{
+	__u32 ms = cfg->report_interval_ms ? cfg->report_interval_ms : FS_REPORT_INTERVAL_MS_DEFAULT;
+
+	return (__u64)ms * 1000000ULL;
+}
+
+/* Move a direction's pending counts into an event (they are then reported, and gone from the entry). */
+static __always_inline void fs_claim(struct fs_ct_dir *d, struct fs_event *ev, __u64 now)
+{
+	d->last_report = now;
+	ev->packets = __sync_lock_test_and_set(&d->pend_packets, 0);
+	ev->bytes = __sync_lock_test_and_set(&d->pend_bytes, 0);
+	ev->tcp_flags_seen = __sync_lock_test_and_set(&d->pend_flags, 0);
+	ev->flags |= FS_F_AGGREGATE;
+}
+
+/* Report one direction's pending counts as a trace record of its own (no packet bytes): for a connection
+ * that went quiet, or an entry about to be replaced. */
+static __always_inline int fs_report_dir(const struct fs_ct_key *key, struct fs_ct_entry *e, __u8 dir, __u64 now)
+{
+	struct fs_ct_dir *d = &e->dir[dir & 1];
+	__u8 from_end = e->initiator ^ (dir & 1);
+	struct fs_event *ev;
+
+	ev = events.ringbuf_reserve(sizeof(struct fs_event));
+	if (!ev) {
+		fs_count_lost();
+		return 0;
+	}
+	__builtin_memset(ev, 0, FS_EVENT_HDR_LEN);
+	ev->ts = now;
+	ev->type = FS_EVENT_TRACE;
+	ev->subtype = d->point;
+	ev->version = FS_EVENT_VERSION;
+	ev->flags = FS_F_REPLY_KNOWN | (dir ? FS_F_REPLY : 0) | (key->family == 6 ? FS_F_IPV6 : 0);
+	if (key->proto == IPPROTO_TCP || key->proto == IPPROTO_UDP || key->proto == IPPROTO_SCTP ||
+	    key->proto == IPPROTO_ICMP || key->proto == IPPROTO_ICMPV6)
+		ev->flags |= FS_F_L4;
+	ev->ifindex = d->ifindex;
+	ev->ep_id = key->scope;
+	ev->src_identity = e->identity[dir & 1];
+	ev->dst_identity = e->identity[(dir & 1) ^ 1];
+	ev->ethertype = key->family == 6 ? ETH_P_IPV6 : ETH_P_IP;
+	ev->l4_proto = key->proto;
+	ev->sport = d->sport;
+	ev->dport = d->dport;
+	ev->trace_reason = dir ? FS_REASON_REPLY : FS_REASON_ESTABLISHED;
+	ev->verdict = FS_VERDICT_FORWARDED;
+	ev->cpu = bpf_get_smp_processor_id();
+	__builtin_memcpy(ev->saddr, from_end ? key->addr[1] : key->addr[0], 16);
+	__builtin_memcpy(ev->daddr, from_end ? key->addr[0] : key->addr[1], 16);
+	fs_claim(d, ev, now);
+	if (!ev->packets) { /* a packet of the connection claimed them meanwhile */
+		events.ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	events.ringbuf_submit(ev, fs_wakeup_flag());
+	return 1;
+}
+
+/* Report what both directions counted and nobody reported, where the last report is at least `min_age_ns`
+ * old; how many records that made. */
+static __always_inline int fs_report_pending(const struct fs_ct_key *key, struct fs_ct_entry *e, __u64 now,
+					     __u64 min_age_ns)
+{
+	int made = 0;
+
+#pragma unroll
+	for (int dir = 0; dir < 2; dir++) {
+		struct fs_ct_dir *d = &e->dir[dir];
+
+		if (d->pend_packets && now - d->last_report >= min_age_ns)
+			made += fs_report_dir(key, e, dir, now);
+	}
+	return made;
+}
+
+#endif /* FLOWSCOPE_REPORT_H */

@@ -1,0 +1,179 @@
+"""The conntrack map (`ct`) as the agent sees it: whole-map reads as numpy arrays, and the sweep that reports
+what quiet connections counted and nobody reported yet.
+
+Why the agent sweeps: at monitor aggregation medium and above a connection reports only when something happens
+(bpf/include/flowscope/aggregate.h), so the packets after its last report — the final ACK of a TCP close, the
+last datagrams of a UDP exchange — would stay counted in the map and never reach anyone. Once per tick the agent
+reads the map in a few batch syscalls, picks the entries whose pending counts are older than the interval (or
+that are stale), and runs the datapath's own `ct_flush` program on each with BPF_PROG_TEST_RUN. That program
+claims the counts with the same atomic exchange a packet uses and writes the same kind of record into the same
+ring buffer: one mechanism, so every packet is reported exactly once whichever way its report comes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from observer.datapath.bpfsys import map_delete, map_info, map_lookup_batch
+from observer.datapath.testrun import prog_test_run
+
+ETH_HLEN = 14  # a test run's packet starts with an Ethernet header's worth of bytes; the key follows
+
+KEY_DTYPE = np.dtype(
+    [("addr", "V16", (2,)), ("port", "<u2", (2,)), ("proto", "u1"), ("family", "u1"), ("scope", "<u2")]
+)
+DIR_DTYPE = np.dtype(
+    [
+        ("packets", "<u8"),
+        ("bytes", "<u8"),
+        ("pend_packets", "<u8"),
+        ("pend_bytes", "<u8"),
+        ("pend_flags", "<u8"),
+        ("last_report", "<u8"),
+        ("ifindex", "<u4"),
+        ("sport", "<u2"),
+        ("dport", "<u2"),
+        ("point", "u1"),
+        ("seen", "u1"),
+        ("flags_seen", "u1"),
+        ("closing", "u1"),
+        ("pad", "V4"),
+    ]
+)
+ENTRY_DTYPE = np.dtype(
+    [
+        ("dir", DIR_DTYPE, (2,)),
+        ("expires", "<u8"),
+        ("identity", "<u4", (2,)),
+        ("policy_rev", "<u4"),
+        ("rule", "<u4"),
+        ("drop_reason", "<u4"),
+        ("initiator", "u1"),
+        ("flags", "u1"),
+        ("match", "u1"),
+        ("pad", "u1"),
+    ]
+)
+assert (KEY_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize) == (40, 64, 160)
+
+CT_F_JUDGED = 0x01
+CT_F_DENIED = 0x02
+ORIGINAL, REPLY = 0, 1
+
+
+@dataclass(frozen=True)
+class Direction:
+    packets: int
+    bytes: int
+    pending_packets: int  # counted, not reported yet
+    pending_bytes: int
+    ifindex: int
+    point: int  # observation point (trace subtype) where this direction is seen
+    flags_seen: int  # every TCP flag seen this way
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One ct entry, oriented: `source` opened the connection."""
+
+    scope: int  # endpoint id of the side keeping it; 0 = the node's device
+    proto: int
+    source: str
+    source_port: int
+    destination: str
+    destination_port: int
+    original: Direction
+    reply: Direction
+    denied: bool
+    policy_rev: int
+
+    @classmethod
+    def of(cls, key: np.void, entry: np.void) -> Connection:
+        opener = int(entry["initiator"]) & 1
+        family = int(key["family"])
+        addrs = [_address(bytes(key["addr"][i]), family) for i in (0, 1)]
+        ports = [int(key["port"][i]) for i in (0, 1)]
+        return cls(
+            scope=int(key["scope"]),
+            proto=int(key["proto"]),
+            source=addrs[opener],
+            source_port=ports[opener],
+            destination=addrs[opener ^ 1],
+            destination_port=ports[opener ^ 1],
+            original=_direction(entry["dir"][ORIGINAL]),
+            reply=_direction(entry["dir"][REPLY]),
+            denied=bool(int(entry["flags"]) & CT_F_DENIED),
+            policy_rev=int(entry["policy_rev"]),
+        )
+
+
+def _address(raw: bytes, family: int) -> str:
+    return str(ipaddress.ip_address(raw if family == 6 else raw[:4]))
+
+
+def _direction(d: np.void) -> Direction:
+    return Direction(
+        packets=int(d["packets"]),
+        bytes=int(d["bytes"]),
+        pending_packets=int(d["pend_packets"]),
+        pending_bytes=int(d["pend_bytes"]),
+        ifindex=int(d["ifindex"]),
+        point=int(d["point"]),
+        flags_seen=int(d["flags_seen"]),
+    )
+
+
+def monotonic_ns() -> int:
+    """The clock of bpf_ktime_get_ns(), which the entries' times are in."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+class ConntrackTable:
+    """The agent's handle on `ct` and on the program that flushes one of its entries."""
+
+    def __init__(self, bpf: Any, flush_fd: int) -> None:
+        self._table = bpf[b"ct"]
+        self._fd = int(self._table.map_fd)
+        self._flush_fd = flush_fd
+        info = map_info(self._fd)
+        if (info.key_size, info.value_size) != (KEY_DTYPE.itemsize, ENTRY_DTYPE.itemsize):
+            raise RuntimeError(f"ct map is {info.key_size}/{info.value_size} bytes, conntrack.py expects 40/160")
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, entries) of every connection, as arrays of KEY_DTYPE and ENTRY_DTYPE."""
+        keys, values, count = map_lookup_batch(self._fd, KEY_DTYPE.itemsize, ENTRY_DTYPE.itemsize)
+        return np.frombuffer(keys, KEY_DTYPE, count), np.frombuffer(values, ENTRY_DTYPE, count)
+
+    def connections(self) -> list[Connection]:
+        keys, entries = self.read()
+        return [Connection.of(k, e) for k, e in zip(keys, entries, strict=True)]
+
+    def clear(self) -> None:
+        """Forget every connection (bcc's own clear() cannot handle this key's nested array)."""
+        keys, _ = self.read()
+        for key in keys:
+            map_delete(self._fd, key.tobytes())
+
+    def sweep(self, interval_ns: int, now_ns: int | None = None) -> int:
+        """Report the pending counts of every connection whose last report is at least `interval_ns` old, and
+        remove stale entries (after reporting all they held); how many records that made."""
+        now = monotonic_ns() if now_ns is None else now_ns
+        keys, entries = self.read()
+        if not len(keys):
+            return 0
+        dirs = entries["dir"]
+        quiet = (dirs["pend_packets"] > 0) & (now - dirs["last_report"].astype(np.int64) >= interval_ns)
+        due = quiet.any(axis=1) | (entries["expires"] < now)
+        return sum(self.flush(key.tobytes(), interval_ns) for key in keys[due])
+
+    def flush(self, key: bytes, min_age_ns: int) -> int:
+        """Run ct_flush on one entry: report the directions whose last report is at least `min_age_ns` old
+        (everything, and remove it, when it is stale); how many records that made."""
+        request = bytes(ETH_HLEN) + key + struct.pack("<Q", max(min_age_ns, 0))
+        return prog_test_run(self._flush_fd, request).retval

@@ -1,0 +1,146 @@
+"""Connection tracking on crafted packets (BPF_PROG_TEST_RUN): states, directions, ICMP, closing, counters,
+and one entry per observation side."""
+
+from __future__ import annotations
+
+import pytest
+from dp_flows import (
+    ESTABLISHED,
+    IN,
+    NEW,
+    OUT,
+    PEER4,
+    PEER6,
+    POD4,
+    POD6,
+    RELATED,
+    REPLY,
+    Conversation,
+    echo,
+    run,
+    unreachable,
+)
+from dp_packets import (
+    ACK,
+    ETH_P_ARP,
+    ETH_P_IP,
+    FIN,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    RST,
+    SYN,
+    arp_request,
+    eth,
+    ipv4,
+    udp,
+)
+from dp_run import EP_ID, EP_IDENTITY, LOOPBACK
+
+from observer import events as ev
+from observer.datapath import Datapath
+
+pytestmark = pytest.mark.bpf
+
+KNOWN, IS_REPLY = ev.F_REPLY_KNOWN, ev.F_REPLY | ev.F_REPLY_KNOWN
+
+
+def state(events: object) -> tuple[int, int]:
+    """(trace_reason, reply bits) of the one trace event a packet made."""
+    assert len(events) == 1  # type: ignore[arg-type]
+    event = events[0]  # type: ignore[index]
+    return int(event["trace_reason"]), int(event["flags"]) & IS_REPLY
+
+
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
+def test_tcp_handshake_new_reply_established(dp: Datapath, ipv6: bool) -> None:
+    conn = Conversation(IPPROTO_TCP, ipv6=ipv6)
+    assert state(run(dp, OUT, conn.out(SYN))) == (NEW, KNOWN)
+    assert state(run(dp, IN, conn.back(SYN | ACK))) == (REPLY, IS_REPLY)
+    assert state(run(dp, OUT, conn.out(ACK, b"hello"))) == (ESTABLISHED, KNOWN)
+    assert state(run(dp, IN, conn.back(ACK, b"hi"))) == (REPLY, IS_REPLY)
+
+    [c] = dp.conntrack.connections()
+    assert (c.scope, c.proto) == (EP_ID, IPPROTO_TCP)
+    assert (c.source, c.source_port, c.destination, c.destination_port) == (conn.pod, 40000, conn.peer, 80)
+    assert (c.original.packets, c.reply.packets) == (2, 2)
+    assert c.original.bytes == len(conn.out(SYN)) + len(conn.out(ACK, b"hello"))
+    assert c.reply.bytes == len(conn.back(SYN | ACK)) + len(conn.back(ACK, b"hi"))
+    assert (c.original.flags_seen, c.reply.flags_seen) == (SYN | ACK, SYN | ACK)
+    assert (c.original.point, c.reply.point) == (ev.TRACE_FROM_LXC, ev.TRACE_TO_LXC)
+
+
+def test_the_opener_is_whoever_sent_first(dp: Datapath) -> None:
+    conn = Conversation(IPPROTO_UDP, pod_port=53, peer_port=33333)
+    assert state(run(dp, IN, conn.back(payload=b"query"))) == (NEW, KNOWN)
+    assert state(run(dp, OUT, conn.out(payload=b"answer"))) == (REPLY, IS_REPLY)
+    [c] = dp.conntrack.connections()
+    assert (c.source, c.source_port, c.destination_port) == (PEER4, 33333, 53)
+
+
+@pytest.mark.parametrize(("pod", "peer", "asking", "answer"), [(POD4, PEER4, 8, 0), (POD6, PEER6, 128, 129)])
+def test_icmp_echo_is_a_connection_per_identifier(dp: Datapath, pod: str, peer: str, asking: int, answer: int) -> None:
+    assert state(run(dp, OUT, echo(pod, peer, asking, ident=7))) == (NEW, KNOWN)
+    assert state(run(dp, IN, echo(peer, pod, answer, ident=7))) == (REPLY, IS_REPLY)
+    assert state(run(dp, OUT, echo(pod, peer, asking, ident=7, seq=2))) == (ESTABLISHED, KNOWN)
+    assert state(run(dp, OUT, echo(pod, peer, asking, ident=8))) == (NEW, KNOWN)
+    assert len(dp.conntrack.connections()) == 2
+
+
+def test_icmp_error_quoting_a_connection_is_related(dp: Datapath) -> None:
+    conn = Conversation(IPPROTO_UDP, peer_port=53)
+    query = conn.out(payload=b"query")
+    assert state(run(dp, OUT, query)) == (NEW, KNOWN)
+    error = unreachable(PEER4, POD4, query[14:])
+    assert state(run(dp, IN, error)) == (RELATED, IS_REPLY)
+    [c] = dp.conntrack.connections()
+    assert c.reply.packets == 1  # counted with the connection it is about
+
+
+def test_icmp_error_about_nothing_known_is_its_own_connection(dp: Datapath) -> None:
+    stray = Conversation(IPPROTO_UDP, pod_port=1111, peer_port=2222).out(payload=b"x")
+    assert state(run(dp, IN, unreachable(PEER4, POD4, stray[14:]))) == (NEW, KNOWN)
+
+
+def test_fin_then_a_new_syn_starts_over(dp: Datapath) -> None:
+    conn = Conversation(IPPROTO_TCP)
+    run(dp, OUT, conn.out(SYN))
+    run(dp, IN, conn.back(SYN | ACK))
+    run(dp, OUT, conn.out(FIN | ACK))
+    assert state(run(dp, IN, conn.back(FIN | ACK))) == (REPLY, IS_REPLY)
+    assert state(run(dp, OUT, conn.out(SYN))) == (NEW, KNOWN)
+    [c] = dp.conntrack.connections()
+    assert (c.original.packets, c.reply.packets) == (1, 0)
+
+
+def test_rst_closes_both_ways(dp: Datapath) -> None:
+    conn = Conversation(IPPROTO_TCP)
+    run(dp, OUT, conn.out(SYN))
+    run(dp, IN, conn.back(RST | ACK))
+    _, entries = dp.conntrack.read()
+    assert entries["dir"]["closing"].tolist() == [[1, 1]]
+    assert state(run(dp, OUT, conn.out(SYN))) == (NEW, KNOWN)
+
+
+def test_each_observation_side_keeps_its_own_entry(dp: Datapath) -> None:
+    """The same packet seen on the endpoint's device and on the node's: two entries, each counting it once."""
+    conn = Conversation(IPPROTO_TCP)
+    assert state(run(dp, OUT, conn.out(SYN))) == (NEW, KNOWN)
+    dp.remove_endpoint(LOOPBACK)  # loopback plays the node's device for a moment
+    assert state(run(dp, "to_netdev", conn.out(SYN))) == (NEW, KNOWN)
+    assert state(run(dp, "from_netdev", conn.back(SYN | ACK))) == (REPLY, IS_REPLY)
+    dp.set_endpoint(LOOPBACK, EP_ID, EP_IDENTITY)
+    assert state(run(dp, IN, conn.back(SYN | ACK))) == (REPLY, IS_REPLY)
+    by_scope = {c.scope: c for c in dp.conntrack.connections()}
+    assert sorted(by_scope) == [0, EP_ID]
+    for c in by_scope.values():
+        assert (c.original.packets, c.reply.packets) == (1, 1)
+    assert (by_scope[0].original.point, by_scope[0].reply.point) == (ev.TRACE_TO_NETWORK, ev.TRACE_FROM_NETWORK)
+
+
+def test_non_ip_and_later_fragments_are_not_tracked(dp: Datapath) -> None:
+    arp = eth(ETH_P_ARP, arp_request(POD4, PEER4))
+    fragment = eth(ETH_P_IP, ipv4(POD4, PEER4, IPPROTO_UDP, udp(1, 2), frag_offset=10))
+    for packet in (arp, fragment):
+        [event] = run(dp, OUT, packet)
+        assert (int(event["trace_reason"]), int(event["flags"]) & KNOWN) == (0, 0)
+    assert dp.conntrack.connections() == []
