@@ -8,6 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
+from cli.config import add_agent_flags, agent_settings
 from observer.paths import DEFAULT_SOCKET
 
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CAs of client certificates (mutual TLS)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_agent_flags(p)
     p.set_defaults(run=run)
 
 
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         ring_capacity=args.ring_capacity,
         caplen=args.caplen,
         tls=tls,
+        **agent_settings(args),
     )
     try:
         agent = Agent(config)

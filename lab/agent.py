@@ -39,6 +39,11 @@ def agent_service(topology: Topology, node: str, command: Sequence[str] | None =
         "--listen-address",
         f":{AGENT_PORT}",
     ]
+    if command is None:
+        # A lab is for seeing its packets: a flow per packet and observation point rather than the agent's
+        # default of aggregated reports (`flowscope config set monitor-aggregation medium` changes it live).
+        # Only for the real agent: a stand-in command takes the flags it knows.
+        argv += ["--monitor-aggregation", "none"]
     # The host's mounts: the agent pins its tail-call map in the host's /sys/fs/bpf, so that a killed agent's
     # programs keep passing packets until the next agent reclaims them.
     return Service(f"agent-{node}", topology.node(node).netns, argv, host_mounts=True)

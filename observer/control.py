@@ -1,0 +1,69 @@
+"""What of the agent changes while it runs: the network policy, the monitor aggregation settings, and the
+once-a-tick housekeeping both need (the conntrack sweep; recompiling the policy when the cluster changed).
+
+The agent makes one Control after loading the datapath, serves its gRPC service beside the Observer API, and
+closes it before unloading the datapath.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from observer.aggregation import Aggregation, AggregationSettings
+from observer.datapath import Datapath
+from observer.endpoints import EndpointRegistry
+from observer.policy import PolicyError, PolicyManager
+from observer.server.control import control_service
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+
+
+class Control:
+    def __init__(
+        self,
+        datapath: Datapath,
+        registry: EndpointRegistry,
+        aggregation: AggregationSettings,
+        policy_file: Path | None = None,
+    ) -> None:
+        self.aggregation = Aggregation(datapath, aggregation)
+        self.policy = PolicyManager(datapath, registry)
+        if policy_file is not None:
+            try:
+                self.policy.apply(policy_file.read_text(), str(policy_file))
+            except PolicyError as exc:  # the agent does not start on a policy it cannot enforce
+                raise PolicyError(f"{policy_file}: {exc}") from None
+            log.info("policy %s in force (revision %d)", policy_file, self.policy.status.revision)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
+
+    def service(self) -> Callable[[grpc.Server], None]:
+        return control_service(self.policy, self.aggregation)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def tick(self) -> None:
+        """Report quiet connections' counts; follow the cluster's endpoints with the policy."""
+        self.aggregation.sweep()
+        if self.policy.refresh():
+            log.info("policy recompiled for the cluster's endpoints (revision %d)", self.policy.status.revision)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(TICK_S):
+            try:
+                self.tick()
+            except Exception:  # keep ticking; say what went wrong
+                log.exception("control tick failed")
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2 * TICK_S)

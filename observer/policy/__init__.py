@@ -1,0 +1,24 @@
+"""Network policy: a YAML file of Cilium-shaped rules, compiled into the datapath's identity-keyed maps.
+
+manager = PolicyManager(datapath, registry)
+manager.apply(Path("policy.yaml").read_text(), "policy.yaml")  # PolicyError says where and why
+manager.check("default/client", "default/server", 6, 9000).answer.ingress.allowed
+"""
+
+from observer.policy.compile import Compiled, Entry, compile_policies
+from observer.policy.identities import Endpoints
+from observer.policy.manager import Check, PolicyManager, RuleTable, Status
+from observer.policy.parse import PolicyError, parse_policies
+
+__all__ = [
+    "Check",
+    "Compiled",
+    "Endpoints",
+    "Entry",
+    "PolicyError",
+    "PolicyManager",
+    "RuleTable",
+    "Status",
+    "compile_policies",
+    "parse_policies",
+]

@@ -1,0 +1,167 @@
+"""The policy in force on this node: applying a file, recompiling when the cluster changes, answering what it
+does, and the table that names the rules behind the datapath's numbers.
+
+Applying is all or nothing: the text is parsed and compiled before anything is written, so a bad file leaves
+the running policy as it was. A new compiled policy is installed as a new revision (observer/datapath/
+policymaps.py): live connections keep flowing when they are still allowed and are cut when not, because each
+re-checks its verdict on its next packet once the revision it was judged at is no longer current.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from observer.datapath.maps import RuntimeConfig
+from observer.datapath.policymaps import PolicyMaps, PolicyValue, QueryAnswer
+from observer.endpoints import EndpointRegistry
+from observer.metadata import RESERVED_IDENTITY_NAMES, Cluster
+from observer.policy.compile import Compiled, compile_policies
+from observer.policy.identities import Endpoints
+from observer.policy.model import PORTED_PROTOCOLS, IPNetwork, Policy
+from observer.policy.parse import PolicyError, parse_policies
+
+
+class PolicyDatapath(Protocol):
+    """What the manager needs of observer.datapath.Datapath."""
+
+    @property
+    def policy(self) -> PolicyMaps: ...
+    def replace_policy_ipcache(self, entries: dict[IPNetwork, int]) -> None: ...
+    def update_config(self, **changes: int) -> RuntimeConfig: ...
+
+
+class RuleTable:
+    """Rule names <-> the numbers the datapath carries. Numbers are never reused while the agent runs, so a
+    verdict event decoded long after a reload still names the rule that made it."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+
+    def id(self, name: str) -> int:
+        if name not in self._ids:
+            self._ids[name] = len(self._ids) + 1
+            self._names[self._ids[name]] = name
+        return self._ids[name]
+
+    def name(self, number: int) -> str | None:
+        return self._names.get(number)
+
+
+@dataclass(frozen=True)
+class Status:
+    revision: int  # 0: no policy was ever applied
+    source: str  # where the text came from (a file name)
+    text: str
+    policies: tuple[Policy, ...]
+    compiled: Compiled
+
+
+@dataclass(frozen=True)
+class Check:
+    source: str  # the addresses asked about
+    destination: str
+    answer: QueryAnswer
+
+
+class PolicyManager:
+    def __init__(self, datapath: PolicyDatapath, registry: EndpointRegistry) -> None:
+        self._datapath = datapath
+        self._registry = registry
+        self._lock = threading.Lock()
+        self.rules = RuleTable()
+        self._status = Status(0, "", "", (), Compiled())
+        self._cluster: Cluster | None = None
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    def apply(self, text: str, source: str = "") -> Status:
+        """Parse, compile and install `text`; PolicyError (nothing changed) when it cannot be used."""
+        policies = tuple(parse_policies(text))
+        with self._lock:
+            cluster = self._registry.snapshot.cluster
+            compiled = compile_policies(policies, Endpoints.of(cluster))
+            self._status = Status(self._install(compiled), source, text, policies, compiled)
+            self._cluster = cluster
+            return self._status
+
+    def refresh(self) -> bool:
+        """Recompile for the cluster as it is now (endpoints came, went or changed labels); whether a new
+        revision was installed."""
+        with self._lock:
+            cluster = self._registry.snapshot.cluster
+            if cluster is self._cluster or not self._status.revision:
+                return False
+            self._cluster = cluster
+            compiled = compile_policies(self._status.policies, Endpoints.of(cluster))
+            if compiled == self._status.compiled:
+                return False
+            self._status = replace(self._status, revision=self._install(compiled), compiled=compiled)
+            return True
+
+    def _install(self, compiled: Compiled) -> int:
+        """Write the policy into the generation not in use, then switch the revision to it; the revision."""
+        revision = self._status.revision + 1
+        generation = revision & 1
+        entries = {key: PolicyValue(self.rules.id(e.rule), e.deny) for key, e in compiled.entries.items()}
+        maps = self._datapath.policy
+        maps.write_generation(generation, entries, compiled.enforced)
+        self._datapath.replace_policy_ipcache(compiled.ipcache)
+        self._datapath.update_config(policy_rev=revision)
+        maps.clear_generation(generation ^ 1)
+        return revision
+
+    # answering questions about it
+
+    def check(self, source: str, destination: str, proto: int, port: int) -> Check:
+        """Would `source` (a pod or an address) reach `destination` on proto/port? The datapath answers."""
+        src, dst = self._address(source), self._address(destination)
+        if src.version != dst.version:
+            src, dst = self._address(source, dst.version), self._address(destination, src.version)
+        if proto not in PORTED_PROTOCOLS:
+            port = 0  # the datapath judges ICMP and protocols without ports by port 0
+        answer = self._datapath.policy.query(str(src), str(dst), proto, port)
+        return Check(str(src), str(dst), answer)
+
+    def _address(self, name: str, version: int | None = None) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        try:
+            return ipaddress.ip_address(name)
+        except ValueError:
+            pass
+        namespace, _, pod = name.rpartition("/")
+        found = [
+            ep
+            for ep in self._registry.snapshot.cluster.endpoints
+            if ep.pod == pod and (not namespace or ep.namespace == namespace)
+        ]
+        if not found:
+            raise PolicyError(f"no pod {name!r} in the cluster metadata (give namespace/pod or an address)")
+        if len(found) > 1:
+            raise PolicyError(f"{name!r} names {len(found)} pods; say which: namespace/pod")
+        addresses = [ipaddress.ip_address(ip) for ip in found[0].ips]
+        for address in addresses:
+            if version is None or address.version == version:
+                return address
+        raise PolicyError(f"pod {name!r} has no IPv{version} address")
+
+    def identity_name(self, identity: int) -> str:
+        """A person's name for an identity: its pods, a reserved name, a CIDR, or the number."""
+        if identity == 0:
+            return "any"
+        if identity in RESERVED_IDENTITY_NAMES:
+            return f"reserved:{RESERVED_IDENTITY_NAMES[identity]}"
+        pods = Endpoints.of(self._registry.snapshot.cluster).pods.get(identity)
+        if pods:
+            return ",".join(pods)
+        for prefix, number in self._status.compiled.ipcache.items():
+            if number == identity:
+                return f"cidr:{prefix}"
+        return str(identity)
+
+    def rule_name(self, number: int) -> str | None:
+        return self.rules.name(number)
