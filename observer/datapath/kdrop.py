@@ -1,0 +1,213 @@
+"""The kernel drop program (bpf/kdrop.c) as the agent holds it: compiled for this kernel, attached, read.
+
+    with KernelDrops(KernelDropConfig(caplen=128)) as kdrop:
+        kdrop.follow_endpoints({1001: "fs-lab-client"})  # endpoint id -> its netns; plus this namespace, as 0
+        batch = kdrop.reader().read_batch(0.1)  # struct fs_event records, like the tc datapath's
+        names = kdrop.reasons.names  # {3: "NO_SOCKET", ...} for the decoder
+
+Compiling: offsets and drop-reason values come from the running kernel's BTF (kdrop_layout.py) and go in as
+defines. bcc attaches the TRACEPOINT_PROBE while loading it (a perf event whose file descriptor this process
+holds), so the program sees drops from then on, but reports none until follow_endpoints() (or
+set_namespaces()) names this node's namespaces. The namespace the KernelDrops is made in is the node's.
+
+Lifetime: nothing is pinned and nothing attached outside this process. When the process ends, however it ends
+(kill -9 included), the kernel closes the perf event, which detaches the program and frees it and its maps, so
+there is nothing to reclaim at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from bcc import BPF
+
+from observer.datapath.bpfsys import map_info
+from observer.datapath.btf import Btf
+from observer.datapath.kdrop_layout import DropReasons, KernelLayout
+from observer.datapath.ring import RingReader
+from observer.datapath.source import BPF_DIR, translation_unit
+
+log = logging.getLogger(__name__)
+
+MAIN_SOURCE = "kdrop.c"
+TRACEFS = Path("/sys/kernel/tracing")
+NETNS_DIR = Path("/run/netns")
+_NS_PER_S = 1_000_000_000
+_F_UNSPECIFIED = 0x1  # FS_KDROP_F_UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class KernelDropConfig:
+    caplen: int = 128  # FS_CAPLEN: must match the agent's records (and the tc datapath's)
+    ring_buffer_pages: int = 128  # the program's own ring buffer (512 KiB)
+    reports_per_second: int = 1000  # per reason and CPU, after a burst of as many; 0: no limit
+    report_unspecified: bool = False  # also report NOT_SPECIFIED (every plain kfree_skb): noisy
+
+    def __post_init__(self) -> None:
+        if not 0 < self.caplen <= 4096 or self.caplen % 8:
+            raise ValueError(f"caplen must be a multiple of 8 in 8..4096, not {self.caplen}")
+        if self.ring_buffer_pages <= 0 or self.ring_buffer_pages & (self.ring_buffer_pages - 1):
+            raise ValueError(f"ring_buffer_pages must be a power of two, not {self.ring_buffer_pages}")
+        if self.reports_per_second < 0:
+            raise ValueError("reports_per_second cannot be negative")
+
+
+def netns_inode(netns: str | Path) -> int | None:
+    """The inode of a network namespace given by name (/run/netns/<name>) or path; None if it is gone."""
+    path = Path(netns)
+    if not path.is_absolute():
+        path = NETNS_DIR / path
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def own_netns_inode() -> int:
+    """The calling thread's network namespace: the node's, when the agent runs in it."""
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs where bcc looks for the tracepoint's format (it is not mounted at boot on this machine)."""
+    if (TRACEFS / "events").is_dir():
+        return
+    subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)], check=True, capture_output=True)
+
+
+class KernelDrops:
+    """The loaded kfree_skb program, its ring buffer and counters, and the namespaces it reports for."""
+
+    def __init__(self, config: KernelDropConfig | None = None, btf: Btf | None = None, bpf_dir: Path = BPF_DIR) -> None:
+        self.config = config or KernelDropConfig()
+        btf = btf or Btf.load()
+        self.layout = KernelLayout.of(btf)
+        self.reasons = DropReasons.of(btf)
+        defines = {
+            **self.layout.defines(),
+            **self.reasons.defines(),
+            "FS_CAPLEN": self.config.caplen,
+            "FS_KDROP_RINGBUF_PAGES": self.config.ring_buffer_pages,
+        }
+        ensure_tracefs()
+        cflags = [f"-I{bpf_dir / 'include'}", *(f"-D{name}={value}U" for name, value in defines.items())]
+        self._bpf = BPF(text=translation_unit(bpf_dir, MAIN_SOURCE).encode(), cflags=cflags)
+        self._reader: RingReader | None = None
+        self._closed = False
+        self.node_netns = own_netns_inode()
+        self._followed: dict[int, int] | None = None
+        try:
+            self.configure(self.config.reports_per_second, self.config.report_unspecified)
+        except BaseException:
+            self._bpf.cleanup()
+            raise
+        log.info(
+            "kernel drops: skb:kfree_skb attached, %d drop reasons from BTF, at most %s reports/s per reason and CPU",
+            len(self.reasons.names),
+            self.config.reports_per_second or "unlimited",
+        )
+
+    # what the program reports
+
+    def configure(self, reports_per_second: int, report_unspecified: bool = False) -> None:
+        """Change the rate limit (per reason and CPU; 0: none) and NOT_SPECIFIED reporting, while it runs."""
+        table = self._bpf[b"kdrop_config"]
+        value = table.Leaf()
+        value.report_cost_ns = _NS_PER_S // reports_per_second if reports_per_second else 0
+        value.burst_ns = value.report_cost_ns * reports_per_second
+        value.flags = _F_UNSPECIFIED if report_unspecified else 0
+        table[table.Key(0)] = value
+
+    def set_namespaces(self, namespaces: Mapping[int, int]) -> None:
+        """Make the program report drops in exactly these namespaces: inode -> endpoint id (0: the node)."""
+        table = self._bpf[b"kdrop_netns"]
+        current = self.namespaces()
+        for inode, ep_id in namespaces.items():
+            if current.get(inode) != ep_id:
+                table[table.Key(inode)] = table.Leaf(ep_id)
+        for inode in current.keys() - namespaces.keys():
+            with contextlib.suppress(KeyError):
+                del table[table.Key(inode)]
+
+    def follow_endpoints(self, endpoints: Mapping[int, str]) -> None:
+        """Report drops in the node's namespace and in these endpoints' (endpoint id -> netns name or path).
+
+        Called on every reconcile: a namespace is looked up by name each time, so a pod that comes back in a
+        new namespace of the same name is followed there, and one whose namespace is gone is dropped.
+        """
+        wanted = {self.node_netns: 0}
+        for ep_id, netns in endpoints.items():
+            inode = netns_inode(netns) if netns else None
+            if inode is not None:
+                wanted[inode] = ep_id
+        if wanted != self._followed:
+            self.set_namespaces(wanted)
+            self._followed = wanted
+            log.info(
+                "kernel drops: reporting drops in %d network namespaces (the node's and its endpoints')", len(wanted)
+            )
+
+    def namespaces(self) -> dict[int, int]:
+        return {key.value: value.value for key, value in self._bpf[b"kdrop_netns"].items()}
+
+    # what it counted
+
+    def lost_counts(self) -> list[int]:
+        """Per CPU, reports that found the ring buffer full (cumulative)."""
+        return self._per_cpu(b"kdrop_lost")
+
+    def rate_limited_counts(self) -> list[int]:
+        """Per CPU, drops not reported on their own because of the rate limit (cumulative)."""
+        return self._per_cpu(b"kdrop_limited")
+
+    def pending(self) -> int:
+        """Suppressed drops that no report has carried yet (each bucket hands its count to its next report)."""
+        buckets = self._bpf[b"kdrop_buckets"]
+        return sum(int(b.suppressed) for _key, per_cpu in buckets.items() for b in per_cpu)
+
+    def _per_cpu(self, name: bytes) -> list[int]:
+        table = self._bpf[name]
+        return [int(n) for n in table[table.Key(0)]]
+
+    # events
+
+    def reader(self) -> RingReader:
+        """The one consumer of the program's ring buffer (made on first use)."""
+        if self._reader is None:
+            fd = self._bpf[b"kdrop_events"].map_fd
+            self._reader = RingReader(fd, map_info(fd).max_entries, self.config.caplen)
+        return self._reader
+
+    def program_fd(self) -> int:
+        return int(self._bpf.load_func(b"tracepoint__skb__kfree_skb", BPF.TRACEPOINT).fd)
+
+    # lifetime
+
+    def close(self) -> None:
+        """Detach the program and free it and its maps; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._reader is not None:
+                self._reader.close()
+        finally:
+            self._bpf.cleanup()
+
+    def __enter__(self) -> KernelDrops:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+__all__ = ["KernelDropConfig", "KernelDrops", "netns_inode", "own_netns_inode"]
