@@ -17,7 +17,17 @@ from typing import NoReturn
 
 from cli.errors import CliError
 
-COMMAND_MODULES = ("cli.observe", "cli.status", "cli.listing", "cli.agent", "cli.lab", "cli.relay", "cli.demo")
+COMMAND_MODULES = (
+    "cli.observe",
+    "cli.status",
+    "cli.listing",
+    "cli.agent",
+    "cli.lab",
+    "cli.relay",
+    "cli.demo",
+    "cli.policy",
+    "cli.config",
+)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,9 +1,10 @@
 """The node agent: everything of one node's observer, started and stopped in the right order.
 
 Start: take the node's lock (one agent per network namespace), reclaim what a killed agent left, load the
-datapath, attach to the node's device and endpoints, start reading events, then serve. Stop (SIGINT, SIGTERM,
-or leaving the `with`): stop serving, detach everything, unload. A kill -9 skips the stop; the next start's
-reclaim removes what it left, which is why reclaim comes before anything is attached.
+kernel drop program and the datapath, attach to the node's device and endpoints, start reading events, then
+serve. Stop (SIGINT, SIGTERM, or leaving the `with`): stop serving, detach everything, unload. A kill -9 skips
+the stop; the next start's reclaim removes what it left, which is why reclaim comes before anything is attached.
+(The kernel drop program needs no reclaim: its attachment is a perf event that dies with the process.)
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 
+import numpy as np
+
+from observer.aggregation import AggregationSettings
 from observer.attachments import Attachments
+from observer.control import Control
 from observer.datapath import Datapath, DatapathConfig, pins, reclaim
+from observer.datapath.kallsyms import KernelSymbols
+from observer.datapath.kdrop import KernelDropConfig, KernelDrops
 from observer.endpoints import EndpointRegistry
 from observer.events import event_dtype
 from observer.ingest import Ingest
@@ -46,7 +53,12 @@ class AgentConfig:
     caplen: int = 128
     ring_buffer_pages: int = 1024  # 4 MiB of kernel buffer
     tls: TLSFiles | None = None
-    kernel_reasons: dict[int, str] = field(default_factory=dict)
+    kernel_reasons: dict[int, str] = field(default_factory=dict)  # empty: the running kernel's, from BTF
+    kernel_drops: bool = True  # report the kernel's own drops (skb:kfree_skb)
+    kernel_drop_rate: int = 1000  # kernel drop reports per second, per reason and CPU; 0: no limit
+    report_unspecified_drops: bool = False  # also NOT_SPECIFIED drops (every plain kfree_skb): noisy
+    aggregation: AggregationSettings = field(default_factory=AggregationSettings)  # medium, 5s, syn,fin,rst
+    policy_file: Path | None = None  # a network policy to enforce from the start
 
     def check(self) -> None:
         check_capacity(self.ring_capacity)
@@ -110,7 +122,9 @@ class Agent:
         self.registry = EndpointRegistry(cfg.node_name)
         dtype = event_dtype(cfg.caplen)
         self.ring = FlowRing(cfg.ring_capacity, dtype)
-        decoder = FlowDecoder(cfg.node_name, self.registry, secrets.token_bytes(8), cfg.kernel_reasons)
+        self.kdrop = self._load_kernel_drops()
+        reasons = cfg.kernel_reasons or (self.kdrop.reasons.names if self.kdrop else {})
+        decoder = FlowDecoder(cfg.node_name, self.registry, secrets.token_bytes(8), reasons, KernelSymbols())
         node = cluster.node(cfg.node_name)
         self.state = NodeState(
             node_name=cfg.node_name,
@@ -124,12 +138,17 @@ class Agent:
         self.datapath: Datapath | None = Datapath(
             DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages), pin_dir=pins.pin_dir()
         )
-        self.attachments = Attachments(self.datapath, self.registry, cfg.cluster_file, cfg.device)
+        self.attachments = Attachments(self.datapath, self.registry, cfg.cluster_file, cfg.device, self.kdrop)
         self.attachments.reconcile()
-        self.ingest = Ingest(self.datapath.reader(), self.ring, self.state, self.datapath.lost_counts, dtype)
+        self.control: Control | None = Control(self.datapath, self.registry, cfg.aggregation, cfg.policy_file)
+        decoder.rule_names = self.control.policy.rule_name
+        self.ingest = self._make_ingest(self.datapath, self.kdrop, dtype)
         self.ingest.start()
-        self.server: ObserverServer | None = ObserverServer(self.state, cfg.socket_path, cfg.listen_address, cfg.tls)
+        self.server: ObserverServer | None = ObserverServer(
+            self.state, cfg.socket_path, cfg.listen_address, cfg.tls, [self.control.service()]
+        )
         self.server.start()
+        self.control.start()
         self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
         self._reconciler.start()
         log.info(
@@ -137,6 +156,33 @@ class Agent:
             cfg.node_name,
             ", ".join(a for a in (str(cfg.socket_path or ""), cfg.listen_address or "") if a),
         )
+
+    def _load_kernel_drops(self) -> KernelDrops | None:
+        """The kfree_skb program, or None: without it the agent still observes, minus the kernel's drops."""
+        cfg = self.config
+        if not cfg.kernel_drops:
+            return None
+        try:
+            config = KernelDropConfig(
+                caplen=cfg.caplen,
+                reports_per_second=cfg.kernel_drop_rate,
+                report_unspecified=cfg.report_unspecified_drops,
+            )
+            return KernelDrops(config)
+        except Exception:
+            log.exception("cannot load the kernel drop program; kernel drops will not be reported")
+            return None
+
+    def _make_ingest(self, datapath: Datapath, kdrop: KernelDrops | None, dtype: np.dtype) -> Ingest:
+        """One ingest thread for both ring buffers; both count their full-buffer losses as the kernel's."""
+        if kdrop is None:
+            return Ingest(datapath.reader(), self.ring, self.state, datapath.lost_counts, dtype)
+
+        def kernel_lost() -> list[int]:
+            return [a + b for a, b in zip(datapath.lost_counts(), kdrop.lost_counts(), strict=True)]
+
+        sources = [datapath.reader(), kdrop.reader()]
+        return Ingest(sources, self.ring, self.state, kernel_lost, dtype, kdrop.rate_limited_counts)
 
     def _reconcile_loop(self) -> None:
         while not self._stopped.wait(RECONCILE_S):
@@ -168,6 +214,10 @@ class Agent:
         if ingest is not None:
             ingest.stop()
             ingest.join(timeout=2)
+        control = getattr(self, "control", None)
+        if control is not None:
+            control.close()
+            self.control = None
         attachments = getattr(self, "attachments", None)
         if attachments is not None:
             attachments.close()
@@ -175,6 +225,10 @@ class Agent:
         if datapath is not None:
             datapath.close()
             self.datapath = None
+        kdrop = getattr(self, "kdrop", None)
+        if kdrop is not None:
+            kdrop.close()
+            self.kdrop = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None  # type: ignore[assignment]

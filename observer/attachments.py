@@ -4,6 +4,9 @@ Reconciling instead of reacting to events: every half second the agent compares 
 node's endpoints whose interfaces exist, and the node's device) with what is, and fixes the difference. So
 endpoints that appear, leave, or come back with a new interface (a restarted pod) are handled by one mechanism,
 without a restart, and a metadata file written before its interfaces exist simply waits for them.
+
+The kernel drop program is kept in step the same way: it is told, every round, which network namespace each of
+this node's endpoints lives in (it reports drops there and in the node's own namespace only).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +38,12 @@ class Datapath(Protocol):
     def set_endpoint(self, ifindex: int, ep_id: int, identity: int) -> None: ...
     def remove_endpoint(self, ifindex: int) -> None: ...
     def replace_ipcache(self, entries: dict[Network, tuple[int, int]]) -> None: ...
+
+
+class NamespaceFollower(Protocol):
+    """What reconciling needs from observer.datapath.kdrop: endpoint id -> the name of its network namespace."""
+
+    def follow_endpoints(self, endpoints: Mapping[int, str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -67,9 +77,15 @@ def _ifindex(name: str) -> int | None:
 
 class Attachments:
     def __init__(
-        self, datapath: Datapath, registry: EndpointRegistry, cluster_file: Path | None, device: str | None
+        self,
+        datapath: Datapath,
+        registry: EndpointRegistry,
+        cluster_file: Path | None,
+        device: str | None,
+        kernel_drops: NamespaceFollower | None = None,
     ) -> None:
         self._datapath = datapath
+        self._kernel_drops = kernel_drops
         self._registry = registry
         self._cluster_file = cluster_file
         self._device = device
@@ -97,6 +113,9 @@ class Attachments:
             if ifindex is None:
                 continue  # not there yet: the next round tries again
             self._attach(ifname, ifindex, ep_id, identity)
+        if self._kernel_drops is not None:
+            local = self._registry.snapshot.local.values()
+            self._kernel_drops.follow_endpoints({ep.id: ep.netns for ep in local if ep.netns})
 
     def close(self) -> None:
         for att in list(self._attached.values()):

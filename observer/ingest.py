@@ -1,8 +1,14 @@
-"""The ingest loop: kernel ring buffer → flow ring, one batch at a time, on one thread.
+"""The ingest loop: kernel ring buffers → flow ring, one batch at a time, on one thread.
+
+There are several sources (the tc datapath's ring buffer, the kernel drop program's), all read by this one
+thread, because the flow ring has one writer. Each pass waits on the first source only (up to READ_TIMEOUT_S)
+and then takes whatever the others have without waiting: the kernel drop program never wakes its reader, so
+its events wait at most one pass.
 
 Per batch it does three vectorised things and nothing per event: stamp wall-clock time, append to the ring,
 count. Once a second it turns the kernel's per-CPU "could not reserve" counters into LostEvent records in the
-ring (so every reader sees them in order), refreshes the clock offset and samples the flow rate.
+ring (so every reader sees them in order), adds the drops the kernel drop program rate-limited to the
+`rate_limited` count, refreshes the clock offset and samples the flow rate.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -45,20 +51,26 @@ def lost_record(dtype: np.dtype, source: int, count: int, cpu: int = NO_CPU) -> 
 class Ingest(threading.Thread):
     def __init__(
         self,
-        source: BatchSource,
+        source: BatchSource | Sequence[BatchSource],
         ring: FlowRing,
         state: NodeState,
         kernel_lost: Callable[[], list[int]],
         dtype: np.dtype,
+        rate_limited: Callable[[], list[int]] | None = None,
     ) -> None:
+        """`kernel_lost` and `rate_limited` give cumulative per-CPU counts, summed over every source."""
         super().__init__(name="ingest", daemon=True)
-        self._source = source
+        self._sources = list(source) if isinstance(source, Sequence) else [source]
+        if not self._sources:
+            raise ValueError("ingest needs at least one source")
         self._ring = ring
         self._state = state
         self._kernel_lost = kernel_lost
         self._dtype = dtype
         self._clock = WallClock()
         self._lost_seen: list[int] = []
+        self._rate_limited = rate_limited
+        self._rate_limited_seen = 0
         self._stopping = threading.Event()
         self.first_event_at: float | None = None  # monotonic time of the first event (start-up benchmark)
 
@@ -68,14 +80,14 @@ class Ingest(threading.Thread):
     def run(self) -> None:
         next_tick = time.monotonic()
         while not self._stopping.is_set():
-            batch = self._source.read_batch(READ_TIMEOUT_S)
-            if len(batch):
-                self._store(batch)
+            for position, source in enumerate(self._sources):
+                self._store(source.read_batch(READ_TIMEOUT_S if position == 0 else 0))
             now = time.monotonic()
             if now >= next_tick:
                 self._tick()
                 next_tick = now + TICK_S
-        self._store(self._source.read_batch(0))  # what arrived while stopping
+        for source in self._sources:  # what arrived while stopping
+            self._store(source.read_batch(0))
 
     def _store(self, batch: np.ndarray) -> None:
         if not len(batch):
@@ -89,6 +101,7 @@ class Ingest(threading.Thread):
     def _tick(self) -> None:
         self._clock.refresh()
         self._report_kernel_lost()
+        self._report_rate_limited()
         self._state.rate.sample(self._state.seen_flows)
 
     def _report_kernel_lost(self) -> None:
@@ -101,3 +114,12 @@ class Ingest(threading.Thread):
                 self._ring.write(lost_record(self._dtype, LOST_KERNEL_BUFFER, now - before, cpu))
                 self._state.lost.add("kernel_buffer", now - before)
         self._lost_seen = counts
+
+    def _report_rate_limited(self) -> None:
+        """Drops the kernel reported only as a count (in a later report's `packets`), for ServerStatus."""
+        if self._rate_limited is None:
+            return
+        total = sum(self._rate_limited())
+        if total > self._rate_limited_seen:
+            self._state.lost.add("rate_limited", total - self._rate_limited_seen)
+            self._rate_limited_seen = total

@@ -68,7 +68,7 @@ def test_compact(lab: Lab) -> None:
     assert len(lines) == 12  # six packets, each leaving one pod and entering the other
     client = f"default/client:{SPORT} (ID:{identity(lab, 'client')})"
     server = f"default/server:9001 (ID:{identity(lab, 'server')})"
-    forth, back = f"{client} <> {server}", f"{server} <> {client}"
+    forth, back = f"{client} -> {server}", f"{client} <- {server}"  # replies swap the ends back
     expected = []
     for _ in range(3):
         expected += [
