@@ -7,7 +7,8 @@
 `up` is all or nothing: when a step fails, what was made is removed before the error goes on. `down` needs
 nothing but the lab's name: it stops the daemons state.json lists, kills whatever else runs in the lab's
 namespaces and deletes them, so it also works after `lab up` or a daemon was killed with -9, or without
-state.json.
+state.json. A lab of several nodes with agents also gets a relay (lab/relay.py), the one process it runs
+outside its namespaces.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from types import TracebackType
 from lab import daemons, netns, network
 from lab.agent import agent_service, prepare_socket, wait_healthy
 from lab.daemons import Daemon
+from lab.relay import DEFAULT_ADDRESS, free_address, relay_service, stop_strays, wait_relay
 from lab.services import Service, servers, traffic_generator, write_www
 from lab.state import LabState
 from lab.topology import LABS_DIR, Host, NodeHost, Pod, Topology, owns_netns, plan, validate_name
@@ -54,12 +56,17 @@ class Lab:
         nodes: int = 1,
         agent_command: Sequence[str] | None = None,
         default_socket: bool = False,
+        relay_address: str | None = None,
     ) -> None:
         """A lab of `nodes` nodes; `agent_command` replaces the `flowscope` command that runs agents;
-        `default_socket` puts a one-node lab's agent on the CLI's default socket (as `flowscope lab up` does)."""
+        `default_socket` puts a one-node lab's agent on the CLI's default socket (as `flowscope lab up` does)
+        and a relay on localhost:4245 (the CLI's default server), where other labs' relays take a free port
+        unless `relay_address` says where."""
         self.topology = plan(name, nodes, default_socket)
         self.name = name
         self.agent_command = list(agent_command) if agent_command else None
+        self.default_socket = default_socket
+        self._relay_address = relay_address
 
     @classmethod
     def existing(cls, name: str) -> Lab:
@@ -106,6 +113,12 @@ class Lab:
     def agent_socket(self, node: str) -> Path:
         return self.topology.agent_socket(node)
 
+    @property
+    def relay_address(self) -> str:
+        """Where the lab's relay serves ("" when it has none)."""
+        state = LabState.load(self.state_file)
+        return state.relay if state else ""
+
     # Doing things in it.
 
     def exec(
@@ -145,6 +158,17 @@ class Lab:
             wait_healthy(daemon, self.agent_socket(name), timeout)
         return started
 
+    def start_relay(self, timeout: float = 10.0) -> Daemon:
+        """Start the lab's relay in the root namespace; wait until it answers and (within timeout) reaches
+        every node, which it does when the agents serve peer.Peer."""
+        address = self._relay_address or (DEFAULT_ADDRESS if self.default_socket else free_address())
+        state = self._state()
+        state.relay = address
+        state.save(self.state_file)
+        (daemon,) = self._start([relay_service(self.topology, address)])
+        wait_relay(daemon, address, len(self.nodes), timeout)
+        return daemon
+
     def stop(self, daemon: Daemon) -> None:
         """Stop one daemon (an agent to restart, say) and forget it."""
         daemons.stop([daemon])
@@ -154,8 +178,13 @@ class Lab:
 
     # Its life.
 
-    def up(self, *, traffic: bool = True, agent: bool = True) -> Lab:
-        """Build the lab (removing an earlier one of the same name first); all or nothing."""
+    def up(self, *, traffic: bool = True, agent: bool = True, relay: bool | None = None) -> Lab:
+        """Build the lab (removing an earlier one of the same name first); all or nothing.
+
+        `relay` defaults to: the lab of `flowscope lab up` (default_socket) with agents and several nodes.
+        """
+        if relay is None:
+            relay = self.default_socket and agent and len(self.nodes) > 1
         self.down()
         topology = self.topology
         state = LabState(self.name, len(topology.nodes), cluster_file=str(self.cluster_file), traffic=traffic)
@@ -171,6 +200,8 @@ class Lab:
                 self._start([traffic_generator(topology)])
             if agent:
                 self.start_agents()
+            if relay:
+                self.start_relay()
         except BaseException:
             self.down()
             raise
@@ -182,6 +213,7 @@ class Lab:
         recorded = state.netns if state else []
         if state:
             daemons.stop(state.daemons)
+        stop_strays(self.state_dir)
         owned = [name for name in netns.existing() if owns_netns(self.name, name)]
         netns.remove(sorted({*recorded, *owned}))
         for socket in state.agents.values() if state else []:

@@ -46,11 +46,12 @@ class Daemon:
 
 
 def spawn(role: str, netns: str, argv: Sequence[str], log: Path, host_mounts: bool = False) -> Daemon:
-    """Start argv inside a namespace as a daemon writing to log (see netns.exec_argv for host_mounts)."""
+    """Start argv inside a namespace (the root one when netns is "") as a daemon writing to log (see
+    netns.exec_argv for host_mounts)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            exec_argv(netns, argv, host_mounts),
+            exec_argv(netns, argv, host_mounts) if netns else list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

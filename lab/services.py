@@ -1,7 +1,8 @@
 """Which programs a lab runs, and where: servers in their pods, the traffic generator on the underlay.
 
-Every daemon runs inside one of the lab's namespaces, never in the root one, so removing the lab's namespaces
-(and killing what runs in them) removes all of it even when nobody remembers a pid.
+Every daemon here runs inside one of the lab's namespaces, never in the root one, so removing the lab's
+namespaces (and killing what runs in them) removes all of it even when nobody remembers a pid. (The lab's
+relay is the exception: it serves the root namespace, see lab/relay.py.)
 """
 
 from __future__ import annotations

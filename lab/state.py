@@ -25,6 +25,7 @@ class LabState:
     cluster_file: str = ""
     traffic: bool = False
     agents: dict[str, str] = field(default_factory=dict)  # node -> agent socket
+    relay: str = ""  # the relay's address, when the lab has one
     daemons: list[Daemon] = field(default_factory=list)
 
     def save(self, path: Path) -> None:

@@ -1,0 +1,183 @@
+"""`flowscope relay`: serve every node's flows as one stream, as Hubble Relay does, until SIGINT or SIGTERM.
+
+flowscope relay                                   # follow the local agent's peer service
+flowscope relay --peer-service 10.77.0.1:4244     # ... or a remote one
+flowscope relay --peers node1=10.77.0.1:4244,node2=10.77.0.2:4244
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from cli.errors import CliError
+from cli.timefmt import parse_duration
+from observer.paths import DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from relay.server import RelayConfig
+
+DEFAULT_PEER_SERVICE = f"unix://{DEFAULT_SOCKET}"
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return seconds
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "relay",
+        help="serve the flows of every node as one stream (hubble-relay)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    p.add_argument("--listen-address", default="localhost:4245", help="address to serve on (localhost:4245)")
+    p.add_argument(
+        "--peer-service",
+        metavar="ADDRESS",
+        help=f"an agent serving peer.Peer: host:port or unix:///path ({DEFAULT_PEER_SERVICE} unless --peers)",
+    )
+    p.add_argument(
+        "--peers",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=ADDRESS",
+        help="a static list of agents (comma- or space-separated), besides or instead of the peer service",
+    )
+    p.add_argument(
+        "--peer-socket-template",
+        metavar="PATH",
+        help="dial each node at this unix socket ({name}: the node's name) instead of its address",
+    )
+    p.add_argument("--peer-service-tls-server-name", default="", metavar="NAME", help="name in its certificate")
+    p.add_argument("--sort-window", type=_duration, default=0.05, metavar="DURATION", help="longest hold (50ms)")
+    p.add_argument("--client-buffer", type=_positive, default=8192, metavar="N", help="responses per client (8192)")
+    p.add_argument("--dial-timeout", type=_duration, default=2.0, metavar="DURATION", help="status calls (2s)")
+    tls = p.add_argument_group("TLS")
+    tls.add_argument("--tls-server-cert-file", type=Path, metavar="FILE", help="the relay's certificate")
+    tls.add_argument("--tls-server-key-file", type=Path, metavar="FILE", help="the relay's key")
+    tls.add_argument(
+        "--tls-client-ca-files",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="CAs of client certificates: clients must present one (mutual TLS)",
+    )
+    tls.add_argument("--disable-server-tls", action="store_true", help="serve plaintext even with certificates")
+    tls.add_argument("--tls-client-cert-file", type=Path, metavar="FILE", help="certificate shown to agents")
+    tls.add_argument("--tls-client-key-file", type=Path, metavar="FILE", help="its key")
+    tls.add_argument(
+        "--tls-hubble-server-ca-files",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="CAs of the agents' certificates (turns on TLS to agents over TCP)",
+    )
+    tls.add_argument("--disable-client-tls", action="store_true", help="talk plaintext to agents")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(run=run)
+
+
+def config_from(args: argparse.Namespace) -> RelayConfig:
+    """The RelayConfig the flags describe; CliError when they contradict each other."""
+    from relay.peers import parse_static
+    from relay.server import RelayConfig
+    from relay.tls import TLSConfigError, client_tls, server_tls
+
+    try:
+        peers = parse_static(args.peers)
+        config = RelayConfig(
+            listen_address=args.listen_address,
+            peer_service=args.peer_service or (None if peers else DEFAULT_PEER_SERVICE),
+            peer_service_server_name=args.peer_service_tls_server_name,
+            peers=peers,
+            socket_template=args.peer_socket_template,
+            server_tls=server_tls(
+                args.tls_server_cert_file, args.tls_server_key_file, args.tls_client_ca_files, args.disable_server_tls
+            ),
+            client_tls=client_tls(
+                args.tls_hubble_server_ca_files,
+                args.tls_client_cert_file,
+                args.tls_client_key_file,
+                args.disable_client_tls,
+            ),
+            window_s=args.sort_window,
+            client_buffer=args.client_buffer,
+            ask_timeout_s=args.dial_timeout,
+        )
+    except (ValueError, TLSConfigError) as exc:
+        raise CliError(f"relay: {exc}") from exc
+    if config.socket_template is not None and "{name}" not in config.socket_template:
+        raise CliError("relay: --peer-socket-template must contain {name}")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here, so other commands do not pay for the relay's modules.
+    from relay.server import RelayServer
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = config_from(args)
+    try:
+        relay = RelayServer(config)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CliError(f"relay: cannot serve on {config.listen_address}: {exc}") from exc
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("relay").info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    relay.start()
+    sources = [f"peer service {config.peer_service}"] if config.peer_service else []
+    sources += [f"{len(config.peers)} static peers"] if config.peers else []
+    tls = (
+        "mutual TLS"
+        if config.server_tls and config.server_tls.client_cas
+        else "TLS"
+        if config.server_tls
+        else "plaintext"
+    )
+    logging.getLogger("relay").info(
+        "relay serving on %s (port %d, %s); nodes from %s", config.listen_address, relay.port, tls, ", ".join(sources)
+    )
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        relay.stop()
+    return 0

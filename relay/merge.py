@@ -1,0 +1,297 @@
+"""The time-ordered merge of node streams: a bounded reordering window and a watermark.
+
+Each node sends its flows nearly in time order, each a little late (its agent reads the kernel every 20 ms).
+A flow may go to the client once no node can still send an earlier one: once it is at or below the
+*watermark*, the smallest of the nodes' *bounds*, where a node's bound is the time below which nothing more
+will come from it:
+
+- a node sending its history (`--last N`, `--since`) is bounded by the last flow it sent: the merge of
+  histories is exact. It counts as live once it sends a flow of the last window, or has been quiet for a
+  while: QUIET_S between flows of a follow stream (history sent, nothing new), FIRST_S before its first
+  one (finding `--last N` in a full ring takes a moment), STALL_S for a stream that will end by itself;
+- a live node is bounded by its last flow, or by `now - hold`, whichever is later, where `hold` is the delay
+  its flows arrive with (the largest of the last second or two, plus a little), never more than the window:
+  an idle node holds the others back only that long;
+- a node whose stream ended or broke does not hold anything back.
+
+Whatever the watermark says, once every node is live no flow is held longer than the window after it
+arrived (Hubble holds flows up to a second; flowscope's default window is 50 ms). A flow that arrives after
+later ones went out (a node that reconnects and catches up, a clock that jumps) goes out at once and is
+counted as late: out of order, but never held.
+
+Two bounds keep memory in check. History is never dropped: a node sending it waits (its gRPC stream stops,
+so its agent pauses) while it holds many flows back for the others, or while the client has a full buffer
+of responses not taken yet. Live flows are never waited for: past the client buffer they are dropped,
+counted, and the client gets a LostEvent where the gap is, so a slow client never stalls the relay, its
+agents or other clients.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from relay import wire
+
+WINDOW_S = 0.05
+QUIET_S = 0.25
+FIRST_S = 1.0
+STALL_S = 2.0
+SLACK_NS = 5_000_000
+HELD_PER_NODE = 8192
+CLIENT_BUFFER = 8192
+BATCH = 512
+_LAG_BUCKET_S = 1.0
+_EPSILON_S = 1e-9  # times compared in float seconds: a window of 50 ms is over at 49.999999999 ms
+_NEVER = -(1 << 62)
+_ALWAYS = 1 << 62
+
+Clock = Callable[[], tuple[int, float]]  # (wall clock ns, monotonic s)
+
+
+def system_clock() -> tuple[int, float]:
+    return time.time_ns(), time.monotonic()
+
+
+@dataclass
+class _Node:
+    live: bool
+    ends: bool = False  # a stream without follow: it ends by itself once its history is sent
+    last_ts: int = _NEVER
+    last_arrival: float = 0.0
+    held: int = 0
+    lag_ns: int | None = None  # how late its flows arrive: the largest of the current and previous bucket
+    _bucket_start: float = 0.0
+    _bucket_max: int = 0
+    _previous_max: int = 0
+
+    @property
+    def droppable(self) -> bool:
+        """Live flows of a follow stream may be dropped for a slow client; history may not."""
+        return self.live and not self.ends
+
+    def quiet_limit(self) -> float:
+        """How long the node may be silent while sending its history before the merge stops waiting for it."""
+        if self.ends:
+            return STALL_S
+        return QUIET_S if self.last_ts != _NEVER else FIRST_S
+
+    def observe_lag(self, lag_ns: int, now: float) -> None:
+        if now - self._bucket_start >= _LAG_BUCKET_S:
+            recent = now - self._bucket_start < 2 * _LAG_BUCKET_S
+            self._previous_max = self._bucket_max if recent else 0
+            self._bucket_start, self._bucket_max = now, 0
+        self._bucket_max = max(self._bucket_max, lag_ns)
+        self.lag_ns = max(self._bucket_max, self._previous_max)
+
+
+@dataclass
+class _Gap:
+    """Responses dropped at this point of the stream because the client fell behind."""
+
+    count: int
+    first_ns: int
+    last_ns: int
+
+
+@dataclass
+class MergeStats:
+    merged: int = 0  # responses handed to the client
+    late: int = 0  # of them, how many arrived after later ones had gone out
+    dropped: int = 0  # responses dropped because the client did not keep up
+
+
+@dataclass
+class Merger:
+    """Merges the streams of one GetFlows request; thread-safe (node readers push, the handler takes)."""
+
+    relay_name: str = "relay"
+    window_s: float = WINDOW_S
+    client_buffer: int = CLIENT_BUFFER
+    held_per_node: int = HELD_PER_NODE
+    clock: Clock = system_clock
+    on_drop: Callable[[int], None] = lambda count: None
+    stats: MergeStats = field(default_factory=MergeStats)
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._nodes: dict[str, _Node] = {}
+        self._heap: list[tuple[int, int, str, bytes, bool]] = []  # (time, seq, node, response, droppable)
+        self._arrivals: deque[tuple[float, int]] = deque()  # (arrival, ts) of held flows, oldest first
+        self._ready: deque[bytes | _Gap] = deque()
+        self._seq = 0
+        self._released_ts = _NEVER
+        self._finished = False
+        self._taker_waiting = False
+        self._pushers_waiting = 0
+        self._window_ns = int(self.window_s * 1e9)
+
+    # --- the node side -----------------------------------------------------------------------------------
+
+    def open(self, node: str, history: bool, ends: bool = False) -> None:
+        """A node's stream starts; with `history` it first sends stored flows, oldest first; a stream that
+        `ends` (no follow) finishes by itself after them."""
+        with self._cond:
+            _, now = self.clock()
+            self._nodes[node] = _Node(live=not history, ends=ends, last_arrival=now)
+
+    def close(self, node: str) -> None:
+        """A node's stream ended or broke: it holds nothing back any more (held flows stay held)."""
+        with self._cond:
+            self._nodes.pop(node, None)
+            self._release(*self.clock())
+            self._cond.notify_all()
+
+    def push(self, node: str, time_ns: int, raw: bytes, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """One response from a node's stream; waits while that node holds too many flows back."""
+        with self._cond:
+            state = self._nodes.get(node)
+            while state is not None and not cancelled() and self._must_wait(state):
+                self._pushers_waiting += 1
+                self._cond.wait(0.1)
+                self._pushers_waiting -= 1
+                self._release(*self.clock())
+                state = self._nodes.get(node)
+            if state is None:  # closed meanwhile: the flow still goes out, in order if it can
+                state = _Node(live=True)
+            wall, now = self.clock()
+            state.last_arrival = now
+            state.last_ts = max(state.last_ts, time_ns)
+            if not state.live and time_ns >= wall - self._window_ns:
+                state.live = True  # caught up with the present
+            if state.live:
+                state.observe_lag(max(0, wall - time_ns), now)
+            self._seq += 1
+            heapq.heappush(self._heap, (time_ns, self._seq, node, raw, state.droppable))
+            self._arrivals.append((now, time_ns))
+            state.held += 1
+            self._release(wall, now)
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the client's handler only when it waits for something that is now there, and pushers
+        waiting for room: a thread woken for every flow costs more than the flow (a context switch each)."""
+        if (self._taker_waiting and self._ready) or self._pushers_waiting:
+            self._cond.notify_all()
+
+    def _must_wait(self, state: _Node) -> bool:
+        if state.held >= self.held_per_node:
+            return True
+        return not state.droppable and len(self._ready) >= self.client_buffer
+
+    def announce(self, raw: bytes) -> None:
+        """A response that goes out next, ahead of held flows (node status changes)."""
+        with self._cond:
+            self._ready.append(raw)
+            self._cond.notify_all()
+
+    def finish(self) -> None:
+        """No stream will open any more: once the open ones end and all is sent, the merge is over."""
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    # --- the client side ---------------------------------------------------------------------------------
+
+    def take(self, timeout: float) -> list[bytes] | None:
+        """Responses ready to send, oldest first, waiting up to `timeout`; None once the merge is over."""
+        with self._cond:
+            deadline = self.clock()[1] + timeout
+            while True:
+                wall, now = self.clock()
+                self._release(wall, now)
+                if self._ready:
+                    out = self._pop_ready()
+                    self._cond.notify_all()  # room for history waiting on a full buffer
+                    return out
+                if self._finished and not self._nodes and not self._heap:
+                    return None
+                if now >= deadline:
+                    return []
+                self._taker_waiting = True
+                self._cond.wait(min(deadline - now, self._next_due(wall, now)))
+                self._taker_waiting = False
+
+    def _pop_ready(self) -> list[bytes]:
+        out: list[bytes] = []
+        while self._ready and len(out) < BATCH:
+            item = self._ready.popleft()
+            if isinstance(item, _Gap):
+                out.append(wire.lost_events(item.count, item.first_ns, item.last_ns, self.relay_name))
+            else:
+                out.append(item)
+        return out
+
+    # --- the merge ---------------------------------------------------------------------------------------
+
+    def _bound(self, state: _Node, wall: int, now: float) -> int:
+        if not state.live and now - state.last_arrival >= state.quiet_limit() - _EPSILON_S:
+            state.live = True  # history sent (or the node hangs): stop waiting for it
+        if not state.live:
+            return state.last_ts
+        hold = self._window_ns if state.lag_ns is None else min(self._window_ns, state.lag_ns + SLACK_NS)
+        return max(state.last_ts, wall - hold)
+
+    def watermark(self, wall: int, now: float) -> int:
+        bound = _ALWAYS
+        for state in self._nodes.values():
+            bound = min(bound, self._bound(state, wall, now))
+        return bound
+
+    def _release(self, wall: int, now: float) -> None:
+        """Send on every held flow at or below the watermark, or held for a whole window (and all before it)."""
+        if not self._heap:
+            self._arrivals.clear()
+            return
+        limit = self.watermark(wall, now)
+        live = all(state.live for state in self._nodes.values())
+        while live and self._arrivals and now - self._arrivals[0][0] >= self.window_s - _EPSILON_S:
+            limit = max(limit, self._arrivals.popleft()[1])
+        while self._heap and self._heap[0][0] <= limit:
+            time_ns, _, node, raw, droppable = heapq.heappop(self._heap)
+            state = self._nodes.get(node)
+            if state is not None:
+                state.held = max(0, state.held - 1)
+            self._deliver(time_ns, raw, droppable)
+
+    def _deliver(self, time_ns: int, raw: bytes, droppable: bool) -> None:
+        if time_ns < self._released_ts:
+            self.stats.late += 1
+        self._released_ts = max(self._released_ts, time_ns)
+        if len(self._ready) < self.client_buffer or not droppable:
+            self._ready.append(raw)
+            self.stats.merged += 1
+            return
+        self.stats.dropped += 1
+        self.on_drop(1)
+        last = self._ready[-1]
+        if isinstance(last, _Gap):
+            last.count += 1
+            last.last_ns = max(last.last_ns, time_ns)
+        else:
+            self._ready.append(_Gap(1, time_ns, time_ns))
+
+    def _next_due(self, wall: int, now: float) -> float:
+        """Seconds until held flows may be due without anything new arriving (how long take() may sleep)."""
+        if not self._heap:
+            return 1.0
+        due = 1.0
+        if self._arrivals and all(state.live for state in self._nodes.values()):
+            due = self._arrivals[0][0] + self.window_s - now  # the window of the longest-held flow ends
+        top = self._heap[0][0]
+        waits = []
+        for state in self._nodes.values():
+            if state.last_ts >= top:
+                continue
+            if not state.live:
+                waits.append(state.last_arrival + state.quiet_limit() - now)
+                continue
+            hold = self._window_ns if state.lag_ns is None else min(self._window_ns, state.lag_ns + SLACK_NS)
+            waits.append((top + hold - wall) / 1e9)
+        if waits:
+            due = min(due, max(waits))
+        return max(0.001, due)

@@ -1,0 +1,212 @@
+"""The relay's peers: which agents exist, a channel to each, and whether it is connected right now.
+
+Peers come from the peer service (relay/peers.py) or a static list; each gets one gRPC channel, shared by all
+the relay's requests, that keeps itself connected: gRPC retries a lost connection on the relay's short
+schedule (relay/backoff.py), and the pool watches the channel's state so requests know at once which nodes
+are connected and wake up the moment a node comes back.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from flowscope_api.observer import observer_pb2, observer_pb2_grpc
+
+from relay.dial import Dialer
+
+log = logging.getLogger(__name__)
+
+GET_FLOWS = "/observer.Observer/GetFlows"
+_CLOSE_DELAY_S = 0.5
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    address: str
+    server_name: str = ""  # the name in its TLS certificate, when it serves TLS
+
+
+class Link(enum.Enum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    FAILED = "failed"
+
+
+_LINKS = {
+    grpc.ChannelConnectivity.READY: Link.READY,
+    grpc.ChannelConnectivity.TRANSIENT_FAILURE: Link.FAILED,
+    grpc.ChannelConnectivity.SHUTDOWN: Link.FAILED,
+    grpc.ChannelConnectivity.IDLE: Link.CONNECTING,  # we always ask to connect, so idle does not last
+    grpc.ChannelConnectivity.CONNECTING: Link.CONNECTING,
+}
+
+
+def _nothing(state: grpc.ChannelConnectivity) -> None:
+    pass
+
+
+class Connection:
+    """One peer's channel and what the relay calls on it."""
+
+    def __init__(self, peer: Peer, dialer: Dialer, on_change: Callable[[], None]) -> None:
+        self.peer = peer
+        self.target = dialer.target(peer.name, peer.address)
+        self.tls = dialer.secure(self.target)
+        self.channel = dialer.channel(self.target, peer.server_name)
+        self.link = Link.CONNECTING
+        self.stub = observer_pb2_grpc.ObserverStub(self.channel)
+        # GetFlows responses stay bytes: the relay forwards them without decoding (relay/wire.py).
+        self.get_flows = self.channel.unary_stream(
+            GET_FLOWS, request_serializer=observer_pb2.GetFlowsRequest.SerializeToString
+        )
+        self._on_change = on_change
+        self._closed = False
+        self.channel.subscribe(self._watch, try_to_connect=True)
+
+    @property
+    def name(self) -> str:
+        return self.peer.name
+
+    @property
+    def ready(self) -> bool:
+        return self.link is Link.READY
+
+    def _watch(self, state: grpc.ChannelConnectivity) -> None:
+        if self._closed:
+            return
+        if state is grpc.ChannelConnectivity.IDLE:
+            self._connect()
+        link = _LINKS.get(state, Link.CONNECTING)
+        if link is not self.link:
+            log.info("node %s (%s): %s", self.peer.name, self.target, link.value)
+            self.link = link
+            self._on_change()
+
+    def _connect(self) -> None:
+        """Ask the channel to connect again. A channel whose connection was lost goes idle and stays so until
+        something asks; gRPC's retries (on the relay's schedule) only run once it is trying."""
+        self.channel.subscribe(_nothing, try_to_connect=True)
+        self.channel.unsubscribe(_nothing)
+
+    def close(self) -> None:
+        """Close the channel once gRPC's watcher of its state has noticed nobody watches any more: closing it
+        under the watcher makes that thread fail (grpc/_channel.py polls every 0.2 s)."""
+        self._closed = True
+        self.channel.unsubscribe(self._watch)
+        closer = threading.Timer(_CLOSE_DELAY_S, self.channel.close)
+        closer.daemon = True
+        closer.start()
+
+
+PoolListener = Callable[[str, str], None]  # (event, node name): "added" or "removed"
+
+
+class PeerPool:
+    """The peers by name, each with its Connection; thread-safe, with listeners for peers added and removed."""
+
+    def __init__(self, dialer: Dialer) -> None:
+        self._dialer = dialer
+        self._cond = threading.Condition()
+        self._connections: dict[str, Connection] = {}
+        self._listeners: list[PoolListener] = []
+
+    # --- membership --------------------------------------------------------------------------------------
+
+    def upsert(self, peer: Peer) -> None:
+        """Add a peer, or replace its channel when its address or TLS name changed."""
+        with self._cond:
+            old = self._connections.get(peer.name)
+            if old is not None and old.peer == peer:
+                return
+            self._connections[peer.name] = Connection(peer, self._dialer, self._notify)
+            self._cond.notify_all()
+        if old is not None:
+            log.info("node %s changed: %s", peer.name, peer.address)
+            old.close()
+            self._tell("removed", peer.name)
+        else:
+            log.info("node %s added: %s", peer.name, peer.address)
+        self._tell("added", peer.name)
+
+    def remove(self, name: str) -> None:
+        with self._cond:
+            old = self._connections.pop(name, None)
+            self._cond.notify_all()
+        if old is not None:
+            log.info("node %s removed", name)
+            old.close()
+            self._tell("removed", name)
+
+    def names(self) -> set[str]:
+        with self._cond:
+            return set(self._connections)
+
+    def connections(self) -> list[Connection]:
+        with self._cond:
+            return sorted(self._connections.values(), key=lambda c: c.name)
+
+    def get(self, name: str) -> Connection | None:
+        with self._cond:
+            return self._connections.get(name)
+
+    def subscribe(self, listener: PoolListener) -> Callable[[], None]:
+        """Call listener on every peer added or removed; returns the function that stops that."""
+        with self._cond:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    # --- connection state --------------------------------------------------------------------------------
+
+    def wait_ready(self, name: str, timeout: float) -> Connection | None:
+        """The peer's connection once it is ready, waiting up to timeout; None if not ready (or gone)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                connection = self._connections.get(name)
+                if connection is None or connection.ready:
+                    return connection
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def settle(self, timeout: float) -> None:
+        """Wait (up to timeout) until no peer is still making its first connection."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while any(c.link is Link.CONNECTING for c in self._connections.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        with self._cond:
+            connections = list(self._connections.values())
+            self._connections.clear()
+            self._listeners.clear()
+        for connection in connections:
+            connection.close()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _tell(self, event: str, name: str) -> None:
+        with self._cond:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(event, name)

@@ -1,0 +1,211 @@
+"""The relay's gRPC server: Hubble's Observer API for the whole cluster, and the standard health service.
+
+Clients (`flowscope observe`, `hubble observe`, Hubble UI) cannot tell it from an agent, except that flows
+come from every node and node status events say which nodes answer. GetFlows is served as bytes: each node's
+responses go to the client as they came (relay/wire.py), only put in order (relay/merge.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from flowscope_api.observer import observer_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from relay import status
+from relay.dial import Dialer
+from relay.fanout import Fanout, RejectedRequest
+from relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
+from relay.peers import PeerServiceFollower
+from relay.pool import Peer, PeerPool
+from relay.tls import ClientTLS, ServerTLS
+
+log = logging.getLogger(__name__)
+
+SERVICE = "observer.Observer"
+HEALTH_SERVICE = "hubble.server.Observer"
+MAX_STREAMS = 64
+DEFAULT_LISTEN_ADDRESS = "localhost:4245"
+
+
+@dataclass
+class RelayConfig:
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    peer_service: str | None = None  # an agent's address or unix socket serving peer.Peer
+    peer_service_server_name: str = ""
+    peers: list[Peer] = field(default_factory=list)  # a static list, besides (or instead of) the peer service
+    socket_template: str | None = None  # dial peers at this unix socket ({name}) instead of their address
+    server_tls: ServerTLS | None = None
+    client_tls: ClientTLS | None = None
+    window_s: float = WINDOW_S
+    client_buffer: int = CLIENT_BUFFER
+    ask_timeout_s: float = status.ASK_TIMEOUT_S
+    name: str = field(default_factory=socket.gethostname)  # node_name of the relay's own responses
+
+
+@dataclass
+class RelayStats:
+    """What the relay did for its clients, summed over them (shown in logs and benchmarks)."""
+
+    clients: int = 0
+    merged: int = 0
+    late: int = 0
+    dropped: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, merged: int = 0, late: int = 0, dropped: int = 0, clients: int = 0) -> None:
+        with self._lock:
+            self.merged += merged
+            self.late += late
+            self.dropped += dropped
+            self.clients += clients
+
+
+class RelayObserver:
+    """observer.Observer, answered by asking every node."""
+
+    def __init__(self, config: RelayConfig, pool: PeerPool, stopping: threading.Event, stats: RelayStats) -> None:
+        self._config = config
+        self._pool = pool
+        self._stopping = stopping
+        self._stats = stats
+        self._started_ns = time.time_ns()
+        self._last_drop_log = 0.0
+
+    def get_flows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        if request.first and request.follow:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be combined with follow")
+        timed = request.HasField("since") and request.HasField("until")
+        if timed and request.since.ToNanoseconds() > request.until.ToNanoseconds():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "since is after until")
+        config = self._config
+        merger = Merger(config.name, config.window_s, config.client_buffer, on_drop=self._dropped)
+        fanout = Fanout(request, self._pool, merger)
+        self._stats.add(clients=1)
+        try:
+            yield from fanout.responses(lambda: context.is_active() and not self._stopping.is_set())
+        except RejectedRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            self._stats.add(merged=merger.stats.merged, late=merger.stats.late, clients=-1)
+
+    def _dropped(self, count: int) -> None:
+        self._stats.add(dropped=count)
+        now = time.monotonic()
+        if now - self._last_drop_log >= 1.0:
+            self._last_drop_log = now
+            log.warning("a client does not keep up: %d responses dropped so far", self._stats.dropped)
+
+    def server_status(
+        self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext
+    ) -> observer_pb2.ServerStatusResponse:
+        answers = status.ask_all(self._pool.connections(), status.server_status_of, self._config.ask_timeout_s)
+        return status.summarise(answers, self._started_ns)
+
+    def get_nodes(
+        self, request: observer_pb2.GetNodesRequest, context: grpc.ServicerContext
+    ) -> observer_pb2.GetNodesResponse:
+        answers = status.ask_all(self._pool.connections(), status.server_status_of, self._config.ask_timeout_s)
+        return status.nodes(answers)
+
+    def get_namespaces(
+        self, request: observer_pb2.GetNamespacesRequest, context: grpc.ServicerContext
+    ) -> observer_pb2.GetNamespacesResponse:
+        answers = status.ask_all(self._pool.connections(), status.namespaces_of, self._config.ask_timeout_s)
+        return status.namespaces(answers)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        o = observer_pb2
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                # No response serializer: GetFlows yields the bytes to send.
+                "GetFlows": grpc.unary_stream_rpc_method_handler(
+                    self.get_flows, request_deserializer=o.GetFlowsRequest.FromString
+                ),
+                "ServerStatus": grpc.unary_unary_rpc_method_handler(
+                    self.server_status,
+                    request_deserializer=o.ServerStatusRequest.FromString,
+                    response_serializer=o.ServerStatusResponse.SerializeToString,
+                ),
+                "GetNodes": grpc.unary_unary_rpc_method_handler(
+                    self.get_nodes,
+                    request_deserializer=o.GetNodesRequest.FromString,
+                    response_serializer=o.GetNodesResponse.SerializeToString,
+                ),
+                "GetNamespaces": grpc.unary_unary_rpc_method_handler(
+                    self.get_namespaces,
+                    request_deserializer=o.GetNamespacesRequest.FromString,
+                    response_serializer=o.GetNamespacesResponse.SerializeToString,
+                ),
+            },
+        )
+
+
+class RelayServer:
+    """The relay, from its config: start() discovers nodes and serves; stop() undoes it all."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.stats = RelayStats()
+        self._stopping = threading.Event()
+        dialer = Dialer(config.client_tls, config.socket_template)
+        self.pool = PeerPool(dialer)
+        self.follower = (
+            PeerServiceFollower(config.peer_service, self.pool, dialer, config.peer_service_server_name)
+            if config.peer_service
+            else None
+        )
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=MAX_STREAMS, thread_name_prefix="relay"),
+            maximum_concurrent_rpcs=MAX_STREAMS,
+            # Without this, a second relay on the same port would share it with the first, silently.
+            options=[("grpc.so_reuseport", 0)],
+        )
+        self._server.add_generic_rpc_handlers((RelayObserver(config, self.pool, self._stopping, self.stats).handler(),))
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        address = _normalise(config.listen_address)
+        if config.server_tls is not None:
+            self.port = self._server.add_secure_port(address, config.server_tls.credentials())
+        else:
+            self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {config.listen_address} (in use?)")
+
+    def start(self) -> RelayServer:
+        for peer in self.config.peers:
+            self.pool.upsert(peer)
+        if self.follower is not None:
+            self.follower.start()
+        self._server.start()
+        for name in (HEALTH_SERVICE, ""):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        """End the streams, stop serving, close every connection."""
+        self._health.enter_graceful_shutdown()
+        self._stopping.set()
+        if self.follower is not None:
+            self.follower.stop()
+        self._server.stop(grace).wait(grace + 1)
+        self.pool.close()
+
+    def __enter__(self) -> RelayServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _normalise(address: str) -> str:
+    """':4245' means every address, as Hubble's --listen-address does."""
+    return f"[::]{address}" if address.startswith(":") else address
