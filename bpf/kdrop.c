@@ -10,7 +10,9 @@
  *      messages, a closing socket's queues, echo replies a raw socket took: fs_kdrop_not_lost, kdrop/skb.h);
  *   2. keeps only drops in network namespaces of this node: `kdrop_netns` maps a namespace's inode to the
  *      endpoint living in it (0: the node itself), and the agent fills it. Every agent on the machine sees every
- *      kfree_skb of the kernel; the namespace is what makes a drop this node's;
+ *      kfree_skb of the kernel; the namespace is what makes a drop this node's. And leaves out TC_INGRESS and
+ *      TC_EGRESS drops on the devices our own tc programs are attached to (`kdrop_own_devices`): the datapath
+ *      reported those packets itself, with the reason it knows (POLICY_DENIED, ...);
  *   3. rate-limits per CPU and per reason with a token bucket: a drop storm costs at most `burst` reports, then
  *      one per `report_cost_ns`. A suppressed drop is counted in `kdrop_limited` and in its bucket, and the
  *      next report of that reason on that CPU carries it (`packets`, `bytes`, FS_F_AGGREGATE);
@@ -59,6 +61,7 @@ BPF_PERCPU_ARRAY(kdrop_lost, __u64, 1);    /* reports not emitted: the ring buff
 BPF_PERCPU_ARRAY(kdrop_limited, __u64, 1); /* drops not reported on their own: rate limited */
 BPF_PERCPU_ARRAY(kdrop_buckets, struct fs_kdrop_bucket, FS_KDROP_BUCKETS);
 BPF_HASH(kdrop_netns, __u32, __u32, FS_KDROP_NETNS_MAX); /* netns inode -> endpoint id (0: the node) */
+BPF_HASH(kdrop_own_devices, __u32, __u8, FS_KDROP_NETNS_MAX); /* ifindex in the node -> 1: our tc programs */
 BPF_ARRAY(kdrop_config, struct fs_kdrop_config, 1);
 
 static __always_inline void fs_kdrop_count(__u64 *counter)
@@ -120,6 +123,12 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 		return 0; /* another node's, or nobody's we know */
 	if (fs_kdrop_not_lost(reason, &s, args->protocol))
 		return 0;
+	if ((reason == FS_SKB_DROP_REASON_TC_INGRESS || reason == FS_SKB_DROP_REASON_TC_EGRESS) && *ep_id == 0) {
+		__u32 ifindex = fs_kdrop_ifindex(&s);
+
+		if (kdrop_own_devices.lookup(&ifindex))
+			return 0; /* our datapath dropped it, and said why */
+	}
 
 	/* Reasons past the core enum (subsystem reasons carry a subsystem id in the high bits) share one bucket. */
 	bucket_index = reason < FS_KDROP_BUCKETS - 1 ? reason : FS_KDROP_BUCKETS - 1;

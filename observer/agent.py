@@ -10,6 +10,7 @@ the stop; the next start's reclaim removes what it left, which is why reclaim co
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import secrets
@@ -34,6 +35,7 @@ from observer.metadata import Cluster
 from observer.parser import FlowDecoder
 from observer.paths import DEFAULT_SOCKET, RUN_DIR
 from observer.ring import FlowRing, check_capacity
+from observer.server.peer import add_peer_service
 from observer.server.serve import ObserverServer, TLSFiles
 from observer.server.state import NodeState
 
@@ -144,8 +146,12 @@ class Agent:
         decoder.rule_names = self.control.policy.rule_name
         self.ingest = self._make_ingest(self.datapath, self.kdrop, dtype)
         self.ingest.start()
+        tls_enabled, stopping = cfg.tls is not None, self.state.stopping
+        peers = functools.partial(
+            add_peer_service, cluster_file=cfg.cluster_file, tls_enabled=tls_enabled, stopping=stopping
+        )
         self.server: ObserverServer | None = ObserverServer(
-            self.state, cfg.socket_path, cfg.listen_address, cfg.tls, [self.control.service()]
+            self.state, cfg.socket_path, cfg.listen_address, cfg.tls, [self.control.service(), peers]
         )
         self.server.start()
         self.control.start()

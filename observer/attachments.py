@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +44,7 @@ class NamespaceFollower(Protocol):
     """What reconciling needs from observer.datapath.kdrop: endpoint id -> the name of its network namespace."""
 
     def follow_endpoints(self, endpoints: Mapping[int, str]) -> None: ...
+    def follow_devices(self, ifindexes: Iterable[int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Attachments:
         if self._kernel_drops is not None:
             local = self._registry.snapshot.local.values()
             self._kernel_drops.follow_endpoints({ep.id: ep.netns for ep in local if ep.netns})
+            self._kernel_drops.follow_devices(att.ifindex for att in self._attached.values())
 
     def close(self) -> None:
         for att in list(self._attached.values()):

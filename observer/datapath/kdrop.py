@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -153,6 +153,18 @@ class KernelDrops:
             log.info(
                 "kernel drops: reporting drops in %d network namespaces (the node's and its endpoints')", len(wanted)
             )
+
+    def follow_devices(self, ifindexes: Iterable[int]) -> None:
+        """The node's devices our tc programs are attached to: their TC_INGRESS/TC_EGRESS drops are our own
+        datapath's, which reports them itself (with its reason), so this program leaves them out."""
+        wanted = set(ifindexes)
+        table = self._bpf[b"kdrop_own_devices"]
+        current = {key.value for key in table}
+        for ifindex in wanted - current:
+            table[table.Key(ifindex)] = table.Leaf(1)
+        for ifindex in current - wanted:
+            with contextlib.suppress(KeyError):
+                del table[table.Key(ifindex)]
 
     def namespaces(self) -> dict[int, int]:
         return {key.value: value.value for key, value in self._bpf[b"kdrop_netns"].items()}

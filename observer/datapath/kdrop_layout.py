@@ -83,6 +83,8 @@ class DropReasons:
     not_specified: int
     no_socket: int
     queue_purge: int
+    tc_ingress: int
+    tc_egress: int
     count: int  # SKB_DROP_REASON_MAX: core reasons are below it
 
     @classmethod
@@ -103,6 +105,8 @@ class DropReasons:
             not_specified=enum.get(_PREFIX + "NOT_SPECIFIED", _NEVER),
             no_socket=enum.get(_PREFIX + "NO_SOCKET", _NEVER),
             queue_purge=enum.get(_PREFIX + "QUEUE_PURGE", _NEVER),
+            tc_ingress=enum.get(_PREFIX + "TC_INGRESS", _NEVER),
+            tc_egress=enum.get(_PREFIX + "TC_EGRESS", _NEVER),
             count=enum.get(_PREFIX + "MAX", max(names, default=0) + 1),
         )
 
@@ -113,6 +117,8 @@ class DropReasons:
             "FS_SKB_DROP_REASON_NOT_SPECIFIED": self.not_specified,
             "FS_SKB_DROP_REASON_NO_SOCKET": self.no_socket,
             "FS_SKB_DROP_REASON_QUEUE_PURGE": self.queue_purge,
+            "FS_SKB_DROP_REASON_TC_INGRESS": self.tc_ingress,
+            "FS_SKB_DROP_REASON_TC_EGRESS": self.tc_egress,
             # one token bucket per core reason, and one more shared by subsystem reasons (values past MAX)
             "FS_KDROP_BUCKETS": self.count + 1,
         }

@@ -4,7 +4,7 @@ ring buffers with the rate-limited count, and reconciling which namespaces it fo
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +102,13 @@ class FakeFollower:
     def __init__(self) -> None:
         self.calls: list[dict[int, str]] = []
 
+        self.devices: list[set[int]] = []
+
     def follow_endpoints(self, endpoints: Mapping[int, str]) -> None:
         self.calls.append(dict(endpoints))
+
+    def follow_devices(self, ifindexes: Iterable[int]) -> None:
+        self.devices.append(set(ifindexes))
 
 
 def test_reconciling_tells_the_kernel_drop_program_this_nodes_namespaces(tmp_path: Path) -> None:
@@ -117,6 +122,7 @@ def test_reconciling_tells_the_kernel_drop_program_this_nodes_namespaces(tmp_pat
     attachments = Attachments(FakeDatapath(), EndpointRegistry("node1"), cluster_file, None, follower)
     attachments.reconcile()
     assert follower.calls == [{1001: "ns-a"}]  # this node's endpoints only (the interfaces need not exist)
+    assert follower.devices == [set()]  # none attached: their interfaces do not exist
 
     time.sleep(0.01)
     Cluster("c", nodes, (endpoint(1002, "node1", "ns-c"), endpoint(1003, "node1", ""))).save(cluster_file)
