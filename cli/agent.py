@@ -30,6 +30,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         help="CAs of client certificates (mutual TLS)",
     )
+    p.add_argument(
+        "--kernel-drops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="report the kernel's own drops, with its reason (skb:kfree_skb) (on)",
+    )
+    p.add_argument(
+        "--kernel-drop-rate",
+        type=int,
+        default=1000,
+        help="kernel drop reports per second, per reason and CPU, before they are only counted; 0: no limit (1000)",
+    )
+    p.add_argument(
+        "--report-unspecified-drops",
+        action="store_true",
+        help="also report NOT_SPECIFIED kernel drops (every plain kfree_skb; noisy)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_agent_flags(p)
     p.set_defaults(run=run)
@@ -60,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         ring_capacity=args.ring_capacity,
         caplen=args.caplen,
         tls=tls,
+        kernel_drops=args.kernel_drops,
+        kernel_drop_rate=args.kernel_drop_rate,
+        report_unspecified_drops=args.report_unspecified_drops,
         **agent_settings(args),
     )
     try:

@@ -244,7 +244,9 @@ def _fill_endpoints(flow: flow_pb2.Flow, r: _Record, packet: Packet, names: _Nam
 def _fill_packet(flow: flow_pb2.Flow, packet: Packet, names: _Names) -> None:
     """Ethernet, IP and L4 (and the Summary), as far as the packet's bytes went."""
     flow.Summary = summarize(packet)
-    if packet.src_mac:
+    # All-zero addresses on both ends: a header the kernel drop program made up for a packet that had none yet
+    # (dropped on its way out of a pod's own stack), so there is no Ethernet to show.
+    if packet.src_mac and (any(packet.src_mac) or any(packet.dst_mac)):
         flow.ethernet.source = packet.src_mac.hex(":")
         flow.ethernet.destination = packet.dst_mac.hex(":")
     if packet.ip_version:

@@ -272,6 +272,14 @@ def test_kernel_drop_without_packet_bytes_uses_the_header(decoder: FlowDecoder) 
     assert flow.traffic_direction == flow_pb2.TRAFFIC_DIRECTION_UNKNOWN
 
 
+def test_a_made_up_all_zero_ethernet_header_is_not_shown(decoder: FlowDecoder) -> None:
+    """The kernel drop program puts a zero header before a packet that had none yet: no Ethernet to report."""
+    packet = ether(udp4(dport=9999)[14:], src="00:00:00:00:00:00", dst="00:00:00:00:00:00")
+    flow = decode(decoder, packet, type=events.EVENT_DROP, drop_reason=3, flags=events.F_KERNEL_DROP, verdict=2)
+    assert not flow.HasField("ethernet")
+    assert flow.l4.UDP.destination_port == 9999
+
+
 def test_kernel_drop_names_and_locations() -> None:
     located = FlowDecoder("node1", lab_registry(), b"i", KERNEL_REASONS, locate=lambda a: "udp_queue_rcv_skb+0x1c")
     flow = located.decode(
