@@ -42,7 +42,8 @@ def iperf3(lab: Lab, client: str, server: str, args: list[str], seconds: float) 
         time.sleep(0.3)
         out = lab.exec(
             client,
-            ["iperf3", "-c", server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-J", *args],
+            # -A: client on CPU 0, server on CPU 1, so runs compare like with like
+            ["iperf3", "-c", server_ip, "-p", str(IPERF_PORT), "-t", str(seconds), "-A", "0,1", "-J", *args],
             timeout=seconds + 30,
         ).stdout
     finally:

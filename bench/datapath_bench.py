@@ -4,9 +4,11 @@
 
 On a one-node lab without background traffic:
 - iperf3 TCP throughput and UDP 64-byte packet rate between two pods, alternating rounds without any observer,
-  with the flowscope agent attached, and with tcpdump capturing the same pod's veth (-w /dev/null); ratios of
-  the medians against no observer;
-- events per second the agent ingests per CPU-second of its own, and how many were lost, during the UDP flood;
+  with the flowscope agent at monitor aggregation none (an event per packet and observation point) and at
+  medium (the agent's default), and with tcpdump capturing the client pod's veth (-w /dev/null); ratios of
+  the medians against no observer, and the events per second the agent stored at each level;
+- events per second the agent ingests per CPU-second of its own, and how many were lost, during the UDP flood
+  at level none;
 - bytes of memory per stored flow (resident memory grown while the ring fills, over the ring's capacity), the
   agent's memory with a full ring, and its start-up time from launch to its first flow.
 With --write the figures replace the "Datapath" section of bench/RESULTS.md.
@@ -21,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import grpc
 from common import (
@@ -37,12 +40,22 @@ from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 from lab import Lab
 
 CAPACITY = 65535
+FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
+VARIANTS = ("none", "flowscope none", "flowscope medium", "tcpdump")
 
 
 @contextmanager
-def agent(lab: Lab) -> Iterator[int]:
+def agent(lab: Lab, level: str = "none") -> Iterator[int]:
+    """The lab's agent (labs start theirs at aggregation none), switched to `level` while it runs."""
     (daemon,) = lab.start_agents()
     try:
+        if level != "none":
+            server = f"unix://{lab.agent_socket('node1')}"
+            subprocess.run(
+                [FLOWSCOPE, "config", "set", "monitor-aggregation", level, "--server", server],
+                check=True,
+                capture_output=True,
+            )
         yield daemon.pid
     finally:
         lab.stop(daemon)
@@ -66,16 +79,25 @@ def tcpdump(lab: Lab) -> Iterator[None]:
         proc.wait(timeout=10)
 
 
-def alternate(lab: Lab, measure: Callable[[Lab], float], rounds: int) -> dict[str, list[float]]:
-    """The same measurement without an observer, with the agent and with tcpdump, in alternating rounds."""
-    results: dict[str, list[float]] = {"none": [], "flowscope": [], "tcpdump": []}
+def alternate(
+    lab: Lab, measure: Callable[[Lab], float], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """The same measurement without an observer, with the agent at none and at medium, and with tcpdump, in
+    alternating rounds; and the events per second the agent stored meanwhile, by level."""
+    results: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    events: dict[str, list[float]] = {"none": [], "medium": []}
     for _ in range(rounds):
         results["none"].append(measure(lab))
-        with agent(lab):
-            results["flowscope"].append(measure(lab))
+        for level in ("none", "medium"):
+            with agent(lab, level):
+                before, started = server_status(lab).seen_flows, time.monotonic()
+                results[f"flowscope {level}"].append(measure(lab))
+                time.sleep(0.2)  # the last batches
+                stored = server_status(lab).seen_flows - before
+                events[level].append(stored / (time.monotonic() - started))
         with tcpdump(lab):
             results["tcpdump"].append(measure(lab))
-    return results
+    return results, events
 
 
 def ingest_rate(lab: Lab, seconds: float) -> tuple[float, float, int, int]:
@@ -128,23 +150,32 @@ def main() -> int:
 
     with Lab(f"b{os.getpid()}") as lab:
         lab.up(traffic=False, agent=False)
-        tcp = alternate(lab, lambda lab: tcp_gbps(lab, args.seconds), args.rounds)
-        udp = alternate(lab, lambda lab: udp64_pps(lab, args.seconds), args.rounds)
+        tcp, tcp_events = alternate(lab, lambda lab: tcp_gbps(lab, args.seconds), args.rounds)
+        udp, udp_events = alternate(lab, lambda lab: udp64_pps(lab, args.seconds), args.rounds)
         rate, cpu_share, per_cpu_second, lost = ingest_rate(lab, args.seconds)
         startup, empty, full, per_flow = startup_and_memory(lab)
 
     def ratio(table: dict[str, list[float]], who: str) -> float:
         return median(table[who]) / median(table["none"])
 
+    def row(name: str, table: dict[str, list[float]], fmt: str) -> str:
+        values = " | ".join(format(median(table[v]), fmt) for v in VARIANTS)
+        ratios = " | ".join(f"**{ratio(table, v):.3f}**" for v in VARIANTS[1:])
+        return f"| {name} | {values} | {ratios} |"
+
     lines = [
-        "| measurement | no observer | flowscope agent | tcpdump | flowscope ratio | tcpdump ratio |",
-        "|---|---|---|---|---|---|",
-        f"| iperf3 TCP (Gbit/s) | {median(tcp['none']):.2f} | {median(tcp['flowscope']):.2f} | "
-        f"{median(tcp['tcpdump']):.2f} | **{ratio(tcp, 'flowscope'):.3f}** | {ratio(tcp, 'tcpdump'):.3f} |",
-        f"| iperf3 UDP 64 B (packets/s) | {median(udp['none']):,.0f} | {median(udp['flowscope']):,.0f} | "
-        f"{median(udp['tcpdump']):,.0f} | **{ratio(udp, 'flowscope'):.3f}** | {ratio(udp, 'tcpdump'):.3f} |",
+        "| measurement | no observer | flowscope, none | flowscope, medium | tcpdump "
+        "| ratio none | ratio medium | ratio tcpdump |",
+        "|---|---|---|---|---|---|---|---|",
+        row("iperf3 TCP (Gbit/s)", tcp, ".2f"),
+        row("iperf3 UDP 64 B (packets/s)", udp, ",.0f"),
         "",
-        f"- Agent ingest during the UDP flood: {rate:,.0f} events/s using {cpu_share:.2f} CPU, i.e. "
+        "| events stored per second | at none | at medium |",
+        "|---|---|---|",
+        f"| during iperf3 TCP | {median(tcp_events['none']):,.0f} | {median(tcp_events['medium']):,.0f} |",
+        f"| during iperf3 UDP 64 B | {median(udp_events['none']):,.0f} | {median(udp_events['medium']):,.0f} |",
+        "",
+        f"- Agent ingest during the UDP flood at none: {rate:,.0f} events/s using {cpu_share:.2f} CPU, i.e. "
         f"**{per_cpu_second:,} events per CPU-second**; events lost in the kernel buffer: **{lost}**.",
         f"- Memory per stored flow: **{per_flow} bytes** (resident memory grown while the ring of {CAPACITY:,} "
         f"filled); agent resident memory with a full ring: **{full / 2**20:.0f} MiB** "
@@ -156,7 +187,7 @@ def main() -> int:
     print(report)
     if args.write:
         command = "sudo .venv/bin/python bench/datapath_bench.py " + " ".join(sys.argv[1:])
-        update_results("Datapath (issue 2)", f"Command: `{command.strip()}` ({time.strftime('%Y-%m-%d')})\n\n{report}")
+        update_results("Datapath", f"Command: `{command.strip()}` ({time.strftime('%Y-%m-%d')})\n\n{report}")
     return 0
 
 
