@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--listen-address", default=":4244", help="TCP address to serve on; empty for none (:4244)")
     p.add_argument("--ring-capacity", type=int, default=65535, help="flows kept, 2^n-1 (65535)", dest="ring_capacity")
     p.add_argument("--caplen", type=int, default=128, help="packet bytes captured per event, multiple of 8 (128)")
+    p.add_argument(
+        "--ring-buffer-pages",
+        type=int,
+        default=1024,
+        help="the kernel's event buffer, in pages, a power of two (1024: 4 MiB)",
+    )
     p.add_argument("--tls-cert-file", type=Path, help="server certificate (turns on TLS for TCP)")
     p.add_argument("--tls-key-file", type=Path, help="server key")
     p.add_argument(
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         listen_address=args.listen_address or None,
         ring_capacity=args.ring_capacity,
         caplen=args.caplen,
+        ring_buffer_pages=args.ring_buffer_pages,
         tls=tls,
         kernel_drops=args.kernel_drops,
         kernel_drop_rate=args.kernel_drop_rate,

@@ -24,7 +24,10 @@ def default_command() -> list[str]:
     return [str(Path(sys.executable).parent / "flowscope")]
 
 
-def agent_service(topology: Topology, node: str, command: Sequence[str] | None = None) -> Service:
+def agent_service(
+    topology: Topology, node: str, command: Sequence[str] | None = None, extra_args: Sequence[str] = ()
+) -> Service:
+    """The agent of a node; `extra_args` go after the lab's own flags (a later flag wins)."""
     argv = [
         *(command or default_command()),
         "agent",
@@ -44,6 +47,7 @@ def agent_service(topology: Topology, node: str, command: Sequence[str] | None =
         # default of aggregated reports (`flowscope config set monitor-aggregation medium` changes it live).
         # Only for the real agent: a stand-in command takes the flags it knows.
         argv += ["--monitor-aggregation", "none"]
+    argv += extra_args
     # The host's mounts: the agent pins its tail-call map in the host's /sys/fs/bpf, so that a killed agent's
     # programs keep passing packets until the next agent reclaims them.
     return Service(f"agent-{node}", topology.node(node).netns, argv, host_mounts=True)

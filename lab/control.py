@@ -145,15 +145,19 @@ class Lab:
         service = Service(role, self.netns(where), list(argv), tuple(ports))
         return self._start([service])[0]
 
-    def start_agents(self, nodes: Iterable[str] | None = None, timeout: float = 20.0) -> list[Daemon]:
-        """Start the agent of each node (all by default) and wait until each answers its health check."""
+    def start_agents(
+        self, nodes: Iterable[str] | None = None, timeout: float = 20.0, extra_args: Sequence[str] = ()
+    ) -> list[Daemon]:
+        """Start the agent of each node (all by default), with `extra_args` on its command line, and wait until
+        each answers its health check."""
         names = list(nodes) if nodes is not None else [node.name for node in self.nodes]
         state = self._state()
         for name in names:
             prepare_socket(self.agent_socket(name))
             state.agents[name] = str(self.agent_socket(name))
         state.save(self.state_file)
-        started = self._start([agent_service(self.topology, name, self.agent_command) for name in names])
+        services = [agent_service(self.topology, name, self.agent_command, extra_args) for name in names]
+        started = self._start(services)
         for name, daemon in zip(names, started, strict=True):
             wait_healthy(daemon, self.agent_socket(name), timeout)
         return started

@@ -94,7 +94,7 @@ class FlowRing:
         end = min(end, self._written)
         lost = 0
         if start < self.oldest:
-            lost = self.oldest - start
+            lost = min(self.oldest, end) - start  # only what this read asked for
             start = self.oldest
         if end <= start:
             return Chunk(first_seq=max(start, end), records=self._slots[:0].copy(), lost=lost)
