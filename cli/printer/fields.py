@@ -7,6 +7,7 @@ from flowscope_api.flow import flow_pb2
 
 from cli import names
 from cli.printer.sink import Segment
+from observer.icmp import icmp_text
 
 HOST, PORT, IDENTITY = "cyan", "yellow", "magenta"
 GREEN, RED, YELLOW = "green", "red", "yellow"
@@ -152,9 +153,9 @@ def _made_summary(flow: flow_pb2.Flow) -> str:
         flags = flow.flowscope.tcp_flags_seen if flow.flowscope.aggregated else l4.TCP.flags
         return "TCP Flags: " + tcp_flags_text(flags)
     if kind == "ICMPv4":
-        return "ICMPv4 " + names.icmp_type_code(l4.ICMPv4.type, l4.ICMPv4.code, names.ICMPV4_TYPES, names.ICMPV4_CODES)
+        return icmp_text(4, l4.ICMPv4.type, l4.ICMPv4.code)
     if kind == "ICMPv6":
-        return "ICMPv6 " + names.icmp_type_code(l4.ICMPv6.type, l4.ICMPv6.code, names.ICMPV6_TYPES, names.ICMPV6_CODES)
+        return icmp_text(6, l4.ICMPv6.type, l4.ICMPv6.code)
     return kind or ""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from observer.icmp import icmp_text
 from observer.parser.packet import (
     ETH_P_ARP,
     ETH_P_IP,
@@ -37,87 +38,7 @@ TCP_FLAG_NAMES = (
     (TCP_NS, "NS"),
 )
 
-_Codes = dict[int, str] | None
-
-ICMPV4_TYPES: dict[int, tuple[str, _Codes]] = {
-    0: ("EchoReply", None),
-    3: (
-        "DestinationUnreachable",
-        {
-            0: "Net",
-            1: "Host",
-            2: "Protocol",
-            3: "Port",
-            4: "FragmentationNeeded",
-            5: "SourceRoutingFailed",
-            6: "NetUnknown",
-            7: "HostUnknown",
-            8: "SourceIsolated",
-            9: "NetAdminProhibited",
-            10: "HostAdminProhibited",
-            11: "NetTOS",
-            12: "HostTOS",
-            13: "CommAdminProhibited",
-            14: "HostPrecedence",
-            15: "PrecedenceCutoff",
-        },
-    ),
-    4: ("SourceQuench", None),
-    5: ("Redirect", {0: "Net", 1: "Host", 2: "TOS+Net", 3: "TOS+Host"}),
-    8: ("EchoRequest", None),
-    9: ("RouterAdvertisement", None),
-    10: ("RouterSolicitation", None),
-    11: ("TimeExceeded", {0: "TTLExceeded", 1: "FragmentReassemblyTimeExceeded"}),
-    12: ("ParameterProblem", {0: "PointerIndicatesError", 1: "MissingOption", 2: "BadLength"}),
-    13: ("TimestampRequest", None),
-    14: ("TimestampReply", None),
-    15: ("InfoRequest", None),
-    16: ("InfoReply", None),
-    17: ("AddressMaskRequest", None),
-    18: ("AddressMaskReply", None),
-}
-
-ICMPV6_TYPES: dict[int, tuple[str, _Codes]] = {
-    1: (
-        "DestinationUnreachable",
-        {
-            0: "NoRouteToDst",
-            1: "AdminProhibited",
-            2: "BeyondScopeOfSrc",
-            3: "AddressUnreachable",
-            4: "PortUnreachable",
-            5: "SrcAddressFailedPolicy",
-            6: "RejectRouteToDst",
-        },
-    ),
-    2: ("PacketTooBig", None),
-    3: ("TimeExceeded", {0: "HopLimitExceeded", 1: "FragmentReassemblyTimeExceeded"}),
-    4: (
-        "ParameterProblem",
-        {0: "ErroneousHeaderField", 1: "UnrecognizedNextHeader", 2: "UnrecognizedIPv6Option"},
-    ),
-    128: ("EchoRequest", None),
-    129: ("EchoReply", None),
-    133: ("RouterSolicitation", None),
-    134: ("RouterAdvertisement", None),
-    135: ("NeighborSolicitation", None),
-    136: ("NeighborAdvertisement", None),
-    137: ("Redirect", None),
-}
-
 _ETHERTYPE_NAMES = {ETH_P_ARP: "ARP"}
-
-
-def icmp_type_code(types: dict[int, tuple[str, _Codes]], icmp_type: int, code: int) -> str:
-    """gopacket's name for an ICMP type and code."""
-    known = types.get(icmp_type)
-    if known is None:
-        return f"{icmp_type}({code})"
-    name, codes = known
-    if codes is None and code == 0:
-        return name
-    code_name = codes.get(code) if codes else None
-    return f"{name}({code_name})" if code_name else f"{name}(Code: {code})"
 
 
 @cache
@@ -136,9 +57,9 @@ def summarize(packet: Packet) -> str:
         if protocol == IPPROTO_SCTP:
             return "SCTP"
         if protocol == IPPROTO_ICMP:
-            return "ICMPv4 " + icmp_type_code(ICMPV4_TYPES, packet.sport, packet.dport)
+            return icmp_text(4, packet.sport, packet.dport)
         if protocol == IPPROTO_ICMPV6:
-            return "ICMPv6 " + icmp_type_code(ICMPV6_TYPES, packet.sport, packet.dport)
+            return icmp_text(6, packet.sport, packet.dport)
     if packet.ip_version:
         return f"IPv{packet.ip_version}"
     ethertype = packet.ethertype
