@@ -19,7 +19,7 @@ from types import TracebackType
 import grpc
 
 from cli.errors import CliError
-from cli.timefmt import parse_duration
+from cli.timefmt import positive_duration
 from observer import paths
 
 DEFAULT_SERVER = "localhost:4245"
@@ -27,16 +27,6 @@ DEFAULT_SOCKET = str(paths.DEFAULT_SOCKET)
 SERVER_ENV = "FLOWSCOPE_SERVER"
 SOCKET_ENV = "FLOWSCOPE_DEFAULT_SOCKET_PATH"
 TLS_PREFIX = "tls://"
-
-
-def _duration(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return seconds
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -47,10 +37,12 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         help=f"host:port, tls://host:port or unix:///path (${SERVER_ENV}; default {DEFAULT_SERVER}, "
         f"then the local agent's {DEFAULT_SOCKET})",
     )
-    group.add_argument("--timeout", type=_duration, default=5.0, metavar="DURATION", help="connect timeout (5s)")
+    group.add_argument(
+        "--timeout", type=positive_duration, default=5.0, metavar="DURATION", help="connect timeout (5s)"
+    )
     group.add_argument(
         "--request-timeout",
-        type=_duration,
+        type=positive_duration,
         default=12.0,
         metavar="DURATION",
         help="timeout of one request (12s)",

@@ -17,23 +17,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cli.errors import CliError
-from cli.timefmt import parse_duration
+from cli.timefmt import positive_duration
 from observer.paths import DEFAULT_SOCKET
 
 if TYPE_CHECKING:
     from relay.server import RelayConfig
 
 DEFAULT_PEER_SERVICE = f"unix://{DEFAULT_SOCKET}"
-
-
-def _duration(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return seconds
 
 
 def _positive(text: str) -> int:
@@ -74,9 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dial each node at this unix socket ({name}: the node's name) instead of its address",
     )
     p.add_argument("--peer-service-tls-server-name", default="", metavar="NAME", help="name in its certificate")
-    p.add_argument("--sort-window", type=_duration, default=0.05, metavar="DURATION", help="longest hold (50ms)")
+    p.add_argument(
+        "--sort-window", type=positive_duration, default=0.05, metavar="DURATION", help="longest hold (50ms)"
+    )
     p.add_argument("--client-buffer", type=_positive, default=8192, metavar="N", help="responses per client (8192)")
-    p.add_argument("--dial-timeout", type=_duration, default=2.0, metavar="DURATION", help="status calls (2s)")
+    p.add_argument("--dial-timeout", type=positive_duration, default=2.0, metavar="DURATION", help="status calls (2s)")
     tls = p.add_argument_group("TLS")
     tls.add_argument("--tls-server-cert-file", type=Path, metavar="FILE", help="the relay's certificate")
     tls.add_argument("--tls-server-key-file", type=Path, metavar="FILE", help="the relay's key")

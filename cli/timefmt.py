@@ -3,6 +3,7 @@ hubble prints flows with (--time-format), so that lines look the same and copied
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -42,6 +43,17 @@ def parse_duration(text: str) -> float:
     if position != len(body):
         raise ValueError(f"invalid duration {text!r} (use units such as 3s, 4m, 1h)")
     return sign * total
+
+
+def positive_duration(text: str) -> float:
+    """An argparse type: a duration above zero, in seconds, refused in argparse's own one-line way."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return seconds
 
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
