@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cli.demo",
     "cli.policy",
     "cli.config",
+    "cli.top",
 )
 
 

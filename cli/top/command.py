@@ -1,0 +1,182 @@
+"""`flowscope top`: a live, full-screen view of what talks to what, and what is dropped.
+
+A thread follows GetFlows and only counts (FlowTable.add); the main thread waits for keys and, 4 times a
+second (at most 10 when keys are pressed), builds one frame from a snapshot and hands it to rich's Live on the
+alternate screen. A new filter reconnects: the server applies it (its filters are hubble's, all of them, and
+vectorised in the agent, so a narrow filter also means fewer flows to ship and count) and the new stream
+starts with the last 40 s, so rows and rates come back at once. A broken stream is retried every 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+import grpc
+from flowscope_api.observer import observer_pb2, observer_pb2_grpc
+from rich.console import Console, Group
+from rich.live import Live
+
+from cli.connection import Connection, ServerOptions, add_server_flags, connect
+from cli.errors import CliError
+from cli.observe.flags import add_filter_flags, add_selector_flags
+from cli.observe.request import raw_filters_yaml
+from cli.top import render
+from cli.top.controls import Action, Controls
+from cli.top.keys import RawTerminal, read_keys
+from cli.top.livefilter import LiveFilter, initial_request, initial_text, record_filter_words
+from cli.top.state import FlowTable
+
+RETRY_SECONDS = 2.0
+FASTEST = 0.1  # seconds between frames when keys ask for more (10 Hz)
+
+DESCRIPTION = """\
+A live view of flows grouped by connection (source → destination, protocol/port, verdict, drop reason), with
+flows/s over 2, 10 and 40 s, the packets and bytes of aggregated flows, drops in red, and a footer with
+flows/s, drops, lost events and node status. Takes observe's filter and server flags; starts with the last
+40 s unless --last, --all or --since says otherwise.
+
+Keys: q quit, / edit the filter (observe's flags, checked as typed; Enter applies, Esc cancels), r sort by
+rate (again: 2s/10s/40s window), l last seen, d drops first, t total, f freeze the order, p pause,
+arrows/PgUp/PgDn/Home/End scroll.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "top",
+        usage="flowscope top [selectors] [filters] [server flags]",
+        help="live view of flows by connection, rates and drops",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    add_selector_flags(parser)
+    add_filter_flags(parser)
+    record_filter_words(parser)
+    add_server_flags(parser)
+    parser.add_argument("--refresh", type=_hertz, default=4.0, metavar="HZ", help="frames a second, 4 to 10 (4)")
+    # What observe's request building reads from its output flags: text output, the default field mask.
+    parser.set_defaults(run=run, output="compact", field_mask=[], use_default_field_masks=True)
+
+
+def _hertz(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not 4 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be between 4 and 10: {text}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    request = initial_request(args)
+    if args.print_raw_filters:
+        sys.stdout.write(raw_filters_yaml(request))
+        return 0
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise CliError("top needs a terminal for its screen and keys; for a stream of flows use 'observe -f'")
+    with connect(ServerOptions.from_args(args)) as connection:
+        return Viewer(connection, LiveFilter(args), initial_text(args), 1.0 / args.refresh).run(request)
+
+
+class Stream:
+    """One GetFlows call feeding one FlowTable from a daemon thread; `stop` cancels it."""
+
+    def __init__(self, connection: Connection, request: observer_pb2.GetFlowsRequest, table: FlowTable) -> None:
+        self.table = table
+        self._connection = connection
+        self._call = observer_pb2_grpc.ObserverStub(connection.channel).GetFlows(request)
+        self.ended_at: float | None = None
+        threading.Thread(target=self._ingest, name="top-ingest", daemon=True).start()
+
+    def _ingest(self) -> None:
+        try:
+            for response in self._call:
+                self.table.add(response)
+            self.table.set_error("the server ended the stream")
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                # "retrying" first: gRPC's reasons can be long, and a narrow footer cuts the end.
+                self.table.set_error(f"retrying every {RETRY_SECONDS:g}s: {self._connection.error(exc).message}")
+        except Exception as exc:  # a flow this code cannot read: say so in the footer, not over the screen
+            self.table.set_error(f"stopped reading flows: {type(exc).__name__}: {exc}")
+        finally:
+            self.ended_at = time.monotonic()
+
+    def stop(self) -> None:
+        self._call.cancel()
+
+
+class Viewer:
+    """The screen loop: keys in, frames out, streams started and replaced."""
+
+    def __init__(self, connection: Connection, live_filter: LiveFilter, text: str, interval: float) -> None:
+        self.connection = connection
+        self.filter = live_filter
+        self.controls = Controls(text, live_filter.error)
+        self.interval = interval
+        self.stream: Stream | None = None
+
+    def run(self, request: observer_pb2.GetFlowsRequest) -> int:
+        console = Console(highlight=False, markup=False, emoji=False)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # so a kill unwinds and restores the terminal too
+        self.stream = Stream(self.connection, request, FlowTable())
+        try:
+            with (
+                RawTerminal(sys.stdin.fileno()) as terminal,
+                Live(
+                    console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+                ) as live,
+            ):
+                return self._loop(terminal.fd, console, live)
+        finally:
+            self.stream.stop()
+            signal.signal(signal.SIGTERM, previous)
+
+    def _loop(self, fd: int, console: Console, live: Live) -> int:
+        due = 0.0
+        while True:
+            now = time.monotonic()
+            for key in read_keys(fd, due - now):
+                if key == "eof":  # nobody left to see the screen
+                    return 0
+                action = self.controls.handle(key)
+                if action is Action.QUIT:
+                    return 0
+                if action is Action.FILTER:
+                    self._restart(self.filter.request(self.controls.filter_text), FlowTable())
+                due = min(due, time.monotonic() + FASTEST)
+            now = time.monotonic()
+            if now >= due:
+                self._retry(now)
+                live.update(self.build(console.size.width, console.size.height), refresh=True)
+                due = now + self.interval
+
+    def build(self, width: int, height: int) -> Group:
+        """One frame from a fresh snapshot (or the paused one): the work done 4-10 times a second."""
+        assert self.stream is not None
+        self.controls.page = render.visible_rows(height)
+        snapshot, order = self.controls.view(self.stream.table.snapshot)
+        return render.frame(snapshot, order, self.controls, self.connection.target, width, height)
+
+    def _restart(self, request: observer_pb2.GetFlowsRequest, table: FlowTable) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+        self.stream = Stream(self.connection, request, table)
+
+    def _retry(self, now: float) -> None:
+        """A stream that broke is resumed on the same table, with new flows only (none counted twice)."""
+        assert self.stream is not None
+        ended = self.stream.ended_at
+        if ended is not None and now - ended >= RETRY_SECONDS:
+            self._restart(self.filter.request(self.controls.filter_text, backfill=None), self.stream.table)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

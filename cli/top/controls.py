@@ -1,0 +1,133 @@
+"""What the keys of `flowscope top` change: sort key, frozen order, pause, scroll position, the filter line.
+
+Kept apart from the terminal and from rich so it can be driven key by key in tests. `handle` returns an
+`Action` only for what the command itself must do (quit, reconnect with a new filter); everything else is
+state the next frame reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from cli.top.state import WINDOWS, Snapshot, sort_order
+
+SORTS = {"r": "rate", "l": "last", "d": "drops", "t": "total"}
+HELP = "q quit  / filter  r rate (again: window)  l last seen  d drops  t total  f freeze  p pause  ↑↓ PgUp PgDn"
+
+
+class Action(Enum):
+    QUIT = "quit"
+    FILTER = "filter"  # apply `Controls.filter_text`: reconnect with it
+
+
+@dataclass
+class FilterLine:
+    """The filter being typed: its text and, after every key, why it does not parse (None when it does)."""
+
+    text: str
+    error: str | None = None
+
+
+class Controls:
+    """The viewer's state between frames."""
+
+    def __init__(self, filter_text: str, validate: Callable[[str], str | None]) -> None:
+        self.filter_text = filter_text  # the filter the stream uses
+        self.validate = validate
+        self.editing: FilterLine | None = None
+        self.sort = "rate"
+        self.window = 1  # index into WINDOWS that rate sorting uses: 10 s, steady enough to read
+        self.freeze = False  # `f`: keep the order rows had when it was pressed, new rows at the end
+        self.frozen: np.ndarray | None = None  # that order, captured by the next frame
+        self.pause = False  # `p`: keep showing one snapshot (the stream is still counted meanwhile)
+        self.paused: Snapshot | None = None  # that snapshot, captured by the next frame
+        self.offset = 0  # first visible row
+        self.page = 20  # visible rows, set by each frame for PgUp/PgDn
+        self.rows = 0  # rows in the last frame, to keep scrolling inside them
+
+    @property
+    def sort_label(self) -> str:
+        return f"rate {WINDOWS[self.window]}s" if self.sort == "rate" else self.sort
+
+    def handle(self, key: str) -> Action | None:
+        """Apply one key (a character or a name from `keys.decode`)."""
+        if self.editing is not None:
+            return self._edit(self.editing, key)
+        if key in ("q", "Q", "ctrl-c"):
+            return Action.QUIT
+        if key == "/":
+            text = self.filter_text + " " if self.filter_text else ""  # ready for the next flag
+            self.editing = FilterLine(text, self.validate(text))
+        elif key in SORTS:
+            if SORTS[key] == "rate" and self.sort == "rate":
+                self.window = (self.window + 1) % len(WINDOWS)
+            self.sort = SORTS[key]
+            self.freeze = False  # choosing a sort means wanting it now
+            self.offset = 0
+        elif key == "f":
+            self.freeze = not self.freeze
+        elif key in ("p", " "):
+            self.pause = not self.pause
+        else:
+            self._scroll(key)
+        return None
+
+    def _scroll(self, key: str) -> None:
+        moves = {"up": -1, "down": 1, "pgup": -self.page, "pgdn": self.page, "k": -1, "j": 1}
+        if key in moves:
+            self.offset += moves[key]
+        elif key in ("home", "g"):
+            self.offset = 0
+        elif key in ("end", "G"):
+            self.offset = self.rows
+        self.offset = max(0, min(self.offset, self.rows - self.page))
+
+    def _edit(self, line: FilterLine, key: str) -> Action | None:
+        if key == "ctrl-c":
+            return Action.QUIT
+        if key == "esc":
+            self.editing = None
+            return None
+        if key == "enter":
+            if line.error is not None:
+                return None  # an invalid filter is never sent; the error stays on screen
+            self.editing = None
+            if line.text.strip() == self.filter_text:
+                return None
+            self.filter_text = line.text.strip()
+            self.freeze, self.pause, self.offset = False, False, 0
+            return Action.FILTER
+        if key == "backspace":
+            line.text = line.text[:-1]
+        elif key == "ctrl-u":
+            line.text = ""
+        elif key == "ctrl-w":
+            line.text = line.text.rstrip().rpartition(" ")[0] + (" " if " " in line.text.rstrip() else "")
+        elif len(key) == 1 and key.isprintable():
+            line.text += key
+        else:
+            return None
+        line.error = self.validate(line.text)
+        return None
+
+    def view(self, take: Callable[[], Snapshot]) -> tuple[Snapshot, np.ndarray]:
+        """The snapshot to show (the paused one, or a new one) and its rows in display order."""
+        if not self.pause:
+            self.paused = None
+        snapshot = self.paused if self.paused is not None else take()
+        if self.pause:
+            self.paused = snapshot
+        order = sort_order(snapshot, self.sort, self.window)
+        if not self.freeze:
+            self.frozen = None
+        elif self.frozen is None:
+            self.frozen = order
+        else:  # rows are never removed, so rows new since the freeze are exactly the higher indexes
+            order = np.concatenate([self.frozen, np.arange(len(self.frozen), len(snapshot))])
+        self.rows = len(order)
+        self.offset = max(0, min(self.offset, self.rows - self.page))
+        return snapshot, order
