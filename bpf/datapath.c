@@ -40,10 +40,12 @@ static __always_inline int fs_entry(struct __sk_buff *skb, __u8 point)
 
 	if (!st)
 		return TC_ACT_OK; /* cannot happen: a one-slot per-CPU array always has its slot */
-	__builtin_memset(st, 0, sizeof(*st));
+	fs_state_reset(st);
 	cfg = config.lookup(&zero);
 	if (cfg)
 		st->cfg = *cfg;
+	else
+		__builtin_memset(&st->cfg, 0, sizeof(st->cfg));
 	st->point = point;
 	st->ev.type = FS_EVENT_TRACE;
 	st->ev.subtype = point;
@@ -60,7 +62,19 @@ static __always_inline int fs_entry(struct __sk_buff *skb, __u8 point)
 		st->ep_identity = ep->identity;
 		fs_endpoint_identity(st);
 	}
-	return fs_tail_call(skb, st, fs_parse_l2(skb, st));
+	/* a call site per slot, so that each is a direct jump */
+	switch (fs_parse_l2(skb, st)) {
+	case FS_CALL_IPV4:
+		fs_jump(skb, FS_CALL_IPV4);
+		break;
+	case FS_CALL_IPV6:
+		fs_jump(skb, FS_CALL_IPV6);
+		break;
+	default:
+		fs_jump(skb, FS_CALL_OTHER);
+		break;
+	}
+	return fs_drop(skb, st, FS_DROP_MISSED_TAIL_CALL);
 }
 
 /* On an endpoint's host-side veth, tc ingress: packets leaving the pod. */
@@ -94,8 +108,7 @@ int stage_ipv4(struct __sk_buff *skb)
 
 	if (!st)
 		return TC_ACT_OK;
-	if (fs_parse_ipv4(skb, st) == 0)
-		fs_resolve_identities(st);
+	fs_parse_ipv4(skb, st);
 	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
 }
 
@@ -106,8 +119,7 @@ int stage_ipv6(struct __sk_buff *skb)
 
 	if (!st)
 		return TC_ACT_OK;
-	if (fs_parse_ipv6(skb, st) == 0)
-		fs_resolve_identities(st);
+	fs_parse_ipv6(skb, st);
 	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
 }
 
@@ -127,12 +139,12 @@ int stage_ct(struct __sk_buff *skb)
 {
 	struct fs_state *st = fs_state_get();
 	struct fs_ct_entry *e = 0;
-	__u64 now = bpf_ktime_get_ns();
 	int at_endpoint, trackable;
+	__u64 now;
 
 	if (!st)
 		return TC_ACT_OK;
-	st->ev.ts = now; /* the event's time too: one clock read a packet */
+	now = fs_now(st);
 	at_endpoint = fs_state_from_endpoint(st) || fs_state_to_endpoint(st);
 	trackable = fs_ct_trackable(st);
 	if (trackable)
@@ -147,10 +159,8 @@ int stage_ct(struct __sk_buff *skb)
 					  : (st->ev.flags & FS_F_TRUNCATED) ? FS_DROP_CT_INVALID_HDR
 									    : FS_DROP_CT_MAP_INSERTION_FAILED;
 		}
-		return fs_tail_call(skb, st, FS_NEXT_AFTER_CT);
-	}
-	if (at_endpoint && st->ct_state != FS_CT_RELATED &&
-	    (!(e->flags & FS_CT_F_JUDGED) || e->policy_rev != st->cfg.policy_rev)) {
+	} else if (at_endpoint && st->ct_state != FS_CT_RELATED &&
+		   (!(e->flags & FS_CT_F_JUDGED) || e->policy_rev != st->cfg.policy_rev)) {
 		st->policy_todo = FS_POLICY_JUDGE;
 	} else if (at_endpoint && (e->flags & FS_CT_F_DENIED)) {
 		st->policy_todo = FS_POLICY_DROP;
@@ -158,7 +168,7 @@ int stage_ct(struct __sk_buff *skb)
 	} else {
 		fs_ct_account(e, st, now);
 	}
-	return fs_tail_call(skb, st, FS_NEXT_AFTER_CT);
+	return fs_after_ct(skb, st);
 }
 
 /* FS_CALL_POLICY: at an endpoint, the network policy's verdict on the packet's connection. */
@@ -166,26 +176,40 @@ int stage_policy(struct __sk_buff *skb)
 {
 	struct fs_state *st = fs_state_get();
 	struct fs_verdict v;
+	__u32 reason = 0;
 	__u8 direction;
 
 	if (!st)
 		return TC_ACT_OK;
 	switch (st->policy_todo) {
 	case FS_POLICY_JUDGE:
-		return fs_policy_judge(skb, st);
+		reason = fs_policy_judge(skb, st);
+		if (reason)
+			goto drop;
+		break;
 	case FS_POLICY_DROP:
-		return fs_drop(skb, st, st->drop_reason);
+		reason = st->drop_reason;
+		goto drop;
 	case FS_POLICY_UNTRACKED:
 		/* no ports to judge by: pass only where the endpoint does not enforce a policy */
 		direction = fs_state_from_endpoint(st) ? FS_POLICY_EGRESS : FS_POLICY_INGRESS;
 		fs_policy_decide(st->ep_identity, 0, 0, 0, direction, st->cfg.policy_rev, &v);
-		if (v.enforced)
-			return fs_drop(skb, st, st->drop_reason);
+		if (v.enforced) {
+			reason = st->drop_reason;
+			goto drop;
+		}
 		break;
 	default:
 		break;
 	}
-	return fs_tail_call(skb, st, FS_NEXT_AFTER_POLICY);
+#if FS_NEXT_AFTER_POLICY == FS_CALL_SEND_TRACE
+	if (!st->emit)
+		return TC_ACT_OK; /* nothing to send: the trace stage would only pass it */
+#endif
+	fs_jump(skb, FS_NEXT_AFTER_POLICY);
+	reason = FS_DROP_MISSED_TAIL_CALL;
+drop: /* one drop for every reason: it is a lot of code */
+	return fs_drop(skb, st, reason);
 }
 
 /* FS_CALL_SEND_TRACE: the last stage of a packet that passes; emits it if aggregation decided so. */

@@ -194,3 +194,48 @@ def test_untracked_packets_follow_the_point_rule(peer: Datapath) -> None:
     arp = eth(ETH_P_ARP, arp_request(PEER4, POD4))
     assert len(run(peer, OUT, arp)) == 0
     assert column(run(peer, IN, arp), "packets") == [1]
+
+
+def test_a_report_has_the_precise_time_and_the_identities_of_its_moment(peer: Datapath) -> None:
+    """Conntrack keeps its times on the coarse clock, but an event carries the precise one; identities are
+    looked up when an event needs them, so a report shows the ipcache as it is when it is sent."""
+    aggregate(peer, MEDIUM, interval_ms=50)
+    conn = Conversation(IPPROTO_UDP, pod_port=53, peer_port=5353)
+    run(peer, IN, conn.back(payload=b"0"))
+    assert len(run(peer, IN, conn.back(payload=b"1"))) == 0
+    peer.replace_ipcache({f"{PEER4}/32": PEER_IDENTITY + 1, f"{POD4}/32": EP_IDENTITY})
+    time.sleep(0.06)
+    before = time.monotonic_ns()
+    [report] = run(peer, IN, conn.back(payload=b"2"))
+    after = time.monotonic_ns()
+    assert before <= int(report["ts"]) <= after
+    assert (int(report["src_identity"]), int(report["dst_identity"])) == (PEER_IDENTITY + 1, EP_IDENTITY)
+    assert int(report["packets"]) == 2
+
+
+def test_connection_times_follow_the_monotonic_clock(peer: Datapath) -> None:
+    """Expiry and last report are kept on the coarse monotonic clock: at most a tick behind the precise one."""
+    aggregate(peer, MEDIUM)
+    conn = Conversation(IPPROTO_UDP, pod_port=53, peer_port=5353)
+    before = time.monotonic_ns()
+    run(peer, IN, conn.back(payload=b"0"))
+    after = time.monotonic_ns()
+    _, entries = peer.conntrack.read()
+    [entry] = entries
+    last_report = int(entry["dir"]["last_report"][0])  # reported at once: the first packet of its direction
+    tick = 20_000_000  # generous: HZ is 100 at the least
+    assert before - tick <= last_report <= after
+    lifetime = 60 * 10**9  # UDP
+    assert before - tick <= int(entry["expires"]) - lifetime <= after
+
+
+def test_a_flush_by_the_sweep_does_not_make_the_next_packet_a_report(peer: Datapath) -> None:
+    """The sweep stamps the last report with the precise clock, a packet compares with the coarse one (up to a
+    tick behind): the next packet must not mistake that for an interval gone by."""
+    aggregate(peer, MEDIUM)
+    conn = Conversation(IPPROTO_UDP, pod_port=53, peer_port=5353)
+    assert len(run(peer, IN, conn.back(payload=b"0"))) == 1
+    assert len(run(peer, IN, conn.back(payload=b"1"))) == 0
+    assert peer.conntrack.sweep(interval_ns=0) == 1
+    assert int(peer.reader().read_batch(0)[0]["packets"]) == 1
+    assert [len(run(peer, IN, conn.back(payload=b"2"))) for _ in range(3)] == [0, 0, 0]

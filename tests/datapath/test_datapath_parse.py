@@ -320,6 +320,30 @@ def test_a_short_packet_is_captured_whole(dp: Datapath) -> None:
     assert bytes(event["data"])[:42] == packet
 
 
+@pytest.mark.parametrize("size", [14, 15, 21, 60, 63, 64, 65, 100, 127, 128, 129, 300])
+def test_capture_is_exact_at_every_length(dp: Datapath, size: int) -> None:
+    """The capture is copied a word at a time, its last word ending at the capture length: every length comes
+    out whole, whatever it is modulo 8."""
+    packet = eth(ETH_P_LLDP, bytes((7 * i + 3) & 0xFF for i in range(size - 14)))
+    event = run_one(dp, "from_container", packet)
+    assert int(event["len_cap"]) == min(size, 128)
+    assert bytes(event["data"])[: min(size, 128)] == packet[:128]
+
+
+@pytest.mark.parametrize("capture_len", [1, 7, 9, 13, 61, 127])
+def test_nothing_after_the_capture_length_is_copied(dp: Datapath, capture_len: int) -> None:
+    """A capture length that is not a whole number of words: the packet's bytes after it never reach the
+    record (what follows len_cap is left from earlier records, never this packet's next bytes)."""
+    packet = eth(ETH_P_LLDP, bytes([0xA5]) * 200)
+    dp.maps.write_config(RuntimeConfig(capture_len=capture_len))
+    event = run_one(dp, "from_container", packet)
+    data = bytes(event["data"])
+    assert int(event["len_cap"]) == capture_len
+    assert data[:capture_len] == packet[:capture_len]
+    if capture_len >= 14:
+        assert data[capture_len : capture_len + 8] != packet[capture_len : capture_len + 8]
+
+
 def test_header_carries_cpu_and_hash(dp: Datapath) -> None:
     packet = v4(IPPROTO_TCP, tcp(40000, 80, SYN))
     first = run_one(dp, "from_container", packet)

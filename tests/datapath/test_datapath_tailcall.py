@@ -91,3 +91,27 @@ def test_refilled_slots_pass_again(dp: Datapath) -> None:
     assert prog_test_run(dp.program_fd("from_container"), TCP4).retval == TC_ACT_OK
     types = [int(t) for t in dp.reader().read_batch(0)["type"]]
     assert types == [ev.EVENT_DROP, ev.EVENT_TRACE]
+
+
+def test_a_settled_packet_skips_the_stages_with_nothing_to_do(dp: Datapath) -> None:
+    """An established connection's packet whose verdict is current and that aggregation silences goes from
+    conntrack straight out: neither the policy nor the trace stage is called, so their empty slots drop
+    nothing. A packet that has something for them still goes there (and is dropped when a slot is empty)."""
+    dp.update_config(aggregation=3, report_flags=0x07)  # medium
+    opened = eth(ETH_P_IP, ipv4("192.0.2.1", "192.0.2.2", IPPROTO_UDP, udp(1000, 53, b"q")))
+    assert prog_test_run(dp.program_fd("to_container"), opened).retval == TC_ACT_OK  # judged, reported
+    dp.clear_tail_call(slot_of(dp, "stage_policy"))
+    dp.clear_tail_call(slot_of(dp, "stage_send_trace"))
+    dp.reader().read_batch(0)
+    for _ in range(3):
+        assert prog_test_run(dp.program_fd("to_container"), opened).retval == TC_ACT_OK
+    assert len(dp.reader().read_batch(0)) == 0
+    dp.update_config(aggregation=0)  # now every packet is a trace: the empty trace slot drops it
+    assert prog_test_run(dp.program_fd("to_container"), opened).retval == TC_ACT_SHOT
+    [drop] = dp.reader().read_batch(0)
+    assert (int(drop["type"]), int(drop["drop_reason"])) == (ev.EVENT_DROP, MISSED_TAIL_CALL)
+    fresh = eth(ETH_P_IP, ipv4("192.0.2.1", "192.0.2.2", IPPROTO_UDP, udp(1001, 53, b"q")))
+    dp.update_config(aggregation=3, report_flags=0x07)
+    assert prog_test_run(dp.program_fd("to_container"), fresh).retval == TC_ACT_SHOT  # a new one: to be judged
+    [drop] = dp.reader().read_batch(0)
+    assert (int(drop["type"]), int(drop["drop_reason"])) == (ev.EVENT_DROP, MISSED_TAIL_CALL)

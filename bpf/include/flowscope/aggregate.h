@@ -20,15 +20,17 @@
 #define FLOWSCOPE_AGGREGATE_H
 
 #include "flowscope/conntrack.h"
+#include "flowscope/identity.h"
 #include "flowscope/report.h"
 #include "flowscope/state.h"
 
 /* Whether a packet at this observation point is traced at all at the configured level. */
-static __always_inline int fs_trace_wanted(const struct fs_state *st)
+static __always_inline int fs_trace_wanted(struct fs_state *st)
 {
-	if (st->cfg.aggregation == FS_AGG_NONE)
+	if (st->cfg.aggregation == FS_AGG_NONE || !fs_point_is_rx(st->point))
 		return 1;
-	return !fs_point_is_rx(st->point) || st->ev.dst_identity == FS_IDENTITY_HOST;
+	fs_identities(st, FS_ID_DST);
+	return st->ev.dst_identity == FS_IDENTITY_HOST;
 }
 
 /* Count the packet in its connection and direction, and decide whether it becomes an event (st->emit);
@@ -68,10 +70,10 @@ static __always_inline void fs_ct_account(struct fs_ct_entry *e, struct fs_state
 
 	__sync_fetch_and_add(&d->pend_packets, 1);
 	__sync_fetch_and_add(&d->pend_bytes, len);
-	if (flags)
+	if (flags & ~d->pend_flags) /* an atomic OR only for flags not pending already (an ACK rarely is new) */
 		__sync_fetch_and_or(&d->pend_flags, flags);
 	report = first || st->ct_state == FS_CT_NEW || (fresh_flags & st->cfg.report_flags) || closes ||
-		 (e->dir[0].closing && e->dir[1].closing) || now - d->last_report >= fs_report_interval_ns(&st->cfg);
+		 (e->dir[0].closing && e->dir[1].closing) || fs_age(now, d->last_report) >= fs_report_interval_ns(&st->cfg);
 	if (!report) {
 		st->emit = 0;
 		return;

@@ -14,6 +14,7 @@
 #include <uapi/linux/ip.h>
 #include <uapi/linux/ipv6.h>
 
+#include "flowscope/identity.h"
 #include "flowscope/maps.h"
 #include "flowscope/parse.h"
 #include "flowscope/report.h"
@@ -45,8 +46,8 @@ static __always_inline __u8 fs_ct_key_fill(struct fs_ct_key *key, const __u8 *sr
 {
 	__u8 end = fs_ct_source_end(src, sport, dst, dport);
 
-	__builtin_memcpy(key->addr[end], src, 16);
-	__builtin_memcpy(key->addr[end ^ 1], dst, 16);
+	fs_addr_copy(key->addr[end], src);
+	fs_addr_copy(key->addr[end ^ 1], dst);
 	key->port[end] = sport;
 	key->port[end ^ 1] = dport;
 	key->proto = proto;
@@ -186,6 +187,7 @@ static __always_inline struct fs_ct_entry *fs_ct_create(struct fs_state *st, str
 
 	if (old)
 		fs_report_pending(&st->ct_key, old, now, 0);
+	fs_identities(st, FS_ID_SRC | FS_ID_DST);
 	__builtin_memset(&fresh, 0, sizeof(fresh));
 	fresh.initiator = end;
 	fresh.identity[FS_CT_ORIGINAL] = st->ev.src_identity;

@@ -7,6 +7,7 @@
 #define FLOWSCOPE_EMIT_H
 
 #include "flowscope/drop.h"
+#include "flowscope/identity.h"
 #include "flowscope/maps.h"
 #include "flowscope/state.h"
 
@@ -20,6 +21,37 @@ static __always_inline __u64 fs_capture_len(struct __sk_buff *skb, const struct 
 	if (skb->len < want)
 		want = skb->len;
 	return want;
+}
+
+/* Copy the packet's first `len` (8..FS_CAPLEN) bytes into `to` straight from the skb's linear data, a word at
+ * a time, which costs less than a helper call; the last word ends at `len`, overlapping the one before it, so
+ * nothing after `len` is written. -1 (nothing copied) when the linear data is shorter, or len below 8. */
+static __always_inline int fs_capture(struct __sk_buff *skb, __u8 *to, __u64 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	const __u8 *last;
+	__u64 off;
+
+	if (len < 8 || data + len > data_end)
+		return -1;
+#pragma unroll
+	for (int i = 0; i < FS_CAPLEN / 8; i++) {
+		if ((i + 1) * 8 > len)
+			break;
+		if (data + (i + 1) * 8 > data_end) /* known by now, but the verifier wants to see it */
+			return -1;
+		((__u64 *)to)[i] = ((const __u64 *)data)[i];
+	}
+	if (len % 8) {
+		off = len - 8;
+		asm volatile("" : "+r"(off)); /* so that the bounds check below is on `last` itself */
+		last = data + off;
+		if ((void *)(last + 8) > data_end)
+			return -1;
+		*(__u64 *)(to + off) = *(const __u64 *)last;
+	}
+	return 0;
 }
 
 /* BPF_RB_FORCE_WAKEUP on every FS_WAKEUP_EVERY-th event of this CPU, BPF_RB_NO_WAKEUP otherwise: the reader
@@ -54,6 +86,7 @@ static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
 	struct fs_event *ev;
 	__u64 caplen;
 
+	fs_identities(st, FS_ID_SRC | FS_ID_DST);
 	if (!st->ev.ts) /* conntrack read the clock already, unless the packet never got there */
 		st->ev.ts = bpf_ktime_get_ns();
 	st->ev.cpu = bpf_get_smp_processor_id();
@@ -71,7 +104,8 @@ static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
 	 * register passed to the helper (it would otherwise drop them as already implied). */
 	asm volatile("" : "+r"(caplen));
 	ev->len_cap = 0;
-	if (caplen > 0 && caplen <= FS_CAPLEN && bpf_skb_load_bytes(skb, 0, ev->data, caplen) == 0)
+	if (caplen > 0 && caplen <= FS_CAPLEN &&
+	    (fs_capture(skb, ev->data, caplen) == 0 || bpf_skb_load_bytes(skb, 0, ev->data, caplen) == 0))
 		ev->len_cap = caplen;
 
 	events.ringbuf_submit(ev, fs_wakeup_flag());

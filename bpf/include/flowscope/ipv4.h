@@ -15,28 +15,32 @@
 /* Returns 0 when the addresses were read, -1 when the packet ends inside the fixed header. */
 static __always_inline int fs_parse_ipv4(struct __sk_buff *skb, struct fs_state *st)
 {
-	struct iphdr ip;
+	struct iphdr buf;
+	const struct iphdr *ip;
 	__u32 off = st->l3_off;
 	__u32 hdr_len;
+	__u8 proto;
 
-	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0) {
+	ip = fs_header(skb, off, &buf, sizeof(buf));
+	if (!ip) {
 		fs_truncated(st);
 		return -1;
 	}
-	__builtin_memcpy(st->ev.saddr, &ip.saddr, 4);
-	__builtin_memcpy(st->ev.daddr, &ip.daddr, 4);
-	st->ev.l4_proto = ip.protocol;
+	__builtin_memcpy(st->ev.saddr, &ip->saddr, 4);
+	__builtin_memcpy(st->ev.daddr, &ip->daddr, 4);
+	st->addrs = 1;
+	st->ev.l4_proto = proto = ip->protocol;
+	hdr_len = ip->ihl * 4;
 
-	hdr_len = ip.ihl * 4;
-	if (hdr_len < sizeof(ip) || off + hdr_len > skb->len) {
+	if (hdr_len < sizeof(buf) || off + hdr_len > skb->len) {
 		fs_truncated(st); /* options cut short (or an impossible header length): the L4 header is not there */
 		return 0;
 	}
-	if (fs_ntohs(ip.frag_off) & FS_IP_OFFSET_MASK) {
+	if (fs_ntohs(ip->frag_off) & FS_IP_OFFSET_MASK) {
 		st->ev.flags |= FS_F_FRAGMENT;
 		return 0;
 	}
-	fs_parse_l4(skb, st, off + hdr_len, ip.protocol);
+	fs_parse_l4(skb, st, off + hdr_len, proto);
 	return 0;
 }
 

@@ -33,28 +33,33 @@ static __always_inline __u32 fs_ipv6_ext_len(__u8 nexthdr, __u8 hdrlen)
 /* Returns 0 when the addresses were read, -1 when the packet ends inside the fixed header. */
 static __always_inline int fs_parse_ipv6(struct __sk_buff *skb, struct fs_state *st)
 {
-	struct ipv6hdr ip6;
+	struct ipv6hdr buf;
+	const struct ipv6hdr *ip6;
 	__u32 off = st->l3_off;
 	__u8 nexthdr;
 
 	st->ev.flags |= FS_F_IPV6;
-	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0) {
+	ip6 = fs_header(skb, off, &buf, sizeof(buf));
+	if (!ip6) {
 		fs_truncated(st);
 		return -1;
 	}
-	__builtin_memcpy(st->ev.saddr, &ip6.saddr, 16);
-	__builtin_memcpy(st->ev.daddr, &ip6.daddr, 16);
-	nexthdr = ip6.nexthdr;
-	off += sizeof(ip6);
+	__builtin_memcpy(st->ev.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(st->ev.daddr, &ip6->daddr, 16);
+	st->addrs = 1;
+	nexthdr = ip6->nexthdr;
+	off += sizeof(buf);
 
 #pragma unroll
 	for (int i = 0; i < FS_IPV6_MAX_EXTHDRS; i++) {
-		__u8 ext[4]; /* next header, length, and (fragment header) the offset field */
+		__u8 ext_buf[4];
+		const __u8 *ext; /* next header, length, and (fragment header) the offset field */
 		__u32 len;
 
 		if (!fs_ipv6_ext_len(nexthdr, 0))
 			break;
-		if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)) < 0) {
+		ext = fs_header(skb, off, ext_buf, sizeof(ext_buf));
+		if (!ext) {
 			fs_truncated(st);
 			return 0;
 		}

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Parsing what every packet has: the Ethernet header with up to two VLAN tags, and the L4 header once an IP
- * stage has found it. Every read goes through bpf_skb_load_bytes, which fails rather than reading past the
- * packet (and works on non-linear skbs); a failed read marks the event FS_F_TRUNCATED and leaves the fields
- * that would have come from it zero.
+ * stage has found it. Headers are read in place when they lie in the skb's linear data (direct packet access,
+ * bounds-checked against data_end: no helper call), and through bpf_skb_load_bytes otherwise, which also
+ * reaches paged data and fails rather than reading past the packet. A header the packet ends inside marks the
+ * event FS_F_TRUNCATED and leaves the fields that would have come from it zero.
  */
 #ifndef FLOWSCOPE_PARSE_H
 #define FLOWSCOPE_PARSE_H
@@ -37,38 +38,58 @@
 #define FS_TCP_RST 0x04
 #define FS_TCP_ACK 0x10
 
+/* Header offsets up to this are read in place when the linear data holds them (a bound the verifier needs). */
+#define FS_DIRECT_MAX_OFF 1024
+
 static __always_inline void fs_truncated(struct fs_state *st)
 {
 	st->ev.flags |= FS_F_TRUNCATED;
+}
+
+/* The `len` bytes at `off` of the packet: a pointer into the packet when its linear data holds them, else a
+ * copy in `buf`; 0 when the packet ends before off + len. Never keep the pointer across a tail call. */
+static __always_inline const void *fs_header(struct __sk_buff *skb, __u32 off, void *buf, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (off <= FS_DIRECT_MAX_OFF && data + off + len <= data_end)
+		return data + off;
+	if (bpf_skb_load_bytes(skb, off, buf, len) < 0)
+		return 0;
+	return buf;
 }
 
 /* Ethernet and VLAN tags: sets ethertype and l3_off, and returns the stage for that ethertype. A VLAN tag cut
  * short leaves the tag's ethertype (0x8100 or 0x88a8) in place and goes to FS_CALL_OTHER. */
 static __always_inline __u32 fs_parse_l2(struct __sk_buff *skb, struct fs_state *st)
 {
-	struct ethhdr eth;
+	struct ethhdr buf;
+	const struct ethhdr *eth = fs_header(skb, 0, &buf, sizeof(buf));
 	__u16 proto;
-	__u32 off = sizeof(eth);
+	__u32 off = sizeof(buf);
 
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0) {
+	if (!eth) {
 		fs_truncated(st);
 		return FS_CALL_OTHER;
 	}
-	proto = fs_ntohs(eth.h_proto);
+	proto = fs_ntohs(eth->h_proto);
 
 #pragma unroll
 	for (int i = 0; i < FS_VLAN_MAX_TAGS; i++) {
-		__be16 tag[2]; /* TCI, then the encapsulated ethertype */
+		__be16 tag_buf[2];
+		const __be16 *tag; /* TCI, then the encapsulated ethertype */
 
 		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
 			break;
-		if (bpf_skb_load_bytes(skb, off, tag, sizeof(tag)) < 0) {
+		tag = fs_header(skb, off, tag_buf, sizeof(tag_buf));
+		if (!tag) {
 			st->ev.ethertype = proto;
 			fs_truncated(st);
 			return FS_CALL_OTHER;
 		}
 		proto = fs_ntohs(tag[1]);
-		off += sizeof(tag);
+		off += sizeof(tag_buf);
 	}
 
 	st->ev.ethertype = proto;
@@ -94,34 +115,34 @@ static __always_inline void fs_set_ports(struct fs_state *st, const __u8 *hdr)
  * without ports leave them zero and FS_F_L4 clear. */
 static __always_inline void fs_parse_l4(struct __sk_buff *skb, struct fs_state *st, __u32 off, __u8 proto)
 {
-	__u8 hdr[FS_TCP_HDR_LEN];
-	int err;
+	__u8 buf[FS_TCP_HDR_LEN];
+	const __u8 *hdr;
 
 	st->l4_off = off;
 	switch (proto) {
 	case IPPROTO_TCP:
-		err = bpf_skb_load_bytes(skb, off, hdr, FS_TCP_HDR_LEN);
-		if (err < 0)
+		hdr = fs_header(skb, off, buf, FS_TCP_HDR_LEN);
+		if (!hdr)
 			break;
 		fs_set_ports(st, hdr);
 		st->ev.tcp_flags = hdr[FS_TCP_FLAGS_OFF];
 		return;
 	case IPPROTO_UDP:
-		err = bpf_skb_load_bytes(skb, off, hdr, FS_UDP_HDR_LEN);
-		if (err < 0)
+		hdr = fs_header(skb, off, buf, FS_UDP_HDR_LEN);
+		if (!hdr)
 			break;
 		fs_set_ports(st, hdr);
 		return;
 	case IPPROTO_SCTP:
-		err = bpf_skb_load_bytes(skb, off, hdr, FS_SCTP_HDR_LEN);
-		if (err < 0)
+		hdr = fs_header(skb, off, buf, FS_SCTP_HDR_LEN);
+		if (!hdr)
 			break;
 		fs_set_ports(st, hdr);
 		return;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
-		err = bpf_skb_load_bytes(skb, off, hdr, FS_ICMP_HDR_LEN);
-		if (err < 0)
+		hdr = fs_header(skb, off, buf, FS_ICMP_HDR_LEN);
+		if (!hdr)
 			break;
 		st->ev.sport = hdr[0];
 		st->ev.dport = hdr[1];

@@ -114,20 +114,23 @@ static __always_inline void fs_emit_verdict(struct __sk_buff *skb, struct fs_sta
 }
 
 /* Take the connection's verdict again: egress when the endpoint opened it, ingress when its peer did. The
- * verdict is about the connection's original direction, whichever way this packet goes. */
-static __always_inline int fs_policy_judge(struct __sk_buff *skb, struct fs_state *st)
+ * verdict is about the connection's original direction, whichever way this packet goes. Sends the verdict event
+ * when there is news, counts an allowed packet; returns the drop reason of a denied one, else 0. */
+static __always_inline __u32 fs_policy_judge(struct __sk_buff *skb, struct fs_state *st)
 {
 	struct fs_ct_entry *e = ct.lookup(&st->ct_key);
 	struct fs_verdict v;
-	__u64 now = st->ev.ts; /* read by stage_ct */
+	__u64 now = st->now; /* read by stage_ct */
 	__u8 reply = st->ct_dir == FS_CT_REPLY;
 	__u8 egress = fs_state_from_endpoint(st) != reply; /* opened by the endpoint: it sent the first packet */
 	__u8 direction = egress ? FS_POLICY_EGRESS : FS_POLICY_INGRESS;
-	__u32 opener = reply ? st->ev.dst_identity : st->ev.src_identity;
-	__u32 answerer = reply ? st->ev.src_identity : st->ev.dst_identity;
+	__u32 opener, answerer;
 	__u16 dport = reply ? st->ev.sport : st->ev.dport;
 	__u8 denied, changed = 1;
 
+	fs_identities(st, FS_ID_SRC | FS_ID_DST);
+	opener = reply ? st->ev.dst_identity : st->ev.src_identity;
+	answerer = reply ? st->ev.src_identity : st->ev.dst_identity;
 	if (st->ev.l4_proto == IPPROTO_ICMP || st->ev.l4_proto == IPPROTO_ICMPV6 || !(st->ev.flags & FS_F_L4))
 		dport = 0;
 	fs_policy_decide(st->ep_identity, egress ? answerer : opener, st->ev.l4_proto, dport, direction,
@@ -146,10 +149,10 @@ static __always_inline int fs_policy_judge(struct __sk_buff *skb, struct fs_stat
 	if (v.enforced && changed)
 		fs_emit_verdict(skb, st, &v, direction);
 	if (denied)
-		return fs_drop(skb, st, v.drop_reason);
+		return v.drop_reason;
 	if (e)
 		fs_ct_account(e, st, now);
-	return fs_tail_call(skb, st, FS_NEXT_AFTER_POLICY);
+	return 0;
 }
 
 #endif /* FLOWSCOPE_POLICY_H */

@@ -17,6 +17,13 @@ static __always_inline __u64 fs_report_interval_ns(const struct fs_config *cfg)
 	return (__u64)ms * 1000000ULL;
 }
 
+/* How long ago `then` was at `now`; 0 when `then` is later: the times in an entry come from two clocks (fs_now:
+ * the coarse one is up to a tick behind the precise one) and from several CPUs. */
+static __always_inline __u64 fs_age(__u64 now, __u64 then)
+{
+	return now > then ? now - then : 0;
+}
+
 /* Move a direction's pending counts into an event (they are then reported, and gone from the entry). */
 static __always_inline void fs_claim(struct fs_ct_dir *d, struct fs_event *ev, __u64 now)
 {
@@ -32,7 +39,7 @@ static __always_inline void fs_claim(struct fs_ct_dir *d, struct fs_event *ev, _
 static __always_inline int fs_report_dir(const struct fs_ct_key *key, struct fs_ct_entry *e, __u8 dir, __u64 now)
 {
 	struct fs_ct_dir *d = &e->dir[dir & 1];
-	__u8 from_end = e->initiator ^ (dir & 1);
+	__u8 from_end = (e->initiator ^ dir) & 1;
 	struct fs_event *ev;
 
 	ev = events.ringbuf_reserve(sizeof(struct fs_event));
@@ -41,7 +48,7 @@ static __always_inline int fs_report_dir(const struct fs_ct_key *key, struct fs_
 		return 0;
 	}
 	__builtin_memset(ev, 0, FS_EVENT_HDR_LEN);
-	ev->ts = now;
+	ev->ts = bpf_ktime_get_ns(); /* `now` may be the coarse clock (fs_now); an event has the precise one */
 	ev->type = FS_EVENT_TRACE;
 	ev->subtype = d->point;
 	ev->version = FS_EVENT_VERSION;
@@ -60,8 +67,8 @@ static __always_inline int fs_report_dir(const struct fs_ct_key *key, struct fs_
 	ev->trace_reason = dir ? FS_REASON_REPLY : FS_REASON_ESTABLISHED;
 	ev->verdict = FS_VERDICT_FORWARDED;
 	ev->cpu = bpf_get_smp_processor_id();
-	__builtin_memcpy(ev->saddr, from_end ? key->addr[1] : key->addr[0], 16);
-	__builtin_memcpy(ev->daddr, from_end ? key->addr[0] : key->addr[1], 16);
+	fs_addr_copy(ev->saddr, key->addr[from_end]);
+	fs_addr_copy(ev->daddr, key->addr[from_end ^ 1]);
 	fs_claim(d, ev, now);
 	if (!ev->packets) { /* a packet of the connection claimed them meanwhile */
 		events.ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
@@ -82,7 +89,7 @@ static __always_inline int fs_report_pending(const struct fs_ct_key *key, struct
 	for (int dir = 0; dir < 2; dir++) {
 		struct fs_ct_dir *d = &e->dir[dir];
 
-		if (d->pend_packets && now - d->last_report >= min_age_ns)
+		if (d->pend_packets && fs_age(now, d->last_report) >= min_age_ns)
 			made += fs_report_dir(key, e, dir, now);
 	}
 	return made;

@@ -7,6 +7,10 @@
  * safe because a tc program and the tail calls it makes run to completion on one CPU without another tc
  * program in between. Programs of other kinds (a kfree_skb tracepoint can fire in any context, a test run can
  * be interrupted by a softirq) must not use this slot.
+ *
+ * Resetting it is part of every packet's cost, so only what a packet may read before writing it is reset:
+ * the fields from `drop_reason` to the end of the event header (the config is copied over, the connection
+ * key is written whole before it is used, and the event's data[] is never used here).
  */
 #ifndef FLOWSCOPE_STATE_H
 #define FLOWSCOPE_STATE_H
@@ -27,19 +31,29 @@
 #define FS_POLICY_DROP 2  /* the connection's current verdict denies it: drop with drop_reason */
 #define FS_POLICY_UNTRACKED 3 /* an IP packet conntrack could not follow: drop it if the endpoint enforces */
 
+/* ids: the identities in the event that are final (the endpoint's own side, or looked up in the ipcache) */
+#define FS_ID_SRC 0x01
+#define FS_ID_DST 0x02
+
 struct fs_state {
-	struct fs_event ev;       /* the event being built; ev.data stays unused: packet bytes go straight to the ring */
 	struct fs_config cfg;     /* the runtime config, read once by the entry program */
 	struct fs_ct_key ct_key;  /* the connection (when ct_state is not FS_CT_UNTRACKED) */
+	__u64 now;                /* the time of the connection's bookkeeping (fs_now), read by stage_ct */
+	/* reset by the entry program from here on */
+	__u32 drop_reason;        /* FS_POLICY_DROP: why */
 	__u32 l3_off;             /* offset of the L3 header from the start of the packet (after any VLAN tags) */
 	__u32 l4_off;             /* offset of the L4 header; 0 when it was not reached */
 	__u32 ep_identity;        /* identity of the endpoint behind this interface; 0 when it is not an endpoint */
 	__u32 point;              /* the observation point (FS_TRACE_*), kept apart from ev.subtype which a drop reuses */
-	__u32 drop_reason;        /* FS_POLICY_DROP: why */
 	__u8 ct_state;            /* FS_CT_* */
 	__u8 ct_dir;              /* FS_CT_ORIGINAL or FS_CT_REPLY: this packet's direction in its connection */
 	__u8 policy_todo;         /* FS_POLICY_* */
 	__u8 emit;                /* stage_send_trace emits the event (set by the aggregation decision) */
+	__u8 addrs;               /* ev.saddr/daddr were read from the packet */
+	__u8 ids;                 /* FS_ID_*: which of ev.src_identity/dst_identity are final (identity.h) */
+	__u8 pad[6];
+	struct fs_event ev;       /* the event being built: its header only (data[] stays unused: packet bytes go
+	                           * straight to the ring), so it comes last */
 };
 
 BPF_PERCPU_ARRAY(scratch, struct fs_state, 1);
@@ -48,11 +62,51 @@ BPF_PERCPU_ARRAY(scratch, struct fs_state, 1);
 #define FS_EVENT_HDR_LEN __builtin_offsetof(struct fs_event, data)
 _Static_assert(__builtin_offsetof(struct fs_event, data) == 112, "fs_event header layout changed");
 
+/* What the entry program resets: from drop_reason to the end of the event header. */
+#define FS_STATE_RESET_OFF __builtin_offsetof(struct fs_state, drop_reason)
+#define FS_STATE_RESET_LEN (__builtin_offsetof(struct fs_state, ev) + FS_EVENT_HDR_LEN - FS_STATE_RESET_OFF)
+_Static_assert(__builtin_offsetof(struct fs_state, ev) % 8 == 0 && FS_STATE_RESET_OFF % 8 == 0 &&
+		       FS_STATE_RESET_LEN % 8 == 0,
+	       "fs_state: the reset range must be whole words");
+
+/* Copy a 16-byte address between 8-byte aligned places (event, state, ct key) as two words: the compiler cannot
+ * know the alignment of a map value, and copies it byte by byte when asked for a memcpy. */
+static __always_inline void fs_addr_copy(__u8 *dst, const __u8 *src)
+{
+	((__u64 *)dst)[0] = ((const __u64 *)src)[0];
+	((__u64 *)dst)[1] = ((const __u64 *)src)[1];
+}
+
+/* Reset what a packet may read before it writes it (see above), a word at a time. */
+static __always_inline void fs_state_reset(struct fs_state *st)
+{
+	__u64 *word = (__u64 *)&st->drop_reason;
+
+#pragma unroll
+	for (int i = 0; i < FS_STATE_RESET_LEN / 8; i++)
+		word[i] = 0;
+}
+
 static __always_inline struct fs_state *fs_state_get(void)
 {
 	__u32 zero = 0;
 
 	return scratch.lookup(&zero);
+}
+
+/* The time conntrack keeps a packet's connection by (expiry, last report), read once a packet: the coarse
+ * monotonic clock (the last tick: CLOCK_MONOTONIC_COARSE, a few ms behind), as reading the clock itself is
+ * one of the dearest things a packet does here; at aggregation none every packet is an event, which needs the
+ * clock itself (CLOCK_MONOTONIC), so that read serves both. The event's own time (ev.ts) is always the clock
+ * itself: fs_emit reads it when it is not there yet. */
+static __always_inline __u64 fs_now(struct fs_state *st)
+{
+	if (st->cfg.aggregation == FS_AGG_NONE) {
+		st->now = st->ev.ts = bpf_ktime_get_ns();
+	} else {
+		st->now = bpf_ktime_get_coarse_ns();
+	}
+	return st->now;
 }
 
 /* The endpoint side of the packet, when the hook sits on an endpoint's interface. */
