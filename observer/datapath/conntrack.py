@@ -43,7 +43,8 @@ DIR_DTYPE = np.dtype(
         ("seen", "u1"),
         ("flags_seen", "u1"),
         ("closing", "u1"),
-        ("pad", "V4"),
+        ("to_host", "u1"),  # the datapath's cache: 0 not asked yet, 1 no, 2 yes
+        ("pad", "V3"),
     ]
 )
 ENTRY_DTYPE = np.dtype(

@@ -33,6 +33,21 @@ static __always_inline int fs_trace_wanted(struct fs_state *st)
 	return st->ev.dst_identity == FS_IDENTITY_HOST;
 }
 
+/* fs_trace_wanted() for a packet of a tracked connection: whether a direction's packets go to the host is
+ * asked once (an ipcache lookup, a trie walk) and kept in the direction, not asked again for every packet. */
+static __always_inline int fs_ct_trace_wanted(struct fs_ct_dir *d, struct fs_state *st)
+{
+	int wanted;
+
+	if (st->cfg.aggregation == FS_AGG_NONE || !fs_point_is_rx(st->point))
+		return 1;
+	if (d->to_host)
+		return d->to_host == FS_CT_TO_HOST_YES;
+	wanted = fs_trace_wanted(st);
+	d->to_host = wanted ? FS_CT_TO_HOST_YES : FS_CT_TO_HOST_NO;
+	return wanted;
+}
+
 /* Count the packet in its connection and direction, and decide whether it becomes an event (st->emit);
  * a report also takes the direction's pending counts into the event. */
 static __always_inline void fs_ct_account(struct fs_ct_entry *e, struct fs_state *st, __u64 now)
@@ -43,6 +58,7 @@ static __always_inline void fs_ct_account(struct fs_ct_entry *e, struct fs_state
 	__u8 fresh_flags = flags & ~d->flags_seen;
 	int first = !d->seen;
 	int closes = (flags & (FS_TCP_FIN | FS_TCP_RST)) && !d->closing;
+	__u64 expires;
 	int report;
 
 	__sync_fetch_and_add(&d->packets, 1);
@@ -62,9 +78,13 @@ static __always_inline void fs_ct_account(struct fs_ct_entry *e, struct fs_state
 	} else if (flags & FS_TCP_FIN) {
 		d->closing = 1;
 	}
-	e->expires = now + fs_ct_lifetime_ns(e, st->ev.l4_proto);
+	/* `expires` is written by both directions' packets, often on two CPUs: a cache line passed back and forth
+	 * on every packet. It is written when it moves closer (a closing connection), or by a second or more. */
+	expires = now + fs_ct_lifetime_ns(e, st->ev.l4_proto);
+	if (expires < e->expires || expires - e->expires >= FS_CT_EXPIRES_SLACK_NS)
+		e->expires = expires;
 
-	st->emit = fs_trace_wanted(st);
+	st->emit = fs_ct_trace_wanted(d, st);
 	if (!st->emit || st->cfg.aggregation < FS_AGG_MEDIUM || st->ct_state == FS_CT_RELATED)
 		return; /* a trace of this one packet, or nothing */
 

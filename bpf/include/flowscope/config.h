@@ -42,6 +42,12 @@
 #define FS_CT_LIFETIME_NONTCP 60
 #define FS_CT_SYN_TIMEOUT 60   /* TCP before the reply was seen */
 #define FS_CT_CLOSE_TIMEOUT 10 /* TCP after FIN or RST */
+/* An entry's expiry is moved later only by this much at least (ns): at most this early, it saves most writes. */
+#define FS_CT_EXPIRES_SLACK_NS 1000000000ULL
+
+/* fs_ct_dir.to_host: whether a direction's packets go to the host (asked once, at an rx point). */
+#define FS_CT_TO_HOST_NO 1
+#define FS_CT_TO_HOST_YES 2
 
 /* Monitor aggregation levels, Cilium's numbers (pkg/option/monitor.go). */
 #define FS_AGG_NONE 0    /* a trace for every packet at every observation point */

@@ -73,7 +73,8 @@ struct fs_ct_dir {
 	__u8 seen;           /* 1 once a packet went this way */
 	__u8 flags_seen;     /* every TCP flag ever seen this way */
 	__u8 closing;        /* a FIN or RST went this way */
-	__u8 pad[4];
+	__u8 to_host;        /* FS_CT_TO_HOST_*: whether this way's packets are for the host, once asked */
+	__u8 pad[3];
 };
 
 /* fs_ct_entry.flags */
