@@ -4,8 +4,9 @@
 
 On a one-node lab without background traffic:
 - iperf3 TCP throughput and UDP 64-byte packet rate between two pods, alternating rounds without any observer,
-  with the flowscope agent at monitor aggregation none (an event per packet and observation point) and at
-  medium (the agent's default), and with tcpdump capturing the client pod's veth (-w /dev/null); ratios of
+  with a tc program that does nothing on the same hooks (the floor of any tc-based observer), with the flowscope
+  agent at monitor aggregation none (an event per packet and observation point) and at medium (the agent's
+  default), and with tcpdump capturing the client pod's veth (-w /dev/null); ratios of
   the medians against no observer, and the events per second the agent stored at each level;
 - events per second the agent ingests per CPU-second of its own, and how many were lost, during the UDP flood
   at level none;
@@ -41,7 +42,8 @@ from lab import Lab
 
 CAPACITY = 65535
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
-VARIANTS = ("none", "flowscope none", "flowscope medium", "tcpdump")
+VARIANTS = ("none", "tc floor", "flowscope none", "flowscope medium", "tcpdump")
+TC_FLOOR = Path(__file__).resolve().parent / "tc_floor.py"
 
 
 @contextmanager
@@ -79,15 +81,39 @@ def tcpdump(lab: Lab) -> Iterator[None]:
         proc.wait(timeout=10)
 
 
+@contextmanager
+def tc_floor(lab: Lab) -> Iterator[None]:
+    """A tc program that does nothing (bench/bpf/tc_floor.c) on every hook the agent would use."""
+    devices = ["eth0", *(pod.ifname for pod in lab.pods if pod.node == "node1")]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.netns("node1"), sys.executable, str(TC_FLOOR), *devices],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(TC_FLOOR.parent.parent)},
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "attached":
+        proc.wait(timeout=10)
+        raise RuntimeError(f"bench/tc_floor.py did not attach (exit {proc.returncode})")
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def alternate(
     lab: Lab, measure: Callable[[Lab], float], rounds: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """The same measurement without an observer, with the agent at none and at medium, and with tcpdump, in
-    alternating rounds; and the events per second the agent stored meanwhile, by level."""
+    """The same measurement without an observer, with a tc program that does nothing, with the agent at none and
+    at medium, and with tcpdump, in alternating rounds; and the events per second the agent stored meanwhile, by
+    level."""
     results: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     events: dict[str, list[float]] = {"none": [], "medium": []}
     for _ in range(rounds):
         results["none"].append(measure(lab))
+        with tc_floor(lab):
+            results["tc floor"].append(measure(lab))
         for level in ("none", "medium"):
             with agent(lab, level):
                 before, started = server_status(lab).seen_flows, time.monotonic()
@@ -164,9 +190,9 @@ def main() -> int:
         return f"| {name} | {values} | {ratios} |"
 
     lines = [
-        "| measurement | no observer | flowscope, none | flowscope, medium | tcpdump "
-        "| ratio none | ratio medium | ratio tcpdump |",
-        "|---|---|---|---|---|---|---|---|",
+        "| measurement | no observer | tc floor | flowscope, none | flowscope, medium | tcpdump "
+        "| ratio tc floor | ratio none | ratio medium | ratio tcpdump |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         row("iperf3 TCP (Gbit/s)", tcp, ".2f"),
         row("iperf3 UDP 64 B (packets/s)", udp, ",.0f"),
         "",
