@@ -1,6 +1,6 @@
 """What the datapath costs the kernel per packet in real traffic: ns per run of the entry programs, by level.
 
-    .venv/bin/python bench/bpf_cost.py [--seconds 4] [--rounds 3] [--levels none,medium] [--before CHECKOUT]
+    .venv/bin/python bench/bpf_cost.py [--seconds 4] [--rounds 3] [--levels none,medium] [--before CHECKOUT] [--write]
 
 On a one-node lab with the real agent attached (pods' veths and the node's eth0): for each monitor aggregation
 level, iperf3 TCP and then a UDP 64-byte flood between two pods, while the kernel's BPF statistics count the
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import tcp_gbps, udp64_pps
+from common import tcp_gbps, udp64_pps, update_results
 
 from lab import Lab
 from observer.datapath.bpfsys import bpf
@@ -131,12 +131,24 @@ def measure(lab: Lab, tree: Path, level: str, seconds: float) -> dict[str, Sampl
     return samples
 
 
+def commit_of(tree: Path) -> str:
+    """The checkout's commit, marked -dirty when its tracked files differ from it."""
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(tree), *argv], capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (
+        "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each iperf3 run (4)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each figure is the median over them (3)")
     parser.add_argument("--levels", default="none,medium", help="monitor aggregation levels (none,medium)")
     parser.add_argument("--before", type=Path, help="an older checkout whose agent is measured in turns")
+    parser.add_argument("--write", action="store_true", help="record the figures in bench/RESULTS.md")
     args = parser.parse_args()
     levels = [level.strip() for level in args.levels.split(",") if level.strip()]
     trees = {"this": HERE.parents[1]} | ({"before": args.before.resolve()} if args.before else {})
@@ -156,19 +168,35 @@ def main() -> int:
     def cell(label: str, level: str, name: str, field: str) -> float:
         return statistics.median(sample[field] for sample in runs[(label, level, name)])
 
-    print(f"Medians of {args.rounds} rounds of {args.seconds:g} s; one-node lab, pods client -> server, iperf3.")
-    header = f"{'level':<8}{'traffic':<8}{'checkout':<10}{'ns/run':>8}{'runs/s':>10}{'CPU':>7}  throughput"
-    print(header)
+    lines = [
+        "| level | traffic | checkout | ns per run | runs/s | CPU | traffic's throughput |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for level in levels:
         for name, (_, unit) in TRAFFIC.items():
             for label in trees:
                 throughput = cell(label, level, name, "throughput")
                 shown = f"{throughput:.2f}" if unit == "Gbit/s" else f"{throughput:,.0f}"
-                print(
-                    f"{level:<8}{name:<8}{label:<10}{cell(label, level, name, 'ns_per_run'):>8.0f}"
-                    f"{cell(label, level, name, 'runs_per_s'):>10,.0f}{cell(label, level, name, 'cpu_share'):>7.1%}"
-                    f"  {shown} {unit}"
+                lines.append(
+                    f"| {level} | {name} | {label} | {cell(label, level, name, 'ns_per_run'):,.0f} "
+                    f"| {cell(label, level, name, 'runs_per_s'):,.0f} | {cell(label, level, name, 'cpu_share'):.1%} "
+                    f"| {shown} {unit} |"
                 )
+    checkouts = ", ".join(f"{label} = {commit_of(tree)}" for label, tree in trees.items())
+    lines.append("")
+    lines.append(
+        f"Medians of {args.rounds} rounds of {args.seconds:g} s; one-node lab, pods client → server, iperf3. A run is "
+        "one entry program's run on one packet, its tail calls included; CPU is the share of one CPU they took. "
+        f"Checkouts: {checkouts}."
+    )
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        command = "sudo .venv/bin/python bench/bpf_cost.py " + " ".join(sys.argv[1:])
+        update_results(
+            "Datapath cost per packet",
+            f"Command: `{command.strip()}` ({time.strftime('%Y-%m-%d')})\n\n{report}",
+        )
     return 0
 
 
