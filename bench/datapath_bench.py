@@ -189,12 +189,21 @@ def main() -> int:
         ratios = " | ".join(f"**{ratio(table, v):.3f}**" for v in VARIANTS[1:])
         return f"| {name} | {values} | {ratios} |"
 
+    def spread(name: str, table: dict[str, list[float]], fmt: str) -> str:
+        cells = " | ".join(f"{format(min(table[v]), fmt)} – {format(max(table[v]), fmt)}" for v in VARIANTS)
+        return f"| {name} | {cells} |"
+
     lines = [
         "| measurement | no observer | tc floor | flowscope, none | flowscope, medium | tcpdump "
         "| ratio tc floor | ratio none | ratio medium | ratio tcpdump |",
         "|---|---|---|---|---|---|---|---|---|---|",
         row("iperf3 TCP (Gbit/s)", tcp, ".2f"),
         row("iperf3 UDP 64 B (packets/s)", udp, ",.0f"),
+        "",
+        "| spread of the rounds (min – max) | " + " | ".join(VARIANTS) + " |",
+        "|---|" + "---|" * len(VARIANTS),
+        spread("iperf3 TCP (Gbit/s)", tcp, ".1f"),
+        spread("iperf3 UDP 64 B (packets/s)", udp, ",.0f"),
         "",
         "| events stored per second | at none | at medium |",
         "|---|---|---|",
