@@ -17,7 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cli.errors import CliError
-from cli.timefmt import positive_duration
+from cli.timefmt import non_negative_duration, positive_duration
 from observer.paths import DEFAULT_SOCKET
 
 if TYPE_CHECKING:
@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--client-buffer", type=_positive, default=8192, metavar="N", help="responses per client (8192)")
     p.add_argument("--dial-timeout", type=positive_duration, default=2.0, metavar="DURATION", help="status calls (2s)")
+    p.add_argument(
+        "--peer-keepalive",
+        type=non_negative_duration,
+        default=1.0,
+        metavar="DURATION",
+        help="ping each node this often, and name it unavailable when a ping is not answered as long; 0: off (1s)",
+    )
     tls = p.add_argument_group("TLS")
     tls.add_argument("--tls-server-cert-file", type=Path, metavar="FILE", help="the relay's certificate")
     tls.add_argument("--tls-server-key-file", type=Path, metavar="FILE", help="the relay's key")
@@ -124,6 +131,7 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
             window_s=args.sort_window,
             client_buffer=args.client_buffer,
             ask_timeout_s=args.dial_timeout,
+            keepalive_s=args.peer_keepalive,
         )
     except (ValueError, TLSConfigError) as exc:
         raise CliError(f"relay: {exc}") from exc

@@ -47,12 +47,20 @@ def parse_duration(text: str) -> float:
 
 def positive_duration(text: str) -> float:
     """An argparse type: a duration above zero, in seconds, refused in argparse's own one-line way."""
+    seconds = non_negative_duration(text)
+    if seconds == 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return seconds
+
+
+def non_negative_duration(text: str) -> float:
+    """An argparse type: a duration of zero (for "off") or more, in seconds."""
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
     return seconds
 
 

@@ -5,9 +5,12 @@ template, at a unix socket named after it: the relay then reaches agents on the 
 file system, as the lab's relay does (lab/relay.py says why). Unix sockets are always plaintext, as the
 agent serves them; TCP uses TLS when the relay was given client TLS.
 
-No keepalive pings: an agent's gRPC server (by default) answers a client that pings an idle stream more than
-once every five minutes with GOAWAY, which would break idle follow streams. A node that dies is noticed when its
-connection is reset (a killed agent, a stopped namespace); a node cut off without a reset is noticed by TCP.
+A node that dies is noticed when its connection is reset (a killed agent, a stopped namespace). One that stops
+answering without a reset (a frozen process, a cut-off network) is noticed by keepalive pings: one a second,
+also on an idle follow stream, and a ping unanswered for a second closes the connection, which ends its
+streams as UNAVAILABLE. Our agents' servers accept pings that often (observer/server/serve.py); a gRPC server's
+default policy, Hubble's agents' included, answers more than one every five minutes on an idle stream with
+GOAWAY (gRPC then pings less often by itself): `flowscope relay --peer-keepalive 0` turns them off.
 """
 
 from __future__ import annotations
@@ -22,6 +25,21 @@ from relay.backoff import Backoff, channel_options
 from relay.tls import ClientTLS
 
 MAX_MESSAGE = 16 * 1024 * 1024
+KEEPALIVE_S = 1.0  # a ping after this long without one, and this long for its answer
+
+
+def keepalive_options(seconds: float) -> list[tuple[str, int]]:
+    """Keepalive pings every `seconds`, also on an idle stream; none when 0."""
+    if seconds <= 0:
+        return []
+    ms = max(1, int(seconds * 1000))
+    return [
+        ("grpc.keepalive_time_ms", ms),
+        ("grpc.keepalive_timeout_ms", ms),
+        ("grpc.http2.ping_timeout_ms", ms),  # otherwise an unanswered ping is given a minute
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),  # an idle follow stream sends no data for as long as it is idle
+    ]
 
 
 def target_of(address: str) -> str:
@@ -42,6 +60,7 @@ class Dialer:
     tls: ClientTLS | None = None
     socket_template: str | None = None  # e.g. /run/flowscope/labs/lab/{name}/hubble.sock
     backoff: Backoff | None = None
+    keepalive_s: float = KEEPALIVE_S  # 0: no pings
 
     def target(self, name: str, address: str) -> str:
         if self.socket_template:
@@ -54,6 +73,7 @@ class Dialer:
     def channel(self, target: str, server_name: str = "") -> grpc.Channel:
         options: list[tuple[str, Any]] = [
             *channel_options(self.backoff or Backoff()),
+            *keepalive_options(self.keepalive_s),
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             # One connection per agent per relay, not shared with other channels of this process, so closing
             # a peer's channel really closes its connection.

@@ -20,7 +20,7 @@ from flowscope_api.observer import observer_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from relay import status
-from relay.dial import Dialer
+from relay.dial import KEEPALIVE_S, Dialer
 from relay.fanout import Fanout, RejectedRequest
 from relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
 from relay.peers import PeerServiceFollower
@@ -47,6 +47,7 @@ class RelayConfig:
     window_s: float = WINDOW_S
     client_buffer: int = CLIENT_BUFFER
     ask_timeout_s: float = status.ASK_TIMEOUT_S
+    keepalive_s: float = KEEPALIVE_S  # pings to each agent: how soon a node that stopped answering is named
     name: str = field(default_factory=socket.gethostname)  # node_name of the relay's own responses
 
 
@@ -156,7 +157,7 @@ class RelayServer:
         self.config = config
         self.stats = RelayStats()
         self._stopping = threading.Event()
-        dialer = Dialer(config.client_tls, config.socket_template)
+        dialer = Dialer(config.client_tls, config.socket_template, keepalive_s=config.keepalive_s)
         self.pool = PeerPool(dialer)
         self.follower = (
             PeerServiceFollower(config.peer_service, self.pool, dialer, config.peer_service_server_name)

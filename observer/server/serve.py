@@ -21,6 +21,13 @@ from observer.server.state import NodeState
 
 HEALTH_SERVICE = "hubble.server.Observer"
 MAX_STREAMS = 64
+# A relay pings each agent once a second to find out a node that stopped answering (relay/dial.py), also
+# while a follow stream is idle; a gRPC server's default policy answers that with GOAWAY, ending the stream.
+PING_POLICY: list[tuple[str, int]] = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
+    ("grpc.http2.max_ping_strikes", 0),  # 0: never GOAWAY for pings
+]
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class ObserverServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=MAX_STREAMS, thread_name_prefix="grpc"),
             maximum_concurrent_rpcs=MAX_STREAMS,
+            options=PING_POLICY,
         )
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverService(state), self._server)
         self._health = health.HealthServicer()

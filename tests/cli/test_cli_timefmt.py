@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cli.timefmt import format_duration, format_timestamp, parse_duration, parse_time, time_format_name
+from cli.timefmt import (
+    format_duration,
+    format_timestamp,
+    non_negative_duration,
+    parse_duration,
+    parse_time,
+    positive_duration,
+    time_format_name,
+)
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -103,3 +112,12 @@ def test_time_format_names_ignore_case() -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (60, "1m0s"), (7384, "2h3m4s"), (59.6, "1m0s")])
 def test_durations_like_go(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_duration_flags_refuse_what_they_cannot_mean() -> None:
+    assert non_negative_duration("0") == 0.0  # "off"
+    assert positive_duration("250ms") == 0.25
+    with pytest.raises(argparse.ArgumentTypeError, match="must be positive"):
+        positive_duration("0")
+    with pytest.raises(argparse.ArgumentTypeError, match="must not be negative"):
+        non_negative_duration("-1s")

@@ -127,6 +127,33 @@ def test_kill_9_of_an_agent_names_it_and_its_flows_come_back_in_the_same_stream(
     follower.cancel()
 
 
+def test_a_frozen_agent_is_named_and_its_flows_come_back_when_it_thaws(lab: Lab) -> None:
+    """A node that stops answering without closing its connection (SIGSTOP here; a cut-off network alike):
+    the relay's keepalive pings find it out, the stream names it and goes on, and once it answers again its
+    flows come back in the same stream."""
+    client_node, server_node = lab.pod("client").node, lab.pod("server").node
+    ports = [*by_port(41004), *by_port(41005)]
+    follower = Follower(channel(lab), observer_pb2.GetFlowsRequest(follow=True, whitelist=ports))
+    follower.until(is_status(relay_pb2.NODE_CONNECTED))
+    pid = agent_of(lab, server_node).pid
+    frozen = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        at, error = follower.until(is_status(relay_pb2.NODE_ERROR, relay_pb2.NODE_UNAVAILABLE), timeout=10)
+        assert list(error.node_status.node_names) == [server_node] and at - frozen < 4.0, (at - frozen, error)
+        datagram(lab, "client", "server", 41004)
+        assert {r.node_name for r in quiet_flows(follower)} == {client_node}  # the stream goes on, without it
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _, back = follower.until(is_status(relay_pb2.NODE_CONNECTED), timeout=15)
+    assert list(back.node_status.node_names) == [server_node]
+    time.sleep(0.5)
+    datagram(lab, "client", "server", 41005)
+    assert server_node in {r.node_name for r in quiet_flows(follower) if r.flow.l4.UDP.destination_port == 41005}
+    assert follower.error is None
+    follower.cancel()
+
+
 def test_server_status_and_nodes_report_three_then_two_then_three(lab: Lab) -> None:
     observer = stub(lab.relay_address)
 

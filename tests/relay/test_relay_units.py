@@ -11,6 +11,7 @@ from relay_samples import MS, T0, flow, parse, ts
 
 from relay import status, wire
 from relay.backoff import Backoff
+from relay.dial import keepalive_options
 from relay.fanout import has_history, resumed
 from relay.peers import parse_static
 from relay.pool import Peer
@@ -53,6 +54,14 @@ def test_backoff_doubles_up_to_its_maximum_and_starts_over_after_a_success() -> 
     for _ in range(20):
         jittered.reset()
         assert 0.8 <= jittered.next() <= 1.2
+
+
+def test_keepalive_pings_on_idle_streams_or_not_at_all() -> None:
+    options = dict(keepalive_options(1.5))
+    assert options["grpc.keepalive_time_ms"] == options["grpc.keepalive_timeout_ms"] == 1500
+    assert options["grpc.http2.ping_timeout_ms"] == 1500  # gRPC's own default would wait a minute
+    assert options["grpc.http2.max_pings_without_data"] == 0
+    assert keepalive_options(0) == []
 
 
 def test_static_peers() -> None:
