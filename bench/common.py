@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -65,6 +66,23 @@ def udp64_pps(lab: Lab, seconds: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def ratio_interval(
+    values: list[float], base: list[float], level: float = 0.9, resamples: int = 2000
+) -> tuple[float, float]:
+    """A bootstrap interval for median(values) / median(base), both measured in the same rounds: rounds are
+    drawn again with replacement (a round keeps its pair), so the machine's slow and fast minutes weigh on
+    both sides as they did. On a noisy machine, this says how far a ratio can be trusted."""
+    rng = random.Random(0)
+    rounds = range(len(base))
+    ratios = []
+    for _ in range(resamples):
+        drawn = rng.choices(rounds, k=len(base))
+        ratios.append(median([values[i] for i in drawn]) / median([base[i] for i in drawn]))
+    ratios.sort()
+    tail = (1 - level) / 2
+    return ratios[int(tail * resamples)], ratios[min(resamples - 1, int((1 - tail) * resamples))]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -30,6 +30,7 @@ import grpc
 from common import (
     cpu_seconds,
     median,
+    ratio_interval,
     rss_bytes,
     server_status,
     tcp_gbps,
@@ -189,6 +190,13 @@ def main() -> int:
         ratios = " | ".join(f"**{ratio(table, v):.3f}**" for v in VARIANTS[1:])
         return f"| {name} | {values} | {ratios} |"
 
+    def interval(name: str, table: dict[str, list[float]]) -> str:
+        cells = []
+        for v in VARIANTS[1:]:
+            low, high = ratio_interval(table[v], table["none"])
+            cells.append(f"{low:.3f} – {high:.3f}")
+        return f"| {name} | {' | '.join(cells)} |"
+
     def spread(name: str, table: dict[str, list[float]], fmt: str) -> str:
         cells = " | ".join(f"{format(min(table[v]), fmt)} – {format(max(table[v]), fmt)}" for v in VARIANTS)
         return f"| {name} | {cells} |"
@@ -204,6 +212,11 @@ def main() -> int:
         "|---|" + "---|" * len(VARIANTS),
         spread("iperf3 TCP (Gbit/s)", tcp, ".1f"),
         spread("iperf3 UDP 64 B (packets/s)", udp, ",.0f"),
+        "",
+        "| ratio, 90% bootstrap interval over the rounds | " + " | ".join(VARIANTS[1:]) + " |",
+        "|---|" + "---|" * (len(VARIANTS) - 1),
+        interval("iperf3 TCP", tcp),
+        interval("iperf3 UDP 64 B", udp),
         "",
         "| events stored per second | at none | at medium |",
         "|---|---|---|",
