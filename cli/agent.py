@@ -61,19 +61,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: loading the agent (bcc, numpy, the datapath) costs every other command 0.4 s otherwise.
     from observer.agent import Agent, AgentConfig
-    from observer.server.serve import TLSFiles
+    from observer.server.tls import TLSConfigError, server_tls
 
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    tls = None
-    if args.tls_cert_file or args.tls_key_file:
-        if not (args.tls_cert_file and args.tls_key_file):
-            print("flowscope agent: --tls-cert-file and --tls-key-file go together", file=sys.stderr)
-            return 2
-        tls = TLSFiles(args.tls_cert_file, args.tls_key_file, tuple(args.tls_client_ca_files))
+    try:
+        tls = server_tls(
+            args.tls_cert_file,
+            args.tls_key_file,
+            args.tls_client_ca_files,
+            flags=("--tls-cert-file", "--tls-key-file", "--tls-client-ca-files"),
+        )
+    except TLSConfigError as exc:
+        print(f"flowscope agent: {exc}", file=sys.stderr)
+        return 2
     config = AgentConfig(
         node_name=args.node_name,
         cluster_file=args.cluster_file,

@@ -36,8 +36,9 @@ from observer.parser import FlowDecoder
 from observer.paths import DEFAULT_SOCKET, RUN_DIR
 from observer.ring import FlowRing, check_capacity
 from observer.server.peer import add_peer_service
-from observer.server.serve import ObserverServer, TLSFiles
+from observer.server.serve import ObserverServer
 from observer.server.state import NodeState
+from observer.server.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class AgentConfig:
     ring_capacity: int = 65535
     caplen: int = 128
     ring_buffer_pages: int = 1024  # 4 MiB of kernel buffer
-    tls: TLSFiles | None = None
+    tls: ServerTLS | None = None
     kernel_reasons: dict[int, str] = field(default_factory=dict)  # empty: the running kernel's, from BTF
     kernel_drops: bool = True  # report the kernel's own drops (skb:kfree_skb)
     kernel_drop_rate: int = 1000  # kernel drop reports per second, per reason and CPU; 0: no limit

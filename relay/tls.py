@@ -14,33 +14,9 @@ from pathlib import Path
 
 import grpc
 
+from observer.server.tls import ServerTLS, TLSConfigError, read_file, server_tls
 
-class TLSConfigError(ValueError):
-    """A certificate flag is missing its partner, or a file cannot be read."""
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise TLSConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
-@dataclass(frozen=True)
-class ServerTLS:
-    """The relay's own certificate; with client CAs, every client must present a certificate they signed."""
-
-    cert: Path
-    key: Path
-    client_cas: tuple[Path, ...] = ()
-
-    def credentials(self) -> grpc.ServerCredentials:
-        roots = b"".join(_read(p, "client CA file") for p in self.client_cas) or None
-        return grpc.ssl_server_credentials(
-            [(_read(self.key, "server key"), _read(self.cert, "server certificate"))],
-            root_certificates=roots,
-            require_client_auth=roots is not None,
-        )
+__all__ = ["ClientTLS", "ServerTLS", "TLSConfigError", "client_tls", "server_tls"]
 
 
 @dataclass(frozen=True)
@@ -56,23 +32,10 @@ class ClientTLS:
             raise TLSConfigError("--tls-client-cert-file and --tls-client-key-file go together")
 
     def credentials(self) -> grpc.ChannelCredentials:
-        roots = b"".join(_read(p, "agent CA file") for p in self.server_cas) or None
-        key = _read(self.key, "client key") if self.key else None
-        chain = _read(self.cert, "client certificate") if self.cert else None
+        roots = b"".join(read_file(p, "agent CA file") for p in self.server_cas) or None
+        key = read_file(self.key, "client key") if self.key else None
+        chain = read_file(self.cert, "client certificate") if self.cert else None
         return grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain)
-
-
-def server_tls(cert: Path | None, key: Path | None, client_cas: list[Path], disabled: bool) -> ServerTLS | None:
-    """The server TLS the flags ask for: none when disabled or when no certificate is given."""
-    if disabled:
-        return None
-    if cert is None and key is None:
-        if client_cas:
-            raise TLSConfigError("--tls-client-ca-files needs --tls-server-cert-file and --tls-server-key-file")
-        return None
-    if cert is None or key is None:
-        raise TLSConfigError("--tls-server-cert-file and --tls-server-key-file go together")
-    return ServerTLS(cert, key, tuple(client_cas))
 
 
 def client_tls(server_cas: list[Path], cert: Path | None, key: Path | None, disabled: bool) -> ClientTLS | None:

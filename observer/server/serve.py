@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -18,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from observer.server.service import ObserverService
 from observer.server.state import NodeState
+from observer.server.tls import ServerTLS
 
 HEALTH_SERVICE = "hubble.server.Observer"
 MAX_STREAMS = 64
@@ -30,30 +30,13 @@ PING_POLICY: list[tuple[str, int]] = [
 ]
 
 
-@dataclass(frozen=True)
-class TLSFiles:
-    """Server certificate and key; with client CAs, clients must present a certificate (mutual TLS)."""
-
-    cert: Path
-    key: Path
-    client_cas: tuple[Path, ...] = ()
-
-    def credentials(self) -> grpc.ServerCredentials:
-        roots = b"".join(p.read_bytes() for p in self.client_cas) or None
-        return grpc.ssl_server_credentials(
-            [(self.key.read_bytes(), self.cert.read_bytes())],
-            root_certificates=roots,
-            require_client_auth=roots is not None,
-        )
-
-
 class ObserverServer:
     def __init__(
         self,
         state: NodeState,
         socket_path: Path | None,
         listen_address: str | None,
-        tls: TLSFiles | None = None,
+        tls: ServerTLS | None = None,
         extra_services: list[Callable[[grpc.Server], None]] | None = None,
     ) -> None:
         self._state = state
