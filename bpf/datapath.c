@@ -202,11 +202,8 @@ int stage_policy(struct __sk_buff *skb)
 	default:
 		break;
 	}
-#if FS_NEXT_AFTER_POLICY == FS_CALL_SEND_TRACE
-	if (!st->emit)
+	if (fs_after_policy(skb, st) == TC_ACT_OK)
 		return TC_ACT_OK; /* nothing to send: the trace stage would only pass it */
-#endif
-	fs_jump(skb, FS_NEXT_AFTER_POLICY);
 	reason = FS_DROP_MISSED_TAIL_CALL;
 drop: /* one drop for every reason: it is a lot of code */
 	return fs_drop(skb, st, reason);

@@ -28,20 +28,31 @@ static __always_inline int fs_tail_call(struct __sk_buff *skb, struct fs_state *
 	return fs_drop(skb, st, FS_DROP_MISSED_TAIL_CALL);
 }
 
-/* After conntrack: a packet with nothing left for the next stages skips them, as long as those are the stages
- * that come next (a stage put between them through FS_NEXT_AFTER_* sees every packet): stage_policy has nothing
- * to do with a packet whose connection's verdict is current (FS_POLICY_PASS), stage_send_trace nothing with one
- * the aggregation silenced, which then passes at once. Each tail call skipped is a good part of the cost of a
- * packet of an established connection. (stage_policy skips the trace stage the same way.) */
+/* A packet with nothing left for the next stages skips them, as long as those are the stages that come next (a
+ * stage put between them through FS_NEXT_AFTER_* sees every packet): stage_policy has nothing to do with a
+ * packet whose connection's verdict is current (FS_POLICY_PASS), stage_send_trace nothing with one the
+ * aggregation silenced, which then passes at once. Each tail call skipped is a good part of the cost of a
+ * packet of an established connection. */
+
+/* After stage_policy (or in its place): on to the next stage. Returns TC_ACT_OK when the packet has nothing left
+ * to do and passes, -1 when the slot is empty (the caller drops it as MISSED_TAIL_CALL). */
+static __always_inline int fs_after_policy(struct __sk_buff *skb, struct fs_state *st)
+{
+#if FS_NEXT_AFTER_POLICY == FS_CALL_SEND_TRACE
+	if (!st->emit)
+		return TC_ACT_OK;
+#endif
+	fs_jump(skb, FS_NEXT_AFTER_POLICY);
+	return -1;
+}
+
+/* After stage_ct: on to stage_policy, or past it when it has nothing to do. */
 static __always_inline int fs_after_ct(struct __sk_buff *skb, struct fs_state *st)
 {
 #if FS_NEXT_AFTER_CT == FS_CALL_POLICY
 	if (st->policy_todo == FS_POLICY_PASS) {
-#if FS_NEXT_AFTER_POLICY == FS_CALL_SEND_TRACE
-		if (!st->emit)
+		if (fs_after_policy(skb, st) == TC_ACT_OK)
 			return TC_ACT_OK;
-#endif
-		fs_jump(skb, FS_NEXT_AFTER_POLICY);
 		goto missed;
 	}
 #endif
