@@ -40,16 +40,13 @@ DIR_DTYPE = np.dtype(
         ("sport", "<u2"),
         ("dport", "<u2"),
         ("point", "u1"),
-        ("seen", "u1"),
         ("flags_seen", "u1"),
-        ("closing", "u1"),
         ("to_host", "u1"),  # the datapath's cache: 0 not asked yet, 1 no, 2 yes
-        ("pad", "V3"),
+        ("pad", "V5"),
     ]
 )
 ENTRY_DTYPE = np.dtype(
     [
-        ("dir", DIR_DTYPE, (2,)),
         ("expires", "<u8"),
         ("identity", "<u4", (2,)),
         ("policy_rev", "<u4"),
@@ -58,10 +55,13 @@ ENTRY_DTYPE = np.dtype(
         ("initiator", "u1"),
         ("flags", "u1"),
         ("match", "u1"),
-        ("pad", "u1"),
+        ("seen", "u1", (2,)),
+        ("closing", "u1", (2,)),
+        ("pad", "V5"),
+        ("dir", DIR_DTYPE, (2,)),
     ]
 )
-assert (KEY_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize) == (40, 64, 160)
+assert (KEY_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize) == (40, 64, 168)
 
 CT_F_JUDGED = 0x01
 CT_F_DENIED = 0x02
@@ -70,9 +70,9 @@ ORIGINAL, REPLY = 0, 1
 
 @dataclass(frozen=True)
 class Direction:
-    packets: int
+    packets: int  # every packet seen this way, reported or not
     bytes: int
-    pending_packets: int  # counted, not reported yet
+    pending_packets: int  # of those, counted but not reported yet
     pending_bytes: int
     ifindex: int
     point: int  # observation point (trace subtype) where this direction is seen
@@ -120,8 +120,8 @@ def _address(raw: bytes, family: int) -> str:
 
 def _direction(d: np.void) -> Direction:
     return Direction(
-        packets=int(d["packets"]),
-        bytes=int(d["bytes"]),
+        packets=int(d["packets"]) + int(d["pend_packets"]),
+        bytes=int(d["bytes"]) + int(d["pend_bytes"]),
         pending_packets=int(d["pend_packets"]),
         pending_bytes=int(d["pend_bytes"]),
         ifindex=int(d["ifindex"]),
@@ -144,7 +144,7 @@ class ConntrackTable:
         self._flush_fd = flush_fd
         info = map_info(self._fd)
         if (info.key_size, info.value_size) != (KEY_DTYPE.itemsize, ENTRY_DTYPE.itemsize):
-            raise RuntimeError(f"ct map is {info.key_size}/{info.value_size} bytes, conntrack.py expects 40/160")
+            raise RuntimeError(f"ct map is {info.key_size}/{info.value_size} bytes, conntrack.py expects 40/168")
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys, entries) of every connection, as arrays of KEY_DTYPE and ENTRY_DTYPE."""

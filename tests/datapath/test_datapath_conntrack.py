@@ -117,7 +117,7 @@ def test_rst_closes_both_ways(dp: Datapath) -> None:
     run(dp, OUT, conn.out(SYN))
     run(dp, IN, conn.back(RST | ACK))
     _, entries = dp.conntrack.read()
-    assert entries["dir"]["closing"].tolist() == [[1, 1]]
+    assert entries["closing"].tolist() == [[1, 1]]
     assert state(run(dp, OUT, conn.out(SYN))) == (NEW, KNOWN)
 
 

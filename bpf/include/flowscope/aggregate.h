@@ -49,22 +49,22 @@ static __always_inline int fs_ct_trace_wanted(struct fs_ct_dir *d, struct fs_sta
 }
 
 /* Count the packet in its connection and direction, and decide whether it becomes an event (st->emit);
- * a report also takes the direction's pending counts into the event. */
+ * a report also takes the direction's pending counts into the event. Per packet, this writes only the
+ * direction's own cache line (maps.h), with two atomic additions. */
 static __always_inline void fs_ct_account(struct fs_ct_entry *e, struct fs_state *st, __u64 now)
 {
-	struct fs_ct_dir *d = &e->dir[st->ct_dir & 1];
+	__u8 dir = st->ct_dir & 1;
+	struct fs_ct_dir *d = &e->dir[dir];
 	__u64 len = st->ev.len_orig;
 	__u8 flags = st->ev.l4_proto == IPPROTO_TCP ? st->ev.tcp_flags : 0;
 	__u8 fresh_flags = flags & ~d->flags_seen;
-	int first = !d->seen;
-	int closes = (flags & (FS_TCP_FIN | FS_TCP_RST)) && !d->closing;
+	int first = !e->seen[dir];
+	int closes = (flags & (FS_TCP_FIN | FS_TCP_RST)) && !e->closing[dir];
 	__u64 expires;
 	int report;
 
-	__sync_fetch_and_add(&d->packets, 1);
-	__sync_fetch_and_add(&d->bytes, len);
 	if (first) {
-		d->seen = 1;
+		e->seen[dir] = 1;
 		d->ifindex = st->ev.ifindex;
 		d->point = st->point;
 		d->sport = st->ev.sport;
@@ -73,27 +73,31 @@ static __always_inline void fs_ct_account(struct fs_ct_entry *e, struct fs_state
 	if (fresh_flags)
 		d->flags_seen |= flags;
 	if (flags & FS_TCP_RST) {
-		e->dir[0].closing = 1;
-		e->dir[1].closing = 1;
-	} else if (flags & FS_TCP_FIN) {
-		d->closing = 1;
+		e->closing[0] = 1;
+		e->closing[1] = 1;
+	} else if (closes) {
+		e->closing[dir] = 1;
 	}
-	/* `expires` is written by both directions' packets, often on two CPUs: a cache line passed back and forth
-	 * on every packet. It is written when it moves closer (a closing connection), or by a second or more. */
+	/* `expires` is in the line every packet of both directions reads: written when it moves closer (a closing
+	 * connection), or by a second or more. */
 	expires = now + fs_ct_lifetime_ns(e, st->ev.l4_proto);
 	if (expires < e->expires || expires - e->expires >= FS_CT_EXPIRES_SLACK_NS)
 		e->expires = expires;
 
 	st->emit = fs_ct_trace_wanted(d, st);
-	if (!st->emit || st->cfg.aggregation < FS_AGG_MEDIUM || st->ct_state == FS_CT_RELATED)
-		return; /* a trace of this one packet, or nothing */
+	if (!st->emit || st->cfg.aggregation < FS_AGG_MEDIUM || st->ct_state == FS_CT_RELATED) {
+		/* a trace of this one packet, or nothing: reported as it is (or never) */
+		__sync_fetch_and_add(&d->packets, 1);
+		__sync_fetch_and_add(&d->bytes, len);
+		return;
+	}
 
 	__sync_fetch_and_add(&d->pend_packets, 1);
 	__sync_fetch_and_add(&d->pend_bytes, len);
 	if (flags & ~d->pend_flags) /* an atomic OR only for flags not pending already (an ACK rarely is new) */
 		__sync_fetch_and_or(&d->pend_flags, flags);
 	report = first || st->ct_state == FS_CT_NEW || (fresh_flags & st->cfg.report_flags) || closes ||
-		 (e->dir[0].closing && e->dir[1].closing) || fs_age(now, d->last_report) >= fs_report_interval_ns(&st->cfg);
+		 (e->closing[0] && e->closing[1]) || fs_age(now, d->last_report) >= fs_report_interval_ns(&st->cfg);
 	if (!report) {
 		st->emit = 0;
 		return;

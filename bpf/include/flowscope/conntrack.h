@@ -159,9 +159,9 @@ static __always_inline __u64 fs_ct_lifetime_ns(const struct fs_ct_entry *e, __u8
 	__u64 seconds = FS_CT_LIFETIME_NONTCP;
 
 	if (proto == IPPROTO_TCP) {
-		if (e->dir[0].closing || e->dir[1].closing)
+		if (e->closing[0] || e->closing[1])
 			seconds = FS_CT_CLOSE_TIMEOUT;
-		else if (!e->dir[FS_CT_REPLY].seen)
+		else if (!e->seen[FS_CT_REPLY])
 			seconds = FS_CT_SYN_TIMEOUT;
 		else
 			seconds = FS_CT_LIFETIME_TCP;
@@ -175,7 +175,7 @@ static __always_inline int fs_ct_reopens(const struct fs_ct_entry *e, const stru
 	__u8 flags = st->ev.tcp_flags;
 
 	return st->ev.l4_proto == IPPROTO_TCP && (flags & FS_TCP_SYN) && !(flags & FS_TCP_ACK) &&
-	       (e->dir[0].closing || e->dir[1].closing);
+	       (e->closing[0] || e->closing[1]);
 }
 
 /* Start the connection `key` anew with this packet, whose source is key end `end`: the entry it replaces

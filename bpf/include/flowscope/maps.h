@@ -56,13 +56,16 @@ struct fs_ct_key {
 #define FS_CT_ORIGINAL 0 /* the direction the connection was opened in */
 #define FS_CT_REPLY 1
 
-/* One direction of a connection. Counters that several CPUs may update together are 64-bit and updated with
- * atomic operations; pending counts are claimed with an atomic exchange by whoever reports them (a packet of
- * the connection, or the agent's sweep through ct_flush), so every packet is reported exactly once. */
+/* One direction of a connection: 64 bytes, a cache line of the entry to itself (see fs_ct_entry). Counters
+ * that several CPUs may update together are 64-bit and updated with atomic operations. A packet adds to the
+ * pending counts where it may be reported (medium and above, at points that report), else to the reported
+ * ones; whoever reports (a packet of the connection, or the agent's sweep through ct_flush) claims the pending
+ * counts with an atomic exchange and adds them to the reported ones, so every packet is reported exactly once
+ * and a direction's total is always packets + pend_packets. */
 struct fs_ct_dir {
-	__u64 packets;       /* every packet seen this way */
+	__u64 packets;       /* reported (or traced one by one) */
 	__u64 bytes;
-	__u64 pend_packets;  /* counted but not yet reported (medium and above, at points that report) */
+	__u64 pend_packets;  /* counted but not yet reported */
 	__u64 pend_bytes;
 	__u64 pend_flags;    /* TCP flags seen since the last report */
 	__u64 last_report;   /* bpf_ktime_get_ns() of the last report; 0: never */
@@ -70,19 +73,23 @@ struct fs_ct_dir {
 	__u16 sport;         /* the event's ports for this direction (ICMP: type and code of its last packet) */
 	__u16 dport;
 	__u8 point;          /* observation point (FS_TRACE_*) of `ifindex` */
-	__u8 seen;           /* 1 once a packet went this way */
 	__u8 flags_seen;     /* every TCP flag ever seen this way */
-	__u8 closing;        /* a FIN or RST went this way */
 	__u8 to_host;        /* FS_CT_TO_HOST_*: whether this way's packets are for the host, once asked */
-	__u8 pad[3];
+	__u8 pad[5];
 };
 
 /* fs_ct_entry.flags */
 #define FS_CT_F_JUDGED 0x01 /* the policy verdict below was taken (at revision policy_rev) */
 #define FS_CT_F_DENIED 0x02 /* ... and it denies the connection: every packet is dropped */
 
+/* The two directions of a connection are counted on different CPUs more often than not (a TCP stream's data
+ * where its sender runs, its ACKs where its receiver runs), so the entry is laid out by who writes what:
+ * first what every packet reads and hardly anything writes, then each direction in a cache line of its own.
+ * The kernel puts the value 88 bytes into its hash element (a 48-byte header, then the 40-byte key) and lays
+ * the elements out one after the other from a page boundary; with this 168-byte value an element is 256
+ * bytes, so the header shares the key's cache line and dir[0] and dir[1] each have one to themselves. A
+ * direction's packets then never take a cache line away from the other direction's CPU. */
 struct fs_ct_entry {
-	struct fs_ct_dir dir[2];  /* FS_CT_ORIGINAL, FS_CT_REPLY */
 	__u64 expires;            /* bpf_ktime_get_ns() after which the entry is stale */
 	__u32 identity[2];        /* source identity of each direction's packets */
 	__u32 policy_rev;         /* the policy revision the verdict was taken at */
@@ -91,8 +98,14 @@ struct fs_ct_entry {
 	__u8 initiator;           /* the key end (0 or 1) that opened the connection */
 	__u8 flags;               /* FS_CT_F_* */
 	__u8 match;               /* policy match type (FS_MATCH_*) of the verdict */
-	__u8 pad;
+	__u8 seen[2];             /* per direction: 1 once a packet went this way */
+	__u8 closing[2];          /* per direction: a FIN or RST went this way */
+	__u8 pad[5];
+	struct fs_ct_dir dir[2];  /* FS_CT_ORIGINAL, FS_CT_REPLY */
 };
+_Static_assert(sizeof(struct fs_ct_dir) == 64 && __builtin_offsetof(struct fs_ct_entry, dir) == 40 &&
+		       sizeof(struct fs_ct_entry) == 168,
+	       "fs_ct_entry: each direction must start a cache line of the kernel's hash element");
 
 /* policy: what an endpoint identity (`subject`) may exchange with a peer identity, per direction. The agent
  * writes a whole policy into one generation, then flips config.policy_rev (whose low bit is the generation)

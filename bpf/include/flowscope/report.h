@@ -24,7 +24,7 @@ static __always_inline __u64 fs_age(__u64 now, __u64 then)
 	return now > then ? now - then : 0;
 }
 
-/* Move a direction's pending counts into an event (they are then reported, and gone from the entry). */
+/* Move a direction's pending counts into an event: they are then reported, and join the reported counts. */
 static __always_inline void fs_claim(struct fs_ct_dir *d, struct fs_event *ev, __u64 now)
 {
 	d->last_report = now;
@@ -32,6 +32,8 @@ static __always_inline void fs_claim(struct fs_ct_dir *d, struct fs_event *ev, _
 	ev->bytes = __sync_lock_test_and_set(&d->pend_bytes, 0);
 	ev->tcp_flags_seen = __sync_lock_test_and_set(&d->pend_flags, 0);
 	ev->flags |= FS_F_AGGREGATE;
+	__sync_fetch_and_add(&d->packets, ev->packets);
+	__sync_fetch_and_add(&d->bytes, ev->bytes);
 }
 
 /* Report one direction's pending counts as a trace record of its own (no packet bytes): for a connection
