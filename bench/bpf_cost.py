@@ -23,7 +23,6 @@ import argparse
 import ctypes
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from common import tcp_gbps, udp64_pps, update_results
 
 from lab import Lab
 from observer.datapath.bpfsys import bpf
+from observer.datapath.tc import ENTRY_PROGRAMS
 
 HERE = Path(__file__).resolve()
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
@@ -46,7 +46,6 @@ TRAFFIC: dict[str, tuple[Callable[[Lab, float], float], str]] = {
     "TCP": (tcp_gbps, "Gbit/s"),
     "UDP-64": (udp64_pps, "packets/s"),
 }
-_FILTER_ID = re.compile(r"flowscope:\S+ .*?\bid (\d+)")
 
 
 class _EnableStatsAttr(ctypes.Structure):
@@ -64,14 +63,8 @@ def bpf_stats() -> Iterator[None]:
 
 
 def entry_programs(lab: Lab) -> set[int]:
-    """Ids of the programs in our tc filters on the node's devices (pods' host-side veths and eth0)."""
-    devices = [pod.ifname for pod in lab.pods if pod.node == NODE] + ["eth0"]
-    ids: set[int] = set()
-    for device in devices:
-        for hook in ("ingress", "egress"):
-            out = lab.exec(NODE, ["tc", "filter", "show", "dev", device, hook]).stdout
-            ids.update(int(found) for found in _FILTER_ID.findall(out))
-    return ids
+    """Ids of our entry programs on the node's devices (pods' host-side veths and eth0)."""
+    return {found.prog_id for found in lab.attached_programs(NODE) if found.name in ENTRY_PROGRAMS}
 
 
 def run_stats(ids: set[int]) -> tuple[int, int]:

@@ -8,8 +8,8 @@ about 200 ms). Runs of a few seconds with and without the agent, taken in turns,
 ratio is known to about +-0.15 after a dozen rounds.
 
 How: one long iperf3 run between two pods of a one-node lab, with the real agent running throughout at the
-level measured. Every `window` seconds the agent's programs are taken off every device they are on (the clsact
-qdisc removed: no tc hook at all, as without an observer) or put back (the same programs, so the agent's
+level measured. Every `window` seconds the agent's programs are taken off every device they are on (their tcx
+links closed: no program on any hook, as without an observer) or put back (the same programs, so the agent's
 conntrack and maps carry on); the traffic delivered into the server pod is read from its veth's counters in
 each window, after a short settling time. Neighbouring windows see nearly the same machine, and thousands of
 them make the ratio precise: the ratio is (traffic in "on" windows) / (traffic in "off" windows), with a 90%
@@ -23,9 +23,7 @@ import argparse
 import ctypes
 import os
 import random
-import re
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -39,29 +37,21 @@ from common import IPERF_PORT, cpu_seconds, server_status, update_results
 from pyroute2 import IPRoute
 
 from lab import Lab
-from observer.datapath.bpfsys import bpf
-from observer.datapath.tc import FILTER_PREFIX, TC_H_EGRESS, TC_H_INGRESS
+from observer.datapath import pins
+from observer.datapath.bpfsys import (
+    BPF_TCX_EGRESS,
+    BPF_TCX_INGRESS,
+    link_detach,
+    obj_get,
+    prog_fd_by_id,
+    tcx_link_create,
+)
+from observer.datapath.tc import ENTRY_PROGRAMS, LINKS
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
 NODE = "node1"
-BPF_PROG_GET_FD_BY_ID = 13
 CLONE_NEWNET = 0x40000000
-_FILTER = re.compile(r"flowscope:(\S+) .*?\bid (\d+)")
 _libc = ctypes.CDLL(None, use_errno=True)
-# rtnetlink and cls_bpf numbers (linux/rtnetlink.h, linux/pkt_cls.h)
-NETLINK_ROUTE, NLMSG_ERROR = 0, 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-NEW = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-DEL = NLM_F_REQUEST | NLM_F_ACK
-RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTFILTER = 36, 37, 44
-TC_H_CLSACT = 0xFFFFFFF1
-TCA_KIND, TCA_OPTIONS = 1, 2
-TCA_BPF_CLASSID, TCA_BPF_FD, TCA_BPF_NAME, TCA_BPF_FLAGS = 3, 6, 7, 8
-TCA_BPF_FLAG_ACT_DIRECT = 1
-
-
-class _IdAttr(ctypes.Structure):
-    _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
 
 
 def _setns(path: str) -> None:
@@ -95,73 +85,40 @@ class Window:
     rate: float  # bytes/s (TCP) or packets/s (UDP) delivered into the server pod
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    """A netlink attribute, padded to 4 bytes."""
-    raw = struct.pack("<HH", 4 + len(payload), kind) + payload
-    return raw + bytes(-len(raw) % 4)
-
-
-def _tc_message(kind: int, flags: int, ifindex: int, handle: int, parent: int, info: int, attrs: bytes) -> bytes:
-    body = struct.pack("<BxxxiIII", socket.AF_UNSPEC, ifindex, handle, parent, info) + attrs
-    return struct.pack("<IHHII", 16 + len(body), kind, flags, 0, 0) + body
-
-
 class Switch:
-    """The agent's tc programs on the node's devices, taken off and put back (made in the node's namespace).
+    """The agent's entry programs on the node's devices, taken off and put back (made in the node's namespace).
 
-    Both ways are a few netlink messages sent at once, prepared beforehand: switching takes well under a
-    millisecond either way, so it weighs alike on the windows that follow (pyroute2 took 35-50 ms of CPU to
-    put the programs back and 6-11 ms to take them off, which showed as a bias of several per cent)."""
+    Either way is a few bpf(2) calls: tcx links made, or their fds closed, which takes the programs off.
+    The agent's own (pinned) links are taken off once at the start; the agent does not notice, and its exit
+    removes them as usual. Switching must be quick and cost alike both ways: it weighs on the windows after
+    it (putting cls_bpf filters back with pyroute2 took 35-50 ms and showed as a bias of several per cent)."""
 
     def __init__(self, lab: Lab) -> None:
-        devices = [pod.ifname for pod in lab.pods if pod.node == NODE] + ["eth0"]
-        self.fds: list[int] = []
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        ipr = IPRoute()
-        clsact = _attr(TCA_KIND, b"clsact\0")
-        off, on = [], []
-        for device in devices:
-            (ifindex,) = ipr.link_lookup(ifname=device)
-            off.append(_tc_message(RTM_DELQDISC, DEL, ifindex, 0xFFFF0000, TC_H_CLSACT, 0, clsact))
-            on.append(_tc_message(RTM_NEWQDISC, NEW, ifindex, 0xFFFF0000, TC_H_CLSACT, 0, clsact))
-            for parent, direction in ((TC_H_INGRESS, "ingress"), (TC_H_EGRESS, "egress")):
-                # pyroute2 does not decode a filter's program id; tc shows it
-                shown = lab.exec(NODE, ["tc", "filter", "show", "dev", device, direction]).stdout
-                ids = {f"{FILTER_PREFIX}{label}": int(prog_id) for label, prog_id in _FILTER.findall(shown)}
-                for msg in ipr.get_filters(index=ifindex, parent=parent):
-                    options = msg.get_attr("TCA_OPTIONS")
-                    name = (options.get_attr("TCA_BPF_NAME") or "") if options is not None else ""
-                    if not name.startswith(FILTER_PREFIX):
-                        continue
-                    fd = bpf(BPF_PROG_GET_FD_BY_ID, _IdAttr(id=ids[name]))
-                    self.fds.append(fd)
-                    bpf_options = (
-                        _attr(TCA_BPF_FD, struct.pack("<I", fd))
-                        + _attr(TCA_BPF_NAME, name.encode() + b"\0")
-                        + _attr(TCA_BPF_FLAGS, struct.pack("<I", TCA_BPF_FLAG_ACT_DIRECT))
-                        + _attr(TCA_BPF_CLASSID, struct.pack("<I", 1))
-                    )
-                    attrs = _attr(TCA_KIND, b"bpf\0") + _attr(TCA_OPTIONS, bpf_options)
-                    on.append(_tc_message(RTM_NEWTFILTER, NEW, ifindex, msg["handle"], parent, msg["info"], attrs))
-        ipr.close()
-        if not self.fds:
+        self.programs: list[tuple[int, int, int]] = []  # (ifindex, attach type, program fd)
+        for found in lab.attached_programs(NODE):
+            if found.name in ENTRY_PROGRAMS:
+                attach_type = BPF_TCX_INGRESS if found.direction == "ingress" else BPF_TCX_EGRESS
+                self.programs.append((socket.if_nametoindex(found.device), attach_type, prog_fd_by_id(found.prog_id)))
+        if not self.programs:
             raise RuntimeError("the agent attached no programs")
-        self.batches = {False: off, True: on}
+        for pin in (pins.pin_dir() / LINKS).iterdir():  # the agent's links
+            fd = obj_get(str(pin))
+            link_detach(fd)
+            os.close(fd)
+        self.links: list[int] = []
+        self.set(True)
 
     def set(self, on: bool) -> None:
-        messages = self.batches[on]
-        self.sock.send(b"".join(messages))
-        for _ in messages:  # one acknowledgement each, an error code of 0 when it went through
-            reply = self.sock.recv(65536)
-            while reply:
-                length, kind = struct.unpack_from("<IH", reply)
-                if kind == NLMSG_ERROR and struct.unpack_from("<i", reply, 16)[0]:
-                    raise OSError(-struct.unpack_from("<i", reply, 16)[0], "switching the programs")
-                reply = reply[length:]
+        if on:
+            self.links = [tcx_link_create(fd, ifindex, attach_type) for ifindex, attach_type, fd in self.programs]
+        else:
+            for link in self.links:
+                os.close(link)
+            self.links = []
 
     def close(self) -> None:
-        self.sock.close()
-        for fd in self.fds:
+        self.set(False)
+        for _, _, fd in self.programs:
             os.close(fd)
 
 
@@ -204,8 +161,6 @@ def run_windows(lab: Lab, traffic: str, seconds: float, window: float, settle: f
                     c1, t1 = delivered(), time.monotonic()
                     windows.append(Window(on, (c1 - c0) / (t1 - t0)))
             finally:
-                if not on:
-                    switch.set(True)
                 switch.close()
                 ipr.close()
     finally:

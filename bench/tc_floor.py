@@ -2,9 +2,8 @@
 
     ip netns exec <node> .venv/bin/python bench/tc_floor.py eth0 lxc-a lxc-b ...
 
-The first device gets the node device's hooks, the others the endpoint hooks. Prints "attached" once it is.
-Its filters carry the datapath's names (flowscope:*), so if this is killed -9 the next agent, or the lab's
-cleanup, reclaims them like any agent's.
+The first device gets the node device's hooks, the others the endpoint hooks, through tcx links as the agent
+attaches. Prints "attached" once it is. Its links are not pinned: they go with this process, however it ends.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,14 @@ class LabStatus:
     @property
     def healthy(self) -> bool:
         return self.recorded and not self.netns_missing and all(alive for _, alive in self.daemons)
+
+
+@dataclass(frozen=True)
+class AttachedProgram:
+    device: str
+    direction: str  # "ingress" or "egress"
+    prog_id: int
+    name: str  # cut to 15 characters, as the kernel keeps it
 
 
 class Lab:
@@ -139,6 +148,16 @@ class Lab:
             timeout=timeout,
             check=check,
         )
+
+    def attached_programs(self, node: str) -> list[AttachedProgram]:
+        """The BPF programs on the tcx hooks of a node's devices (the agent's entry programs, and any other)."""
+        root = str(Path(__file__).resolve().parents[1])
+        code = f"import sys; sys.path.insert(0, {root!r}); from observer.datapath.tc import main; main()"
+        found = []
+        for line in self.exec(node, [sys.executable, "-c", code]).stdout.splitlines():
+            device, direction, _, prog_id, _, name = line.split()
+            found.append(AttachedProgram(device, direction, int(prog_id), name))
+        return found
 
     def start(self, where: str, argv: Sequence[str], role: str, ports: Iterable[tuple[str, int]] = ()) -> Daemon:
         """Start a daemon in a pod (or host) that `down` will stop; wait until it binds `ports`."""

@@ -120,7 +120,7 @@ class Agent:
         cfg = self.config
         leftovers = reclaim()
         if leftovers:
-            log.info("reclaimed %d tc filters (and their pins) left by an earlier agent", leftovers)
+            log.info("reclaimed %d tcx links (and their pins) left by an earlier agent", leftovers)
         cluster = Cluster.load(cfg.cluster_file) if cfg.cluster_file and cfg.cluster_file.exists() else Cluster()
         self.registry = EndpointRegistry(cfg.node_name)
         dtype = event_dtype(cfg.caplen)

@@ -1,7 +1,7 @@
 """The loader: compiles and loads the datapath (bpf/), attaches it to tc hooks, fills its maps and reads its
 events.
 
-    reclaim()  # first: remove the filters and pins a killed predecessor left in this network namespace
+    reclaim()  # first: remove the links and pins a killed predecessor left in this network namespace
     with Datapath(DatapathConfig(caplen=128), pin_dir=pins.pin_dir()) as dp:
         dp.attach_device("eth0")
         dp.attach_endpoint("lxc1001", ep_id=1001, identity=ep.identity)
@@ -18,7 +18,7 @@ from observer.datapath.loader import Datapath, reclaim
 from observer.datapath.maps import DatapathMaps, IpcacheEntry, RuntimeConfig
 from observer.datapath.ring import RingReader
 from observer.datapath.source import DatapathConfig
-from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcFilter
+from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcLink
 
 __all__ = [
     "DEVICE_HOOKS",
@@ -30,7 +30,7 @@ __all__ = [
     "IpcacheEntry",
     "RingReader",
     "RuntimeConfig",
-    "TcFilter",
+    "TcLink",
     "pins",
     "reclaim",
 ]

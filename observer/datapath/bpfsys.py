@@ -186,3 +186,78 @@ def map_delete(fd: int, key: bytes) -> bool:
             return False
         raise
     return True
+
+
+BPF_OBJ_GET = 7
+BPF_LINK_CREATE = 28
+BPF_LINK_UPDATE = 29
+BPF_LINK_DETACH = 34
+BPF_TCX_INGRESS = 46  # enum bpf_attach_type
+BPF_TCX_EGRESS = 47
+
+
+class _LinkCreateAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("target_ifindex", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("relative_fd", ctypes.c_uint32),  # tcx: 0 with no BPF_F_BEFORE/AFTER flag, i.e. appended
+        ("pad", ctypes.c_uint32),
+        ("expected_revision", ctypes.c_uint64),
+    ]
+
+
+class _LinkUpdateAttr(ctypes.Structure):
+    _fields_ = [
+        ("link_fd", ctypes.c_uint32),
+        ("new_prog_fd", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("old_prog_fd", ctypes.c_uint32),
+    ]
+
+
+class _LinkDetachAttr(ctypes.Structure):
+    _fields_ = [("link_fd", ctypes.c_uint32)]
+
+
+def tcx_link_create(prog_fd: int, ifindex: int, attach_type: int) -> int:
+    """Attach a sched_cls program to a device's tcx hook (BPF_TCX_INGRESS or BPF_TCX_EGRESS); the link's fd.
+    The program stays attached while the link lives: as long as an fd or a pin holds it."""
+    return bpf(BPF_LINK_CREATE, _LinkCreateAttr(prog_fd=prog_fd, target_ifindex=ifindex, attach_type=attach_type))
+
+
+def link_update(link_fd: int, prog_fd: int) -> None:
+    """Put another program in a link, atomically: the hook never runs without one."""
+    bpf(BPF_LINK_UPDATE, _LinkUpdateAttr(link_fd=link_fd, new_prog_fd=prog_fd))
+
+
+def link_detach(link_fd: int) -> None:
+    """Take the link's program off its hook now, whoever else holds the link (its pin, say)."""
+    bpf(BPF_LINK_DETACH, _LinkDetachAttr(link_fd=link_fd))
+
+
+def obj_get(path: str) -> int:
+    """An fd of the object (map, program, link) pinned at `path`."""
+    name = ctypes.create_string_buffer(path.encode())
+    return bpf(BPF_OBJ_GET, _PinAttr(pathname=ctypes.addressof(name), bpf_fd=0, file_flags=0))
+
+
+BPF_PROG_GET_FD_BY_ID = 13
+
+
+class _IdAttr(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """An fd of a loaded program, by its id (the caller closes it)."""
+    return bpf(BPF_PROG_GET_FD_BY_ID, _IdAttr(id=prog_id))
+
+
+def prog_info_by_id(prog_id: int) -> ProgInfo:
+    fd = prog_fd_by_id(prog_id)
+    try:
+        return prog_info(fd)
+    finally:
+        os.close(fd)

@@ -1,12 +1,12 @@
 """The datapath as the agent holds it: compiled, loaded, its stages wired, attached where asked.
 
 One `Datapath` is one compilation of bpf/datapath.c with bcc: every program (entry programs and stages) and
-every map comes from it, so they share the maps. Use it as a context manager: leaving it detaches every filter
+every map comes from it, so they share the maps. Use it as a context manager: leaving it detaches every program
 it attached and closes every fd, which frees the programs and maps once nothing else holds them.
 
-A crash (kill -9) skips that: the filters stay and keep their entry programs. Given a pin folder, the `calls`
-array is pinned there, so those programs keep passing packets (observer/datapath/pins.py) until the next start
-calls reclaim(), which removes the filters and then the pins.
+A crash (kill -9) skips that. Given a pin folder, the tcx links and the `calls` array are pinned there, so
+the entry programs stay attached and keep passing packets (observer/datapath/pins.py) until the next start calls
+reclaim(), which removes the links' pins and then the rest.
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, R
 from observer.datapath.policymaps import PolicyMaps
 from observer.datapath.ring import RingReader
 from observer.datapath.source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
-from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcFilter, reclaim_filters
+from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcLink, reclaim_links
 
 # Programs the agent runs itself with BPF_PROG_TEST_RUN, never attached: the conntrack sweep, policy questions.
 TOOL_PROGRAMS = ("ct_flush", "policy_query")
 
 
 def reclaim() -> int:
-    """Remove what a killed agent left in this network namespace; how many tc filters that was.
+    """Remove what a killed agent left in this network namespace; how many programs it took off their hooks.
 
-    Filters first, pins second: unpinning the tail-call array while filters still use it would drop packets.
-    Pin folders of namespaces that no longer exist go too.
+    Links first, the rest second: unpinning the tail-call array while its entry programs still run would drop
+    packets. Pin folders of namespaces that no longer exist go too.
     """
-    removed = reclaim_filters()
+    removed = reclaim_links(pins.pin_dir())
     pins.remove(pins.pin_dir())
     pins.sweep_stale()
     return removed
@@ -77,7 +77,7 @@ class Datapath:
         self._ipcache_lock = threading.Lock()  # the reconcile thread and the policy's both replace it
         self._cluster_ipcache: dict[Any, IpcacheValue] = {}
         self._policy_ipcache: dict[Any, IpcacheValue] = {}
-        self._tc = TcAttachments()
+        self._tc = TcAttachments(pin_dir)
         self._reader: RingReader | None = None
         self._closed = False
 
@@ -124,10 +124,10 @@ class Datapath:
         return self._tc.ifindex(interface)
 
     def detach(self, interface: str | int) -> None:
-        """Remove our filters from a device; a device that is gone already is not an error."""
+        """Take our programs off a device; a device that is gone already is not an error."""
         self._tc.detach(interface)
 
-    def attached(self) -> list[TcFilter]:
+    def attached(self) -> list[TcLink]:
         return self._tc.attached()
 
     # the maps the agent keeps up to date

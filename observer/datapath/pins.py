@@ -1,10 +1,11 @@
 """What the datapath pins in bpffs, and removing it again.
 
-Only the tail-call array is pinned. The kernel empties a program array once no file descriptor or pin holds it
-(that breaks reference cycles), so without the pin a killed agent's filters, still attached, would find every
-tail-call slot empty and drop every packet as MISSED_TAIL_CALL. Pinned, its programs keep passing packets (their
-events go to a ring buffer nobody reads, counted as lost) until the next agent reclaims them. An observer that
-dies must never take the network with it.
+The tcx links of the entry programs (links/, see tc.py) and the tail-call array are pinned. A link lives as
+long as a pin holds it, so a killed agent's entry programs stay on their hooks (its policy is still enforced).
+The kernel empties a program array once no file descriptor or pin holds it (that breaks reference cycles), so
+without its pin those programs would find every tail-call slot empty and drop every packet as MISSED_TAIL_CALL.
+Pinned, they keep passing packets (their events go to a ring buffer nobody reads, counted as lost) until the
+next agent reclaims them. An observer that dies must never take the network with it.
 
 Pins live in /sys/fs/bpf/flowscope/netns-<inode>/, one folder per network namespace (one agent each). A folder
 whose namespace is gone (a lab removed while its agent lay dead) is swept by the next agent anywhere.

@@ -1,44 +1,61 @@
-"""Attaching programs to tc hooks with pyroute2, and finding them again after a crash.
+"""Attaching programs to a device's tc hooks through tcx links, and finding what a killed agent left.
 
-Each program goes in a cls_bpf direct-action filter under the device's clsact qdisc, NAMED "flowscope:<hook>":
-the name is how a later start finds what a killed agent left behind (reclaim), and how detach removes exactly
-ours and nothing else. Everything works in the network namespace this object's netlink socket was opened in:
-that of the thread that first uses it (the agent runs inside the node's namespace).
+tcx (Linux 6.6) runs a device's programs straight from the ingress and egress paths; the older clsact qdisc
+with a cls_bpf filter went through the qdisc's classifier chain first, which on this machine cost about 7% of a
+64-byte UDP flood with a program that does nothing, against about 1% for the same program on tcx
+(bench/paired_bench.py's method; bench/RESULTS.md).
+
+A link holds the program on its hook for as long as something holds the link: an fd of this process, and,
+when a pin folder is given, a pin there (`links/<ifindex>-<hook>`). With the pin, a killed agent's programs
+stay attached and keep passing packets (observer/datapath/pins.py); the next agent's reclaim takes them off
+by removing those pins. Everything works in the network namespace of the thread that attaches.
+
+`python -m observer.datapath.tc` lists the tcx programs on every device of its network namespace (bpftool 7.1,
+Debian 12's, does not show tcx).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
 import errno
+import os
+import socket
+import sys
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from observer.datapath.bpfsys import (
+    BPF_TCX_EGRESS,
+    BPF_TCX_INGRESS,
+    bpf,
+    link_detach,
+    link_update,
+    obj_pin,
+    prog_info_by_id,
+    tcx_link_create,
+)
 
-FILTER_PREFIX = "flowscope:"
-TC_H_INGRESS = 0xFFFFFFF2  # clsact's ingress hook, "ffff:fff2"
-TC_H_EGRESS = 0xFFFFFFF3  # clsact's egress hook, "ffff:fff3"
-_GONE = (errno.ENODEV, errno.ENOENT, errno.EINVAL)  # the device (or the filter) went away meanwhile
+LINKS = "links"  # the folder of link pins inside a pin folder
 
 
 class Hook(enum.Enum):
-    """Where an entry program attaches: (name on the filter, C function, tc hook)."""
+    """Where an entry program attaches: (label, C function, tcx attach type)."""
 
-    FROM_CONTAINER = ("from-container", "from_container", TC_H_INGRESS)
-    TO_CONTAINER = ("to-container", "to_container", TC_H_EGRESS)
-    FROM_NETDEV = ("from-netdev", "from_netdev", TC_H_INGRESS)
-    TO_NETDEV = ("to-netdev", "to_netdev", TC_H_EGRESS)
+    FROM_CONTAINER = ("from-container", "from_container", BPF_TCX_INGRESS)
+    TO_CONTAINER = ("to-container", "to_container", BPF_TCX_EGRESS)
+    FROM_NETDEV = ("from-netdev", "from_netdev", BPF_TCX_INGRESS)
+    TO_NETDEV = ("to-netdev", "to_netdev", BPF_TCX_EGRESS)
 
-    def __init__(self, label: str, program: str, parent: int) -> None:
+    def __init__(self, label: str, program: str, attach_type: int) -> None:
         self.label = label
         self.program = program
-        self.parent = parent
+        self.attach_type = attach_type
 
     @property
-    def filter_name(self) -> str:
-        return FILTER_PREFIX + self.label
+    def direction(self) -> str:
+        return "ingress" if self.attach_type == BPF_TCX_INGRESS else "egress"
 
     @classmethod
     def named(cls, hook: Hook | str) -> Hook:
@@ -53,180 +70,178 @@ class Hook(enum.Enum):
 
 ENDPOINT_HOOKS = (Hook.FROM_CONTAINER, Hook.TO_CONTAINER)
 DEVICE_HOOKS = (Hook.FROM_NETDEV, Hook.TO_NETDEV)
+ENTRY_PROGRAMS = frozenset(hook.program for hook in Hook)
 
 
 @dataclass(frozen=True)
-class TcFilter:
-    """One of our filters, with what netlink needs to replace or delete it."""
+class TcLink:
+    """One of our links: the program of `hook` on device `ifindex`."""
 
     ifindex: int
-    parent: int
-    info: int  # priority << 16 | protocol
-    handle: int
-    name: str
-
-
-def _filters(ipr: IPRoute, ifindex: int, parent: int) -> list[TcFilter]:
-    """Our filters (named flowscope:*) on one clsact hook of one device."""
-    found = []
-    for msg in ipr.get_filters(index=ifindex, parent=parent):
-        name = _bpf_name(msg)
-        if name.startswith(FILTER_PREFIX):
-            found.append(TcFilter(ifindex, parent, msg["info"], msg["handle"], name))
-    return found
-
-
-def _bpf_name(msg: Any) -> str:
-    if msg.get_attr("TCA_KIND") != "bpf":
-        return ""
-    options = msg.get_attr("TCA_OPTIONS")
-    return (options.get_attr("TCA_BPF_NAME") or "") if options is not None else ""
-
-
-def _any_filters(ipr: IPRoute, ifindex: int) -> bool:
-    return any(msg["handle"] for parent in (TC_H_INGRESS, TC_H_EGRESS) for msg in ipr.get_filters(ifindex, 0, parent))
-
-
-def _delete(ipr: IPRoute, tcf: TcFilter) -> None:
-    try:
-        ipr.tc("del-filter", "bpf", tcf.ifindex, tcf.handle, parent=tcf.parent, info=tcf.info)
-    except NetlinkError as exc:
-        if exc.code not in _GONE:
-            raise
+    hook: Hook
+    fd: int
+    pin: Path | None
 
 
 class TcAttachments:
-    """The filters this agent attached, and the clsact qdiscs it had to create for them."""
+    """The links this agent made, pinned in `pin_dir`/links when a pin folder is given."""
 
-    def __init__(self) -> None:
-        self._ipr: IPRoute | None = None
-        self._attached: dict[tuple[int, Hook], TcFilter] = {}
-        self._created_clsact: set[int] = set()
+    def __init__(self, pin_dir: Path | None = None) -> None:
+        self._links: dict[tuple[int, Hook], TcLink] = {}
         self._names: dict[str, int] = {}  # the ifindex each device name had when we attached to it
+        self._pin_dir = pin_dir / LINKS if pin_dir is not None else None
 
-    @property
-    def ipr(self) -> IPRoute:
-        if self._ipr is None:
-            self._ipr = IPRoute()
-        return self._ipr
-
-    def ifindex(self, interface: str | int) -> int:
+    @staticmethod
+    def ifindex(interface: str | int) -> int:
         """The index of a device of this namespace; OSError(ENODEV) when there is none of that name."""
         if isinstance(interface, int):
             return interface
-        found = self.ipr.link_lookup(ifname=interface)
-        if not found:
-            raise OSError(errno.ENODEV, f"no network interface {interface!r} in this network namespace")
-        return int(found[0])
+        try:
+            return socket.if_nametoindex(interface)
+        except OSError:
+            raise OSError(errno.ENODEV, f"no network interface {interface!r} in this network namespace") from None
 
-    def attached(self) -> list[TcFilter]:
-        return list(self._attached.values())
+    def attached(self) -> list[TcLink]:
+        return list(self._links.values())
 
-    def attach(self, interface: str | int, hook: Hook, prog_fd: int) -> TcFilter:
-        """Put the program on the hook, replacing a filter of ours already there (atomically: no gap).
+    def attach(self, interface: str | int, hook: Hook, prog_fd: int) -> TcLink:
+        """Put the program on the hook; on a hook we hold already, swap it in atomically (no gap).
 
-        Netlink errors (the device vanished, say) come out as OSError with the kernel's errno.
+        Errors (the device vanished, say) come out as OSError with the kernel's errno.
         """
+        ifindex = self.ifindex(interface)
+        if isinstance(interface, str):
+            self._names[interface] = ifindex
+        held = self._links.get((ifindex, hook))
+        if held is not None:
+            link_update(held.fd, prog_fd)
+            return held
         try:
-            ifindex = self.ifindex(interface)
-            if isinstance(interface, str):
-                self._names[interface] = ifindex
-            return self._attach(ifindex, hook, prog_fd)
-        except NetlinkError as exc:
-            raise OSError(exc.code, f"attaching {hook.filter_name} to {interface}: {exc}") from exc
-
-    def _attach(self, ifindex: int, hook: Hook, prog_fd: int) -> TcFilter:
-        self._ensure_clsact(ifindex)
-        existing = [f for f in _filters(self.ipr, ifindex, hook.parent) if f.name == hook.filter_name]
-        bpf_args = {"fd": prog_fd, "name": hook.filter_name, "classid": 1, "direct_action": True}
-        if existing:
-            first = existing[0]
-            self.ipr.tc(
-                "replace-filter",
-                "bpf",
-                ifindex,
-                first.handle,
-                parent=hook.parent,
-                info=first.info,
-                **bpf_args,
-            )
-            for stale in existing[1:]:
-                _delete(self.ipr, stale)
-            tcf = first
-        else:
-            self.ipr.tc("add-filter", "bpf", ifindex, 1, parent=hook.parent, **bpf_args)
-            tcf = next(f for f in _filters(self.ipr, ifindex, hook.parent) if f.name == hook.filter_name)
-        self._attached[(ifindex, hook)] = tcf
-        return tcf
-
-    def _ensure_clsact(self, ifindex: int) -> None:
-        if any(q.get_attr("TCA_KIND") == "clsact" for q in self.ipr.get_qdiscs(ifindex)):
-            return
-        try:
-            self.ipr.tc("add", "clsact", ifindex)
-            self._created_clsact.add(ifindex)
-        except NetlinkError as exc:
-            if exc.code != errno.EEXIST:
-                raise
+            fd = tcx_link_create(prog_fd, ifindex, hook.attach_type)
+        except OSError as exc:
+            raise OSError(exc.errno, f"attaching {hook.label} to {interface}: {os.strerror(exc.errno or 0)}") from exc
+        pin = None
+        if self._pin_dir is not None:
+            self._pin_dir.mkdir(parents=True, exist_ok=True)
+            pin = self._pin_dir / f"{ifindex}-{hook.label}"
+            pin.unlink(missing_ok=True)  # a device's index can come back after its device went
+            obj_pin(fd, str(pin))
+        link = TcLink(ifindex, hook, fd, pin)
+        self._links[(ifindex, hook)] = link
+        return link
 
     def detach(self, interface: str | int, hooks: tuple[Hook, ...] | None = None) -> None:
-        """Remove our filters from the device (all hooks, or those given); a vanished device is no error.
+        """Take our programs off the device (all hooks, or those given); a vanished device is no error.
 
         A name means the device we attached under that name (gone, maybe) and the one it names now.
         """
+        indexes = set()
         if isinstance(interface, int):
-            self._detach(interface, hooks)
-            return
-        indexes = {self._names.pop(interface)} if interface in self._names else set()
-        with contextlib.suppress(OSError):
-            indexes.add(self.ifindex(interface))
-        for ifindex in indexes:
-            self._detach(ifindex, hooks)
-
-    def _detach(self, ifindex: int, hooks: tuple[Hook, ...] | None) -> None:
-        for key in [k for k in self._attached if k[0] == ifindex and (hooks is None or k[1] in hooks)]:
-            _delete(self.ipr, self._attached.pop(key))
-        if ifindex in self._created_clsact and not any(k[0] == ifindex for k in self._attached):
-            self._created_clsact.discard(ifindex)
-            self._remove_clsact_if_empty(ifindex)
-
-    def _remove_clsact_if_empty(self, ifindex: int) -> None:
-        try:
-            if not _any_filters(self.ipr, ifindex):
-                self.ipr.tc("del", "clsact", ifindex)
-        except NetlinkError as exc:
-            if exc.code not in _GONE:
-                raise
+            indexes.add(interface)
+        else:
+            if interface in self._names:
+                indexes.add(self._names.pop(interface))
+            with contextlib.suppress(OSError):
+                indexes.add(self.ifindex(interface))
+        for key in [k for k in self._links if k[0] in indexes and (hooks is None or k[1] in hooks)]:
+            _release(self._links.pop(key))
 
     def detach_all(self) -> None:
-        for ifindex in {k[0] for k in self._attached} | self._created_clsact:
-            self._detach(ifindex, None)
+        for link in self._links.values():
+            _release(link)
+        self._links.clear()
         self._names.clear()
 
     def close(self) -> None:
         self.detach_all()
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
 
 
-def reclaim_filters() -> int:
-    """Remove every filter named flowscope:* from every device of this network namespace; how many it removed.
+def _release(link: TcLink) -> None:
+    """Take the program off its hook now, then drop our hold on the link."""
+    try:
+        link_detach(link.fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLINK, errno.EINVAL, errno.ENOENT):  # the device went first
+            raise
+    finally:
+        os.close(link.fd)
+        if link.pin is not None:
+            link.pin.unlink(missing_ok=True)
 
-    For the start of an agent whose predecessor was killed before it could detach. Once its filters are gone,
-    the kernel frees the programs they held. The clsact qdiscs stay: nothing tells whether we made them.
+
+def reclaim_links(pin_dir: Path) -> int:
+    """Take off the programs a killed agent left pinned in `pin_dir`; how many.
+
+    Removing a link's last pin releases the link, and with it the program's place on the hook.
     """
+    folder = pin_dir / LINKS
+    if not folder.is_dir():
+        return 0
     removed = 0
-    with IPRoute() as ipr:
-        for link in ipr.get_links():
-            for parent in (TC_H_INGRESS, TC_H_EGRESS):
-                try:
-                    found = _filters(ipr, link["index"], parent)
-                except NetlinkError as exc:
-                    if exc.code in _GONE:
-                        continue
-                    raise
-                for tcf in found:
-                    _delete(ipr, tcf)
-                    removed += 1
+    for pin in folder.iterdir():
+        pin.unlink(missing_ok=True)
+        removed += 1
+    folder.rmdir()
     return removed
+
+
+# --- what is attached (tests, benchmarks, a person) ---
+
+BPF_PROG_QUERY = 16
+
+
+class _QueryAttr(ctypes.Structure):
+    _fields_ = [
+        ("target_ifindex", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("query_flags", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("prog_ids", ctypes.c_uint64),
+        ("count", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("prog_attach_flags", ctypes.c_uint64),
+        ("link_ids", ctypes.c_uint64),
+        ("link_attach_flags", ctypes.c_uint64),
+        ("revision", ctypes.c_uint64),
+    ]
+
+
+def tcx_program_ids(ifindex: int, attach_type: int) -> list[int]:
+    """The ids of the programs on one tcx hook of a device of this namespace, in the order they run."""
+    ids = (ctypes.c_uint32 * 64)()
+    attr = _QueryAttr(target_ifindex=ifindex, attach_type=attach_type, prog_ids=ctypes.addressof(ids), count=64)
+    try:
+        bpf(BPF_PROG_QUERY, attr)
+    except OSError as exc:
+        if exc.errno in (errno.ENODEV, errno.ENOENT):
+            return []
+        raise
+    return list(ids[: attr.count])
+
+
+@dataclass(frozen=True)
+class Attached:
+    device: str
+    direction: str  # "ingress" or "egress"
+    prog_id: int
+    name: str  # the program's name (its C function's, cut to 15 characters)
+
+
+def attached_programs() -> list[Attached]:
+    """Every program on a tcx hook of a device of this network namespace."""
+    found = []
+    for ifindex, device in socket.if_nameindex():
+        for direction, attach_type in (("ingress", BPF_TCX_INGRESS), ("egress", BPF_TCX_EGRESS)):
+            for prog_id in tcx_program_ids(ifindex, attach_type):
+                found.append(Attached(device, direction, prog_id, prog_info_by_id(prog_id).name))
+    return found
+
+
+def main() -> int:
+    for a in attached_programs():
+        print(f"{a.device} {a.direction} id {a.prog_id} name {a.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

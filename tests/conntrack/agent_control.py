@@ -4,7 +4,6 @@ and the kernel's own packet counters to check flows against."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -160,12 +159,9 @@ def veth_counters(lab: Lab, ifname: str) -> tuple[int, int]:
 
 
 def program_ids(lab: Lab, ifname: str) -> list[int]:
-    """The ids of the BPF programs our tc filters run on a device (ingress, then egress)."""
-    ids = []
-    for hook in ("ingress", "egress"):
-        shown = lab.exec("node1", ["tc", "filter", "show", "dev", ifname, hook]).stdout
-        ids += [int(m) for m in re.findall(r"flowscope:\S+ .*? id (\d+)", shown)]
-    return ids
+    """The ids of the BPF programs on a device's tcx hooks (ingress, then egress)."""
+    found = [a for a in lab.attached_programs("node1") if a.device == ifname]
+    return [a.prog_id for a in sorted(found, key=lambda a: a.direction != "ingress")]
 
 
 NFT_TABLE = "fs_test_count"

@@ -1,16 +1,19 @@
-"""Attaching to tc hooks: filters named flowscope:<hook>, replaced in place, removed exactly, others kept."""
+"""Attaching to tc hooks through tcx links: each hook's program where it belongs, swapped in place, taken off
+exactly, others' programs kept."""
 
 from __future__ import annotations
 
-import re
+import os
+import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
 from dp_netns import inside, namespaces, run
-from pyroute2 import IPRoute
 
 from observer.datapath import Datapath, Hook, reclaim
-from observer.datapath.tc import TC_H_INGRESS
+from observer.datapath.bpfsys import BPF_TCX_INGRESS, prog_info, tcx_link_create
+from observer.datapath.tc import attached_programs
 
 pytestmark = pytest.mark.bpf
 
@@ -24,77 +27,56 @@ def netns(loaded: Datapath) -> Iterator[str]:
             yield name
 
 
-def filters(netns: str, dev: str, direction: str) -> list[str]:
-    """The lines of `tc filter show` that name a filter (handle), for one hook of one device."""
-    out = run("tc", "filter", "show", "dev", dev, direction, netns=netns, check=False).stdout
-    return [line for line in out.splitlines() if "handle" in line]
+def on(dev: str, direction: str) -> list[str]:
+    """Names of the programs on one tcx hook of a device of the test thread's namespace, in running order."""
+    return [a.name for a in attached_programs() if a.device == dev and a.direction == direction]
 
 
-def names(netns: str, dev: str, direction: str) -> list[str]:
-    return [found for line in filters(netns, dev, direction) for found in re.findall(r"flowscope:\S+", line)]
+def ids_on(dev: str, direction: str) -> list[int]:
+    return [a.prog_id for a in attached_programs() if a.device == dev and a.direction == direction]
 
 
-def prog_ids(netns: str, dev: str, direction: str) -> list[str]:
-    return [found for line in filters(netns, dev, direction) for found in re.findall(r" id (\d+) ", line)]
-
-
-def has_clsact(netns: str, dev: str) -> bool:
-    return "clsact" in run("tc", "qdisc", "show", "dev", dev, netns=netns).stdout
-
-
-def test_attach_names_filters_and_detach_removes_them_and_our_clsact(netns: str) -> None:
+def test_attach_puts_each_hook_s_program_and_detach_takes_them_off(netns: str) -> None:
     with Datapath() as dp:
         dp.attach_endpoint("fsa", ep_id=12, identity=3000)
         dp.attach_device("fsb")
-        assert names(netns, "fsa", "ingress") == ["flowscope:from-container"]
-        assert names(netns, "fsa", "egress") == ["flowscope:to-container"]
-        assert names(netns, "fsb", "ingress") == ["flowscope:from-netdev"]
-        assert names(netns, "fsb", "egress") == ["flowscope:to-netdev"]
-        assert "direct-action" in filters(netns, "fsa", "ingress")[0]
+        assert on("fsa", "ingress") == ["from_container"]
+        assert on("fsa", "egress") == ["to_container"]
+        assert on("fsb", "ingress") == ["from_netdev"]
+        assert on("fsb", "egress") == ["to_netdev"]
         assert len(dp.attached()) == 4
 
         dp.detach("fsa")
-        assert filters(netns, "fsa", "ingress") == filters(netns, "fsa", "egress") == []
-        assert not has_clsact(netns, "fsa")  # we made it, nothing else is on it
+        assert on("fsa", "ingress") == on("fsa", "egress") == []
         assert len(dp.attached()) == 2
     # leaving the context detached the rest
-    assert filters(netns, "fsb", "ingress") == filters(netns, "fsb", "egress") == []
-    assert not has_clsact(netns, "fsb")
+    assert attached_programs() == []
+    # the module tool shows the same from a shell in the namespace
+    assert run(sys.executable, "-m", "observer.datapath.tc", netns=netns).stdout == ""
 
 
-def test_attaching_again_replaces_the_program_in_place(netns: str) -> None:
-    with Datapath() as first, Datapath() as second:
-        first.attach("fsa", [Hook.FROM_CONTAINER])
-        before, before_ids = filters(netns, "fsa", "ingress"), prog_ids(netns, "fsa", "ingress")
-        second.attach("fsa", ["from-container"])
-        after, after_ids = filters(netns, "fsa", "ingress"), prog_ids(netns, "fsa", "ingress")
+def test_attaching_again_swaps_the_program_in_place(netns: str) -> None:
+    with Datapath() as dp, Datapath() as other:
+        dp.attach("fsa", [Hook.FROM_CONTAINER])
+        before = ids_on("fsa", "ingress")
+        dp.attach("fsa", ["from-container"])
+        assert ids_on("fsa", "ingress") == before  # attaching the same again: nothing changes
+        dp._tc.attach("fsa", Hook.FROM_CONTAINER, other.program_fd("from_container"))
+        after = ids_on("fsa", "ingress")
         assert len(before) == len(after) == 1
-        assert before_ids != after_ids  # the other datapath's program now
-        assert before[0].split(" flowscope")[0] == after[0].split(" flowscope")[0]  # same prio and handle
+        assert after == [prog_info(other.program_fd("from_container")).id]  # swapped, not added
 
 
-def test_detach_leaves_a_clsact_it_found_and_other_filters(netns: str, loaded: Datapath) -> None:
-    run("tc", "qdisc", "add", "dev", "fsa", "clsact", netns=netns)
-    with IPRoute() as ipr:
-        ifindex = ipr.link_lookup(ifname="fsa")[0]
-        ipr.tc(
-            "add-filter",
-            "bpf",
-            ifindex,
-            1,
-            parent=TC_H_INGRESS,
-            fd=loaded.program_fd("stage_send_trace"),
-            name="someone-else",
-            classid=1,
-            direct_action=True,
-        )
-    with Datapath() as dp:
-        dp.attach_endpoint("fsa", ep_id=1, identity=300)
-        assert len(filters(netns, "fsa", "ingress")) == 2
-    remaining = filters(netns, "fsa", "ingress")
-    assert len(remaining) == 1 and "someone-else" in remaining[0]
-    assert has_clsact(netns, "fsa")
-    assert reclaim() == 0  # not ours either
+def test_detach_leaves_other_programs(netns: str, loaded: Datapath) -> None:
+    someone_else = tcx_link_create(loaded.program_fd("stage_send_trace"), socket.if_nametoindex("fsa"), BPF_TCX_INGRESS)
+    try:
+        with Datapath() as dp:
+            dp.attach_endpoint("fsa", ep_id=1, identity=300)
+            assert on("fsa", "ingress") == ["stage_send_trac", "from_container"]  # names are cut to 15
+        assert on("fsa", "ingress") == ["stage_send_trac"]
+        assert reclaim() == 0  # not ours either
+    finally:
+        os.close(someone_else)
 
 
 def test_attach_to_a_missing_device_is_an_os_error(netns: str, loaded: Datapath) -> None:

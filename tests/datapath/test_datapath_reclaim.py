@@ -1,10 +1,9 @@
-"""A killed agent's programs keep passing packets; reclaim() finds its filters by name and removes them and its
-pins, and then its programs are gone."""
+"""A killed agent's programs stay on their hooks and keep passing packets; reclaim() removes the pins of its
+links and the rest of its pins, and then its programs are gone."""
 
 from __future__ import annotations
 
 import json
-import re
 import select
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 from dp_netns import VethPair, inside, run
 
 from observer.datapath import pins, reclaim
+from observer.datapath.tc import attached_programs
 
 pytestmark = pytest.mark.bpf
 
@@ -33,12 +33,10 @@ time.sleep(600)
 """
 
 
-def our_filters(veth: VethPair) -> list[str]:
-    lines = []
-    for direction in ("ingress", "egress"):
-        out = run("tc", "filter", "show", "dev", veth.host_if, direction, netns=veth.node).stdout
-        lines += re.findall(r"flowscope:\S+", out)
-    return sorted(lines)
+def our_programs(veth: VethPair) -> list[str]:
+    """The programs on the host-side veth's tcx hooks, by name."""
+    with inside(veth.node):
+        return sorted(a.name for a in attached_programs() if a.device == veth.host_if)
 
 
 def pings(veth: VethPair) -> bool:
@@ -67,12 +65,12 @@ def start_agent(veth: VethPair) -> tuple[subprocess.Popen[str], list[int]]:
 def test_reclaim_removes_what_a_killed_agent_left(veth: VethPair) -> None:
     proc, prog_ids = start_agent(veth)
     try:
-        assert our_filters(veth) == ["flowscope:from-container", "flowscope:to-container"]
+        assert our_programs(veth) == ["from_container", "to_container"]
         assert pings(veth)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        assert our_filters(veth) == ["flowscope:from-container", "flowscope:to-container"]
-        assert program_exists(prog_ids[0])  # held by its filter
+        assert our_programs(veth) == ["from_container", "to_container"]
+        assert program_exists(prog_ids[0])  # held by its pinned link
         # The tail-call array is pinned, so the orphaned programs still pass packets: a dead observer must
         # not take the network with it.
         assert pings(veth)
@@ -85,7 +83,7 @@ def test_reclaim_removes_what_a_killed_agent_left(veth: VethPair) -> None:
             assert reclaim() == 0
         assert not pin_folder.exists()
 
-        assert our_filters(veth) == []
+        assert our_programs(veth) == []
         assert pings(veth)
         deadline = time.monotonic() + 10  # programs are freed after an RCU grace period
         while any(map(program_exists, prog_ids)) and time.monotonic() < deadline:

@@ -1,15 +1,14 @@
 """The agent leaves nothing behind: after a clean exit, and after a kill -9 followed by a restart and exit.
 
 "Nothing" is checked by identity, not by name (other agents may run on this machine): the ids of the programs
-its tc filters hold and of the maps those programs use, its pin folder, its lock file, and any tc filter named
-flowscope:* in its node's namespace. And a killed agent must not take the network with it.
+its tcx links hold and of the maps those programs use, its pin folder, its lock file, and any of its entry
+programs on a device of its node's namespace. And a killed agent must not take the network with it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab import Lab
+from observer.datapath.tc import ENTRY_PROGRAMS
 from observer.paths import RUN_DIR
 
 pytestmark = pytest.mark.bpf
@@ -28,14 +28,11 @@ def node_netns_inode(lab: Lab) -> int:
 
 
 def our_filters(lab: Lab) -> dict[str, list[int]]:
-    """flowscope:* tc filters in the node's namespace: "device hook" -> program ids."""
+    """Our entry programs on the tcx hooks of the node's devices: "device direction name" -> program ids."""
     found: dict[str, list[int]] = {}
-    links = json.loads(lab.exec("node1", ["ip", "-j", "link", "show"]).stdout)
-    for link in links:
-        for direction in ("ingress", "egress"):
-            out = lab.exec("node1", ["tc", "filter", "show", "dev", link["ifname"], direction], check=False).stdout
-            for name, prog_id in re.findall(r"(flowscope:\S+) .*? id (\d+)", out):
-                found.setdefault(f"{link['ifname']} {name}", []).append(int(prog_id))
+    for a in lab.attached_programs("node1"):
+        if a.name in ENTRY_PROGRAMS:
+            found.setdefault(f"{a.device} {a.direction} {a.name}", []).append(a.prog_id)
     return found
 
 

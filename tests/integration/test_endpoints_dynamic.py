@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -31,8 +30,7 @@ def lab() -> Iterator[Lab]:
 
 
 def attached(lab: Lab, ifname: str) -> bool:
-    out = lab.exec("node1", ["tc", "filter", "show", "dev", ifname, "ingress"], check=False).stdout
-    return bool(re.search(r"flowscope:from-container", out))
+    return any(a.device == ifname and a.name == "from_container" for a in lab.attached_programs("node1"))
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
