@@ -6,8 +6,9 @@
  * the IP stages parse L3/L4 and resolve identities; then conntrack (state, direction, counters), policy (at
  * endpoints: verdict events, drops) and the trace stage (monitor aggregation decides what is emitted). Programs
  * only read the packet. They drop it for a policy that denies it, and when a tail call misses (reported as a
- * MISSED_TAIL_CALL drop). Two more programs are run by the agent with BPF_PROG_TEST_RUN, never attached:
- * ct_flush (reports a quiet connection's last counts) and policy_query (`flowscope policy check`).
+ * MISSED_TAIL_CALL drop). Three more programs are run by the agent with BPF_PROG_TEST_RUN, never attached:
+ * ct_flush (reports a quiet connection's last counts), policy_query (`flowscope policy check`) and
+ * clock_sample (the tick count and the clock, read together).
  *
  * bpf/README.md tells which program attaches where; observer/datapath/ compiles and loads this file.
  */
@@ -248,6 +249,25 @@ int ct_flush(struct __sk_buff *skb)
 		return made;
 	}
 	return fs_report_pending(&req.key, e, now, req.min_age_ns);
+}
+
+/* What clock_sample answers, after an Ethernet header's worth of padding. */
+struct fs_clock_sample {
+	__u64 jiffies;
+	__u64 monotonic_ns;
+};
+
+/* Run by the agent at start (BPF_PROG_TEST_RUN), never attached: the tick count and CLOCK_MONOTONIC read
+ * together, from which it works out the conversion fs_now() uses. */
+int clock_sample(struct __sk_buff *skb)
+{
+	struct fs_clock_sample sample;
+
+	sample.jiffies = bpf_jiffies64();
+	sample.monotonic_ns = bpf_ktime_get_ns();
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &sample, sizeof(sample), 0) < 0)
+		return TC_ACT_SHOT;
+	return TC_ACT_OK;
 }
 
 /* The question and answer of policy_query, after an Ethernet header's worth of padding. */

@@ -20,8 +20,9 @@ from typing import Any
 
 from bcc import BPF
 
-from observer.datapath import pins
+from observer.datapath import clock, pins
 from observer.datapath.bpfsys import map_info, obj_pin
+from observer.datapath.clock import JiffiesClock
 from observer.datapath.conntrack import ConntrackTable
 from observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, RuntimeConfig
 from observer.datapath.policymaps import PolicyMaps
@@ -29,8 +30,9 @@ from observer.datapath.ring import RingReader
 from observer.datapath.source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
 from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcLink, reclaim_links
 
-# Programs the agent runs itself with BPF_PROG_TEST_RUN, never attached: the conntrack sweep, policy questions.
-TOOL_PROGRAMS = ("ct_flush", "policy_query")
+# Programs the agent runs itself with BPF_PROG_TEST_RUN, never attached: the conntrack sweep, policy questions,
+# the clock's conversion.
+TOOL_PROGRAMS = ("ct_flush", "policy_query", "clock_sample")
 
 
 def reclaim() -> int:
@@ -72,6 +74,7 @@ class Datapath:
             self._bpf.cleanup()
             raise
         self.maps = DatapathMaps(self._bpf)
+        self.calibrate_clock()
         self.conntrack = ConntrackTable(self._bpf, self.program_fd("ct_flush"))
         self.policy = PolicyMaps(self._bpf, self.program_fd("policy_query"))
         self._ipcache_lock = threading.Lock()  # the reconcile thread and the policy's both replace it
@@ -100,6 +103,12 @@ class Datapath:
     def clear_tail_call(self, slot: int) -> None:
         """Empty one slot of `calls` (tests use it to see a missed tail call reported)."""
         del self._bpf[b"calls"][ctypes.c_int(slot)]
+
+    def calibrate_clock(self) -> JiffiesClock:
+        """Measure the tick and the offset the datapath's cheap clock needs (clock.py), and hand them over."""
+        self.clock = clock.measure(self.program_fd("clock_sample"))
+        self.maps.update_config(jiffy_ns=self.clock.jiffy_ns, jiffies_offset_ns=self.clock.offset_ns)
+        return self.clock
 
     # attaching, in the network namespace of the thread that first attaches
 

@@ -34,7 +34,8 @@ def dp(loaded: Datapath) -> Iterator[Datapath]:
         loaded.replace_ipcache({})
         for ifindex in loaded.maps.endpoints():
             loaded.remove_endpoint(ifindex)
-        loaded.maps.write_config(RuntimeConfig())
+        clock = loaded.clock  # the conversion stays: it is what the agent runs with
+        loaded.maps.write_config(RuntimeConfig(jiffy_ns=clock.jiffy_ns, jiffies_offset_ns=clock.offset_ns))
         for generation in (0, 1):
             loaded.policy.clear_generation(generation)
         loaded.conntrack.clear()

@@ -68,6 +68,9 @@ struct fs_config {
 	__u32 report_interval_ms; /* medium and above: report a busy connection this often; 0 means 5 s */
 	__u16 aggregation;        /* FS_AGG_* */
 	__u16 report_flags;       /* medium and above: TCP flags whose first sighting in a direction is reported */
+	__u32 jiffy_ns;           /* the kernel's tick in ns (1e9 / HZ), as the agent measured it; 0: unknown */
+	__u32 pad;
+	__u64 jiffies_offset_ns;  /* CLOCK_MONOTONIC = jiffies * jiffy_ns + this (mod 2^64): see fs_now() */
 };
 
 #endif /* FLOWSCOPE_CONFIG_H */
