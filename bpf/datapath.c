@@ -57,7 +57,7 @@ static __always_inline int fs_entry(struct __sk_buff *skb, __u8 point)
 	st->ev.packets = 1;
 	st->ev.bytes = skb->len;
 
-	ep = endpoints.lookup(&ifindex);
+	ep = fs_endpoint_of(ifindex);
 	if (ep) {
 		st->ev.ep_id = ep->ep_id;
 		st->ep_identity = ep->identity;

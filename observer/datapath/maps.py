@@ -30,6 +30,9 @@ class IpcacheEntry:
     flags: int = 0
 
 
+FS_EP_F_PRESENT = 0x0001  # struct fs_endpoint.flags: an array slot that holds an endpoint
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """The runtime knobs (struct fs_config), changed without recompiling. Zero means the datapath's default:
@@ -82,25 +85,37 @@ class DatapathMaps:
 
     def __init__(self, bpf: Any) -> None:
         self._endpoints = bpf[b"endpoints"]
+        self._endpoints_direct = bpf[b"endpoints_direct"]
+        self._direct_size = int(self._endpoints_direct.max_entries)
+        self._direct: dict[int, tuple[int, int]] = {}  # what we put in the array (reading it back is 64k syscalls)
         self._ipcache = bpf[b"ipcache"]
         self._lost = bpf[b"lost"]
         self._config = bpf[b"config"]
         self._config_lock = threading.Lock()
 
-    # endpoints: ifindex -> the endpoint behind that host-side interface
+    # endpoints: ifindex -> the endpoint behind that host-side interface, in an array slot for an index below
+    # the array's size, else in the hash (bpf/include/flowscope/maps.h says why)
 
-    def set_endpoint(self, ifindex: int, ep_id: int, identity: int, flags: int = 0) -> None:
-        value = self._endpoints.Leaf()
-        value.ep_id, value.flags, value.identity = ep_id, flags, identity
-        self._endpoints[self._endpoints.Key(ifindex)] = value
+    def set_endpoint(self, ifindex: int, ep_id: int, identity: int) -> None:
+        table = self._endpoints_direct if ifindex < self._direct_size else self._endpoints
+        value = table.Leaf()
+        value.ep_id, value.flags, value.identity = ep_id, FS_EP_F_PRESENT, identity
+        table[table.Key(ifindex)] = value
+        if table is self._endpoints_direct:
+            self._direct[ifindex] = (ep_id, identity)
 
     def remove_endpoint(self, ifindex: int) -> None:
+        if ifindex < self._direct_size:
+            self._endpoints_direct[self._endpoints_direct.Key(ifindex)] = self._endpoints_direct.Leaf()  # all zero
+            self._direct.pop(ifindex, None)
+            return
         with contextlib.suppress(KeyError):
             del self._endpoints[self._endpoints.Key(ifindex)]
 
     def endpoints(self) -> dict[int, tuple[int, int]]:
         """ifindex -> (ep_id, identity)."""
-        return {key.value: (value.ep_id, value.identity) for key, value in self._endpoints.items()}
+        found = {key.value: (value.ep_id, value.identity) for key, value in self._endpoints.items()}
+        return found | self._direct
 
     # ipcache: address prefix -> identity
 

@@ -122,3 +122,18 @@ def test_the_event_names_the_device_the_packet_is_on(dp: Datapath) -> None:
         with inside(name):
             event = run_one(dp, "from_container", TCP4, ifindex=ifindex)
     assert (int(event["ifindex"]), int(event["ep_id"]), int(event["src_identity"])) == (ifindex, 99, 1234)
+
+
+@pytest.mark.parametrize("index", [70000, 65535], ids=["hash", "last-array-slot"])
+def test_an_endpoint_behind_a_high_interface_index(dp: Datapath, index: int) -> None:
+    """Indexes below 65,536 find their endpoint in an array slot, higher ones in a hash: both work, and a removed
+    endpoint is no endpoint any more."""
+    with namespaces("high") as (name,):
+        run("ip", "link", "add", "fsa", "index", str(index), "type", "veth", "peer", "name", "fsb", netns=name)
+        dp.set_endpoint(index, 98, 4321)
+        with inside(name):
+            event = run_one(dp, "from_container", TCP4, ifindex=index)
+            assert (int(event["ifindex"]), int(event["ep_id"]), int(event["src_identity"])) == (index, 98, 4321)
+            dp.remove_endpoint(index)
+            event = run_one(dp, "from_container", TCP4, ifindex=index)
+            assert (int(event["ep_id"]), int(event["src_identity"])) == (0, WORLD)

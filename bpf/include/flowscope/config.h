@@ -15,7 +15,11 @@
 #endif
 
 #ifndef FS_ENDPOINTS_MAX
-#define FS_ENDPOINTS_MAX 4096
+#define FS_ENDPOINTS_MAX 4096 /* endpoints whose interface index is FS_ENDPOINTS_DIRECT or more */
+#endif
+
+#ifndef FS_ENDPOINTS_DIRECT
+#define FS_ENDPOINTS_DIRECT 65536 /* interface indexes below this find their endpoint in an array slot */
 #endif
 
 #ifndef FS_IPCACHE_MAX
