@@ -31,17 +31,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import tcp_gbps, udp64_pps, update_results
+from common import NODE, agent, tcp_gbps, udp64_pps, update_results
 
 from lab import Lab
 from observer.datapath.bpfsys import bpf
 from observer.datapath.tc import ENTRY_PROGRAMS
 
 HERE = Path(__file__).resolve()
-FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
 BPF_ENABLE_STATS = 32  # bpf(2) command
 BPF_STATS_RUN_TIME = 0
-NODE = "node1"
 TRAFFIC: dict[str, tuple[Callable[[Lab, float], float], str]] = {
     "TCP": (tcp_gbps, "Gbit/s"),
     "UDP-64": (udp64_pps, "packets/s"),
@@ -83,30 +81,13 @@ def agent_command(tree: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-@contextmanager
-def agent(lab: Lab, tree: Path, level: str) -> Iterator[None]:
-    """The lab's agent (of checkout `tree`) running at monitor aggregation `level`."""
-    lab.agent_command = agent_command(tree)
-    (daemon,) = lab.start_agents()
-    try:
-        server = f"unix://{lab.agent_socket(NODE)}"
-        subprocess.run(
-            [FLOWSCOPE, "config", "set", "monitor-aggregation", level, "--server", server],
-            check=True,
-            capture_output=True,
-        )
-        yield
-    finally:
-        lab.stop(daemon)
-
-
 Sample = dict[str, float]
 
 
 def measure(lab: Lab, tree: Path, level: str, seconds: float) -> dict[str, Sample]:
     """One run of each traffic under one agent: traffic name -> ns/run, runs/s, CPU share, throughput."""
     samples: dict[str, Sample] = {}
-    with agent(lab, tree, level):
+    with agent(lab, level, agent_command(tree)):
         ids = entry_programs(lab)
         for name, (traffic, _) in TRAFFIC.items():
             ns0, runs0 = run_stats(ids)

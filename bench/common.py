@@ -12,7 +12,10 @@ import random
 import re
 import statistics
 import subprocess
+import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,26 @@ from lab import Lab
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 IPERF_PORT = 5201
+FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
+NODE = "node1"
+
+
+@contextmanager
+def agent(lab: Lab, level: str = "none", command: Sequence[str] | None = None) -> Iterator[int]:
+    """The lab's agent on node1 (its pid), set to monitor aggregation `level` while it runs; `command` runs
+    another checkout's agent instead of this one's."""
+    lab.agent_command = list(command) if command else None
+    (daemon,) = lab.start_agents()
+    try:
+        server = f"unix://{lab.agent_socket(NODE)}"
+        subprocess.run(
+            [FLOWSCOPE, "config", "set", "monitor-aggregation", level, "--server", server],
+            check=True,
+            capture_output=True,
+        )
+        yield daemon.pid
+    finally:
+        lab.stop(daemon)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 from common import (
+    agent,
     cpu_seconds,
     median,
     ratio_interval,
@@ -42,26 +43,8 @@ from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 from lab import Lab
 
 CAPACITY = 65535
-FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
 VARIANTS = ("none", "tc floor", "flowscope none", "flowscope medium", "tcpdump")
 TC_FLOOR = Path(__file__).resolve().parent / "tc_floor.py"
-
-
-@contextmanager
-def agent(lab: Lab, level: str = "none") -> Iterator[int]:
-    """The lab's agent (labs start theirs at aggregation none), switched to `level` while it runs."""
-    (daemon,) = lab.start_agents()
-    try:
-        if level != "none":
-            server = f"unix://{lab.agent_socket('node1')}"
-            subprocess.run(
-                [FLOWSCOPE, "config", "set", "monitor-aggregation", level, "--server", server],
-                check=True,
-                capture_output=True,
-            )
-        yield daemon.pid
-    finally:
-        lab.stop(daemon)
 
 
 @contextmanager

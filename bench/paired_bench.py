@@ -20,23 +20,19 @@ and is reported beside (at medium it wakes a few times a second).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import random
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from common import IPERF_PORT, cpu_seconds, server_status, update_results
+from common import IPERF_PORT, NODE, agent, cpu_seconds, server_status, update_results
 from pyroute2 import IPRoute
 
 from lab import Lab
+from lab.netns import inside
 from observer.datapath import pins
 from observer.datapath.bpfsys import (
     BPF_TCX_EGRESS,
@@ -47,36 +43,6 @@ from observer.datapath.bpfsys import (
     tcx_link_create,
 )
 from observer.datapath.tc import ENTRY_PROGRAMS, LINKS
-
-FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
-NODE = "node1"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {path}")
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def inside(netns: str) -> Iterator[None]:
-    """The calling thread in a named network namespace for the block (setns moves one thread only)."""
-    home = f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net"
-    home_fd = os.open(home, os.O_RDONLY)
-    try:
-        _setns(f"/run/netns/{netns}")
-        try:
-            yield
-        finally:
-            if _libc.setns(home_fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home")
-    finally:
-        os.close(home_fd)
 
 
 @dataclass
@@ -191,21 +157,6 @@ def pair_up(windows: list[Window]) -> list[tuple[float, float]]:
         if a.on != b.on:
             pairs.append((a.rate, b.rate) if a.on else (b.rate, a.rate))
     return pairs
-
-
-@contextmanager
-def agent(lab: Lab, level: str) -> Iterator[int]:
-    (daemon,) = lab.start_agents()
-    try:
-        server = f"unix://{lab.agent_socket(NODE)}"
-        subprocess.run(
-            [FLOWSCOPE, "config", "set", "monitor-aggregation", level, "--server", server],
-            check=True,
-            capture_output=True,
-        )
-        yield daemon.pid
-    finally:
-        lab.stop(daemon)
 
 
 def main() -> int:

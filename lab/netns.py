@@ -7,13 +7,16 @@ to reproduce or inspect it, and one `ip -batch` per namespace keeps a whole lab 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class CommandError(RuntimeError):
@@ -101,3 +104,28 @@ def remove(names: Iterable[str]) -> None:
             text=True,
             check=False,
         )
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Move the calling thread into a named network namespace for the block, and back after it (setns moves
+    one thread only): for netlink and bpf(2) calls that act on the namespace the caller is in."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(NETNS_DIR / name, os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)

@@ -1,4 +1,5 @@
-"""The few bpf(2) commands bcc 0.26 does not wrap: pinning, object info by fd, program test runs, batch lookups.
+"""The bpf(2) commands bcc 0.26 does not wrap: pinning, object info, program test runs, batch lookups, tcx links,
+program queries.
 
 Called through ctypes with the attribute layouts of include/uapi/linux/bpf.h (stable ABI: fields are only ever
 appended, and the kernel accepts a shorter attribute from an older caller).
@@ -261,3 +262,35 @@ def prog_info_by_id(prog_id: int) -> ProgInfo:
         return prog_info(fd)
     finally:
         os.close(fd)
+
+
+BPF_PROG_QUERY = 16
+
+
+class _QueryAttr(ctypes.Structure):
+    _fields_ = [
+        ("target_ifindex", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("query_flags", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("prog_ids", ctypes.c_uint64),
+        ("count", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("prog_attach_flags", ctypes.c_uint64),
+        ("link_ids", ctypes.c_uint64),
+        ("link_attach_flags", ctypes.c_uint64),
+        ("revision", ctypes.c_uint64),
+    ]
+
+
+def prog_query(ifindex: int, attach_type: int) -> list[int]:
+    """The ids of the programs on one hook (a tcx one, say) of a device of this namespace, in running order."""
+    ids = (ctypes.c_uint32 * 64)()
+    attr = _QueryAttr(target_ifindex=ifindex, attach_type=attach_type, prog_ids=ctypes.addressof(ids), count=64)
+    try:
+        bpf(BPF_PROG_QUERY, attr)
+    except OSError as exc:
+        if exc.errno in (errno.ENODEV, errno.ENOENT):
+            return []
+        raise
+    return list(ids[: attr.count])

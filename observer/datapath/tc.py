@@ -17,7 +17,6 @@ Debian 12's, does not show tcx).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import errno
 import os
@@ -29,11 +28,11 @@ from pathlib import Path
 from observer.datapath.bpfsys import (
     BPF_TCX_EGRESS,
     BPF_TCX_INGRESS,
-    bpf,
     link_detach,
     link_update,
     obj_pin,
     prog_info_by_id,
+    prog_query,
     tcx_link_create,
 )
 
@@ -187,37 +186,6 @@ def reclaim_links(pin_dir: Path) -> int:
 
 # --- what is attached (tests, benchmarks, a person) ---
 
-BPF_PROG_QUERY = 16
-
-
-class _QueryAttr(ctypes.Structure):
-    _fields_ = [
-        ("target_ifindex", ctypes.c_uint32),
-        ("attach_type", ctypes.c_uint32),
-        ("query_flags", ctypes.c_uint32),
-        ("attach_flags", ctypes.c_uint32),
-        ("prog_ids", ctypes.c_uint64),
-        ("count", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-        ("prog_attach_flags", ctypes.c_uint64),
-        ("link_ids", ctypes.c_uint64),
-        ("link_attach_flags", ctypes.c_uint64),
-        ("revision", ctypes.c_uint64),
-    ]
-
-
-def tcx_program_ids(ifindex: int, attach_type: int) -> list[int]:
-    """The ids of the programs on one tcx hook of a device of this namespace, in the order they run."""
-    ids = (ctypes.c_uint32 * 64)()
-    attr = _QueryAttr(target_ifindex=ifindex, attach_type=attach_type, prog_ids=ctypes.addressof(ids), count=64)
-    try:
-        bpf(BPF_PROG_QUERY, attr)
-    except OSError as exc:
-        if exc.errno in (errno.ENODEV, errno.ENOENT):
-            return []
-        raise
-    return list(ids[: attr.count])
-
 
 @dataclass(frozen=True)
 class Attached:
@@ -232,7 +200,7 @@ def attached_programs() -> list[Attached]:
     found = []
     for ifindex, device in socket.if_nameindex():
         for direction, attach_type in (("ingress", BPF_TCX_INGRESS), ("egress", BPF_TCX_EGRESS)):
-            for prog_id in tcx_program_ids(ifindex, attach_type):
+            for prog_id in prog_query(ifindex, attach_type):
                 found.append(Attached(device, direction, prog_id, prog_info_by_id(prog_id).name))
     return found
 

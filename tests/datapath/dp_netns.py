@@ -6,15 +6,15 @@ for long.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from lab.netns import inside
+
+__all__ = ["VethPair", "inside", "namespaces", "netns_name", "run"]
 
 
 def netns_name(suffix: str) -> str:
@@ -25,30 +25,6 @@ def run(*argv: str, netns: str | None = None, check: bool = True) -> subprocess.
     """Run a command (in a namespace), with output captured as text."""
     prefix = ["ip", "netns", "exec", netns] if netns else []
     return subprocess.run([*prefix, *argv], capture_output=True, text=True, check=check, timeout=60)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextmanager
-def inside(netns: str) -> Iterator[None]:
-    """Move the calling thread into a named network namespace for the block, and back after it."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
 
 
 @contextmanager
