@@ -224,7 +224,9 @@ int stage_send_trace(struct __sk_buff *skb)
 
 /* What the agent's sweep asks ct_flush, after an Ethernet header's worth of padding. */
 struct fs_ct_flush_request {
-	struct fs_ct_key key;
+	union fs_ct_key key;
+	__u32 ipv6;       /* the key is ct6's (else ct4's) */
+	__u32 pad;
 	__u64 min_age_ns; /* report the pending counts of a direction whose last report is at least this old */
 };
 
@@ -240,15 +242,15 @@ int ct_flush(struct __sk_buff *skb)
 
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &req, sizeof(req)) < 0)
 		return 0;
-	e = ct.lookup(&req.key);
+	e = fs_ct_find(&req.key, req.ipv6);
 	if (!e)
 		return 0;
 	if (e->expires < now) {
-		made = fs_report_pending(&req.key, e, now, 0);
-		ct.delete(&req.key);
+		made = fs_report_pending(&req.key, req.ipv6, e, now, 0);
+		fs_ct_remove(&req.key, req.ipv6);
 		return made;
 	}
-	return fs_report_pending(&req.key, e, now, req.min_age_ns);
+	return fs_report_pending(&req.key, req.ipv6, e, now, req.min_age_ns);
 }
 
 /* What clock_sample answers, after an Ethernet header's worth of padding. */

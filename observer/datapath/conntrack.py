@@ -1,5 +1,5 @@
-"""The conntrack map (`ct`) as the agent sees it: whole-map reads as numpy arrays, and the sweep that reports
-what quiet connections counted and nobody reported yet.
+"""The conntrack maps (`ct4` and `ct6`) as the agent sees them: whole-map reads as numpy arrays, in one key
+layout for both families, and the sweep that reports what quiet connections counted and nobody reported yet.
 
 Why the agent sweeps: at monitor aggregation medium and above a connection reports only when something happens
 (bpf/include/flowscope/aggregate.h), so the packets after its last report — the final ACK of a TCP close, the
@@ -25,8 +25,12 @@ from observer.datapath.testrun import prog_test_run
 
 ETH_HLEN = 14  # a test run's packet starts with an Ethernet header's worth of bytes; the key follows
 
+# The agent's view of a key of either family: ct6's layout, IPv4 addresses in the first 4 bytes of each.
 KEY_DTYPE = np.dtype(
     [("addr", "V16", (2,)), ("port", "<u2", (2,)), ("proto", "u1"), ("family", "u1"), ("scope", "<u2")]
+)
+KEY4_DTYPE = np.dtype(
+    [("addr", "V4", (2,)), ("port", "<u2", (2,)), ("proto", "u1"), ("family", "u1"), ("scope", "<u2")]
 )
 DIR_DTYPE = np.dtype(
     [
@@ -61,7 +65,14 @@ ENTRY_DTYPE = np.dtype(
         ("dir", DIR_DTYPE, (2,)),
     ]
 )
-assert (KEY_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize) == (40, 64, 168)
+VALUE4_DTYPE = np.dtype([("lead", "V24"), ("e", ENTRY_DTYPE)])  # ct4's value: the entry after 24 unused bytes
+assert (KEY_DTYPE.itemsize, KEY4_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize, VALUE4_DTYPE.itemsize) == (
+    40,
+    16,
+    64,
+    168,
+    192,
+)
 
 CT_F_JUDGED = 0x01
 CT_F_DENIED = 0x02
@@ -136,30 +147,48 @@ def monotonic_ns() -> int:
 
 
 class ConntrackTable:
-    """The agent's handle on `ct` and on the program that flushes one of its entries."""
+    """The agent's handle on `ct4` and `ct6` and on the program that flushes one of their entries."""
 
     def __init__(self, bpf: Any, flush_fd: int) -> None:
-        self._table = bpf[b"ct"]
-        self._fd = int(self._table.map_fd)
+        self._fd4 = int(bpf[b"ct4"].map_fd)
+        self._fd6 = int(bpf[b"ct6"].map_fd)
         self._flush_fd = flush_fd
-        info = map_info(self._fd)
-        if (info.key_size, info.value_size) != (KEY_DTYPE.itemsize, ENTRY_DTYPE.itemsize):
-            raise RuntimeError(f"ct map is {info.key_size}/{info.value_size} bytes, conntrack.py expects 40/168")
+        for name, fd, key, value in (
+            ("ct4", self._fd4, KEY4_DTYPE, VALUE4_DTYPE),
+            ("ct6", self._fd6, KEY_DTYPE, ENTRY_DTYPE),
+        ):
+            info = map_info(fd)
+            if (info.key_size, info.value_size) != (key.itemsize, value.itemsize):
+                raise RuntimeError(
+                    f"{name} map is {info.key_size}/{info.value_size} bytes, "
+                    f"conntrack.py expects {key.itemsize}/{value.itemsize}"
+                )
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, entries) of every connection, as arrays of KEY_DTYPE and ENTRY_DTYPE."""
-        keys, values, count = map_lookup_batch(self._fd, KEY_DTYPE.itemsize, ENTRY_DTYPE.itemsize)
-        return np.frombuffer(keys, KEY_DTYPE, count), np.frombuffer(values, ENTRY_DTYPE, count)
+        """(keys, entries) of every connection, IPv4's first, as arrays of KEY_DTYPE and ENTRY_DTYPE."""
+        raw_keys, raw_values, count = map_lookup_batch(self._fd4, KEY4_DTYPE.itemsize, VALUE4_DTYPE.itemsize)
+        keys4 = np.frombuffer(raw_keys, KEY4_DTYPE, count)
+        entries4 = np.frombuffer(raw_values, VALUE4_DTYPE, count)["e"]
+        raw_keys, raw_values, count = map_lookup_batch(self._fd6, KEY_DTYPE.itemsize, ENTRY_DTYPE.itemsize)
+        keys6 = np.frombuffer(raw_keys, KEY_DTYPE, count)
+        entries6 = np.frombuffer(raw_values, ENTRY_DTYPE, count)
+        widened = np.zeros(len(keys4), KEY_DTYPE)
+        addr = widened["addr"].view("u1").reshape(-1, 2, 16)
+        addr[:, :, :4] = keys4["addr"].view("u1").reshape(-1, 2, 4)
+        for field in ("port", "proto", "family", "scope"):
+            widened[field] = keys4[field]
+        return np.concatenate([widened, keys6]), np.concatenate([entries4, entries6])
 
     def connections(self) -> list[Connection]:
         keys, entries = self.read()
         return [Connection.of(k, e) for k, e in zip(keys, entries, strict=True)]
 
     def clear(self) -> None:
-        """Forget every connection (bcc's own clear() cannot handle this key's nested array)."""
+        """Forget every connection (bcc's own clear() cannot handle these keys' nested arrays)."""
         keys, _ = self.read()
         for key in keys:
-            map_delete(self._fd, key.tobytes())
+            ipv6, raw = _map_key(key.tobytes())
+            map_delete(self._fd6 if ipv6 else self._fd4, raw)
 
     def sweep(self, interval_ns: int, now_ns: int | None = None) -> int:
         """Report the pending counts of every connection whose last report is at least `interval_ns` old, and
@@ -174,7 +203,21 @@ class ConntrackTable:
         return sum(self.flush(key.tobytes(), interval_ns) for key in keys[due])
 
     def flush(self, key: bytes, min_age_ns: int) -> int:
-        """Run ct_flush on one entry: report the directions whose last report is at least `min_age_ns` old
-        (everything, and remove it, when it is stale); how many records that made."""
-        request = bytes(ETH_HLEN) + key + struct.pack("<Q", max(min_age_ns, 0))
+        """Run ct_flush on one entry (its key as KEY_DTYPE bytes): report the directions whose last report is
+        at least `min_age_ns` old (everything, and remove it, when it is stale); how many records that made."""
+        ipv6, raw = _map_key(key)
+        request = bytes(ETH_HLEN) + raw.ljust(KEY_DTYPE.itemsize, b"\0")
+        request += struct.pack("<IIQ", ipv6, 0, max(min_age_ns, 0))
         return prog_test_run(self._flush_fd, request).retval
+
+
+def _map_key(key: bytes) -> tuple[bool, bytes]:
+    """A KEY_DTYPE key as its own map has it: (whether it is ct6's, the key's bytes)."""
+    record = np.frombuffer(key, KEY_DTYPE)[0]
+    if int(record["family"]) == 6:
+        return True, key
+    narrow = np.zeros(1, KEY4_DTYPE)
+    narrow["addr"].view("u1").reshape(2, 4)[:] = np.frombuffer(key[:32], "u1").reshape(2, 16)[:, :4]
+    for field in ("port", "proto", "family", "scope"):
+        narrow[field] = record[field]
+    return False, narrow.tobytes()

@@ -17,7 +17,9 @@ from dp_flows import (
     NONE,
     OUT,
     PEER4,
+    PEER6,
     POD4,
+    POD6,
     REPLY,
     SYN_FIN_RST,
     Conversation,
@@ -39,7 +41,8 @@ PEER_IDENTITY = 6000
 
 @pytest.fixture
 def peer(dp: Datapath) -> Datapath:
-    dp.replace_ipcache({f"{PEER4}/32": PEER_IDENTITY, f"{POD4}/32": EP_IDENTITY})
+    identities = {PEER4: PEER_IDENTITY, POD4: EP_IDENTITY, PEER6: PEER_IDENTITY, POD6: EP_IDENTITY}
+    dp.replace_ipcache({f"{addr}/{128 if ':' in addr else 32}": identity for addr, identity in identities.items()})
     return dp
 
 
@@ -120,16 +123,17 @@ def test_a_busy_connection_reports_each_interval(peer: Datapath) -> None:
     assert quiet == [0] * 5 and int(report["packets"]) == 6
 
 
-def test_the_sweep_reports_what_a_quiet_connection_left(peer: Datapath) -> None:
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])  # ct4 and ct6, each with its own key
+def test_the_sweep_reports_what_a_quiet_connection_left(peer: Datapath, ipv6: bool) -> None:
     aggregate(peer, MEDIUM)
-    conn = Conversation(IPPROTO_UDP, pod_port=53, peer_port=5353)
+    conn = Conversation(IPPROTO_UDP, pod_port=53, peer_port=5353, ipv6=ipv6)
     datagrams = [conn.back(payload=bytes(i)) for i in range(50)]
     made = [len(run(peer, IN, d)) for d in datagrams]
     assert made == [1] + [0] * 49
     assert peer.conntrack.sweep(interval_ns=10**12) == 0  # younger than the interval: left alone
     assert peer.conntrack.sweep(interval_ns=0) == 1
     [record] = peer.reader().read_batch(0)
-    assert int(record["flags"]) == ev.F_AGGREGATE | ev.F_REPLY_KNOWN | ev.F_L4
+    assert int(record["flags"]) == ev.F_AGGREGATE | ev.F_REPLY_KNOWN | ev.F_L4 | (ev.F_IPV6 if ipv6 else 0)
     assert (int(record["packets"]), int(record["bytes"])) == (49, sum(map(len, datagrams[1:])))
     assert (int(record["len_orig"]), int(record["len_cap"])) == (0, 0)
     expected = {
@@ -139,7 +143,7 @@ def test_the_sweep_reports_what_a_quiet_connection_left(peer: Datapath) -> None:
         "ep_id": EP_ID,
         "src_identity": PEER_IDENTITY,
         "dst_identity": EP_IDENTITY,
-        "ethertype": 0x0800,
+        "ethertype": 0x86DD if ipv6 else 0x0800,
         "l4_proto": IPPROTO_UDP,
         "sport": 5353,
         "dport": 53,
@@ -147,7 +151,7 @@ def test_the_sweep_reports_what_a_quiet_connection_left(peer: Datapath) -> None:
         "verdict": ev.VERDICT_FORWARDED,
     }
     assert {name: int(record[name]) for name in expected} == expected
-    assert (bytes(record["saddr"]), bytes(record["daddr"])) == (addr16(PEER4), addr16(POD4))
+    assert (bytes(record["saddr"]), bytes(record["daddr"])) == (addr16(conn.peer), addr16(conn.pod))
     assert peer.conntrack.sweep(interval_ns=0) == 0  # nothing left
 
 

@@ -27,7 +27,7 @@
 #endif
 
 #ifndef FS_CT_MAX
-#define FS_CT_MAX 65536 /* connections tracked (per observation side); the least recently used go first */
+#define FS_CT_MAX 65536 /* connections tracked per address family; the least recently used go first */
 #endif
 
 #ifndef FS_POLICY_MAX

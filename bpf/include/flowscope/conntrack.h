@@ -2,9 +2,9 @@
 /*
  * Connection tracking: which connection a packet belongs to, which way it goes, and in what state.
  *
- * Entries live in the `ct` LRU hash, one per connection and observation side (maps.h says why). The key puts
- * the lower (address, port) end first, so both directions find the entry with one lookup; the entry remembers
- * which end opened the connection. ICMP echo is keyed by its identifier; an ICMP error quoting a packet of a
+ * Entries live in the `ct4` and `ct6` LRU hashes, one per connection and observation side (maps.h says why).
+ * The key puts the lower (address, port) end first, so both directions find the entry with one lookup; the
+ * entry remembers which end opened the connection. ICMP echo is keyed by its identifier; an ICMP error quoting a packet of a
  * tracked connection is RELATED to it. TCP entries close on FIN or RST (a short lifetime follows) and a new SYN
  * on a closing or stale entry starts the connection over. Counting and reporting are aggregate.h's part.
  */
@@ -27,8 +27,18 @@
 #define FS_ICMP_ERROR_QUOTE 8 /* an ICMP error quotes the offending IP header this far into its own header */
 
 /* The end (0 or 1) the source sorts to: any consistent total order over (address, port) will do, so the
- * addresses are compared as two host-order words. Addresses are 16 bytes, 8-byte aligned. */
-static __always_inline __u8 fs_ct_source_end(const __u8 *src, __u16 sport, const __u8 *dst, __u16 dport)
+ * addresses are compared as host-order words. IPv4: 4-byte addresses, 4-byte aligned. */
+static __always_inline __u8 fs_ct4_source_end(const __u8 *src, __u16 sport, const __u8 *dst, __u16 dport)
+{
+	__u32 s = *(const __u32 *)src, d = *(const __u32 *)dst;
+
+	if (s != d)
+		return s < d ? 0 : 1;
+	return sport <= dport ? 0 : 1;
+}
+
+/* IPv6: 16-byte addresses, 8-byte aligned. */
+static __always_inline __u8 fs_ct6_source_end(const __u8 *src, __u16 sport, const __u8 *dst, __u16 dport)
 {
 	__u64 s0 = ((const __u64 *)src)[0], d0 = ((const __u64 *)dst)[0];
 	__u64 s1 = ((const __u64 *)src)[1], d1 = ((const __u64 *)dst)[1];
@@ -40,19 +50,36 @@ static __always_inline __u8 fs_ct_source_end(const __u8 *src, __u16 sport, const
 	return sport <= dport ? 0 : 1;
 }
 
-/* Fill `key` for a packet from (src, sport) to (dst, dport); returns the end its source took. */
-static __always_inline __u8 fs_ct_key_fill(struct fs_ct_key *key, const __u8 *src, __u16 sport, const __u8 *dst,
-					   __u16 dport, __u8 proto, __u8 family, __u16 scope)
+/* Fill `key` (IPv6 when `ipv6`) for a packet from (src, sport) to (dst, dport); returns the end its source
+ * took. Addresses are as in the event: 16 bytes, 8-byte aligned, IPv4 in the first 4. */
+static __always_inline __u8 fs_ct_key_fill(union fs_ct_key *key, int ipv6, const __u8 *src, __u16 sport,
+					   const __u8 *dst, __u16 dport, __u8 proto, __u16 scope)
 {
-	__u8 end = fs_ct_source_end(src, sport, dst, dport);
+	__u8 end;
 
-	fs_addr_copy(key->addr[end], src);
-	fs_addr_copy(key->addr[end ^ 1], dst);
-	key->port[end] = sport;
-	key->port[end ^ 1] = dport;
-	key->proto = proto;
-	key->family = family;
-	key->scope = scope;
+	if (ipv6) {
+		struct fs_ct6_key *k = &key->v6;
+
+		end = fs_ct6_source_end(src, sport, dst, dport);
+		fs_addr_copy(k->addr[end], src);
+		fs_addr_copy(k->addr[end ^ 1], dst);
+		k->port[end] = sport;
+		k->port[end ^ 1] = dport;
+		k->proto = proto;
+		k->family = 6;
+		k->scope = scope;
+	} else {
+		struct fs_ct4_key *k = &key->v4;
+
+		end = fs_ct4_source_end(src, sport, dst, dport);
+		*(__u32 *)k->addr[end] = *(const __u32 *)src;
+		*(__u32 *)k->addr[end ^ 1] = *(const __u32 *)dst;
+		k->port[end] = sport;
+		k->port[end ^ 1] = dport;
+		k->proto = proto;
+		k->family = 4;
+		k->scope = scope;
+	}
 	return end;
 }
 
@@ -87,7 +114,7 @@ static __always_inline void fs_icmp_ports(struct __sk_buff *skb, __u32 off, __u8
 
 /* The connection an ICMP error quotes, as a key; returns the end the quoted packet's source took, or -1 when
  * the quote is not a packet we could track. */
-static __always_inline int fs_ct_quoted_key(struct __sk_buff *skb, const struct fs_state *st, struct fs_ct_key *key)
+static __always_inline int fs_ct_quoted_key(struct __sk_buff *skb, const struct fs_state *st, union fs_ct_key *key)
 {
 	__u64 src[2] = {}, dst[2] = {};
 	__u32 off = st->l4_off + FS_ICMP_ERROR_QUOTE;
@@ -133,8 +160,7 @@ static __always_inline int fs_ct_quoted_key(struct __sk_buff *skb, const struct 
 	default:
 		break;
 	}
-	return fs_ct_key_fill(key, (const __u8 *)src, sport, (const __u8 *)dst, dport, proto, ipv6 ? 6 : 4,
-			      st->ev.ep_id);
+	return fs_ct_key_fill(key, ipv6, (const __u8 *)src, sport, (const __u8 *)dst, dport, proto, st->ev.ep_id);
 }
 
 static __always_inline int fs_ct_is_ip(const struct fs_state *st)
@@ -183,19 +209,20 @@ static __always_inline int fs_ct_reopens(const struct fs_ct_entry *e, const stru
 static __always_inline struct fs_ct_entry *fs_ct_create(struct fs_state *st, struct fs_ct_entry *old, __u8 end,
 							__u64 now)
 {
-	struct fs_ct_entry fresh;
+	struct fs_ct4_value fresh; /* ct6 takes the entry in it */
+	int ipv6 = st->ev.flags & FS_F_IPV6;
 
 	if (old)
-		fs_report_pending(&st->ct_key, old, now, 0);
+		fs_report_pending(&st->ct_key, ipv6, old, now, 0);
 	fs_identities(st, FS_ID_SRC | FS_ID_DST);
 	__builtin_memset(&fresh, 0, sizeof(fresh));
-	fresh.initiator = end;
-	fresh.identity[FS_CT_ORIGINAL] = st->ev.src_identity;
-	fresh.identity[FS_CT_REPLY] = st->ev.dst_identity;
-	fresh.expires = now + FS_CT_SYN_TIMEOUT * 1000000000ULL;
-	if (ct.update(&st->ct_key, &fresh) < 0)
+	fresh.e.initiator = end;
+	fresh.e.identity[FS_CT_ORIGINAL] = st->ev.src_identity;
+	fresh.e.identity[FS_CT_REPLY] = st->ev.dst_identity;
+	fresh.e.expires = now + FS_CT_SYN_TIMEOUT * 1000000000ULL;
+	if (fs_ct_store(&st->ct_key, ipv6, &fresh) < 0)
 		return 0;
-	return ct.lookup(&st->ct_key);
+	return fs_ct_find(&st->ct_key, ipv6);
 }
 
 /* Look the packet's connection up (creating it when new): sets ct_key, ct_state, ct_dir, the event's
@@ -205,7 +232,7 @@ static __always_inline struct fs_ct_entry *fs_ct_lookup(struct __sk_buff *skb, s
 	struct fs_ct_entry *e;
 	__u16 sport = st->ev.sport, dport = st->ev.dport;
 	__u8 proto = st->ev.l4_proto;
-	__u8 family = (st->ev.flags & FS_F_IPV6) ? 6 : 4;
+	int ipv6 = st->ev.flags & FS_F_IPV6;
 	int end;
 
 	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
@@ -213,7 +240,7 @@ static __always_inline struct fs_ct_entry *fs_ct_lookup(struct __sk_buff *skb, s
 
 		if (fs_icmp_is_error(proto, type)) {
 			end = fs_ct_quoted_key(skb, st, &st->ct_key);
-			e = end >= 0 ? ct.lookup(&st->ct_key) : 0;
+			e = end >= 0 ? fs_ct_find(&st->ct_key, ipv6) : 0;
 			if (e) {
 				/* the error goes back against the quoted packet */
 				st->ct_dir = (end == e->initiator) ? FS_CT_REPLY : FS_CT_ORIGINAL;
@@ -227,8 +254,8 @@ static __always_inline struct fs_ct_entry *fs_ct_lookup(struct __sk_buff *skb, s
 		dport = 0;
 	}
 
-	end = fs_ct_key_fill(&st->ct_key, st->ev.saddr, sport, st->ev.daddr, dport, proto, family, st->ev.ep_id);
-	e = ct.lookup(&st->ct_key);
+	end = fs_ct_key_fill(&st->ct_key, ipv6, st->ev.saddr, sport, st->ev.daddr, dport, proto, st->ev.ep_id);
+	e = fs_ct_find(&st->ct_key, ipv6);
 	if (!e || e->expires < now || fs_ct_reopens(e, st)) {
 		e = fs_ct_create(st, e, end, now);
 		if (!e)

@@ -118,7 +118,7 @@ static __always_inline void fs_emit_verdict(struct __sk_buff *skb, struct fs_sta
  * when there is news, counts an allowed packet; returns the drop reason of a denied one, else 0. */
 static __always_inline __u32 fs_policy_judge(struct __sk_buff *skb, struct fs_state *st)
 {
-	struct fs_ct_entry *e = ct.lookup(&st->ct_key);
+	struct fs_ct_entry *e = fs_ct_find(&st->ct_key, st->ev.flags & FS_F_IPV6);
 	struct fs_verdict v;
 	__u64 now = st->now; /* read by stage_ct */
 	__u8 reply = st->ct_dir == FS_CT_REPLY;

@@ -38,11 +38,13 @@ static __always_inline void fs_claim(struct fs_ct_dir *d, struct fs_event *ev, _
 
 /* Report one direction's pending counts as a trace record of its own (no packet bytes): for a connection
  * that went quiet, or an entry about to be replaced. */
-static __always_inline int fs_report_dir(const struct fs_ct_key *key, struct fs_ct_entry *e, __u8 dir, __u64 now)
+static __always_inline int fs_report_dir(const union fs_ct_key *key, int ipv6, struct fs_ct_entry *e, __u8 dir,
+					 __u64 now)
 {
 	struct fs_ct_dir *d = &e->dir[dir & 1];
 	__u8 from_end = (e->initiator ^ dir) & 1;
 	struct fs_event *ev;
+	__u8 proto;
 
 	ev = events.ringbuf_reserve(sizeof(struct fs_event));
 	if (!ev) {
@@ -54,23 +56,34 @@ static __always_inline int fs_report_dir(const struct fs_ct_key *key, struct fs_
 	ev->type = FS_EVENT_TRACE;
 	ev->subtype = d->point;
 	ev->version = FS_EVENT_VERSION;
-	ev->flags = FS_F_REPLY_KNOWN | (dir ? FS_F_REPLY : 0) | (key->family == 6 ? FS_F_IPV6 : 0);
-	if (key->proto == IPPROTO_TCP || key->proto == IPPROTO_UDP || key->proto == IPPROTO_SCTP ||
-	    key->proto == IPPROTO_ICMP || key->proto == IPPROTO_ICMPV6)
+	if (ipv6) {
+		fs_addr_copy(ev->saddr, key->v6.addr[from_end]);
+		fs_addr_copy(ev->daddr, key->v6.addr[from_end ^ 1]);
+		proto = key->v6.proto;
+		ev->ep_id = key->v6.scope;
+	} else {
+		/* two words read, then placed: the verifier refuses an index into a key on the stack */
+		__u32 a0 = *(const __u32 *)key->v4.addr[0], a1 = *(const __u32 *)key->v4.addr[1];
+
+		*(__u32 *)ev->saddr = from_end ? a1 : a0;
+		*(__u32 *)ev->daddr = from_end ? a0 : a1;
+		proto = key->v4.proto;
+		ev->ep_id = key->v4.scope;
+	}
+	ev->flags = FS_F_REPLY_KNOWN | (dir ? FS_F_REPLY : 0) | (ipv6 ? FS_F_IPV6 : 0);
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP || proto == IPPROTO_ICMP ||
+	    proto == IPPROTO_ICMPV6)
 		ev->flags |= FS_F_L4;
 	ev->ifindex = d->ifindex;
-	ev->ep_id = key->scope;
 	ev->src_identity = e->identity[dir & 1];
 	ev->dst_identity = e->identity[(dir & 1) ^ 1];
-	ev->ethertype = key->family == 6 ? ETH_P_IPV6 : ETH_P_IP;
-	ev->l4_proto = key->proto;
+	ev->ethertype = ipv6 ? ETH_P_IPV6 : ETH_P_IP;
+	ev->l4_proto = proto;
 	ev->sport = d->sport;
 	ev->dport = d->dport;
 	ev->trace_reason = dir ? FS_REASON_REPLY : FS_REASON_ESTABLISHED;
 	ev->verdict = FS_VERDICT_FORWARDED;
 	ev->cpu = bpf_get_smp_processor_id();
-	fs_addr_copy(ev->saddr, key->addr[from_end]);
-	fs_addr_copy(ev->daddr, key->addr[from_end ^ 1]);
 	fs_claim(d, ev, now);
 	if (!ev->packets) { /* a packet of the connection claimed them meanwhile */
 		events.ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
@@ -82,8 +95,8 @@ static __always_inline int fs_report_dir(const struct fs_ct_key *key, struct fs_
 
 /* Report what both directions counted and nobody reported, where the last report is at least `min_age_ns`
  * old; how many records that made. */
-static __always_inline int fs_report_pending(const struct fs_ct_key *key, struct fs_ct_entry *e, __u64 now,
-					     __u64 min_age_ns)
+static __always_inline int fs_report_pending(const union fs_ct_key *key, int ipv6, struct fs_ct_entry *e,
+					     __u64 now, __u64 min_age_ns)
 {
 	int made = 0;
 
@@ -92,7 +105,7 @@ static __always_inline int fs_report_pending(const struct fs_ct_key *key, struct
 		struct fs_ct_dir *d = &e->dir[dir];
 
 		if (d->pend_packets && fs_age(now, d->last_report) >= min_age_ns)
-			made += fs_report_dir(key, e, dir, now);
+			made += fs_report_dir(key, ipv6, e, dir, now);
 	}
 	return made;
 }

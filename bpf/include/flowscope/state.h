@@ -37,7 +37,7 @@
 
 struct fs_state {
 	struct fs_config cfg;     /* the runtime config, read once by the entry program */
-	struct fs_ct_key ct_key;  /* the connection (when ct_state is not FS_CT_UNTRACKED) */
+	union fs_ct_key ct_key;   /* the connection (when ct_state is not FS_CT_UNTRACKED) */
 	__u64 now;                /* the time of the connection's bookkeeping (fs_now), read by stage_ct */
 	/* reset by the entry program from here on */
 	__u32 drop_reason;        /* FS_POLICY_DROP: why */
