@@ -30,6 +30,7 @@ from observer.datapath.bpfsys import (
     BPF_TCX_INGRESS,
     link_detach,
     link_update,
+    obj_get,
     obj_pin,
     prog_info_by_id,
     prog_query,
@@ -171,13 +172,21 @@ def _release(link: TcLink) -> None:
 def reclaim_links(pin_dir: Path) -> int:
     """Take off the programs a killed agent left pinned in `pin_dir`; how many.
 
-    Removing a link's last pin releases the link, and with it the program's place on the hook.
+    Each link is detached first (BPF_LINK_DETACH takes the program off its hook before returning), then its pin
+    removed: removing the last pin alone releases the link only once the kernel gets round to freeing it, so the
+    program could still be on the hook when this returns.
     """
     folder = pin_dir / LINKS
     if not folder.is_dir():
         return 0
     removed = 0
     for pin in folder.iterdir():
+        with contextlib.suppress(OSError):  # not a link any more: the pin goes all the same
+            fd = obj_get(str(pin))
+            try:
+                link_detach(fd)
+            finally:
+                os.close(fd)
         pin.unlink(missing_ok=True)
         removed += 1
     folder.rmdir()
