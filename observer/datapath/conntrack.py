@@ -1,5 +1,8 @@
-"""The conntrack maps (`ct4` and `ct6`) as the agent sees them: whole-map reads as numpy arrays, in one key
-layout for both families, and the sweep that reports what quiet connections counted and nobody reported yet.
+"""The conntrack tables (`ct4` and `ct6`) as the agent sees them: whole-table reads as numpy arrays, in one
+key layout for both families, and the sweep that reports what quiet connections counted and nobody reported yet.
+
+The tables are hash tables kept in BPF arrays (bpf/include/flowscope/cttable.h); the agent maps them read-only,
+so a read is a pass over memory for the slots that hold a connection, not a system call per entry.
 
 Why the agent sweeps: at monitor aggregation medium and above a connection reports only when something happens
 (bpf/include/flowscope/aggregate.h), so the packets after its last report — the final ACK of a TCP close, the
@@ -12,7 +15,9 @@ ring buffer: one mechanism, so every packet is reported exactly once whichever w
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import mmap
 import struct
 import time
 from dataclasses import dataclass
@@ -20,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from observer.datapath.bpfsys import map_delete, map_info, map_lookup_batch
+from observer.datapath.bpfsys import map_info
 from observer.datapath.testrun import prog_test_run
 
 ETH_HLEN = 14  # a test run's packet starts with an Ethernet header's worth of bytes; the key follows
@@ -65,14 +70,10 @@ ENTRY_DTYPE = np.dtype(
         ("dir", DIR_DTYPE, (2,)),
     ]
 )
-VALUE4_DTYPE = np.dtype([("lead", "V24"), ("e", ENTRY_DTYPE)])  # ct4's value: the entry after 24 unused bytes
-assert (KEY_DTYPE.itemsize, KEY4_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize, VALUE4_DTYPE.itemsize) == (
-    40,
-    16,
-    64,
-    168,
-    192,
-)
+SLOT4_DTYPE = np.dtype([("key", KEY4_DTYPE), ("busy", "<u8"), ("e", ENTRY_DTYPE)])
+SLOT6_DTYPE = np.dtype([("key", KEY_DTYPE), ("busy", "<u8"), ("pad", "V40"), ("e", ENTRY_DTYPE)])
+assert (KEY_DTYPE.itemsize, KEY4_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize) == (40, 16, 64, 168)
+assert (SLOT4_DTYPE.itemsize, SLOT6_DTYPE.itemsize) == (192, 256)
 
 CT_F_JUDGED = 0x01
 CT_F_DENIED = 0x02
@@ -150,45 +151,53 @@ class ConntrackTable:
     """The agent's handle on `ct4` and `ct6` and on the program that flushes one of their entries."""
 
     def __init__(self, bpf: Any, flush_fd: int) -> None:
-        self._fd4 = int(bpf[b"ct4"].map_fd)
-        self._fd6 = int(bpf[b"ct6"].map_fd)
+        self._tables = (bpf[b"ct4"], bpf[b"ct6"])
         self._flush_fd = flush_fd
-        for name, fd, key, value in (
-            ("ct4", self._fd4, KEY4_DTYPE, VALUE4_DTYPE),
-            ("ct6", self._fd6, KEY_DTYPE, ENTRY_DTYPE),
-        ):
+        self._maps: list[mmap.mmap] = []
+        self._slots: list[np.ndarray] = []
+        for table, dtype in zip(self._tables, (SLOT4_DTYPE, SLOT6_DTYPE), strict=True):
+            fd = int(table.map_fd)
             info = map_info(fd)
-            if (info.key_size, info.value_size) != (key.itemsize, value.itemsize):
+            if (info.key_size, info.value_size) != (4, dtype.itemsize):
                 raise RuntimeError(
-                    f"{name} map is {info.key_size}/{info.value_size} bytes, "
-                    f"conntrack.py expects {key.itemsize}/{value.itemsize}"
+                    f"a conntrack table is {info.key_size}/{info.value_size} bytes, conntrack.py expects "
+                    f"4/{dtype.itemsize}"
                 )
+            size = info.max_entries * dtype.itemsize
+            mapped = mmap.mmap(fd, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+            self._maps.append(mapped)
+            self._slots.append(np.frombuffer(mapped, dtype, info.max_entries))
+        self.slots = info.max_entries  # of each table
+
+    def close(self) -> None:
+        """Unmap the tables (a mapping still lent to an array someone kept goes with that array)."""
+        self._slots.clear()
+        for mapped in self._maps:
+            with contextlib.suppress(BufferError):
+                mapped.close()
+        self._maps.clear()
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys, entries) of every connection, IPv4's first, as arrays of KEY_DTYPE and ENTRY_DTYPE."""
-        raw_keys, raw_values, count = map_lookup_batch(self._fd4, KEY4_DTYPE.itemsize, VALUE4_DTYPE.itemsize)
-        keys4 = np.frombuffer(raw_keys, KEY4_DTYPE, count)
-        entries4 = np.frombuffer(raw_values, VALUE4_DTYPE, count)["e"]
-        raw_keys, raw_values, count = map_lookup_batch(self._fd6, KEY_DTYPE.itemsize, ENTRY_DTYPE.itemsize)
-        keys6 = np.frombuffer(raw_keys, KEY_DTYPE, count)
-        entries6 = np.frombuffer(raw_values, ENTRY_DTYPE, count)
+        slots4 = self._slots[0][self._slots[0]["key"]["family"] != 0]  # copies
+        slots6 = self._slots[1][self._slots[1]["key"]["family"] != 0]
+        keys4 = slots4["key"]
         widened = np.zeros(len(keys4), KEY_DTYPE)
         addr = widened["addr"].view("u1").reshape(-1, 2, 16)
         addr[:, :, :4] = keys4["addr"].view("u1").reshape(-1, 2, 4)
         for field in ("port", "proto", "family", "scope"):
             widened[field] = keys4[field]
-        return np.concatenate([widened, keys6]), np.concatenate([entries4, entries6])
+        return np.concatenate([widened, slots6["key"]]), np.concatenate([slots4["e"], slots6["e"]])
 
     def connections(self) -> list[Connection]:
         keys, entries = self.read()
         return [Connection.of(k, e) for k, e in zip(keys, entries, strict=True)]
 
     def clear(self) -> None:
-        """Forget every connection (bcc's own clear() cannot handle these keys' nested arrays)."""
-        keys, _ = self.read()
-        for key in keys:
-            ipv6, raw = _map_key(key.tobytes())
-            map_delete(self._fd6 if ipv6 else self._fd4, raw)
+        """Forget every connection: every slot written empty (tests and benchmarks, with no traffic going)."""
+        for table, slots in zip(self._tables, self._slots, strict=True):
+            for index in np.flatnonzero(slots["key"]["family"]):
+                table[table.Key(int(index))] = table.Leaf()
 
     def sweep(self, interval_ns: int, now_ns: int | None = None) -> int:
         """Report the pending counts of every connection whose last report is at least `interval_ns` old, and
@@ -205,14 +214,14 @@ class ConntrackTable:
     def flush(self, key: bytes, min_age_ns: int) -> int:
         """Run ct_flush on one entry (its key as KEY_DTYPE bytes): report the directions whose last report is
         at least `min_age_ns` old (everything, and remove it, when it is stale); how many records that made."""
-        ipv6, raw = _map_key(key)
+        ipv6, raw = _table_key(key)
         request = bytes(ETH_HLEN) + raw.ljust(KEY_DTYPE.itemsize, b"\0")
         request += struct.pack("<IIQ", ipv6, 0, max(min_age_ns, 0))
         return prog_test_run(self._flush_fd, request).retval
 
 
-def _map_key(key: bytes) -> tuple[bool, bytes]:
-    """A KEY_DTYPE key as its own map has it: (whether it is ct6's, the key's bytes)."""
+def _table_key(key: bytes) -> tuple[bool, bytes]:
+    """A KEY_DTYPE key as its own table has it: (whether it is ct6's, the key's bytes)."""
     record = np.frombuffer(key, KEY_DTYPE)[0]
     if int(record["family"]) == 6:
         return True, key

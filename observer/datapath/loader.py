@@ -12,6 +12,7 @@ reclaim(), which removes the links' pins and then the rest.
 from __future__ import annotations
 
 import ctypes
+import secrets
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -58,7 +59,13 @@ class Datapath:
     ) -> None:
         self.config = config or DatapathConfig()
         self._pin_dir = pin_dir
-        self._bpf = BPF(text=translation_unit(bpf_dir).encode(), cflags=cflags(self.config, bpf_dir))
+        # where connections live in the conntrack tables: random at every load, so that no one can pick keys that
+        # crowd one place (cttable.h)
+        self.ct_seed = secrets.randbits(32)
+        self._bpf = BPF(
+            text=translation_unit(bpf_dir).encode(),
+            cflags=[*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U"],
+        )
         try:
             self._slots = tail_call_slots(bpf_dir)
             names = [hook.program for hook in Hook] + list(self._slots.values()) + list(TOOL_PROGRAMS)
@@ -190,6 +197,7 @@ class Datapath:
         finally:
             if self._reader is not None:
                 self._reader.close()
+            self.conntrack.close()
             self._bpf.cleanup()
 
     def __enter__(self) -> Datapath:

@@ -3,10 +3,15 @@ and one entry per observation side."""
 
 from __future__ import annotations
 
+import collections
+import ipaddress
+import struct
+
 import pytest
 from dp_flows import (
     ESTABLISHED,
     IN,
+    MEDIUM,
     NEW,
     OUT,
     PEER4,
@@ -16,6 +21,7 @@ from dp_flows import (
     RELATED,
     REPLY,
     Conversation,
+    aggregate,
     echo,
     run,
     unreachable,
@@ -144,3 +150,41 @@ def test_non_ip_and_later_fragments_are_not_tracked(dp: Datapath) -> None:
         [event] = run(dp, OUT, packet)
         assert (int(event["trace_reason"]), int(event["flags"]) & KNOWN) == (0, 0)
     assert dp.conntrack.connections() == []
+
+
+def home_slot(dp: Datapath, key: bytes) -> int:
+    """Where the datapath puts an IPv4 key first (cttable.h's fs_ct_home, with this load's seed)."""
+    h = dp.ct_seed
+    for (word,) in struct.iter_unpack("<Q", key):
+        h = ((h ^ word) * 0x9E3779B97F4A7C15) % 2**64
+        h ^= h >> 29
+    return h % 2**32 % dp.conntrack.slots
+
+
+def ct4_key(src: str, sport: int, dst: str, dport: int, proto: int, scope: int) -> bytes:
+    """An IPv4 connection's key as ct4 has it: the lower (address as a native word, port) end first."""
+    ends = sorted(
+        [(ipaddress.ip_address(src).packed, sport), (ipaddress.ip_address(dst).packed, dport)],
+        key=lambda end: (int.from_bytes(end[0], "little"), end[1]),
+    )
+    return ends[0][0] + ends[1][0] + struct.pack("<HHBBH", ends[0][1], ends[1][1], proto, 4, scope)
+
+
+def test_a_full_window_gives_way_to_the_connection_expiring_first(dp: Datapath) -> None:
+    """Five connections with one home slot: the fifth takes the slot of the first, which reports the counts it
+    had not reported yet (an LRU hash lost them)."""
+    aggregate(dp, MEDIUM)
+    homes = collections.defaultdict(list)
+    for port in range(1024, 65536):
+        homes[home_slot(dp, ct4_key(PEER4, 53, POD4, port, IPPROTO_UDP, EP_ID))].append(port)
+    ports = next(found for found in homes.values() if len(found) >= 5)[:5]
+    conns = [Conversation(IPPROTO_UDP, pod_port=port, peer_port=53) for port in ports]
+    for conn in conns[:4]:  # into the pod (a point that reports): the first opens, the other two wait
+        assert [len(run(dp, IN, conn.back(payload=b"x" * n))) for n in (1, 2, 3)] == [1, 0, 0]
+    assert sorted(c.destination_port for c in dp.conntrack.connections()) == sorted(ports[:4])
+
+    report, opened = run(dp, IN, conns[4].back(payload=b"y"))
+    assert (int(report["flags"]) & ev.F_AGGREGATE, int(report["dport"])) == (ev.F_AGGREGATE, ports[0])
+    assert (int(report["packets"]), int(report["bytes"])) == (2, len(conns[0].back(payload=b"xx")) * 2 + 1)
+    assert (int(opened["trace_reason"]), int(opened["dport"])) == (NEW, ports[4])
+    assert sorted(c.destination_port for c in dp.conntrack.connections()) == sorted(ports[1:])

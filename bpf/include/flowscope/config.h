@@ -26,6 +26,10 @@
 #define FS_IPCACHE_MAX 65536
 #endif
 
+#ifndef FS_CT_SEED
+#define FS_CT_SEED 0 /* where connections live in ct4 and ct6 (cttable.h): the loader compiles in a random one */
+#endif
+
 #ifndef FS_CT_MAX
 #define FS_CT_MAX 65536 /* connections tracked per address family; the least recently used go first */
 #endif

@@ -2,11 +2,12 @@
 /*
  * Connection tracking: which connection a packet belongs to, which way it goes, and in what state.
  *
- * Entries live in the `ct4` and `ct6` LRU hashes, one per connection and observation side (maps.h says why).
- * The key puts the lower (address, port) end first, so both directions find the entry with one lookup; the
- * entry remembers which end opened the connection. ICMP echo is keyed by its identifier; an ICMP error quoting a packet of a
- * tracked connection is RELATED to it. TCP entries close on FIN or RST (a short lifetime follows) and a new SYN
- * on a closing or stale entry starts the connection over. Counting and reporting are aggregate.h's part.
+ * Entries live in the `ct4` and `ct6` tables (cttable.h), one per connection and observation side (maps.h says
+ * why). The key puts the lower (address, port) end first, so both directions find the entry with one lookup;
+ * the entry remembers which end opened the connection. ICMP echo is keyed by its identifier; an ICMP error
+ * quoting a packet of a tracked connection is RELATED to it. TCP entries close on FIN or RST (a short lifetime
+ * follows) and a new SYN on a closing or stale entry starts the connection over. Counting and reporting are
+ * aggregate.h's part.
  */
 #ifndef FLOWSCOPE_CONNTRACK_H
 #define FLOWSCOPE_CONNTRACK_H
@@ -14,6 +15,7 @@
 #include <uapi/linux/ip.h>
 #include <uapi/linux/ipv6.h>
 
+#include "flowscope/cttable.h"
 #include "flowscope/identity.h"
 #include "flowscope/maps.h"
 #include "flowscope/parse.h"
@@ -204,25 +206,31 @@ static __always_inline int fs_ct_reopens(const struct fs_ct_entry *e, const stru
 	       (e->closing[0] || e->closing[1]);
 }
 
-/* Start the connection `key` anew with this packet, whose source is key end `end`: the entry it replaces
- * (stale, or closing and reopened) first reports what it counted and never reported. */
-static __always_inline struct fs_ct_entry *fs_ct_create(struct fs_state *st, struct fs_ct_entry *old, __u8 end,
-							__u64 now)
+/* Start the connection `key` anew with this packet, whose source is key end `end`, in a slot of its window
+ * (cttable.h): the connection that had the slot (this one, stale or closing and reopened, or another one)
+ * first reports what it counted and never reported. 0 when another CPU has the slot. */
+static __always_inline struct fs_ct_entry *fs_ct_create(struct fs_state *st, __u8 end, __u64 now)
 {
-	struct fs_ct4_value fresh; /* ct6 takes the entry in it */
 	int ipv6 = st->ev.flags & FS_F_IPV6;
+	struct fs_ct_slot_ref slot;
+	union fs_ct_key old;
+	struct fs_ct_entry *e;
+	int taken;
 
-	if (old)
-		fs_report_pending(&st->ct_key, ipv6, old, now, 0);
-	fs_identities(st, FS_ID_SRC | FS_ID_DST);
-	__builtin_memset(&fresh, 0, sizeof(fresh));
-	fresh.e.initiator = end;
-	fresh.e.identity[FS_CT_ORIGINAL] = st->ev.src_identity;
-	fresh.e.identity[FS_CT_REPLY] = st->ev.dst_identity;
-	fresh.e.expires = now + FS_CT_SYN_TIMEOUT * 1000000000ULL;
-	if (fs_ct_store(&st->ct_key, ipv6, &fresh) < 0)
+	taken = fs_ct_take(&slot, &st->ct_key, ipv6, &old);
+	if (!taken)
 		return 0;
-	return fs_ct_find(&st->ct_key, ipv6);
+	e = slot.e;
+	if (taken == 2)
+		fs_report_pending(&old, ipv6, e, now, 0);
+	fs_identities(st, FS_ID_SRC | FS_ID_DST);
+	__builtin_memset(e, 0, sizeof(*e));
+	e->initiator = end;
+	e->identity[FS_CT_ORIGINAL] = st->ev.src_identity;
+	e->identity[FS_CT_REPLY] = st->ev.dst_identity;
+	e->expires = now + FS_CT_SYN_TIMEOUT * 1000000000ULL;
+	fs_ct_publish(&slot, &st->ct_key, ipv6);
+	return e;
 }
 
 /* Look the packet's connection up (creating it when new): sets ct_key, ct_state, ct_dir, the event's
@@ -257,7 +265,7 @@ static __always_inline struct fs_ct_entry *fs_ct_lookup(struct __sk_buff *skb, s
 	end = fs_ct_key_fill(&st->ct_key, ipv6, st->ev.saddr, sport, st->ev.daddr, dport, proto, st->ev.ep_id);
 	e = fs_ct_find(&st->ct_key, ipv6);
 	if (!e || e->expires < now || fs_ct_reopens(e, st)) {
-		e = fs_ct_create(st, e, end, now);
+		e = fs_ct_create(st, end, now);
 		if (!e)
 			return 0;
 		st->ct_dir = FS_CT_ORIGINAL;

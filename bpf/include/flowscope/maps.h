@@ -46,15 +46,14 @@ struct fs_ipcache_value {
 
 /* ct4 and ct6: one connection as one observation side sees it, a table per address family (as Cilium has):
  * every packet of a connection hashes and compares its key, and an IPv4 key is 16 bytes where an IPv6 one is
- * 40 (measured: the 40-byte key for IPv4 cost 1.6% of a 64-byte UDP flood's throughput more than 16 bytes).
- * The side (`scope`) is the endpoint whose device the hooks sit on (both its hooks share the entry), or 0 for
- * the node's device. Each direction of an entry is seen at exactly one hook of its side (leaving the pod at
- * from-container, entering at to-container), so counting at every hook into its own side's entry never counts
- * a packet twice in one entry.
+ * 40. The tables are hash tables in arrays (cttable.h says why and how). The side (`scope`) is the endpoint
+ * whose device the hooks sit on (both its hooks share the entry), or 0 for the node's device. Each direction of
+ * an entry is seen at exactly one hook of its side (leaving the pod at from-container, entering at
+ * to-container), so counting at every hook into its own side's entry never counts a packet twice in one entry.
  *
  * The key is the same for both directions: of the two (address, port) ends, the one that sorts lower comes
  * first, and the entry remembers which end opened the connection. Both keys have the same fields in the same
- * order; only the addresses' size differs. */
+ * order (words to hash and compare); only the addresses' size differs. */
 struct fs_ct4_key {
 	__u8 addr[2][4];
 	__u16 port[2];    /* host order; ICMP echo: the identifier on the requester's end, 0 on the other */
@@ -109,12 +108,9 @@ struct fs_ct_dir {
 /* The two directions of a connection are counted on different CPUs more often than not (a TCP stream's data
  * where its sender runs, its ACKs where its receiver runs), so the entry is laid out by who writes what:
  * first what every packet reads and hardly anything writes, then each direction in a cache line of its own.
- * The kernel puts a value after its hash element's 48-byte header and the key, and lays the elements out one
- * after the other from a page boundary. In ct6 the entry follows the 40-byte key, 88 bytes into a 256-byte
- * element (with this 168-byte value); in ct4 the value (struct fs_ct4_value) starts 64 bytes in, after the
- * 16-byte key, and puts 24 bytes before the entry, so that it too starts 88 bytes into a 256-byte element. In
- * both, the header shares the key's cache line and dir[0] and dir[1] each have one to themselves: a
- * direction's packets never take a cache line away from the other direction's CPU. */
+ * The header shares the key's cache line of the slot (fs_ct4_slot, fs_ct6_slot below) and dir[0] and dir[1]
+ * each have one to themselves: a direction's packets never take a cache line away from the other direction's
+ * CPU. */
 struct fs_ct_entry {
 	__u64 expires;            /* bpf_ktime_get_ns() after which the entry is stale */
 	__u32 identity[2];        /* source identity of each direction's packets */
@@ -131,18 +127,27 @@ struct fs_ct_entry {
 };
 _Static_assert(sizeof(struct fs_ct_dir) == 64 && __builtin_offsetof(struct fs_ct_entry, dir) == 40 &&
 		       sizeof(struct fs_ct_entry) == 168,
-	       "fs_ct_entry: each direction must start a cache line of the kernel's hash element");
+	       "fs_ct_entry: layout changed (observer/datapath/conntrack.py mirrors it)");
 
-/* ct4's value: the entry where it sits in ct6's elements (above). */
-struct fs_ct4_value {
-	__u8 lead[24]; /* unused */
+/* The slots of ct4 and ct6 (cttable.h): the key, whether a CPU is (re)writing the slot, the entry. An entry's
+ * directions start cache lines: the tables are mappable arrays, whose values start on a page boundary and
+ * follow each other at their size. */
+struct fs_ct4_slot {
+	struct fs_ct4_key key; /* family 0: an empty slot */
+	__u64 busy;            /* 1 while one CPU takes or clears the slot (64 bits: the compare-and-exchange) */
 	struct fs_ct_entry e;
 };
-_Static_assert(48 + sizeof(struct fs_ct4_key) + __builtin_offsetof(struct fs_ct4_value, e) ==
-		       48 + sizeof(struct fs_ct6_key) &&
-		       48 + sizeof(struct fs_ct4_key) + sizeof(struct fs_ct4_value) == 256 &&
-		       48 + sizeof(struct fs_ct6_key) + sizeof(struct fs_ct_entry) == 256,
-	       "ct4 and ct6: the entry must sit at the same place of a 256-byte element");
+
+struct fs_ct6_slot {
+	struct fs_ct6_key key;
+	__u64 busy;
+	__u8 pad[40];
+	struct fs_ct_entry e;
+};
+_Static_assert(sizeof(struct fs_ct4_slot) == 192 && sizeof(struct fs_ct6_slot) == 256 &&
+		       (__builtin_offsetof(struct fs_ct4_slot, e) + __builtin_offsetof(struct fs_ct_entry, dir)) % 64 == 0 &&
+		       (__builtin_offsetof(struct fs_ct6_slot, e) + __builtin_offsetof(struct fs_ct_entry, dir)) % 64 == 0,
+	       "ct slots: an entry's directions must start cache lines");
 
 /* policy: what an endpoint identity (`subject`) may exchange with a peer identity, per direction. The agent
  * writes a whole policy into one generation, then flips config.policy_rev (whose low bit is the generation)
@@ -181,8 +186,8 @@ BPF_HASH(endpoints, __u32, struct fs_endpoint, FS_ENDPOINTS_MAX);
 BPF_LPM_TRIE(ipcache, struct fs_ipcache_key, struct fs_ipcache_value, FS_IPCACHE_MAX);
 BPF_PROG_ARRAY(calls, FS_CALLS_MAX);
 BPF_ARRAY(config, struct fs_config, 1);
-BPF_TABLE("lru_hash", struct fs_ct4_key, struct fs_ct4_value, ct4, FS_CT_MAX);
-BPF_TABLE("lru_hash", struct fs_ct6_key, struct fs_ct_entry, ct6, FS_CT_MAX);
+BPF_F_TABLE("array", __u32, struct fs_ct4_slot, ct4, FS_CT_MAX, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", __u32, struct fs_ct6_slot, ct6, FS_CT_MAX, BPF_F_MMAPABLE);
 BPF_HASH(policy, struct fs_policy_key, struct fs_policy_value, FS_POLICY_MAX);
 BPF_HASH(policy_enforce, struct fs_policy_enforce_key, struct fs_policy_enforce_value, FS_POLICY_SUBJECTS_MAX);
 
@@ -196,37 +201,6 @@ static __always_inline struct fs_endpoint *fs_endpoint_of(__u32 ifindex)
 		return ep && (ep->flags & FS_EP_F_PRESENT) ? ep : 0;
 	}
 	return endpoints.lookup(&ifindex);
-}
-
-/* The entry of connection `key` (IPv6 when `ipv6`), or 0. */
-static __always_inline struct fs_ct_entry *fs_ct_find(union fs_ct_key *key, int ipv6)
-{
-	struct fs_ct4_value *v;
-
-	if (ipv6)
-		return ct6.lookup(&key->v6);
-	v = ct4.lookup(&key->v4);
-	if (!v)
-		return 0;
-	asm volatile("" : "+r"(v)); /* keeps the offset after the null check, where the verifier wants it */
-	return &v->e;
-}
-
-/* Make `e` the entry of connection `key`; < 0 when it cannot. `v` is ct4's value around it, which an IPv6
- * key does not use. */
-static __always_inline int fs_ct_store(union fs_ct_key *key, int ipv6, struct fs_ct4_value *v)
-{
-	if (ipv6)
-		return ct6.update(&key->v6, &v->e);
-	return ct4.update(&key->v4, v);
-}
-
-static __always_inline void fs_ct_remove(union fs_ct_key *key, int ipv6)
-{
-	if (ipv6)
-		ct6.delete(&key->v6);
-	else
-		ct4.delete(&key->v4);
 }
 
 #endif /* FLOWSCOPE_MAPS_H */
