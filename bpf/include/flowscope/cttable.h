@@ -30,6 +30,7 @@
 #include "flowscope/maps.h"
 
 #define FS_CT_WINDOW 4 /* slots a key may live in: its home slot and the next three */
+_Static_assert((FS_CT_MAX & (FS_CT_MAX - 1)) == 0, "FS_CT_MAX: slot indexes are taken modulo a power of two");
 
 /* A slot's parts, found once: its key (as words), its busy flag, its entry. */
 struct fs_ct_slot_ref {
