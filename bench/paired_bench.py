@@ -26,7 +26,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from common import IPERF_PORT, NODE, agent, cpu_seconds, server_status, update_results
 from pyroute2 import IPRoute
@@ -49,6 +51,14 @@ from observer.datapath.tc import ENTRY_PROGRAMS, LINKS
 class Window:
     on: bool
     rate: float  # bytes/s (TCP) or packets/s (UDP) delivered into the server pod
+
+
+class Switcher(Protocol):
+    """What the windows switch between: `set(True)` and `set(False)` (made and closed in the node's namespace)."""
+
+    def set(self, on: bool) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Switch:
@@ -88,8 +98,16 @@ class Switch:
             os.close(fd)
 
 
-def run_windows(lab: Lab, traffic: str, seconds: float, window: float, settle: float) -> list[Window]:
-    """One iperf3 run of `traffic` ("TCP" or "UDP-64"), the agent's programs switched every `window` s."""
+def run_windows(
+    lab: Lab,
+    traffic: str,
+    seconds: float,
+    window: float,
+    settle: float,
+    switcher: Callable[[Lab], Switcher] = Switch,
+) -> list[Window]:
+    """One iperf3 run of `traffic` ("TCP" or "UDP-64"), switched every `window` s (by default the agent's
+    programs on and off)."""
     server = lab.pod("server")
     extra = ["-u", "-l", "64", "-b", "0"] if traffic == "UDP-64" else []
     srv = subprocess.Popen(
@@ -107,7 +125,7 @@ def run_windows(lab: Lab, traffic: str, seconds: float, window: float, settle: f
     try:
         time.sleep(1.0)  # past the connection's start
         with inside(lab.netns(NODE)):
-            switch = Switch(lab)
+            switch = switcher(lab)
             ipr = IPRoute()
             ifindex = ipr.link_lookup(ifname=server.ifname)[0]
             counter = "tx_packets" if extra else "tx_bytes"
