@@ -152,26 +152,30 @@ class ConntrackTable:
 
     def __init__(self, bpf: Any, flush_fd: int) -> None:
         self._tables = (bpf[b"ct4"], bpf[b"ct6"])
+        self._used_table = bpf[b"ct_used"]
         self._flush_fd = flush_fd
         self._maps: list[mmap.mmap] = []
-        self._slots: list[np.ndarray] = []
-        for table, dtype in zip(self._tables, (SLOT4_DTYPE, SLOT6_DTYPE), strict=True):
-            fd = int(table.map_fd)
-            info = map_info(fd)
-            if (info.key_size, info.value_size) != (4, dtype.itemsize):
-                raise RuntimeError(
-                    f"a conntrack table is {info.key_size}/{info.value_size} bytes, conntrack.py expects "
-                    f"4/{dtype.itemsize}"
-                )
-            size = info.max_entries * dtype.itemsize
-            mapped = mmap.mmap(fd, -(-size // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
-            self._maps.append(mapped)
-            self._slots.append(np.frombuffer(mapped, dtype, info.max_entries))
-        self.slots = info.max_entries  # of each table
+        self._slots = [self._map(self._tables[0], SLOT4_DTYPE), self._map(self._tables[1], SLOT6_DTYPE)]
+        self.slots = len(self._slots[0])  # of each table
+        self._used = self._map(self._used_table, np.dtype("<u8"))  # a bit per slot: ct4's, then ct6's
+        if len(self._used) * 64 != 2 * self.slots:
+            raise RuntimeError(f"ct_used has {len(self._used) * 64} bits for {2 * self.slots} slots")
+
+    def _map(self, table: Any, dtype: np.dtype) -> np.ndarray:
+        """A table's values, mapped read-only."""
+        fd = int(table.map_fd)
+        info = map_info(fd)
+        if info.value_size != dtype.itemsize:
+            raise RuntimeError(f"{info.name} has {info.value_size}-byte values, conntrack.py expects {dtype.itemsize}")
+        size = -(-info.max_entries * dtype.itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
+        mapped = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        self._maps.append(mapped)
+        return np.frombuffer(mapped, dtype, info.max_entries)
 
     def close(self) -> None:
         """Unmap the tables (a mapping still lent to an array someone kept goes with that array)."""
         self._slots.clear()
+        del self._used
         for mapped in self._maps:
             with contextlib.suppress(BufferError):
                 mapped.close()
@@ -179,8 +183,7 @@ class ConntrackTable:
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys, entries) of every connection, IPv4's first, as arrays of KEY_DTYPE and ENTRY_DTYPE."""
-        slots4 = self._slots[0][self._slots[0]["key"]["family"] != 0]  # copies
-        slots6 = self._slots[1][self._slots[1]["key"]["family"] != 0]
+        slots4, slots6 = (slots[slots["key"]["family"] != 0] for slots in self._held())
         keys4 = slots4["key"]
         widened = np.zeros(len(keys4), KEY_DTYPE)
         addr = widened["addr"].view("u1").reshape(-1, 2, 16)
@@ -188,6 +191,13 @@ class ConntrackTable:
         for field in ("port", "proto", "family", "scope"):
             widened[field] = keys4[field]
         return np.concatenate([widened, slots6["key"]]), np.concatenate([slots4["e"], slots6["e"]])
+
+    def _held(self) -> list[np.ndarray]:
+        """Copies of the slots ct_used marks, of each table (a slot being written may be among them, empty)."""
+        bits = np.unpackbits(self._used.view(np.uint8), bitorder="little")
+        return [
+            slots[np.flatnonzero(bits[i * self.slots : (i + 1) * self.slots])] for i, slots in enumerate(self._slots)
+        ]
 
     def connections(self) -> list[Connection]:
         keys, entries = self.read()
@@ -198,6 +208,8 @@ class ConntrackTable:
         for table, slots in zip(self._tables, self._slots, strict=True):
             for index in np.flatnonzero(slots["key"]["family"]):
                 table[table.Key(int(index))] = table.Leaf()
+        for word in np.flatnonzero(self._used):
+            self._used_table[self._used_table.Key(int(word))] = self._used_table.Leaf(0)
 
     def sweep(self, interval_ns: int, now_ns: int | None = None) -> int:
         """Report the pending counts of every connection whose last report is at least `interval_ns` old, and

@@ -20,7 +20,8 @@
  *   written, then the new key, then the slot is released. A packet that found the old key just before may still
  *   count into it: only when a live connection is evicted, and only that packet.
  * - The agent reads both tables through a read-only mapping (BPF_F_MMAPABLE), so its sweep reads memory, not
- *   system calls; `ct_flush` removes an entry the same way an eviction does.
+ *   system calls; `ct_used` has a bit for each slot holding a connection, so it reads only those slots.
+ *   `ct_flush` removes an entry the same way an eviction does.
  *
  * Orders between CPUs rely on x86's: stores are seen in the order they are made.
  */
@@ -32,11 +33,12 @@
 #define FS_CT_WINDOW 4 /* slots a key may live in: its home slot and the next three */
 _Static_assert((FS_CT_MAX & (FS_CT_MAX - 1)) == 0, "FS_CT_MAX: slot indexes are taken modulo a power of two");
 
-/* A slot's parts, found once: its key (as words), its busy flag, its entry. */
+/* A slot's parts, found once: its key (as words), its busy flag, its entry, and where it is. */
 struct fs_ct_slot_ref {
 	__u64 *key;
 	__u64 *busy;
 	struct fs_ct_entry *e;
+	__u32 index;
 };
 
 static __always_inline __u32 fs_ct_key_words(int ipv6)
@@ -64,6 +66,7 @@ static __always_inline __u32 fs_ct_home(const union fs_ct_key *key, int ipv6)
 static __always_inline int fs_ct_slot(struct fs_ct_slot_ref *ref, int ipv6, __u32 index)
 {
 	index &= FS_CT_MAX - 1;
+	ref->index = index;
 	if (ipv6) {
 		struct fs_ct6_slot *slot = ct6.lookup(&index);
 
@@ -180,10 +183,26 @@ static __always_inline int fs_ct_take(struct fs_ct_slot_ref *ref, const union fs
 	return held ? 2 : 1;
 }
 
+/* Say in ct_used whether a slot holds a connection; an atomic operation only when the bit changes. */
+static __always_inline void fs_ct_mark(const struct fs_ct_slot_ref *ref, int ipv6, int used)
+{
+	__u32 word = (ipv6 ? FS_CT_MAX / 64 : 0) + ref->index / 64;
+	__u64 bit = 1ULL << (ref->index % 64);
+	__u64 *bits = ct_used.lookup(&word);
+
+	if (!bits || !(*bits & bit) == !used)
+		return;
+	if (used)
+		__sync_fetch_and_or(bits, bit);
+	else
+		__sync_fetch_and_and(bits, ~bit);
+}
+
 /* Give a slot taken with fs_ct_take() its key, and release it. */
 static __always_inline void fs_ct_publish(struct fs_ct_slot_ref *ref, const union fs_ct_key *key, int ipv6)
 {
 	fs_ct_key_copy(ref->key, (const __u64 *)key, ipv6);
+	fs_ct_mark(ref, ipv6, 1);
 	*ref->busy = 0;
 }
 
@@ -200,6 +219,7 @@ static __always_inline void fs_ct_remove(const union fs_ct_key *key, int ipv6)
 		if (__sync_val_compare_and_swap(ref.busy, 0, 1) != 0)
 			return;
 		fs_ct_key_clear(ref.key, ipv6);
+		fs_ct_mark(&ref, ipv6, 0);
 		*ref.busy = 0;
 		return;
 	}

@@ -188,6 +188,9 @@ BPF_PROG_ARRAY(calls, FS_CALLS_MAX);
 BPF_ARRAY(config, struct fs_config, 1);
 BPF_F_TABLE("array", __u32, struct fs_ct4_slot, ct4, FS_CT_MAX, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", __u32, struct fs_ct6_slot, ct6, FS_CT_MAX, BPF_F_MMAPABLE);
+/* ct_used: a bit per slot that holds a connection, ct4's slots first, then ct6's (cttable.h): the agent reads
+ * 16 KiB to find the connections instead of every slot of both tables (28 MiB). */
+BPF_F_TABLE("array", __u32, __u64, ct_used, 2 * FS_CT_MAX / 64, BPF_F_MMAPABLE);
 BPF_HASH(policy, struct fs_policy_key, struct fs_policy_value, FS_POLICY_MAX);
 BPF_HASH(policy_enforce, struct fs_policy_enforce_key, struct fs_policy_enforce_value, FS_POLICY_SUBJECTS_MAX);
 
