@@ -5,9 +5,9 @@
  *
  * Why not BPF hash maps: every packet looks its connection up once at every hook it crosses, and a hash map's
  * lookup is three kernel calls (the lookup, the hash, the key comparison). On this kind of machine (Retpolines
- * and Safe RET against Spectre and SRSO) each return costs dearly: a UDP flood between two pods lost 3.2% of its
- * throughput to the LRU hash's lookups against array lookups, which the verifier turns into a few instructions
- * in line (bench/RESULTS.md). The price is doing here what the kernel did:
+ * and Safe RET against Spectre and SRSO) each return costs dearly: a 64-byte UDP flood between two pods carried
+ * 3.5% more with array lookups, which the verifier turns into a few instructions in line, than with the LRU
+ * hash's (bench/ab_bench.py, bench/RESULTS.md). The price is doing here what the kernel did:
  *
  * - Where a key lives: its home slot, a hash of the key and a random seed (FS_CT_SEED, compiled in by the
  *   loader at every load: keys cannot be chosen to pile up in one place), or one of the next FS_CT_WINDOW - 1
