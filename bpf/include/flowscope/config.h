@@ -31,7 +31,7 @@
 #endif
 
 #ifndef FS_CT_MAX
-#define FS_CT_MAX 65536 /* connections tracked per address family; the least recently used go first */
+#define FS_CT_MAX 65536 /* slots per address family, a power of two; when full, see cttable.h */
 #endif
 
 #ifndef FS_POLICY_MAX

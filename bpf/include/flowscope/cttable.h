@@ -62,6 +62,14 @@ static __always_inline __u32 fs_ct_home(const union fs_ct_key *key, int ipv6)
 	return (__u32)h;
 }
 
+/* Point `ref` at the parts of `slot`, a struct fs_ct4_slot or fs_ct6_slot (a macro: two types, one shape). */
+#define FS_CT_SLOT_REF(ref, slot)                    \
+	({                                           \
+		(ref)->key = (__u64 *)&(slot)->key; \
+		(ref)->busy = &(slot)->busy;         \
+		(ref)->e = &(slot)->e;               \
+	})
+
 /* Slot `index` (taken modulo the table's size) of the family's table; 0 when the lookup fails. */
 static __always_inline int fs_ct_slot(struct fs_ct_slot_ref *ref, int ipv6, __u32 index)
 {
@@ -72,20 +80,15 @@ static __always_inline int fs_ct_slot(struct fs_ct_slot_ref *ref, int ipv6, __u3
 
 		if (!slot)
 			return 0;
-		ref->key = (__u64 *)&slot->key;
-		ref->busy = &slot->busy;
-		ref->e = &slot->e;
-		return 1;
+		FS_CT_SLOT_REF(ref, slot);
 	} else {
 		struct fs_ct4_slot *slot = ct4.lookup(&index);
 
 		if (!slot)
 			return 0;
-		ref->key = (__u64 *)&slot->key;
-		ref->busy = &slot->busy;
-		ref->e = &slot->e;
-		return 1;
+		FS_CT_SLOT_REF(ref, slot);
 	}
+	return 1;
 }
 
 static __always_inline int fs_ct_slot_holds(const struct fs_ct_slot_ref *ref, const union fs_ct_key *key, int ipv6)
