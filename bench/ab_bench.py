@@ -38,8 +38,8 @@ def serve(tree: Path) -> None:
     sys.path[:0] = [str(tree)]
     if any(name == "observer" or name.startswith("observer.") for name in sys.modules):
         raise RuntimeError("the worker imported an observer package before its checkout's")
-    from observer.datapath import Datapath
-    from observer.datapath.bpfsys import prog_info
+    from flowscope.observer.datapath import Datapath
+    from flowscope.observer.datapath.bpfsys import prog_info
 
     request = json.loads(sys.stdin.readline())
     with Datapath() as dp:
@@ -89,7 +89,7 @@ class Swap:
     """The node's hooks running this checkout's programs (`set(True)`) or the other's (`set(False)`)."""
 
     def __init__(self, hooks: list[tuple[int, int, str]], after: dict[str, int], before: dict[str, int]) -> None:
-        from observer.datapath.bpfsys import prog_fd_by_id, tcx_link_create
+        from flowscope.observer.datapath.bpfsys import prog_fd_by_id, tcx_link_create
 
         self.fds = {
             on: {name: prog_fd_by_id(pid) for name, pid in ids.items()} for on, ids in ((True, after), (False, before))
@@ -97,7 +97,7 @@ class Swap:
         self.links = [(name, tcx_link_create(self.fds[False][name], ifindex, kind)) for ifindex, kind, name in hooks]
 
     def set(self, on: bool) -> None:
-        from observer.datapath.bpfsys import link_update
+        from flowscope.observer.datapath.bpfsys import link_update
 
         for name, link in self.links:
             link_update(link, self.fds[on][name])
@@ -126,8 +126,8 @@ def main() -> int:
         parser.error("--before is needed")
     from paired_bench import pair_up, ratio, ratio_interval, run_windows
 
-    from lab import Lab
-    from lab.netns import inside
+    from flowscope.lab import Lab
+    from flowscope.lab.netns import inside
 
     with Lab(f"ab{os.getpid()}") as lab:
         lab.up(traffic=False, agent=False)

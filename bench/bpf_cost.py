@@ -32,10 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common import NODE, agent, tcp_gbps, udp64_pps, update_results
-
-from lab import Lab
-from observer.datapath.bpfsys import bpf
-from observer.datapath.tc import ENTRY_PROGRAMS
+from flowscope.lab import Lab
+from flowscope.observer.datapath.bpfsys import bpf
+from flowscope.observer.datapath.tc import ENTRY_PROGRAMS
 
 HERE = Path(__file__).resolve()
 BPF_ENABLE_STATS = 32  # bpf(2) command

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 
-from lab import Lab
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.lab import Lab
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 IPERF_PORT = 5201

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+
 from common import (
     agent,
     cpu_seconds,
@@ -38,9 +39,8 @@ from common import (
     udp64_pps,
     update_results,
 )
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
-
-from lab import Lab
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.lab import Lab
 
 CAPACITY = 65535
 VARIANTS = ("none", "tc floor", "flowscope none", "flowscope medium", "tcpdump")

@@ -30,13 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from common import IPERF_PORT, NODE, agent, cpu_seconds, server_status, update_results
 from pyroute2 import IPRoute
 
-from lab import Lab
-from lab.netns import inside
-from observer.datapath import pins
-from observer.datapath.bpfsys import (
+from common import IPERF_PORT, NODE, agent, cpu_seconds, server_status, update_results
+from flowscope.lab import Lab
+from flowscope.lab.netns import inside
+from flowscope.observer.datapath import pins
+from flowscope.observer.datapath.bpfsys import (
     BPF_TCX_EGRESS,
     BPF_TCX_INGRESS,
     link_detach,
@@ -44,7 +44,7 @@ from observer.datapath.bpfsys import (
     prog_fd_by_id,
     tcx_link_create,
 )
-from observer.datapath.tc import ENTRY_PROGRAMS, LINKS
+from flowscope.observer.datapath.tc import ENTRY_PROGRAMS, LINKS
 
 
 @dataclass

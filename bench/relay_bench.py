@@ -36,10 +36,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
-from common import cpu_seconds, update_results
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 
-from lab import Lab
+from common import cpu_seconds, update_results
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.lab import Lab
 
 PROJECT = Path(__file__).resolve().parents[1]
 AGENT = shlex.split(os.environ.get("FLOWSCOPE_RELAY_TEST_AGENT", "")) or [
@@ -178,7 +178,7 @@ def measure_last(lab: Lab) -> dict[str, float]:
         with futures.ThreadPoolExecutor(3) as pool:
             counts = list(pool.map(lambda s: timed_last(s, LAST)[1], sockets))
         direct_runs.append((time.monotonic() - start, sum(counts)))
-    cli = [sys.executable, "-m", "cli.main", "observe", "--server", lab.relay_address, "--last", str(LAST)]
+    cli = [sys.executable, "-m", "flowscope.cli.main", "observe", "--server", lab.relay_address, "--last", str(LAST)]
     start = time.monotonic()
     subprocess.run([*cli, "-o", "jsonpb"], stdout=subprocess.DEVNULL, check=True, cwd=PROJECT, timeout=300)
     cli_seconds = time.monotonic() - start
@@ -200,7 +200,7 @@ def measure_last(lab: Lab) -> dict[str, float]:
 def serve_synthetic(nodes: list[str], folder: Path) -> None:
     """Serve GetFlows as node `name` on folder/name.sock: in follow mode, flows stamped now, as fast as gRPC
     takes them. Runs in a child process (`--synthetic`), so the agents' Python is not the relay's."""
-    from flowscope_api.flow import flow_pb2
+    from flowscope.api.flow import flow_pb2
 
     def agent(name: str) -> grpc.GenericRpcHandler:
         template = observer_pb2.GetFlowsResponse(node_name=name)
@@ -244,7 +244,7 @@ def measure_synthetic(seconds: float) -> dict[str, float]:
     """Follow through a relay (a `flowscope relay` process) fed by three synthetic agents; flows per second."""
     import tempfile
 
-    from lab.relay import free_address
+    from flowscope.lab.relay import free_address
 
     folder = Path(tempfile.mkdtemp(prefix="fs-rbench-"))
     nodes = ["node1", "node2", "node3"]
@@ -252,7 +252,7 @@ def measure_synthetic(seconds: float) -> dict[str, float]:
     address = free_address()
     peers = [f"{n}=unix://{folder / n}.sock" for n in nodes]
     relay = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "relay", "--listen-address", address, "--peers", *peers],
+        [sys.executable, "-m", "flowscope.cli.main", "relay", "--listen-address", address, "--peers", *peers],
         cwd=PROJECT,
         stderr=subprocess.DEVNULL,
         preexec_fn=_with_parent,

@@ -41,9 +41,9 @@ def serve(tree: Path) -> None:
     sys.path[:0] = [str(tree), str(tree / "tests" / "datapath")]
     from dp_packets import ACK, ETH_P_IP, IPPROTO_TCP, SYN, eth, ipv4, tcp
 
-    from observer.datapath import Datapath, DatapathConfig
-    from observer.datapath.policymaps import INGRESS, PolicyKey, PolicyValue
-    from observer.datapath.testrun import prog_test_run
+    from flowscope.observer.datapath import Datapath, DatapathConfig
+    from flowscope.observer.datapath.policymaps import INGRESS, PolicyKey, PolicyValue
+    from flowscope.observer.datapath.testrun import prog_test_run
 
     out = eth(ETH_P_IP, ipv4(POD, PEER, IPPROTO_TCP, tcp(40000, 80, SYN)))
     out_ack = eth(ETH_P_IP, ipv4(POD, PEER, IPPROTO_TCP, tcp(40000, 80, ACK, bytes(10))))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bcc import BPF
 
-from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, TcAttachments
+from flowscope.observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, TcAttachments
 
 SOURCE = Path(__file__).resolve().parent / "bpf" / "tc_floor.c"
 

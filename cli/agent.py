@@ -8,8 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
-from cli.config import add_agent_flags, agent_settings
-from observer.paths import DEFAULT_SOCKET
+from flowscope.cli.config import add_agent_flags, agent_settings
+from flowscope.observer.paths import DEFAULT_SOCKET
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: loading the agent (bcc, numpy, the datapath) costs every other command 0.4 s otherwise.
-    from observer.agent import Agent, AgentConfig
-    from observer.server.tls import TLSConfigError, server_tls
+    from flowscope.observer.agent import Agent, AgentConfig
+    from flowscope.observer.server.tls import TLSConfigError, server_tls
 
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from flowscope_api.control import control_pb2, control_pb2_grpc
 
-from cli.connection import Connection, ServerOptions, add_server_flags, connect
-from cli.errors import CliError
+from flowscope.api.control import control_pb2, control_pb2_grpc
+from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
+from flowscope.cli.errors import CliError
 
 KEYS = ("monitor-aggregation", "monitor-aggregation-interval", "monitor-aggregation-flags")
 
@@ -101,7 +101,7 @@ def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
 
 
 def add_agent_flags(parser: argparse.ArgumentParser) -> None:
-    from observer.aggregation.settings import parse_flags, parse_interval_ms, parse_level
+    from flowscope.observer.aggregation.settings import parse_flags, parse_interval_ms, parse_level
 
     group = parser.add_argument_group("monitor aggregation and policy")
     group.add_argument(
@@ -132,7 +132,7 @@ def agent_settings(args: argparse.Namespace) -> dict[str, Any]:
     """AgentConfig's fields from the flags add_agent_flags defined."""
     from pathlib import Path
 
-    from observer.aggregation.settings import AggregationSettings
+    from flowscope.observer.aggregation.settings import AggregationSettings
 
     aggregation = AggregationSettings.parse(
         args.monitor_aggregation, args.monitor_aggregation_interval, args.monitor_aggregation_flags

@@ -18,9 +18,9 @@ from types import TracebackType
 
 import grpc
 
-from cli.errors import CliError
-from cli.timefmt import positive_duration
-from observer import paths
+from flowscope.cli.errors import CliError
+from flowscope.cli.timefmt import positive_duration
+from flowscope.observer import paths
 
 DEFAULT_SERVER = "localhost:4245"
 DEFAULT_SOCKET = str(paths.DEFAULT_SOCKET)
@@ -182,7 +182,7 @@ def host_port(target: str) -> tuple[str, int] | None:
 def _open_channel(target: str, options: ServerOptions) -> grpc.Channel:
     if not options.tls:
         return grpc.insecure_channel(target)
-    from cli.tls import secure_channel
+    from flowscope.cli.tls import secure_channel
 
     return secure_channel(target, options)
 

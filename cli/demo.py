@@ -9,7 +9,7 @@ import argparse
 import subprocess
 import sys
 
-from cli.errors import CliError
+from flowscope.cli.errors import CliError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab import Lab  # the lab's imports are only for this command
+    from flowscope.lab import Lab  # the lab's imports are only for this command
 
     lab = Lab(args.name, nodes=args.nodes, default_socket=True)
     try:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         server = f"unix://{lab.agent_socket('node1')}" if args.nodes == 1 else "localhost:4245"
         extra = [a for a in args.observe_args if a != "--"]
         print(f"flows from {server} (Ctrl-C to stop and take the lab down)", flush=True)
-        observe = [sys.executable, "-m", "cli.main", "observe", "--follow", "--server", server, *extra]
+        observe = [sys.executable, "-m", "flowscope.cli.main", "observe", "--follow", "--server", server, *extra]
         with subprocess.Popen(observe) as viewer:
             try:
                 viewer.wait()

@@ -13,9 +13,9 @@ import argparse
 import sys
 import time
 
-from cli.errors import CliError
-from lab import Lab, LabStatus
-from lab.topology import LABS_DIR
+from flowscope.cli.errors import CliError
+from flowscope.lab import Lab, LabStatus
+from flowscope.lab.topology import LABS_DIR
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,15 +7,15 @@ import json
 from collections.abc import Callable
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
-from flowscope_api.relay import relay_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from cli.connection import ServerOptions, add_server_flags, connect
-from cli.errors import CliError
-from cli.printer.tabwriter import align
-from cli.timefmt import format_duration
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.connection import ServerOptions, add_server_flags, connect
+from flowscope.cli.errors import CliError
+from flowscope.cli.printer.tabwriter import align
+from flowscope.cli.timefmt import format_duration
 
 NOT_AVAILABLE = "N/A"
 

@@ -15,19 +15,19 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from cli.errors import CliError
+from flowscope.cli.errors import CliError
 
 COMMAND_MODULES = (
-    "cli.observe",
-    "cli.status",
-    "cli.listing",
-    "cli.agent",
-    "cli.lab",
-    "cli.relay",
-    "cli.demo",
-    "cli.policy",
-    "cli.config",
-    "cli.top",
+    "flowscope.cli.observe",
+    "flowscope.cli.status",
+    "flowscope.cli.listing",
+    "flowscope.cli.agent",
+    "flowscope.cli.lab",
+    "flowscope.cli.relay",
+    "flowscope.cli.demo",
+    "flowscope.cli.policy",
+    "flowscope.cli.config",
+    "flowscope.cli.top",
 )
 
 

@@ -17,13 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from flowscope_api.control import control_pb2
 from google.protobuf import json_format
 
-from cli.config import control_call
-from cli.connection import add_server_flags
-from cli.errors import CliError
-from cli.printer.tabwriter import align
+from flowscope.api.control import control_pb2
+from flowscope.cli.config import control_call
+from flowscope.cli.connection import add_server_flags
+from flowscope.cli.errors import CliError
+from flowscope.cli.printer.tabwriter import align
 
 DENIED_EXIT = 3
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58}

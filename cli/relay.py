@@ -16,12 +16,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from cli.errors import CliError
-from cli.timefmt import non_negative_duration, positive_duration
-from observer.paths import DEFAULT_SOCKET
+from flowscope.cli.errors import CliError
+from flowscope.cli.timefmt import non_negative_duration, positive_duration
+from flowscope.observer.paths import DEFAULT_SOCKET
 
 if TYPE_CHECKING:
-    from relay.server import RelayConfig
+    from flowscope.relay.server import RelayConfig
 
 DEFAULT_PEER_SERVICE = f"unix://{DEFAULT_SOCKET}"
 
@@ -107,9 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from(args: argparse.Namespace) -> RelayConfig:
     """The RelayConfig the flags describe; CliError when they contradict each other."""
-    from relay.peers import parse_static
-    from relay.server import RelayConfig
-    from relay.tls import TLSConfigError, client_tls, server_tls
+    from flowscope.relay.peers import parse_static
+    from flowscope.relay.server import RelayConfig
+    from flowscope.relay.tls import TLSConfigError, client_tls, server_tls
 
     try:
         peers = parse_static(args.peers)
@@ -142,7 +142,7 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, so other commands do not pay for the relay's modules.
-    from relay.server import RelayServer
+    from flowscope.relay.server import RelayServer
 
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -10,13 +10,13 @@ import argparse
 import json
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 from google.protobuf import json_format
 
-from cli.connection import Connection, ServerOptions, add_server_flags, connect
-from cli.errors import CliError
-from cli.printer.tabwriter import align
-from cli.timefmt import format_duration
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
+from flowscope.cli.errors import CliError
+from flowscope.cli.printer.tabwriter import align
+from flowscope.cli.timefmt import format_duration
 
 OBSERVER_SERVICE = "hubble.server.Observer"
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from cli.connection import host_port
-from cli.errors import CliError, UsageError
+from flowscope.cli.connection import host_port
+from flowscope.cli.errors import CliError, UsageError
 
 if TYPE_CHECKING:
-    from cli.connection import ServerOptions
+    from flowscope.cli.connection import ServerOptions
 
 
 def secure_channel(target: str, options: ServerOptions) -> grpc.Channel:

@@ -3,7 +3,7 @@
 `Lab` is the way in (lab/control.py); `flowscope lab up|down|status` (cli/lab.py) drives it from a shell.
 """
 
-from lab.control import Lab, LabStatus
-from lab.topology import Host, NodeHost, Pod, Topology, plan
+from flowscope.lab.control import Lab, LabStatus
+from flowscope.lab.topology import Host, NodeHost, Pod, Topology, plan
 
 __all__ = ["Host", "Lab", "LabStatus", "NodeHost", "Pod", "Topology", "plan"]

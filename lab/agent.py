@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lab.daemons import Daemon, DaemonError, is_alive
-from lab.services import Service
-from lab.topology import AGENT_PORT, Topology
+from flowscope.lab.daemons import Daemon, DaemonError, is_alive
+from flowscope.lab.services import Service
+from flowscope.lab.topology import AGENT_PORT, Topology
 
 HEALTH_SERVICE = "hubble.server.Observer"
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from lab import daemons, netns, network
-from lab.agent import agent_service, prepare_socket, wait_healthy
-from lab.daemons import Daemon
-from lab.relay import DEFAULT_ADDRESS, free_address, relay_service, stop_strays, wait_relay
-from lab.services import Service, servers, traffic_generator, write_www
-from lab.state import LabState
-from lab.topology import LABS_DIR, Host, NodeHost, Pod, Topology, owns_netns, plan, validate_name
+from flowscope.lab import daemons, netns, network
+from flowscope.lab.agent import agent_service, prepare_socket, wait_healthy
+from flowscope.lab.daemons import Daemon
+from flowscope.lab.relay import DEFAULT_ADDRESS, free_address, relay_service, stop_strays, wait_relay
+from flowscope.lab.services import Service, servers, traffic_generator, write_www
+from flowscope.lab.state import LabState
+from flowscope.lab.topology import LABS_DIR, Host, NodeHost, Pod, Topology, owns_netns, plan, validate_name
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,8 @@ class Lab:
 
     def attached_programs(self, node: str) -> list[AttachedProgram]:
         """The BPF programs on the tcx hooks of a node's devices (the agent's entry programs, and any other)."""
-        root = str(Path(__file__).resolve().parents[1])
-        code = f"import sys; sys.path.insert(0, {root!r}); from observer.datapath.tc import main; main()"
         found = []
-        for line in self.exec(node, [sys.executable, "-c", code]).stdout.splitlines():
+        for line in self.exec(node, [sys.executable, "-m", "flowscope.observer.datapath.tc"]).stdout.splitlines():
             device, direction, _, prog_id, _, name = line.split()
             found.append(AttachedProgram(device, direction, int(prog_id), name))
         return found

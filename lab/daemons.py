@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.netns import exec_argv
+from flowscope.lab.netns import exec_argv
 
 # Popen objects of daemons this process started, so their exit is reaped (no zombies that look alive) and
 # Python does not warn about children it forgot.

@@ -18,9 +18,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.dualstack import TCPServer, UDPServer, serve_until_terminated
-from lab.topology import DNS_PORT, DOMAIN
-from observer.metadata import Cluster
+from flowscope.lab.dualstack import TCPServer, UDPServer, serve_until_terminated
+from flowscope.lab.topology import DNS_PORT, DOMAIN
+from flowscope.observer.metadata import Cluster
 
 TYPE_A, TYPE_AAAA, TYPE_OPT, TYPE_ANY = 1, 28, 41, 255
 CLASS_IN = 1

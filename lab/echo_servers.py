@@ -15,8 +15,8 @@ import socket
 import socketserver
 import sys
 
-from lab.dualstack import TCPServer, UDPServer, client_socket, serve_until_terminated
-from lab.topology import TCP_RR_PORT, UDP_ECHO_PORT
+from flowscope.lab.dualstack import TCPServer, UDPServer, client_socket, serve_until_terminated
+from flowscope.lab.topology import TCP_RR_PORT, UDP_ECHO_PORT
 
 
 class RequestResponse(socketserver.StreamRequestHandler):

@@ -12,8 +12,8 @@ peer born directly in its namespace.
 
 from __future__ import annotations
 
-from lab import netns
-from lab.topology import GATEWAY_V4, GATEWAY_V6, Host, NodeHost, Pod, Topology
+from flowscope.lab import netns
+from flowscope.lab.topology import GATEWAY_V4, GATEWAY_V6, Host, NodeHost, Pod, Topology
 
 BRIDGE = "br0"
 

@@ -19,10 +19,10 @@ import socket
 import time
 from pathlib import Path
 
-from lab.agent import default_command
-from lab.daemons import Daemon, DaemonError, is_alive
-from lab.services import Service
-from lab.topology import Topology
+from flowscope.lab.agent import default_command
+from flowscope.lab.daemons import Daemon, DaemonError, is_alive
+from flowscope.lab.services import Service
+from flowscope.lab.topology import Topology
 
 DEFAULT_ADDRESS = "localhost:4245"  # where `flowscope observe` looks first, as hubble's CLI does
 HEALTH_SERVICE = "hubble.server.Observer"
@@ -56,8 +56,9 @@ def wait_relay(daemon: Daemon, address: str, nodes: int, timeout: float = 10.0, 
     serve peer.Peer are found by no relay).
     """
     import grpc
-    from flowscope_api.observer import observer_pb2, observer_pb2_grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 
     deadline = time.monotonic() + start_timeout
     healthy = False

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.topology import DNS_PORT, HTTP_PORT, TCP_RR_PORT, UDP_ECHO_PORT, Topology
+from flowscope.lab.topology import DNS_PORT, HTTP_PORT, TCP_RR_PORT, UDP_ECHO_PORT, Topology
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
             [
                 python,
                 "-m",
-                "lab.dns_server",
+                "flowscope.lab.dns_server",
                 "--cluster-file",
                 str(topology.cluster_file),
                 "--port",
@@ -53,7 +53,7 @@ def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
             [
                 python,
                 "-m",
-                "lab.echo_servers",
+                "flowscope.lab.echo_servers",
                 "serve",
                 "--tcp-port",
                 str(TCP_RR_PORT),
@@ -67,7 +67,7 @@ def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
 
 def traffic_generator(topology: Topology, python: str = sys.executable) -> Service:
     """The generator lives in the underlay namespace and reaches into pods with `ip netns exec`."""
-    argv = [python, "-m", "lab.traffic", "--name", topology.name, "--nodes", str(len(topology.nodes))]
+    argv = [python, "-m", "flowscope.lab.traffic", "--name", topology.name, "--nodes", str(len(topology.nodes))]
     return Service("traffic", topology.underlay_netns, argv)
 
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab.daemons import Daemon
+from flowscope.lab.daemons import Daemon
 
 
 @dataclass

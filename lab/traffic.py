@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
-from lab.netns import exec_argv
-from lab.topology import DOMAIN, TCP_RR_PORT, UDP_ECHO_PORT, Topology, plan
+from flowscope.lab.netns import exec_argv
+from flowscope.lab.topology import DOMAIN, TCP_RR_PORT, UDP_ECHO_PORT, Topology, plan
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
     world = topology.world
     curl = ["curl", "--silent", "--show-error", "--output", "/dev/null", "--max-time", "2", "--globoff"]
     dig = ["dig", "+time=1", "+tries=1"]
-    echo = [python, "-m", "lab.echo_servers"]
+    echo = [python, "-m", "flowscope.lab.echo_servers"]
 
     def ping(address: str) -> list[str]:
         return ["ping", "-c", "1", "-W", "1", address]

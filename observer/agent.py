@@ -22,23 +22,23 @@ from types import FrameType, TracebackType
 
 import numpy as np
 
-from observer.aggregation import AggregationSettings
-from observer.attachments import Attachments
-from observer.control import Control
-from observer.datapath import Datapath, DatapathConfig, pins, reclaim
-from observer.datapath.kallsyms import KernelSymbols
-from observer.datapath.kdrop import KernelDropConfig, KernelDrops
-from observer.endpoints import EndpointRegistry
-from observer.events import event_dtype
-from observer.ingest import Ingest
-from observer.metadata import Cluster
-from observer.parser import FlowDecoder
-from observer.paths import DEFAULT_SOCKET, RUN_DIR
-from observer.ring import FlowRing, check_capacity
-from observer.server.peer import add_peer_service
-from observer.server.serve import ObserverServer
-from observer.server.state import NodeState
-from observer.server.tls import ServerTLS
+from flowscope.observer.aggregation import AggregationSettings
+from flowscope.observer.attachments import Attachments
+from flowscope.observer.control import Control
+from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
+from flowscope.observer.datapath.kallsyms import KernelSymbols
+from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.events import event_dtype
+from flowscope.observer.ingest import Ingest
+from flowscope.observer.metadata import Cluster
+from flowscope.observer.parser import FlowDecoder
+from flowscope.observer.paths import DEFAULT_SOCKET, RUN_DIR
+from flowscope.observer.ring import FlowRing, check_capacity
+from flowscope.observer.server.peer import add_peer_service
+from flowscope.observer.server.serve import ObserverServer
+from flowscope.observer.server.state import NodeState
+from flowscope.observer.server.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 

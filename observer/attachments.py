@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from observer.endpoints import EndpointRegistry
-from observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, Cluster
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, Cluster
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import grpc
 
-from observer.aggregation import Aggregation, AggregationSettings
-from observer.datapath import Datapath
-from observer.endpoints import EndpointRegistry
-from observer.policy import PolicyError, PolicyManager
-from observer.server.control import control_service
+from flowscope.observer.aggregation import Aggregation, AggregationSettings
+from flowscope.observer.datapath import Datapath
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.policy import PolicyError, PolicyManager
+from flowscope.observer.server.control import control_service
 
 log = logging.getLogger(__name__)
 

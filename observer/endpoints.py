@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from observer.metadata import (
+from flowscope.observer.metadata import (
     IDENTITY_HOST,
     IDENTITY_REMOTE_NODE,
     IDENTITY_WORLD,

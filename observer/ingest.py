@@ -26,10 +26,10 @@ from typing import Protocol
 
 import numpy as np
 
-from observer.clock import WallClock
-from observer.events import EVENT_LOST, LOST_KERNEL_BUFFER
-from observer.ring import FlowRing
-from observer.server.state import NodeState
+from flowscope.observer.clock import WallClock
+from flowscope.observer.events import EVENT_LOST, LOST_KERNEL_BUFFER
+from flowscope.observer.ring import FlowRing
+from flowscope.observer.server.state import NodeState
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
 """Generate the Python code for the .proto files in this folder into proto/gen/.
 
-Why a separate tree: the wire packages are named `flow`, `observer`, `relay` and `peer` (Hubble's names, which
-clients rely on), but the Python modules live under `flowscope_api` so they never shadow the project's own
-`observer` and `relay` packages. The generated code is rebuilt by scripts/setup and never edited by hand.
+Why the files compile as `flowscope/api/...`: the wire packages are named `flow`, `observer`, `relay` and
+`peer` (Hubble's names, which clients rely on), but the Python modules must live inside the one installed
+package, `flowscope.api`, so that nothing generic lands in site-packages and nothing shadows the project's own
+`flowscope.observer` and `flowscope.relay`. protoc's virtual include path gives the sources that prefix without
+moving them. The generated code is rebuilt by scripts/setup and never edited by hand.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "gen"
+PREFIX = "flowscope/api"
 
 
 def main() -> int:
     from grpc_tools import protoc  # type: ignore[import-untyped]
 
-    sources = sorted(str(p.relative_to(HERE)) for p in (HERE / "flowscope_api").rglob("*.proto"))
+    sources = sorted(f"{PREFIX}/{p.relative_to(HERE)}" for p in HERE.rglob("*.proto") if OUT not in p.parents)
     include = Path(protoc.__file__).parent / "_proto"
     tmp = OUT.with_name("gen.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     args = [
         "protoc",
-        f"-I{HERE}",
+        f"-I{PREFIX}={HERE}",
         f"-I{include}",
         f"--python_out={tmp}",
         f"--pyi_out={tmp}",
@@ -35,7 +38,8 @@ def main() -> int:
     if protoc.main(args) != 0:
         print("proto/build.py: protoc failed", file=sys.stderr)
         return 1
-    for folder in [tmp / "flowscope_api", *(p for p in (tmp / "flowscope_api").rglob("*") if p.is_dir())]:
+    api = tmp / PREFIX
+    for folder in [api, *(p for p in api.rglob("*") if p.is_dir())]:
         (folder / "__init__.py").touch()
         (folder / "py.typed").touch()
     shutil.rmtree(OUT, ignore_errors=True)

@@ -21,8 +21,8 @@ from typing import Any
 import grpc
 import grpc.experimental
 
-from relay.backoff import Backoff, channel_options
-from relay.tls import ClientTLS
+from flowscope.relay.backoff import Backoff, channel_options
+from flowscope.relay.tls import ClientTLS
 
 MAX_MESSAGE = 16 * 1024 * 1024
 KEEPALIVE_S = 1.0  # a ping after this long without one, and this long for its answer

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 
-from relay import wire
-from relay.backoff import Backoff
-from relay.merge import Merger
-from relay.pool import Connection, PeerPool
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.relay import wire
+from flowscope.relay.backoff import Backoff
+from flowscope.relay.merge import Merger
+from flowscope.relay.pool import Connection, PeerPool
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from relay import wire
+from flowscope.relay import wire
 
 WINDOW_S = 0.05
 QUIET_S = 0.25

@@ -12,11 +12,11 @@ import logging
 import threading
 
 import grpc
-from flowscope_api.peer import peer_pb2, peer_pb2_grpc
 
-from relay.backoff import Backoff
-from relay.dial import Dialer, target_of
-from relay.pool import Peer, PeerPool
+from flowscope.api.peer import peer_pb2, peer_pb2_grpc
+from flowscope.relay.backoff import Backoff
+from flowscope.relay.dial import Dialer, target_of
+from flowscope.relay.pool import Peer, PeerPool
 
 log = logging.getLogger(__name__)
 

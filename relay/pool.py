@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 
-from relay.dial import Dialer
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.relay.dial import Dialer
 
 log = logging.getLogger(__name__)
 

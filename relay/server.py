@@ -16,16 +16,16 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
-from flowscope_api.observer import observer_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from relay import status
-from relay.dial import KEEPALIVE_S, Dialer
-from relay.fanout import Fanout, RejectedRequest
-from relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
-from relay.peers import PeerServiceFollower
-from relay.pool import Peer, PeerPool
-from relay.tls import ClientTLS, ServerTLS
+from flowscope.api.observer import observer_pb2
+from flowscope.relay import status
+from flowscope.relay.dial import KEEPALIVE_S, Dialer
+from flowscope.relay.fanout import Fanout, RejectedRequest
+from flowscope.relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
+from flowscope.relay.peers import PeerServiceFollower
+from flowscope.relay.pool import Peer, PeerPool
+from flowscope.relay.tls import ClientTLS, ServerTLS
 
 log = logging.getLogger(__name__)
 

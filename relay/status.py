@@ -18,11 +18,11 @@ from importlib import metadata
 from typing import Any
 
 import grpc
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 from google.protobuf import wrappers_pb2
 
-from relay.pool import Connection
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.relay.pool import Connection
 
 MAX_UNAVAILABLE_NAMES = 10
 ASK_TIMEOUT_S = 2.0

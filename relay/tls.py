@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from observer.server.tls import ServerTLS, TLSConfigError, read_file, server_tls
+from flowscope.observer.server.tls import ServerTLS, TLSConfigError, read_file, server_tls
 
 __all__ = ["ClientTLS", "ServerTLS", "TLSConfigError", "client_tls", "server_tls"]
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
+
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
 
 __all__ = ["DecodeError", "Scanned", "lost_events", "name_suffix", "node_status", "scan", "timestamp"]
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from observer import events
-from observer.endpoints import EndpointRegistry
-from observer.metadata import Cluster, Endpoint, Node
-from observer.parser.packet import parse_packet
+from flowscope.observer import events
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.metadata import Cluster, Endpoint, Node
+from flowscope.observer.parser.packet import parse_packet
 
 TS = 1_700_000_000_123_456_789  # wall-clock ns of every record unless told otherwise
 MAC_A = "02:00:00:00:00:0a"

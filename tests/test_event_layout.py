@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from observer.events import HEADER_FIELDS, event_dtype
+from flowscope.observer.events import HEADER_FIELDS, event_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
 from records import TS, lab_registry, lost_record, record, tcp4
 
-from observer import events
-from observer.filters import FilterContext
-from observer.parser import FlowDecoder
-from observer.ring import FlowRing
-from observer.server.getflows import FlowReader, select
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.observer import events
+from flowscope.observer.filters import FilterContext
+from flowscope.observer.parser import FlowDecoder
+from flowscope.observer.ring import FlowRing
+from flowscope.observer.server.getflows import FlowReader, select
 
 REGISTRY = lab_registry()
 DECODER = FlowDecoder("node1", REGISTRY, b"instance")

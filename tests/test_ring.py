@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from observer.events import event_dtype
-from observer.ring import FlowRing, check_capacity
+from flowscope.observer.events import event_dtype
+from flowscope.observer.ring import FlowRing, check_capacity
 
 DTYPE = event_dtype()
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cli.observe.command import register, run
+from flowscope.cli.observe.command import register, run
 
 __all__ = ["register", "run"]

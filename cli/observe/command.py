@@ -6,14 +6,14 @@ import argparse
 import sys
 
 import grpc
-from flowscope_api.observer import observer_pb2_grpc
 
-from cli.connection import ServerOptions, add_server_flags, connect
-from cli.errors import UsageError
-from cli.observe.flags import add_filter_flags, add_format_flags, add_selector_flags
-from cli.observe.request import build_request, raw_filters_yaml
-from cli.printer import FlowPrinter, PrintOptions, Sink, make_printer
-from cli.printer.sink import wants_color
+from flowscope.api.observer import observer_pb2_grpc
+from flowscope.cli.connection import ServerOptions, add_server_flags, connect
+from flowscope.cli.errors import UsageError
+from flowscope.cli.observe.flags import add_filter_flags, add_format_flags, add_selector_flags
+from flowscope.cli.observe.request import build_request, raw_filters_yaml
+from flowscope.cli.printer import FlowPrinter, PrintOptions, Sink, make_printer
+from flowscope.cli.printer.sink import wants_color
 
 DESCRIPTION = """\
 Observe flows of a flowscope (or Hubble) server: the last 20 by default, --follow to keep watching.

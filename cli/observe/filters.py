@@ -14,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowscope_api.flow import flow_pb2
-
-from cli.observe.values import (
+from flowscope.api.flow import flow_pb2
+from flowscope.cli.observe.values import (
     parse_bool,
     parse_drop_reason,
     parse_event_type,

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
 from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from cli.errors import UsageError
-from cli.observe.flags import filter_builder
-from cli.timefmt import parse_time, to_timestamp
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.errors import UsageError
+from flowscope.cli.observe.flags import filter_builder
+from flowscope.cli.timefmt import parse_time, to_timestamp
 
 DEFAULT_LAST = 20
 ALL_FLOWS = 2**64 - 1

@@ -3,9 +3,8 @@ wording, so a mistyped value is reported as clearly as hubble reports it."""
 
 from __future__ import annotations
 
-from flowscope_api.flow import flow_pb2
-
-from cli import names
+from flowscope.api.flow import flow_pb2
+from flowscope.cli import names
 
 
 def parse_identity(value: str) -> int:

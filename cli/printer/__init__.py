@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from cli.printer.base import FlowPrinter, PrintOptions
-from cli.printer.compact import CompactPrinter
-from cli.printer.dictfmt import DictPrinter
-from cli.printer.jsonpb import JsonPrinter
-from cli.printer.sink import Sink
-from cli.printer.table import TablePrinter
+from flowscope.cli.printer.base import FlowPrinter, PrintOptions
+from flowscope.cli.printer.compact import CompactPrinter
+from flowscope.cli.printer.dictfmt import DictPrinter
+from flowscope.cli.printer.jsonpb import JsonPrinter
+from flowscope.cli.printer.sink import Sink
+from flowscope.cli.printer.table import TablePrinter
 
 PRINTERS: dict[str, type[FlowPrinter]] = {
     "compact": CompactPrinter,

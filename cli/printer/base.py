@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
-
-from cli.printer.sink import Sink
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.printer.sink import Sink
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from flowscope_api.observer import observer_pb2
-
-from cli.printer import fields
-from cli.printer.base import FlowPrinter
-from cli.printer.events import lost_source, node_status_line
-from cli.printer.sink import Segment
-from cli.timefmt import format_timestamp
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.printer import fields
+from flowscope.cli.printer.base import FlowPrinter
+from flowscope.cli.printer.events import lost_source, node_status_line
+from flowscope.cli.printer.sink import Segment
+from flowscope.cli.timefmt import format_timestamp
 
 
 class CompactPrinter(FlowPrinter):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
-
-from cli.printer import fields
-from cli.printer.base import FlowPrinter
-from cli.printer.events import join_with_cutoff, lost_source
-from cli.printer.sink import Segment, Sink
-from cli.timefmt import format_timestamp
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.printer import fields
+from flowscope.cli.printer.base import FlowPrinter
+from flowscope.cli.printer.events import join_with_cutoff, lost_source
+from flowscope.cli.printer.sink import Segment, Sink
+from flowscope.cli.timefmt import format_timestamp
 
 SEPARATOR = "------------"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
-
-from cli.timefmt import format_timestamp
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.timefmt import format_timestamp
 
 _NODE_NAMES_CUTOFF = 50
 

@@ -3,11 +3,10 @@ coloured as hubble's printer does (hubble/pkg/printer), plus flowscope's kernel 
 
 from __future__ import annotations
 
-from flowscope_api.flow import flow_pb2
-
-from cli import names
-from cli.printer.sink import Segment
-from observer.icmp import icmp_text
+from flowscope.api.flow import flow_pb2
+from flowscope.cli import names
+from flowscope.cli.printer.sink import Segment
+from flowscope.observer.icmp import icmp_text
 
 HOST, PORT, IDENTITY = "cyan", "yellow", "magenta"
 GREEN, RED, YELLOW = "green", "red", "yellow"

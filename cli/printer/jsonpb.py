@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-from flowscope_api.observer import observer_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from cli.printer.base import FlowPrinter
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.printer.base import FlowPrinter
 
 
 def to_json(message: Message) -> str:

@@ -3,14 +3,13 @@ hubble refuses it with --follow). Plain text: colour codes would break the align
 
 from __future__ import annotations
 
-from flowscope_api.observer import observer_pb2
-
-from cli.printer import fields
-from cli.printer.base import FlowPrinter, PrintOptions
-from cli.printer.events import lost_source, node_status_line
-from cli.printer.sink import Sink
-from cli.printer.tabwriter import align
-from cli.timefmt import format_timestamp
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.printer import fields
+from flowscope.cli.printer.base import FlowPrinter, PrintOptions
+from flowscope.cli.printer.events import lost_source, node_status_line
+from flowscope.cli.printer.sink import Sink
+from flowscope.cli.printer.tabwriter import align
+from flowscope.cli.timefmt import format_timestamp
 
 
 class TablePrinter(FlowPrinter):

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cli.top.command import register, run
+from flowscope.cli.top.command import register, run
 
 __all__ = ["register", "run"]

@@ -17,19 +17,19 @@ import time
 from types import FrameType
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 from rich.console import Console, Group
 from rich.live import Live
 
-from cli.connection import Connection, ServerOptions, add_server_flags, connect
-from cli.errors import CliError
-from cli.observe.flags import add_filter_flags, add_selector_flags
-from cli.observe.request import raw_filters_yaml
-from cli.top import render
-from cli.top.controls import Action, Controls
-from cli.top.keys import RawTerminal, read_keys
-from cli.top.livefilter import LiveFilter, initial_request, initial_text, record_filter_words
-from cli.top.state import FlowTable
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
+from flowscope.cli.errors import CliError
+from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
+from flowscope.cli.observe.request import raw_filters_yaml
+from flowscope.cli.top import render
+from flowscope.cli.top.controls import Action, Controls
+from flowscope.cli.top.keys import RawTerminal, read_keys
+from flowscope.cli.top.livefilter import LiveFilter, initial_request, initial_text, record_filter_words
+from flowscope.cli.top.state import FlowTable
 
 RETRY_SECONDS = 2.0
 FASTEST = 0.1  # seconds between frames when keys ask for more (10 Hz)

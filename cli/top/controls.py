@@ -13,7 +13,7 @@ from enum import Enum
 
 import numpy as np
 
-from cli.top.state import WINDOWS, Snapshot, sort_order
+from flowscope.cli.top.state import WINDOWS, Snapshot, sort_order
 
 SORTS = {"r": "rate", "l": "last", "d": "drops", "t": "total"}
 HELP = "q quit  / filter  r rate (again: window)  l last seen  d drops  t total  f freeze  p pause  ↑↓ PgUp PgDn"

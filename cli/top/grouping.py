@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from flowscope_api.flow import flow_pb2
-
-from cli import names
-from cli.printer import fields
+from flowscope.api.flow import flow_pb2
+from flowscope.cli import names
+from flowscope.cli.printer import fields
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DROPPING = (flow_pb2.DROPPED, flow_pb2.ERROR)

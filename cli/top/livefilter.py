@@ -18,11 +18,10 @@ import shlex
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from flowscope_api.observer import observer_pb2
-
-from cli.errors import CliError, UsageError
-from cli.observe.flags import FILTER_ATTRIBUTE, _FilterAction, add_filter_flags
-from cli.observe.request import build_request
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.errors import CliError, UsageError
+from flowscope.cli.observe.flags import FILTER_ATTRIBUTE, _FilterAction, add_filter_flags
+from flowscope.cli.observe.request import build_request
 
 WORDS_ATTRIBUTE = "top_filter_words"
 BACKFILL = "40s"  # what a new stream asks for first: the longest rate window, so every column fills at once

@@ -15,8 +15,8 @@ from rich.cells import cell_len, set_cell_size
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from cli.top.controls import HELP, Controls
-from cli.top.state import WINDOWS, Nodes, Snapshot
+from flowscope.cli.top.controls import HELP, Controls
+from flowscope.cli.top.state import WINDOWS, Nodes, Snapshot
 
 HEADER_LINES, FOOTER_LINES = 2, 3
 CHROME = HEADER_LINES + 1 + FOOTER_LINES  # every line that is not a row: header, column titles, footer

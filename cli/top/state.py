@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 
-from cli.top.grouping import RowKey, row_key
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.top.grouping import RowKey, row_key
 
 WINDOWS = (2, 10, 40)  # seconds of the rate columns
 RING = WINDOWS[-1] + 2  # the longest window, the partial second at its far end, and the current second

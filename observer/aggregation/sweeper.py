@@ -12,10 +12,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from observer.aggregation.settings import AggregationSettings
+from flowscope.observer.aggregation.settings import AggregationSettings
 
 if TYPE_CHECKING:  # the datapath (bcc) is the agent's to load; the CLI reads these settings too
-    from observer.datapath.maps import RuntimeConfig
+    from flowscope.observer.datapath.maps import RuntimeConfig
 
 log = logging.getLogger(__name__)
 

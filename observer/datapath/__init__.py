@@ -13,12 +13,12 @@ events.
         dp.policy.query("10.200.1.11", "10.200.1.12", 6, 9000)  # the datapath's own policy answer
 """
 
-from observer.datapath import pins
-from observer.datapath.loader import Datapath, reclaim
-from observer.datapath.maps import DatapathMaps, IpcacheEntry, RuntimeConfig
-from observer.datapath.ring import RingReader
-from observer.datapath.source import DatapathConfig
-from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcLink
+from flowscope.observer.datapath import pins
+from flowscope.observer.datapath.loader import Datapath, reclaim
+from flowscope.observer.datapath.maps import DatapathMaps, IpcacheEntry, RuntimeConfig
+from flowscope.observer.datapath.ring import RingReader
+from flowscope.observer.datapath.source import DatapathConfig
+from flowscope.observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcLink
 
 __all__ = [
     "DEVICE_HOOKS",

@@ -17,7 +17,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from observer.datapath.testrun import prog_test_run
+from flowscope.observer.datapath.testrun import prog_test_run
 
 ETH_HLEN = 14
 KNOWN_HZ = (100, 250, 300, 1000)  # the values CONFIG_HZ can take

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from observer.datapath.bpfsys import map_info
-from observer.datapath.testrun import prog_test_run
+from flowscope.observer.datapath.bpfsys import map_info
+from flowscope.observer.datapath.testrun import prog_test_run
 
 ETH_HLEN = 14  # a test run's packet starts with an Ethernet header's worth of bytes; the key follows
 

@@ -28,11 +28,11 @@ from types import TracebackType
 
 from bcc import BPF
 
-from observer.datapath.bpfsys import map_info
-from observer.datapath.btf import Btf
-from observer.datapath.kdrop_layout import DropReasons, KernelLayout
-from observer.datapath.ring import RingReader
-from observer.datapath.source import BPF_DIR, translation_unit
+from flowscope.observer.datapath.bpfsys import map_info
+from flowscope.observer.datapath.btf import Btf
+from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout
+from flowscope.observer.datapath.ring import RingReader
+from flowscope.observer.datapath.source import BPF_DIR, translation_unit
 
 log = logging.getLogger(__name__)
 

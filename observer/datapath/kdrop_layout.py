@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from observer.datapath.btf import Btf, BtfError
+from flowscope.observer.datapath.btf import Btf, BtfError
 
 _PREFIX = "SKB_DROP_REASON_"
 _MARKERS = ("MAX", "SUBSYS_MASK")

@@ -21,15 +21,15 @@ from typing import Any
 
 from bcc import BPF
 
-from observer.datapath import clock, pins
-from observer.datapath.bpfsys import map_info, obj_pin
-from observer.datapath.clock import JiffiesClock
-from observer.datapath.conntrack import ConntrackTable
-from observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, RuntimeConfig
-from observer.datapath.policymaps import PolicyMaps
-from observer.datapath.ring import RingReader
-from observer.datapath.source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
-from observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcLink, reclaim_links
+from flowscope.observer.datapath import clock, pins
+from flowscope.observer.datapath.bpfsys import map_info, obj_pin
+from flowscope.observer.datapath.clock import JiffiesClock
+from flowscope.observer.datapath.conntrack import ConntrackTable
+from flowscope.observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, RuntimeConfig
+from flowscope.observer.datapath.policymaps import PolicyMaps
+from flowscope.observer.datapath.ring import RingReader
+from flowscope.observer.datapath.source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
+from flowscope.observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcLink, reclaim_links
 
 # Programs the agent runs itself with BPF_PROG_TEST_RUN, never attached: the conntrack sweep, policy questions,
 # the clock's conversion.

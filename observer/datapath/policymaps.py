@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from observer.datapath.testrun import TC_ACT_OK, prog_test_run
+from flowscope.observer.datapath.testrun import TC_ACT_OK, prog_test_run
 
 INGRESS = 1
 EGRESS = 2

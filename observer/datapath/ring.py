@@ -23,7 +23,7 @@ import select
 
 import numpy as np
 
-from observer.events import HEADER_SIZE, event_dtype, record_stride
+from flowscope.observer.events import HEADER_SIZE, event_dtype, record_stride
 
 _BUSY = 1 << 31
 _DISCARD = 1 << 30

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# bpf/ installs as flowscope/bpf beside this package (setup.py); in a checkout it is the folder beside observer/.
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 MAIN_SOURCE = "datapath.c"
 

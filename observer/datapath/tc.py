@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from observer.datapath.bpfsys import (
+from flowscope.observer.datapath.bpfsys import (
     BPF_TCX_EGRESS,
     BPF_TCX_INGRESS,
     link_detach,

@@ -12,7 +12,7 @@ import ctypes
 import struct
 from dataclasses import dataclass
 
-from observer.datapath.bpfsys import BPF_PROG_TEST_RUN, bpf
+from flowscope.observer.datapath.bpfsys import BPF_PROG_TEST_RUN, bpf
 
 TC_ACT_OK = 0
 TC_ACT_SHOT = 2

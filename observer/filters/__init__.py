@@ -9,7 +9,7 @@ FilterError (a ValueError) with a reason a person can act on. Records of type EV
 caller handles them, and the predicate's answer for them means nothing.
 """
 
-from observer.filters.base import Batch, FilterContext, FilterError, Predicate
-from observer.filters.core import compile_filter, compile_filters
+from flowscope.observer.filters.base import Batch, FilterContext, FilterError, Predicate
+from flowscope.observer.filters.core import compile_filter, compile_filters
 
 __all__ = ["Batch", "FilterContext", "FilterError", "Predicate", "compile_filter", "compile_filters"]

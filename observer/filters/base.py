@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from observer.endpoints import Snapshot
-from observer.parser import EndpointIndex, index_of
-from observer.parser.columns import Side
-from observer.parser.direction import reply_states, traffic_directions
-from observer.parser.uuids import FlowIds
+from flowscope.observer.endpoints import Snapshot
+from flowscope.observer.parser import EndpointIndex, index_of
+from flowscope.observer.parser.columns import Side
+from flowscope.observer.parser.direction import reply_states, traffic_directions
+from flowscope.observer.parser.uuids import FlowIds
 
 
 class FilterError(ValueError):

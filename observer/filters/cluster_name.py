@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flowscope_api.flow import flow_pb2
-
-from observer.endpoints import EndpointInfo
-from observer.filters.base import FilterContext, FilterError, Predicate
-from observer.filters.endpoints import endpoint_predicate
-from observer.parser.columns import Side
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.endpoints import EndpointInfo
+from flowscope.observer.filters.base import FilterContext, FilterError, Predicate
+from flowscope.observer.filters.endpoints import endpoint_predicate
+from flowscope.observer.parser.columns import Side
 
 
 def _cluster_predicate(ctx: FilterContext, values: Iterable[str], side: Side, what: str) -> Predicate:

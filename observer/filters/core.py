@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters import (
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters import (
     cluster_name,
     drop_reason,
     event_type,
@@ -33,7 +33,7 @@ from observer.filters import (
     uuid,
     verdict,
 )
-from observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
 
 FieldBuilder = Callable[[flow_pb2.FlowFilter, FilterContext], list[Predicate]]
 

@@ -7,10 +7,10 @@ is DROP_REASON_UNKNOWN, so that is what they match.
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.events import F_KERNEL_DROP
-from observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.events import F_KERNEL_DROP
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from observer.endpoints import EndpointInfo
-from observer.filters.base import Batch, FilterContext, Predicate
-from observer.parser.columns import Side
+from flowscope.observer.endpoints import EndpointInfo
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.observer.parser.columns import Side
 
 
 def endpoint_predicate(ctx: FilterContext, side: Side, question: Callable[[EndpointInfo], bool]) -> Predicate:

@@ -7,9 +7,9 @@ its observation point, a drop's the low byte of its reason), as flow.event_type 
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, Predicate
-from observer.parser.columns import Side
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.observer.parser.columns import Side
 
 _COLUMN = {"src": "src_identity", "dst": "dst_identity"}
 

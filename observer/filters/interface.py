@@ -7,9 +7,9 @@ on no interface (index 0) has no interface in its flow and never matches.
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:

@@ -11,10 +11,10 @@ import ipaddress
 from collections.abc import Iterable
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, FilterError, Predicate
-from observer.parser.columns import Side, addresses, has_ip, is_ipv6
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, FilterError, Predicate
+from flowscope.observer.parser.columns import Side, addresses, has_ip, is_ipv6
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ALL64 = (1 << 64) - 1

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, Predicate
-from observer.parser.columns import has_ip, is_ipv6
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.observer.parser.columns import has_ip, is_ipv6
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flowscope_api.flow import flow_pb2
-
-from observer.endpoints import EndpointInfo
-from observer.filters.base import FilterContext, FilterError, Predicate
-from observer.filters.endpoints import endpoint_predicate
-from observer.filters.selector import Selector, parse_selector
-from observer.parser.columns import Side
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.endpoints import EndpointInfo
+from flowscope.observer.filters.base import FilterContext, FilterError, Predicate
+from flowscope.observer.filters.endpoints import endpoint_predicate
+from flowscope.observer.filters.selector import Selector, parse_selector
+from flowscope.observer.parser.columns import Side
 
 
 def parse_selectors(texts: Iterable[str], what: str) -> list[Selector]:

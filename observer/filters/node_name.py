@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from flowscope_api.flow import flow_pb2
-
-from observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
 
 _ANY_NAME = r"(?:[-0-9_a-z]+(?:\.[-0-9_a-z]+)*)"
 _GLOB_CHARS = re.compile(r"^[-0-9_a-z.*]*$")

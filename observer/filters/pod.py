@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flowscope_api.flow import flow_pb2
-
-from observer.endpoints import EndpointInfo
-from observer.filters.base import FilterContext, FilterError, Predicate
-from observer.filters.endpoints import endpoint_predicate
-from observer.parser.columns import Side
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.endpoints import EndpointInfo
+from flowscope.observer.filters.base import FilterContext, FilterError, Predicate
+from flowscope.observer.filters.endpoints import endpoint_predicate
+from flowscope.observer.parser.columns import Side
 
 
 def parse_namespaced_names(values: Iterable[str], what: str) -> list[tuple[str, str]]:

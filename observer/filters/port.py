@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, FilterError, Predicate
-from observer.parser.columns import has_l4
-from observer.parser.packet import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, FilterError, Predicate
+from flowscope.observer.parser.columns import has_l4
+from flowscope.observer.parser.packet import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 
 _WITH_PORTS = np.array([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP], dtype=np.uint8)
 

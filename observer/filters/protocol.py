@@ -8,11 +8,11 @@ without an L7 proxy.
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, FilterError, Predicate
-from observer.parser.columns import has_l4
-from observer.parser.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, FilterError, Predicate
+from flowscope.observer.parser.columns import has_l4
+from flowscope.observer.parser.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 
 L4_PROTOCOLS = {
     "tcp": (IPPROTO_TCP,),

@@ -7,10 +7,10 @@ a reply (older clients such as Hubble UI filter drops with reply=false).
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, Predicate
-from observer.parser.direction import IS_REPLY, NOT_REPLY, REPLY_UNKNOWN
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.observer.parser.direction import IS_REPLY, NOT_REPLY, REPLY_UNKNOWN
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:

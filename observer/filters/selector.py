@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from observer.filters.base import FilterError
+from flowscope.observer.filters.base import FilterError
 
 ANY_SOURCE = "any"
 

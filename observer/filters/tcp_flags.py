@@ -7,11 +7,11 @@ an entry that asks for NS reads the captured packet of the few records that pass
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, Predicate
-from observer.parser.columns import has_l4
-from observer.parser.packet import IPPROTO_TCP, TCP_NS, parse_packet
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.observer.parser.columns import has_l4
+from flowscope.observer.parser.packet import IPPROTO_TCP, TCP_NS, parse_packet
 
 _BITS = {
     "FIN": 0x01,

@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from flowscope_api.flow import flow_pb2
-
-from observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
-from observer.filters.ip import parse_networks
-from observer.filters.labels import parse_selectors
-from observer.filters.pod import parse_namespaced_names
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
+from flowscope.observer.filters.ip import parse_networks
+from flowscope.observer.filters.labels import parse_selectors
+from flowscope.observer.filters.pod import parse_namespaced_names
 
 _FQDN_CHARS = re.compile(r"^[-0-9_a-z.*]+$")
 _STATUS_FULL = re.compile(r"^[1-5][0-9]{2}$")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.filters.base import Batch, FilterContext, Predicate
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:

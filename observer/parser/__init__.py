@@ -4,8 +4,8 @@ Also home to what the filters must compute exactly as the decoder does (traffic 
 endpoint owns an address, flow uuids), so that a filter selects precisely the flows that decode to a match.
 """
 
-from observer.parser.decoder import FlowDecoder
-from observer.parser.direction import (
+from flowscope.observer.parser.decoder import FlowDecoder
+from flowscope.observer.parser.direction import (
     EGRESS,
     INGRESS,
     IS_REPLY,
@@ -16,11 +16,11 @@ from observer.parser.direction import (
     traffic_direction,
     traffic_directions,
 )
-from observer.parser.endpoint_index import EndpointIndex, index_of
-from observer.parser.fieldmask import FieldTree, compile_field_mask
-from observer.parser.packet import Packet, parse_packet
-from observer.parser.summary import summarize
-from observer.parser.uuids import FlowIds
+from flowscope.observer.parser.endpoint_index import EndpointIndex, index_of
+from flowscope.observer.parser.fieldmask import FieldTree, compile_field_mask
+from flowscope.observer.parser.packet import Packet, parse_packet
+from flowscope.observer.parser.summary import summarize
+from flowscope.observer.parser.uuids import FlowIds
 
 __all__ = [
     "EGRESS",

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from observer.events import F_IPV6, F_L4
+from flowscope.observer.events import F_IPV6, F_L4
 
 Side = Literal["src", "dst"]
 

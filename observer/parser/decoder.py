@@ -16,14 +16,14 @@ from functools import cache
 from typing import NamedTuple, cast
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 
-from observer import events
-from observer.endpoints import EndpointInfo, EndpointRegistry, Snapshot
-from observer.parser.direction import IS_REPLY, REPLY_UNKNOWN, reply_state, traffic_direction
-from observer.parser.endpoint_index import EndpointIndex, index_of
-from observer.parser.fieldmask import FieldTree, prune
-from observer.parser.packet import (
+from flowscope.api.flow import flow_pb2
+from flowscope.observer import events
+from flowscope.observer.endpoints import EndpointInfo, EndpointRegistry, Snapshot
+from flowscope.observer.parser.direction import IS_REPLY, REPLY_UNKNOWN, reply_state, traffic_direction
+from flowscope.observer.parser.endpoint_index import EndpointIndex, index_of
+from flowscope.observer.parser.fieldmask import FieldTree, prune
+from flowscope.observer.parser.packet import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_SCTP,
@@ -33,8 +33,8 @@ from observer.parser.packet import (
     complete_from_header,
     parse_packet,
 )
-from observer.parser.summary import summarize
-from observer.parser.uuids import FlowIds
+from flowscope.observer.parser.summary import summarize
+from flowscope.observer.parser.uuids import FlowIds
 
 _TO_ENDPOINT = flow_pb2.TO_ENDPOINT  # Cilium's TO_LXC (0) on the wire: 0 means "unknown" there
 _NO_CPU = 0xFF

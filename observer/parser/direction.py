@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from observer import events
+from flowscope.observer import events
 
 UNKNOWN: Final = 0
 INGRESS: Final = 1

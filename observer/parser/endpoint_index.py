@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from observer.endpoints import EndpointInfo, Snapshot
-from observer.parser.columns import Side, addresses, has_ip, is_ipv6
+from flowscope.observer.endpoints import EndpointInfo, Snapshot
+from flowscope.observer.parser.columns import Side, addresses, has_ip, is_ipv6
 
 
 @dataclass(frozen=True, eq=False)

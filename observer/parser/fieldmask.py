@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
-from flowscope_api.flow import flow_pb2
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
+
+from flowscope.api.flow import flow_pb2
 
 _Paths = dict[str, "_Paths | None"]  # field name -> the paths below it; None: the whole field
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from observer.events import F_FRAGMENT, F_IPV6, F_L4
+from flowscope.observer.events import F_FRAGMENT, F_IPV6, F_L4
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from observer.icmp import icmp_text
-from observer.parser.packet import (
+from flowscope.observer.icmp import icmp_text
+from flowscope.observer.parser.packet import (
     ETH_P_ARP,
     ETH_P_IP,
     ETH_P_IPV6,

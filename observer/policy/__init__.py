@@ -5,10 +5,10 @@ manager.apply(Path("policy.yaml").read_text(), "policy.yaml")  # PolicyError say
 manager.check("default/client", "default/server", 6, 9000).answer.ingress.allowed
 """
 
-from observer.policy.compile import Compiled, Entry, compile_policies
-from observer.policy.identities import Endpoints
-from observer.policy.manager import Check, PolicyManager, RuleTable, Status
-from observer.policy.parse import PolicyError, parse_policies
+from flowscope.observer.policy.compile import Compiled, Entry, compile_policies
+from flowscope.observer.policy.identities import Endpoints
+from flowscope.observer.policy.manager import Check, PolicyManager, RuleTable, Status
+from flowscope.observer.policy.parse import PolicyError, parse_policies
 
 __all__ = [
     "Check",

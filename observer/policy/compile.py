@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey
-from observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
-from observer.policy.identities import (
+from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey
+from flowscope.observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
+from flowscope.observer.policy.identities import (
     RESERVED_ENTITIES,
     Endpoints,
     cidr_identities,
     inside,
     ipcache_additions,
 )
-from observer.policy.model import SECTIONS, IPNetwork, Policy, Rule, Selector
+from flowscope.observer.policy.model import SECTIONS, IPNetwork, Policy, Rule, Selector
 
 ANY = 0  # a wildcard peer, protocol or port
 

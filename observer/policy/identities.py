@@ -16,8 +16,8 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD, Cluster
-from observer.policy.model import NAMESPACE_LABEL, IPNetwork
+from flowscope.observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD, Cluster
+from flowscope.observer.policy.model import NAMESPACE_LABEL, IPNetwork
 
 CIDR_IDENTITY_BASE = 1 << 24
 _CIDR_IDENTITY_SPACE = (1 << 24) - 1

@@ -14,14 +14,14 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from observer.datapath.maps import RuntimeConfig
-from observer.datapath.policymaps import PolicyMaps, PolicyValue, QueryAnswer
-from observer.endpoints import EndpointRegistry
-from observer.metadata import RESERVED_IDENTITY_NAMES, Cluster
-from observer.policy.compile import Compiled, compile_policies
-from observer.policy.identities import Endpoints
-from observer.policy.model import PORTED_PROTOCOLS, IPNetwork, Policy
-from observer.policy.parse import PolicyError, parse_policies
+from flowscope.observer.datapath.maps import RuntimeConfig
+from flowscope.observer.datapath.policymaps import PolicyMaps, PolicyValue, QueryAnswer
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.metadata import RESERVED_IDENTITY_NAMES, Cluster
+from flowscope.observer.policy.compile import Compiled, compile_policies
+from flowscope.observer.policy.identities import Endpoints
+from flowscope.observer.policy.model import PORTED_PROTOCOLS, IPNetwork, Policy
+from flowscope.observer.policy.parse import PolicyError, parse_policies
 
 
 class PolicyDatapath(Protocol):

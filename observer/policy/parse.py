@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from observer.policy.model import (
+from flowscope.observer.policy.model import (
     ENTITIES,
     PROTOCOLS,
     CIDRSet,

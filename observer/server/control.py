@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import cast
 
 import grpc
-from flowscope_api.control import control_pb2, control_pb2_grpc
 
-from observer.aggregation import Aggregation
-from observer.datapath.policymaps import EGRESS, INGRESS, Verdict
-from observer.policy import PolicyError, PolicyManager, Status
+from flowscope.api.control import control_pb2, control_pb2_grpc
+from flowscope.observer.aggregation import Aggregation
+from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, Verdict
+from flowscope.observer.policy import PolicyError, PolicyManager, Status
 
 
 class ControlService(control_pb2_grpc.ControlServicer):

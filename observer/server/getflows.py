@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
 from google.protobuf import timestamp_pb2
 
-from observer.events import EVENT_LOST
-from observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
-from observer.parser import FieldTree, FlowDecoder, compile_field_mask
-from observer.ring import FlowRing
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.observer.events import EVENT_LOST
+from flowscope.observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
+from flowscope.observer.parser import FieldTree, FlowDecoder, compile_field_mask
+from flowscope.observer.ring import FlowRing
 
 CHUNK = 4096
 LOST_EVENT_INTERVAL_S = 1.0

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-from flowscope_api.peer import peer_pb2, peer_pb2_grpc
 
-from observer.metadata import Cluster, Node
+from flowscope.api.peer import peer_pb2, peer_pb2_grpc
+from flowscope.observer.metadata import Cluster, Node
 
 log = logging.getLogger(__name__)
 

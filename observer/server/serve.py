@@ -12,12 +12,12 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from flowscope_api.observer import observer_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from observer.server.service import ObserverService
-from observer.server.state import NodeState
-from observer.server.tls import ServerTLS
+from flowscope.api.observer import observer_pb2_grpc
+from flowscope.observer.server.service import ObserverService
+from flowscope.observer.server.state import NodeState
+from flowscope.observer.server.tls import ServerTLS
 
 HEALTH_SERVICE = "hubble.server.Observer"
 MAX_STREAMS = 64

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
-from flowscope_api.relay import relay_pb2
 
-from observer.filters import FilterContext
-from observer.server.getflows import FlowReader, InvalidRequest, select
-from observer.server.state import VERSION, NodeState
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.api.relay import relay_pb2
+from flowscope.observer.filters import FilterContext
+from flowscope.observer.server.getflows import FlowReader, InvalidRequest, select
+from flowscope.observer.server.state import VERSION, NodeState
 
 
 class ObserverService(observer_pb2_grpc.ObserverServicer):

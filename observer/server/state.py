@@ -12,9 +12,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from observer.endpoints import EndpointRegistry
-from observer.parser import FlowDecoder
-from observer.ring import FlowRing
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.parser import FlowDecoder
+from flowscope.observer.ring import FlowRing
 
 VERSION = "flowscope 0.1.0"
 RATE_WINDOW_S = 60.0

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def flowscope_command() -> list[str]:
     """The installed `flowscope` entry point next to this Python, else `python -m cli.main`."""
     script = Path(sys.executable).parent / "flowscope"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "flowscope.cli.main"]
 
 
 def run_flowscope(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.protobuf.wrappers_pb2 import BoolValue, Int32Value
+
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
 
 # 2024-01-01T00:00:00.123456789Z, printed "Jan  1 00:00:00.123" in StampMilli.
 SECONDS = 1704067200

@@ -14,9 +14,10 @@ import grpc
 import pytest
 from cli_fake_server import FakeServer
 from cli_runner import run_flowscope, start_flowscope
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 from google.protobuf.wrappers_pb2 import UInt32Value
+
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
 
 T = "Jan  1 00:00:00.123"
 

@@ -12,9 +12,9 @@ import pytest
 from cli_fake_server import FakeServer
 from cli_runner import run_flowscope
 
-import cli.connection
-from cli.errors import CliError
-from cli.main import build_parser, command_modules, main
+import flowscope.cli.connection
+from flowscope.cli.errors import CliError
+from flowscope.cli.main import build_parser, command_modules, main
 
 
 def closed_port() -> int:
@@ -27,7 +27,7 @@ def closed_port() -> int:
 def no_default_server(monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the default server at a port where nothing listens, whatever runs on this machine."""
     address = f"127.0.0.1:{closed_port()}"
-    monkeypatch.setattr(cli.connection, "DEFAULT_SERVER", address)
+    monkeypatch.setattr(flowscope.cli.connection, "DEFAULT_SERVER", address)
     monkeypatch.delenv("FLOWSCOPE_SERVER", raising=False)
     return address
 
@@ -75,9 +75,9 @@ def test_a_chosen_server_has_no_fallback(
 
 
 def test_server_flag_forms() -> None:
-    assert cli.connection.grpc_target("tls://relay:4245") == "relay:4245"
-    assert cli.connection.grpc_target("/run/flowscope/hubble.sock") == "unix:///run/flowscope/hubble.sock"
-    assert cli.connection.grpc_target("unix:///x.sock") == "unix:///x.sock"
+    assert flowscope.cli.connection.grpc_target("tls://relay:4245") == "relay:4245"
+    assert flowscope.cli.connection.grpc_target("/run/flowscope/hubble.sock") == "unix:///run/flowscope/hubble.sock"
+    assert flowscope.cli.connection.grpc_target("unix:///x.sock") == "unix:///x.sock"
 
 
 # --- TLS ------------------------------------------------------------------------------------------
@@ -173,8 +173,8 @@ def test_mutual_tls(certificates: dict[str, tuple[Path, Path]], capsys: pytest.C
 
 
 def test_missing_command_modules_are_left_out() -> None:
-    modules = command_modules(("cli.observe", "cli.no_such_command"))
-    assert [getattr(module, "__name__", None) for module in modules] == ["cli.observe"]
+    modules = command_modules(("flowscope.cli.observe", "flowscope.cli.no_such_command"))
+    assert [getattr(module, "__name__", None) for module in modules] == ["flowscope.cli.observe"]
 
 
 @pytest.mark.parametrize("body", ["import fs_no_such_dependency", "from json import no_such_name"])
@@ -183,7 +183,7 @@ def test_a_command_that_fails_to_import_reports_it_when_run(
 ) -> None:
     (short_tmp / "fs_broken.py").write_text(body + "\n")
     monkeypatch.syspath_prepend(str(short_tmp))
-    parser = build_parser(command_modules(("cli.observe", "fs_broken")))
+    parser = build_parser(command_modules(("flowscope.cli.observe", "fs_broken")))
     args = parser.parse_args(["fs_broken", "--anything"])
     with pytest.raises(CliError, match="the fs_broken command cannot load"):
         args.run(args)

@@ -7,11 +7,11 @@ import json
 
 import cli_samples as samples
 import pytest
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 
-from cli.printer import PrintOptions, Sink, make_printer
-from cli.printer.sink import wants_color
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.printer import PrintOptions, Sink, make_printer
+from flowscope.cli.printer.sink import wants_color
 
 T = "Jan  1 00:00:00.123"
 

@@ -6,19 +6,19 @@ import argparse
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
 
-import cli.observe
-from cli.errors import UsageError
-from cli.main import build_parser
-from cli.observe.request import ALL_FLOWS, FIELD_MASK, HUBBLE_FIELD_MASK, build_request, raw_filters_yaml
+import flowscope.cli.observe
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.errors import UsageError
+from flowscope.cli.main import build_parser
+from flowscope.cli.observe.request import ALL_FLOWS, FIELD_MASK, HUBBLE_FIELD_MASK, build_request, raw_filters_yaml
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return build_parser([cli.observe]).parse_args(["observe", *argv])
+    return build_parser([flowscope.cli.observe]).parse_args(["observe", *argv])
 
 
 def request(*argv: str) -> observer_pb2.GetFlowsRequest:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from cli.timefmt import (
+from flowscope.cli.timefmt import (
     format_duration,
     format_timestamp,
     non_negative_duration,

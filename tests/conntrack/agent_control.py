@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
-from flowscope_api.control import control_pb2, control_pb2_grpc
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lab import Lab, netns
+from flowscope.api.control import control_pb2, control_pb2_grpc
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.lab import Lab, netns
 
 PROJECT_PYTHON = sys.executable
 

@@ -21,11 +21,11 @@ from agent_control import (
     set_config,
     veth_counters,
 )
-from flowscope_api.flow import flow_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lab import Lab
-from lab.topology import TCP_RR_PORT
+from flowscope.api.flow import flow_pb2
+from flowscope.lab import Lab
+from flowscope.lab.topology import TCP_RR_PORT
 
 pytestmark = pytest.mark.bpf
 

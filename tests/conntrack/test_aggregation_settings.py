@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from observer.aggregation.settings import (
+from flowscope.observer.aggregation.settings import (
     AggregationSettings,
     format_flags,
     format_interval,

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dp_packets import ETH_P_IP, IPPROTO_TCP, SYN, eth, ipv4, tcp
 
-from observer.datapath import Datapath, DatapathConfig
-from observer.datapath.testrun import prog_test_run
-from observer.events import record_stride
+from flowscope.observer.datapath import Datapath, DatapathConfig
+from flowscope.observer.datapath.testrun import prog_test_run
+from flowscope.observer.events import record_stride
 
 PACKET = eth(ETH_P_IP, ipv4("192.0.2.1", "192.0.2.2", IPPROTO_TCP, tcp(40000, 80, SYN, bytes(200))))
 

@@ -28,8 +28,8 @@ def measure(tree: Path) -> dict[str, float]:
     sys.path[:0] = [str(tree), str(tree / "tests" / "datapath")]
     from dp_packets import ACK, ETH_P_IP, IPPROTO_TCP, SYN, eth, ipv4, tcp
 
-    from observer.datapath import Datapath, DatapathConfig
-    from observer.datapath.testrun import prog_test_run
+    from flowscope.observer.datapath import Datapath, DatapathConfig
+    from flowscope.observer.datapath.testrun import prog_test_run
 
     pod, peer = "192.0.2.1", "192.0.2.2"
     out_syn = eth(ETH_P_IP, ipv4(pod, peer, IPPROTO_TCP, tcp(40000, 80, SYN)))
@@ -45,7 +45,7 @@ def measure(tree: Path) -> dict[str, float]:
         if hasattr(dp, "update_config"):  # a checkout with monitor aggregation and policy
             settings += [("medium", {"aggregation": 3, "report_flags": 7})]
             settings += [("medium+policy", {"aggregation": 3, "report_flags": 7, "policy_rev": 1})]
-            from observer.datapath.policymaps import INGRESS, PolicyKey, PolicyValue
+            from flowscope.observer.datapath.policymaps import INGRESS, PolicyKey, PolicyValue
 
             dp.policy.write_generation(1, {PolicyKey(5555, INGRESS, 0, IPPROTO_TCP, 80): PolicyValue(1)}, {5555: 1})
         for name, config in settings:

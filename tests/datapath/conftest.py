@@ -11,7 +11,7 @@ import pytest
 from dp_netns import VethPair, namespaces, run
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK
 
-from observer.datapath import Datapath, DatapathConfig, RuntimeConfig
+from flowscope.observer.datapath import Datapath, DatapathConfig, RuntimeConfig
 
 
 @pytest.fixture(scope="module")

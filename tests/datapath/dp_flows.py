@@ -21,8 +21,8 @@ from dp_packets import (
     udp,
 )
 
-from observer.datapath import Datapath, RuntimeConfig
-from observer.datapath.testrun import TC_ACT_OK, prog_test_run
+from flowscope.observer.datapath import Datapath, RuntimeConfig
+from flowscope.observer.datapath.testrun import TC_ACT_OK, prog_test_run
 
 # flow.TraceReason
 NEW, ESTABLISHED, REPLY, RELATED = 1, 2, 3, 4

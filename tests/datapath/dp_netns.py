@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from lab.netns import inside
+from flowscope.lab.netns import inside
 
 __all__ = ["VethPair", "inside", "namespaces", "netns_name", "run"]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from observer import events as ev
-from observer.datapath import Datapath
-from observer.datapath.testrun import TC_ACT_OK, prog_test_run
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath
+from flowscope.observer.datapath.testrun import TC_ACT_OK, prog_test_run
 
 LOOPBACK = 1  # BPF_PROG_TEST_RUN's skb device unless told otherwise
 EP_ID = 7

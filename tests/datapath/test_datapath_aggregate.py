@@ -30,8 +30,8 @@ from dp_flows import (
 from dp_packets import ACK, ETH_P_ARP, FIN, IPPROTO_TCP, IPPROTO_UDP, PSH, SYN, arp_request, eth
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK, addr16
 
-from observer import events as ev
-from observer.datapath import Datapath
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath
 
 pytestmark = pytest.mark.bpf
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from dp_netns import inside, namespaces, run
 
-from observer.datapath import Datapath, Hook, reclaim
-from observer.datapath.bpfsys import BPF_TCX_INGRESS, prog_info, tcx_link_create
-from observer.datapath.tc import attached_programs
+from flowscope.observer.datapath import Datapath, Hook, reclaim
+from flowscope.observer.datapath.bpfsys import BPF_TCX_INGRESS, prog_info, tcx_link_create
+from flowscope.observer.datapath.tc import attached_programs
 
 pytestmark = pytest.mark.bpf
 
@@ -52,7 +52,7 @@ def test_attach_puts_each_hook_s_program_and_detach_takes_them_off(netns: str) -
     # leaving the context detached the rest
     assert attached_programs() == []
     # the module tool shows the same from a shell in the namespace
-    assert run(sys.executable, "-m", "observer.datapath.tc", netns=netns).stdout == ""
+    assert run(sys.executable, "-m", "flowscope.observer.datapath.tc", netns=netns).stdout == ""
 
 
 def test_attaching_again_swaps_the_program_in_place(netns: str) -> None:

@@ -42,8 +42,8 @@ from dp_packets import (
 )
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK
 
-from observer import events as ev
-from observer.datapath import Datapath
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath
 
 pytestmark = pytest.mark.bpf
 

@@ -20,8 +20,8 @@ from dp_packets import (
 )
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK, WORLD, run_one
 
-from observer import events as ev
-from observer.datapath import Datapath, IpcacheEntry
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath, IpcacheEntry
 
 pytestmark = pytest.mark.bpf
 

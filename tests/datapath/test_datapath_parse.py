@@ -49,8 +49,8 @@ from dp_packets import (
 )
 from dp_run import WORLD, assert_event, expected_trace, run_one
 
-from observer import events as ev
-from observer.datapath import Datapath, RuntimeConfig
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath, RuntimeConfig
 
 pytestmark = pytest.mark.bpf
 

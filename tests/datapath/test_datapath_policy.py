@@ -21,10 +21,10 @@ from dp_packets import (
 )
 from dp_run import EP_IDENTITY
 
-from observer import events as ev
-from observer.datapath import Datapath
-from observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey, PolicyValue
-from observer.datapath.testrun import TC_ACT_SHOT
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath
+from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey, PolicyValue
+from flowscope.observer.datapath.testrun import TC_ACT_SHOT
 
 pytestmark = pytest.mark.bpf
 

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from dp_netns import VethPair, inside, run
 
-from observer.datapath import pins, reclaim
-from observer.datapath.tc import attached_programs
+from flowscope.observer.datapath import pins, reclaim
+from flowscope.observer.datapath.tc import attached_programs
 
 pytestmark = pytest.mark.bpf
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = """
 import json, sys, time
-from observer.datapath import Datapath, Hook, pins
-from observer.datapath.bpfsys import prog_info
+from flowscope.observer.datapath import Datapath, Hook, pins
+from flowscope.observer.datapath.bpfsys import prog_info
 dp = Datapath(pin_dir=pins.pin_dir())
 dp.attach_endpoint(sys.argv[1], ep_id=1, identity=300)
 names = [hook.program for hook in Hook] + list(dp.tail_call_slots.values())

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from dp_packets import ETH_P_IP, IPPROTO_UDP, eth, ipv4, udp
 
-from observer.datapath import Datapath, DatapathConfig
-from observer.datapath.testrun import TC_ACT_OK, prog_test_run
-from observer.events import record_stride
+from flowscope.observer.datapath import Datapath, DatapathConfig
+from flowscope.observer.datapath.testrun import TC_ACT_OK, prog_test_run
+from flowscope.observer.events import record_stride
 
 pytestmark = pytest.mark.bpf
 

@@ -19,9 +19,9 @@ from dp_packets import (
 )
 from dp_run import EP_ID, EP_IDENTITY, WORLD, addr16
 
-from observer import events as ev
-from observer.datapath import Datapath
-from observer.datapath.testrun import TC_ACT_OK, TC_ACT_SHOT, prog_test_run
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath
+from flowscope.observer.datapath.testrun import TC_ACT_OK, TC_ACT_SHOT, prog_test_run
 
 pytestmark = pytest.mark.bpf
 

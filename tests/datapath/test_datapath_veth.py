@@ -11,8 +11,8 @@ import pytest
 from dp_netns import VethPair, inside, run
 from dp_run import addr16
 
-from observer import events as ev
-from observer.datapath import Datapath
+from flowscope.observer import events as ev
+from flowscope.observer.datapath import Datapath
 
 pytestmark = pytest.mark.bpf
 

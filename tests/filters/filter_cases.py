@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from flowscope_api.flow import flow_pb2
 from records import (
     ACK,
     CLIENT,
@@ -34,9 +33,10 @@ from records import (
     udp4,
 )
 
-from observer import events
-from observer.endpoints import EndpointRegistry
-from observer.filters import Batch, FilterContext, compile_filters
+from flowscope.api.flow import flow_pb2
+from flowscope.observer import events
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.filters import Batch, FilterContext, compile_filters
 
 INSTANCE = b"filter-tests"
 KNOWN, REPLY = events.F_REPLY_KNOWN, events.F_REPLY | events.F_REPLY_KNOWN

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from filter_cases import only
-from flowscope_api.flow import flow_pb2 as pb
 from records import CLIENT_V4, CLIENT_V6, DNS_V4, SERVER_V4, WORLD_V4
+
+from flowscope.api.flow import flow_pb2 as pb
 
 
 def test_exact_ipv4_addresses() -> None:

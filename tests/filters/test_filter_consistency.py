@@ -12,12 +12,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from filter_cases import INSTANCE, RECORDS, context
-from flowscope_api.flow import flow_pb2 as pb
 from records import CLIENT, DNS, SERVER, lab_registry
 
-from observer.filters import Batch, compile_filters
-from observer.filters.selector import parse_selector
-from observer.parser import FlowDecoder
+from flowscope.api.flow import flow_pb2 as pb
+from flowscope.observer.filters import Batch, compile_filters
+from flowscope.observer.filters.selector import parse_selector
+from flowscope.observer.parser import FlowDecoder
 
 FLOWS = [FlowDecoder("node1", lab_registry(), INSTANCE).decode(r, i) for i, r in enumerate(RECORDS)]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from filter_cases import NAMES, RECORDS, context, lost_record, select
-from flowscope_api.flow import flow_pb2 as pb
 from records import batch_of
 
-from observer.filters import Batch, FilterContext, compile_filters
+from flowscope.api.flow import flow_pb2 as pb
+from flowscope.observer.filters import Batch, FilterContext, compile_filters
 
 TCP = pb.FlowFilter(protocol=["tcp"])
 UDP = pb.FlowFilter(protocol=["udp"])

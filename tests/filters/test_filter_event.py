@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from filter_cases import INSTANCE, NAMES, context, only, select
-from flowscope_api.flow import flow_pb2 as pb
 
-from observer.filters import FilterContext, FilterError
-from observer.parser import FlowIds
+from flowscope.api.flow import flow_pb2 as pb
+from flowscope.observer.filters import FilterContext, FilterError
+from flowscope.observer.parser import FlowIds
 
 DROPS = ["denied", "kernel"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from filter_cases import only, select
-from flowscope_api.flow import flow_pb2 as pb
 from records import ACK, FIN, PSH, SYN, batch_of, record, tcp4
+
+from flowscope.api.flow import flow_pb2 as pb
 
 TCP_FLOWS = ["syn", "synack", "world", "denied", "policy", "ns6"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from filter_cases import NAMES, context, only, select
-from flowscope_api.flow import flow_pb2 as pb
 from records import CLIENT, DNS, LAB, NODE1_V4, NODE2_V4, SERVER, batch_of, lab_registry, record, tcp4
 
-from observer.metadata import Cluster, Endpoint
+from flowscope.api.flow import flow_pb2 as pb
+from flowscope.observer.metadata import Cluster, Endpoint
 
 FROM_CLIENT = ["syn", "dns", "ping", "denied", "kernel", "policy", "sctp", "ns6", "fragment", "to_dns6"]
 

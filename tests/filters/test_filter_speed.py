@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 from filter_cases import RECORDS, context
-from flowscope_api.flow import flow_pb2 as pb
 
-from observer.filters import Batch, compile_filters
+from flowscope.api.flow import flow_pb2 as pb
+from flowscope.observer.filters import Batch, compile_filters
 
 BUDGET_MS = 150
 

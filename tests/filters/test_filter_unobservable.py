@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from filter_cases import NAMES, only, select
-from flowscope_api.flow import flow_pb2 as pb
 
-from observer.filters import FilterError
+from flowscope.api.flow import flow_pb2 as pb
+from flowscope.observer.filters import FilterError
 
 
 @pytest.mark.parametrize(

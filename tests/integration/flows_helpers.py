@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from lab import Lab
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.lab import Lab
 
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")
 

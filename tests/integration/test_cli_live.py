@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from flows_helpers import run_in, wait_for_flows
-from flowscope_api.flow import flow_pb2
 
-from lab import Lab
-from observer.metadata import identity_of
+from flowscope.api.flow import flow_pb2
+from flowscope.lab import Lab
+from flowscope.observer.metadata import identity_of
 
 pytestmark = pytest.mark.bpf
 

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from flows_helpers import wait_for_flows
-from flowscope_api.flow import flow_pb2
 
-from lab import Lab, netns, network
-from observer.metadata import Cluster, Endpoint
+from flowscope.api.flow import flow_pb2
+from flowscope.lab import Lab, netns, network
+from flowscope.observer.metadata import Cluster, Endpoint
 
 pytestmark = pytest.mark.bpf
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from flows_helpers import Packet, capture, flag_names, packet_of, run_in, wait_for_flows
-from flowscope_api.flow import flow_pb2
 
-from lab import Lab
-from lab.topology import Pod
-from observer.metadata import identity_of
+from flowscope.api.flow import flow_pb2
+from flowscope.lab import Lab
+from flowscope.lab.topology import Pod
+from flowscope.observer.metadata import identity_of
 
 pytestmark = pytest.mark.bpf
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from flows_helpers import stub
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
 
-from lab import Lab
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.lab import Lab
 
 pytestmark = pytest.mark.bpf
 

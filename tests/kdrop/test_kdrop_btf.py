@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from observer.datapath.btf import ENUM, ENUM64, INT, STRUCT, TYPEDEF, UNION, VMLINUX, Btf, BtfError
-from observer.datapath.kdrop_layout import FIELDS, KernelLayout
+from flowscope.observer.datapath.btf import ENUM, ENUM64, INT, STRUCT, TYPEDEF, UNION, VMLINUX, Btf, BtfError
+from flowscope.observer.datapath.kdrop_layout import FIELDS, KernelLayout
 
 KIND_NAMES = {
     1: "INT", 2: "PTR", 3: "ARRAY", 4: "STRUCT", 5: "UNION", 6: "ENUM", 7: "FWD", 8: "TYPEDEF", 9: "VOLATILE",

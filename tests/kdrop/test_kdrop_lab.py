@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from flowscope_api.flow import flow_pb2
 from kdrop_helpers import get_flows, kernel_drops, packets_of, rate_limited, send_from_pod, wait_for_flows
 
-from lab import Lab
-from lab.topology import Pod
-from observer.metadata import identity_of
+from flowscope.api.flow import flow_pb2
+from flowscope.lab import Lab
+from flowscope.lab.topology import Pod
+from flowscope.observer.metadata import identity_of
 
 pytestmark = pytest.mark.bpf
 

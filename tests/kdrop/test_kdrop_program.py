@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from kdrop_helpers import read_until, remove_netns, scratch_netns, send_in
 
-from observer import events
-from observer.datapath.bpfsys import prog_info
-from observer.datapath.kallsyms import KernelSymbols
-from observer.datapath.kdrop import KernelDrops, netns_inode
+from flowscope.observer import events
+from flowscope.observer.datapath.bpfsys import prog_info
+from flowscope.observer.datapath.kallsyms import KernelSymbols
+from flowscope.observer.datapath.kdrop import KernelDrops, netns_inode
 
 pytestmark = pytest.mark.bpf
 
@@ -137,8 +137,8 @@ def test_a_drop_storm_is_rate_limited_with_exact_counts(only_a: KernelDrops, nam
 LOADER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from observer.datapath.bpfsys import prog_info
-from observer.datapath.kdrop import KernelDrops
+from flowscope.observer.datapath.bpfsys import prog_info
+from flowscope.observer.datapath.kdrop import KernelDrops
 kdrop = KernelDrops()
 print(prog_info(kdrop.program_fd()).id, flush=True)
 time.sleep(60)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from observer.datapath.btf import Btf
-from observer.datapath.kdrop_layout import DropReasons
+from flowscope.observer.datapath.btf import Btf
+from flowscope.observer.datapath.kdrop_layout import DropReasons
 
 FORMAT = Path("/sys/kernel/tracing/events/skb/kfree_skb/format")
 
@@ -26,7 +26,7 @@ def reasons() -> DropReasons:
 @pytest.fixture(scope="module")
 def tracepoint_names() -> dict[int, str]:
     if not FORMAT.exists():
-        from observer.datapath.kdrop import ensure_tracefs
+        from flowscope.observer.datapath.kdrop import ensure_tracefs
 
         ensure_tracefs()
     print_fmt = FORMAT.read_text().split("print fmt:", 1)[1]

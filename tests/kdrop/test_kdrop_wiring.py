@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from observer.attachments import Attachments, Network
-from observer.datapath.kallsyms import KernelSymbols
-from observer.endpoints import EndpointRegistry
-from observer.events import EVENT_LOST, event_dtype
-from observer.ingest import Ingest
-from observer.metadata import Cluster, Endpoint, Node
-from observer.parser import FlowDecoder
-from observer.ring import FlowRing
-from observer.server.state import NodeState
+from flowscope.observer.attachments import Attachments, Network
+from flowscope.observer.datapath.kallsyms import KernelSymbols
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.events import EVENT_LOST, event_dtype
+from flowscope.observer.ingest import Ingest
+from flowscope.observer.metadata import Cluster, Endpoint, Node
+from flowscope.observer.parser import FlowDecoder
+from flowscope.observer.ring import FlowRing
+from flowscope.observer.server.state import NodeState
 
 DTYPE = event_dtype()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab
-from lab.topology import LABS_DIR
+from flowscope.lab import Lab
+from flowscope.lab.topology import LABS_DIR
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from lab import netns
-from lab.topology import owns_netns
+from flowscope.lab import netns
+from flowscope.lab.topology import owns_netns
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 def cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """`flowscope lab ...`, as a separate process (`python -m cli.lab` until cli/main.py registers it)."""
     return subprocess.run(
-        [sys.executable, "-m", "cli.lab", *args],
+        [sys.executable, "-m", "flowscope.cli.lab", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import lab as lab_cli
+from flowscope.cli import lab as lab_cli
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from lab import Lab
-from lab.topology import DOMAIN, TCP_RR_PORT, UDP_ECHO_PORT
+from flowscope.lab import Lab
+from flowscope.lab.topology import DOMAIN, TCP_RR_PORT, UDP_ECHO_PORT
 
 pytestmark = pytest.mark.netns
 
@@ -58,13 +58,13 @@ def test_dns_says_nxdomain_for_unknown_names(lab: Lab) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tcp_request_response(lab: Lab, family: str) -> None:
-    argv = [sys.executable, "-m", "lab.echo_servers", "request", address(lab, "server", family)]
+    argv = [sys.executable, "-m", "flowscope.lab.echo_servers", "request", address(lab, "server", family)]
     lab.exec("client", [*argv, "--port", str(TCP_RR_PORT), "--count", "5"])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_udp_echo(lab: Lab, family: str) -> None:
-    argv = [sys.executable, "-m", "lab.echo_servers", "datagram", address(lab, "server", family)]
+    argv = [sys.executable, "-m", "flowscope.lab.echo_servers", "datagram", address(lab, "server", family)]
     lab.exec("client", [*argv, "--port", str(UDP_ECHO_PORT), "--count", "5"])
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.dns_server import (
+from flowscope.lab.dns_server import (
     FORMERR,
     NOERROR,
     NOTIMP,
@@ -21,7 +21,7 @@ from lab.dns_server import (
     encode_name,
     respond,
 )
-from lab.topology import plan
+from flowscope.lab.topology import plan
 
 MX = 15
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from lab_helpers import PROJECT, assert_nothing_left, cli, lab_netns, lab_processes, root_links
 
-from lab import Lab, netns
-from lab.agent import check_health
-from lab.daemons import DaemonError, is_alive
-from lab.state import LabState
+from flowscope.lab import Lab, netns
+from flowscope.lab.agent import check_health
+from flowscope.lab.daemons import DaemonError, is_alive
+from flowscope.lab.state import LabState
 
 pytestmark = pytest.mark.netns
 
@@ -74,7 +74,7 @@ def test_the_cli_lab_outlives_the_command_and_down_cleans_up_after_kill_9(fresh_
 
 def test_down_cleans_up_after_lab_up_itself_was_killed(fresh_name: str) -> None:
     up = subprocess.Popen(
-        [sys.executable, "-m", "cli.lab", "up", "--name", fresh_name, "--no-agent"],
+        [sys.executable, "-m", "flowscope.cli.lab", "up", "--name", fresh_name, "--no-agent"],
         cwd=PROJECT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from lab import Lab
-from observer.metadata import Cluster
+from flowscope.lab import Lab
+from flowscope.observer.metadata import Cluster
 
 pytestmark = pytest.mark.netns
 

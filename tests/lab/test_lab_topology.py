@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from lab.topology import DEFAULT_AGENT_SOCKET, LABS_DIR, owns_netns, plan, validate_name
-from observer.metadata import Cluster
+from flowscope.lab.topology import DEFAULT_AGENT_SOCKET, LABS_DIR, owns_netns, plan, validate_name
+from flowscope.observer.metadata import Cluster
 
 
 @pytest.mark.parametrize("nodes", [1, 2, 3, 5])

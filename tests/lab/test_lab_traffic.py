@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import Lab
-from lab.state import LabState
-from lab.traffic import probes, run_round
+from flowscope.lab import Lab
+from flowscope.lab.state import LabState
+from flowscope.lab.traffic import probes, run_round
 
 pytestmark = pytest.mark.netns
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from flowscope_api.flow import flow_pb2
 from records import (
     ACK,
     CLIENT,
@@ -42,9 +41,10 @@ from records import (
     udp4,
 )
 
-from observer import events
-from observer.metadata import Cluster, Endpoint
-from observer.parser import FlowDecoder
+from flowscope.api.flow import flow_pb2
+from flowscope.observer import events
+from flowscope.observer.metadata import Cluster, Endpoint
+from flowscope.observer.parser import FlowDecoder
 
 KERNEL_REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET"}
 KNOWN = events.F_REPLY_KNOWN

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from records import CLIENT, SERVER, lab_registry, record, tcp4
 
-from observer import events
-from observer.parser import (
+from flowscope.observer import events
+from flowscope.observer.parser import (
     EGRESS,
     INGRESS,
     IS_REPLY,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from flowscope_api.flow import flow_pb2
 from google.protobuf import field_mask_pb2
 from records import ACK, SYN, arp, lab_registry, record, tcp4, udp4
 
-from observer import events
-from observer.parser import FlowDecoder, compile_field_mask
+from flowscope.api.flow import flow_pb2
+from flowscope.observer import events
+from flowscope.observer.parser import FlowDecoder, compile_field_mask
 
 # The mask `hubble observe` sends by default for its text formats, and some narrower ones.
 HUBBLE_DEFAULT = [

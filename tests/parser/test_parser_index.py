@@ -23,7 +23,7 @@ from records import (
     udp,
 )
 
-from observer.parser import FlowIds, index_of
+from flowscope.observer.parser import FlowIds, index_of
 
 
 def test_uuids_round_trip_to_their_sequence_number() -> None:

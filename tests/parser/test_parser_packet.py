@@ -35,7 +35,7 @@ from records import (
     udp,
 )
 
-from observer.parser.packet import TCP_NS, parse_packet
+from flowscope.observer.parser.packet import TCP_NS, parse_packet
 
 
 def v4(text: str) -> bytes:

@@ -6,7 +6,7 @@ import time
 
 from records import ACK, SYN, batch_of, lab_registry, record, tcp4, udp4
 
-from observer.parser import FlowDecoder
+from flowscope.observer.parser import FlowDecoder
 
 BUDGET_US = 60
 

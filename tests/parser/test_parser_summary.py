@@ -24,7 +24,7 @@ from records import (
     udp4,
 )
 
-from observer.parser import parse_packet, summarize
+from flowscope.observer.parser import parse_packet, summarize
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from flowscope_api.control import control_pb2
 
-from cli.main import main
-from cli.policy import format_check, format_status
+from flowscope.api.control import control_pb2
+from flowscope.cli.main import main
+from flowscope.cli.policy import format_check, format_status
 
 
 def test_check_names_the_rule_that_decided() -> None:

@@ -7,10 +7,10 @@ import textwrap
 
 import pytest
 
-from observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey
-from observer.metadata import Cluster, Endpoint, identity_of
-from observer.policy import Compiled, Endpoints, Entry, compile_policies, parse_policies
-from observer.policy.identities import CIDR_IDENTITY_BASE, cidr_identities
+from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey
+from flowscope.observer.metadata import Cluster, Endpoint, identity_of
+from flowscope.observer.policy import Compiled, Endpoints, Entry, compile_policies, parse_policies
+from flowscope.observer.policy.identities import CIDR_IDENTITY_BASE, cidr_identities
 
 TCP, UDP, SCTP, ICMP = 6, 17, 132, 1
 HOST, WORLD, REMOTE_NODE = 1, 2, 6
@@ -315,7 +315,7 @@ def test_a_selector_that_selects_nobody_yet_still_enforces() -> None:
     ],
 )
 def test_errors_say_where_and_why(text: str, message: str) -> None:
-    from observer.policy import PolicyError
+    from flowscope.observer.policy import PolicyError
 
     with pytest.raises(PolicyError) as caught:
         parse_policies(text)

@@ -22,10 +22,10 @@ from conntrack.agent_control import (  # tests/ is on the path (its conftest): t
     set_config,
     settle,
 )
-from flowscope_api.flow import flow_pb2
 
-from lab import Lab
-from lab.topology import TCP_RR_PORT, UDP_ECHO_PORT
+from flowscope.api.flow import flow_pb2
+from flowscope.lab import Lab
+from flowscope.lab.topology import TCP_RR_PORT, UDP_ECHO_PORT
 
 pytestmark = pytest.mark.bpf
 

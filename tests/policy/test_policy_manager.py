@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from observer.datapath import Datapath, DatapathConfig
-from observer.datapath.policymaps import INGRESS
-from observer.endpoints import EndpointRegistry
-from observer.metadata import Cluster, Endpoint
-from observer.policy import PolicyError, PolicyManager
+from flowscope.observer.datapath import Datapath, DatapathConfig
+from flowscope.observer.datapath.policymaps import INGRESS
+from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.metadata import Cluster, Endpoint
+from flowscope.observer.policy import PolicyError, PolicyManager
 
 pytestmark = pytest.mark.bpf
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import grpc
 
-import observer.agent as agent_module
-from cli.main import main
-from observer.server.peer import add_peer_service
-from observer.server.serve import ObserverServer
+import flowscope.observer.agent as agent_module
+from flowscope.cli.main import main
+from flowscope.observer.server.peer import add_peer_service
+from flowscope.observer.server.serve import ObserverServer
 
 
 def _argument(flag: str) -> str | None:

@@ -11,10 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
-from flowscope_api.observer import observer_pb2
 from relay_client import Follower
 
-from relay.server import RelayConfig, RelayServer
+from flowscope.api.observer import observer_pb2
+from flowscope.relay.server import RelayConfig, RelayServer
 
 
 @pytest.fixture

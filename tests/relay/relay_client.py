@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
+
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 
 
 class Follower:

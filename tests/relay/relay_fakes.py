@@ -21,9 +21,10 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
-from flowscope_api.peer import peer_pb2, peer_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.api.peer import peer_pb2, peer_pb2_grpc
 
 HEALTH_SERVICE = "hubble.server.Observer"
 

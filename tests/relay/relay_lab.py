@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import grpc
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 
-from lab import Lab
-from lab.daemons import Daemon, is_alive
-from lab.state import LabState
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.lab import Lab
+from flowscope.lab.daemons import Daemon, is_alive
+from flowscope.lab.state import LabState
 
 # The agent, with peer.Peer served (tests/relay/agent_with_peers.py says why); FLOWSCOPE_RELAY_TEST_AGENT
 # runs another build instead (a command line), e.g. a checkout of the last commit while the tree is mid-edit.

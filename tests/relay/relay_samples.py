@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
 from google.protobuf import timestamp_pb2
+
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
 
 T0 = 1_800_000_000_000_000_000  # a wall-clock time in ns (2027), far from the test's real clock
 MS = 1_000_000

@@ -14,7 +14,7 @@ from relay_fakes import FakeAgent
 from relay_samples import MS, flow
 
 PROJECT = Path(__file__).resolve().parents[2]
-FLOWSCOPE = [sys.executable, "-m", "cli.main"]
+FLOWSCOPE = [sys.executable, "-m", "flowscope.cli.main"]
 
 
 def free_port() -> int:

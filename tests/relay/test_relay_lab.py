@@ -16,8 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
-from flowscope_api.relay import relay_pb2
 from relay_certs import authority, signed
 from relay_client import Follower
 from relay_lab import (
@@ -31,10 +29,12 @@ from relay_lab import (
     wait_connected,
 )
 
-from lab import Lab
-from relay.pool import Peer
-from relay.server import RelayConfig, RelayServer
-from relay.tls import ServerTLS
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.api.relay import relay_pb2
+from flowscope.lab import Lab
+from flowscope.relay.pool import Peer
+from flowscope.relay.server import RelayConfig, RelayServer
+from flowscope.relay.tls import ServerTLS
 
 pytestmark = pytest.mark.bpf
 
@@ -98,7 +98,7 @@ def test_cross_node_traffic_is_merged_once_per_observation_point_in_time_order(l
     request = observer_pb2.GetFlowsRequest(number=100, whitelist=by_port(41001))
     assert [point(r) for r in flows_of(list(stub(lab.relay_address).GetFlows(request, timeout=10)))] == merged
     observed = subprocess.run(
-        [sys.executable, "-m", "cli.main", "observe", "--server", lab.relay_address, "--last", "100",
+        [sys.executable, "-m", "flowscope.cli.main", "observe", "--server", lab.relay_address, "--last", "100",
          "--port", "41001", "-o", "compact"],
         capture_output=True, text=True, timeout=30, cwd=PROJECT,
     )  # fmt: skip

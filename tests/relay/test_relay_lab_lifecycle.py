@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from relay_lab import lab_name
 
-from lab import Lab
-from lab.daemons import is_alive
-from lab.relay import relay_service
-from lab.state import LabState
+from flowscope.lab import Lab
+from flowscope.lab.daemons import is_alive
+from flowscope.lab.relay import relay_service
+from flowscope.lab.state import LabState
 
 
 def root_links() -> list[str]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 import time
 
-from flowscope_api.flow import flow_pb2
 from relay_samples import MS, T0, FakeClock, parse, raw, time_of
 
-from relay.merge import FIRST_S, QUIET_S, Merger
+from flowscope.api.flow import flow_pb2
+from flowscope.relay.merge import FIRST_S, QUIET_S, Merger
 
 PAST = time.time_ns() - 60_000 * MS  # for tests on the real clock: history, a minute old
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from flowscope_api.peer import peer_pb2, peer_pb2_grpc
 
-from observer.metadata import Cluster, Node
-from observer.server.peer import PeerService, add_peer_service, changes, peers_of
-from relay.dial import Dialer
-from relay.peers import PeerServiceFollower
-from relay.pool import PeerPool
+from flowscope.api.peer import peer_pb2, peer_pb2_grpc
+from flowscope.observer.metadata import Cluster, Node
+from flowscope.observer.server.peer import PeerService, add_peer_service, changes, peers_of
+from flowscope.relay.dial import Dialer
+from flowscope.relay.peers import PeerServiceFollower
+from flowscope.relay.pool import PeerPool
 
 ADDED, DELETED, UPDATED = peer_pb2.PEER_ADDED, peer_pb2.PEER_DELETED, peer_pb2.PEER_UPDATED
 

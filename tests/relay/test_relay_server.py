@@ -8,16 +8,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
-from flowscope_api.relay import relay_pb2
 from google.protobuf import field_mask_pb2
 from relay_client import Follower
 from relay_fakes import FakeAgent
 from relay_samples import MS, flow, time_of
 
-from relay.pool import Peer
-from relay.server import RelayServer
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.api.relay import relay_pb2
+from flowscope.relay.pool import Peer
+from flowscope.relay.server import RelayServer
 
 Start = Callable[..., RelayServer]
 Follow = Callable[..., Follower]
@@ -223,7 +223,7 @@ def test_an_invalid_request_is_refused_as_the_nodes_refuse_it(short_tmp: Path, s
 
 
 def test_nodes_come_and_go_as_the_peer_service_says(short_tmp: Path, start_relay: Start, follow: Follow) -> None:
-    from flowscope_api.peer import peer_pb2
+    from flowscope.api.peer import peer_pb2
 
     n1, n2, n3 = agents(short_tmp, "node1", "node2", "node3")
     n1.peers = [("node1", n1.target), ("node2", n2.target)]

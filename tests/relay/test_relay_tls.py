@@ -9,16 +9,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from flowscope_api.observer import observer_pb2, observer_pb2_grpc
 from relay_certs import Pair, authority, signed
 from relay_fakes import FakeAgent
 from relay_samples import MS, flow
 
-from cli.errors import CliError
-from cli.main import build_parser
-from relay.pool import Peer
-from relay.server import RelayServer
-from relay.tls import ClientTLS, ServerTLS
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.cli.errors import CliError
+from flowscope.cli.main import build_parser
+from flowscope.relay.pool import Peer
+from flowscope.relay.server import RelayServer
+from flowscope.relay.tls import ClientTLS, ServerTLS
 
 Start = Callable[..., RelayServer]
 NODE1 = "node1.lab.hubble-grpc.cilium.io"
@@ -101,7 +101,7 @@ def relay_args(*flags: str) -> argparse.Namespace:
 
 
 def test_tls_flags_must_come_in_pairs_and_turn_tls_on_as_hubbles_do(pki: dict[str, Pair]) -> None:
-    from cli.relay import config_from
+    from flowscope.cli.relay import config_from
 
     with pytest.raises(CliError, match="go together"):
         config_from(relay_args("--tls-server-cert-file", str(pki["relay"].cert)))
@@ -144,7 +144,7 @@ def test_tls_flags_must_come_in_pairs_and_turn_tls_on_as_hubbles_do(pki: dict[st
 def test_the_agent_takes_its_tls_flags_as_the_relay_does(tmp_path: Path) -> None:
     """One server-TLS mechanism for both servers; the agent's errors name the agent's own flags, and a file
     that cannot be read is named instead of a traceback."""
-    from observer.server.tls import TLSConfigError, server_tls
+    from flowscope.observer.server.tls import TLSConfigError, server_tls
 
     agent_flags = ("--tls-cert-file", "--tls-key-file", "--tls-client-ca-files")
     with pytest.raises(TLSConfigError, match="--tls-client-ca-files needs --tls-cert-file and --tls-key-file"):

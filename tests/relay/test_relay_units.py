@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
-from flowscope_api.relay import relay_pb2
 from relay_samples import MS, T0, flow, parse, ts
 
-from relay import status, wire
-from relay.backoff import Backoff
-from relay.dial import keepalive_options
-from relay.fanout import has_history, resumed
-from relay.peers import parse_static
-from relay.pool import Peer
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.relay import status, wire
+from flowscope.relay.backoff import Backoff
+from flowscope.relay.dial import keepalive_options
+from flowscope.relay.fanout import has_history, resumed
+from flowscope.relay.peers import parse_static
+from flowscope.relay.pool import Peer
 
 
 def test_scan_reads_kind_time_and_name_without_decoding_the_flow() -> None:

@@ -20,15 +20,16 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).res
 
 from rich.console import Console  # noqa: E402
 
-from cli.top import render  # noqa: E402
-from cli.top.controls import Controls  # noqa: E402
-from cli.top.state import FlowTable  # noqa: E402
+from flowscope.cli.top import render  # noqa: E402
+from flowscope.cli.top.controls import Controls  # noqa: E402
+from flowscope.cli.top.state import FlowTable  # noqa: E402
 
 
 def filled_table(rows: int, now: float) -> FlowTable:
     """A table with `rows` distinct connections, each seen a few times over the last 40 s."""
     import cli_samples
-    from flowscope_api.flow import flow_pb2
+
+    from flowscope.api.flow import flow_pb2
 
     table = FlowTable(clock=lambda: now)
     flow = cli_samples.tcp_flow()

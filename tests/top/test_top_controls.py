@@ -10,11 +10,11 @@ import termios
 import pytest
 import top_samples
 
-from cli.main import build_parser
-from cli.top.controls import Action, Controls
-from cli.top.keys import RawTerminal, decode, read_keys
-from cli.top.livefilter import LiveFilter
-from cli.top.state import FlowTable
+from flowscope.cli.main import build_parser
+from flowscope.cli.top.controls import Action, Controls
+from flowscope.cli.top.keys import RawTerminal, decode, read_keys
+from flowscope.cli.top.livefilter import LiveFilter
+from flowscope.cli.top.state import FlowTable
 
 NOW = 1_800_000_000.0
 

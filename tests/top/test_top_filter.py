@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from flowscope_api.flow import flow_pb2
 
-from cli.errors import UsageError
-from cli.main import build_parser
-from cli.top.livefilter import FilterError, LiveFilter, initial_request, initial_text
+from flowscope.api.flow import flow_pb2
+from flowscope.cli.errors import UsageError
+from flowscope.cli.main import build_parser
+from flowscope.cli.top.livefilter import FilterError, LiveFilter, initial_request, initial_text
 
 
 def top_args(*argv: str) -> argparse.Namespace:
@@ -17,7 +17,7 @@ def top_args(*argv: str) -> argparse.Namespace:
 
 
 def observe_request_filters(*argv: str) -> tuple[list[flow_pb2.FlowFilter], list[flow_pb2.FlowFilter]]:
-    from cli.observe.request import build_request
+    from flowscope.cli.observe.request import build_request
 
     request = build_request(build_parser().parse_args(["observe", "-f", *argv]))
     return list(request.whitelist), list(request.blacklist)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from top_terminal import Terminal
 
-from lab import Lab
+from flowscope.lab import Lab
 
 pytestmark = pytest.mark.bpf
 

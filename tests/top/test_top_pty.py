@@ -18,9 +18,10 @@ import pytest
 import top_samples
 from cli_fake_server import FakeServer
 from cli_runner import run_flowscope
-from flowscope_api.flow import flow_pb2
-from flowscope_api.relay import relay_pb2
 from top_terminal import HOME, LEAVE_ALTERNATE_SCREEN, SHOW_CURSOR, Terminal
+
+from flowscope.api.flow import flow_pb2
+from flowscope.api.relay import relay_pb2
 
 
 class Feeder:

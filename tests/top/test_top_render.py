@@ -7,15 +7,15 @@ import io
 import cli_samples
 import top_samples
 from bench_top_frame import measure
-from flowscope_api.flow import flow_pb2
-from flowscope_api.relay import relay_pb2
 from rich.console import Console
 
-from cli.main import build_parser
-from cli.top import render
-from cli.top.controls import Controls
-from cli.top.livefilter import LiveFilter
-from cli.top.state import FlowTable
+from flowscope.api.flow import flow_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.main import build_parser
+from flowscope.cli.top import render
+from flowscope.cli.top.controls import Controls
+from flowscope.cli.top.livefilter import LiveFilter
+from flowscope.cli.top.state import FlowTable
 
 NOW = 1_800_000_000.0
 SERVER = "unix:///run/flowscope/hubble.sock"

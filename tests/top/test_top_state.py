@@ -6,11 +6,11 @@ import cli_samples
 import numpy as np
 import pytest
 import top_samples
-from flowscope_api.flow import flow_pb2
-from flowscope_api.relay import relay_pb2
 
-from cli.top.grouping import row_key
-from cli.top.state import FlowTable, sort_order
+from flowscope.api.flow import flow_pb2
+from flowscope.api.relay import relay_pb2
+from flowscope.cli.top.grouping import row_key
+from flowscope.cli.top.state import FlowTable, sort_order
 
 NOW = 1_800_000_000.0
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import cli_samples
-from flowscope_api.flow import flow_pb2
-from flowscope_api.observer import observer_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
 
 
 def at(flow: flow_pb2.Flow, when: float) -> flow_pb2.Flow:

@@ -1,0 +1,31 @@
+"""Which folder installs as which part of the one package, `flowscope`.
+
+Each top-level folder is one stage of the data's path and installs as `flowscope.<folder>`, so nothing generic
+(`cli`, `observer`, ...) lands in site-packages. pyproject.toml holds everything else; only this mapping needs
+code, because setuptools cannot discover renamed packages by itself.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).resolve().parent
+STAGES = ("common", "observer", "relay", "cli", "lab")
+GENERATED = "proto/gen/flowscope/api"  # made by proto/build.py (scripts/setup)
+
+
+def mapped(package: str, folder: str) -> dict[str, str]:
+    """`package` from `folder`, and every package below it from the folder below that."""
+    below = find_packages(str(ROOT / folder))
+    return {package: folder} | {f"{package}.{name}": f"{folder}/{name.replace('.', '/')}" for name in below}
+
+
+package_dir = {name: path for stage in STAGES for name, path in mapped(f"flowscope.{stage}", stage).items()}
+package_dir |= mapped("flowscope.api", GENERATED)
+package_dir["flowscope.bpf"] = "bpf"  # the datapath's C sources, compiled by bcc when the agent starts
+
+setup(
+    packages=sorted(package_dir),
+    package_dir=package_dir,
+    package_data={"flowscope.bpf": ["*.c", "include/**/*.h"], "flowscope.api": ["**/*.pyi", "**/py.typed"]},
+)
