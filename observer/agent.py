@@ -30,11 +30,11 @@ from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
+from flowscope.observer.flow_ring import FlowRing, check_capacity
 from flowscope.observer.ingest import Ingest
 from flowscope.observer.metadata import Cluster
 from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.paths import DEFAULT_SOCKET, RUN_DIR
-from flowscope.observer.ring import FlowRing, check_capacity
 from flowscope.observer.server.peer import add_peer_service
 from flowscope.observer.server.serve import ObserverServer
 from flowscope.observer.server.state import NodeState

@@ -18,7 +18,7 @@ from flowscope.observer.aggregation import Aggregation, AggregationSettings
 from flowscope.observer.datapath import Datapath
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.policy import PolicyError, PolicyManager
-from flowscope.observer.server.control import control_service
+from flowscope.observer.server.control_service import control_service
 
 log = logging.getLogger(__name__)
 

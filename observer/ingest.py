@@ -26,10 +26,10 @@ from typing import Protocol
 
 import numpy as np
 
-from flowscope.observer.clock import WallClock
 from flowscope.observer.events import EVENT_LOST, LOST_KERNEL_BUFFER
-from flowscope.observer.ring import FlowRing
+from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.server.state import NodeState
+from flowscope.observer.wallclock import WallClock
 
 log = logging.getLogger(__name__)
 

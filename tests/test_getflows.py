@@ -11,8 +11,8 @@ from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
 from flowscope.observer import events
 from flowscope.observer.filters import FilterContext
+from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.ring import FlowRing
 from flowscope.observer.server.getflows import FlowReader, select
 
 REGISTRY = lab_registry()

@@ -14,10 +14,10 @@ events.
 """
 
 from flowscope.observer.datapath import pins
+from flowscope.observer.datapath.c_source import DatapathConfig
 from flowscope.observer.datapath.loader import Datapath, reclaim
 from flowscope.observer.datapath.maps import DatapathMaps, IpcacheEntry, RuntimeConfig
-from flowscope.observer.datapath.ring import RingReader
-from flowscope.observer.datapath.source import DatapathConfig
+from flowscope.observer.datapath.ringbuf import RingReader
 from flowscope.observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcLink
 
 __all__ = [

@@ -30,9 +30,9 @@ from bcc import BPF
 
 from flowscope.observer.datapath.bpfsys import map_info
 from flowscope.observer.datapath.btf import Btf
+from flowscope.observer.datapath.c_source import BPF_DIR, translation_unit
 from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout
-from flowscope.observer.datapath.ring import RingReader
-from flowscope.observer.datapath.source import BPF_DIR, translation_unit
+from flowscope.observer.datapath.ringbuf import RingReader
 
 log = logging.getLogger(__name__)
 

@@ -21,15 +21,15 @@ from typing import Any
 
 from bcc import BPF
 
-from flowscope.observer.datapath import clock, pins
+from flowscope.observer.datapath import pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
-from flowscope.observer.datapath.clock import JiffiesClock
+from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
 from flowscope.observer.datapath.conntrack import ConntrackTable
 from flowscope.observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, RuntimeConfig
 from flowscope.observer.datapath.policymaps import PolicyMaps
-from flowscope.observer.datapath.ring import RingReader
-from flowscope.observer.datapath.source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
+from flowscope.observer.datapath.ringbuf import RingReader
 from flowscope.observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcAttachments, TcLink, reclaim_links
+from flowscope.observer.datapath.tick_clock import JiffiesClock
 
 # Programs the agent runs itself with BPF_PROG_TEST_RUN, never attached: the conntrack sweep, policy questions,
 # the clock's conversion.
@@ -112,8 +112,8 @@ class Datapath:
         del self._bpf[b"calls"][ctypes.c_int(slot)]
 
     def calibrate_clock(self) -> JiffiesClock:
-        """Measure the tick and the offset the datapath's cheap clock needs (clock.py), and hand them over."""
-        self.clock = clock.measure(self.program_fd("clock_sample"))
+        """Measure the tick and the offset the datapath's cheap clock needs (tick_clock.py), and hand them over."""
+        self.clock = tick_clock.measure(self.program_fd("clock_sample"))
         self.maps.update_config(jiffy_ns=self.clock.jiffy_ns, jiffies_offset_ns=self.clock.offset_ns)
         return self.clock
 

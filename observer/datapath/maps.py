@@ -43,7 +43,9 @@ class RuntimeConfig:
     report_interval_ms: int = 0  # medium and above: a busy connection reports this often; 0 = 5 s
     aggregation: int = 0  # monitor aggregation level, Cilium's numbers (0 none .. 4 maximum)
     report_flags: int = 0  # medium and above: TCP flags whose first sighting each way is reported
-    jiffy_ns: int = 0  # the kernel's tick in ns; with the offset, the datapath's cheap clock (clock.py); 0 = unknown
+    jiffy_ns: int = (
+        0  # the kernel's tick in ns; with the offset, the datapath's cheap clock (tick_clock.py); 0 = unknown
+    )
     pad: int = 0
     jiffies_offset_ns: int = 0  # CLOCK_MONOTONIC = jiffies * jiffy_ns + this, mod 2**64
 

@@ -1,4 +1,4 @@
-"""source_label / destination_label: Kubernetes label selectors over the endpoint's labels (see selector.py).
+"""source_label / destination_label: Kubernetes label selectors over the endpoint's labels (see label_selector.py).
 
 Several selectors in one field are ORed. Endpoints are judged by the labels the decoder shows for them: pod
 labels ("k8s:app=client", "k8s:io.kubernetes.pod.namespace=default") or a reserved label ("reserved:world",
@@ -13,7 +13,7 @@ from flowscope.api.flow import flow_pb2
 from flowscope.observer.endpoints import EndpointInfo
 from flowscope.observer.filters.base import FilterContext, FilterError, Predicate
 from flowscope.observer.filters.endpoints import endpoint_predicate
-from flowscope.observer.filters.selector import Selector, parse_selector
+from flowscope.observer.filters.label_selector import Selector, parse_selector
 from flowscope.observer.parser.columns import Side
 
 

@@ -23,8 +23,8 @@ from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
 from flowscope.observer.events import EVENT_LOST
 from flowscope.observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
+from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FieldTree, FlowDecoder, compile_field_mask
-from flowscope.observer.ring import FlowRing
 
 CHUNK = 4096
 LOST_EVENT_INTERVAL_S = 1.0

@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.ring import FlowRing
 
 VERSION = "flowscope 0.1.0"
 RATE_WINDOW_S = 60.0

@@ -16,7 +16,7 @@ from records import CLIENT, DNS, SERVER, lab_registry
 
 from flowscope.api.flow import flow_pb2 as pb
 from flowscope.observer.filters import Batch, compile_filters
-from flowscope.observer.filters.selector import parse_selector
+from flowscope.observer.filters.label_selector import parse_selector
 from flowscope.observer.parser import FlowDecoder
 
 FLOWS = [FlowDecoder("node1", lab_registry(), INSTANCE).decode(r, i) for i, r in enumerate(RECORDS)]

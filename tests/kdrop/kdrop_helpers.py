@@ -14,7 +14,7 @@ import numpy as np
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.lab import Lab
-from flowscope.observer.datapath.ring import RingReader
+from flowscope.observer.datapath.ringbuf import RingReader
 
 # Send `count` UDP datagrams from a fixed source port to a port nobody listens on: each one is a NO_SOCKET drop
 # where it arrives. Prints how long the sending took. (A datagram a firewall drops on the way out fails with

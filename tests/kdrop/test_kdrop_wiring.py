@@ -13,10 +13,10 @@ from flowscope.observer.attachments import Attachments, Network
 from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import EVENT_LOST, event_dtype
+from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.ingest import Ingest
 from flowscope.observer.metadata import Cluster, Endpoint, Node
 from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.ring import FlowRing
 from flowscope.observer.server.state import NodeState
 
 DTYPE = event_dtype()

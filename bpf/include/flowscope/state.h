@@ -97,7 +97,7 @@ static __always_inline struct fs_state *fs_state_get(void)
 /* The time conntrack keeps a packet's connection by (expiry, last report), read once a packet. Reading the
  * clock is one of the dearest things a packet does here (bpf_ktime_get_coarse_ns: 25-30 ns of ~200 in a test
  * run), so it is the tick count, converted: jiffies times the tick, plus the offset that makes it
- * CLOCK_MONOTONIC, both measured by the agent at start (observer/datapath/clock.py). Like the coarse clock it
+ * CLOCK_MONOTONIC, both measured by the agent at start (observer/datapath/tick_clock.py). Like the coarse clock it
  * is within a tick (4 ms at HZ=250), which the bookkeeping does not mind (fs_age). Until the agent has
  * measured them (jiffy_ns 0) it is the coarse clock. At aggregation none every packet is an event, which
  * needs the clock itself (CLOCK_MONOTONIC), so that read serves both. The event's own time (ev.ts) is always

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flowscope.observer.events import event_dtype
-from flowscope.observer.ring import FlowRing, check_capacity
+from flowscope.observer.flow_ring import FlowRing, check_capacity
 
 DTYPE = event_dtype()
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from flowscope.observer.datapath import DatapathConfig
+from flowscope.observer.datapath.c_source import BPF_DIR, cflags, tail_call_slots, translation_unit
 from flowscope.observer.datapath.maps import ipcache_key, ipcache_network
-from flowscope.observer.datapath.source import BPF_DIR, cflags, tail_call_slots, translation_unit
 
 
 def test_translation_unit_splices_each_header_once_with_line_markers() -> None:

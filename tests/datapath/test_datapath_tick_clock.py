@@ -8,7 +8,7 @@ import time
 import pytest
 
 from flowscope.observer.datapath import Datapath
-from flowscope.observer.datapath.clock import KNOWN_HZ, sample
+from flowscope.observer.datapath.tick_clock import KNOWN_HZ, sample
 
 pytestmark = pytest.mark.bpf
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowscope.observer.filters.selector import parse_label, parse_selector
+from flowscope.observer.filters.label_selector import parse_label, parse_selector
 
 POD = ("k8s:app=client", "k8s:io.kubernetes.pod.namespace=default", "k8s:version=3", "container:app=sidecar")
 
