@@ -1,5 +1,5 @@
-"""The bpf(2) commands bcc 0.26 does not wrap: pinning, object info, program test runs, batch lookups, tcx links,
-program queries.
+"""The bpf(2) commands bcc 0.26 does not wrap: pinning, object info, program test runs, tcx links, program
+queries.
 
 Called through ctypes with the attribute layouts of include/uapi/linux/bpf.h (stable ABI: fields are only ever
 appended, and the kernel accepts a shorter attribute from an older caller).
@@ -110,83 +110,6 @@ def prog_info(fd: int) -> ProgInfo:
     info = _ProgInfo()
     _get_info(fd, info)
     return ProgInfo(info.id, info.type, info.name.decode())
-
-
-BPF_MAP_LOOKUP_BATCH = 24
-
-
-class _BatchAttr(ctypes.Structure):
-    _fields_ = [
-        ("in_batch", ctypes.c_uint64),
-        ("out_batch", ctypes.c_uint64),
-        ("keys", ctypes.c_uint64),
-        ("values", ctypes.c_uint64),
-        ("count", ctypes.c_uint32),
-        ("map_fd", ctypes.c_uint32),
-        ("elem_flags", ctypes.c_uint64),
-        ("flags", ctypes.c_uint64),
-    ]
-
-
-def map_lookup_batch(fd: int, key_size: int, value_size: int, chunk: int = 4096) -> tuple[bytes, bytes, int]:
-    """Every (key, value) of a hash map in a few syscalls: (keys, values, count), each a run of fixed-size
-    records. Entries added or removed meanwhile may be missed or seen twice, as with any walk of a live map."""
-    keys = bytearray()
-    values = bytearray()
-    total = 0
-    key_buf = ctypes.create_string_buffer(key_size * chunk)
-    value_buf = ctypes.create_string_buffer(value_size * chunk)
-    token_in = ctypes.create_string_buffer(max(key_size, 8))
-    token_out = ctypes.create_string_buffer(max(key_size, 8))
-    first = True
-    while True:
-        attr = _BatchAttr(
-            in_batch=0 if first else ctypes.addressof(token_in),
-            out_batch=ctypes.addressof(token_out),
-            keys=ctypes.addressof(key_buf),
-            values=ctypes.addressof(value_buf),
-            count=chunk,
-            map_fd=fd,
-        )
-        done = False
-        try:
-            bpf(BPF_MAP_LOOKUP_BATCH, attr)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-            done = True  # the last batch: attr.count says how many it still holds
-        keys += key_buf.raw[: attr.count * key_size]
-        values += value_buf.raw[: attr.count * value_size]
-        total += attr.count
-        if done:
-            return bytes(keys), bytes(values), total
-        ctypes.memmove(token_in, token_out, ctypes.sizeof(token_out))
-        first = False
-
-
-BPF_MAP_DELETE_ELEM = 3
-
-
-class _ElemAttr(ctypes.Structure):
-    _fields_ = [
-        ("map_fd", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-        ("key", ctypes.c_uint64),
-        ("value", ctypes.c_uint64),
-        ("flags", ctypes.c_uint64),
-    ]
-
-
-def map_delete(fd: int, key: bytes) -> bool:
-    """Delete one entry by its raw key; False when it was not there."""
-    buf = ctypes.create_string_buffer(key, len(key))
-    try:
-        bpf(BPF_MAP_DELETE_ELEM, _ElemAttr(map_fd=fd, key=ctypes.addressof(buf)))
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return False
-        raise
-    return True
 
 
 BPF_OBJ_GET = 7
