@@ -1,8 +1,8 @@
 """The flow ring: the last N events, stored as the raw records the kernel sent.
 
 Why raw records: a decoded `flow.Flow` costs ~3 KB of memory and ~9 us to build, a record 240 bytes and
-nothing to keep (shared/reference/design-notes.md). The ring is one preallocated numpy array; flows are
-decoded only when a client asks for them.
+nothing to keep (docs/reference/design-notes.md, "Storage"). The ring is one preallocated numpy array; flows
+are decoded only when a client asks for them.
 
 One writer (the agent's ingest thread) appends batches; any number of readers copy out ranges by sequence
 number without ever blocking it. Every stored event has a sequence number (its position in the stream since
@@ -37,10 +37,6 @@ class Chunk:
     @property
     def end_seq(self) -> int:
         return self.first_seq + len(self.records)
-
-    @property
-    def seqs(self) -> np.ndarray:
-        return np.arange(self.first_seq, self.end_seq, dtype=np.uint64)
 
 
 class FlowRing:
