@@ -2,8 +2,8 @@
 
 Why numpy: every event has the same size, so a batch read from the kernel's ring buffer is one array. Filters
 and the flow ring work on whole columns of it at once instead of on one Python object per packet, which is
-what keeps the agent's cost per event small (shared/reference/design-notes.md). The C layout lives in
-bpf/include/flowscope/event.h; tests/test_event_layout.py checks that the two agree.
+what keeps the agent's cost per event small (docs/reference/design-notes.md, "The event path, kernel to
+ring"). The C layout lives in bpf/include/flowscope/event.h; tests/test_event_layout.py checks that the two agree.
 """
 
 from __future__ import annotations

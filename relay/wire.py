@@ -21,7 +21,7 @@ from flowscope.api.relay import relay_pb2
 
 __all__ = ["DecodeError", "Scanned", "lost_events", "name_suffix", "node_status", "scan", "timestamp"]
 
-# GetFlowsResponse field numbers (shared/reference/hubble-api.md).
+# GetFlowsResponse field numbers (docs/reference/hubble-api.md, "package `observer`").
 FLOW = 1
 NODE_STATUS = 2
 LOST_EVENTS = 3

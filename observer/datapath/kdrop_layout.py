@@ -4,8 +4,8 @@ Two things, both read at start-up and never written by hand:
 - struct offsets (sk_buff, net_device, net, sock), handed to bpf/kdrop.c as -D defines. The program reads these
   structs with bpf_probe_read_kernel at fixed types, so each field's size is checked here too: a kernel whose
   layout no longer fits what the C reads fails at load, with the field named, instead of reporting garbage;
-- the drop reasons: `enum skb_drop_reason`, whose values change from kernel to kernel (peers.md: pwru's names
-  broke on new kernels because it kept its own table).
+- the drop reasons: `enum skb_drop_reason`, whose values change from kernel to kernel (docs/reference/peers.md:
+  pwru's names broke on new kernels because it kept its own table).
 
 Which enumerators are drops: the kernel names every real reason SKB_DROP_REASON_<NAME>. SKB_NOT_DROPPED_YET and
 SKB_CONSUMED (a packet that was used, not dropped) lack that prefix, and two carry it without being reasons:

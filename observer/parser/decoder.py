@@ -1,10 +1,10 @@
 """From a stored event record to a `flow.Flow`, the way Hubble's L3/L4 parser fills it.
 
-The agent keeps raw records and decodes only the flows a client asks for (design-notes.md), so this runs
-once per flow sent, and its cost is per-flow latency for every `hubble observe`. It reads the record's fields
-in one go (`record.item()`), parses the captured bytes in plain Python, and builds the endpoints' protobuf
-messages once per snapshot, copying them into each flow: building them anew each time would be most of the
-cost.
+The agent keeps raw records and decodes only the flows a client asks for (docs/reference/design-notes.md,
+"Storage"), so this runs once per flow sent, and its cost is per-flow latency for every `hubble observe`. It
+reads the record's fields in one go (`record.item()`), parses the captured bytes in plain Python, and builds the
+endpoints' protobuf messages once per snapshot, copying them into each flow: building them anew each time would
+be most of the cost.
 """
 
 from __future__ import annotations

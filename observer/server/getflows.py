@@ -1,10 +1,10 @@
 """GetFlows: which stored events a request selects, in what order, and what it is told it missed.
 
-Hubble's semantics (shared/reference/hubble-api.md, hubble-behaviour.md): `first` reads forward from the oldest
-flow; `follow` with no number starts at the newest; otherwise walk back from the newest until `number` flows
-match (or `since` is passed), then send them oldest first, and go on following if asked. Lost events never
-count toward `number`. A reader the ring overtook gets a LostEvent (HUBBLE_RING_BUFFER) with the count, at most
-once a second.
+Hubble's semantics (docs/reference/hubble-api.md, "GetFlows semantics"; docs/reference/hubble-behaviour.md,
+"How selectors read the ring"): `first` reads forward from the oldest flow; `follow` with no number starts at
+the newest; otherwise walk back from the newest until `number` flows match (or `since` is passed), then send
+them oldest first, and go on following if asked. Lost events never count toward `number`. A reader the ring
+overtook gets a LostEvent (HUBBLE_RING_BUFFER) with the count, at most once a second.
 
 Filtering works on whole chunks of records at once (observer.filters); only the flows that are sent are decoded.
 This module knows nothing of gRPC: it yields responses and raises InvalidRequest, so it is easy to test.
