@@ -5,6 +5,7 @@ Each top-level folder is one stage of the data's path and installs as `flowscope
 code, because setuptools cannot discover renamed packages by itself.
 """
 
+import runpy
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -19,6 +20,10 @@ def mapped(package: str, folder: str) -> dict[str, str]:
     below = find_packages(str(ROOT / folder))
     return {package: folder} | {f"{package}.{name}": f"{folder}/{name.replace('.', '/')}" for name in below}
 
+
+if not (ROOT / GENERATED).is_dir():  # a fresh checkout: generate the schema's code, as scripts/setup does
+    if runpy.run_path(str(ROOT / "proto" / "build.py"))["main"]() != 0:
+        raise SystemExit("setup.py: could not generate the protobuf code (proto/build.py)")
 
 package_dir = {name: path for stage in STAGES for name, path in mapped(f"flowscope.{stage}", stage).items()}
 package_dir |= mapped("flowscope.api", GENERATED)
