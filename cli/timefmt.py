@@ -1,5 +1,6 @@
-"""Times in and out: Go-style durations and timestamps for --since/--until/--timeout, and the layouts
-hubble prints flows with (--time-format), so that lines look the same and copied timestamps parse back."""
+"""Times in and out: Go-style durations (flowscope.common.durations reads them) and timestamps for
+--since/--until/--timeout, and the layouts hubble prints flows with (--time-format), so that lines look the same
+and copied timestamps parse back."""
 
 from __future__ import annotations
 
@@ -10,39 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration such as `5s`, `1m30s`, `1.5h` or `250ms`; ValueError when it is not one."""
-    body = text.strip()
-    sign = 1.0
-    if body[:1] in "+-" and body:
-        sign = -1.0 if body[0] == "-" else 1.0
-        body = body[1:]
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f"invalid duration {text!r}")
-    total, position = 0.0, 0
-    for match in _DURATION_PART.finditer(body):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position != len(body):
-        raise ValueError(f"invalid duration {text!r} (use units such as 3s, 4m, 1h)")
-    return sign * total
+from flowscope.common.durations import parse_duration
 
 
 def positive_duration(text: str) -> float:

@@ -12,36 +12,12 @@ from flowscope.cli.timefmt import (
     format_duration,
     format_timestamp,
     non_negative_duration,
-    parse_duration,
     parse_time,
     positive_duration,
     time_format_name,
 )
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("3s", 3),
-        ("4m", 240),
-        ("1h", 3600),
-        ("1h30m", 5400),
-        ("1.5h", 5400),
-        ("250ms", 0.25),
-        ("0", 0),
-        ("2us", 2e-6),
-    ],
-)
-def test_go_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "5", "5 s", "1d", "s", "1h-2m", "abc"])
-def test_not_durations(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
 
 
 @pytest.mark.parametrize(
