@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from flowscope.cli.config import add_agent_flags, agent_settings
-from flowscope.observer.paths import DEFAULT_SOCKET
+from flowscope.common.paths import DEFAULT_SOCKET
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: loading the agent (bcc, numpy, the datapath) costs every other command 0.4 s otherwise.
     from flowscope.observer.agent import Agent, AgentConfig
-    from flowscope.observer.server.tls import TLSConfigError, server_tls
+    from flowscope.common.tls import TLSConfigError, server_tls
 
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -14,19 +14,23 @@ import re
 import socket
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 import grpc
 
-from flowscope.cli.errors import CliError
+from flowscope.cli.errors import CliError, UsageError
 from flowscope.cli.timefmt import positive_duration
-from flowscope.observer import paths
+from flowscope.cli.tls import presented_certificate
+from flowscope.common import paths
+from flowscope.common.tls import ClientTLS, TLSConfigError, UnreadableFile
 
 DEFAULT_SERVER = "localhost:4245"
 DEFAULT_SOCKET = str(paths.DEFAULT_SOCKET)
 SERVER_ENV = "FLOWSCOPE_SERVER"
 SOCKET_ENV = "FLOWSCOPE_DEFAULT_SOCKET_PATH"
 TLS_PREFIX = "tls://"
+TLS_FILE_FLAGS = ("--tls-ca-cert-files", "--tls-client-cert-file", "--tls-client-key-file")  # errors name them so
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -180,11 +184,28 @@ def host_port(target: str) -> tuple[str, int] | None:
 
 
 def _open_channel(target: str, options: ServerOptions) -> grpc.Channel:
+    """A plaintext channel, or a TLS one: the CAs given (or the system's), the server name to expect, a client
+    certificate; with --tls-allow-insecure, trusting the certificate the server presents and a name in it."""
     if not options.tls:
         return grpc.insecure_channel(target)
-    from flowscope.cli.tls import secure_channel
-
-    return secure_channel(target, options)
+    try:
+        tls = ClientTLS(
+            tuple(Path(file) for file in options.ca_files),
+            Path(options.client_cert) if options.client_cert else None,
+            Path(options.client_key) if options.client_key else None,
+            described_as=TLS_FILE_FLAGS,
+        )
+        if not options.allow_insecure:
+            return tls.channel(target, options.server_name)
+        address = host_port(target)
+        if address is None:
+            raise UsageError(f"--tls-allow-insecure needs a host:port server, not {target}")
+        presented, name = presented_certificate(address, tls, options.timeout)
+        return tls.channel(target, options.server_name or name, trust=presented)
+    except UnreadableFile as exc:
+        raise CliError(str(exc)) from None
+    except TLSConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _wait_ready(channel: grpc.Channel, timeout: float) -> str | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from flowscope.cli.errors import CliError
 from flowscope.cli.timefmt import non_negative_duration, positive_duration
-from flowscope.observer.paths import DEFAULT_SOCKET
+from flowscope.common.paths import DEFAULT_SOCKET
 
 if TYPE_CHECKING:
     from flowscope.relay.server import RelayConfig
@@ -109,7 +109,8 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
     """The RelayConfig the flags describe; CliError when they contradict each other."""
     from flowscope.relay.peers import parse_static
     from flowscope.relay.server import RelayConfig
-    from flowscope.relay.tls import TLSConfigError, client_tls, server_tls
+    from flowscope.common.tls import TLSConfigError, server_tls
+    from flowscope.relay.tls import client_tls
 
     try:
         peers = parse_static(args.peers)

@@ -1,8 +1,8 @@
 """ICMP type and code names, as gopacket (and so Hubble's Summary) writes them.
 
-One table for the agent's summaries (observer/parser/summary.py) and the CLI, which words a summary itself
-when a server sent none: "EchoRequest", "DestinationUnreachable(Port)", "EchoRequest(Code: 3)", and "200(0)"
-for a type it does not know. Kept free of heavy imports: the CLI loads it.
+One table for the agent's summaries and the CLI, which words a summary itself when a server sent none:
+"EchoRequest", "DestinationUnreachable(Port)", "EchoRequest(Code: 3)", and "200(0)" for a type it does not know.
+Kept free of heavy imports: the CLI loads it.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
 from flowscope.observer.metadata import Cluster, Endpoint, Node
-from flowscope.observer.paths import DEFAULT_SOCKET, RUN_DIR
 
 LABS_DIR = RUN_DIR / "labs"
 DEFAULT_AGENT_SOCKET = DEFAULT_SOCKET  # the CLI's default, used by one-node labs

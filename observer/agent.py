@@ -22,7 +22,8 @@ from types import FrameType, TracebackType
 
 import numpy as np
 
-from flowscope.observer.aggregation import AggregationSettings
+from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
+from flowscope.common.aggregation import AggregationSettings
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
@@ -32,13 +33,14 @@ from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
 from flowscope.observer.flow_ring import FlowRing, check_capacity
 from flowscope.observer.ingest import Ingest
+from flowscope.observer.ipcache import ClusterIpcache
 from flowscope.observer.metadata import Cluster
+from flowscope.observer.metadata_watch import MetadataWatcher
 from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.paths import DEFAULT_SOCKET, RUN_DIR
 from flowscope.observer.server.peer import add_peer_service
 from flowscope.observer.server.serve import ObserverServer
 from flowscope.observer.server.state import NodeState
-from flowscope.observer.server.tls import ServerTLS
+from flowscope.common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +123,19 @@ class Agent:
         leftovers = reclaim()
         if leftovers:
             log.info("reclaimed %d tcx links (and their pins) left by an earlier agent", leftovers)
-        cluster = Cluster.load(cfg.cluster_file) if cfg.cluster_file and cfg.cluster_file.exists() else Cluster()
+        self.metadata = MetadataWatcher(cfg.cluster_file)
+        self.metadata.start()
         self.registry = EndpointRegistry(cfg.node_name)
+        self.metadata.subscribe("endpoint registry", self.registry.update)
         dtype = event_dtype(cfg.caplen)
         self.ring = FlowRing(cfg.ring_capacity, dtype)
         self.kdrop = self._load_kernel_drops()
         reasons = cfg.kernel_reasons or (self.kdrop.reasons.names if self.kdrop else {})
         decoder = FlowDecoder(cfg.node_name, self.registry, secrets.token_bytes(8), reasons, KernelSymbols())
-        node = cluster.node(cfg.node_name)
         self.state = NodeState(
             node_name=cfg.node_name,
-            cluster_name=cluster.name,
-            address=node.address if node else "",
+            cluster_name=Cluster().name,  # until the metadata says (_follow_own_node)
+            address="",
             ring=self.ring,
             decoder=decoder,
             registry=self.registry,
@@ -141,16 +144,17 @@ class Agent:
         self.datapath: Datapath | None = Datapath(
             DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages), pin_dir=pins.pin_dir()
         )
-        self.attachments = Attachments(self.datapath, self.registry, cfg.cluster_file, cfg.device, self.kdrop)
-        self.attachments.reconcile()
+        self.metadata.subscribe("ipcache", ClusterIpcache(self.datapath, cfg.node_name).update)
+        self.attachments = Attachments(self.datapath, self.registry, cfg.device, self.kdrop)
+        self.attachments.reconcile()  # the node's device, even without metadata
+        self.metadata.subscribe("attachments", self.attachments.update)
+        self.metadata.subscribe("node state", self._follow_own_node)
         self.control: Control | None = Control(self.datapath, self.registry, cfg.aggregation, cfg.policy_file)
         decoder.rule_names = self.control.policy.rule_name
         self.ingest = self._make_ingest(self.datapath, self.kdrop, dtype)
         self.ingest.start()
         tls_enabled, stopping = cfg.tls is not None, self.state.stopping
-        peers = functools.partial(
-            add_peer_service, cluster_file=cfg.cluster_file, tls_enabled=tls_enabled, stopping=stopping
-        )
+        peers = functools.partial(add_peer_service, metadata=self.metadata, tls_enabled=tls_enabled, stopping=stopping)
         self.server: ObserverServer | None = ObserverServer(
             self.state, cfg.socket_path, cfg.listen_address, cfg.tls, [self.control.service(), peers]
         )
@@ -163,6 +167,13 @@ class Agent:
             cfg.node_name,
             ", ".join(a for a in (str(cfg.socket_path or ""), cfg.listen_address or "") if a),
         )
+
+    def _follow_own_node(self, cluster: Cluster) -> None:
+        """What the metadata says of this node now: its cluster's name and the address its observer serves on,
+        which the Observer API reports (GetNodes, the cluster of GetFlows and GetNamespaces)."""
+        node = cluster.node(self.config.node_name)
+        self.state.cluster_name = cluster.name
+        self.state.address = node.address if node else ""
 
     def _load_kernel_drops(self) -> KernelDrops | None:
         """The kfree_skb program, or None: without it the agent still observes, minus the kernel's drops."""
@@ -192,6 +203,7 @@ class Agent:
         return Ingest(sources, self.ring, self.state, kernel_lost, dtype, kdrop.rate_limited_counts)
 
     def _reconcile_loop(self) -> None:
+        """Interfaces come and go without the metadata changing (a pod restarted): look for them often."""
         while not self._stopped.wait(RECONCILE_S):
             try:
                 self.attachments.reconcile()
@@ -213,6 +225,9 @@ class Agent:
     def close(self) -> None:
         """Stop serving, detach everything, unload, release the lock. Safe to call twice."""
         self._stopped.set()
+        metadata = getattr(self, "metadata", None)
+        if metadata is not None:
+            metadata.stop()  # before anything it hands metadata to is closed
         server = getattr(self, "server", None)
         if server is not None:
             server.stop()

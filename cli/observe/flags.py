@@ -11,9 +11,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from flowscope.cli import names
 from flowscope.cli.observe.filters import FilterBuilder
 from flowscope.cli.timefmt import TIME_FORMATS, time_format_name
+from flowscope.common import names
 
 OUTPUT_FORMATS = ("compact", "dict", "json", "jsonpb", "table")
 FILTER_ATTRIBUTE = "flow_filter"

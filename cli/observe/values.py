@@ -4,7 +4,7 @@ wording, so a mistyped value is reported as clearly as hubble reports it."""
 from __future__ import annotations
 
 from flowscope.api.flow import flow_pb2
-from flowscope.cli import names
+from flowscope.common import names
 
 
 def parse_identity(value: str) -> int:

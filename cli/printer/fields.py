@@ -4,9 +4,9 @@ coloured as hubble's printer does (hubble/pkg/printer), plus flowscope's kernel 
 from __future__ import annotations
 
 from flowscope.api.flow import flow_pb2
-from flowscope.cli import names
 from flowscope.cli.printer.sink import Segment
-from flowscope.observer.icmp import icmp_text
+from flowscope.common import names
+from flowscope.common.icmp import icmp_text
 
 HOST, PORT, IDENTITY = "cyan", "yellow", "magenta"
 GREEN, RED, YELLOW = "green", "red", "yellow"

@@ -13,8 +13,8 @@ import re
 from typing import NamedTuple
 
 from flowscope.api.flow import flow_pb2
-from flowscope.cli import names
 from flowscope.cli.printer import fields
+from flowscope.common import names
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DROPPING = (flow_pb2.DROPPED, flow_pb2.ERROR)

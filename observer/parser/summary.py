@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from flowscope.observer.icmp import icmp_text
+from flowscope.common.icmp import icmp_text
 from flowscope.observer.parser.packet import (
     ETH_P_ARP,
     ETH_P_IP,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from flowscope.common.paths import RUN_DIR
 from flowscope.lab import Lab
 from flowscope.observer.datapath.tc import ENTRY_PROGRAMS
-from flowscope.observer.paths import RUN_DIR
 
 pytestmark = pytest.mark.bpf
 
