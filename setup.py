@@ -21,9 +21,14 @@ def mapped(package: str, folder: str) -> dict[str, str]:
     return {package: folder} | {f"{package}.{name}": f"{folder}/{name.replace('.', '/')}" for name in below}
 
 
-if not (ROOT / GENERATED).is_dir():  # a fresh checkout: generate the schema's code, as scripts/setup does
+def generate_schema_code() -> None:
+    """A fresh checkout has no proto/gen: generate it, as scripts/setup does."""
     if runpy.run_path(str(ROOT / "proto" / "build.py"))["main"]() != 0:
         raise SystemExit("setup.py: could not generate the protobuf code (proto/build.py)")
+
+
+if not (ROOT / GENERATED).is_dir():
+    generate_schema_code()
 
 package_dir = {name: path for stage in STAGES for name, path in mapped(f"flowscope.{stage}", stage).items()}
 package_dir |= mapped("flowscope.api", GENERATED)

@@ -1,5 +1,5 @@
 """flowscope.control.Control: the agent's own gRPC service for what changes while it runs, the policy and the
-monitor aggregation settings (proto/flowscope_api/control/control.proto).
+monitor aggregation settings (proto/control/control.proto).
 
 Errors a person can fix (a bad policy file, an unknown pod, a bad setting) come back as INVALID_ARGUMENT or
 NOT_FOUND with the reason in one line; the CLI prints exactly that.
