@@ -6,7 +6,8 @@
     flowscope config set monitor-aggregation-interval 1s
     flowscope config set monitor-aggregation-flags syn,fin,rst,psh
 
-The same names and values as the agent's flags (--monitor-aggregation ...), which this module also defines.
+The same names and values as the agent's flags (--monitor-aggregation ...), which this module also defines: both
+take them from flowscope.common.aggregation, as the agent does.
 Settings belong to one node's agent: point --server at it (a relay does not serve them).
 """
 
@@ -21,8 +22,15 @@ import grpc
 from flowscope.api.control import control_pb2, control_pb2_grpc
 from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import CliError
-
-KEYS = ("monitor-aggregation", "monitor-aggregation-interval", "monitor-aggregation-flags")
+from flowscope.common.aggregation import (
+    DEFAULTS,
+    FLAGS_KEY,
+    INTERVAL_KEY,
+    KEYS,
+    LEVEL_KEY,
+    PARSERS,
+    AggregationSettings,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,38 +109,20 @@ def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
 
 
 def add_agent_flags(parser: argparse.ArgumentParser) -> None:
-    from flowscope.observer.aggregation.settings import parse_flags, parse_interval_ms, parse_level
-
     group = parser.add_argument_group("monitor aggregation and policy")
-    group.add_argument(
-        "--monitor-aggregation",
-        default="medium",
-        type=_checked(parse_level),
-        metavar="LEVEL",
-        help="none, lowest, low, medium or maximum (medium)",
-    )
-    group.add_argument(
-        "--monitor-aggregation-interval",
-        default="5s",
-        type=_checked(parse_interval_ms),
-        metavar="DURATION",
-        help="how often a busy connection reports at medium and above (5s)",
-    )
-    group.add_argument(
-        "--monitor-aggregation-flags",
-        default="syn,fin,rst",
-        type=_checked(parse_flags),
-        metavar="FLAGS",
-        help="TCP flags reported when first seen each way, at medium and above (syn,fin,rst; or all)",
-    )
+    helps = {
+        LEVEL_KEY: ("LEVEL", "none, lowest, low, medium or maximum (%(default)s)"),
+        INTERVAL_KEY: ("DURATION", "how often a busy connection reports at medium and above (%(default)s)"),
+        FLAGS_KEY: ("FLAGS", "TCP flags reported when first seen each way, at medium and above (%(default)s; or all)"),
+    }
+    for key, (metavar, text) in helps.items():
+        group.add_argument(f"--{key}", default=DEFAULTS[key], type=_checked(PARSERS[key]), metavar=metavar, help=text)
     group.add_argument("--policy-file", metavar="FILE", help="a network policy (YAML) to enforce from the start")
 
 
 def agent_settings(args: argparse.Namespace) -> dict[str, Any]:
     """AgentConfig's fields from the flags add_agent_flags defined."""
     from pathlib import Path
-
-    from flowscope.observer.aggregation.settings import AggregationSettings
 
     aggregation = AggregationSettings.parse(
         args.monitor_aggregation, args.monitor_aggregation_interval, args.monitor_aggregation_flags

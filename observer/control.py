@@ -14,7 +14,8 @@ from pathlib import Path
 
 import grpc
 
-from flowscope.observer.aggregation import Aggregation, AggregationSettings
+from flowscope.common.aggregation import AggregationSettings
+from flowscope.observer.aggregation import Aggregation
 from flowscope.observer.datapath import Datapath
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.policy import PolicyError, PolicyManager

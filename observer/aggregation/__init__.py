@@ -1,6 +1,6 @@
-"""Monitor aggregation: its settings, and the agent's sweep of connections' unreported counts."""
+"""Monitor aggregation in the agent: its settings in the datapath, and the sweep of connections' unreported
+counts. The settings' vocabulary, shared with the CLI, is flowscope.common.aggregation."""
 
 from flowscope.observer.aggregation.live import Aggregation
-from flowscope.observer.aggregation.settings import AggregationSettings, parse_flags, parse_interval_ms, parse_level
 
-__all__ = ["Aggregation", "AggregationSettings", "parse_flags", "parse_interval_ms", "parse_level"]
+__all__ = ["Aggregation"]

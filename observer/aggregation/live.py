@@ -12,9 +12,9 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-from flowscope.observer.aggregation.settings import AggregationSettings
+from flowscope.common.aggregation import AggregationSettings
 
-if TYPE_CHECKING:  # the datapath (bcc) is the agent's to load; the CLI reads these settings too
+if TYPE_CHECKING:  # only its types: importing the datapath package loads bcc
     from flowscope.observer.datapath.maps import RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class AggregationDatapath(Protocol):
 
 class Aggregation:
     def __init__(self, datapath: AggregationDatapath, settings: AggregationSettings) -> None:
+        """Write `settings` into the datapath at once, whatever they are: a config never written is all zeros,
+        which the programs read as level none (and no flags), not as these settings' defaults."""
         self._datapath = datapath
         self._lock = threading.Lock()
         self._settings = settings

@@ -30,7 +30,9 @@ from dp_flows import (
 from dp_packets import ACK, ETH_P_ARP, FIN, IPPROTO_TCP, IPPROTO_UDP, PSH, SYN, arp_request, eth
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK, addr16
 
+from flowscope.common.aggregation import AggregationSettings
 from flowscope.observer import events as ev
+from flowscope.observer.aggregation import Aggregation
 from flowscope.observer.datapath import Datapath
 
 pytestmark = pytest.mark.bpf
@@ -97,6 +99,21 @@ def test_medium_reports_open_flags_and_close_with_the_counts_between(peer: Datap
         assert (int(report["type"]), int(report["subtype"])) == (ev.EVENT_TRACE, ev.TRACE_TO_LXC)
     [c] = peer.conntrack.connections()
     assert c.original.packets == 103 and c.original.pending_packets == 0
+
+
+def test_the_agent_starts_the_datapath_at_the_default_settings(peer: Datapath) -> None:
+    """A config never written reads as level none with no flags, not as the defaults: the agent's Aggregation
+    writes the settings it starts with at once, so its datapath aggregates at medium, syn,fin,rst from the first
+    packet."""
+    Aggregation(peer, AggregationSettings())
+    config = peer.maps.read_config()
+    assert (config.aggregation, config.report_interval_ms, config.report_flags) == (MEDIUM, 5000, SYN_FIN_RST)
+    conn = Conversation(IPPROTO_TCP, pod_port=80, peer_port=40000)
+    assert len(run(peer, IN, conn.back(SYN))) == 1
+    assert len(run(peer, OUT, conn.out(SYN | ACK))) == 0  # from-container: silenced
+    assert [len(run(peer, IN, conn.back(ACK | PSH, bytes(i)))) for i in range(10)] == [0] * 10  # PSH: not a default
+    [closed] = run(peer, IN, conn.back(FIN | ACK))
+    assert int(closed["packets"]) == 11 and int(closed["flags"]) & ev.F_AGGREGATE
 
 
 def test_a_new_flag_in_the_mask_is_reported_once(peer: Datapath) -> None:

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from flowscope.common.aggregation import AggregationSettings
 from flowscope.observer.datapath import DatapathConfig
 from flowscope.observer.datapath.c_source import BPF_DIR, cflags, tail_call_slots, translation_unit
 from flowscope.observer.datapath.maps import ipcache_key, ipcache_network
@@ -51,6 +52,14 @@ def test_config_becomes_defines() -> None:
 def test_config_refuses_what_cannot_compile(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         DatapathConfig(**kwargs)
+
+
+def test_the_datapaths_own_report_interval_is_the_agents_default() -> None:
+    """report_interval_ms 0 (a config never written) means FS_REPORT_INTERVAL_MS_DEFAULT: the same as the
+    agent's default, so a datapath with no settings and one with the defaults report equally often."""
+    header = (BPF_DIR / "include" / "flowscope" / "config.h").read_text()
+    [value] = re.findall(r"^#define FS_REPORT_INTERVAL_MS_DEFAULT (\d+)$", header, re.MULTILINE)
+    assert int(value) == AggregationSettings().interval_ms
 
 
 @pytest.mark.parametrize(

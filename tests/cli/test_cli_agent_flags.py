@@ -1,0 +1,28 @@
+"""`flowscope agent`'s flags start where the agent's own settings do: their defaults are taken, never copied."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowscope.cli.config import agent_settings
+from flowscope.cli.main import build_parser
+from flowscope.common.aggregation import AggregationSettings
+
+
+def test_aggregation_flags_default_to_the_agents_settings() -> None:
+    args = build_parser().parse_args(["agent"])
+    assert agent_settings(args)["aggregation"] == AggregationSettings()
+
+
+def test_aggregation_flags_take_what_config_set_takes() -> None:
+    argv = ["agent", "--monitor-aggregation", "low", "--monitor-aggregation-interval", "2000\u03bcs"]
+    args = build_parser().parse_args([*argv, "--monitor-aggregation-flags", "syn|psh"])
+    assert agent_settings(args)["aggregation"] == AggregationSettings(level=2, interval_ms=2, flags=0x0A)
+
+
+def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["agent", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "medium or maximum (medium)" in text and "at medium and above (5s)" in text
+    assert "(syn,fin,rst; or all)" in text
