@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowscope.observer.aggregation.settings import (
+from flowscope.common.aggregation import (
     AggregationSettings,
     format_flags,
     format_interval,
@@ -45,6 +45,11 @@ def test_bad_levels_say_what_is_allowed(text: str) -> None:
 def test_intervals(text: str, ms: int) -> None:
     assert parse_interval_ms(text) == ms
     assert parse_interval_ms(format_interval(ms)) == ms
+
+
+@pytest.mark.parametrize("micro", ["\u00b5", "\u03bc"], ids=["micro-sign", "greek-mu"])
+def test_intervals_read_durations_as_the_cli_does(micro: str) -> None:
+    assert parse_interval_ms(f"1s5000{micro}s") == 1005
 
 
 @pytest.mark.parametrize("text", ["5", "5 s", "s", "0s", "100us", "-1s", "2000h"])
