@@ -1,12 +1,12 @@
 """peer.Peer/Notify on the agent: which nodes the cluster has, so a relay can find every agent from one.
 
-A new Notify stream first gets PEER_ADDED for every node of the cluster metadata file, then PEER_ADDED,
-PEER_DELETED and PEER_UPDATED as the file changes (it is polled, like the agent's own re-reading of it). Each
+A new Notify stream first gets PEER_ADDED for every node of the cluster metadata, then PEER_ADDED, PEER_DELETED
+and PEER_UPDATED as the metadata changes (the agent's one watcher of the cluster file hands it over). Each
 notification carries the node's name, the address its agent serves on (`address` in the file, or its IP and
 port 4244) and, when agents serve TLS, the name a relay must expect in the node's certificate; Hubble's
 format, `<node>.<cluster>.hubble-grpc.cilium.io`, so certificates made for Hubble work here too.
 
-    add_peer_service(server, cluster_file, tls_enabled=True, stopping=state.stopping)
+    add_peer_service(server, metadata_watcher, tls_enabled=True, stopping=state.stopping)
 """
 
 from __future__ import annotations
@@ -15,18 +15,17 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 
 from flowscope.api.peer import peer_pb2, peer_pb2_grpc
 from flowscope.observer.metadata import Cluster, Node
+from flowscope.observer.metadata_watch import MetadataWatcher
 
 log = logging.getLogger(__name__)
 
 AGENT_PORT = 4244
 TLS_DOMAIN = "hubble-grpc.cilium.io"
-POLL_S = 0.5
 _WAIT_S = 0.25
 
 Peers = dict[str, peer_pb2.ChangeNotification]
@@ -79,26 +78,14 @@ def _without_type(change: peer_pb2.ChangeNotification) -> tuple[str, str]:
 
 
 class PeerService(peer_pb2_grpc.PeerServicer):
-    """Serves Notify from the cluster file, watched by one thread for every stream."""
+    """Serves Notify from the cluster metadata it is given (`update`), to every stream."""
 
-    def __init__(
-        self,
-        cluster_file: Path | None,
-        tls_enabled: bool = False,
-        stopping: threading.Event | None = None,
-        poll_s: float = POLL_S,
-    ) -> None:
-        self._file = cluster_file
+    def __init__(self, tls_enabled: bool = False, stopping: threading.Event | None = None) -> None:
         self._tls = tls_enabled
         self._stopping = stopping or threading.Event()
-        self._poll_s = poll_s
         self._lock = threading.Lock()
         self._subscribers: list[queue.Queue[peer_pb2.ChangeNotification]] = []
-        self._stamp: tuple[int, int, int] | None = None
         self._peers: Peers = {}
-        self._refresh()
-        self._watcher = threading.Thread(target=self._watch, name="peer-watch", daemon=True)
-        self._watcher.start()
 
     def Notify(
         self, request: peer_pb2.NotifyRequest, context: grpc.ServicerContext
@@ -118,30 +105,9 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             with self._lock:
                 self._subscribers.remove(inbox)
 
-    def _watch(self) -> None:
-        while not self._stopping.wait(self._poll_s):
-            try:
-                self._refresh()
-            except Exception:  # keep serving what we knew; say what went wrong
-                log.exception("reading the cluster file for peer notifications failed")
-
-    def _refresh(self) -> None:
-        """Re-read the cluster file if it changed, and tell every stream what changed."""
-        if self._file is None:
-            return
-        try:
-            st = self._file.stat()
-        except FileNotFoundError:
-            return
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
-            return
-        try:
-            peers = peers_of(Cluster.load(self._file), self._tls)
-        except (OSError, ValueError, TypeError) as exc:
-            log.warning("cannot read %s for peer notifications: %s", self._file, exc)
-            return
-        self._stamp = stamp
+    def update(self, cluster: Cluster) -> None:
+        """Take new cluster metadata, and tell every stream what changed."""
+        peers = peers_of(cluster, self._tls)
         with self._lock:
             news = changes(self._peers, peers)
             self._peers = peers
@@ -152,10 +118,13 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
 def add_peer_service(
     server: grpc.Server,
-    cluster_file: Path | None,
+    metadata: MetadataWatcher,
     *,
     tls_enabled: bool = False,
     stopping: threading.Event | None = None,
 ) -> None:
-    """Serve peer.Peer on the agent's gRPC server (ObserverServer's `extra_services` takes a partial of this)."""
-    peer_pb2_grpc.add_PeerServicer_to_server(PeerService(cluster_file, tls_enabled, stopping), server)
+    """Serve peer.Peer on the agent's gRPC server, following `metadata` (ObserverServer's `extra_services` takes
+    a partial of this)."""
+    service = PeerService(tls_enabled, stopping)
+    metadata.subscribe("peer service", service.update)
+    peer_pb2_grpc.add_PeerServicer_to_server(service, server)

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from flowscope.observer.attachments import Attachments, Network
+from flowscope.observer.attachments import Attachments
+from flowscope.observer.counts import IngestCounts
 from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import EVENT_LOST, event_dtype
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.ingest import Ingest
+from flowscope.observer.ipcache import Network
 from flowscope.observer.metadata import Cluster, Endpoint, Node
-from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.server.state import NodeState
+from flowscope.observer.metadata_watch import MetadataWatcher
 
 DTYPE = event_dtype()
 
@@ -66,27 +67,26 @@ def records(count: int, kind: int) -> np.ndarray:
 
 
 def test_ingest_reads_every_source_and_counts_rate_limited_drops() -> None:
-    registry = EndpointRegistry("node1")
     ring = FlowRing(63, DTYPE)
-    state = NodeState("node1", "c", "", ring, FlowDecoder("node1", registry, b"i"), registry)
+    counts = IngestCounts()
     tc, kdrop = FakeSource([records(3, 4)]), FakeSource([records(2, 1)])
-    counts = [[0, 0], [5, 7], [5, 7], [9, 7]]  # per CPU, cumulative, as the kernel counts
+    reported = [[0, 0], [5, 7], [5, 7], [9, 7]]  # per CPU, cumulative, as the kernel counts
 
     def limited() -> list[int]:
-        return counts.pop(0) if len(counts) > 1 else counts[0]
+        return reported.pop(0) if len(reported) > 1 else reported[0]
 
-    ingest = Ingest([tc, kdrop], ring, state, lambda: [0, 0], DTYPE, limited)
+    ingest = Ingest([tc, kdrop], ring, counts, lambda: [0, 0], DTYPE, limited)
     ingest._tick()
     ingest._tick()
     ingest._tick()
-    assert state.lost.rate_limited == 12  # 5 + 7, counted once
+    assert counts.lost.rate_limited == 12  # 5 + 7, counted once
     ingest.start()  # ticks at once
     time.sleep(0.2)
     ingest.stop()
     ingest.join(timeout=2)
     assert sorted(ring.column("type").tolist()) == [1, 1, 4, 4, 4]
     assert all(t > 0 for t in tc.timeouts[:-1]) and set(kdrop.timeouts) == {0}  # only the first source waits
-    assert state.lost.rate_limited == 16
+    assert counts.lost.rate_limited == 16
     assert EVENT_LOST not in ring.column("type").tolist()
 
 
@@ -119,12 +119,14 @@ def test_reconciling_tells_the_kernel_drop_program_this_nodes_namespaces(tmp_pat
     nodes = (Node("node1"), Node("node2"))
     Cluster("c", nodes, (endpoint(1001, "node1", "ns-a"), endpoint(2001, "node2", "ns-b"))).save(cluster_file)
     follower = FakeFollower()
-    attachments = Attachments(FakeDatapath(), EndpointRegistry("node1"), cluster_file, None, follower)
-    attachments.reconcile()
+    attachments = Attachments(FakeDatapath(), EndpointRegistry("node1"), None, follower)
+    metadata = MetadataWatcher(cluster_file)
+    metadata.subscribe("attachments", attachments.update)
+    metadata.poll()
     assert follower.calls == [{1001: "ns-a"}]  # this node's endpoints only (the interfaces need not exist)
     assert follower.devices == [set()]  # none attached: their interfaces do not exist
 
     time.sleep(0.01)
     Cluster("c", nodes, (endpoint(1002, "node1", "ns-c"), endpoint(1003, "node1", ""))).save(cluster_file)
-    attachments.reconcile()
+    metadata.poll()
     assert follower.calls[-1] == {1002: "ns-c"}  # one without a namespace is left out

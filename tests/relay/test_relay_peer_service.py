@@ -13,6 +13,7 @@ import pytest
 
 from flowscope.api.peer import peer_pb2, peer_pb2_grpc
 from flowscope.observer.metadata import Cluster, Node
+from flowscope.observer.metadata_watch import MetadataWatcher
 from flowscope.observer.server.peer import PeerService, add_peer_service, changes, peers_of
 from flowscope.relay.dial import Dialer
 from flowscope.relay.peers import PeerServiceFollower
@@ -55,21 +56,24 @@ Serve = Callable[[Path, str], tuple[threading.Event, grpc.Server]]
 @pytest.fixture
 def serve() -> Iterator[Serve]:
     """Serve the peer service of a cluster file on a unix socket, as an agent would."""
-    servers: list[tuple[grpc.Server, threading.Event]] = []
+    servers: list[tuple[grpc.Server, threading.Event, MetadataWatcher]] = []
 
     def start(cluster_file: Path, target: str) -> tuple[threading.Event, grpc.Server]:
         stopping = threading.Event()
+        metadata = MetadataWatcher(cluster_file)
+        metadata.start()
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        add_peer_service(server, cluster_file, tls_enabled=False, stopping=stopping)
+        add_peer_service(server, metadata, tls_enabled=False, stopping=stopping)
         server.add_insecure_port(target)
         server.start()
-        servers.append((server, stopping))
+        servers.append((server, stopping, metadata))
         return stopping, server
 
     yield start
-    for server, stopping in servers:
+    for server, stopping, metadata in servers:
         stopping.set()
         server.stop(grace=None)
+        metadata.stop()
 
 
 def test_notify_announces_every_node_then_each_change_of_the_file(short_tmp: Path, serve: Serve) -> None:
@@ -111,7 +115,8 @@ def test_the_relay_follows_the_peer_service_and_forgets_nodes_gone_while_away(sh
 
 
 def test_a_peer_service_without_a_file_announces_nothing() -> None:
-    service = PeerService(None)
+    service = PeerService()
+    MetadataWatcher(None).subscribe("peer service", service.update)
     assert service._peers == {}
 
 
