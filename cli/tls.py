@@ -1,83 +1,57 @@
-"""TLS for the client side of --server: CA files, the server name to expect, mutual TLS, and
---tls-allow-insecure (which gRPC's Python API cannot do by itself, see `_presented_certificate`)."""
+"""What TLS is to the command line alone: --tls-allow-insecure, which gRPC's Python API cannot do by itself.
+
+gRPC always verifies the server's certificate, so to skip that the CLI first meets the server with Python's
+own TLS (verifying nothing), then trusts exactly the certificate it was shown, under a name that certificate
+gives. The rest of the client's TLS (CA files, server name, mutual TLS) is common/tls.py's, as the relay's is.
+"""
 
 from __future__ import annotations
 
 import socket
 import ssl
-import tempfile
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
-from flowscope.cli.connection import host_port
-from flowscope.cli.errors import CliError, UsageError
-
-if TYPE_CHECKING:
-    from flowscope.cli.connection import ServerOptions
+from flowscope.cli.errors import CliError
+from flowscope.common.tls import ClientTLS
 
 
-def secure_channel(target: str, options: ServerOptions) -> grpc.Channel:
-    """A TLS channel: the CAs given (or the system's), a server name to expect, a client certificate."""
-    channel_options: list[tuple[str, Any]] = []
-    root = b"".join(_read(path, "--tls-ca-cert-files") for path in options.ca_files) or None
-    server_name = options.server_name
-    if options.allow_insecure:
-        presented, name = _presented_certificate(target, options)
-        root, server_name = presented, server_name or name
-    if server_name:
-        channel_options.append(("grpc.ssl_target_name_override", server_name))
-    if bool(options.client_cert) != bool(options.client_key):
-        raise UsageError("--tls-client-cert-file and --tls-client-key-file go together")
-    key = _read(options.client_key, "--tls-client-key-file") if options.client_key else None
-    chain = _read(options.client_cert, "--tls-client-cert-file") if options.client_cert else None
-    credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
-    return grpc.secure_channel(target, credentials, options=channel_options)
-
-
-def _read(path: str, flag: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {flag} {path}: {exc.strerror or exc}") from None
-
-
-def _presented_certificate(target: str, options: ServerOptions) -> tuple[bytes, str | None]:
-    """--tls-allow-insecure: gRPC cannot skip verification, so trust the certificate the server presents
-    (and a name in it). This checks nothing about who the server is, which is what the flag asks for."""
-    address = host_port(target)
-    if address is None:
-        raise UsageError(f"--tls-allow-insecure needs a host:port server, not {target}")
+def presented_certificate(address: tuple[str, int], tls: ClientTLS, timeout: float) -> tuple[bytes, str | None]:
+    """The certificate the server at `address` presents, as PEM, and the name it gives. This checks nothing
+    about who the server is, which is what --tls-allow-insecure asks for."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    if options.client_cert and options.client_key:
-        context.load_cert_chain(options.client_cert, options.client_key)
+    if tls.cert and tls.key:
+        context.load_cert_chain(tls.cert, tls.key)
+    host, port = address
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         with (
-            socket.create_connection(address, timeout=options.timeout) as raw,
-            context.wrap_socket(raw, server_hostname=address[0]) as tls,
+            socket.create_connection(address, timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as connection,
         ):
-            der = tls.getpeercert(binary_form=True)
+            der = connection.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
-        raise CliError(f"cannot connect to {target} (TLS: {exc})") from None
+        raise CliError(f"cannot connect to {where} (TLS: {exc})") from None
     if der is None:
-        raise CliError(f"cannot connect to {target} (TLS: the server showed no certificate)")
-    pem = ssl.DER_cert_to_PEM_cert(der)
-    return pem.encode(), _certificate_name(pem)
+        raise CliError(f"cannot connect to {where} (TLS: the server showed no certificate)")
+    certificate = x509.load_der_x509_certificate(der)
+    return certificate.public_bytes(Encoding.PEM), certificate_name(certificate)
 
 
-def _certificate_name(pem: str) -> str | None:
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as file:
-        file.write(pem)
-        file.flush()
-        decoded: dict[str, Any] = getattr(ssl, "_ssl")._test_decode_cert(file.name)  # noqa: B009
-    for kind, value in decoded.get("subjectAltName", ()):
-        if kind in ("DNS", "IP Address"):
-            return str(value)
-    for rdn in decoded.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
+def certificate_name(certificate: x509.Certificate) -> str | None:
+    """The name a certificate is for: its first DNS name or IP address, else its common name (the name gRPC
+    is then told to expect, since the address dialed may be none of them)."""
+    try:
+        alternatives = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        alternatives = x509.SubjectAlternativeName([])
+    for name in alternatives:
+        if isinstance(name, x509.DNSName | x509.IPAddress):
+            return str(name.value)
+    for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        return str(attribute.value)
     return None

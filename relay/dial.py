@@ -21,8 +21,8 @@ from typing import Any
 import grpc
 import grpc.experimental
 
+from flowscope.common.tls import ClientTLS
 from flowscope.relay.backoff import Backoff, channel_options
-from flowscope.relay.tls import ClientTLS
 
 MAX_MESSAGE = 16 * 1024 * 1024
 KEEPALIVE_S = 1.0  # a ping after this long without one, and this long for its answer
@@ -85,6 +85,4 @@ class Dialer:
         if not self.secure(target):
             return grpc.insecure_channel(target, options=options)
         assert self.tls is not None
-        if server_name:
-            options.append(("grpc.ssl_target_name_override", server_name))
-        return grpc.secure_channel(target, self.tls.credentials(), options=options)
+        return self.tls.channel(target, server_name, options)

@@ -19,13 +19,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowscope.api.observer import observer_pb2
+from flowscope.common.tls import ClientTLS, ServerTLS
 from flowscope.relay import status
 from flowscope.relay.dial import KEEPALIVE_S, Dialer
 from flowscope.relay.fanout import Fanout, RejectedRequest
 from flowscope.relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
 from flowscope.relay.peers import PeerServiceFollower
 from flowscope.relay.pool import Peer, PeerPool
-from flowscope.relay.tls import ClientTLS, ServerTLS
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowscope.api.observer import observer_pb2_grpc
+from flowscope.common.tls import ServerTLS
 from flowscope.observer.server.service import ObserverService
 from flowscope.observer.server.state import NodeState
-from flowscope.observer.server.tls import ServerTLS
 
 HEALTH_SERVICE = "hubble.server.Observer"
 MAX_STREAMS = 64

@@ -31,10 +31,10 @@ from relay_lab import (
 
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.api.relay import relay_pb2
+from flowscope.common.tls import ServerTLS
 from flowscope.lab import Lab
 from flowscope.relay.pool import Peer
 from flowscope.relay.server import RelayConfig, RelayServer
-from flowscope.relay.tls import ServerTLS
 
 pytestmark = pytest.mark.bpf
 

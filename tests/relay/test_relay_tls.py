@@ -16,9 +16,9 @@ from relay_samples import MS, flow
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.cli.errors import CliError
 from flowscope.cli.main import build_parser
+from flowscope.common.tls import ClientTLS, ServerTLS
 from flowscope.relay.pool import Peer
 from flowscope.relay.server import RelayServer
-from flowscope.relay.tls import ClientTLS, ServerTLS
 
 Start = Callable[..., RelayServer]
 NODE1 = "node1.lab.hubble-grpc.cilium.io"
@@ -139,20 +139,3 @@ def test_tls_flags_must_come_in_pairs_and_turn_tls_on_as_hubbles_do(pki: dict[st
         )
     )
     assert disabled.server_tls is None and disabled.client_tls is None
-
-
-def test_the_agent_takes_its_tls_flags_as_the_relay_does(tmp_path: Path) -> None:
-    """One server-TLS mechanism for both servers; the agent's errors name the agent's own flags, and a file
-    that cannot be read is named instead of a traceback."""
-    from flowscope.observer.server.tls import TLSConfigError, server_tls
-
-    agent_flags = ("--tls-cert-file", "--tls-key-file", "--tls-client-ca-files")
-    with pytest.raises(TLSConfigError, match="--tls-client-ca-files needs --tls-cert-file and --tls-key-file"):
-        server_tls(None, None, [tmp_path / "ca.pem"], flags=agent_flags)
-    with pytest.raises(TLSConfigError, match="--tls-cert-file and --tls-key-file go together"):
-        server_tls(tmp_path / "cert.pem", None, [], flags=agent_flags)
-    assert server_tls(None, None, [], flags=agent_flags) is None
-    missing = server_tls(tmp_path / "cert.pem", tmp_path / "key.pem", [], flags=agent_flags)
-    assert missing is not None
-    with pytest.raises(TLSConfigError, match="cannot read server key"):
-        missing.credentials()
