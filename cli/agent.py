@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flowscope.cli.config import add_agent_flags, agent_settings
+from flowscope.common.capture import DEFAULT_CAPLEN
 from flowscope.common.paths import DEFAULT_SOCKET
 
 
@@ -20,7 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help=f"unix socket to serve on ({DEFAULT_SOCKET})")
     p.add_argument("--listen-address", default=":4244", help="TCP address to serve on; empty for none (:4244)")
     p.add_argument("--ring-capacity", type=int, default=65535, help="flows kept, 2^n-1 (65535)", dest="ring_capacity")
-    p.add_argument("--caplen", type=int, default=128, help="packet bytes captured per event, multiple of 8 (128)")
+    p.add_argument(
+        "--caplen",
+        type=int,
+        default=DEFAULT_CAPLEN,
+        help="packet bytes captured per event, multiple of 8 (%(default)s)",
+    )
     p.add_argument(
         "--ring-buffer-pages",
         type=int,

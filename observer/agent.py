@@ -24,6 +24,7 @@ import numpy as np
 
 from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
 from flowscope.common.aggregation import AggregationSettings
+from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
@@ -55,7 +56,7 @@ class AgentConfig:
     socket_path: Path | None = DEFAULT_SOCKET
     listen_address: str | None = ":4244"
     ring_capacity: int = 65535
-    caplen: int = 128
+    caplen: int = DEFAULT_CAPLEN
     ring_buffer_pages: int = 1024  # 4 MiB of kernel buffer
     tls: ServerTLS | None = None
     kernel_reasons: dict[int, str] = field(default_factory=dict)  # empty: the running kernel's, from BTF
@@ -67,8 +68,7 @@ class AgentConfig:
 
     def check(self) -> None:
         check_capacity(self.ring_capacity)
-        if self.caplen <= 0 or self.caplen % 8:
-            raise ValueError(f"capture length must be a positive multiple of 8, not {self.caplen}")
+        check_caplen(self.caplen)
 
 
 class NodeLock:

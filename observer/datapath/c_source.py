@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
+
 # bpf/ installs as flowscope/bpf beside this package (setup.py); in a checkout it is the folder beside observer/.
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 MAIN_SOURCE = "datapath.c"
 
-_MAX_CAPLEN = 4096  # fs_event.len_cap is 16 bits; and an event must fit a one-page ring buffer
 _QUOTED_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 _CALL_SLOT = re.compile(r"^\s*#\s*define\s+FS_CALL_([A-Z0-9_]+)\s+(\d+)\b", re.MULTILINE)
 
@@ -26,13 +27,12 @@ _CALL_SLOT = re.compile(r"^\s*#\s*define\s+FS_CALL_([A-Z0-9_]+)\s+(\d+)\b", re.M
 class DatapathConfig:
     """Compile-time settings of the datapath: changing one means compiling (and loading) it again."""
 
-    caplen: int = 128  # FS_CAPLEN: packet bytes an event can carry
+    caplen: int = DEFAULT_CAPLEN  # FS_CAPLEN: packet bytes an event can carry
     ring_buffer_pages: int = 1024  # FS_RINGBUF_PAGES: the `events` ring buffer, in pages (4 MiB)
     wakeup_every: int = 64  # FS_WAKEUP_EVERY: wake the reader on every N-th event of a CPU
 
     def __post_init__(self) -> None:
-        if not 0 < self.caplen <= _MAX_CAPLEN or self.caplen % 8:
-            raise ValueError(f"caplen must be a multiple of 8 in 8..{_MAX_CAPLEN}, not {self.caplen}")
+        check_caplen(self.caplen)
         if self.ring_buffer_pages <= 0 or self.ring_buffer_pages & (self.ring_buffer_pages - 1):
             raise ValueError(f"ring_buffer_pages must be a power of two, not {self.ring_buffer_pages}")
         if self.wakeup_every <= 0:

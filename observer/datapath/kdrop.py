@@ -28,6 +28,7 @@ from types import TracebackType
 
 from bcc import BPF
 
+from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
 from flowscope.observer.datapath.bpfsys import map_info
 from flowscope.observer.datapath.btf import Btf
 from flowscope.observer.datapath.c_source import BPF_DIR, translation_unit
@@ -45,14 +46,13 @@ _F_UNSPECIFIED = 0x1  # FS_KDROP_F_UNSPECIFIED
 
 @dataclass(frozen=True)
 class KernelDropConfig:
-    caplen: int = 128  # FS_CAPLEN: must match the agent's records (and the tc datapath's)
+    caplen: int = DEFAULT_CAPLEN  # FS_CAPLEN: must match the agent's records (and the tc datapath's)
     ring_buffer_pages: int = 128  # the program's own ring buffer (512 KiB)
     reports_per_second: int = 1000  # per reason and CPU, after a burst of as many; 0: no limit
     report_unspecified: bool = False  # also report NOT_SPECIFIED (every plain kfree_skb): noisy
 
     def __post_init__(self) -> None:
-        if not 0 < self.caplen <= 4096 or self.caplen % 8:
-            raise ValueError(f"caplen must be a multiple of 8 in 8..4096, not {self.caplen}")
+        check_caplen(self.caplen)
         if self.ring_buffer_pages <= 0 or self.ring_buffer_pages & (self.ring_buffer_pages - 1):
             raise ValueError(f"ring_buffer_pages must be a power of two, not {self.ring_buffer_pages}")
         if self.reports_per_second < 0:

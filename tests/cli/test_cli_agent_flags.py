@@ -7,6 +7,7 @@ import pytest
 from flowscope.cli.config import agent_settings
 from flowscope.cli.main import build_parser
 from flowscope.common.aggregation import AggregationSettings
+from flowscope.common.capture import DEFAULT_CAPLEN
 
 
 def test_aggregation_flags_default_to_the_agents_settings() -> None:
@@ -26,3 +27,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "medium or maximum (medium)" in text and "at medium and above (5s)" in text
     assert "(syn,fin,rst; or all)" in text
+
+
+def test_capture_length_defaults_to_the_agents() -> None:
+    assert build_parser().parse_args(["agent"]).caplen == DEFAULT_CAPLEN
