@@ -194,13 +194,13 @@ class Agent:
     def _make_ingest(self, datapath: Datapath, kdrop: KernelDrops | None, dtype: np.dtype) -> Ingest:
         """One ingest thread for both ring buffers; both count their full-buffer losses as the kernel's."""
         if kdrop is None:
-            return Ingest(datapath.reader(), self.ring, self.state, datapath.lost_counts, dtype)
+            return Ingest(datapath.reader(), self.ring, self.state.counts, datapath.lost_counts, dtype)
 
         def kernel_lost() -> list[int]:
             return [a + b for a, b in zip(datapath.lost_counts(), kdrop.lost_counts(), strict=True)]
 
         sources = [datapath.reader(), kdrop.reader()]
-        return Ingest(sources, self.ring, self.state, kernel_lost, dtype, kdrop.rate_limited_counts)
+        return Ingest(sources, self.ring, self.state.counts, kernel_lost, dtype, kdrop.rate_limited_counts)
 
     def _reconcile_loop(self) -> None:
         """Interfaces come and go without the metadata changing (a pod restarted): look for them often."""

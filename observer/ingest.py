@@ -1,19 +1,21 @@
-"""The ingest loop: kernel ring buffers → flow ring, one batch at a time, on one thread.
+"""The ingest loop: kernel ring buffers → flow ring and other subscribers, one batch at a time, on one thread.
 
 There are several sources (the tc datapath's ring buffer, the kernel drop program's), all read by this one
 thread, because the flow ring has one writer. Each pass waits on the first source only (up to READ_TIMEOUT_S)
 and then takes whatever the others have without waiting: the kernel drop program never wakes its reader, so
-its events wait at most one pass.
+its events wait at most one pass. Each batch goes to the subscribers in order, the flow ring first
+(observer/subscribers.py says what a subscriber may do, and how one that may block is queued).
 
-Per batch it does three vectorised things and nothing per event: stamp wall-clock time, append to the ring,
-count. That work costs about the same for ten events as for a thousand, so the loop lets events gather: after a
-pass that found less than FULL_PASS events it rests until READ_INTERVAL_S after the pass began (a flow reaches
-readers at most a few tens of ms after its packet). Read on every wakeup instead, the agent spent half a CPU at
-170k events/s. A busy pass (the kernel buffer filling) goes again at once.
+Per batch it does three vectorised things and nothing per event: stamp wall-clock time, hand it to the
+subscribers, count. That work costs about the same for ten events as for a thousand, so the loop lets events
+gather: after a pass that found less than FULL_PASS events it rests until READ_INTERVAL_S after the pass began
+(a flow reaches readers at most a few tens of ms after its packet). Read on every wakeup instead, the agent
+spent half a CPU at 170k events/s. A busy pass (the kernel buffer filling) goes again at once.
 
-Once a second it turns the kernel's per-CPU "could not reserve" counters into LostEvent records in the
-ring (so every reader sees them in order), adds the drops the kernel drop program rate-limited to the
-`rate_limited` count, refreshes the clock offset and samples the flow rate.
+Once a second it turns the kernel's per-CPU "could not reserve" counters, and the events queued subscribers
+dropped, into LostEvent records in the ring (so every reader sees them in order), adds the drops the kernel
+drop program rate-limited to the `rate_limited` count, refreshes the clock offset and samples the flow rate.
+LostEvent records go to the ring alone: they tell its readers what they will never see.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Protocol
 
 import numpy as np
 
-from flowscope.observer.events import EVENT_LOST, LOST_KERNEL_BUFFER
+from flowscope.common.names import EVENT_LOST, LOST_AGENT_QUEUE, LOST_KERNEL_BUFFER
+from flowscope.observer.counts import IngestCounts
 from flowscope.observer.flow_ring import FlowRing
-from flowscope.observer.server.state import NodeState
+from flowscope.observer.subscribers import Subscriber
 from flowscope.observer.wallclock import WallClock
 
 log = logging.getLogger(__name__)
@@ -60,24 +63,28 @@ class Ingest(threading.Thread):
         self,
         source: BatchSource | Sequence[BatchSource],
         ring: FlowRing,
-        state: NodeState,
+        counts: IngestCounts,
         kernel_lost: Callable[[], list[int]],
         dtype: np.dtype,
         rate_limited: Callable[[], list[int]] | None = None,
+        subscribers: Sequence[Subscriber] = (),
     ) -> None:
-        """`kernel_lost` and `rate_limited` give cumulative per-CPU counts, summed over every source."""
+        """`kernel_lost` and `rate_limited` give cumulative per-CPU counts, summed over every source. Batches go
+        to the ring, then to `subscribers` in order."""
         super().__init__(name="ingest", daemon=True)
         self._sources = list(source) if isinstance(source, Sequence) else [source]
         if not self._sources:
             raise ValueError("ingest needs at least one source")
         self._ring = ring
-        self._state = state
+        self._subscribers = (ring.write, *subscribers)
+        self._counts = counts
         self._kernel_lost = kernel_lost
         self._dtype = dtype
         self._clock = WallClock()
         self._lost_seen: list[int] = []
         self._rate_limited = rate_limited
         self._rate_limited_seen = 0
+        self._agent_queue_seen = 0
         self._stopping = threading.Event()
         self.first_event_at: float | None = None  # monotonic time of the first event (start-up benchmark)
 
@@ -107,14 +114,17 @@ class Ingest(threading.Thread):
         if self.first_event_at is None:
             self.first_event_at = time.monotonic()
         batch["ts"] += np.uint64(self._clock.offset_ns)
-        self._ring.write(batch)
-        self._state.seen_flows += len(batch)
+        batch.flags.writeable = False  # one array for every subscriber: none may change it under the others
+        for subscriber in self._subscribers:
+            subscriber(batch)
+        self._counts.seen_flows += len(batch)
 
     def _tick(self) -> None:
         self._clock.refresh()
         self._report_kernel_lost()
+        self._report_agent_queue()
         self._report_rate_limited()
-        self._state.rate.sample(self._state.seen_flows)
+        self._counts.rate.sample(self._counts.seen_flows)
 
     def _report_kernel_lost(self) -> None:
         counts = self._kernel_lost()
@@ -124,8 +134,16 @@ class Ingest(threading.Thread):
             if now > before:
                 log.warning("kernel buffer full: %d events lost on CPU %d", now - before, cpu)
                 self._ring.write(lost_record(self._dtype, LOST_KERNEL_BUFFER, now - before, cpu))
-                self._state.lost.add("kernel_buffer", now - before)
+                self._counts.lost.add("kernel_buffer", now - before)
         self._lost_seen = counts
+
+    def _report_agent_queue(self) -> None:
+        """Events queued subscribers dropped (they add them to `agent_queue` as they drop them)."""
+        dropped = self._counts.lost.agent_queue
+        if dropped > self._agent_queue_seen:
+            log.warning("agent queue full: %d events lost", dropped - self._agent_queue_seen)
+            self._ring.write(lost_record(self._dtype, LOST_AGENT_QUEUE, dropped - self._agent_queue_seen))
+            self._agent_queue_seen = dropped
 
     def _report_rate_limited(self) -> None:
         """Drops the kernel reported only as a count (in a later report's `packets`), for ServerStatus."""
@@ -133,5 +151,5 @@ class Ingest(threading.Thread):
             return
         total = sum(self._rate_limited())
         if total > self._rate_limited_seen:
-            self._state.lost.add("rate_limited", total - self._rate_limited_seen)
+            self._counts.lost.add("rate_limited", total - self._rate_limited_seen)
             self._rate_limited_seen = total

@@ -2,7 +2,8 @@
 
 Filter flags do not store values: each one is handed, in command-line order, to one FilterBuilder kept on the
 parsed namespace, because order matters (`--not` applies to the flag after it) and because hubble's conflict
-rules are checked as flags arrive.
+rules are checked as flags arrive. Their words are kept too, in the same order, so `flowscope top` can offer
+the command line's filters as one line to edit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from flowscope.common import names
 
 OUTPUT_FORMATS = ("compact", "dict", "json", "jsonpb", "table")
 FILTER_ATTRIBUTE = "flow_filter"
+FILTER_WORDS_ATTRIBUTE = "filter_words"
 
 
 def filter_builder(args: argparse.Namespace) -> FilterBuilder:
@@ -25,8 +27,14 @@ def filter_builder(args: argparse.Namespace) -> FilterBuilder:
     return builder if isinstance(builder, FilterBuilder) else FilterBuilder()
 
 
+def filter_words(args: argparse.Namespace) -> list[str]:
+    """The filter flags of this command line as they were given, in order (`--not --verdict DROPPED`)."""
+    return list(getattr(args, FILTER_WORDS_ATTRIBUTE, None) or [])
+
+
 class _FilterAction(argparse.Action):
-    """Sends one filter flag to the namespace's FilterBuilder; a bad value becomes a usage error."""
+    """Sends one filter flag to the namespace's FilterBuilder and keeps its words; a bad value becomes a usage
+    error."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, filter_name: str = "", **kwargs: Any) -> None:
         self.filter_name = filter_name
@@ -48,6 +56,8 @@ class _FilterAction(argparse.Action):
             builder.set(self.filter_name, value)
         except ValueError as exc:
             raise argparse.ArgumentError(self, str(exc)) from None
+        given = [values] if isinstance(values, str) else []  # a switch has no value word
+        setattr(namespace, FILTER_WORDS_ATTRIBUTE, [*filter_words(namespace), f"--{self.filter_name}", *given])
 
 
 def _filter(group: argparse._ArgumentGroup, *flags: str, help: str, switch: bool = False, **kwargs: Any) -> None:

@@ -28,7 +28,7 @@ from flowscope.cli.observe.request import raw_filters_yaml
 from flowscope.cli.top import render
 from flowscope.cli.top.controls import Action, Controls
 from flowscope.cli.top.keys import RawTerminal, read_keys
-from flowscope.cli.top.livefilter import LiveFilter, initial_request, initial_text, record_filter_words
+from flowscope.cli.top.livefilter import LiveFilter, initial_request, initial_text
 from flowscope.cli.top.state import FlowTable
 
 RETRY_SECONDS = 2.0
@@ -57,7 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_selector_flags(parser)
     add_filter_flags(parser)
-    record_filter_words(parser)
     add_server_flags(parser)
     parser.add_argument("--refresh", type=_hertz, default=4.0, metavar="HZ", help="frames a second, 4 to 10 (4)")
     # What observe's request building reads from its output flags: text output, the default field mask.

@@ -5,7 +5,7 @@ DROPPED`). It is split like a shell would, parsed by a parser made with observe'
 into a request by observe's `build_request`, so every flag, value check, conflict rule and error message is
 observe's: nothing is reimplemented here.
 
-It starts as the command line's filter flags (recorded as they are parsed, see `record_filter_words`), so the
+It starts as the command line's filter flags (whose words observe's flags keep as they are parsed), so the
 person edits the filter they launched with instead of stacking a second one on it: two lists of FlowFilters
 cannot be ANDed in general (within a field values are ORed), but one edited line always can be parsed.
 """
@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import copy
 import shlex
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from flowscope.api.observer import observer_pb2
 from flowscope.cli.errors import CliError, UsageError
-from flowscope.cli.observe.flags import FILTER_ATTRIBUTE, _FilterAction, add_filter_flags
+from flowscope.cli.observe.flags import FILTER_ATTRIBUTE, add_filter_flags, filter_words
 from flowscope.cli.observe.request import build_request
 
-WORDS_ATTRIBUTE = "top_filter_words"
 BACKFILL = "40s"  # what a new stream asks for first: the longest rate window, so every column fills at once
 
 
@@ -31,34 +29,9 @@ class FilterError(ValueError):
     """The typed filter does not parse; the message is observe's (argparse's or the filter builder's)."""
 
 
-class _RecordedFilter(_FilterAction):
-    """observe's filter flag that also keeps its words, so the live filter can start as the command line."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        super().__call__(parser, namespace, values, option_string)
-        words = list(getattr(namespace, WORDS_ATTRIBUTE, None) or [])
-        words.append(f"--{self.filter_name}")
-        if isinstance(values, str):
-            words.append(values)
-        setattr(namespace, WORDS_ATTRIBUTE, words)
-
-
-def record_filter_words(parser: argparse.ArgumentParser) -> None:
-    """Make the filter flags already added to `parser` also record their words on the parsed namespace."""
-    for action in parser._actions:
-        if type(action) is _FilterAction:
-            action.__class__ = _RecordedFilter
-
-
 def initial_text(args: argparse.Namespace) -> str:
     """The command line's filters as one editable line (filter flags in order, then raw allow/deny lists)."""
-    words = list(getattr(args, WORDS_ATTRIBUTE, None) or [])
+    words = filter_words(args)
     for flag in ("allowlist", "denylist"):
         for text in getattr(args, flag, []):
             words += [f"--{flag}", text]

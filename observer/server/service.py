@@ -36,7 +36,7 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
             state.decoder,
             selection,
             state.node_name,
-            on_overrun=lambda n: state.lost.add("ring_overrun", n),
+            on_overrun=lambda n: state.counts.lost.add("ring_overrun", n),
         )
         yield from reader.responses(lambda: context.is_active() and not state.stopping.is_set())
 
@@ -44,14 +44,14 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
         self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext
     ) -> observer_pb2.ServerStatusResponse:
         state = self._state
-        lost = state.lost
+        lost = state.counts.lost
         return observer_pb2.ServerStatusResponse(
             num_flows=len(state.ring),
             max_flows=state.ring.capacity,
-            seen_flows=state.seen_flows,
+            seen_flows=state.counts.seen_flows,
             uptime_ns=state.uptime_ns,
             version=VERSION,
-            flows_rate=state.rate.rate(),
+            flows_rate=state.counts.rate.rate(),
             flowscope_lost=observer_pb2.LostCounts(
                 kernel_buffer=lost.kernel_buffer,
                 agent_queue=lost.agent_queue,
@@ -74,7 +74,7 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
             uptime_ns=state.uptime_ns,
             num_flows=len(state.ring),
             max_flows=state.ring.capacity,
-            seen_flows=state.seen_flows,
+            seen_flows=state.counts.seen_flows,
         )
         return observer_pb2.GetNodesResponse(nodes=[node])
 

@@ -93,3 +93,12 @@ def test_first_request_backfills_unless_told_otherwise() -> None:
     assert (last.number, last.follow, last.HasField("since")) == (100, True, False)
     with pytest.raises(UsageError, match="--first does not go with top"):
         initial_request(top_args("--first", "5"))
+
+
+def test_the_editable_line_names_every_flag_as_observe_spells_it_long() -> None:
+    """Short flags come back long, switches without a value, an optional value as given or as its default."""
+    args = top_args("-4", "-t", "trace:to-stack", "--reply", "false", "-A", "--to-port", "80", "--reply")
+    assert initial_text(args) == "--ipv4 --type trace:to-stack --reply false --all-namespaces --to-port 80 --reply true"
+    live = LiveFilter(args).request(initial_text(args))
+    first = initial_request(args)
+    assert (list(live.whitelist), list(live.blacklist)) == (list(first.whitelist), list(first.blacklist))
