@@ -8,6 +8,7 @@ import re
 import pytest
 
 from flowscope.common.aggregation import AggregationSettings
+from flowscope.common.capture import DEFAULT_CAPLEN
 from flowscope.observer.datapath import DatapathConfig
 from flowscope.observer.datapath.c_source import BPF_DIR, cflags, tail_call_slots, translation_unit
 from flowscope.observer.datapath.maps import ipcache_key, ipcache_network
@@ -60,6 +61,13 @@ def test_the_datapaths_own_report_interval_is_the_agents_default() -> None:
     header = (BPF_DIR / "include" / "flowscope" / "config.h").read_text()
     [value] = re.findall(r"^#define FS_REPORT_INTERVAL_MS_DEFAULT (\d+)$", header, re.MULTILINE)
     assert int(value) == AggregationSettings().interval_ms
+
+
+def test_the_headers_own_capture_length_is_the_agents_default() -> None:
+    """The loaders always pass -DFS_CAPLEN; the header's fallback (for a compile without it) says the same."""
+    header = (BPF_DIR / "include" / "flowscope" / "event.h").read_text()
+    [value] = re.findall(r"^#define FS_CAPLEN (\d+)\b", header, re.MULTILINE)
+    assert int(value) == DEFAULT_CAPLEN
 
 
 @pytest.mark.parametrize(
