@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: loading the agent (bcc, numpy, the datapath) costs every other command 0.4 s otherwise.
-    from flowscope.observer.agent import Agent, AgentConfig
     from flowscope.common.tls import TLSConfigError, server_tls
+    from flowscope.observer.agent import Agent, AgentConfig
 
     logging.basicConfig(
         level=args.log_level.upper(),

@@ -107,9 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from(args: argparse.Namespace) -> RelayConfig:
     """The RelayConfig the flags describe; CliError when they contradict each other."""
+    from flowscope.common.tls import TLSConfigError, server_tls
     from flowscope.relay.peers import parse_static
     from flowscope.relay.server import RelayConfig
-    from flowscope.common.tls import TLSConfigError, server_tls
     from flowscope.relay.tls import client_tls
 
     try:

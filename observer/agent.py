@@ -22,9 +22,10 @@ from types import FrameType, TracebackType
 
 import numpy as np
 
-from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
+from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
+from flowscope.common.tls import ServerTLS
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
@@ -41,7 +42,6 @@ from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.server.peer import add_peer_service
 from flowscope.observer.server.serve import ObserverServer
 from flowscope.observer.server.state import NodeState
-from flowscope.common.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
