@@ -1,34 +1,33 @@
 """Entry point of the `flowscope` command.
 
 Each command lives in its own module that exposes `register(subparsers)`, which adds its parser and sets
-`run(args) -> int` as the parser's default. The modules are found by name, so one that has not landed yet is
-simply left out and the others still work.
+`run(args) -> int` as the parser's default. The modules are imported by name in `commands()`, so one that fails
+to import fails `flowscope` at once, with its traceback, instead of quietly leaving its command out.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
-from types import ModuleType
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from flowscope.cli.errors import CliError
 
-COMMAND_MODULES = (
-    "flowscope.cli.observe",
-    "flowscope.cli.status",
-    "flowscope.cli.listing",
-    "flowscope.cli.agent",
-    "flowscope.cli.lab",
-    "flowscope.cli.relay",
-    "flowscope.cli.demo",
-    "flowscope.cli.policy",
-    "flowscope.cli.config",
-    "flowscope.cli.top",
-)
+
+class Command(Protocol):
+    """A command module: it adds its parser, whose default `run` does the work."""
+
+    def register(self, subparsers: argparse._SubParsersAction) -> None: ...
+
+
+def commands() -> tuple[Command, ...]:
+    """Every command, in the order `flowscope --help` lists them. Imported here rather than at the top, so that
+    main() has quieted gRPC before any of them imports it."""
+    from flowscope.cli import agent, config, demo, lab, listing, observe, policy, relay, status, top
+
+    return (observe, status, listing, agent, lab, relay, demo, policy, config, top)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,47 +37,14 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-class _Broken:
-    """Stands in for a command module that exists but fails to import: its command reports the failure in
-    one line when run, and the other commands keep working meanwhile."""
-
-    def __init__(self, name: str, error: Exception) -> None:
-        self.command = name.rsplit(".", 1)[-1]
-        self.error = error
-
-    def register(self, subparsers: argparse._SubParsersAction) -> None:
-        parser = subparsers.add_parser(
-            self.command, help=f"(unavailable: {self.error})", add_help=False, prefix_chars="\0"
-        )
-        parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)  # any flags: the error says why
-        parser.set_defaults(run=self.run)
-
-    def run(self, args: argparse.Namespace) -> int:
-        raise CliError(f"the {self.command} command cannot load: {type(self.error).__name__}: {self.error}")
-
-
-def command_modules(names: Sequence[str] = COMMAND_MODULES) -> list[ModuleType | _Broken]:
-    """The command modules that exist; a module that is not there yet is skipped."""
-    modules: list[ModuleType | _Broken] = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                modules.append(_Broken(name, exc))
-        except ImportError as exc:
-            modules.append(_Broken(name, exc))
-    return modules
-
-
-def build_parser(modules: Sequence[ModuleType | _Broken] | None = None) -> ArgumentParser:
+def build_parser(modules: Sequence[Command] | None = None) -> ArgumentParser:
     parser = ArgumentParser(
         prog="flowscope",
         description="Network flow observability on real eBPF, Hubble-style.",
         allow_abbrev=False,
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in command_modules() if modules is None else modules:
+    for module in commands() if modules is None else modules:
         module.register(subparsers)
     return parser
 
