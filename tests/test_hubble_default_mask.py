@@ -1,0 +1,113 @@
+"""The field mask the hubble CLI sends by default is accepted by an agent and by a relay in front of it.
+
+The hubble CLI (v1.19) sends this mask for its compact, dict and table output unless told otherwise
+(docs/reference/hubble-api.md, "Wire rules"); it names upstream fields flowscope never fills (ip_trace_id), so
+a server that rejected them would break hubble's most common command. A real agent's gRPC server over a ring
+of synthetic records answers here, and a real relay server dials it as it dials any node.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+from records import TS, lab_registry, record, tcp4
+
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.observer import events
+from flowscope.observer.flow_ring import FlowRing
+from flowscope.observer.parser import FlowDecoder
+from flowscope.observer.server.serve import ObserverServer
+from flowscope.observer.server.state import NodeState
+from flowscope.relay.pool import Peer
+from flowscope.relay.server import RelayConfig, RelayServer
+
+HUBBLE_DEFAULT_MASK = [
+    "time",
+    "verdict",
+    "ethernet",
+    "IP",
+    "l4",
+    "source.identity",
+    "source.namespace",
+    "source.pod_name",
+    "destination.identity",
+    "destination.namespace",
+    "destination.pod_name",
+    "Type",
+    "node_name",
+    "l7",
+    "event_type",
+    "source_service",
+    "destination_service",
+    "is_reply",
+    "Summary",
+    "ip_trace_id",
+]
+FLOWS = 5
+
+
+@pytest.fixture
+def agent_socket() -> Iterator[Path]:
+    """A node agent's gRPC server on a unix socket, its ring holding FLOWS TCP flows from the lab's client."""
+    folder = Path(tempfile.mkdtemp(prefix="fs-mask-"))  # short: unix socket paths must stay under 108 bytes
+    registry = lab_registry()
+    ring = FlowRing(63, events.event_dtype())
+    batch = np.concatenate([record(tcp4(sport=40000 + i)) for i in range(FLOWS)])
+    batch["ts"] = TS + np.arange(FLOWS) * 1000
+    ring.write(batch)
+    state = NodeState("node1", "default", "", ring, FlowDecoder("node1", registry, b"instance"), registry)
+    server = ObserverServer(state, folder / "hubble.sock", None)
+    server.start()
+    yield folder / "hubble.sock"
+    server.stop(grace=0.1)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def relay_target(agent_socket: Path) -> Iterator[str]:
+    """A relay on a free localhost port whose one node is that agent."""
+    config = RelayConfig(listen_address="localhost:0", name="relay", peers=[Peer("node1", f"unix://{agent_socket}")])
+    relay = RelayServer(config).start()
+    yield f"localhost:{relay.port}"
+    relay.stop(grace=0.1)
+
+
+def get_flows(target: str, paths: list[str]) -> list[observer_pb2.GetFlowsResponse]:
+    with grpc.insecure_channel(target) as channel:
+        request = observer_pb2.GetFlowsRequest(number=FLOWS, field_mask=FieldMask(paths=paths))
+        return list(observer_pb2_grpc.ObserverStub(channel).GetFlows(request, timeout=10))
+
+
+def assert_masked_flows(responses: list[observer_pb2.GetFlowsResponse]) -> None:
+    flows = [r.flow for r in responses if r.HasField("flow")]
+    assert [f.l4.TCP.source_port for f in flows] == [40000 + i for i in range(FLOWS)]
+    for flow in flows:
+        assert flow.node_name == "node1" and flow.HasField("time") and flow.IP.source
+        assert flow.source.pod_name == "client-7d9f" and flow.source.namespace == "default"
+        assert not flow.source.labels and not flow.HasField("interface")  # what the mask leaves out is cleared
+
+
+def test_an_agent_answers_the_hubble_default_mask(agent_socket: Path) -> None:
+    assert_masked_flows(get_flows(f"unix://{agent_socket}", HUBBLE_DEFAULT_MASK))
+
+
+def test_a_relay_answers_the_hubble_default_mask(relay_target: str) -> None:
+    assert_masked_flows(get_flows(relay_target, HUBBLE_DEFAULT_MASK))
+
+
+@pytest.mark.parametrize("where", ["agent", "relay"])
+def test_a_mask_naming_no_field_is_invalid_and_says_which(where: str, request: pytest.FixtureRequest) -> None:
+    target = f"unix://{request.getfixturevalue('agent_socket')}"
+    if where == "relay":
+        target = request.getfixturevalue("relay_target")
+    with pytest.raises(grpc.RpcError) as raised:
+        get_flows(target, [*HUBBLE_DEFAULT_MASK, "source.no_such_field"])
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no field 'no_such_field'" in (raised.value.details() or "")
