@@ -1,6 +1,6 @@
 """`flowscope lab up|down|status`: a Kubernetes-like cluster on this machine, made of network namespaces.
 
-    flowscope lab up [--name lab] [--nodes 1] [--no-traffic] [--no-agent]
+    flowscope lab up [--name lab] [--nodes 1] [--no-traffic] [--no-agent] [--recreate]
     flowscope lab status [--name lab]
     flowscope lab down [--name lab]
 
@@ -15,18 +15,33 @@ import time
 
 from flowscope.cli.errors import CliError
 from flowscope.lab import Lab, LabStatus
-from flowscope.lab.topology import LABS_DIR
+from flowscope.lab.topology import LABS_DIR, MAX_NODES
+
+UP_DESCRIPTION = """\
+Build a lab: network namespaces for the nodes, their pods and a world host outside the cluster, wired like a
+Kubernetes cluster; servers in the pods, a traffic generator, and a flowscope agent on each node (with a relay
+on localhost:4245 when there are several), so `flowscope observe` shows flows right away.
+
+A lab that is already up is left as it is; --recreate rebuilds it.
+"""
+LOST = "the agents' applied policy, aggregation settings and stored flows are lost"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab = subparsers.add_parser("lab", help="build, inspect or remove a lab cluster of network namespaces")
     commands = lab.add_subparsers(dest="lab_command", required=True, metavar="{up,down,status}")
 
-    up = commands.add_parser("up", help="build a lab: nodes, pods, servers, traffic and agents")
+    up = commands.add_parser(
+        "up",
+        help="build a lab: nodes, pods, servers, traffic and agents",
+        description=UP_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _name_option(up)
-    up.add_argument("--nodes", type=int, default=1, help="number of nodes (1)")
+    up.add_argument("--nodes", type=int, default=1, help=f"number of nodes, 1 to {MAX_NODES} (1)")
     up.add_argument("--no-traffic", dest="traffic", action="store_false", help="start no traffic generator")
     up.add_argument("--no-agent", dest="agent", action="store_false", help="start no flowscope agents")
+    up.add_argument("--recreate", action="store_true", help=f"rebuild a lab that is already up ({LOST})")
     up.set_defaults(run=run_up)
 
     down = commands.add_parser("down", help="stop a lab's programs and remove its namespaces")
@@ -46,10 +61,15 @@ def run_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         lab = Lab(args.name, nodes=args.nodes, default_socket=True)
+        present = Lab.existing(args.name).status()
+        if present.exists and not args.recreate:
+            return _already_up(present, args)
+        if present.exists:
+            print(f'recreating lab "{lab.name}": {LOST}', flush=True)
         lab.up(traffic=args.traffic, agent=args.agent)
     except (ValueError, RuntimeError, OSError) as exc:
         raise CliError(f"lab up: {exc}") from exc
-    print(f"lab {lab.name} is up ({time.monotonic() - started:.1f}s)\n")
+    print(f'lab "{lab.name}" is up ({time.monotonic() - started:.1f}s)\n')
     print(describe(lab.status()))
     client, web, dns = lab.pod("client"), lab.pod("web"), lab.pod("coredns")
     print("\ntry:")
@@ -58,12 +78,45 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _already_up(status: LabStatus, args: argparse.Namespace) -> int:
+    """`lab up` over a lab that is up touches nothing: its agents keep their policy, settings and flows.
+
+    That is success when the lab is what was asked for, and an error naming --recreate when it is not (another
+    size, traffic or agents, or parts of it dead), since only a rebuild would make it so.
+    """
+    problem = _differs(status, args)
+    if problem:
+        raise CliError(f'lab up: lab "{status.name}" is already up {problem}; to rebuild it use --recreate ({LOST})')
+    assert status.state is not None  # a lab that does not differ is recorded
+    nodes = status.state.nodes
+    age = time.time() - status.state.created
+    print(f'lab "{status.name}" is already up ({nodes} node{"s" * (nodes > 1)}, for {age:.0f}s); nothing changed\n')
+    print(describe(status))
+    return 0
+
+
+def _differs(status: LabStatus, args: argparse.Namespace) -> str:
+    """How a lab that is up differs from what `lab up` asks for ("" when it does not)."""
+    state = status.state
+    if state is None:
+        return "as namespaces without a record"
+    if state.nodes != args.nodes:
+        return f"with {state.nodes} node{'s' * (state.nodes > 1)}, not {args.nodes}"
+    if state.traffic != args.traffic:
+        return "with traffic" if state.traffic else "without traffic"
+    if bool(state.agents) != args.agent:
+        return "with agents" if state.agents else "without agents"
+    if not status.healthy:
+        return f"but not all of it runs (see: flowscope lab status --name {status.name})"
+    return ""
+
+
 def run_down(args: argparse.Namespace) -> int:
     try:
         Lab(args.name).down()
     except (ValueError, OSError) as exc:
         raise CliError(f"lab down: {exc}") from exc
-    print(f"lab {args.name} is down")
+    print(f'lab "{args.name}" is down')
     return 0
 
 
@@ -79,10 +132,10 @@ def run_status(args: argparse.Namespace) -> int:
 def describe(status: LabStatus) -> str:
     """A lab's status as a person reads it."""
     if not status.exists:
-        return f"lab {status.name} is not up"
+        return f'lab "{status.name}" is not up'
     if not status.recorded:
         return (
-            f"lab {status.name} has no record in {LABS_DIR / status.name}, but these namespaces remain: "
+            f'lab "{status.name}" has no record in {LABS_DIR / status.name}, but these namespaces remain: '
             f"{' '.join(status.netns_present)}\nremove them with: flowscope lab down --name {status.name}"
         )
     t = status.topology
@@ -105,8 +158,9 @@ def describe(status: LabStatus) -> str:
     for daemon, alive in status.daemons:
         state = "alive" if alive else "DEAD"
         lines.append(f"  {daemon.role:<12} {state:<6} pid {daemon.pid:<8} {daemon.netns:<20} log {daemon.log}")
-        if daemon.role.startswith("agent-"):
-            lines.append(f"  {'':<12} serves on unix://{t.agent_socket(daemon.role.removeprefix('agent-'))}")
+        socket = status.agents.get(daemon.role.removeprefix("agent-"))
+        if daemon.role.startswith("agent-") and socket:
+            lines.append(f"  {'':<12} serves on unix://{socket}")
     if not status.daemons:
         lines.append("  none")
     return "\n".join(lines)

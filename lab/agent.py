@@ -7,16 +7,21 @@ the root filesystem, reachable from anywhere) and on port 4244 of the node's add
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from flowscope.common.paths import RUN_DIR
+from flowscope.lab import netns
 from flowscope.lab.daemons import Daemon, DaemonError, is_alive
 from flowscope.lab.services import Service
 from flowscope.lab.topology import AGENT_PORT, Topology
 
 HEALTH_SERVICE = "hubble.server.Observer"
+# What one agent may take to answer with a CPU to itself: it compiles and loads its datapath first.
+AGENT_START_SECONDS = 20.0
 
 
 def default_command() -> list[str]:
@@ -53,6 +58,17 @@ def agent_service(
     return Service(f"agent-{node}", topology.node(node).netns, argv, host_mounts=True)
 
 
+def leftovers(node_netns: str) -> list[Path]:
+    """What an agent in this node namespace keeps in the host's filesystem after it exits or is killed: its pin
+    folder (links, tail-call map, conntrack tables) and its lock file. Both are named after the namespace's
+    inode, so they are found from inside it, while it exists."""
+    from flowscope.observer.datapath import pins  # the datapath's imports are only for taking a lab down
+
+    with netns.inside(node_netns):
+        # The agent's NodeLock names its lock file so.
+        return [pins.pin_dir(), RUN_DIR / f"agent-netns-{pins.netns_inode()}.lock"]
+
+
 def prepare_socket(socket: Path) -> None:
     """Make the socket's directory, and refuse a socket another live agent is serving on."""
     socket.parent.mkdir(parents=True, exist_ok=True)
@@ -75,17 +91,28 @@ def check_health(socket: Path, timeout: float = 1.0) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def wait_healthy(daemon: Daemon, socket: Path, timeout: float = 20.0) -> None:
-    """Wait until the agent answers on its socket; fail early if it exits."""
+def start_timeout(agents: int, cpus: int | None = None) -> float:
+    """How long agents started together may take to answer: AGENT_START_SECONDS each, times how many of them
+    share a CPU, since each compiles and loads its datapath at once and they queue for the CPUs."""
+    per_cpu = agents / (cpus or os.cpu_count() or 1)
+    return AGENT_START_SECONDS * max(1.0, per_cpu)
+
+
+def wait_healthy(agents: Sequence[tuple[Daemon, Path]], timeout: float) -> None:
+    """Wait until every agent answers on its socket; fail as soon as one exits, or when time is up, with the
+    end of that agent's log (which says why)."""
     deadline = time.monotonic() + timeout
-    while True:
-        if not is_alive(daemon):
-            raise DaemonError(f"{daemon.role} exited; the end of {daemon.log}:\n{daemon.log_tail()}")
-        if socket.exists() and check_health(socket):
-            return
-        if time.monotonic() > deadline:
+    waiting = list(agents)
+    while waiting:
+        for daemon, socket in list(waiting):
+            if not is_alive(daemon):
+                raise DaemonError(f"{daemon.role} exited; the end of {daemon.log}:\n{daemon.log_tail()}")
+            if socket.exists() and check_health(socket):
+                waiting.remove((daemon, socket))
+        if waiting and time.monotonic() > deadline:
+            daemon, socket = waiting[0]
             raise DaemonError(
-                f"{daemon.role} did not answer {HEALTH_SERVICE} health checks on {socket} "
-                f"within {timeout:.0f}s; the end of {daemon.log}:\n{daemon.log_tail()}"
+                f"{daemon.role} did not answer {HEALTH_SERVICE} health checks on {socket} within {timeout:g}s "
+                f"({len(agents)} agents started together); the end of {daemon.log}:\n{daemon.log_tail()}"
             )
         time.sleep(0.2)

@@ -37,7 +37,8 @@ class Daemon:
     argv: list[str]
     log: str
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines of the log: enough for a traceback or a usage message, which say why it failed."""
         try:
             text = Path(self.log).read_text(errors="replace")
         except OSError:

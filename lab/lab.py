@@ -6,9 +6,9 @@
 
 `up` is all or nothing: when a step fails, what was made is removed before the error goes on. `down` needs
 nothing but the lab's name: it stops the daemons state.json lists, kills whatever else runs in the lab's
-namespaces and deletes them, so it also works after `lab up` or a daemon was killed with -9, or without
-state.json. A lab of several nodes with agents also gets a relay (lab/relay.py), the one process it runs
-outside its namespaces.
+namespaces and deletes them with what agents kept for them (pins, lock files), so it also works after `lab
+up` or a daemon was killed with -9, or without state.json. A lab of several nodes with agents also gets a relay
+(lab/relay.py), the one process it runs outside its namespaces.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 from types import TracebackType
 
 from flowscope.lab import daemons, netns, network
-from flowscope.lab.agent import agent_service, prepare_socket, wait_healthy
+from flowscope.lab.agent import agent_service, prepare_socket, start_timeout, wait_healthy
+from flowscope.lab.agent import leftovers as agent_leftovers
 from flowscope.lab.daemons import Daemon
 from flowscope.lab.relay import DEFAULT_ADDRESS, free_address, relay_service, stop_strays, wait_relay
 from flowscope.lab.services import Service, servers, traffic_generator, write_www
@@ -33,11 +34,20 @@ from flowscope.lab.topology import LABS_DIR, Host, NodeHost, Pod, Topology, owns
 @dataclass(frozen=True)
 class LabStatus:
     name: str
-    recorded: bool  # state.json exists
+    state: LabState | None  # what state.json records, None when there is none
     topology: Topology
     netns_present: list[str]
     netns_missing: list[str]
     daemons: list[tuple[Daemon, bool]]  # (daemon, alive)
+
+    @property
+    def recorded(self) -> bool:
+        return self.state is not None
+
+    @property
+    def agents(self) -> dict[str, str]:
+        """Where each node's agent serves, as recorded when it was started."""
+        return self.state.agents if self.state else {}
 
     @property
     def exists(self) -> bool:
@@ -81,7 +91,7 @@ class Lab:
     def existing(cls, name: str) -> Lab:
         """The lab of that name as `lab up` recorded it (one node when there is no record)."""
         state = LabState.load(LABS_DIR / validate_name(name) / "state.json")
-        return cls(name, nodes=state.nodes if state else 1)
+        return cls(name, nodes=state.nodes, default_socket=state.default_socket) if state else cls(name)
 
     # Where things are.
 
@@ -163,10 +173,11 @@ class Lab:
         return self._start([service])[0]
 
     def start_agents(
-        self, nodes: Iterable[str] | None = None, timeout: float = 20.0, extra_args: Sequence[str] = ()
+        self, nodes: Iterable[str] | None = None, timeout: float | None = None, extra_args: Sequence[str] = ()
     ) -> list[Daemon]:
         """Start the agent of each node (all by default), with `extra_args` on its command line, and wait until
-        each answers its health check."""
+        each answers its health check: within `timeout` seconds, by default a time that grows with the number
+        of agents sharing this machine's CPUs."""
         names = list(nodes) if nodes is not None else [node.name for node in self.nodes]
         state = self._state()
         for name in names:
@@ -175,8 +186,9 @@ class Lab:
         state.save(self.state_file)
         services = [agent_service(self.topology, name, self.agent_command, extra_args) for name in names]
         started = self._start(services)
-        for name, daemon in zip(names, started, strict=True):
-            wait_healthy(daemon, self.agent_socket(name), timeout)
+        sockets = [self.agent_socket(name) for name in names]
+        timeout = start_timeout(len(names)) if timeout is None else timeout
+        wait_healthy(list(zip(started, sockets, strict=True)), timeout)
         return started
 
     def start_relay(self, timeout: float = 10.0) -> Daemon:
@@ -208,7 +220,13 @@ class Lab:
             relay = self.default_socket and agent and len(self.nodes) > 1
         self.down()
         topology = self.topology
-        state = LabState(self.name, len(topology.nodes), cluster_file=str(self.cluster_file), traffic=traffic)
+        state = LabState(
+            self.name,
+            len(topology.nodes),
+            cluster_file=str(self.cluster_file),
+            traffic=traffic,
+            default_socket=self.default_socket,
+        )
         state.netns = topology.netns_names()
         state.save(self.state_file)  # before anything exists, so an interrupted `up` is found again
         try:
@@ -229,27 +247,37 @@ class Lab:
         return self
 
     def down(self) -> None:
-        """Stop the lab's daemons, remove its namespaces and its state directory. Safe to repeat."""
+        """Stop the lab's daemons, remove its namespaces, what agents left for them (also when killed) and its
+        state directory. Safe to repeat."""
         state = LabState.load(self.state_file)
         recorded = state.netns if state else []
         if state:
             daemons.stop(state.daemons)
         stop_strays(self.state_dir)
-        owned = [name for name in netns.existing() if owns_netns(self.name, name)]
-        netns.remove(sorted({*recorded, *owned}))
+        present = netns.existing()
+        owned = [name for name in present if owns_netns(self.name, name)]
+        doomed = sorted({*recorded, *owned})
+        # Named after the namespaces, so found before they go; an agent may have run in any of them.
+        left = [path for name in doomed if name in present for path in agent_leftovers(name)]
+        netns.remove(doomed)
+        for path in left:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         for socket in state.agents.values() if state else []:
             Path(socket).unlink(missing_ok=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def status(self) -> LabStatus:
         state = LabState.load(self.state_file)
-        topology = plan(self.name, state.nodes) if state else self.topology
+        topology = plan(self.name, state.nodes, state.default_socket) if state else self.topology
         present = set(netns.existing())
         expected = topology.netns_names()
         owned = sorted(name for name in present if owns_netns(self.name, name))
         return LabStatus(
             name=self.name,
-            recorded=state is not None,
+            state=state,
             topology=topology,
             netns_present=owned,
             netns_missing=[name for name in expected if name not in present] if state else [],

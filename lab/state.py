@@ -24,7 +24,8 @@ class LabState:
     netns: list[str] = field(default_factory=list)
     cluster_file: str = ""
     traffic: bool = False
-    agents: dict[str, str] = field(default_factory=dict)  # node -> agent socket
+    default_socket: bool = False  # a one-node lab's agent serves on the CLI's default socket (Topology)
+    agents: dict[str, str] = field(default_factory=dict)  # node -> where its agent serves: what status prints
     relay: str = ""  # the relay's address, when the lab has one
     daemons: list[Daemon] = field(default_factory=list)
 

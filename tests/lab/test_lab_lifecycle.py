@@ -13,7 +13,8 @@ import pytest
 from lab_helpers import PROJECT, assert_nothing_left, cli, lab_netns, lab_processes, root_links
 
 from flowscope.lab import Lab, netns
-from flowscope.lab.agent import check_health
+from flowscope.lab.agent import check_health, start_timeout
+from flowscope.lab.agent import leftovers as agent_leftovers
 from flowscope.lab.daemons import DaemonError, is_alive
 from flowscope.lab.state import LabState
 
@@ -157,3 +158,52 @@ def test_an_agent_that_fails_takes_the_lab_down_and_says_why(fresh_name: str, tm
         Lab(fresh_name, nodes=2, agent_command=[str(failing)]).up(traffic=False, agent=True)
     assert_nothing_left(fresh_name)
     assert not lab_processes(fresh_name)
+
+
+def test_an_agent_that_does_not_answer_in_time_shows_the_end_of_its_log(fresh_name: str, tmp_path: Path) -> None:
+    silent = tmp_path / "agent"
+    silent.write_text('#!/bin/sh\nfor i in $(seq 1 30); do echo "starting, step $i"; done\nexec sleep 600\n')
+    silent.chmod(0o755)
+    lab = Lab(fresh_name, nodes=2, agent_command=[str(silent)]).up(traffic=False, agent=False)
+    with pytest.raises(DaemonError) as failed:
+        lab.start_agents(timeout=0.5)
+    message = str(failed.value)
+    assert "did not answer" in message and "within 0.5s (2 agents started together)" in message
+    assert "step 30" in message and "step 16" in message and "step 15\n" not in message
+    lab.down()
+    assert_nothing_left(fresh_name)
+
+
+def test_a_bad_agent_argument_is_reported_with_the_agents_own_words(fresh_name: str) -> None:
+    lab = Lab(fresh_name, agent_command=FAKE_AGENT).up(traffic=False, agent=False)
+    with pytest.raises(DaemonError, match=r"agent-node1 exited(.|\n)*unrecognized arguments: --bogus"):
+        lab.start_agents(extra_args=["--bogus"])
+    lab.down()
+    assert_nothing_left(fresh_name)
+
+
+def test_the_start_up_wait_grows_with_the_agents_sharing_a_cpu() -> None:
+    one = start_timeout(1, cpus=2)
+    assert one >= 20
+    assert start_timeout(2, cpus=2) == one
+    assert start_timeout(10, cpus=2) == 5 * one
+    assert start_timeout(250, cpus=2) == 125 * one
+
+
+def test_down_after_a_kill_9_removes_what_the_agent_kept_for_its_node(fresh_name: str) -> None:
+    """The agent's pins (links, tail calls, conntrack tables) and lock file outlive it on purpose; down
+    removes those of the lab's namespaces."""
+    lab = Lab(fresh_name).up(traffic=False, agent=True)
+    kept = agent_leftovers(lab.netns("node1"))
+    state = LabState.load(lab.state_file)
+    assert state is not None
+    (agent,) = [d for d in state.daemons if d.role == "agent-node1"]
+    os.kill(agent.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while is_alive(agent) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert all(path.exists() for path in kept), kept
+    down = cli("down", "--name", fresh_name)
+    assert down.returncode == 0, down.stderr
+    assert [path for path in kept if path.exists()] == []
+    assert_nothing_left(fresh_name)
