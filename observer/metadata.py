@@ -1,8 +1,9 @@
 """What the agent is told about the cluster: its nodes and their endpoints (pods).
 
 In Kubernetes this comes from the API server; here it comes from a JSON file that `flowscope lab` writes (or a
-person writes by hand), which the agent re-reads whenever it changes. Every agent reads the whole cluster: it
-attaches to its own node's endpoints and uses the others to name the far end of a flow, as Cilium's ipcache does.
+person writes by hand), which the agent re-reads whenever it changes (observer/metadata_watch.py, its one reader).
+Every agent reads the whole cluster: it attaches to its own node's endpoints and uses the others to name the far
+end of a flow, as Cilium's ipcache does.
 
 File format (JSON):
     {"cluster": "lab",
