@@ -24,11 +24,12 @@ from flowscope.cli.config import control_call
 from flowscope.cli.connection import add_server_flags
 from flowscope.cli.errors import CliError
 from flowscope.cli.printer.tabwriter import align
+from flowscope.common.names import DROP_POLICY_DENIED, DROP_POLICY_DENY
 
 DENIED_EXIT = 3
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58}
 PROTOCOL_NAMES = {number: name.upper() if name != "icmpv6" else "ICMPv6" for name, number in PROTOCOLS.items()}
-DROP_REASONS = {133: "POLICY_DENIED", 181: "POLICY_DENY"}
+DROP_REASONS = {DROP_POLICY_DENIED: "POLICY_DENIED", DROP_POLICY_DENY: "POLICY_DENY"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,39 +1,72 @@
-"""The words Hubble and Cilium use for numbers on the wire: event types, trace points, drop reasons, reserved
-identities, ICMP types. Filters read them (`--type trace:to-endpoint`), printers write them, so both agree."""
+"""The numbers the datapath writes and the wire carries, and the words Hubble and Cilium use for them.
+
+Event types, trace observation points, verdicts, lost-event sources, drop reasons, policy match types and
+reserved identities: the datapath writes them into each event (bpf/include/flowscope/event.h, drop.h, policy.h
+and maps.h number them, and stay the source of truth), the agent decodes and filters them, the relay passes them
+on, and the CLI reads them from flags (`--type trace:to-endpoint`) and prints them. One home, so all of them agree;
+tests/common/test_common_names.py checks every number against the C headers and the protobuf enums. It imports
+nothing, so the CLI loads it for free.
+"""
 
 from __future__ import annotations
 
-# Cilium monitor message types (flow.event_type.type, EventTypeFilter.type).
+# Event types: Cilium's monitor message types (fs_event.type, flow.event_type.type, EventTypeFilter.type).
+EVENT_DROP = 1
+EVENT_TRACE = 4
+EVENT_POLICY_VERDICT = 5
+EVENT_LOST = 255  # made by the agent, never by the kernel or sent as a flow: a LostEvent kept in the flow ring
+
 EVENT_TYPES: dict[str, int] = {
-    "drop": 1,
+    "drop": EVENT_DROP,
     "debug": 2,
     "capture": 3,
-    "trace": 4,
-    "policy-verdict": 5,
+    "trace": EVENT_TRACE,
+    "policy-verdict": EVENT_POLICY_VERDICT,
     "trace-sock": 14,
     "l7": 129,
     "agent": 130,
 }
-DROP, TRACE, POLICY_VERDICT = EVENT_TYPES["drop"], EVENT_TYPES["trace"], EVENT_TYPES["policy-verdict"]
 
-# Cilium's enum trace_point (flow.event_type.sub_type of trace events).
+# Trace observation points: Cilium's enum trace_point (the sub-type of a trace event).
+TRACE_TO_LXC = 0
+TRACE_TO_PROXY = 1
+TRACE_TO_HOST = 2
+TRACE_TO_STACK = 3
+TRACE_TO_OVERLAY = 4
+TRACE_FROM_LXC = 5
+TRACE_FROM_PROXY = 6
+TRACE_FROM_HOST = 7
+TRACE_FROM_STACK = 8
+TRACE_FROM_OVERLAY = 9
+TRACE_FROM_NETWORK = 10
+TRACE_TO_NETWORK = 11
+
 TRACE_POINTS: dict[int, str] = {
-    0: "to-endpoint",
-    1: "to-proxy",
-    2: "to-host",
-    3: "to-stack",
-    4: "to-overlay",
-    5: "from-endpoint",
-    6: "from-proxy",
-    7: "from-host",
-    8: "from-stack",
-    9: "from-overlay",
-    10: "from-network",
-    11: "to-network",
+    TRACE_TO_LXC: "to-endpoint",
+    TRACE_TO_PROXY: "to-proxy",
+    TRACE_TO_HOST: "to-host",
+    TRACE_TO_STACK: "to-stack",
+    TRACE_TO_OVERLAY: "to-overlay",
+    TRACE_FROM_LXC: "from-endpoint",
+    TRACE_FROM_PROXY: "from-proxy",
+    TRACE_FROM_HOST: "from-host",
+    TRACE_FROM_STACK: "from-stack",
+    TRACE_FROM_OVERLAY: "from-overlay",
+    TRACE_FROM_NETWORK: "from-network",
+    TRACE_TO_NETWORK: "to-network",
     12: "from-crypto",
     13: "to-crypto",
 }
 TRACE_POINT_NUMBERS = {name: number for number, name in TRACE_POINTS.items()}
+
+# Verdicts: flow.Verdict (fs_event.verdict).
+VERDICT_FORWARDED = 1
+VERDICT_DROPPED = 2
+
+# Lost-event sources: flow.LostEventSource, kept in the sub-type of an EVENT_LOST record.
+LOST_KERNEL_BUFFER = 1
+LOST_AGENT_QUEUE = 2
+LOST_RING_OVERRUN = 3
 
 # Cilium's agent notification sub-types, for `--type agent:...`.
 AGENT_EVENT_SUBTYPES: dict[str, int] = {
@@ -50,7 +83,15 @@ AGENT_EVENT_SUBTYPES: dict[str, int] = {
     "ipcache-deleted": 10,
 }
 
-# The text hubble prints for a Cilium drop code (flow.event_type.sub_type of drop events).
+# Drop reasons: Cilium's drop codes (flow.DropReason, the sub-type of a drop event); those the datapath gives.
+DROP_POLICY_DENIED = 133  # no rule allows it, in a direction some rule covers (default deny)
+DROP_CT_INVALID_HDR = 135  # at an enforcing endpoint: headers cut short, so no policy can judge it
+DROP_MISSED_TAIL_CALL = 140  # a tail call found its slot empty
+DROP_CT_MAP_INSERTION_FAILED = 155  # at an enforcing endpoint: no room to track the connection
+DROP_FRAG_NOSUPPORT = 157  # at an enforcing endpoint: a later IP fragment carries no ports to judge
+DROP_POLICY_DENY = 181  # an explicit deny rule matched
+
+# The text hubble prints for a Cilium drop code.
 DROP_REASON_TEXT: dict[int, str] = {
     0: "Success",
     2: "Invalid packet",
@@ -131,17 +172,39 @@ DROP_REASON_TEXT: dict[int, str] = {
     205: "Punt to proxy",
 }
 
-POLICY_MATCH_TYPES: dict[int, str] = {0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all"}
+# Policy match types: Cilium's numbers (flow.policy_match_type), and the words hubble prints for them.
+MATCH_NONE = 0
+MATCH_L3_ONLY = 1
+MATCH_L3_L4 = 2
+MATCH_L4_ONLY = 3
+MATCH_ALL = 4
+MATCH_L3_PROTO = 5
+MATCH_PROTO_ONLY = 6
+
+POLICY_MATCH_TYPES: dict[int, str] = {
+    MATCH_NONE: "none",
+    MATCH_L3_ONLY: "L3-Only",
+    MATCH_L3_L4: "L3-L4",
+    MATCH_L4_ONLY: "L4-Only",
+    MATCH_ALL: "all",
+    MATCH_L3_PROTO: "L3-Proto",
+    MATCH_PROTO_ONLY: "Proto-Only",
+}
 
 # Cilium's reserved security identities: printed as `(world)`, accepted by --identity by name.
+IDENTITY_UNKNOWN = 0
+IDENTITY_HOST = 1
+IDENTITY_WORLD = 2
+IDENTITY_REMOTE_NODE = 6
+
 RESERVED_IDENTITIES: dict[int, str] = {
-    0: "unknown",
-    1: "host",
-    2: "world",
+    IDENTITY_UNKNOWN: "unknown",
+    IDENTITY_HOST: "host",
+    IDENTITY_WORLD: "world",
     3: "unmanaged",
     4: "health",
     5: "init",
-    6: "remote-node",
+    IDENTITY_REMOTE_NODE: "remote-node",
     7: "kube-apiserver",
     8: "ingress",
     9: "world-ipv4",

@@ -15,10 +15,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from flowscope.common.names import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
 from flowscope.observer.metadata import (
-    IDENTITY_HOST,
-    IDENTITY_REMOTE_NODE,
-    IDENTITY_WORLD,
     RESERVED_IDENTITY_NAMES,
     Cluster,
     Endpoint,

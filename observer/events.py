@@ -4,6 +4,7 @@ Why numpy: every event has the same size, so a batch read from the kernel's ring
 and the flow ring work on whole columns of it at once instead of on one Python object per packet, which is
 what keeps the agent's cost per event small (docs/reference/design-notes.md, "The event path, kernel to
 ring"). The C layout lives in bpf/include/flowscope/event.h; tests/test_event_layout.py checks that the two agree.
+The numbers the fields hold (event types, trace points, verdicts, ...) are the wire's too: common/names.py.
 """
 
 from __future__ import annotations
@@ -15,27 +16,7 @@ import numpy as np
 DEFAULT_CAPLEN = 128
 EVENT_VERSION = 1
 
-# type: Cilium's monitor message types.
-EVENT_DROP = 1
-EVENT_TRACE = 4
-EVENT_POLICY_VERDICT = 5
-EVENT_LOST = 255  # made by the agent: a LostEvent kept in the flow ring
-
-# subtype of EVENT_TRACE: Cilium's trace observation points.
-TRACE_TO_LXC = 0
-TRACE_TO_PROXY = 1
-TRACE_TO_HOST = 2
-TRACE_TO_STACK = 3
-TRACE_TO_OVERLAY = 4
-TRACE_FROM_LXC = 5
-TRACE_FROM_PROXY = 6
-TRACE_FROM_HOST = 7
-TRACE_FROM_STACK = 8
-TRACE_FROM_OVERLAY = 9
-TRACE_FROM_NETWORK = 10
-TRACE_TO_NETWORK = 11
-
-# flags
+# flags: the datapath's own, never on the wire.
 F_IPV6 = 0x01
 F_REPLY = 0x02
 F_REPLY_KNOWN = 0x04
@@ -44,15 +25,6 @@ F_FRAGMENT = 0x10
 F_TRUNCATED = 0x20
 F_KERNEL_DROP = 0x40
 F_AGGREGATE = 0x80
-
-# verdict: flow.Verdict wire values.
-VERDICT_FORWARDED = 1
-VERDICT_DROPPED = 2
-
-# Lost-event sources, as flow.LostEventSource; kept in `subtype` of an EVENT_LOST record.
-LOST_KERNEL_BUFFER = 1
-LOST_AGENT_QUEUE = 2
-LOST_RING_OVERRUN = 3
 
 HEADER_FIELDS: list[tuple[str, str]] = [
     ("ts", "<u8"),

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.metadata import Cluster, Endpoint, Node
@@ -223,14 +224,14 @@ def record(packet: bytes = b"", caplen: int = events.DEFAULT_CAPLEN, **fields: i
     row = out[0]
     values: dict[str, int | bytes] = {
         "ts": TS,
-        "type": events.EVENT_TRACE,
-        "subtype": events.TRACE_TO_LXC,
+        "type": names.EVENT_TRACE,
+        "subtype": names.TRACE_TO_LXC,
         "version": events.EVENT_VERSION,
         "ifindex": IFINDEX["lxc1002"],
         "ep_id": SERVER.id,
         "len_orig": len(packet),
         "len_cap": min(len(packet), caplen),
-        "verdict": events.VERDICT_FORWARDED,
+        "verdict": names.VERDICT_FORWARDED,
         "packets": 1,
         "bytes": len(packet),
         **_columns(packet),
@@ -252,5 +253,5 @@ def batch_of(*parts: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
     return np.concatenate(flat)
 
 
-def lost_record(source: int = events.LOST_RING_OVERRUN, count: int = 7, cpu: int = 0xFF, ts: int = TS) -> np.ndarray:
-    return record(type=events.EVENT_LOST, subtype=source, bytes=count, cpu=cpu, ts=ts, ifindex=0, ep_id=0)
+def lost_record(source: int = names.LOST_RING_OVERRUN, count: int = 7, cpu: int = 0xFF, ts: int = TS) -> np.ndarray:
+    return record(type=names.EVENT_LOST, subtype=source, bytes=count, cpu=cpu, ts=ts, ifindex=0, ep_id=0)

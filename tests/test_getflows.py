@@ -9,6 +9,7 @@ from records import TS, lab_registry, lost_record, record, tcp4
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
+from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.filters import FilterContext
 from flowscope.observer.flow_ring import FlowRing
@@ -64,7 +65,7 @@ def test_since_and_until_bound_by_time() -> None:
 def test_lost_records_reach_the_client_and_do_not_count_toward_number() -> None:
     ring = FlowRing(63, events.event_dtype())
     ring.write(flows(2))
-    ring.write(lost_record(source=events.LOST_KERNEL_BUFFER, count=5, cpu=1, ts=TS + 5000))
+    ring.write(lost_record(source=names.LOST_KERNEL_BUFFER, count=5, cpu=1, ts=TS + 5000))
     ring.write(flows(2, first_ts=TS + 6000, sport=40100))
     responses = list(reader(ring, number=3)[0].responses(lambda: True))
     assert ports(responses) == [40001, 40100, 40101]

@@ -3,6 +3,8 @@ wording, so a mistyped value is reported as clearly as hubble reports it."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from flowscope.api.flow import flow_pb2
 from flowscope.common import names
 
@@ -36,14 +38,14 @@ def parse_event_type(value: str) -> flow_pb2.EventTypeFilter:
         kind = int(type_name)
     result = flow_pb2.EventTypeFilter(type=kind)
     if colon:
-        if kind == names.TRACE and sub_name in names.TRACE_POINT_NUMBERS:
+        if kind == names.EVENT_TRACE and sub_name in names.TRACE_POINT_NUMBERS:
             sub_type = names.TRACE_POINT_NUMBERS[sub_name]
         elif kind == names.EVENT_TYPES["agent"] and sub_name in names.AGENT_EVENT_SUBTYPES:
             sub_type = names.AGENT_EVENT_SUBTYPES[sub_name]
         elif sub_name.isdigit():
             sub_type = int(sub_name)
         else:
-            hint = f" (trace points: {', '.join(names.TRACE_POINT_NUMBERS)})" if kind == names.TRACE else ""
+            hint = f" (trace points: {', '.join(names.TRACE_POINT_NUMBERS)})" if kind == names.EVENT_TRACE else ""
             raise ValueError(f"unknown event sub-type {sub_name!r}{hint}")
         result.match_sub_type = True
         result.sub_type = sub_type
@@ -65,7 +67,39 @@ def parse_ip_version(value: str) -> int:
         return flow_pb2.IPv4
     if lowered in ("6", "v6", "ipv6", "ip6"):
         return flow_pb2.IPv6
-    return flow_pb2.IP_NOT_USED
+    if lowered in ("none", "0"):
+        return flow_pb2.IP_NOT_USED
+    raise ValueError(f"invalid IP version {value!r}, expected v4, v6 or none")
+
+
+# The protocol names a flowscope or Hubble server knows: L4 ones, and the L7 ones it accepts.
+PROTOCOLS = ("tcp", "udp", "sctp", "icmp", "icmpv4", "icmpv6", "dns", "http", "kafka")
+
+
+def parse_protocol(value: str) -> str:
+    """Checked here, where it is typed, because a server refuses an unknown name only once it is sent."""
+    if value.lower() not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {value!r}, expected one of {', '.join(PROTOCOLS)}")
+    return value
+
+
+def parse_ip(value: str) -> str:
+    """An address or a CIDR, IPv4 or IPv6, sent as typed (the server reads the text)."""
+    try:
+        if "/" in value:
+            ipaddress.ip_network(value, strict=False)
+        else:
+            ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"invalid IP address or CIDR {value!r}") from None
+    return value
+
+
+def parse_port(value: str) -> str:
+    """A port number, 0-65535, sent as typed; the message names no end, since --port matches either."""
+    if not (value.isascii() and value.isdigit() and int(value) <= 65535):
+        raise ValueError(f"invalid port {value!r}, expected a number from 0 to 65535")
+    return value
 
 
 def parse_traffic_direction(value: str) -> int:

@@ -83,11 +83,11 @@ def flow_type(flow: flow_pb2.Flow) -> str:
             return f"dns-{kind} {l7.dns.observation_source}"
         return f"{record or 'l7'}-{kind}"
     event, sub_type = flow.event_type.type, flow.event_type.sub_type
-    if event == names.TRACE:
+    if event == names.EVENT_TRACE:
         return names.TRACE_POINTS.get(sub_type, str(sub_type))
-    if event == names.DROP:
+    if event == names.EVENT_DROP:
         return drop_reason(flow)
-    if event == names.POLICY_VERDICT:
+    if event == names.EVENT_POLICY_VERDICT:
         match = names.POLICY_MATCH_TYPES.get(flow.policy_match_type, "unknown")
         return f"policy-verdict:{match} {flow_pb2.TrafficDirection.Name(flow.traffic_direction)}"
     for name, number in names.EVENT_TYPES.items():
@@ -113,7 +113,7 @@ def verdict(flow: flow_pb2.Flow) -> Segment:
     """The verdict coloured by outcome; a policy verdict says ALLOWED, DENIED or AUDITED."""
     value = flow.verdict
     text = flow_pb2.Verdict.Name(value) if value in flow_pb2.Verdict.values() else str(value)
-    is_policy = flow.event_type.type == names.POLICY_VERDICT
+    is_policy = flow.event_type.type == names.EVENT_POLICY_VERDICT
     if value in (flow_pb2.FORWARDED, flow_pb2.REDIRECTED):
         return ("ALLOWED" if is_policy else text, GREEN)
     if value in (flow_pb2.DROPPED, flow_pb2.ERROR):

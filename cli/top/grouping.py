@@ -66,7 +66,7 @@ def _reason(flow: flow_pb2.Flow) -> str:
     """The drop reason the compact printer shows for a drop event; a denied policy verdict's reason enum."""
     if flow.verdict not in _DROPPING:
         return ""
-    if flow.event_type.type == names.DROP:
+    if flow.event_type.type == names.EVENT_DROP:
         return fields.drop_reason(flow)
     if flow.drop_reason_desc:
         return flow_pb2.DropReason.Name(flow.drop_reason_desc)
@@ -79,7 +79,7 @@ _VERDICTS: dict[tuple[int, bool], tuple[str, str]] = {}
 def _verdict(flow: flow_pb2.Flow) -> tuple[str, str]:
     """fields.verdict, remembered: its words depend on the verdict and on being a policy verdict only, and
     looking the enum name up again for every flow is a third of what a flow costs here."""
-    cache_key = (flow.verdict, flow.event_type.type == names.POLICY_VERDICT)
+    cache_key = (flow.verdict, flow.event_type.type == names.EVENT_POLICY_VERDICT)
     words = _VERDICTS.get(cache_key)
     if words is None:
         words = _VERDICTS[cache_key] = fields.verdict(flow)

@@ -15,14 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flowscope.common.names import POLICY_MATCH_TYPES
 from flowscope.observer.datapath.testrun import TC_ACT_OK, prog_test_run
 
 INGRESS = 1
 EGRESS = 2
 DIRECTION_NAMES = {INGRESS: "ingress", EGRESS: "egress"}
-
-# Cilium's policy match types (flow.policy_match_type).
-MATCH_NAMES = {0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all", 5: "L3-Proto", 6: "Proto-Only"}
 
 ETH_HLEN = 14
 _QUERY = struct.Struct("<16s16sBBH")  # struct fs_policy_query's question
@@ -59,7 +57,7 @@ class Verdict:
 
     @property
     def match_name(self) -> str:
-        return MATCH_NAMES.get(self.match, str(self.match))
+        return POLICY_MATCH_TYPES.get(self.match, str(self.match))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import NamedTuple, cast
 import numpy as np
 
 from flowscope.api.flow import flow_pb2
+from flowscope.common.names import EVENT_POLICY_VERDICT, EVENT_TRACE
 from flowscope.observer import events
 from flowscope.observer.endpoints import EndpointInfo, EndpointRegistry, Snapshot
 from flowscope.observer.parser.direction import IS_REPLY, REPLY_UNKNOWN, reply_state, traffic_direction
@@ -189,9 +190,9 @@ class FlowDecoder:
         flow.node_name = self.node_name
         cilium_type = flow.event_type
         cilium_type.type, cilium_type.sub_type = r.type, r.subtype
-        if r.type == events.EVENT_TRACE:
+        if r.type == EVENT_TRACE:
             flow.trace_observation_point = cast(flow_pb2.TraceObservationPoint, r.subtype or _TO_ENDPOINT)
-        elif r.type == events.EVENT_POLICY_VERDICT:
+        elif r.type == EVENT_POLICY_VERDICT:
             flow.policy_match_type = (r.policy_flags >> 3) & 0x7
             rule = self.rule_names(r.rule) if r.rule and self.rule_names else None
             if rule:

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from flowscope.common import names
 from flowscope.observer import events
 
 UNKNOWN: Final = 0
@@ -38,16 +39,16 @@ _STATES = 64  # six state bits, below
 
 # Which way a packet seen at each trace point moves relative to the endpoint the point belongs to.
 _TRACE_BASE = {
-    events.TRACE_TO_LXC: INGRESS,
-    events.TRACE_FROM_LXC: EGRESS,
-    events.TRACE_TO_HOST: EGRESS,
-    events.TRACE_TO_STACK: EGRESS,
-    events.TRACE_TO_OVERLAY: EGRESS,
-    events.TRACE_TO_NETWORK: EGRESS,
-    events.TRACE_FROM_HOST: INGRESS,
-    events.TRACE_FROM_STACK: INGRESS,
-    events.TRACE_FROM_OVERLAY: INGRESS,
-    events.TRACE_FROM_NETWORK: INGRESS,
+    names.TRACE_TO_LXC: INGRESS,
+    names.TRACE_FROM_LXC: EGRESS,
+    names.TRACE_TO_HOST: EGRESS,
+    names.TRACE_TO_STACK: EGRESS,
+    names.TRACE_TO_OVERLAY: EGRESS,
+    names.TRACE_TO_NETWORK: EGRESS,
+    names.TRACE_FROM_HOST: INGRESS,
+    names.TRACE_FROM_STACK: INGRESS,
+    names.TRACE_FROM_OVERLAY: INGRESS,
+    names.TRACE_FROM_NETWORK: INGRESS,
 }
 _FLIPPED = {UNKNOWN: UNKNOWN, INGRESS: EGRESS, EGRESS: INGRESS}
 
@@ -60,9 +61,9 @@ def direction_key(
     Works element-wise on int arrays as on ints: only comparisons, +, * and & appear.
     """
     row = (
-        (event_type == events.EVENT_TRACE) * (subtype < _TRACE_POINTS) * (subtype + 1)
-        + (event_type == events.EVENT_DROP) * _DROP_ROW
-        + (event_type == events.EVENT_POLICY_VERDICT) * _POLICY_ROW
+        (event_type == names.EVENT_TRACE) * (subtype < _TRACE_POINTS) * (subtype + 1)
+        + (event_type == names.EVENT_DROP) * _DROP_ROW
+        + (event_type == names.EVENT_POLICY_VERDICT) * _POLICY_ROW
     )
     state = (
         (ep_id != 0) * 1

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from flowscope.common.names import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
 from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey
-from flowscope.observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
 from flowscope.observer.policy.identities import (
     RESERVED_ENTITIES,
     Endpoints,
@@ -38,14 +38,18 @@ class Compiled:
     enforced: dict[int, int] = field(default_factory=dict)  # subject identity -> INGRESS | EGRESS bits
     ipcache: dict[IPNetwork, int] = field(default_factory=dict)  # CIDR prefixes -> their identities
     subjects: dict[int, tuple[str, ...]] = field(default_factory=dict)  # subject identity -> its pods
+    unselected: tuple[str, ...] = ()  # policies whose endpointSelector matches no pod: most likely a typo
 
 
 def compile_policies(policies: Sequence[Policy], endpoints: Endpoints) -> Compiled:
     cidrs = cidr_identities(_prefixes(policies))
     entries: dict[PolicyKey, Entry] = {}
     enforced: dict[int, int] = {}
+    unselected: list[str] = []
     for policy in policies:
         subjects = [i for i, labels in sorted(endpoints.labels.items()) if policy.selects.matches(labels)]
+        if not subjects:
+            unselected.append(policy.name)
         for section in SECTIONS:
             rules = policy.section(section)
             direction = INGRESS if section.startswith("ingress") else EGRESS
@@ -60,7 +64,7 @@ def compile_policies(policies: Sequence[Policy], endpoints: Endpoints) -> Compil
                         _add(entries, key, entry)
     _deny_overlaps(entries)
     named = {subject: endpoints.pods.get(subject, ()) for subject in enforced}
-    return Compiled(entries, enforced, ipcache_additions(cidrs), named)
+    return Compiled(entries, enforced, ipcache_additions(cidrs), named, tuple(unselected))
 
 
 def _prefixes(policies: Iterable[Policy]) -> set[IPNetwork]:

@@ -16,7 +16,8 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from flowscope.observer.metadata import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD, Cluster
+from flowscope.common.names import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
+from flowscope.observer.metadata import Cluster
 from flowscope.observer.policy.model import NAMESPACE_LABEL, IPNetwork
 
 CIDR_IDENTITY_BASE = 1 << 24

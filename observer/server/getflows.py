@@ -21,7 +21,7 @@ from google.protobuf import timestamp_pb2
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
-from flowscope.observer.events import EVENT_LOST
+from flowscope.common.names import EVENT_LOST
 from flowscope.observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FieldTree, FlowDecoder, compile_field_mask

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from flowscope.common import names
 from flowscope.observer import events as ev
 from flowscope.observer.datapath import Datapath
 from flowscope.observer.datapath.testrun import TC_ACT_OK, prog_test_run
@@ -54,8 +55,8 @@ def header(event: np.void) -> dict[str, Any]:
 def expected_trace(packet: bytes, **fields: Any) -> dict[str, Any]:
     """What a passing packet's trace event holds unless a test says otherwise (from-container on loopback)."""
     base: dict[str, Any] = {
-        "type": ev.EVENT_TRACE,
-        "subtype": ev.TRACE_FROM_LXC,
+        "type": names.EVENT_TRACE,
+        "subtype": names.TRACE_FROM_LXC,
         "version": ev.EVENT_VERSION,
         "flags": 0,
         "ifindex": LOOPBACK,
@@ -70,7 +71,7 @@ def expected_trace(packet: bytes, **fields: Any) -> dict[str, Any]:
         "sport": 0,
         "dport": 0,
         "trace_reason": 0,
-        "verdict": ev.VERDICT_FORWARDED,
+        "verdict": names.VERDICT_FORWARDED,
         "policy_flags": 0,
         "drop_reason": 0,
         "tcp_flags_seen": 0,

@@ -30,6 +30,7 @@ from dp_flows import (
 from dp_packets import ACK, ETH_P_ARP, FIN, IPPROTO_TCP, IPPROTO_UDP, PSH, SYN, arp_request, eth
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK, addr16
 
+from flowscope.common import names
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.observer import events as ev
 from flowscope.observer.aggregation import Aggregation
@@ -73,7 +74,7 @@ def test_a_packet_for_the_host_is_reported_where_it_arrives(peer: Datapath, leve
     peer.replace_ipcache({f"{PEER4}/32": HOST})
     aggregate(peer, level)
     [event] = run(peer, OUT, Conversation(IPPROTO_UDP).out(payload=b"x"))
-    assert (int(event["subtype"]), int(event["dst_identity"])) == (ev.TRACE_FROM_LXC, HOST)
+    assert (int(event["subtype"]), int(event["dst_identity"])) == (names.TRACE_FROM_LXC, HOST)
 
 
 @pytest.mark.parametrize("level", [MEDIUM, MAXIMUM])
@@ -96,7 +97,7 @@ def test_medium_reports_open_flags_and_close_with_the_counts_between(peer: Datap
     assert int(final["packets"]) == 1
     for report in (opened, closed, final):
         assert int(report["flags"]) & ev.F_AGGREGATE
-        assert (int(report["type"]), int(report["subtype"])) == (ev.EVENT_TRACE, ev.TRACE_TO_LXC)
+        assert (int(report["type"]), int(report["subtype"])) == (names.EVENT_TRACE, names.TRACE_TO_LXC)
     [c] = peer.conntrack.connections()
     assert c.original.packets == 103 and c.original.pending_packets == 0
 
@@ -154,8 +155,8 @@ def test_the_sweep_reports_what_a_quiet_connection_left(peer: Datapath, ipv6: bo
     assert (int(record["packets"]), int(record["bytes"])) == (49, sum(map(len, datagrams[1:])))
     assert (int(record["len_orig"]), int(record["len_cap"])) == (0, 0)
     expected = {
-        "type": ev.EVENT_TRACE,
-        "subtype": ev.TRACE_TO_LXC,
+        "type": names.EVENT_TRACE,
+        "subtype": names.TRACE_TO_LXC,
         "ifindex": LOOPBACK,
         "ep_id": EP_ID,
         "src_identity": PEER_IDENTITY,
@@ -165,7 +166,7 @@ def test_the_sweep_reports_what_a_quiet_connection_left(peer: Datapath, ipv6: bo
         "sport": 5353,
         "dport": 53,
         "trace_reason": 2,
-        "verdict": ev.VERDICT_FORWARDED,
+        "verdict": names.VERDICT_FORWARDED,
     }
     assert {name: int(record[name]) for name in expected} == expected
     assert (bytes(record["saddr"]), bytes(record["daddr"])) == (addr16(conn.peer), addr16(conn.pod))

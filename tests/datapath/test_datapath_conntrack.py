@@ -42,6 +42,7 @@ from dp_packets import (
 )
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK
 
+from flowscope.common import names
 from flowscope.observer import events as ev
 from flowscope.observer.datapath import Datapath
 
@@ -72,7 +73,7 @@ def test_tcp_handshake_new_reply_established(dp: Datapath, ipv6: bool) -> None:
     assert c.original.bytes == len(conn.out(SYN)) + len(conn.out(ACK, b"hello"))
     assert c.reply.bytes == len(conn.back(SYN | ACK)) + len(conn.back(ACK, b"hi"))
     assert (c.original.flags_seen, c.reply.flags_seen) == (SYN | ACK, SYN | ACK)
-    assert (c.original.point, c.reply.point) == (ev.TRACE_FROM_LXC, ev.TRACE_TO_LXC)
+    assert (c.original.point, c.reply.point) == (names.TRACE_FROM_LXC, names.TRACE_TO_LXC)
 
 
 def test_the_opener_is_whoever_sent_first(dp: Datapath) -> None:
@@ -140,7 +141,7 @@ def test_each_observation_side_keeps_its_own_entry(dp: Datapath) -> None:
     assert sorted(by_scope) == [0, EP_ID]
     for c in by_scope.values():
         assert (c.original.packets, c.reply.packets) == (1, 1)
-    assert (by_scope[0].original.point, by_scope[0].reply.point) == (ev.TRACE_TO_NETWORK, ev.TRACE_FROM_NETWORK)
+    assert (by_scope[0].original.point, by_scope[0].reply.point) == (names.TRACE_TO_NETWORK, names.TRACE_FROM_NETWORK)
 
 
 def test_non_ip_and_later_fragments_are_not_tracked(dp: Datapath) -> None:

@@ -20,7 +20,7 @@ from dp_packets import (
 )
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK, WORLD, run_one
 
-from flowscope.observer import events as ev
+from flowscope.common import names
 from flowscope.observer.datapath import Datapath, IpcacheEntry
 
 pytestmark = pytest.mark.bpf
@@ -51,17 +51,17 @@ def ipcache(dp: Datapath) -> Datapath:
 @pytest.mark.parametrize(
     ("program", "point", "src", "dst"),
     [
-        ("from_container", ev.TRACE_FROM_LXC, EP_IDENTITY, PEER_IDENTITY),  # the endpoint is the source
-        ("to_container", ev.TRACE_TO_LXC, POD_IDENTITY, EP_IDENTITY),  # the endpoint is the destination
-        ("from_netdev", ev.TRACE_FROM_NETWORK, POD_IDENTITY, PEER_IDENTITY),
-        ("to_netdev", ev.TRACE_TO_NETWORK, POD_IDENTITY, PEER_IDENTITY),
+        ("from_container", names.TRACE_FROM_LXC, EP_IDENTITY, PEER_IDENTITY),  # the endpoint is the source
+        ("to_container", names.TRACE_TO_LXC, POD_IDENTITY, EP_IDENTITY),  # the endpoint is the destination
+        ("from_netdev", names.TRACE_FROM_NETWORK, POD_IDENTITY, PEER_IDENTITY),
+        ("to_netdev", names.TRACE_TO_NETWORK, POD_IDENTITY, PEER_IDENTITY),
     ],
 )
 def test_observation_point_and_identities(
     ipcache: Datapath, packet: bytes, program: str, point: int, src: int, dst: int
 ) -> None:
     event = run_one(ipcache, program, packet)
-    assert (int(event["type"]), int(event["subtype"])) == (ev.EVENT_TRACE, point)
+    assert (int(event["type"]), int(event["subtype"])) == (names.EVENT_TRACE, point)
     assert (int(event["src_identity"]), int(event["dst_identity"])) == (src, dst)
     assert (int(event["ifindex"]), int(event["ep_id"])) == (LOOPBACK, EP_ID)
 

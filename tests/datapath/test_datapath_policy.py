@@ -21,6 +21,7 @@ from dp_packets import (
 )
 from dp_run import EP_IDENTITY
 
+from flowscope.common import names
 from flowscope.observer import events as ev
 from flowscope.observer.datapath import Datapath
 from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey, PolicyValue
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.bpf
 
 FRIEND, STRANGER = 7001, 7002
 FRIEND4, STRANGER4 = PEER4, "203.0.113.9"
-POLICY_DENIED, POLICY_DENY, FRAG_NOSUPPORT = 133, 181, 157
+POLICY_DENIED, POLICY_DENY, FRAG_NOSUPPORT = names.DROP_POLICY_DENIED, names.DROP_POLICY_DENY, names.DROP_FRAG_NOSUPPORT
 L3_L4, L4_ONLY, L3_ONLY, NO_MATCH = 2, 3, 1, 0
 
 
@@ -68,12 +69,12 @@ def test_allowed_connection_sends_a_verdict_then_its_trace(peers: Datapath) -> N
     ingress_from_friend(peers)
     conn = Conversation(IPPROTO_TCP, pod_port=80, peer_port=40000)
     first = run(peers, IN, conn.back(SYN))
-    assert [int(t) for t in first["type"]] == [ev.EVENT_POLICY_VERDICT, ev.EVENT_TRACE]
-    assert verdict_of(first[0]) == (ev.EVENT_POLICY_VERDICT, ev.VERDICT_FORWARDED, 0, INGRESS, L3_L4)
+    assert [int(t) for t in first["type"]] == [names.EVENT_POLICY_VERDICT, names.EVENT_TRACE]
+    assert verdict_of(first[0]) == (names.EVENT_POLICY_VERDICT, names.VERDICT_FORWARDED, 0, INGRESS, L3_L4)
     assert int(first[0]["rule"]) == 11
     assert int(first[1]["trace_reason"]) == NEW
-    assert column(run(peers, IN, conn.back(ACK)), "type") == [ev.EVENT_TRACE]  # judged once
-    assert column(run(peers, OUT, conn.out(SYN | ACK)), "type") == [ev.EVENT_TRACE]  # the reply passes
+    assert column(run(peers, IN, conn.back(ACK)), "type") == [names.EVENT_TRACE]  # judged once
+    assert column(run(peers, OUT, conn.out(SYN | ACK)), "type") == [names.EVENT_TRACE]  # the reply passes
 
 
 def test_denied_connection_sends_a_verdict_and_drops_every_packet(peers: Datapath) -> None:
@@ -82,11 +83,11 @@ def test_denied_connection_sends_a_verdict_and_drops_every_packet(peers: Datapat
     packet = eth(ETH_P_IP, ipv4(STRANGER4, POD4, IPPROTO_TCP, stranger.back(SYN)[34:]))
     first = run(peers, IN, packet, verdict=TC_ACT_SHOT)
     assert [verdict_of(e) for e in first] == [
-        (ev.EVENT_POLICY_VERDICT, ev.VERDICT_DROPPED, POLICY_DENIED, INGRESS, NO_MATCH),
-        (ev.EVENT_DROP, ev.VERDICT_DROPPED, POLICY_DENIED, 0, 0),
+        (names.EVENT_POLICY_VERDICT, names.VERDICT_DROPPED, POLICY_DENIED, INGRESS, NO_MATCH),
+        (names.EVENT_DROP, names.VERDICT_DROPPED, POLICY_DENIED, 0, 0),
     ]
     again = run(peers, IN, packet, verdict=TC_ACT_SHOT)
-    assert [verdict_of(e) for e in again] == [(ev.EVENT_DROP, ev.VERDICT_DROPPED, POLICY_DENIED, 0, 0)]
+    assert [verdict_of(e) for e in again] == [(names.EVENT_DROP, names.VERDICT_DROPPED, POLICY_DENIED, 0, 0)]
     assert int(again[0]["subtype"]) == POLICY_DENIED
 
 
@@ -100,8 +101,8 @@ def test_an_explicit_deny_is_policy_deny(peers: Datapath) -> None:
     install(peers, 1, {PolicyKey(EP_IDENTITY, EGRESS, FRIEND): PolicyValue(rule=3, deny=True)}, {EP_IDENTITY: EGRESS})
     events = run(peers, OUT, Conversation(IPPROTO_UDP).out(payload=b"x"), verdict=TC_ACT_SHOT)
     assert [verdict_of(e) for e in events] == [
-        (ev.EVENT_POLICY_VERDICT, ev.VERDICT_DROPPED, POLICY_DENY, EGRESS, L3_ONLY),
-        (ev.EVENT_DROP, ev.VERDICT_DROPPED, POLICY_DENY, 0, 0),
+        (names.EVENT_POLICY_VERDICT, names.VERDICT_DROPPED, POLICY_DENY, EGRESS, L3_ONLY),
+        (names.EVENT_DROP, names.VERDICT_DROPPED, POLICY_DENY, 0, 0),
     ]
 
 
@@ -123,7 +124,7 @@ def test_keys_are_tried_from_the_most_specific(peers: Datapath) -> None:
 
 def test_an_endpoint_without_policy_in_a_direction_sends_no_verdicts(peers: Datapath) -> None:
     ingress_from_friend(peers)  # ingress only: egress is open
-    assert column(run(peers, OUT, Conversation(IPPROTO_UDP).out(payload=b"x")), "type") == [ev.EVENT_TRACE]
+    assert column(run(peers, OUT, Conversation(IPPROTO_UDP).out(payload=b"x")), "type") == [names.EVENT_TRACE]
 
 
 def test_a_new_revision_rejudges_live_connections(peers: Datapath) -> None:
@@ -131,19 +132,19 @@ def test_a_new_revision_rejudges_live_connections(peers: Datapath) -> None:
     conn = Conversation(IPPROTO_TCP, pod_port=80, peer_port=40000)
     run(peers, IN, conn.back(SYN))
     ingress_from_friend(peers, rev=2)  # the same policy again: still allowed, nothing said
-    assert column(run(peers, IN, conn.back(ACK)), "type") == [ev.EVENT_TRACE]
+    assert column(run(peers, IN, conn.back(ACK)), "type") == [names.EVENT_TRACE]
     install(peers, 3, {}, {EP_IDENTITY: INGRESS})  # nothing allowed any more: cut, from either end
     cut = run(peers, OUT, conn.out(ACK), verdict=TC_ACT_SHOT)
     assert [verdict_of(e)[:3] for e in cut] == [
-        (ev.EVENT_POLICY_VERDICT, ev.VERDICT_DROPPED, POLICY_DENIED),
-        (ev.EVENT_DROP, ev.VERDICT_DROPPED, POLICY_DENIED),
+        (names.EVENT_POLICY_VERDICT, names.VERDICT_DROPPED, POLICY_DENIED),
+        (names.EVENT_DROP, names.VERDICT_DROPPED, POLICY_DENIED),
     ]
     assert verdict_of(cut[0])[3] == INGRESS  # judged as the connection it is: the friend opened it
     ingress_from_friend(peers, rev=4)  # allowed again: said once, then it flows
     back = run(peers, IN, conn.back(ACK))
     assert [verdict_of(e)[:2] for e in back] == [
-        (ev.EVENT_POLICY_VERDICT, ev.VERDICT_FORWARDED),
-        (ev.EVENT_TRACE, ev.VERDICT_FORWARDED),
+        (names.EVENT_POLICY_VERDICT, names.VERDICT_FORWARDED),
+        (names.EVENT_TRACE, names.VERDICT_FORWARDED),
     ]
 
 
@@ -153,26 +154,26 @@ def test_policy_and_aggregation_together(peers: Datapath) -> None:
     aggregate(peers, 3, policy_rev=1)
     conn = Conversation(IPPROTO_TCP, pod_port=80, peer_port=40000)
     first = run(peers, IN, conn.back(SYN))
-    assert column(first, "type") == [ev.EVENT_POLICY_VERDICT, ev.EVENT_TRACE]
+    assert column(first, "type") == [names.EVENT_POLICY_VERDICT, names.EVENT_TRACE]
     assert int(first[1]["flags"]) & ev.F_AGGREGATE
     denied = Conversation(IPPROTO_TCP, pod_port=22, peer_port=40000)
     for _ in range(3):
-        assert ev.EVENT_DROP in column(run(peers, IN, denied.back(SYN), verdict=TC_ACT_SHOT), "type")
+        assert names.EVENT_DROP in column(run(peers, IN, denied.back(SYN), verdict=TC_ACT_SHOT), "type")
 
 
 def test_later_fragments_are_dropped_where_a_policy_enforces(peers: Datapath) -> None:
     ingress_from_friend(peers)
     fragment = eth(ETH_P_IP, ipv4(FRIEND4, POD4, IPPROTO_UDP, udp(1, 2), frag_offset=10))
     [drop] = run(peers, IN, fragment, verdict=TC_ACT_SHOT)
-    assert (int(drop["type"]), int(drop["drop_reason"])) == (ev.EVENT_DROP, FRAG_NOSUPPORT)
+    assert (int(drop["type"]), int(drop["drop_reason"])) == (names.EVENT_DROP, FRAG_NOSUPPORT)
     outbound = eth(ETH_P_IP, ipv4(POD4, FRIEND4, IPPROTO_UDP, udp(1, 2), frag_offset=10))
-    assert column(run(peers, OUT, outbound), "type") == [ev.EVENT_TRACE]  # egress is not enforced
+    assert column(run(peers, OUT, outbound), "type") == [names.EVENT_TRACE]  # egress is not enforced
 
 
 def test_neighbour_discovery_is_never_judged(peers: Datapath) -> None:
     install(peers, 1, {}, {EP_IDENTITY: INGRESS | EGRESS})
     solicit = eth(ETH_P_IPV6, ipv6("fe80::1", "ff02::1:ff00:10", IPPROTO_ICMPV6, icmp(135, 0, bytes(20))))
-    assert column(run(peers, IN, solicit), "type") == [ev.EVENT_TRACE]
+    assert column(run(peers, IN, solicit), "type") == [names.EVENT_TRACE]
     run(peers, IN, echo(FRIEND4, POD4, 8, ident=1), verdict=TC_ACT_SHOT)  # but ping is judged
 
 

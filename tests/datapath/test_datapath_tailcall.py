@@ -19,7 +19,7 @@ from dp_packets import (
 )
 from dp_run import EP_ID, EP_IDENTITY, WORLD, addr16
 
-from flowscope.observer import events as ev
+from flowscope.common import names
 from flowscope.observer.datapath import Datapath
 from flowscope.observer.datapath.testrun import TC_ACT_OK, TC_ACT_SHOT, prog_test_run
 
@@ -42,8 +42,8 @@ def run_dropped(dp: Datapath, packet: bytes) -> dict[str, object]:
     batch = dp.reader().read_batch(0)
     assert len(batch) == 1
     event = batch[0]
-    assert (int(event["type"]), int(event["subtype"])) == (ev.EVENT_DROP, MISSED_TAIL_CALL)
-    assert (int(event["verdict"]), int(event["drop_reason"])) == (ev.VERDICT_DROPPED, MISSED_TAIL_CALL)
+    assert (int(event["type"]), int(event["subtype"])) == (names.EVENT_DROP, MISSED_TAIL_CALL)
+    assert (int(event["verdict"]), int(event["drop_reason"])) == (names.VERDICT_DROPPED, MISSED_TAIL_CALL)
     assert (int(event["ep_id"]), int(event["src_identity"])) == (EP_ID, EP_IDENTITY)
     assert bytes(event["data"])[: int(event["len_cap"])] == packet
     parsed: dict[str, object] = {name: int(event[name]) for name in ("ethertype", "l4_proto", "sport", "dport")}
@@ -90,7 +90,7 @@ def test_refilled_slots_pass_again(dp: Datapath) -> None:
     dp.fill_tail_calls()
     assert prog_test_run(dp.program_fd("from_container"), TCP4).retval == TC_ACT_OK
     types = [int(t) for t in dp.reader().read_batch(0)["type"]]
-    assert types == [ev.EVENT_DROP, ev.EVENT_TRACE]
+    assert types == [names.EVENT_DROP, names.EVENT_TRACE]
 
 
 def test_a_settled_packet_skips_the_stages_with_nothing_to_do(dp: Datapath) -> None:
@@ -109,9 +109,9 @@ def test_a_settled_packet_skips_the_stages_with_nothing_to_do(dp: Datapath) -> N
     dp.update_config(aggregation=0)  # now every packet is a trace: the empty trace slot drops it
     assert prog_test_run(dp.program_fd("to_container"), opened).retval == TC_ACT_SHOT
     [drop] = dp.reader().read_batch(0)
-    assert (int(drop["type"]), int(drop["drop_reason"])) == (ev.EVENT_DROP, MISSED_TAIL_CALL)
+    assert (int(drop["type"]), int(drop["drop_reason"])) == (names.EVENT_DROP, MISSED_TAIL_CALL)
     fresh = eth(ETH_P_IP, ipv4("192.0.2.1", "192.0.2.2", IPPROTO_UDP, udp(1001, 53, b"q")))
     dp.update_config(aggregation=3, report_flags=0x07)
     assert prog_test_run(dp.program_fd("to_container"), fresh).retval == TC_ACT_SHOT  # a new one: to be judged
     [drop] = dp.reader().read_batch(0)
-    assert (int(drop["type"]), int(drop["drop_reason"])) == (ev.EVENT_DROP, MISSED_TAIL_CALL)
+    assert (int(drop["type"]), int(drop["drop_reason"])) == (names.EVENT_DROP, MISSED_TAIL_CALL)

@@ -11,6 +11,7 @@ import pytest
 from dp_netns import VethPair, inside, run
 from dp_run import addr16
 
+from flowscope.common import names
 from flowscope.observer import events as ev
 from flowscope.observer.datapath import Datapath
 
@@ -65,8 +66,8 @@ def test_pings_and_udp_from_a_pod(veth: VethPair) -> None:
 
         pod4, node4 = addr16(veth.pod_v4), addr16(veth.node_v4)
         pod6, node6 = addr16(veth.pod_v6), addr16(veth.node_v6)
-        out = {"subtype": ev.TRACE_FROM_LXC, "src_identity": POD_IDENTITY, "dst_identity": HOST_IDENTITY}
-        back = {"subtype": ev.TRACE_TO_LXC, "src_identity": HOST_IDENTITY, "dst_identity": POD_IDENTITY}
+        out = {"subtype": names.TRACE_FROM_LXC, "src_identity": POD_IDENTITY, "dst_identity": HOST_IDENTITY}
+        back = {"subtype": names.TRACE_TO_LXC, "src_identity": HOST_IDENTITY, "dst_identity": POD_IDENTITY}
         wanted = {
             "echo requests": dict(out, saddr=pod4, daddr=node4, l4_proto=1, sport=8, dport=0),
             "echo replies": dict(back, saddr=node4, daddr=pod4, l4_proto=1, sport=0, dport=0),
@@ -83,8 +84,8 @@ def test_pings_and_udp_from_a_pod(veth: VethPair) -> None:
         assert len(found) == expected_count[name], name
         assert set(found["ifindex"].tolist()) == {ifindex}, name
         assert set(found["ep_id"].tolist()) == {EP_ID}, name
-        assert set(found["type"].tolist()) == {ev.EVENT_TRACE}, name
-        assert set(found["verdict"].tolist()) == {ev.VERDICT_FORWARDED}, name
+        assert set(found["type"].tolist()) == {names.EVENT_TRACE}, name
+        assert set(found["verdict"].tolist()) == {names.VERDICT_FORWARDED}, name
         for event in found:
             assert int(event["len_cap"]) == min(int(event["len_orig"]), 128)
             assert int(event["flags"]) & ev.F_L4

@@ -34,6 +34,7 @@ from records import (
 )
 
 from flowscope.api.flow import flow_pb2
+from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.filters import Batch, FilterContext, compile_filters
@@ -41,13 +42,13 @@ from flowscope.observer.filters import Batch, FilterContext, compile_filters
 INSTANCE = b"filter-tests"
 KNOWN, REPLY = events.F_REPLY_KNOWN, events.F_REPLY | events.F_REPLY_KNOWN
 AT_CLIENT = {"ep_id": CLIENT.id, "ifindex": IFINDEX["lxc1001"]}
-DROP = {"type": events.EVENT_DROP, "verdict": events.VERDICT_DROPPED}
+DROP = {"type": names.EVENT_DROP, "verdict": names.VERDICT_DROPPED}
 
 # name -> record; the names say what each is, tests refer to them by name.
 ZOO: dict[str, np.ndarray] = {
     "syn": record(tcp4(flags=SYN), flags=KNOWN, trace_reason=1),
-    "synack": record(tcp4(SERVER_V4, CLIENT_V4, 80, 40000, SYN | ACK), flags=REPLY, subtype=events.TRACE_FROM_LXC),
-    "dns": record(udp4(), flags=KNOWN, subtype=events.TRACE_FROM_LXC, **AT_CLIENT),
+    "synack": record(tcp4(SERVER_V4, CLIENT_V4, 80, 40000, SYN | ACK), flags=REPLY, subtype=names.TRACE_FROM_LXC),
+    "dns": record(udp4(), flags=KNOWN, subtype=names.TRACE_FROM_LXC, **AT_CLIENT),
     "world": record(tcp4(WORLD_V4, SERVER_V4, 51000, 443)),
     "ping": record(ether(ipv4(CLIENT_V4, SERVER_V4, 1, icmp4(8))), flags=KNOWN),
     "pong6": record(ether(ipv6(SERVER_V6, CLIENT_V6, 58, icmp6(129)), 0x86DD), flags=REPLY),
@@ -63,7 +64,7 @@ ZOO: dict[str, np.ndarray] = {
         ep_id=0,
         **DROP,
     ),
-    "policy": record(tcp4(dport=8080), type=events.EVENT_POLICY_VERDICT, subtype=0, policy_flags=0b001_010),
+    "policy": record(tcp4(dport=8080), type=names.EVENT_POLICY_VERDICT, subtype=0, policy_flags=0b001_010),
     "sctp": record(ether(ipv4(CLIENT_V4, SERVER_V4, 132, sctp(3868, 3869))), flags=KNOWN),
     "ns6": record(ether(ipv6(CLIENT_V6, SERVER_V6, 6, tcp(40001, 80, ACK, ns=True)), 0x86DD), flags=KNOWN),
     "fragment": record(ether(ipv4(CLIENT_V4, DNS_V4, 17, bytes(24), fragment_offset=185)), **AT_CLIENT),

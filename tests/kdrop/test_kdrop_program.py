@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from kdrop_helpers import read_until, remove_netns, scratch_netns, send_in
 
+from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.datapath.bpfsys import prog_info
 from flowscope.observer.datapath.kallsyms import KernelSymbols
@@ -73,7 +74,7 @@ def test_udp_to_a_closed_port(only_a: KernelDrops, namespaces: tuple[str, str], 
     ip_len = 20 if family == 4 else 40
     frame = 14 + ip_len + 8 + PAYLOAD  # loopback has a (zeroed) Ethernet header
     loopback = b"\x7f\0\0\x01" + bytes(12) if family == 4 else bytes(15) + b"\x01"
-    assert (ev["type"], ev["subtype"], ev["verdict"], ev["version"]) == (events.EVENT_DROP, 0, 2, 1)
+    assert (ev["type"], ev["subtype"], ev["verdict"], ev["version"]) == (names.EVENT_DROP, 0, 2, 1)
     expected_flags = events.F_KERNEL_DROP | events.F_L4 | (events.F_IPV6 if family == 6 else 0)
     assert ev["flags"] == expected_flags
     assert (ev["ep_id"], ev["ifindex"]) == (EP_A, 0)  # a pod namespace's ifindex means nothing to the node

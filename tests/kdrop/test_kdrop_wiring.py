@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from flowscope.common.names import EVENT_LOST
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.endpoints import EndpointRegistry
-from flowscope.observer.events import EVENT_LOST, event_dtype
+from flowscope.observer.events import event_dtype
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.ingest import Ingest
 from flowscope.observer.ipcache import Network

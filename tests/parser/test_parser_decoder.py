@@ -42,6 +42,7 @@ from records import (
 )
 
 from flowscope.api.flow import flow_pb2
+from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.metadata import Cluster, Endpoint
 from flowscope.observer.parser import FlowDecoder
@@ -84,7 +85,7 @@ def test_a_tcp_flow_in_full(decoder: FlowDecoder) -> None:
     ]
     assert flow.Type == flow_pb2.L3_L4
     assert flow.node_name == "node1"
-    assert (flow.event_type.type, flow.event_type.sub_type) == (events.EVENT_TRACE, events.TRACE_TO_LXC)
+    assert (flow.event_type.type, flow.event_type.sub_type) == (names.EVENT_TRACE, names.TRACE_TO_LXC)
     assert flow.trace_observation_point == flow_pb2.TO_ENDPOINT
     assert flow.trace_reason == flow_pb2.NEW
     assert flow.traffic_direction == flow_pb2.INGRESS
@@ -109,12 +110,12 @@ def test_reply_flips_the_direction_and_sets_is_reply(decoder: FlowDecoder) -> No
         decoder,
         tcp4(src=SERVER_V4, dst=CLIENT_V4, flags=SYN | ACK),
         flags=REPLY,
-        subtype=events.TRACE_FROM_LXC,
+        subtype=names.TRACE_FROM_LXC,
     )
     assert reply.is_reply.value and reply.reply
     assert reply.traffic_direction == flow_pb2.INGRESS
     assert reply.trace_observation_point == flow_pb2.FROM_ENDPOINT
-    request = decode(decoder, tcp4(), flags=KNOWN, subtype=events.TRACE_FROM_LXC, ep_id=CLIENT.id)
+    request = decode(decoder, tcp4(), flags=KNOWN, subtype=names.TRACE_FROM_LXC, ep_id=CLIENT.id)
     assert request.traffic_direction == flow_pb2.EGRESS and not request.is_reply.value
 
 
@@ -224,10 +225,10 @@ def test_cilium_drop(decoder: FlowDecoder) -> None:
     flow = decode(
         decoder,
         tcp4(),
-        type=events.EVENT_DROP,
+        type=names.EVENT_DROP,
         subtype=133,
         drop_reason=133,
-        verdict=events.VERDICT_DROPPED,
+        verdict=names.VERDICT_DROPPED,
         ep_id=CLIENT.id,
         ifindex=IFINDEX["lxc1001"],
     )
@@ -240,10 +241,10 @@ def test_cilium_drop(decoder: FlowDecoder) -> None:
     inbound = decode(
         decoder,
         tcp4(),
-        type=events.EVENT_DROP,
+        type=names.EVENT_DROP,
         subtype=133,
         drop_reason=133,
-        verdict=events.VERDICT_DROPPED,
+        verdict=names.VERDICT_DROPPED,
         ep_id=SERVER.id,
     )
     assert inbound.traffic_direction == flow_pb2.INGRESS
@@ -254,11 +255,11 @@ def test_kernel_drop_without_packet_bytes_uses_the_header(decoder: FlowDecoder) 
         decoder,
         udp4(dport=9999),
         len_cap=0,
-        type=events.EVENT_DROP,
+        type=names.EVENT_DROP,
         subtype=3,
         drop_reason=3,
         flags=events.F_KERNEL_DROP,
-        verdict=events.VERDICT_DROPPED,
+        verdict=names.VERDICT_DROPPED,
         ep_id=0,
         ifindex=0,
         location=0xFFFFFFFF81234567,
@@ -275,7 +276,7 @@ def test_kernel_drop_without_packet_bytes_uses_the_header(decoder: FlowDecoder) 
 def test_a_made_up_all_zero_ethernet_header_is_not_shown(decoder: FlowDecoder) -> None:
     """The kernel drop program puts a zero header before a packet that had none yet: no Ethernet to report."""
     packet = ether(udp4(dport=9999)[14:], src="00:00:00:00:00:00", dst="00:00:00:00:00:00")
-    flow = decode(decoder, packet, type=events.EVENT_DROP, drop_reason=3, flags=events.F_KERNEL_DROP, verdict=2)
+    flow = decode(decoder, packet, type=names.EVENT_DROP, drop_reason=3, flags=events.F_KERNEL_DROP, verdict=2)
     assert not flow.HasField("ethernet")
     assert flow.l4.UDP.destination_port == 9999
 
@@ -285,10 +286,10 @@ def test_kernel_drop_names_and_locations() -> None:
     flow = located.decode(
         record(
             udp4(),
-            type=events.EVENT_DROP,
+            type=names.EVENT_DROP,
             drop_reason=77,
             flags=events.F_KERNEL_DROP,
-            verdict=events.VERDICT_DROPPED,
+            verdict=names.VERDICT_DROPPED,
             location=0x1234,
         )[0],
         1,
@@ -312,16 +313,16 @@ def test_policy_verdict(decoder: FlowDecoder) -> None:
     flow = decode(
         decoder,
         tcp4(),
-        type=events.EVENT_POLICY_VERDICT,
+        type=names.EVENT_POLICY_VERDICT,
         subtype=0,
         policy_flags=0b011_001,
-        verdict=events.VERDICT_DROPPED,
+        verdict=names.VERDICT_DROPPED,
         drop_reason=133,
     )
     assert flow.traffic_direction == flow_pb2.INGRESS
     assert flow.policy_match_type == 3
     assert flow.verdict == flow_pb2.DROPPED and flow.drop_reason_desc == flow_pb2.POLICY_DENIED
-    egress = decode(decoder, tcp4(), type=events.EVENT_POLICY_VERDICT, policy_flags=0b001_010)
+    egress = decode(decoder, tcp4(), type=names.EVENT_POLICY_VERDICT, policy_flags=0b001_010)
     assert egress.traffic_direction == flow_pb2.EGRESS and egress.policy_match_type == 1
     assert egress.trace_observation_point == flow_pb2.UNKNOWN_POINT
 
@@ -342,7 +343,7 @@ def test_aggregate_report(decoder: FlowDecoder) -> None:
 
 
 def test_observation_points_other_than_to_lxc_keep_their_number(decoder: FlowDecoder) -> None:
-    flow = decode(decoder, tcp4(), subtype=events.TRACE_TO_STACK)
+    flow = decode(decoder, tcp4(), subtype=names.TRACE_TO_STACK)
     assert flow.trace_observation_point == flow_pb2.TO_STACK
 
 
@@ -353,11 +354,11 @@ def test_no_interface_when_ifindex_is_zero_and_unnamed_interfaces(decoder: FlowD
 
 
 def test_lost_events(decoder: FlowDecoder) -> None:
-    lost = decoder.decode_lost(lost_record(events.LOST_KERNEL_BUFFER, count=42, cpu=1)[0])
+    lost = decoder.decode_lost(lost_record(names.LOST_KERNEL_BUFFER, count=42, cpu=1)[0])
     assert lost.source == flow_pb2.PERF_EVENT_RING_BUFFER and lost.num_events_lost == 42
     assert lost.HasField("cpu") and lost.cpu.value == 1
     assert lost.first == lost.last and lost.last.seconds * 1_000_000_000 + lost.last.nanos == lost_record()["ts"][0]
-    unknown_cpu = decoder.decode_lost(lost_record(events.LOST_RING_OVERRUN, cpu=0xFF)[0])
+    unknown_cpu = decoder.decode_lost(lost_record(names.LOST_RING_OVERRUN, cpu=0xFF)[0])
     assert unknown_cpu.source == flow_pb2.HUBBLE_RING_BUFFER and not unknown_cpu.HasField("cpu")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from records import CLIENT, SERVER, lab_registry, record, tcp4
 
+from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.parser import (
     EGRESS,
@@ -29,46 +30,46 @@ KNOWN, REPLY = events.F_REPLY_KNOWN, events.F_REPLY
 @pytest.mark.parametrize(
     ("point", "flags", "expected"),
     [
-        (events.TRACE_TO_LXC, KNOWN, INGRESS),
-        (events.TRACE_TO_LXC, KNOWN | REPLY, EGRESS),
-        (events.TRACE_FROM_LXC, KNOWN, EGRESS),
-        (events.TRACE_FROM_LXC, KNOWN | REPLY, INGRESS),
-        (events.TRACE_TO_STACK, KNOWN, EGRESS),
-        (events.TRACE_FROM_NETWORK, KNOWN, INGRESS),
-        (events.TRACE_TO_PROXY, KNOWN, UNKNOWN),
-        (events.TRACE_FROM_LXC, 0, UNKNOWN),  # conntrack did not know the connection
-        (events.TRACE_FROM_LXC, REPLY, UNKNOWN),
+        (names.TRACE_TO_LXC, KNOWN, INGRESS),
+        (names.TRACE_TO_LXC, KNOWN | REPLY, EGRESS),
+        (names.TRACE_FROM_LXC, KNOWN, EGRESS),
+        (names.TRACE_FROM_LXC, KNOWN | REPLY, INGRESS),
+        (names.TRACE_TO_STACK, KNOWN, EGRESS),
+        (names.TRACE_FROM_NETWORK, KNOWN, INGRESS),
+        (names.TRACE_TO_PROXY, KNOWN, UNKNOWN),
+        (names.TRACE_FROM_LXC, 0, UNKNOWN),  # conntrack did not know the connection
+        (names.TRACE_FROM_LXC, REPLY, UNKNOWN),
         (200, KNOWN, UNKNOWN),
     ],
 )
 def test_trace_rules(point: int, flags: int, expected: int) -> None:
-    assert traffic_direction(events.EVENT_TRACE, point, flags, SERVER.id, 0, False) == expected
+    assert traffic_direction(names.EVENT_TRACE, point, flags, SERVER.id, 0, False) == expected
 
 
 def test_trace_on_a_node_device_has_no_direction() -> None:
-    assert traffic_direction(events.EVENT_TRACE, events.TRACE_TO_NETWORK, KNOWN, 0, 0, False) == UNKNOWN
+    assert traffic_direction(names.EVENT_TRACE, names.TRACE_TO_NETWORK, KNOWN, 0, 0, False) == UNKNOWN
 
 
 def test_drop_rules() -> None:
-    assert traffic_direction(events.EVENT_DROP, 133, 0, CLIENT.id, 0, True) == EGRESS
-    assert traffic_direction(events.EVENT_DROP, 133, 0, CLIENT.id, 0, False) == INGRESS
-    assert traffic_direction(events.EVENT_DROP, 3, events.F_KERNEL_DROP, 0, 0, False) == UNKNOWN
+    assert traffic_direction(names.EVENT_DROP, 133, 0, CLIENT.id, 0, True) == EGRESS
+    assert traffic_direction(names.EVENT_DROP, 133, 0, CLIENT.id, 0, False) == INGRESS
+    assert traffic_direction(names.EVENT_DROP, 3, events.F_KERNEL_DROP, 0, 0, False) == UNKNOWN
 
 
 def test_policy_verdict_rules() -> None:
-    directions = [traffic_direction(events.EVENT_POLICY_VERDICT, 0, 0, 1, flags, False) for flags in range(4)]
+    directions = [traffic_direction(names.EVENT_POLICY_VERDICT, 0, 0, 1, flags, False) for flags in range(4)]
     assert directions == [UNKNOWN, INGRESS, EGRESS, UNKNOWN]
-    assert traffic_direction(events.EVENT_POLICY_VERDICT, 0, 0, 1, 0b111_001, False) == INGRESS
+    assert traffic_direction(names.EVENT_POLICY_VERDICT, 0, 0, 1, 0b111_001, False) == INGRESS
 
 
 def test_other_event_types_have_no_direction() -> None:
-    assert traffic_direction(events.EVENT_LOST, 0, KNOWN, 1, 1, True) == UNKNOWN
+    assert traffic_direction(names.EVENT_LOST, 0, KNOWN, 1, 1, True) == UNKNOWN
 
 
 def test_one_record_and_a_batch_agree_on_every_combination() -> None:
     combos = list(
         itertools.product(
-            [events.EVENT_DROP, events.EVENT_TRACE, events.EVENT_POLICY_VERDICT, 7],
+            [names.EVENT_DROP, names.EVENT_TRACE, names.EVENT_POLICY_VERDICT, 7],
             [*range(14), 133, 255],
             range(8),  # the reply bits
             [0, CLIENT.id],
@@ -103,7 +104,7 @@ def test_decoder_and_batch_agree_for_drops() -> None:
     index = index_of(registry.snapshot)
     drops = np.concatenate(
         [
-            record(tcp4(), type=events.EVENT_DROP, verdict=events.VERDICT_DROPPED, ep_id=ep)
+            record(tcp4(), type=names.EVENT_DROP, verdict=names.VERDICT_DROPPED, ep_id=ep)
             for ep in (CLIENT.id, SERVER.id, 0)
         ]
     )

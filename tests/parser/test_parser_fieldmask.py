@@ -7,6 +7,7 @@ from google.protobuf import field_mask_pb2
 from records import ACK, SYN, arp, lab_registry, record, tcp4, udp4
 
 from flowscope.api.flow import flow_pb2
+from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.parser import FlowDecoder, compile_field_mask
 
@@ -46,7 +47,7 @@ RECORDS = [
     record(tcp4(flags=SYN | ACK), flags=events.F_REPLY_KNOWN),
     record(udp4(), len_cap=40),
     record(arp()),
-    record(tcp4(), type=events.EVENT_DROP, verdict=events.VERDICT_DROPPED, drop_reason=133, subtype=133),
+    record(tcp4(), type=names.EVENT_DROP, verdict=names.VERDICT_DROPPED, drop_reason=133, subtype=133),
 ]
 
 
