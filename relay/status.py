@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import grpc
@@ -22,6 +21,7 @@ from google.protobuf import wrappers_pb2
 
 from flowscope.api.observer import observer_pb2
 from flowscope.api.relay import relay_pb2
+from flowscope.common import version
 from flowscope.relay.pool import Connection
 
 MAX_UNAVAILABLE_NAMES = 10
@@ -30,14 +30,7 @@ ASK_TIMEOUT_S = 2.0
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
-def _version() -> str:
-    try:
-        return f"flowscope-relay {metadata.version('flowscope')}"
-    except metadata.PackageNotFoundError:
-        return "flowscope-relay"
-
-
-VERSION = _version()
+VERSION = f"flowscope-relay {version.VERSION}"
 
 
 @dataclass(frozen=True)

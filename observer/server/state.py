@@ -10,12 +10,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from flowscope.common import version
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FlowDecoder
 
-VERSION = "flowscope 0.1.0"
+VERSION = f"flowscope {version.VERSION}"
 
 
 @dataclass
