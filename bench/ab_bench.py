@@ -4,7 +4,7 @@
 
 Why: a change that takes a tenth of the datapath's cost away moves the traffic by about 1%, less than what
 paired_bench.py (programs on against off) can tell apart between two of its runs. Here each checkout's
-datapath is loaded by a worker process of its own (its own observer package and bpf/ sources, no agent), with
+datapath is loaded by a worker process of its own (its own flowscope package and bpf/ sources, no agent), with
 the same endpoints and runtime config, and the hooks of a one-node lab run one checkout's programs or the
 other's in turns every 0.1 s (BPF_LINK_UPDATE: the program behind each tcx link replaced in place) through one
 long iperf3 run. The figure is this checkout's traffic over the other's, with a 90% bootstrap interval over
@@ -23,7 +23,9 @@ import threading
 from pathlib import Path
 from typing import IO
 
-# Nothing of this checkout's observer (or what imports it) at module level: a worker must load its own.
+from checkouts import import_checkout, link_tree
+
+# Nothing of this checkout's flowscope at module level: a worker must load its checkout's (bench/checkouts.py).
 HERE = Path(__file__).resolve()
 NODE = "node1"
 LEVELS = {"none": 0, "low": 2, "medium": 3, "maximum": 4}
@@ -35,9 +37,7 @@ DEVICE_HOOKS = (("from_netdev", BPF_TCX_INGRESS), ("to_netdev", BPF_TCX_EGRESS))
 def serve(tree: Path) -> None:
     """The worker: load the checkout's datapath, set the endpoints and config it is sent (one JSON line), answer
     with its entry programs' ids, and read its ring buffer until stdin closes."""
-    sys.path[:0] = [str(tree)]
-    if any(name == "observer" or name.startswith("observer.") for name in sys.modules):
-        raise RuntimeError("the worker imported an observer package before its checkout's")
+    import_checkout(tree)
     from flowscope.observer.datapath import Datapath
     from flowscope.observer.datapath.bpfsys import prog_info
 
@@ -124,6 +124,7 @@ def main() -> int:
         return 0
     if args.before is None:
         parser.error("--before is needed")
+    link_tree(args.before)  # refused in words before the lab comes up, not by a worker that dies
     from paired_bench import pair_up, ratio, ratio_interval, run_windows
 
     from flowscope.lab import Lab

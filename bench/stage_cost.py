@@ -8,7 +8,7 @@ aggregation none and medium, and at medium with an ingress policy allowing the c
 
 Why it interleaves so finely: this machine's CPUs change speed by up to two times from one half second to the
 next (a shared host), so two programs measured a few seconds apart can differ by more than any change in them.
-Each checkout loads its datapath in a worker process of its own (its own observer package and bpf/ sources);
+Each checkout loads its datapath in a worker process of its own (its own flowscope package and bpf/ sources);
 the two workers then take turns on every run, a fraction of a millisecond each, so both meet the same speed of
 the machine. A figure is the median over the runs, and "after/before" is the median of the ratios of
 neighbouring runs, with a 90% bootstrap interval.
@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from checkouts import import_checkout, link_tree
+
 HERE = Path(__file__).resolve()
 PROGRAMS = ("from_container", "to_container", "from_netdev")
 SETTINGS: dict[str, dict[str, int]] = {
@@ -38,7 +40,8 @@ POD, PEER, IDENTITY = "192.0.2.1", "192.0.2.2", 5555
 def serve(tree: Path) -> None:
     """The worker: load the checkout's datapath, then answer "<setting> <program> <repeat>" lines with the mean
     ns of that many runs, until stdin closes."""
-    sys.path[:0] = [str(tree), str(tree / "tests" / "datapath")]
+    import_checkout(tree)
+    sys.path[:0] = [str(tree / "tests" / "datapath")]
     from dp_packets import ACK, ETH_P_IP, IPPROTO_TCP, SYN, eth, ipv4, tcp
 
     from flowscope.observer.datapath import Datapath, DatapathConfig
@@ -112,6 +115,8 @@ def main() -> int:
         serve(args.serve)
         return 0
     trees = {"after": HERE.parents[1]} | ({"before": args.before.resolve()} if args.before else {})
+    for tree in trees.values():
+        link_tree(tree)  # refused in words before any worker starts, not by a worker that dies
     workers = {label: Worker(tree) for label, tree in trees.items()}
     try:
         header = f"{'ns per packet (median)':<32}" + "".join(f"{label:>9}" for label in trees)
