@@ -7,7 +7,8 @@
  * The header carries what filters scan (addresses, ports, protocol, observation point, verdict, identities)
  * already parsed, so the agent never parses a packet it is not asked to show; the packet's first bytes follow
  * for the full decode. Type and subtype use Cilium's monitor numbering, so they go on the wire as
- * flow.event_type unchanged.
+ * flow.event_type unchanged. The numbers defined here (and in drop.h, maps.h, policy.h) that the wire shares
+ * have their Python twins in common/names.py; tests/common/test_common_names.py checks that they are equal.
  */
 #ifndef FLOWSCOPE_EVENT_H
 #define FLOWSCOPE_EVENT_H
