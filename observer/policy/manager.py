@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
+
+import yaml
 
 from flowscope.observer.datapath.maps import RuntimeConfig
 from flowscope.observer.datapath.policymaps import PolicyMaps, PolicyValue, QueryAnswer
@@ -65,6 +68,10 @@ class Check:
     source: str  # the addresses asked about
     destination: str
     answer: QueryAnswer
+    # The nodes hosting each side ("" outside the cluster): a side's verdict is its own node's to give, since
+    # each agent enforces the policy it was given, and a node's maps may not hold what another node's do.
+    source_node: str = ""
+    destination_node: str = ""
 
 
 class PolicyManager:
@@ -82,13 +89,29 @@ class PolicyManager:
 
     def apply(self, text: str, source: str = "") -> Status:
         """Parse, compile and install `text`; PolicyError (nothing changed) when it cannot be used."""
-        policies = tuple(parse_policies(text))
+        policies = tuple(parse_policies(text, source))
         with self._lock:
-            cluster = self._registry.snapshot.cluster
-            compiled = compile_policies(policies, Endpoints.of(cluster))
-            self._status = Status(self._install(compiled), source, text, policies, compiled)
-            self._cluster = cluster
-            return self._status
+            return self._enforce(policies, source, text)
+
+    def delete(self, names: Sequence[str] = ()) -> Status:
+        """Stop enforcing the named policies (all of them when none is named), as a new revision; PolicyError
+        (nothing changed) for a name not in force. What is left keeps its rules and shows as flowscope YAML."""
+        with self._lock:
+            current = self._status
+            unknown = [name for name in names if name not in {p.name for p in current.policies}]
+            if unknown:
+                applied = ", ".join(p.name for p in current.policies) or "none"
+                raise PolicyError(f"no policy named {', '.join(map(repr, unknown))} is applied (applied: {applied})")
+            kept = tuple(p for p in current.policies if names and p.name not in names)
+            text = yaml.safe_dump({"policies": [dict(p.document) for p in kept]}, sort_keys=False) if kept else ""
+            return self._enforce(kept, current.source if kept else "", text)
+
+    def _enforce(self, policies: tuple[Policy, ...], source: str, text: str) -> Status:
+        cluster = self._registry.snapshot.cluster
+        compiled = compile_policies(policies, Endpoints.of(cluster))
+        self._status = Status(self._install(compiled), source, text, policies, compiled)
+        self._cluster = cluster
+        return self._status
 
     def refresh(self) -> bool:
         """Recompile for the cluster as it is now (endpoints came, went or changed labels); whether a new
@@ -126,7 +149,16 @@ class PolicyManager:
         if proto not in PORTED_PROTOCOLS:
             port = 0  # the datapath judges ICMP and protocols without ports by port 0
         answer = self._datapath.policy.query(str(src), str(dst), proto, port)
-        return Check(str(src), str(dst), answer)
+        return Check(str(src), str(dst), answer, self._node_of(src), self._node_of(dst))
+
+    def _node_of(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+        cluster = self._registry.snapshot.cluster
+        hosts = (ep.node for ep in cluster.endpoints if address in map(ipaddress.ip_address, ep.ips))
+        return next(hosts, "")
+
+    @property
+    def node_name(self) -> str:
+        return self._registry.node_name
 
     def _address(self, name: str, version: int | None = None) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -111,6 +112,8 @@ class Policy:
     ingress_deny: tuple[Rule, ...] = ()
     egress: tuple[Rule, ...] = ()
     egress_deny: tuple[Rule, ...] = ()
+    # The policy as flowscope's own YAML spells it, so what is left after `policy delete NAME` can be shown.
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def section(self, name: str) -> tuple[Rule, ...]:
         return {

@@ -51,11 +51,12 @@ class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the place (policies[0].ingress[1]...) and why."""
 
 
-def parse_policies(text: str) -> list[Policy]:
+def parse_policies(text: str, source: str = "") -> list[Policy]:
+    """The policies in `text`; `source` (the file's name) is what a YAML syntax error names."""
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
-        raise PolicyError(f"not valid YAML: {exc}") from None
+        raise PolicyError(_yaml_error(exc, source)) from None
     policies: list[Policy] = []
     for number, doc in enumerate(documents):
         where = f"document {number + 1}" if len(documents) > 1 else ""
@@ -65,6 +66,17 @@ def parse_policies(text: str) -> list[Policy]:
         if names.count(name) > 1:
             raise PolicyError(f"two policies are named {name!r}: names must be unique")
     return policies
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> str:
+    """`policy.yaml, line 3, column 7: not valid YAML: ...`: PyYAML's own text names `<unicode string>`, the
+    text it was given, where a person needs the file and the line."""
+    where = source or "the policy"
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        where = f"{where}, line {mark.line + 1}, column {mark.column + 1}"
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}: not valid YAML: {problem}"
 
 
 def _join(where: str, part: str) -> str:
@@ -154,6 +166,7 @@ def _policy(raw: dict[str, Any], where: str) -> Policy:
         ingress_deny=sections["ingressDeny"],
         egress=sections["egress"],
         egress_deny=sections["egressDeny"],
+        document={key: value for key, value in raw.items() if key != "description"},
     )
 
 

@@ -32,6 +32,15 @@ class ControlService(control_pb2_grpc.ControlServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return self._status(status)
 
+    def DeletePolicy(
+        self, request: control_pb2.DeletePolicyRequest, context: grpc.ServicerContext
+    ) -> control_pb2.PolicyStatus:
+        try:
+            status = self._policy.delete(tuple(request.names))
+        except PolicyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return self._status(status)
+
     def GetPolicy(
         self, request: control_pb2.GetPolicyRequest, context: grpc.ServicerContext
     ) -> control_pb2.PolicyStatus:
@@ -59,6 +68,9 @@ class ControlService(control_pb2_grpc.ControlServicer):
             ingress=self._verdict(answer.ingress, name(answer.destination_identity)),
             allowed=answer.egress.allowed and answer.ingress.allowed,
             revision=self._policy.status.revision,
+            node=self._policy.node_name,
+            source_node=check.source_node,
+            destination_node=check.destination_node,
         )
 
     def GetConfig(
@@ -120,6 +132,8 @@ class ControlService(control_pb2_grpc.ControlServicer):
             entries=entries,
             enforced=enforced,
             cidr_identities=cidrs,
+            unselected=compiled.unselected,
+            node=self._policy.node_name,
         )
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from flowscope.api.control import control_pb2
 from flowscope.cli.main import main
-from flowscope.cli.policy import format_check, format_status
+from flowscope.cli.policy import combine, format_check, format_status
 
 
 def test_check_names_the_rule_that_decided() -> None:
@@ -90,3 +92,42 @@ def test_no_agent_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "get", "--server", "unix:///nonexistent.sock"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("flowscope: error: cannot connect to unix:///nonexistent.sock") and "\n" not in err
+
+
+def test_every_argument_says_what_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, text in ((["policy", "apply", "--help"], "the policy:"), (["config", "set", "--help"], "its new value")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert text in capsys.readouterr().out
+
+
+def test_check_takes_each_side_from_the_node_that_hosts_it() -> None:
+    def answer(node: str, ingress: control_pb2.Verdict) -> control_pb2.CheckPolicyResponse:
+        return control_pb2.CheckPolicyResponse(
+            source="default/client",
+            destination="default/server",
+            node=node,
+            source_node="node1",
+            destination_node="node2",
+            egress=control_pb2.Verdict(subject="default/client", allowed=True),
+            ingress=ingress,
+            allowed=ingress.allowed,
+        )
+
+    not_enforced = control_pb2.Verdict(subject="default/server", allowed=True)
+    denied = control_pb2.Verdict(subject="default/server", enforced=True, drop_reason=133)
+    combined, unasked = combine({"node1": answer("node1", not_enforced), "node2": answer("node2", denied)})
+    assert not combined.allowed and not unasked and combined.ingress == denied
+    alone, unasked = combine({"": answer("node1", not_enforced)})
+    assert unasked == {"ingress"}
+    lines = format_check(alone, 17, 9001, unasked).splitlines()
+    assert lines[0].startswith("NOT KNOWN: ")
+    assert lines[2].startswith("  ingress of default/server: not known: it lives on node2, whose agent enforces it")
+
+
+def test_a_lab_without_agents_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "show", "--lab", f"t{os.getpid()}-nolab"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"flowscope: error: lab 't{os.getpid()}-nolab' has no agents: is it up? "
+        f"(flowscope lab status --name t{os.getpid()}-nolab)"
+    )

@@ -9,7 +9,7 @@ import pytest
 
 from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, PolicyKey
 from flowscope.observer.metadata import Cluster, Endpoint, identity_of
-from flowscope.observer.policy import Compiled, Endpoints, Entry, compile_policies, parse_policies
+from flowscope.observer.policy import Compiled, Endpoints, Entry, PolicyError, compile_policies, parse_policies
 from flowscope.observer.policy.identities import CIDR_IDENTITY_BASE, cidr_identities
 
 TCP, UDP, SCTP, ICMP = 6, 17, 132, 1
@@ -315,7 +315,6 @@ def test_a_selector_that_selects_nobody_yet_still_enforces() -> None:
     ],
 )
 def test_errors_say_where_and_why(text: str, message: str) -> None:
-    from flowscope.observer.policy import PolicyError
 
     with pytest.raises(PolicyError) as caught:
         parse_policies(text)
@@ -325,3 +324,21 @@ def test_errors_say_where_and_why(text: str, message: str) -> None:
 def test_an_empty_file_is_no_policy() -> None:
     assert parse_policies("") == []
     assert parse_policies("policies: []") == []
+
+
+def test_a_policy_that_selects_no_pod_is_named() -> None:
+    policies = parse_policies(
+        textwrap.dedent("""
+        policies:
+          - {name: typo, endpointSelector: {matchLabels: {app: sever}}, ingress: [{}]}
+          - {name: fine, endpointSelector: {matchLabels: {app: server}}, ingress: [{}]}
+        """)
+    )
+    assert compile_policies(policies, ENDPOINTS).unselected == ("typo",)
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line() -> None:
+    with pytest.raises(PolicyError) as raised:
+        parse_policies("policies:\n  - name: x\n    endpointSelector: {a: b\n", "lab-policy.yaml")
+    assert str(raised.value).startswith("lab-policy.yaml, line 4, column 1: not valid YAML: ")
+    assert "<unicode string>" not in str(raised.value)

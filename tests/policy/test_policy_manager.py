@@ -91,3 +91,19 @@ def test_an_empty_policy_enforces_nothing(setup: tuple[Datapath, EndpointRegistr
     assert manager.status.revision == 2 and dp.policy.enforced(0) == {} and dp.policy.enforced(1) == {}
     answer = manager.check("10.200.1.99", "server", 6, 22).answer
     assert answer.ingress.allowed and not answer.ingress.enforced
+
+
+def test_delete_removes_policies_by_name_or_all(setup: tuple[Datapath, EndpointRegistry, PolicyManager]) -> None:
+    dp, _, manager = setup
+    manager.apply(POLICY + "  - {name: client-out, endpointSelector: {matchLabels: {app: client}}, egress: [{}]}\n")
+    assert not manager.check("client", "server", 6, 9000).answer.egress.allowed
+    with pytest.raises(PolicyError, match="no policy named 'nope'"):
+        manager.delete(["nope"])
+    status = manager.delete(["client-out"])
+    assert [p.name for p in status.policies] == ["server-in"] and status.revision == 2
+    assert manager.check("client", "server", 6, 9000).answer.egress.allowed
+    assert [p.name for p in manager.apply(status.text).policies] == ["server-in"]  # what is left reads back
+    status = manager.delete()
+    assert (status.policies, status.text, status.revision) == ((), "", 4)
+    assert dp.policy.enforced(status.revision & 1) == {}
+    assert manager.check("client", "server", 6, 22).answer.ingress.allowed
