@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from flowscope.cli.errors import CliError
+from flowscope.common.version import VERSION
 
 
 class Command(Protocol):
@@ -43,6 +44,8 @@ def build_parser(modules: Sequence[Command] | None = None) -> ArgumentParser:
         description="Network flow observability on real eBPF, Hubble-style.",
         allow_abbrev=False,
     )
+    # The version the agent and relay report in ServerStatus, so a CLI and a server can be compared.
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in commands() if modules is None else modules:
         module.register(subparsers)

@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("what", nargs="?", choices=["flows"], help="what to observe (flows, the default)")
+    # Checked in run, not with `choices`: argparse checks choices before it reports unknown flags, so
+    # `observe --lst 5` would blame the 5 instead of naming --lst.
+    parser.add_argument("what", nargs="?", metavar="{flows}", help="what to observe (flows, the default)")
     add_selector_flags(parser)
     add_filter_flags(parser)
     add_format_flags(parser)
@@ -45,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what not in (None, "flows"):
+        raise UsageError(f"unknown object to observe {args.what!r}, only 'flows' can be observed")
     if args.output in ("table", "tab") and args.follow:
         raise UsageError("table output format is not compatible with follow mode")
     request = build_request(args)

@@ -21,8 +21,11 @@ from flowscope.cli.observe.values import (
     parse_event_type,
     parse_http_header,
     parse_identity,
+    parse_ip,
     parse_ip_trace_id,
     parse_ip_version,
+    parse_port,
+    parse_protocol,
     parse_tcp_flags,
     parse_traffic_direction,
     parse_verdict,
@@ -79,12 +82,12 @@ _CONFLICTS: tuple[tuple[str, ...], ...] = (
 
 # `--X` / `--from-X` / `--to-X`: X → (source field, destination field, how to read a value).
 _SIDED: dict[str, tuple[str, str, Callable[[str], Any]]] = {
-    "ip": ("source_ip", "destination_ip", str),
+    "ip": ("source_ip", "destination_ip", parse_ip),
     "pod": ("source_pod", "destination_pod", str),
     "fqdn": ("source_fqdn", "destination_fqdn", str),
     "label": ("source_label", "destination_label", str),
     "service": ("source_service", "destination_service", str),
-    "port": ("source_port", "destination_port", str),
+    "port": ("source_port", "destination_port", parse_port),
     "identity": ("source_identity", "destination_identity", parse_identity),
     "workload": ("source_workload", "destination_workload", parse_workload),
     "cluster": ("source_cluster_name", "destination_cluster_name", str),
@@ -93,7 +96,7 @@ _SIDED: dict[str, tuple[str, str, Callable[[str], Any]]] = {
 # Flags that go into both filters unchanged: flag → (FlowFilter field, how to read a value).
 _SHARED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "uuid": ("uuid", str),
-    "snat-ip": ("source_ip_xlated", str),
+    "snat-ip": ("source_ip_xlated", parse_ip),
     "ipv4": ("ip_version", lambda _: flow_pb2.IPv4),
     "ipv6": ("ip_version", lambda _: flow_pb2.IPv6),
     "ip-version": ("ip_version", parse_ip_version),
@@ -107,7 +110,7 @@ _SHARED: dict[str, tuple[str, Callable[[str], Any]]] = {
     "http-url": ("http_url", str),
     "http-header": ("http_header", parse_http_header),
     "type": ("event_type", parse_event_type),
-    "protocol": ("protocol", str),
+    "protocol": ("protocol", parse_protocol),
     "node-name": ("node_name", str),
     "node-label": ("node_labels", str),
     "tcp-flags": ("tcp_flags", parse_tcp_flags),

@@ -4,7 +4,8 @@ A thread follows GetFlows and only counts (FlowTable.add); the main thread waits
 second (at most 10 when keys are pressed), builds one frame from a snapshot and hands it to rich's Live on the
 alternate screen. A new filter reconnects: the server applies it (its filters are hubble's, all of them, and
 vectorised in the agent, so a narrow filter also means fewer flows to ship and count) and the new stream
-starts with the last 40 s, so rows and rates come back at once. A broken stream is retried every 2 s.
+starts with the last 40 s, so rows and rates come back at once. A broken stream is retried every 2 s; a
+filter the server refuses (INVALID_ARGUMENT) never is: its reason is shown whole and the filter before it stays.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ class Stream:
         self._connection = connection
         self._call = observer_pb2_grpc.ObserverStub(connection.channel).GetFlows(request)
         self.ended_at: float | None = None
+        self.final = False  # the server refused the request: asking again would only be refused again
+        self.refused: str | None = None  # its reason, until the viewer reads it
         threading.Thread(target=self._ingest, name="top-ingest", daemon=True).start()
 
     def _ingest(self) -> None:
@@ -100,7 +103,10 @@ class Stream:
                 self.table.add(response)
             self.table.set_error("the server ended the stream")
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                self.final = True
+                self.refused = self._connection.error(exc).message
+            elif exc.code() != grpc.StatusCode.CANCELLED:
                 # "retrying" first: gRPC's reasons can be long, and a narrow footer cuts the end.
                 self.table.set_error(f"retrying every {RETRY_SECONDS:g}s: {self._connection.error(exc).message}")
         except Exception as exc:  # a flow this code cannot read: say so in the footer, not over the screen
@@ -160,7 +166,7 @@ class Viewer:
     def build(self, width: int, height: int) -> Group:
         """One frame from a fresh snapshot (or the paused one): the work done 4-10 times a second."""
         assert self.stream is not None
-        self.controls.page = render.visible_rows(height)
+        self.controls.page = render.visible_rows(height, len(render.refusal(self.controls, width)))
         snapshot, order = self.controls.view(self.stream.table.snapshot)
         return render.frame(snapshot, order, self.controls, self.connection.target, width, height)
 
@@ -170,10 +176,17 @@ class Viewer:
         self.stream = Stream(self.connection, request, table)
 
     def _retry(self, now: float) -> None:
-        """A stream that broke is resumed on the same table, with new flows only (none counted twice)."""
+        """A stream that broke is resumed on the same table, with new flows only (none counted twice); a refused
+        one is replaced by the filter before it, or left ended when there is none."""
         assert self.stream is not None
-        ended = self.stream.ended_at
-        if ended is not None and now - ended >= RETRY_SECONDS:
+        ended, refused = self.stream.ended_at, self.stream.refused
+        if ended is None:
+            return
+        if refused is not None:
+            self.stream.refused = None  # read once: the stream stays ended, never retried
+            if self.controls.refuse(refused):
+                self._restart(self.filter.request(self.controls.filter_text), FlowTable())
+        elif not self.stream.final and now - ended >= RETRY_SECONDS:
             self._restart(self.filter.request(self.controls.filter_text, backfill=None), self.stream.table)
 
 

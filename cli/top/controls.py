@@ -37,6 +37,8 @@ class Controls:
 
     def __init__(self, filter_text: str, validate: Callable[[str], str | None]) -> None:
         self.filter_text = filter_text  # the filter the stream uses
+        self.fallback: str | None = None  # the filter before it, to go back to if a server refuses this one
+        self.refusal: str | None = None  # why a server refused the last filter applied, shown whole
         self.validate = validate
         self.editing: FilterLine | None = None
         self.sort = "rate"
@@ -76,6 +78,16 @@ class Controls:
             self._scroll(key)
         return None
 
+    def refuse(self, message: str) -> bool:
+        """A server refused the filter in use (INVALID_ARGUMENT): keep its reason on screen and go back to the
+        filter before it. True when there is one to go back to; sending the refused one again would only be
+        refused again, so it never is."""
+        self.refusal = f"the server refused {self.filter_text or 'no filter'!r}: {message}"
+        if self.fallback is None:
+            return False
+        self.filter_text, self.fallback = self.fallback, None
+        return True
+
     def _scroll(self, key: str) -> None:
         moves = {"up": -1, "down": 1, "pgup": -self.page, "pgdn": self.page, "k": -1, "j": 1}
         if key in moves:
@@ -98,7 +110,7 @@ class Controls:
             self.editing = None
             if line.text.strip() == self.filter_text:
                 return None
-            self.filter_text = line.text.strip()
+            self.fallback, self.filter_text, self.refusal = self.filter_text, line.text.strip(), None
             self.freeze, self.pause, self.offset = False, False, 0
             return Action.FILTER
         if key == "backspace":

@@ -84,8 +84,9 @@ class LiveFilter:
 def initial_request(args: argparse.Namespace) -> observer_pb2.GetFlowsRequest:
     """The first stream's request: the command line as `observe --follow` reads it, with the last 40 s
     first when it chose no flows of its own (--last, --all, --since), so the rate columns start full."""
-    if args.first:
-        raise UsageError("--first does not go with top, which follows new flows (try --last or --since)")
+    for flag in ("first", "until"):  # both ask for flows that end: top never does
+        if getattr(args, flag):
+            raise UsageError(f"--{flag} does not go with top, which follows new flows (try --last or --since)")
     args = copy.copy(args)
     args.follow = True
     if not (args.last or args.all or args.since):

@@ -2,12 +2,14 @@
 
 Rendering costs time linear in the rows laid out, so only the rows on screen ever are, and every column has
 a fixed width, so a row is one line of text cut and padded to those widths (see `table`). When the screen is
-narrow, the least needed columns go first, rather than squeezing names to dots. The frame is built from a
-Snapshot, at the refresh rate, never per flow.
+narrow, the least needed columns go first, rather than squeezing names to dots; the ones that say what happened
+(the drop reason, how many flows, when last) give way only once names would be shorter than NARROW_NAME. The
+frame is built from a Snapshot, at the refresh rate, never per flow.
 """
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +22,8 @@ from flowscope.cli.top.state import WINDOWS, Nodes, Snapshot
 
 HEADER_LINES, FOOTER_LINES = 2, 3
 CHROME = HEADER_LINES + 1 + FOOTER_LINES  # every line that is not a row: header, column titles, footer
-MIN_NAME = 14  # narrowest source/destination before optional columns give way
+MIN_NAME = 14  # narrowest source/destination before the extra columns (40 s rate, packets, bytes, 2 s rate) go
+NARROW_NAME = 8  # ... and before the reason, flows and last-seen columns go: at 80 columns they stay
 
 Cell = tuple[str, str]  # text and style
 
@@ -31,6 +34,7 @@ class Column:
     width: int  # 0: shares what the fixed columns leave
     right: bool = False
     drop_rank: int = 0  # removed first when the screen is narrow (higher goes first); 0 stays
+    min_name: int = MIN_NAME  # it gives way only while the names would be narrower than this
 
 
 COLUMNS = (
@@ -38,17 +42,27 @@ COLUMNS = (
     Column("DESTINATION", 0),
     Column("PROTO", 9),
     Column("VERDICT", 9),
-    Column("REASON", 14, drop_rank=1),
-    *(Column(f"{window}s/s", 7, right=True, drop_rank=6 if window == 40 else 0) for window in WINDOWS),
-    Column("FLOWS", 7, right=True, drop_rank=3),
-    Column("PKTS", 7, right=True, drop_rank=5),
-    Column("BYTES", 7, right=True, drop_rank=4),
-    Column("SEEN", 5, right=True, drop_rank=2),
+    Column("REASON", 14, drop_rank=1, min_name=NARROW_NAME),
+    *(Column(f"{window}s/s", 7, right=True, drop_rank={2: 4, 10: 0, 40: 7}[window]) for window in WINDOWS),
+    Column("FLOWS", 7, right=True, drop_rank=2, min_name=NARROW_NAME),
+    Column("PKTS", 7, right=True, drop_rank=6),
+    Column("BYTES", 7, right=True, drop_rank=5),
+    Column("SEEN", 5, right=True, drop_rank=3, min_name=NARROW_NAME),
 )
 
 
-def visible_rows(height: int) -> int:
-    return max(1, height - CHROME)
+def visible_rows(height: int, extra: int = 0) -> int:
+    """Rows that fit under the chrome and `extra` lines (a server's refusal)."""
+    return max(1, height - CHROME - extra)
+
+
+def refusal(controls: Controls, width: int) -> list[Text]:
+    """Why a server refused the last filter, wrapped rather than cut: the reason is the part that says what to
+    fix, and it comes last."""
+    if controls.refusal is None:
+        return []
+    lines = textwrap.wrap(f"✗ {controls.refusal}", max(width - 1, 20), subsequent_indent="  ")
+    return [Text(line, style="bold red", no_wrap=True, overflow="crop") for line in lines]
 
 
 def layout(width: int) -> tuple[list[Column], int]:
@@ -57,8 +71,8 @@ def layout(width: int) -> tuple[list[Column], int]:
     while True:
         fixed = sum(column.width + 1 for column in columns if column.width) + 2
         name_width = (width - fixed) // 2
-        optional = [column for column in columns if column.drop_rank]
-        if name_width >= MIN_NAME or not optional:
+        optional = [column for column in columns if column.drop_rank and name_width < column.min_name]
+        if not optional:
             return columns, max(name_width, 6)
         columns.remove(max(optional, key=lambda column: column.drop_rank))
 
@@ -206,7 +220,7 @@ def frame(snapshot: Snapshot, order: np.ndarray, controls: Controls, server: str
     """The whole screen: only `controls.page` rows from `controls.offset` are laid out."""
     rows = order[controls.offset : controls.offset + controls.page]
     filler = controls.page - len(rows)
-    parts: list[RenderableType] = [*header(controls), table(snapshot, rows, controls, width)]
+    parts: list[RenderableType] = [*header(controls), *refusal(controls, width), table(snapshot, rows, controls, width)]
     if filler:
         parts.append(Text("\n" * (filler - 1)))
     parts += footer(snapshot, controls.offset, len(rows), server)

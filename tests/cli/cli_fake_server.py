@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from types import TracebackType
@@ -27,12 +27,14 @@ OBSERVER_SERVICE = "hubble.server.Observer"
 
 
 class FakeObserver(observer_pb2_grpc.ObserverServicer):
-    """Canned answers; `abort` makes GetFlows fail with (code, details) instead."""
+    """Canned answers; `abort` makes GetFlows fail with (code, details) instead, and `refuse` refuses the requests
+    it returns a reason for with INVALID_ARGUMENT, as a real server refuses a filter it cannot apply."""
 
     def __init__(self, flows: list[observer_pb2.GetFlowsResponse] | None = None) -> None:
         self.flows = list(flows or [])
         self.requests: list[observer_pb2.GetFlowsRequest] = []
         self.abort: tuple[grpc.StatusCode, str] | None = None
+        self.refuse: Callable[[observer_pb2.GetFlowsRequest], str | None] = lambda request: None
         self.status = observer_pb2.ServerStatusResponse()
         self.nodes = observer_pb2.GetNodesResponse()
         self.namespaces = observer_pb2.GetNamespacesResponse()
@@ -45,6 +47,9 @@ class FakeObserver(observer_pb2_grpc.ObserverServicer):
         self.requests.append(request)
         if self.abort is not None:
             context.abort(*self.abort)
+        reason = self.refuse(request)
+        if reason is not None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
         yield from self._selected(request)
         if request.follow:
             self.following.set()

@@ -131,6 +131,42 @@ def test_bad_flag_is_one_line(cli_env: dict[str, str]) -> None:
     assert "--frobnicate" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ip-version", "v5"], "argument --ip-version: invalid IP version 'v5', expected v4, v6 or none"),
+        (["--protocol", "tpc"], "argument --protocol: unknown protocol 'tpc', expected one of tcp, udp, sctp,"),
+        (["--from-ip", "10.0.0.300"], "argument --from-ip: invalid IP address or CIDR '10.0.0.300'"),
+        (["--snat-ip", "10.0.0.0/33"], "argument --snat-ip: invalid IP address or CIDR '10.0.0.0/33'"),
+        (["--port", "70000"], "argument --port: invalid port '70000', expected a number from 0 to 65535"),
+        (["--lst", "5"], "unrecognized arguments: --lst"),
+    ],
+)
+def test_a_bad_filter_value_is_refused_before_anything_is_sent(
+    server: FakeServer, cli_env: dict[str, str], flags: list[str], message: str
+) -> None:
+    result = observe(server, cli_env, *flags)
+    assert result.returncode == 2 and result.stdout == ""
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not server.requests
+
+
+def test_only_flows_can_be_observed(server: FakeServer, cli_env: dict[str, str]) -> None:
+    result = observe(server, cli_env, "5")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "flowscope: error: unknown object to observe '5', only 'flows' can be observed\n",
+    )
+    assert observe(server, cli_env, "flows").returncode == 0
+
+
+def test_version(cli_env: dict[str, str]) -> None:
+    result = run_flowscope("--version", env=cli_env)
+    assert result.returncode == 0
+    name, version = result.stdout.split()
+    assert name == "flowscope" and version[0].isdigit()
+
+
 def test_usage_error_is_one_line(server: FakeServer, cli_env: dict[str, str]) -> None:
     result = observe(server, cli_env, "--first", "1", "--last", "1")
     assert (result.returncode, result.stderr) == (2, "flowscope: error: cannot set both --first and --last\n")

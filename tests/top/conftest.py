@@ -45,8 +45,8 @@ def env(short_tmp: Path) -> dict[str, str]:
 def terminal_for(env: dict[str, str]) -> Iterator[Callable[..., Terminal]]:
     terminals: list[Terminal] = []
 
-    def start(*args: str) -> Terminal:
-        terminals.append(Terminal(list(args), env))
+    def start(*args: str, cols: int = 150) -> Terminal:
+        terminals.append(Terminal(list(args), env, cols=cols))
         return terminals[-1]
 
     yield start

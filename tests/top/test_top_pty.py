@@ -21,6 +21,7 @@ from cli_runner import run_flowscope
 from top_terminal import HOME, LEAVE_ALTERNATE_SCREEN, SHOW_CURSOR, Terminal
 
 from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
 from flowscope.api.relay import relay_pb2
 
 
@@ -150,5 +151,75 @@ def test_a_broken_stream_is_named_and_resumed(
         finally:
             feeder.stop.set()
         assert again.requests and not again.requests[0].HasField("since")  # new flows only: none counted twice
+    term.type("q")
+    assert term.exit_code() == 0
+
+
+REFUSAL = (
+    "invalid cel_expression filter: cel_expression filters are not supported by flowscope, and this reason goes on"
+    " long enough that one line of the narrowest footer could never hold all of it: END"
+)
+
+
+def _refuse_cel(request: observer_pb2.GetFlowsRequest) -> str | None:
+    return REFUSAL if any(f.experimental.cel_expression for f in request.whitelist) else None
+
+
+def _words(screen: str) -> str:
+    return " ".join(screen.split())
+
+
+def test_a_refused_filter_is_shown_whole_and_the_one_before_stays(
+    server: FakeServer, feeding: Feeder, terminal_for: Callable[..., Terminal]
+) -> None:
+    server.observer.refuse = _refuse_cel
+    term = terminal_for("--server", server.target, "--from-pod", "default/client", cols=80)
+    term.wait_for(lambda text: "TCP/80" in text, "the rows")
+    term.type("/--cel-expression true\r")
+    screen = term.wait_for(lambda text: "END" in text, "the whole refusal")
+    assert "the server refused '--from-pod default/client --cel-expression true': " in _words(screen)
+    assert REFUSAL in _words(screen)
+    assert "filter: --from-pod default/client" in screen and "retrying" not in screen
+    term.wait_for(lambda text: "TCP/80" in text, "rows from the filter before")
+    requests = server.requests
+    assert len(requests) == 3 and _refuse_cel(requests[1]) and not _refuse_cel(requests[2])
+    assert list(requests[2].whitelist[0].source_pod) == ["default/client"] and requests[2].HasField("since")
+    term.type("q")
+    assert term.exit_code() == 0
+
+
+def test_a_refused_first_filter_is_never_retried(server: FakeServer, terminal_for: Callable[..., Terminal]) -> None:
+    server.observer.refuse = _refuse_cel
+    term = terminal_for("--server", server.target, "--cel-expression", "true")
+    screen = term.wait_for(lambda text: "END" in text, "the whole refusal")
+    assert REFUSAL in _words(screen) and "retrying" not in screen
+    assert "filter: --cel-expression true" in screen  # kept, ready to edit with /
+    term.type("q")
+    assert term.exit_code() == 0
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("flags", [["--protocol", "tpc"], ["--from-ip", "10.0.0.300"], ["--port", "70000"]])
+def test_a_bad_filter_value_never_reaches_the_server(
+    server: FakeServer, terminal_for: Callable[..., Terminal], flags: list[str]
+) -> None:
+    term = terminal_for("--server", server.target)
+    term.wait_for(lambda text: "filter: none" in text, "the screen")
+    term.type("/" + " ".join(flags))
+    screen = term.wait_for(lambda text: "✗ argument " in text, "the filter error")
+    assert f"✗ argument {flags[0]}: " in screen
+    term.type("\r\x1b")  # Enter is refused, Esc leaves the editor
+    term.type("q")
+    assert term.exit_code() == 0
+    assert len(server.requests) == 1 and not server.requests[0].whitelist
+
+
+def test_at_80_columns_a_drop_keeps_its_reason_flows_and_age(
+    server: FakeServer, feeding: Feeder, terminal_for: Callable[..., Terminal]
+) -> None:
+    term = terminal_for("--server", server.target, "--verdict", "DROPPED", cols=80)
+    screen = term.wait_for(lambda text: "NO_SOCKET" in text, "the drop reason")
+    titles = next(line for line in screen.splitlines() if "SOURCE" in line).split()
+    assert {"REASON", "FLOWS", "SEEN"} <= {title.rstrip("▼") for title in titles}
     term.type("q")
     assert term.exit_code() == 0

@@ -99,7 +99,7 @@ def test_an_empty_screen_keeps_its_footer_at_the_bottom() -> None:
 
 def test_a_narrow_screen_drops_optional_columns_first() -> None:
     lines = screen(busy_table(), controls(), width=90)
-    assert lines[2].split() == ["SOURCE", "DESTINATION", "PROTO", "VERDICT", "REASON", "2s/s", "10s/s▼", "SEEN"]
+    assert lines[2].split() == ["SOURCE", "DESTINATION", "PROTO", "VERDICT", "REASON", "10s/s▼", "FLOWS", "SEEN"]
     assert all(len(line) <= 90 for line in lines)
     assert lines[3].split()[:2] == ["default/client", "default/server"]  # names keep their room
 
