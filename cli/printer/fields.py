@@ -132,8 +132,13 @@ def summary(flow: flow_pb2.Flow) -> str:
         text += "; " + flow_pb2.AuthType.Name(flow.auth_type)
     extra = flow.flowscope
     if extra.aggregated:
-        text += f"; {extra.packets:,} packets, {extra.bytes:,} bytes"
+        text += f"; {_count(extra.packets, 'packet')}, {_count(extra.bytes, 'byte')}"
     return text
+
+
+def _count(number: int, noun: str) -> str:
+    """`1 packet`, `3,456 bytes`: an aggregate of one packet is common (a lone SYN, a ping)."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 _TCP_FLAG_ORDER = ("SYN", "ACK", "RST", "FIN", "PSH", "URG", "ECE", "CWR", "NS")

@@ -63,14 +63,16 @@ def _ends(flow: flow_pb2.Flow) -> tuple[str, str]:
 
 
 def _reason(flow: flow_pb2.Flow) -> str:
-    """The drop reason the compact printer shows for a drop event; a denied policy verdict's reason enum."""
+    """Why it was dropped, one word for one reason: the kernel's (NO_SOCKET), else the enum name
+    (POLICY_DENIED), which a drop event and a denied policy verdict for the same packet both carry and which
+    `--drop-reason-desc` takes, else the compact printer's words for a drop code without one."""
     if flow.verdict not in _DROPPING:
         return ""
-    if flow.event_type.type == names.EVENT_DROP:
-        return fields.drop_reason(flow)
+    if flow.flowscope.kernel_drop_reason:
+        return flow.flowscope.kernel_drop_reason
     if flow.drop_reason_desc:
         return flow_pb2.DropReason.Name(flow.drop_reason_desc)
-    return flow.flowscope.kernel_drop_reason
+    return fields.drop_reason(flow) if flow.event_type.type == names.EVENT_DROP else ""
 
 
 _VERDICTS: dict[tuple[int, bool], tuple[str, str]] = {}

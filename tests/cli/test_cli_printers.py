@@ -88,6 +88,12 @@ def test_policy_verdicts() -> None:
     assert " policy-verdict:L3-L4 INGRESS ALLOWED (" in compact(allowed)
 
 
+def test_an_aggregate_of_one_packet_is_singular() -> None:
+    flow = samples.aggregated_flow()
+    flow.flowscope.packets, flow.flowscope.bytes = 1, 1
+    assert compact(flow).endswith("(TCP Flags: ACK, PSH; 1 packet, 1 byte)")
+
+
 def test_aggregated_flow_shows_its_counts() -> None:
     assert compact(samples.aggregated_flow()).endswith(
         "to-endpoint FORWARDED (TCP Flags: ACK, PSH; 12 packets, 3,456 bytes)"

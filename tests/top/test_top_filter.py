@@ -93,6 +93,8 @@ def test_first_request_backfills_unless_told_otherwise() -> None:
     assert (last.number, last.follow, last.HasField("since")) == (100, True, False)
     with pytest.raises(UsageError, match="--first does not go with top"):
         initial_request(top_args("--first", "5"))
+    with pytest.raises(UsageError, match="--until does not go with top"):  # it ends the flows as --first does
+        initial_request(top_args("--until", "1m"))
 
 
 def test_the_editable_line_names_every_flag_as_observe_spells_it_long() -> None:

@@ -58,7 +58,7 @@ def test_rows_header_and_footer() -> None:
         *("FLOWS", "PKTS", "BYTES", "SEEN"),
     ]
     rows = [line.split() for line in lines[3:7]]
-    policy_drop = ("default/client", "default/server", "TCP/80", "DROPPED", "Policy", "denied")
+    policy_drop = ("default/client", "default/server", "TCP/80", "DROPPED", "POLICY_DENIED")
     assert rows[0] == [*policy_drop, "2.0", "0.40", "0.10", "4", "-", "-", "now"]
     assert rows[1][:4] == ["default/client", "default/server", "TCP/80", "FORWARDED"]
     assert rows[1][4:] == ["1.0", "0.30", "0.07", "3", "36", "10.4k", "1s"]  # aggregated: packets and bytes
@@ -122,7 +122,7 @@ def test_drops_are_red_and_the_sorted_column_is_marked() -> None:
     styles = {plain[span.start : span.end].strip(): str(span.style) for span in text.spans}
     assert styles["DROPPED"] == "bold red"
     assert styles["FORWARDED"] == "green"
-    assert styles["Policy denied"] == "red"
+    assert styles["POLICY_DENIED"] == "red"
 
 
 def test_the_filter_line_while_typing() -> None:

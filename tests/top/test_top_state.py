@@ -48,13 +48,15 @@ def test_verdict_and_drop_reason_make_rows_of_their_own() -> None:
     assert policy_drop != forwarded
     assert (policy_drop.verdict, policy_drop.reason, policy_drop.style, policy_drop.drop) == (
         "DROPPED",
-        "Policy denied",
+        "POLICY_DENIED",
         "red",
         True,
     )
     assert (kernel_drop.protocol, kernel_drop.reason) == ("UDP/9999", "NO_SOCKET")
-    denied = row_key(cli_samples.policy_verdict(allowed=False))
-    assert (denied.verdict, denied.drop) == ("DENIED", True)
+    denied = cli_samples.policy_verdict(allowed=False)
+    denied.drop_reason_desc = flow_pb2.POLICY_DENIED
+    assert (row_key(denied).verdict, row_key(denied).drop) == ("DENIED", True)
+    assert row_key(denied).reason == policy_drop.reason  # one word for one reason, whichever event said it
 
 
 def test_names_without_pods_and_from_the_network() -> None:
