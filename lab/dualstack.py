@@ -19,7 +19,13 @@ def _report_error(server: socketserver.BaseServer, request: object, client_addre
     print(f"{client_address}: {sys.exc_info()[1]!r}", flush=True)
 
 
-class UDPServer(socketserver.ThreadingUDPServer):
+class _DualStack(socketserver.TCPServer):
+    """What the UDP and TCP servers share: one IPv6 socket that IPv4 clients reach too, and threads per exchange.
+
+    Placed before the stdlib class, so these settings win over its defaults; it derives from TCPServer because the
+    stdlib's UDPServer does too, so one base serves both protocols.
+    """
+
     address_family = socket.AF_INET6
     allow_reuse_address = True
     daemon_threads = True
@@ -30,15 +36,12 @@ class UDPServer(socketserver.ThreadingUDPServer):
         super().server_bind()
 
 
-class TCPServer(socketserver.ThreadingTCPServer):
-    address_family = socket.AF_INET6
-    allow_reuse_address = True
-    daemon_threads = True
-    handle_error = _report_error
+class UDPServer(_DualStack, socketserver.ThreadingUDPServer):
+    pass
 
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
+
+class TCPServer(_DualStack, socketserver.ThreadingTCPServer):
+    pass
 
 
 def serve_until_terminated(*servers: socketserver.BaseServer) -> None:

@@ -77,10 +77,7 @@ def _node(node: NodeHost, topology: Topology, pods: list[Pod]) -> list[str]:
     commands += [f"route add default via {world.ipv4}", f"route add default via {world.ipv6}"]
     for other in topology.nodes:
         if other is not node:
-            commands += [
-                f"route add {other.pod_cidr_v4} via {other.ipv4}",
-                f"route add {other.pod_cidr_v6} via {other.ipv6}",
-            ]
+            commands += _pod_routes(other)
     for pod in pods:
         commands += host_side(pod)
     return commands
@@ -103,11 +100,16 @@ def _world(world: Host, nodes: tuple[NodeHost, ...]) -> list[str]:
     """The world host routes each node's pod CIDR to that node, as a cloud router would (no masquerading)."""
     commands = _on_underlay(world)
     for node in nodes:
-        commands += [
-            f"route add {node.pod_cidr_v4} via {node.ipv4}",
-            f"route add {node.pod_cidr_v6} via {node.ipv6}",
-        ]
+        commands += _pod_routes(node)
     return commands
+
+
+def _pod_routes(node: NodeHost) -> list[str]:
+    """Routes to a node's pod CIDRs through that node: how the other nodes and the world reach its pods."""
+    return [
+        f"route add {node.pod_cidr_v4} via {node.ipv4}",
+        f"route add {node.pod_cidr_v6} via {node.ipv6}",
+    ]
 
 
 def pod_side(pod: Pod) -> list[str]:

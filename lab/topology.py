@@ -100,6 +100,20 @@ class Pod:
     def fqdn(self) -> str:
         return f"{self.name}.{self.namespace}.{DOMAIN}."
 
+    def endpoint(self) -> Endpoint:
+        """The pod as the cluster file lists it: one mapping, used for the lab's pods and for any added later."""
+        return Endpoint(
+            id=self.endpoint_id,
+            node=self.node,
+            namespace=self.namespace,
+            pod=self.name,
+            labels=dict(self.labels),
+            interface=self.ifname,
+            netns=self.netns,
+            ipv4=self.ipv4,
+            ipv6=self.ipv6,
+        )
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -175,20 +189,7 @@ class Topology:
             )
             for n in self.nodes
         )
-        endpoints = tuple(
-            Endpoint(
-                id=p.endpoint_id,
-                node=p.node,
-                namespace=p.namespace,
-                pod=p.name,
-                labels=dict(p.labels),
-                interface=p.ifname,
-                netns=p.netns,
-                ipv4=p.ipv4,
-                ipv6=p.ipv6,
-            )
-            for p in self.pods
-        )
+        endpoints = tuple(p.endpoint() for p in self.pods)
         return Cluster(name=self.name, nodes=nodes, endpoints=endpoints)
 
 

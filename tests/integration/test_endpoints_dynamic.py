@@ -17,7 +17,7 @@ from flows_helpers import wait_for_flows
 
 from flowscope.api.flow import flow_pb2
 from flowscope.lab import Lab, netns, network
-from flowscope.observer.metadata import Cluster, Endpoint
+from flowscope.observer.metadata import Cluster
 
 pytestmark = pytest.mark.bpf
 
@@ -61,18 +61,7 @@ def test_a_new_pod_is_attached_and_named_then_detached(lab: Lab) -> None:
     assert not attached(lab, extra.ifname)
 
     cluster = Cluster.load(lab.cluster_file)
-    endpoint = Endpoint(
-        id=extra.endpoint_id,
-        node=extra.node,
-        namespace=extra.namespace,
-        pod=extra.name,
-        labels=dict(extra.labels),
-        interface=extra.ifname,
-        netns=extra.netns,
-        ipv4=extra.ipv4,
-        ipv6=extra.ipv6,
-    )
-    dataclasses.replace(cluster, endpoints=(*cluster.endpoints, endpoint)).save(lab.cluster_file)
+    dataclasses.replace(cluster, endpoints=(*cluster.endpoints, extra.endpoint())).save(lab.cluster_file)
     assert eventually(lambda: attached(lab, extra.ifname))
 
     server = lab.pod("server")
