@@ -12,22 +12,22 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from flowscope.common.counters import Counters
+
 RATE_WINDOW_S = 60.0
 
 
 @dataclass
-class LostCounts:
+class LostCounts(Counters):
     """Events lost so far, by where they were lost (reported in ServerStatus and as LostEvents)."""
 
     kernel_buffer: int = 0
     agent_queue: int = 0
     ring_overrun: int = 0
     rate_limited: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, source: str, count: int) -> None:
-        with self._lock:
-            setattr(self, source, getattr(self, source) + count)
+        self._add(**{source: count})
 
 
 class FlowRate:

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowscope.api.observer import observer_pb2
+from flowscope.common.counters import Counters
 from flowscope.common.tls import ClientTLS, ServerTLS
 from flowscope.relay import status
 from flowscope.relay.dial import KEEPALIVE_S, Dialer
@@ -52,21 +53,16 @@ class RelayConfig:
 
 
 @dataclass
-class RelayStats:
+class RelayStats(Counters):
     """What the relay did for its clients, summed over them (shown in logs and benchmarks)."""
 
     clients: int = 0
     merged: int = 0
     late: int = 0
     dropped: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, merged: int = 0, late: int = 0, dropped: int = 0, clients: int = 0) -> None:
-        with self._lock:
-            self.merged += merged
-            self.late += late
-            self.dropped += dropped
-            self.clients += clients
+        self._add(merged=merged, late=late, dropped=dropped, clients=clients)
 
 
 class RelayObserver:
