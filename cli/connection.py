@@ -15,7 +15,6 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 
@@ -23,6 +22,7 @@ from flowscope.cli.errors import CliError, UsageError
 from flowscope.cli.timefmt import positive_duration
 from flowscope.cli.tls import presented_certificate
 from flowscope.common import paths
+from flowscope.common.closing import Closing
 from flowscope.common.tls import ClientTLS, TLSConfigError, UnreadableFile
 
 DEFAULT_SERVER = "localhost:4245"
@@ -103,7 +103,7 @@ def grpc_target(address: str) -> str:
     return f"unix://{address}" if address.startswith("/") else address
 
 
-class Connection:
+class Connection(Closing):
     """An open channel to a server that answered, and how to name it in messages."""
 
     def __init__(self, channel: grpc.Channel, target: str, options: ServerOptions) -> None:
@@ -113,12 +113,6 @@ class Connection:
 
     def close(self) -> None:
         self.channel.close()
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     def error(self, exc: grpc.RpcError) -> CliError:
         """One line for a failed call: the server's own reason, or what happened to the connection."""

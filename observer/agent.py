@@ -18,12 +18,13 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 import numpy as np
 
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
+from flowscope.common.closing import Closing
 from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
 from flowscope.common.tls import ServerTLS
 from flowscope.observer.attachments import Attachments
@@ -106,7 +107,7 @@ class NodeLock:
         os.close(self._fd)
 
 
-class Agent:
+class Agent(Closing):
     def __init__(self, config: AgentConfig) -> None:
         config.check()
         self.config = config
@@ -254,11 +255,3 @@ class Agent:
         if self._lock is not None:
             self._lock.release()
             self._lock = None  # type: ignore[assignment]
-
-    def __enter__(self) -> Agent:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -24,11 +24,11 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from bcc import BPF
 
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
+from flowscope.common.closing import Closing
 from flowscope.observer.datapath.bpfsys import map_info
 from flowscope.observer.datapath.btf import Btf
 from flowscope.observer.datapath.c_source import BPF_DIR, translation_unit
@@ -82,7 +82,7 @@ def ensure_tracefs() -> None:
     subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)], check=True, capture_output=True)
 
 
-class KernelDrops:
+class KernelDrops(Closing):
     """The loaded kfree_skb program, its ring buffer and counters, and the namespaces it reports for."""
 
     def __init__(self, config: KernelDropConfig | None = None, btf: Btf | None = None, bpf_dir: Path = BPF_DIR) -> None:
@@ -212,14 +212,6 @@ class KernelDrops:
                 self._reader.close()
         finally:
             self._bpf.cleanup()
-
-    def __enter__(self) -> KernelDrops:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 __all__ = ["KernelDropConfig", "KernelDrops", "netns_inode", "own_netns_inode"]

@@ -16,11 +16,11 @@ import secrets
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from bcc import BPF
 
+from flowscope.common.closing import Closing
 from flowscope.observer.datapath import pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
 from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
@@ -48,7 +48,7 @@ def reclaim() -> int:
     return removed
 
 
-class Datapath:
+class Datapath(Closing):
     """The loaded programs and maps of one compilation, and where they are attached.
 
     What the agent does on every reconcile (endpoints, ipcache, lost counters) is here; `maps` has the rest.
@@ -199,11 +199,3 @@ class Datapath:
                 self._reader.close()
             self.conntrack.close()
             self._bpf.cleanup()
-
-    def __enter__(self) -> Datapath:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

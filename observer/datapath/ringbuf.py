@@ -23,6 +23,7 @@ import select
 
 import numpy as np
 
+from flowscope.common.closing import Closing
 from flowscope.observer.events import HEADER_SIZE, event_dtype, record_stride
 
 _BUSY = 1 << 31
@@ -31,7 +32,7 @@ _LEN_MASK = _DISCARD - 1
 _RECORD_HDR = 8
 
 
-class RingReader:
+class RingReader(Closing):
     """A consumer of one BPF ring buffer map whose records are all `struct fs_event` of one caplen."""
 
     def __init__(self, map_fd: int, data_size: int, caplen: int) -> None:
@@ -114,9 +115,3 @@ class RingReader:
         del self._consumer_pos, self._producer_pos, self._data
         self._consumer_map.close()
         self._producer_map.close()
-
-    def __enter__(self) -> RingReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
