@@ -79,30 +79,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tls = p.add_argument_group("TLS")
     tls.add_argument("--tls-server-cert-file", type=Path, metavar="FILE", help="the relay's certificate")
     tls.add_argument("--tls-server-key-file", type=Path, metavar="FILE", help="the relay's key")
-    tls.add_argument(
-        "--tls-client-ca-files",
-        type=Path,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="FILE",
-        help="CAs of client certificates: clients must present one (mutual TLS)",
-    )
+    _ca_files(tls, "--tls-client-ca-files", "CAs of client certificates: clients must present one (mutual TLS)")
     tls.add_argument("--disable-server-tls", action="store_true", help="serve plaintext even with certificates")
     tls.add_argument("--tls-client-cert-file", type=Path, metavar="FILE", help="certificate shown to agents")
     tls.add_argument("--tls-client-key-file", type=Path, metavar="FILE", help="its key")
-    tls.add_argument(
-        "--tls-hubble-server-ca-files",
-        type=Path,
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="FILE",
-        help="CAs of the agents' certificates (turns on TLS to agents over TCP)",
-    )
+    _ca_files(tls, "--tls-hubble-server-ca-files", "CAs of the agents' certificates (turns on TLS to agents over TCP)")
     tls.add_argument("--disable-client-tls", action="store_true", help="talk plaintext to agents")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=run)
+
+
+def _ca_files(group: argparse._ArgumentGroup, flag: str, help: str) -> None:
+    """A list of CA files, space-separated or the flag repeated: the relay reads both sides' CAs (its clients',
+    the agents') the same way, as hubble-relay does."""
+    group.add_argument(flag, type=Path, nargs="+", action="extend", default=[], metavar="FILE", help=help)
 
 
 def config_from(args: argparse.Namespace) -> RelayConfig:
