@@ -88,8 +88,16 @@ def _time_format(text: str) -> str:
 
 def add_selector_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("selectors")
-    group.add_argument("--last", type=_count, default=0, metavar="N", help="the last N flows (20 when nothing else)")
-    group.add_argument("--first", type=_count, default=0, metavar="N", help="the first N flows still stored")
+    group.add_argument(
+        "--last",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="the last N flows of each node, so N times the nodes through a relay, as Hubble's (20 when nothing else)",
+    )
+    group.add_argument(
+        "--first", type=_count, default=0, metavar="N", help="the first N flows still stored, of each node"
+    )
     group.add_argument("--all", action="store_true", help="all flows still stored")
     group.add_argument("-f", "--follow", action="store_true", help="keep printing flows as they happen")
     group.add_argument(

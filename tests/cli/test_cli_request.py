@@ -290,3 +290,12 @@ def test_json_output_gets_everything_unless_asked() -> None:
 def test_field_mask_rules() -> None:
     assert "compact output format is not compatible with custom field mask" in usage_error("--field-mask", "time")
     assert "invalid Flow field(s): nope" in usage_error("-o", "json", "--field-mask", "time,nope")
+
+
+def test_last_and_first_say_they_count_each_node(capsys: pytest.CaptureFixture[str]) -> None:
+    """Through a relay `--last 20` gives 20 flows of each node, as Hubble does: --help says so."""
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the last N flows of each node" in text
+    assert "the first N flows still stored, of each node" in text
