@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,8 @@ class AgentConfig:
     def check(self) -> None:
         check_capacity(self.ring_capacity)
         check_caplen(self.caplen)
+        if self.cluster_file is not None and not self.cluster_file.exists():
+            raise ValueError(f"cluster file {self.cluster_file} does not exist")
 
 
 class NodeLock:
@@ -148,6 +151,8 @@ class Agent(Closing):
         self.metadata.subscribe("ipcache", ClusterIpcache(self.datapath, cfg.node_name).update)
         self.attachments = Attachments(self.datapath, self.registry, cfg.device, self.kdrop)
         self.attachments.reconcile()  # the node's device, even without metadata
+        if cfg.device and not _interface_exists(cfg.device):
+            log.warning("device %s does not exist: flows from and to the network start when it appears", cfg.device)
         self.metadata.subscribe("attachments", self.attachments.update)
         self.metadata.subscribe("node state", self._follow_own_node)
         self.control: Control | None = Control(self.datapath, self.registry, cfg.aggregation, cfg.policy_file)
@@ -255,3 +260,12 @@ class Agent(Closing):
         if self._lock is not None:
             self._lock.release()
             self._lock = None  # type: ignore[assignment]
+
+
+def _interface_exists(name: str) -> bool:
+    """Whether this network namespace has the interface now (the attachments keep trying until it does)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True

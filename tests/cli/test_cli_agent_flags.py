@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from flowscope.cli.config import agent_settings
@@ -31,3 +35,16 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_capture_length_defaults_to_the_agents() -> None:
     assert build_parser().parse_args(["agent"]).caplen == DEFAULT_CAPLEN
+
+
+def test_a_cluster_file_that_does_not_exist_stops_the_agent_at_start(tmp_path: Path) -> None:
+    """It used to report `ready` and serve an empty cluster, with one INFO line in its log."""
+    argv = [sys.executable, "-m", "flowscope.cli.main", "agent", "--cluster-file", str(tmp_path / "nosuch.json")]
+    done = subprocess.run(
+        [*argv, "--socket", str(tmp_path / "agent.sock"), "--listen-address", ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == f"flowscope agent: cluster file {tmp_path / 'nosuch.json'} does not exist\n"

@@ -121,3 +121,10 @@ def test_kill_9_then_restart_and_exit_leaves_nothing(lab: Lab) -> None:
     new_progs, new_maps = objects_of(second)
     lab.stop(agent)
     assert_nothing_left(lab, new_progs, new_maps)
+
+
+def test_a_device_that_does_not_exist_is_warned_about(lab: Lab) -> None:
+    """It may appear later (the agent attaches when it does), but a typo must not pass as `ready` in silence."""
+    (agent,) = lab.start_agents(extra_args=["--device", "nosuch0"])
+    assert "WARNING" in Path(agent.log).read_text().split("device nosuch0 does not exist")[0].splitlines()[-1]
+    lab.stop(agent)
