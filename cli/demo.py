@@ -56,19 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_observe_flags(argv: list[str]) -> None:
-    """Refuse bad observe flags before anything is built, with the one-line error observe or its server would
-    give (exit 2): parsed by observe's own parser, made into its request, whose filters are then compiled as
-    the agent compiles them (that is where an unknown protocol is found)."""
+    """Refuse bad observe flags before anything is built, with observe's own one-line error (exit 2): parsed by
+    observe's own parser, which checks each filter value as the agent does (common/filter_values.py), and made
+    into its request."""
     from flowscope.cli import observe
-    from flowscope.cli.errors import UsageError
     from flowscope.cli.main import build_parser
     from flowscope.cli.observe.request import build_request
-    from flowscope.observer.endpoints import EndpointRegistry
-    from flowscope.observer.filters import FilterContext, FilterError, compile_filters
 
-    request = build_request(build_parser([observe]).parse_args(argv))
-    context = FilterContext(node_name="node1", snapshot=EndpointRegistry("node1").snapshot)
-    try:
-        compile_filters(list(request.whitelist), list(request.blacklist), context)
-    except FilterError as exc:
-        raise UsageError(str(exc)) from None
+    build_request(build_parser([observe]).parse_args(argv))

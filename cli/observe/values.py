@@ -3,10 +3,9 @@ wording, so a mistyped value is reported as clearly as hubble reports it."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from flowscope.api.flow import flow_pb2
 from flowscope.common import names
+from flowscope.common.filter_values import network, port_number, protocol_name
 
 
 def parse_identity(value: str) -> int:
@@ -72,33 +71,21 @@ def parse_ip_version(value: str) -> int:
     raise ValueError(f"invalid IP version {value!r}, expected v4, v6 or none")
 
 
-# The protocol names a flowscope or Hubble server knows: L4 ones, and the L7 ones it accepts.
-PROTOCOLS = ("tcp", "udp", "sctp", "icmp", "icmpv4", "icmpv6", "dns", "http", "kafka")
-
-
 def parse_protocol(value: str) -> str:
-    """Checked here, where it is typed, because a server refuses an unknown name only once it is sent."""
-    if value.lower() not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {value!r}, expected one of {', '.join(PROTOCOLS)}")
+    """Checked here, where it is typed, by the rule the server applies (common/filter_values.py)."""
+    protocol_name(value)
     return value
 
 
 def parse_ip(value: str) -> str:
     """An address or a CIDR, IPv4 or IPv6, sent as typed (the server reads the text)."""
-    try:
-        if "/" in value:
-            ipaddress.ip_network(value, strict=False)
-        else:
-            ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError(f"invalid IP address or CIDR {value!r}") from None
+    network(value)
     return value
 
 
 def parse_port(value: str) -> str:
-    """A port number, 0-65535, sent as typed; the message names no end, since --port matches either."""
-    if not (value.isascii() and value.isdigit() and int(value) <= 65535):
-        raise ValueError(f"invalid port {value!r}, expected a number from 0 to 65535")
+    """A port number, sent as typed; the message names no end, since --port matches either."""
+    port_number(value)
     return value
 
 

@@ -7,16 +7,15 @@ exact address; here "fd00::1" and "fd00:0::1" are the same address.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
 import numpy as np
 
 from flowscope.api.flow import flow_pb2
+from flowscope.common.filter_values import Network, network
 from flowscope.observer.filters.base import Batch, FilterContext, FilterError, Predicate
 from flowscope.observer.parser.columns import Side, addresses, has_ip, is_ipv6
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ALL64 = (1 << 64) - 1
 
 
@@ -25,13 +24,9 @@ def parse_networks(values: Iterable[str], what: str) -> list[Network]:
     networks: list[Network] = []
     for value in values:
         try:
-            if "/" in value:
-                networks.append(ipaddress.ip_network(value.strip(), strict=False))
-            else:
-                networks.append(ipaddress.ip_network(ipaddress.ip_address(value.strip())))
-        except ValueError:
-            kind = "a CIDR" if "/" in value else "an IP address"
-            raise FilterError(f"invalid {what} filter: {value!r} is not {kind}") from None
+            networks.append(network(value))
+        except ValueError as exc:
+            raise FilterError(f"invalid {what} filter: {exc}") from None
     return networks
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from flowscope.api.flow import flow_pb2
+from flowscope.common.filter_values import port_number
 from flowscope.observer.filters.base import Batch, FilterContext, FilterError, Predicate
 from flowscope.observer.parser.columns import has_l4
 from flowscope.observer.parser.packet import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
@@ -17,9 +18,10 @@ _WITH_PORTS = np.array([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP], dtype=np.uint8)
 def parse_ports(values: Iterable[str], what: str) -> np.ndarray:
     ports = []
     for value in values:
-        if not value.isascii() or not value.isdigit() or int(value) > 65535:
-            raise FilterError(f"invalid {what} filter: {value!r} is not a port number (0-65535)")
-        ports.append(int(value))
+        try:
+            ports.append(port_number(value))
+        except ValueError as exc:
+            raise FilterError(f"invalid {what} filter: {exc}") from None
     return np.array(ports, dtype=np.uint16)
 
 

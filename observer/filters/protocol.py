@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from flowscope.api.flow import flow_pb2
+from flowscope.common.filter_values import protocol_name
 from flowscope.observer.filters.base import Batch, FilterContext, FilterError, Predicate
 from flowscope.observer.parser.columns import has_l4
 from flowscope.observer.parser.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
@@ -22,7 +23,6 @@ L4_PROTOCOLS = {
     "icmpv4": (IPPROTO_ICMP,),
     "icmpv6": (IPPROTO_ICMPV6,),
 }
-L7_PROTOCOLS = ("dns", "http", "kafka")
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
@@ -30,12 +30,10 @@ def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
         return []
     numbers: set[int] = set()
     for name in ff.protocol:
-        lowered = name.lower()
-        if lowered in L4_PROTOCOLS:
-            numbers.update(L4_PROTOCOLS[lowered])
-        elif lowered not in L7_PROTOCOLS:
-            known = ", ".join([*L4_PROTOCOLS, *L7_PROTOCOLS])
-            raise FilterError(f"invalid protocol filter: unknown protocol {name!r} (known: {known})")
+        try:
+            numbers.update(L4_PROTOCOLS.get(protocol_name(name), ()))
+        except ValueError as exc:
+            raise FilterError(f"invalid protocol filter: {exc}") from None
     wanted = np.array(sorted(numbers), dtype=np.uint8)
 
     def by_protocol(batch: Batch) -> np.ndarray:
