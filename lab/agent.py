@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowscope.common.paths import RUN_DIR
+from flowscope.common.paths import agent_lock_file
 from flowscope.lab import netns
 from flowscope.lab.daemons import Daemon, DaemonError, is_alive
 from flowscope.lab.services import Service
@@ -65,8 +65,18 @@ def leftovers(node_netns: str) -> list[Path]:
     from flowscope.observer.datapath import pins  # the datapath's imports are only for taking a lab down
 
     with netns.inside(node_netns):
-        # The agent's NodeLock names its lock file so.
-        return [pins.pin_dir(), RUN_DIR / f"agent-netns-{pins.netns_inode()}.lock"]
+        return [pins.pin_dir(), agent_lock_file(pins.netns_inode())]
+
+
+def remove_leftovers(paths: Sequence[Path]) -> None:
+    """Remove what `leftovers` found: pin folders as the datapath removes its own, lock files."""
+    from flowscope.observer.datapath import pins
+
+    for path in paths:
+        if path.is_dir():
+            pins.remove(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def prepare_socket(socket: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from flowscope.lab import daemons, netns, network
-from flowscope.lab.agent import agent_service, prepare_socket, start_timeout, wait_healthy
+from flowscope.lab.agent import agent_service, prepare_socket, remove_leftovers, start_timeout, wait_healthy
 from flowscope.lab.agent import leftovers as agent_leftovers
 from flowscope.lab.daemons import Daemon
 from flowscope.lab.relay import DEFAULT_ADDRESS, free_address, relay_service, stop_strays, wait_relay
@@ -260,11 +260,7 @@ class Lab:
         # Named after the namespaces, so found before they go; an agent may have run in any of them.
         left = [path for name in doomed if name in present for path in agent_leftovers(name)]
         netns.remove(doomed)
-        for path in left:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        remove_leftovers(left)
         for socket in state.agents.values() if state else []:
             Path(socket).unlink(missing_ok=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)

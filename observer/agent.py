@@ -26,7 +26,7 @@ import numpy as np
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
 from flowscope.common.closing import Closing
-from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
+from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR, agent_lock_file, agent_lock_files
 from flowscope.common.tls import ServerTLS
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
@@ -84,7 +84,7 @@ class NodeLock:
 
     def __init__(self) -> None:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
-        self.path = RUN_DIR / f"agent-netns-{pins.netns_inode()}.lock"
+        self.path = agent_lock_file(pins.netns_inode())
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -100,9 +100,8 @@ class NodeLock:
     def _sweep() -> None:
         """Lock files of network namespaces that are gone (their agent was killed, then its lab removed)."""
         live = pins.live_netns_inodes()
-        for path in RUN_DIR.glob("agent-netns-*.lock"):
-            inode = path.stem.removeprefix("agent-netns-")
-            if inode.isdigit() and int(inode) not in live:
+        for inode, path in agent_lock_files().items():
+            if inode not in live:
                 path.unlink(missing_ok=True)
 
     def release(self) -> None:

@@ -13,6 +13,7 @@ whose namespace is gone (a lab removed while its agent lay dead) is swept by the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -45,10 +46,12 @@ def ensure_bpffs() -> None:
 
 
 def remove(folder: Path) -> bool:
-    """Remove a pin folder and what is pinned in it; whether there was one."""
+    """Remove a pin folder and what is pinned in it, and PIN_ROOT with the last one; whether there was one."""
     if not folder.exists():
         return False
     shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # only when empty: another namespace's agent may still have a folder
+        PIN_ROOT.rmdir()
     return True
 
 

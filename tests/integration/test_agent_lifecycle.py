@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flowscope.common.paths import RUN_DIR
+from flowscope.common.paths import agent_lock_file
 from flowscope.lab import Lab
 from flowscope.observer.datapath.tc import ENTRY_PROGRAMS
 
@@ -74,7 +74,7 @@ def assert_nothing_left(lab: Lab, progs: set[int], maps: set[int]) -> None:
     wait_gone(progs, maps)
     inode = node_netns_inode(lab)
     assert not Path(f"/sys/fs/bpf/flowscope/netns-{inode}").exists()
-    assert not (RUN_DIR / f"agent-netns-{inode}.lock").exists()
+    assert not agent_lock_file(inode).exists()
     assert not lab.agent_socket("node1").exists()
 
 
