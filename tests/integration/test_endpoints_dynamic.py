@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from flows_helpers import wait_for_flows
+from waiting import eventually
 
 from flowscope.api.flow import flow_pb2
 from flowscope.lab import Lab, netns, network
@@ -31,15 +31,6 @@ def lab() -> Iterator[Lab]:
 
 def attached(lab: Lab, ifname: str) -> bool:
     return any(a.device == ifname and a.name == "from_container" for a in lab.attached_programs("node1"))
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_a_new_pod_is_attached_and_named_then_detached(lab: Lab) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
+from waiting import eventually
 
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.api.peer import peer_pb2, peer_pb2_grpc
@@ -24,15 +24,6 @@ def lab() -> Iterator[Lab]:
     with Lab(f"t{os.getpid()}-meta") as lab:
         lab.up(traffic=False, agent=True)
         yield lab
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_a_change_of_the_nodes_cluster_and_address_reaches_what_the_agent_reports(lab: Lab) -> None:

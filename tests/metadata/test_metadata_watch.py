@@ -6,11 +6,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from flowscope.api.peer import peer_pb2
 from flowscope.observer.attachments import Attachments
@@ -196,10 +196,3 @@ def test_without_a_file_or_before_it_exists_nothing_is_delivered(tmp_path: Path)
     lab().save(file)
     assert later.poll() and seen == ["lab"]
     later.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

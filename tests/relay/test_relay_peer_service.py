@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from waiting import wait_for
 
 from flowscope.api.peer import peer_pb2, peer_pb2_grpc
 from flowscope.observer.metadata import Cluster, Node
@@ -118,10 +119,3 @@ def test_a_peer_service_without_a_file_announces_nothing() -> None:
     service = PeerService()
     MetadataWatcher(None).subscribe("peer service", service.update)
     assert service._peers == {}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

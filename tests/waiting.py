@@ -1,0 +1,21 @@
+"""Waiting for a condition, never for a fixed time: the suite must pass on a loaded machine too."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Whether `condition` came true within `timeout` seconds (asked every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Fail the test unless `condition` comes true within `timeout` seconds."""
+    assert eventually(condition, timeout), "timed out"
