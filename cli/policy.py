@@ -30,12 +30,11 @@ from flowscope.api.control import control_pb2
 from flowscope.cli.config import add_agent_target_flags, by_node, control_calls
 from flowscope.cli.errors import CliError
 from flowscope.cli.printer.tabwriter import align
-from flowscope.common.names import DROP_POLICY_DENIED, DROP_POLICY_DENY
+from flowscope.common.names import DROP_POLICY_DENIED, DROP_POLICY_DENY, POLICY_PROTOCOL_NAMES, POLICY_PROTOCOLS
 
 DENIED_EXIT = 3
 UNKNOWN_EXIT = 4
-PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58}
-PROTOCOL_NAMES = {number: name.upper() if name != "icmpv6" else "ICMPv6" for name, number in PROTOCOLS.items()}
+PROTOCOLS = {name.lower(): number for name, number in POLICY_PROTOCOLS.items()}
 DROP_REASONS = {DROP_POLICY_DENIED: "POLICY_DENIED", DROP_POLICY_DENY: "POLICY_DENY"}
 
 
@@ -157,7 +156,7 @@ def format_status(status: control_pb2.PolicyStatus) -> str:
 def _port(proto: int, port: int) -> str:
     if not proto:
         return "any"
-    name = PROTOCOL_NAMES.get(proto, str(proto))
+    name = POLICY_PROTOCOL_NAMES.get(proto, str(proto))
     return f"{port}/{name}" if port else f"any/{name}"
 
 

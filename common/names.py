@@ -211,3 +211,22 @@ RESERVED_IDENTITIES: dict[int, str] = {
     10: "world-ipv6",
 }
 RESERVED_IDENTITY_NUMBERS = {name: number for number, name in RESERVED_IDENTITIES.items() if number}
+
+
+# IP protocol numbers (IANA), and the names Cilium's policy gives the ones it knows (toPorts[].protocol, and
+# `flowscope policy check --protocol`); ICMPv6 is written so when printed.
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+IPPROTO_SCTP = 132
+POLICY_PROTOCOLS: dict[str, int] = {
+    "TCP": IPPROTO_TCP,
+    "UDP": IPPROTO_UDP,
+    "SCTP": IPPROTO_SCTP,
+    "ICMP": IPPROTO_ICMP,
+    "ICMPV6": IPPROTO_ICMPV6,
+}
+POLICY_PROTOCOL_NAMES: dict[int, str] = {number: name for name, number in POLICY_PROTOCOLS.items()} | {
+    IPPROTO_ICMPV6: "ICMPv6"
+}

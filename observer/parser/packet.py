@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from flowscope.common.names import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 from flowscope.observer.events import F_FRAGMENT, F_IPV6, F_L4
 
 ETH_P_IP = 0x0800
@@ -22,11 +23,7 @@ ETH_P_IPV6 = 0x86DD
 _VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 MAX_VLAN_TAGS = 2
 
-IPPROTO_ICMP = 1
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_ICMPV6 = 58
-IPPROTO_SCTP = 132
+# IPPROTO_*: common/names.py (imported above, and taken from here by the filters).
 
 # IPv6 extension headers: each has a "next header" byte and a length, so the L4 header can be found.
 _IPV6_HOP_BY_HOP = 0

@@ -12,17 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowscope.common.names import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6, IPPROTO_SCTP = 1, 6, 17, 58, 132
-PROTOCOLS = {
-    "TCP": IPPROTO_TCP,
-    "UDP": IPPROTO_UDP,
-    "SCTP": IPPROTO_SCTP,
-    "ICMP": IPPROTO_ICMP,
-    "ICMPV6": IPPROTO_ICMPV6,
-}
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()} | {IPPROTO_ICMPV6: "ICMPv6"}
 PORTED_PROTOCOLS = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP)  # what "ANY" with a port means, as in Cilium
 
 NAMESPACE_LABEL = "io.kubernetes.pod.namespace"

@@ -29,9 +29,9 @@ from typing import Any
 
 import yaml
 
+from flowscope.common.names import IPPROTO_ICMP, IPPROTO_ICMPV6, POLICY_PROTOCOLS
 from flowscope.observer.policy.model import (
     ENTITIES,
-    PROTOCOLS,
     CIDRSet,
     IPNetwork,
     Policy,
@@ -255,13 +255,13 @@ def _port_rules(raw: dict[str, Any], where: str) -> list[PortRule]:
         port = _mapping(item, spot)
         _known(port, ("port", "endPort", "protocol"), spot)
         proto_name = str(port.get("protocol", "ANY")).upper()
-        if proto_name != "ANY" and proto_name not in PROTOCOLS:
+        if proto_name != "ANY" and proto_name not in POLICY_PROTOCOLS:
             known = "TCP, UDP, SCTP, ICMP, ICMPv6, ANY"
             raise PolicyError(f"{_join(spot, 'protocol')}: unknown protocol {port['protocol']!r} (one of {known})")
-        proto = PROTOCOLS.get(proto_name, 0)
+        proto = POLICY_PROTOCOLS.get(proto_name, 0)
         number = _port_number(port.get("port", 0), _join(spot, "port"))
         end = _port_number(port.get("endPort", 0), _join(spot, "endPort"))
-        if proto in (PROTOCOLS["ICMP"], PROTOCOLS["ICMPV6"]) and (number or end):
+        if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6) and (number or end):
             raise PolicyError(f"{spot}: {proto_name} has no ports; leave port out to allow the protocol")
         if end and (not number or end < number):
             raise PolicyError(f"{_join(spot, 'endPort')}: {end} needs a port at or below it")
