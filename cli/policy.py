@@ -27,7 +27,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from flowscope.api.control import control_pb2
-from flowscope.cli.config import add_agent_target_flags, by_node, control_calls
+from flowscope.cli.agent_calls import add_agent_target_flags, by_node, control_calls
 from flowscope.cli.errors import CliError
 from flowscope.cli.printer.tabwriter import align
 from flowscope.common.names import DROP_POLICY_DENIED, DROP_POLICY_DENY, POLICY_PROTOCOL_NAMES, POLICY_PROTOCOLS
