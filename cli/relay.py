@@ -97,12 +97,14 @@ def _ca_files(group: argparse._ArgumentGroup, flag: str, help: str) -> None:
 
 def config_from(args: argparse.Namespace) -> RelayConfig:
     """The RelayConfig the flags describe; CliError when they contradict each other."""
+    from flowscope.common.addresses import listen_target
     from flowscope.common.tls import TLSConfigError, server_tls
     from flowscope.relay.peers import parse_static
     from flowscope.relay.server import RelayConfig
     from flowscope.relay.tls import client_tls
 
     try:
+        listen_target(args.listen_address)  # a typo is one line here, not a gRPC log line at bind
         peers = parse_static(args.peers)
         config = RelayConfig(
             listen_address=args.listen_address,

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import grpc.experimental
 
+from flowscope.common.addresses import dial_target
 from flowscope.common.tls import ClientTLS
 from flowscope.relay.backoff import Backoff, channel_options
 
@@ -42,13 +43,6 @@ def keepalive_options(seconds: float) -> list[tuple[str, int]]:
     ]
 
 
-def target_of(address: str) -> str:
-    """The gRPC target for an address as written in flags and peer notifications."""
-    if address.startswith("/"):
-        return f"unix://{address}"
-    return address
-
-
 def is_unix(target: str) -> bool:
     return target.startswith("unix:")
 
@@ -64,8 +58,8 @@ class Dialer:
 
     def target(self, name: str, address: str) -> str:
         if self.socket_template:
-            return target_of(self.socket_template.format(name=name))
-        return target_of(address)
+            return dial_target(self.socket_template.format(name=name))
+        return dial_target(address)
 
     def secure(self, target: str) -> bool:
         return self.tls is not None and not is_unix(target)

@@ -14,8 +14,9 @@ import threading
 import grpc
 
 from flowscope.api.peer import peer_pb2, peer_pb2_grpc
+from flowscope.common.addresses import check_dial_address, dial_target
 from flowscope.relay.backoff import Backoff
-from flowscope.relay.dial import Dialer, target_of
+from flowscope.relay.dial import Dialer
 from flowscope.relay.pool import Peer, PeerPool
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,12 @@ def parse_static(items: list[str]) -> list[Peer]:
             name, sep, address = part.partition("=")
             if not sep:
                 name, address = part, part
-            if not name or not address:
-                raise ValueError(f"bad peer {part!r}: write name=address, e.g. node1=10.77.0.1:4244")
+            try:
+                if not name:
+                    raise ValueError("no name")
+                check_dial_address(address)
+            except ValueError as exc:
+                raise ValueError(f"bad peer {part!r} ({exc}): write name=address, e.g. node1=10.77.0.1:4244") from None
             peers.append(Peer(name, address))
     names = [p.name for p in peers]
     if len(set(names)) != len(names):
@@ -52,7 +57,7 @@ class PeerServiceFollower(threading.Thread):
         backoff: Backoff | None = None,
     ) -> None:
         super().__init__(name="peer-service", daemon=True)
-        self.target = target_of(address)
+        self.target = dial_target(address)
         self._pool = pool
         self._dialer = dialer
         self._server_name = server_name

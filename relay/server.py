@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowscope.api.observer import observer_pb2
+from flowscope.common.addresses import listen_target
 from flowscope.common.counters import Counters
 from flowscope.common.tls import ClientTLS, ServerTLS
 from flowscope.relay import status
@@ -169,7 +170,7 @@ class RelayServer:
         self._server.add_generic_rpc_handlers((RelayObserver(config, self.pool, self._stopping, self.stats).handler(),))
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        address = _normalise(config.listen_address)
+        address = listen_target(config.listen_address)
         if config.server_tls is not None:
             self.port = self._server.add_secure_port(address, config.server_tls.credentials())
         else:
@@ -201,8 +202,3 @@ class RelayServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _normalise(address: str) -> str:
-    """':4245' means every address, as Hubble's --listen-address does."""
-    return f"[::]{address}" if address.startswith(":") else address

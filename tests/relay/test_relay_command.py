@@ -88,3 +88,15 @@ def test_two_relays_never_share_a_port(short_tmp: Path) -> None:
     finally:
         first.terminate()
         first.wait(10)
+
+
+def test_a_bad_listen_address_or_peer_is_one_line_at_start() -> None:
+    """They used to leak a gRPC C-core log line before the error, or be accepted and fail later unexplained."""
+    hint = "is not host:port (e.g. localhost:4245, 10.0.0.1:4244, [::1]:4244)"
+    bad_listen = flowscope("relay", "--listen-address", "nonsense")
+    assert (bad_listen.returncode, bad_listen.stderr) == (1, f"flowscope: error: relay: 'nonsense' {hint}\n")
+    bad_peer = flowscope("relay", "--peers", "foo")
+    assert bad_peer.returncode == 1
+    assert bad_peer.stderr == (
+        f"flowscope: error: relay: bad peer 'foo' ('foo' {hint}): write name=address, e.g. node1=10.77.0.1:4244\n"
+    )
