@@ -82,6 +82,11 @@ class NodeHost(Host):
     pod_cidr_v4: str = ""
     pod_cidr_v6: str = ""
 
+    def labels(self) -> dict[str, str]:
+        """Labels as a Kubernetes node carries them, for `--node-label` to select (zones: odd nodes a, even b)."""
+        zone = "lab-a" if self.index % 2 else "lab-b"
+        return {"kubernetes.io/hostname": self.name, "topology.kubernetes.io/zone": zone, "role": "worker"}
+
 
 @dataclass(frozen=True)
 class Pod:
@@ -185,7 +190,7 @@ class Topology:
                 ipv4=n.ipv4,
                 ipv6=n.ipv6,
                 address=f"{n.ipv4}:{AGENT_PORT}",
-                labels={"role": "worker"},
+                labels=n.labels(),
             )
             for n in self.nodes
         )

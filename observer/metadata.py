@@ -90,6 +90,11 @@ class Cluster:
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)
 
+    def node_labels(self, name: str) -> list[str]:
+        """A node's labels as Hubble puts them on its flows (Flow.node_labels): `key=value`, sorted."""
+        node = self.node(name)
+        return [] if node is None else [f"{key}={node.labels[key]}" for key in sorted(node.labels)]
+
     def endpoints_on(self, node: str) -> list[Endpoint]:
         return [ep for ep in self.endpoints if ep.node == node]
 

@@ -1,23 +1,28 @@
 """What every filter module shares: the error, the context filters compile against, the batch they run on.
 
-A filter is compiled once per request (names resolved through the registry snapshot, patterns checked) into a
-`Predicate`: a function from a `Batch` of stored records to a boolean mask over them. Columns that several
-predicates need (which endpoint owns each address, each record's direction) are computed once per batch and
-kept on it.
+A filter is compiled once per request (values and patterns checked) into a `Predicate`: a function from a
+`Batch` of stored records to a boolean mask over them. Names (pods, labels, identities, interfaces) are resolved
+through the registry snapshot, and again whenever the registry replaces it (`FilterContext.following`), so a
+follow stream selects endpoints that appear after it started. Columns that several predicates need (which
+endpoint owns each address, each record's direction) are computed once per batch and kept on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from flowscope.observer.endpoints import Snapshot
-from flowscope.observer.parser import EndpointIndex, index_of
+from flowscope.api.flow import flow_pb2
+from flowscope.observer.parser import EndpointIndex, FlowDecoder, index_of
 from flowscope.observer.parser.columns import Side
 from flowscope.observer.parser.direction import reply_states, traffic_directions
 from flowscope.observer.parser.uuids import FlowIds
+
+T = TypeVar("T")
 
 
 class FilterError(ValueError):
@@ -29,13 +34,17 @@ class FilterContext:
     """What filters resolve names against: this node, its cluster and the registry snapshot of the moment.
 
     `instance` is the agent instance the decoder derives flow uuids from (FlowDecoder.instance); uuid filters
-    need it to tell this agent's uuids from others'.
+    need it to tell this agent's uuids from others'. `snapshots` gives the registry's snapshot of the moment
+    (the agent's registry); without it the filters keep `snapshot`, the one they were compiled against.
+    `decoder` is the one the flows are sent with: filters that test the decoded flow (CEL) decode with it.
     """
 
     node_name: str
     snapshot: Snapshot
     cluster_name: str = ""
     instance: bytes | None = None
+    snapshots: Callable[[], Snapshot] | None = None
+    decoder: FlowDecoder | None = None
 
     @property
     def cluster(self) -> str:
@@ -48,6 +57,24 @@ class FilterContext:
     @property
     def flow_ids(self) -> FlowIds | None:
         return None if self.instance is None else FlowIds(self.instance)
+
+    def following(self, resolve: Callable[[Snapshot], T]) -> Callable[[], T]:
+        """`resolve` of the registry's current snapshot, computed again only when the registry replaces it.
+
+        Snapshots are immutable and replaced whole, so one identity check per batch tells whether the names a
+        predicate resolved (a pod's addresses, an interface's index) still hold; a stream following for hours
+        thus sees the pods added since it started, at the cost of one resolution per cluster change.
+        """
+        latest = (self.snapshot, resolve(self.snapshot))
+
+        def current() -> T:
+            nonlocal latest
+            snapshot = self.snapshot if self.snapshots is None else self.snapshots()
+            if snapshot is not latest[0]:
+                latest = (snapshot, resolve(snapshot))
+            return latest[1]
+
+        return current
 
 
 @dataclass(eq=False)
@@ -85,6 +112,7 @@ class Batch:
 
 
 Predicate = Callable[[Batch], np.ndarray]
+FlowTest = Callable[[flow_pb2.Flow], bool]  # one decoded flow: for what no record column holds (CEL expressions)
 
 
 def everything(batch: Batch) -> np.ndarray:

@@ -22,6 +22,7 @@ from flowscope.observer.filters import (
     ip,
     ip_version,
     labels,
+    node_labels,
     node_name,
     pod,
     port,
@@ -41,6 +42,7 @@ FieldBuilder = Callable[[flow_pb2.FlowFilter, FilterContext], list[Predicate]]
 FIELDS: tuple[FieldBuilder, ...] = (
     unobservable.build,
     node_name.build,
+    node_labels.build,
     uuid.build,
     event_type.build,
     verdict.build,

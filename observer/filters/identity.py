@@ -12,6 +12,7 @@ import numpy as np
 
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters.base import Batch, FilterContext, Predicate
+from flowscope.observer.parser import index_of
 from flowscope.observer.parser.columns import Side
 
 _COLUMN = {"src": "src_identity", "dst": "dst_identity"}
@@ -19,9 +20,10 @@ _COLUMN = {"src": "src_identity", "dst": "dst_identity"}
 
 def _identity_predicate(ctx: FilterContext, values: Iterable[int], side: Side) -> Predicate:
     wanted = np.array(list(values), dtype=np.uint32)
-    index = ctx.index
+    current_index = ctx.following(index_of)
 
     def by_identity(batch: Batch) -> np.ndarray:
+        index = current_index()
         recorded = batch.records[_COLUMN[side]]
         resolved = index.identities[batch.entries(index, side)]
         return np.isin(np.where(recorded != 0, recorded, resolved), wanted)

@@ -1,11 +1,10 @@
-"""Fields about data flowscope does not have: DNS names, services, workloads, L7, tracing, node labels, NAT.
+"""Fields about data flowscope does not have: DNS names, services, workloads, L7, tracing, NAT.
 
 Each is checked the way Hubble checks it (so a malformed value is still an error) and then decided as a Hubble
 node without that data would decide it: a flow with no DNS name, service, workload, L7 record or trace id
 matches none of those filters; a flow is never marked encrypted, so `encrypted: false` matches every flow and
-`true` none; node-label selectors are judged against a node without labels. The one field rejected outright
-is the experimental CEL expression: flowscope cannot evaluate it, and answering "nothing matches" would
-silently hide what the client asked for.
+`true` none. The one field rejected outright is the experimental CEL expression: flowscope cannot evaluate it,
+and answering "nothing matches" would silently hide what the client asked for.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from collections.abc import Iterable
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
 from flowscope.observer.filters.ip import parse_networks
-from flowscope.observer.filters.labels import parse_selectors
 from flowscope.observer.filters.pod import parse_namespaced_names
 
 _FQDN_CHARS = re.compile(r"^[-0-9_a-z.*]+$")
@@ -58,7 +56,6 @@ def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
     _check_regexes(ff.http_path, "http path")
     _check_regexes(ff.http_url, "http url")
     _check_regexes(ff.dns_query, "dns query")
-    node_selectors = parse_selectors(ff.node_labels, "node labels")
 
     absent = (
         ff.source_fqdn,
@@ -78,8 +75,6 @@ def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
         ff.ip_trace_id,
     )
     predicates: list[Predicate] = [nothing for values in absent if len(values)]
-    if node_selectors and not any(selector.matches(()) for selector in node_selectors):
-        predicates.append(nothing)
     if len(ff.encrypted):
         predicates.append(everything if False in ff.encrypted else nothing)
     return predicates
