@@ -162,7 +162,7 @@ class Lab:
     def attached_programs(self, node: str) -> list[AttachedProgram]:
         """The BPF programs on the tcx hooks of a node's devices (the agent's entry programs, and any other)."""
         found = []
-        for line in self.exec(node, [sys.executable, "-m", "flowscope.observer.datapath.tc"]).stdout.splitlines():
+        for line in self.exec(node, [sys.executable, "-m", "flowscope.observer.datapath"]).stdout.splitlines():
             device, direction, _, prog_id, _, name = line.split()
             found.append(AttachedProgram(device, direction, int(prog_id), name))
         return found

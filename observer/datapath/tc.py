@@ -10,8 +10,8 @@ when a pin folder is given, a pin there (`links/<ifindex>-<hook>`). With the pin
 stay attached and keep passing packets (observer/datapath/pins.py); the next agent's reclaim takes them off
 by removing those pins. Everything works in the network namespace of the thread that attaches.
 
-`python -m observer.datapath.tc` lists the tcx programs on every device of its network namespace (bpftool 7.1,
-Debian 12's, does not show tcx).
+`python -m flowscope.observer.datapath` lists the tcx programs on every device of its network namespace with
+main() below (bpftool 7.1, Debian 12's, does not show tcx).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import enum
 import errno
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,7 +217,3 @@ def main() -> int:
     for a in attached_programs():
         print(f"{a.device} {a.direction} id {a.prog_id} name {a.name}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
