@@ -19,7 +19,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cluster-file", type=Path, help="cluster metadata JSON (nodes and endpoints); re-read on change")
     p.add_argument("--device", help="the node's network device, traced as from/to-network (e.g. eth0)")
     p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help=f"unix socket to serve on ({DEFAULT_SOCKET})")
-    p.add_argument("--listen-address", default=":4244", help="TCP address to serve on; empty for none (:4244)")
+    p.add_argument(
+        "--listen-address",
+        default=":4244",
+        help="TCP address of the read-only services (Observer, Peer, health); empty for none (:4244)",
+    )
+    p.add_argument(
+        "--control-listen-address",
+        metavar="ADDRESS",
+        help="also serve flowscope.control (policy, settings) on this TCP address; needs mutual TLS "
+        "(--tls-client-ca-files). Without it, only the unix socket serves it",
+    )
     p.add_argument("--ring-capacity", type=int, default=65535, help="flows kept, 2^n-1 (65535)", dest="ring_capacity")
     p.add_argument(
         "--caplen",
@@ -60,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also report NOT_SPECIFIED kernel drops (every plain kfree_skb; noisy)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="remove what agents keep in this network namespace (attached programs, pins, conntrack tables), then exit",
+    )
     add_agent_flags(p)
     p.set_defaults(run=run)
 
@@ -69,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from flowscope.common.tls import TLSConfigError, server_tls
     from flowscope.observer.agent import Agent, AgentConfig
 
+    if args.uninstall:
+        return uninstall()
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -90,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         socket_path=args.socket,
         listen_address=args.listen_address or None,
+        control_listen_address=args.control_listen_address or None,
         ring_capacity=args.ring_capacity,
         caplen=args.caplen,
         ring_buffer_pages=args.ring_buffer_pages,
@@ -106,4 +124,27 @@ def run(args: argparse.Namespace) -> int:
         return 1
     with agent:
         agent.wait()
+    return 0
+
+
+def uninstall() -> int:
+    """Remove what agents keep in this network namespace across their restarts (docs/design.md, clean-up), under
+    the agent's lock: never from under a running agent."""
+    from flowscope.observer.agent import NodeLock
+    from flowscope.observer.datapath import pins, uninstall
+
+    try:
+        lock = NodeLock()
+    except RuntimeError as exc:
+        print(f"flowscope agent: {exc}; stop it first", file=sys.stderr)
+        return 1
+    try:
+        detached, had_pins = uninstall()
+    finally:
+        lock.release()
+    folder = pins.pin_dir()
+    if had_pins:
+        print(f"flowscope agent: removed {folder} (conntrack tables included) and took {detached} programs off hooks")
+    else:
+        print(f"flowscope agent: nothing to remove ({folder} does not exist)")
     return 0

@@ -15,7 +15,7 @@ events.
 
 from flowscope.observer.datapath import pins
 from flowscope.observer.datapath.c_source import DatapathConfig
-from flowscope.observer.datapath.loader import Datapath, reclaim
+from flowscope.observer.datapath.loader import Datapath, reclaim, uninstall
 from flowscope.observer.datapath.maps import DatapathMaps, IpcacheEntry, RuntimeConfig
 from flowscope.observer.datapath.ringbuf import RingReader
 from flowscope.observer.datapath.tc import DEVICE_HOOKS, ENDPOINT_HOOKS, Hook, TcLink
@@ -33,4 +33,5 @@ __all__ = [
     "TcLink",
     "pins",
     "reclaim",
+    "uninstall",
 ]

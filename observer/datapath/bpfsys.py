@@ -86,6 +86,7 @@ class MapInfo:
     value_size: int
     max_entries: int
     name: str
+    flags: int = 0  # BPF_F_* it was created with
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ def _get_info(fd: int, info: ctypes.Structure) -> None:
 def map_info(fd: int) -> MapInfo:
     info = _MapInfo()
     _get_info(fd, info)
-    return MapInfo(info.id, info.type, info.key_size, info.value_size, info.max_entries, info.name.decode())
+    return MapInfo(
+        info.id, info.type, info.key_size, info.value_size, info.max_entries, info.name.decode(), info.map_flags
+    )
 
 
 def prog_info(fd: int) -> ProgInfo:

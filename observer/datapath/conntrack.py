@@ -75,6 +75,7 @@ SLOT6_DTYPE = np.dtype([("key", KEY_DTYPE), ("busy", "<u8"), ("pad", "V40"), ("e
 assert (KEY_DTYPE.itemsize, KEY4_DTYPE.itemsize, DIR_DTYPE.itemsize, ENTRY_DTYPE.itemsize) == (40, 16, 64, 168)
 assert (SLOT4_DTYPE.itemsize, SLOT6_DTYPE.itemsize) == (192, 256)
 
+NO_REVISION = 0xFFFFFFFF  # a policy revision no agent reaches (observer/policy/manager.py counts from 1)
 CT_F_JUDGED = 0x01
 CT_F_DENIED = 0x02
 ORIGINAL, REPLY = 0, 1
@@ -172,6 +173,23 @@ class ConntrackTable:
         self._maps.append(mapped)
         return np.frombuffer(mapped, dtype, info.max_entries)
 
+    def forget_verdicts(self) -> int:
+        """Make every connection's policy verdict out of date, so that its next packet is judged again; how many.
+
+        For tables an earlier agent left (ct_pins.py): their verdicts were taken under that agent's revisions,
+        which this agent's own count from 0 would meet again, with another policy. NO_REVISION is one no agent
+        reaches; only `policy_rev` is written (a 4-byte store), which nothing but a judgement writes."""
+        forgotten = 0
+        for table, dtype, held in zip(self._tables, (SLOT4_DTYPE, SLOT6_DTYPE), self._held_indexes(), strict=True):
+            fd = int(table.map_fd)
+            size = -(-map_info(fd).max_entries * dtype.itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
+            with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as mapped:
+                revisions = np.frombuffer(mapped, dtype, self.slots)["e"]["policy_rev"]
+                revisions[held] = NO_REVISION
+                del revisions
+            forgotten += len(held)
+        return forgotten
+
     def close(self) -> None:
         """Unmap the tables (a mapping still lent to an array someone kept goes with that array)."""
         self._slots.clear()
@@ -194,10 +212,12 @@ class ConntrackTable:
 
     def _held(self) -> list[np.ndarray]:
         """Copies of the slots ct_used marks, of each table (a slot being written may be among them, empty)."""
+        return [slots[held] for slots, held in zip(self._slots, self._held_indexes(), strict=True)]
+
+    def _held_indexes(self) -> list[np.ndarray]:
+        """The indexes of the slots ct_used marks, of each table."""
         bits = np.unpackbits(self._used.view(np.uint8), bitorder="little")
-        return [
-            slots[np.flatnonzero(bits[i * self.slots : (i + 1) * self.slots])] for i, slots in enumerate(self._slots)
-        ]
+        return [np.flatnonzero(bits[i * self.slots : (i + 1) * self.slots]) for i in range(len(self._slots))]
 
     def connections(self) -> list[Connection]:
         keys, entries = self.read()

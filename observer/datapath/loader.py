@@ -6,7 +6,8 @@ it attached and closes every fd, which frees the programs and maps once nothing 
 
 A crash (kill -9) skips that. Given a pin folder, the tcx links and the `calls` array are pinned there, so
 the entry programs stay attached and keep passing packets (observer/datapath/pins.py) until the next start calls
-reclaim(), which removes the links' pins and then the rest.
+reclaim(), which removes the links' pins and then the rest. The conntrack tables are pinned there as well, and
+stay: every next Datapath continues them (ct_pins.py) until uninstall() removes the folder.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from bcc import BPF
 
 from flowscope.common.closing import Closing
-from flowscope.observer.datapath import pins, tick_clock
+from flowscope.observer.datapath import ct_pins, pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
 from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
 from flowscope.observer.datapath.conntrack import ConntrackTable
@@ -43,9 +44,18 @@ def reclaim() -> int:
     packets. Pin folders of namespaces that no longer exist go too.
     """
     removed = reclaim_links(pins.pin_dir())
-    pins.remove(pins.pin_dir())
+    pins.release(pins.pin_dir())
     pins.sweep_stale()
     return removed
+
+
+def uninstall() -> tuple[int, bool]:
+    """Remove everything of ours in this network namespace, the conntrack tables too: (how many programs it took
+    off their hooks, whether there was a pin folder). Only with no agent running here (the caller holds its lock)."""
+    removed = reclaim_links(pins.pin_dir())
+    had_pins = pins.remove(pins.pin_dir())
+    pins.sweep_stale()
+    return removed, had_pins
 
 
 class Datapath(Closing):
@@ -59,12 +69,23 @@ class Datapath(Closing):
     ) -> None:
         self.config = config or DatapathConfig()
         self._pin_dir = pin_dir
-        # where connections live in the conntrack tables: random at every load, so that no one can pick keys that
-        # crowd one place (cttable.h)
+        # where connections live in the conntrack tables: random for new tables, so that no one can pick keys that
+        # crowd one place (cttable.h); pinned tables an earlier agent left keep theirs (ct_pins.py)
         self.ct_seed = secrets.randbits(32)
+        self.ct_continued = False  # whether the conntrack tables are an earlier agent's
+        ct_flags = []
+        if pin_dir is not None:
+            pins.ensure_bpffs()
+            ct_folder = ct_pins.folder(pin_dir)
+            ct_folder.mkdir(parents=True, exist_ok=True)  # bcc pins into a folder that exists
+            layout = ct_pins.Layout.compiled(bpf_dir)
+            kept = ct_pins.kept_seed(ct_folder, layout)
+            self.ct_continued = kept is not None
+            self.ct_seed = self.ct_seed if kept is None else kept
+            ct_flags = [f'-DFS_CT_PIN_DIR="{ct_folder}"']
         self._bpf = BPF(
             text=translation_unit(bpf_dir).encode(),
-            cflags=[*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U"],
+            cflags=[*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U", *ct_flags],
         )
         try:
             self._slots = tail_call_slots(bpf_dir)
@@ -72,17 +93,18 @@ class Datapath(Closing):
             self._programs = {name: self._bpf.load_func(name.encode(), BPF.SCHED_CLS) for name in names}
             self.fill_tail_calls()
             if pin_dir is not None:
-                pins.ensure_bpffs()
-                pin_dir.mkdir(parents=True, exist_ok=True)
+                ct_pins.record(self._bpf, layout, self.ct_seed)
                 obj_pin(self._bpf[b"calls"].map_fd, str(pin_dir / "calls"))
         except BaseException:
             if pin_dir is not None:
-                pins.remove(pin_dir)
+                pins.release(pin_dir)
             self._bpf.cleanup()
             raise
         self.maps = DatapathMaps(self._bpf)
         self.calibrate_clock()
         self.conntrack = ConntrackTable(self._bpf, self.program_fd("ct_flush"))
+        if self.ct_continued:
+            self.conntrack.forget_verdicts()
         self.policy = PolicyMaps(self._bpf, self.program_fd("policy_query"))
         self._ipcache_lock = threading.Lock()  # the reconcile thread and the policy's both replace it
         self._cluster_ipcache: dict[Any, IpcacheValue] = {}
@@ -193,7 +215,7 @@ class Datapath(Closing):
         try:
             self._tc.close()
             if self._pin_dir is not None:
-                pins.remove(self._pin_dir)
+                pins.release(self._pin_dir)
         finally:
             if self._reader is not None:
                 self._reader.close()

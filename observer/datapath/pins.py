@@ -7,6 +7,10 @@ without its pin those programs would find every tail-call slot empty and drop ev
 Pinned, they keep passing packets (their events go to a ring buffer nobody reads, counted as lost) until the
 next agent reclaims them. An observer that dies must never take the network with it.
 
+The conntrack tables are pinned too, in conntrack/, and outlive every agent: a stop or a kill -9 leaves them for
+the next agent to continue (ct_pins.py). `release` is what an agent's stop and the next start's reclaim remove
+(everything else); `remove`, the whole folder, is for `flowscope agent --uninstall` and `flowscope lab down`.
+
 Pins live in /sys/fs/bpf/flowscope/netns-<inode>/, one folder per network namespace (one agent each). A folder
 whose namespace is gone (a lab removed while its agent lay dead) is swept by the next agent anywhere.
 """
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 BPFFS = Path("/sys/fs/bpf")
 PIN_ROOT = BPFFS / "flowscope"
 _PREFIX = "netns-"
+KEPT = "conntrack"  # what outlives an agent, in its folder (ct_pins.py)
 
 
 def netns_inode() -> int:
@@ -43,6 +48,23 @@ def ensure_bpffs() -> None:
     if any(line.split()[1:3] == [str(BPFFS), "bpf"] for line in mounts if line):
         return
     subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)], check=True, capture_output=True)
+
+
+def release(folder: Path) -> None:
+    """Remove what an agent pinned for its own run (links, the tail-call array), keeping the conntrack tables,
+    which the next agent continues (ct_pins.py); the folder stays while they do."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name == KEPT:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # only when nothing is kept
+        folder.rmdir()
+        PIN_ROOT.rmdir()
 
 
 def remove(folder: Path) -> bool:

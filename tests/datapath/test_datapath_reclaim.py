@@ -1,5 +1,6 @@
 """A killed agent's programs stay on their hooks and keep passing packets; reclaim() removes the pins of its
-links and the rest of its pins, and then its programs are gone."""
+links and the rest of its pins but the conntrack tables, and then its programs are gone; uninstall() removes the
+tables too."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from dp_netns import VethPair, inside, run
 
-from flowscope.observer.datapath import pins, reclaim
+from flowscope.observer.datapath import pins, reclaim, uninstall
 from flowscope.observer.datapath.tc import attached_programs
 
 pytestmark = pytest.mark.bpf
@@ -64,6 +65,8 @@ def start_agent(veth: VethPair) -> tuple[subprocess.Popen[str], list[int]]:
 
 def test_reclaim_removes_what_a_killed_agent_left(veth: VethPair) -> None:
     proc, prog_ids = start_agent(veth)
+    with inside(veth.node):
+        pin_folder = pins.pin_dir()
     try:
         assert our_programs(veth) == ["from_container", "to_container"]
         assert pings(veth)
@@ -74,14 +77,12 @@ def test_reclaim_removes_what_a_killed_agent_left(veth: VethPair) -> None:
         # The tail-call array is pinned, so the orphaned programs still pass packets: a dead observer must
         # not take the network with it.
         assert pings(veth)
-        with inside(veth.node):
-            pin_folder = pins.pin_dir()
         assert (pin_folder / "calls").exists()
 
         with inside(veth.node):
             assert reclaim() == 2
             assert reclaim() == 0
-        assert not pin_folder.exists()
+        assert [p.name for p in pin_folder.iterdir()] == ["conntrack"]  # for the next agent to continue
 
         assert our_programs(veth) == []
         assert pings(veth)
@@ -89,7 +90,12 @@ def test_reclaim_removes_what_a_killed_agent_left(veth: VethPair) -> None:
         while any(map(program_exists, prog_ids)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert [i for i in prog_ids if program_exists(i)] == []
+
+        with inside(veth.node):
+            assert uninstall() == (0, True)
+        assert not pin_folder.exists()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        pins.remove(pin_folder)

@@ -31,6 +31,9 @@
 #include "flowscope/maps.h"
 
 #define FS_CT_WINDOW 4 /* slots a key may live in: its home slot and the next three */
+/* The tables' layout: raise it with any change to what a slot holds or where a key lives (the slots' structs,
+ * fs_ct_home, FS_CT_WINDOW), so that an agent finding tables pinned by an older one starts with empty ones. */
+#define FS_CT_LAYOUT 1
 _Static_assert((FS_CT_MAX & (FS_CT_MAX - 1)) == 0, "FS_CT_MAX: slot indexes are taken modulo a power of two");
 
 /* A slot's parts, found once: its key (as words), its busy flag, its entry, and where it is. */

@@ -149,6 +149,22 @@ _Static_assert(sizeof(struct fs_ct4_slot) == 192 && sizeof(struct fs_ct6_slot) =
 		       (__builtin_offsetof(struct fs_ct6_slot, e) + __builtin_offsetof(struct fs_ct_entry, dir)) % 64 == 0,
 	       "ct slots: an entry's directions must start cache lines");
 
+/* The conntrack tables outlive the agent (a restarted one must still know which packets are replies): given a
+ * folder in bpffs (FS_CT_PIN_DIR, from the loader) each is pinned there, or the one pinned there is used. The
+ * loader checks first that pinned tables have this layout (their sizes, and ct_meta's FS_CT_LAYOUT), and takes
+ * their seed, since a key's slot depends on it (cttable.h; observer/datapath/ct_pins.py). */
+struct fs_ct_meta {
+	__u32 layout; /* FS_CT_LAYOUT the tables were made with; 0: not written yet (a load that did not finish) */
+	__u32 seed;   /* the FS_CT_SEED their keys were placed with */
+};
+
+#ifdef FS_CT_PIN_DIR
+#define FS_CT_TABLE(leaf, name, entries) \
+	BPF_TABLE_PINNED("array", __u32, leaf, name, entries, FS_CT_PIN_DIR "/" #name, BPF_F_MMAPABLE)
+#else
+#define FS_CT_TABLE(leaf, name, entries) BPF_F_TABLE("array", __u32, leaf, name, entries, BPF_F_MMAPABLE)
+#endif
+
 /* policy: what an endpoint identity (`subject`) may exchange with a peer identity, per direction. The agent
  * writes a whole policy into one generation, then flips config.policy_rev (whose low bit is the generation)
  * and removes the other generation: a packet never sees half of a policy. A zero peer, port or protocol is a
@@ -186,11 +202,14 @@ BPF_HASH(endpoints, __u32, struct fs_endpoint, FS_ENDPOINTS_MAX);
 BPF_LPM_TRIE(ipcache, struct fs_ipcache_key, struct fs_ipcache_value, FS_IPCACHE_MAX);
 BPF_PROG_ARRAY(calls, FS_CALLS_MAX);
 BPF_ARRAY(config, struct fs_config, 1);
-BPF_F_TABLE("array", __u32, struct fs_ct4_slot, ct4, FS_CT_MAX, BPF_F_MMAPABLE);
-BPF_F_TABLE("array", __u32, struct fs_ct6_slot, ct6, FS_CT_MAX, BPF_F_MMAPABLE);
+FS_CT_TABLE(struct fs_ct4_slot, ct4, FS_CT_MAX);
+FS_CT_TABLE(struct fs_ct6_slot, ct6, FS_CT_MAX);
 /* ct_used: a bit per slot that holds a connection, ct4's slots first, then ct6's (cttable.h): the agent reads
  * 16 KiB to find the connections instead of every slot of both tables (28 MiB). */
-BPF_F_TABLE("array", __u32, __u64, ct_used, 2 * FS_CT_MAX / 64, BPF_F_MMAPABLE);
+FS_CT_TABLE(__u64, ct_used, 2 * FS_CT_MAX / 64);
+/* ct_meta: what the tables above were made with, for the next agent to judge whether it can use them; only the
+ * agent reads and writes it. */
+FS_CT_TABLE(struct fs_ct_meta, ct_meta, 1);
 BPF_HASH(policy, struct fs_policy_key, struct fs_policy_value, FS_POLICY_MAX);
 BPF_HASH(policy_enforce, struct fs_policy_enforce_key, struct fs_policy_enforce_value, FS_POLICY_SUBJECTS_MAX);
 
