@@ -10,9 +10,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from flowscope.api.flow import flow_pb2
 from flowscope.common import version
+from flowscope.observer.agent_events import AgentEvents
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.endpoints import EndpointRegistry
+from flowscope.observer.event_ring import EventRing
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FlowDecoder
 
@@ -31,6 +34,8 @@ class NodeState:
     counts: IngestCounts = field(default_factory=IngestCounts)  # written by ingest, read here
     stopping: threading.Event = field(default_factory=threading.Event)
     tls_enabled: bool = False
+    agent_events: AgentEvents = field(default_factory=AgentEvents)
+    debug_events: EventRing[flow_pb2.DebugEvent] = field(default_factory=EventRing)  # none yet: a later issue
 
     @property
     def uptime_ns(self) -> int:
