@@ -121,3 +121,15 @@ def test_a_blocked_queued_subscriber_does_not_slow_ingest_and_its_drops_are_lost
     status = ObserverService(state).ServerStatus(observer_pb2.ServerStatusRequest(), None)
     assert status.flowscope_lost.agent_queue == queued.dropped_events
     assert status.seen_flows == 20 * FULL_PASS
+
+
+def test_a_pass_stores_its_sources_events_in_time_order() -> None:
+    """A SYN's NO_SOCKET drop (the kernel drop program's ring buffer, read second) before the RST it caused."""
+    ring = FlowRing(1023, DTYPE)
+    datapath, kernel_drops = np.zeros(2, dtype=DTYPE), np.zeros(1, dtype=DTYPE)
+    datapath["ts"], kernel_drops["ts"] = [200, 300], [100]
+    first = ListSource([datapath])
+    ingest = Ingest([first, ListSource([kernel_drops])], ring, IngestCounts(), list, DTYPE)
+    run_until_drained(ingest, first)
+    stored = ring.read(0, 3).records["ts"]
+    assert list(stored - stored[0]) == [0, 100, 200]
