@@ -7,8 +7,9 @@ manager.check("default/client", "default/server", 6, 9000).answer.ingress.allowe
 
 from flowscope.observer.policy.compile import Compiled, Entry, compile_policies
 from flowscope.observer.policy.identities import Endpoints
-from flowscope.observer.policy.manager import Check, PolicyManager, RuleTable, Status
+from flowscope.observer.policy.manager import Check, PolicyManager, Status
 from flowscope.observer.policy.parse import PolicyError, parse_policies
+from flowscope.observer.policy.rules import RuleOrigin, RuleTable
 
 __all__ = [
     "Check",
@@ -17,6 +18,7 @@ __all__ = [
     "Entry",
     "PolicyError",
     "PolicyManager",
+    "RuleOrigin",
     "RuleTable",
     "Status",
     "compile_policies",

@@ -41,6 +41,16 @@ class Compiled:
     unselected: tuple[str, ...] = ()  # policies whose endpointSelector matches no pod: most likely a typo
 
 
+def rule_name(policy: Policy, section: str, index: int) -> str:
+    """How the datapath's rules are named: "<policy>/<section>/<index>" (server-in/ingress/0)."""
+    return f"{policy.name}/{section}/{index}"
+
+
+def policy_of(rule: str) -> str:
+    """The name of the policy a rule name (rule_name) belongs to; policy names may hold slashes, sections not."""
+    return rule.rsplit("/", 2)[0]
+
+
 def compile_policies(policies: Sequence[Policy], endpoints: Endpoints) -> Compiled:
     cidrs = cidr_identities(_prefixes(policies))
     entries: dict[PolicyKey, Entry] = {}
@@ -57,7 +67,7 @@ def compile_policies(policies: Sequence[Policy], endpoints: Endpoints) -> Compil
                 for subject in subjects:
                     enforced[subject] = enforced.get(subject, 0) | direction
             for index, rule in enumerate(rules):
-                entry = Entry(f"{policy.name}/{section}/{index}", deny=section.endswith("Deny"))
+                entry = Entry(rule_name(policy, section, index), deny=section.endswith("Deny"))
                 peers = _peers(rule, policy.namespace, endpoints, cidrs)
                 for subject in subjects:
                     for key in _keys(subject, direction, peers, rule):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from flowscope.observer.policy.compile import Compiled, compile_policies
 from flowscope.observer.policy.identities import Endpoints
 from flowscope.observer.policy.model import PORTED_PROTOCOLS, IPNetwork, Policy
 from flowscope.observer.policy.parse import PolicyError, parse_policies
+from flowscope.observer.policy.rules import RuleTable
 
 
 class PolicyDatapath(Protocol):
@@ -34,24 +35,6 @@ class PolicyDatapath(Protocol):
     def policy(self) -> PolicyMaps: ...
     def replace_policy_ipcache(self, entries: dict[IPNetwork, int]) -> None: ...
     def update_config(self, **changes: int) -> RuntimeConfig: ...
-
-
-class RuleTable:
-    """Rule names <-> the numbers the datapath carries. Numbers are never reused while the agent runs, so a
-    verdict event decoded long after a reload still names the rule that made it."""
-
-    def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-        self._names: dict[int, str] = {}
-
-    def id(self, name: str) -> int:
-        if name not in self._ids:
-            self._ids[name] = len(self._ids) + 1
-            self._names[self._ids[name]] = name
-        return self._ids[name]
-
-    def name(self, number: int) -> str | None:
-        return self._names.get(number)
 
 
 @dataclass(frozen=True)
@@ -75,9 +58,17 @@ class Check:
 
 
 class PolicyManager:
-    def __init__(self, datapath: PolicyDatapath, registry: EndpointRegistry) -> None:
+    def __init__(
+        self,
+        datapath: PolicyDatapath,
+        registry: EndpointRegistry,
+        on_change: Callable[[Status, Status], None] = lambda before, after: None,
+    ) -> None:
+        """`on_change(before, after)` hears of every apply and delete (the agent's policy events), not of the
+        recompiles that follow the cluster, which change no policy."""
         self._datapath = datapath
         self._registry = registry
+        self._on_change = on_change
         self._lock = threading.Lock()
         self.rules = RuleTable()
         self._status = Status(0, "", "", (), Compiled())
@@ -109,8 +100,10 @@ class PolicyManager:
     def _enforce(self, policies: tuple[Policy, ...], source: str, text: str) -> Status:
         cluster = self._registry.snapshot.cluster
         compiled = compile_policies(policies, Endpoints.of(cluster))
-        self._status = Status(self._install(compiled), source, text, policies, compiled)
+        self.rules.enforce(policies)
+        before, self._status = self._status, Status(self._install(compiled), source, text, policies, compiled)
         self._cluster = cluster
+        self._on_change(before, self._status)
         return self._status
 
     def refresh(self) -> bool:

@@ -21,6 +21,7 @@ PORTED_PROTOCOLS = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP)  # what "ANY" with a
 NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 ENTITIES = ("all", "world", "cluster", "host", "remote-node")
 SECTIONS = ("ingress", "ingressDeny", "egress", "egressDeny")
+POLICY_LABEL = "k8s:io.cilium.k8s.policy."  # the labels Cilium gives a rule after the object it came from
 
 
 @dataclass(frozen=True)
@@ -119,3 +120,17 @@ class Policy:
     @property
     def selects(self) -> Selector:
         return self.subject.within(self.namespace)
+
+    @property
+    def kind(self) -> str:
+        """The Cilium object it stands for: namespaced, a CiliumNetworkPolicy; else a cluster-wide one."""
+        return "CiliumNetworkPolicy" if self.namespace is not None else "CiliumClusterwideNetworkPolicy"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels Cilium derives its rules' from the object (sorted by key, as Cilium keeps them), which
+        flows name a policy by (docs/reference/hubble-api.md, Policy.labels)."""
+        labels = {"derived-from": self.kind, "name": self.name}
+        if self.namespace is not None:
+            labels["namespace"] = self.namespace
+        return tuple(f"{POLICY_LABEL}{key}={value}" for key, value in sorted(labels.items()))
