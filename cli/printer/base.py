@@ -17,6 +17,7 @@ from flowscope.cli.printer.sink import Sink
 class PrintOptions:
     time_format: str = "StampMilli"
     node_name: bool = False
+    policy_names: bool = False  # --print-policy-names: the policies behind a policy verdict
     ip_translation: bool = True
     debug: bool = False
 

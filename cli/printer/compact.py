@@ -31,7 +31,7 @@ class CompactPrinter(FlowPrinter):
         line += [*source, (" ", ""), source_id, (f" {arrow} ", ""), *destination, (" ", ""), destination_id]
         line += [
             (f" {fields.flow_type(flow)} ", ""),
-            fields.verdict(flow),
+            fields.verdict(flow, self.options.policy_names),
             (f" ({fields.summary(flow)})", ""),
         ]
         self.out.line(line)

@@ -32,7 +32,7 @@ class DictPrinter(FlowPrinter):
             ("SOURCE", source),
             ("DESTINATION", destination),
             ("TYPE", [(fields.flow_type(flow), "")]),
-            ("VERDICT", [fields.verdict(flow)]),
+            ("VERDICT", [fields.verdict(flow, self.options.policy_names)]),
             ("SUMMARY", [(fields.summary(flow), "")]),
         ]
         self._record(self.out, rows)

@@ -3,6 +3,8 @@ coloured as hubble's printer does (hubble/pkg/printer), plus flowscope's kernel 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flowscope.api.flow import flow_pb2
 from flowscope.cli.printer.sink import Segment
 from flowscope.common import names
@@ -109,20 +111,34 @@ def drop_reason(flow: flow_pb2.Flow) -> str:
     return str(sub_type)
 
 
-def verdict(flow: flow_pb2.Flow) -> Segment:
-    """The verdict coloured by outcome; a policy verdict says ALLOWED, DENIED or AUDITED."""
+def verdict(flow: flow_pb2.Flow, policy_names: bool = False) -> Segment:
+    """The verdict coloured by outcome; a policy verdict says ALLOWED, DENIED or AUDITED, and with
+    `policy_names` (--print-policy-names) which policies of its direction did: `ALLOWED BY name (kind)`."""
     value = flow.verdict
     text = flow_pb2.Verdict.Name(value) if value in flow_pb2.Verdict.values() else str(value)
     is_policy = flow.event_type.type == names.EVENT_POLICY_VERDICT
     if value in (flow_pb2.FORWARDED, flow_pb2.REDIRECTED):
-        return ("ALLOWED" if is_policy else text, GREEN)
+        return ("ALLOWED" + _by(flow, True, policy_names) if is_policy else text, GREEN)
     if value in (flow_pb2.DROPPED, flow_pb2.ERROR):
-        return ("DENIED" if is_policy else text, RED)
+        return ("DENIED" + _by(flow, False, policy_names) if is_policy else text, RED)
     if value == flow_pb2.AUDIT:
         return ("AUDITED" if is_policy else text, YELLOW)
     if value in (flow_pb2.TRACED, flow_pb2.TRANSLATED):
         return (text, YELLOW)
     return (text, "")
+
+
+def _by(flow: flow_pb2.Flow, allowed: bool, policy_names: bool) -> str:
+    """` BY name (kind), ...`: the policies of the verdict's direction that have both, as hubble prints them."""
+    if not policy_names:
+        return ""
+    policies: Iterable[flow_pb2.Policy] = ()
+    if flow.traffic_direction == flow_pb2.INGRESS:
+        policies = flow.ingress_allowed_by if allowed else flow.ingress_denied_by
+    elif flow.traffic_direction == flow_pb2.EGRESS:
+        policies = flow.egress_allowed_by if allowed else flow.egress_denied_by
+    named = [f"{policy.name} ({policy.kind})" for policy in policies if policy.name and policy.kind]
+    return " BY " + ", ".join(named) if named else ""
 
 
 def summary(flow: flow_pb2.Flow) -> str:

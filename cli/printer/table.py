@@ -25,7 +25,7 @@ class TablePrinter(FlowPrinter):
         if self.options.node_name:
             row.append(flow.node_name)
         row += ["".join(text for text, _ in source), "".join(text for text, _ in destination)]
-        row += [fields.flow_type(flow), fields.verdict(flow)[0], fields.summary(flow)]
+        row += [fields.flow_type(flow), fields.verdict(flow, self.options.policy_names)[0], fields.summary(flow)]
         self.rows.append(row)
 
     def lost_events(self, response: observer_pb2.GetFlowsResponse) -> None:
