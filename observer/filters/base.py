@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from flowscope.observer.endpoints import Snapshot
 from flowscope.api.flow import flow_pb2
+from flowscope.observer.endpoints import Snapshot
 from flowscope.observer.parser import EndpointIndex, FlowDecoder, index_of
 from flowscope.observer.parser.columns import Side
 from flowscope.observer.parser.direction import reply_states, traffic_directions

@@ -4,7 +4,8 @@ A pattern is `node` (any cluster) or `cluster/node`; each part is an FQDN-style 
 of letters, digits, '-' and '.', and an empty part matches anything. Patterns are lower-cased; other
 characters are rejected. A node name without a cluster is taken to be in this node's cluster.
 
-Every flow a node stores carries that node's name, so the filter is decided once, at compile time.
+Every flow a node stores carries that node's name, so the filter is decided once, at compile time, by RE2
+(observer/filters/regex.py) like every pattern a client sends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
+from flowscope.observer.filters.regex import Regex, compile_regex
 
 _ANY_NAME = r"(?:[-0-9_a-z]+(?:\.[-0-9_a-z]+)*)"
 _GLOB_CHARS = re.compile(r"^[-0-9_a-z.*]*$")
@@ -33,7 +35,7 @@ def _glob(part: str, pattern: str) -> str:
     return "".join(r"[-.0-9a-z]*" if c == "*" else re.escape(c) for c in canonical)
 
 
-def compile_node_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
+def compile_node_patterns(patterns: Iterable[str]) -> Regex:
     alternatives = []
     for pattern in patterns:
         if not pattern:
@@ -43,7 +45,7 @@ def compile_node_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
             raise FilterError(f"invalid node name filter {pattern!r}: too many slashes (use cluster/node)")
         cluster, node = parts if len(parts) == 2 else ("", parts[0])
         alternatives.append(f"{_glob(cluster, pattern)}/{_glob(node, pattern)}")
-    return re.compile(r"\A(?:" + "|".join(alternatives) + r")\Z")
+    return compile_regex("(?:" + "|".join(alternatives) + ")", "node name")
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
@@ -51,4 +53,4 @@ def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
         return []
     regex = compile_node_patterns(ff.node_name)
     name = ctx.node_name if "/" in ctx.node_name else f"{ctx.cluster}/{ctx.node_name}"
-    return [everything if ctx.node_name and regex.match(name) else nothing]
+    return [everything if ctx.node_name and regex.fullmatch(name) else nothing]

@@ -3,8 +3,8 @@
 Each is checked the way Hubble checks it (so a malformed value is still an error) and then decided as a Hubble
 node without that data would decide it: a flow with no DNS name, service, workload, L7 record or trace id
 matches none of those filters; a flow is never marked encrypted, so `encrypted: false` matches every flow and
-`true` none. The one field rejected outright is the experimental CEL expression: flowscope cannot evaluate it,
-and answering "nothing matches" would silently hide what the client asked for.
+`true` none. Regular expressions are checked as RE2 (observer/filters/regex.py), as Hubble's Go regexp checks
+them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
 from flowscope.observer.filters.ip import parse_networks
 from flowscope.observer.filters.pod import parse_namespaced_names
+from flowscope.observer.filters.regex import compile_regex
 
 _FQDN_CHARS = re.compile(r"^[-0-9_a-z.*]+$")
 _STATUS_FULL = re.compile(r"^[1-5][0-9]{2}$")
@@ -32,10 +33,7 @@ def _check_fqdn_patterns(patterns: Iterable[str], what: str) -> None:
 
 def _check_regexes(expressions: Iterable[str], what: str) -> None:
     for expression in expressions:
-        try:
-            re.compile(expression)
-        except re.error as exc:
-            raise FilterError(f"invalid {what} filter {expression!r}: {exc}") from None
+        compile_regex(expression, what)
 
 
 def _check_status_codes(codes: Iterable[str]) -> None:
@@ -45,8 +43,6 @@ def _check_status_codes(codes: Iterable[str]) -> None:
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
-    if ff.experimental.cel_expression:
-        raise FilterError("cel_expression filters are not supported by flowscope")
     _check_fqdn_patterns(ff.source_fqdn, "source FQDN")
     _check_fqdn_patterns(ff.destination_fqdn, "destination FQDN")
     parse_namespaced_names(ff.source_service, "source service")

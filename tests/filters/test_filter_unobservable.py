@@ -6,7 +6,6 @@ import pytest
 from filter_cases import NAMES, only, select
 
 from flowscope.api.flow import flow_pb2 as pb
-from flowscope.observer.filters import FilterError
 
 
 @pytest.mark.parametrize(
@@ -44,9 +43,3 @@ def test_selects_everything() -> None:
 def test_can_be_excluded() -> None:
     assert only() == NAMES
     assert select(blacklist=[pb.FlowFilter(source_fqdn=["*"])]) == NAMES
-
-
-def test_cel_expressions_are_rejected() -> None:
-    cel = pb.FlowFilter(experimental=pb.FlowFilter.Experimental(cel_expression=["_flow.verdict == 2"]))
-    with pytest.raises(FilterError, match="cel_expression"):
-        select([cel])
