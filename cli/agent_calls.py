@@ -84,6 +84,8 @@ def control_error(connection: Connection, exc: grpc.RpcError) -> CliError:
     code = exc.code()
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return CliError(f"{connection.target} does not serve flowscope.control (a relay?): point --server at an agent")
+    if code == grpc.StatusCode.PERMISSION_DENIED:  # an agent's read-only port: the reason says where to go
+        return CliError(f"{connection.target}: {exc.details()}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
         return CliError(str(exc.details()))
     return connection.error(exc)
