@@ -299,3 +299,10 @@ def test_last_and_first_say_they_count_each_node(capsys: pytest.CaptureFixture[s
     text = " ".join(capsys.readouterr().out.split())
     assert "the last N flows of each node" in text
     assert "the first N flows still stored, of each node" in text
+
+
+def test_cel_expression_goes_into_the_filter_as_written() -> None:
+    expression = "_flow.verdict == Verdict.DROPPED && _flow.l4.TCP.destination_port == 9000u"
+    cel = flow_pb2.FlowFilter.Experimental(cel_expression=[expression])
+    assert list(request("--cel-expression", expression).whitelist) == filters({"experimental": cel})
+    assert list(request("--not", "--cel-expression", expression).blacklist) == filters({"experimental": cel})
