@@ -81,10 +81,10 @@ def kept_seed(tables: Path, layout: Layout) -> int | None:
 def _check(tables: Path, layout: Layout) -> tuple[str | None, int]:
     """(what does not fit, or None; the seed)."""
     missing = [name for name in TABLES if not (tables / name).exists()]
-    if missing:
-        return f"{', '.join(missing)} missing", 0
     seed = 0
     for name, (value_size, entries) in layout.shapes().items():
+        if name in missing:
+            continue
         try:
             fd = obj_get(str(tables / name))
         except OSError as exc:
@@ -102,6 +102,8 @@ def _check(tables: Path, layout: Layout) -> tuple[str | None, int]:
                 seed = int(meta["seed"])
         finally:
             os.close(fd)
+    if missing:
+        return f"{', '.join(missing)} missing", 0
     return None, seed
 
 

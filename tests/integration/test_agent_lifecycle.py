@@ -1,4 +1,5 @@
-"""The agent leaves nothing behind: after a clean exit, and after a kill -9 followed by a restart and exit.
+"""The agent leaves nothing behind but its conntrack tables (for the next agent; `flowscope agent --uninstall`
+removes them): after a clean exit, and after a kill -9 followed by a restart and exit.
 
 "Nothing" is checked by identity, not by name (other agents may run on this machine): the ids of the programs
 its tcx links hold and of the maps those programs use, its pin folder, its lock file, and any of its entry
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +71,19 @@ def wait_gone(progs: set[int], maps: set[int], timeout: float = 10.0) -> None:
     )
 
 
+def uninstall(lab: Lab) -> None:
+    """After an agent's exit only its conntrack tables are left, for the next agent; `flowscope agent --uninstall`
+    removes them (nsenter: the host's bpffs, not `ip netns exec`'s private /sys)."""
+    folder = Path(f"/sys/fs/bpf/flowscope/netns-{node_netns_inode(lab)}")
+    assert sorted(p.name for p in (folder / "conntrack").iterdir()) == ["ct4", "ct6", "ct_meta", "ct_used"]
+    assert [p.name for p in folder.iterdir()] == ["conntrack"]
+    flowscope = Path(sys.executable).parent / "flowscope"
+    argv = ["nsenter", f"--net=/run/netns/{lab.netns('node1')}", str(flowscope), "agent", "--uninstall"]
+    assert "conntrack tables included" in subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
 def assert_nothing_left(lab: Lab, progs: set[int], maps: set[int]) -> None:
+    uninstall(lab)
     assert our_filters(lab) == {}
     wait_gone(progs, maps)
     inode = node_netns_inode(lab)
