@@ -26,17 +26,6 @@ from flowscope.observer.metadata import Cluster, Endpoint
 from flowscope.observer.policy.manager import Status
 from flowscope.observer.policy.model import Policy
 
-POLICY_LABEL = "k8s:io.cilium.k8s.policy"
-
-
-def policy_labels(policy: Policy) -> list[str]:
-    """The labels Cilium derives for a policy's rules: where it came from, its name and its namespace."""
-    kind = "CiliumNetworkPolicy" if policy.namespace is not None else "CiliumClusterwideNetworkPolicy"
-    labels = [f"{POLICY_LABEL}.derived-from={kind}", f"{POLICY_LABEL}.name={policy.name}"]
-    if policy.namespace is not None:
-        labels.append(f"{POLICY_LABEL}.namespace={policy.namespace}")
-    return labels
-
 
 def endpoint_labels(endpoint: Endpoint) -> list[str]:
     return sorted(f"k8s:{key}={value}" for key, value in endpoint.labels.items())
@@ -66,7 +55,7 @@ class AgentEvents:
 
     def _policy(self, kind: flow_pb2.AgentEventType, policies: Iterable[Policy], revision: int) -> None:
         policies = list(policies)
-        labels = [label for policy in policies for label in policy_labels(policy)]
+        labels = [label for policy in policies for label in policy.labels]
         notification = flow_pb2.PolicyUpdateNotification(labels=labels, revision=revision, rule_count=len(policies))
         self.ring.add(flow_pb2.AgentEvent(type=kind, policy_update=notification))
 
