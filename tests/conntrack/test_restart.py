@@ -51,8 +51,16 @@ def lab() -> Iterator[Lab]:
 
 def kill_9(lab: Lab, agent: Daemon) -> None:
     os.kill(agent.pid, 9)
-    wait_for(lambda: not Path(f"/proc/{agent.pid}").exists())
+    wait_for(lambda: dead(agent.pid))
     lab.stop(agent)  # forget it
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (its files, the agent's lock among them, are closed)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "kill -9"])
