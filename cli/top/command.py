@@ -11,11 +11,9 @@ filter the server refuses (INVALID_ARGUMENT) never is: its reason is shown whole
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 import time
-from types import FrameType
 
 import grpc
 from rich.console import Console, Group
@@ -24,6 +22,7 @@ from rich.live import Live
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import CliError
+from flowscope.cli.interrupts import EXIT_CODE, Interrupts
 from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
 from flowscope.cli.observe.request import raw_filters_yaml
 from flowscope.cli.top import render
@@ -130,25 +129,27 @@ class Viewer:
 
     def run(self, request: observer_pb2.GetFlowsRequest) -> int:
         console = Console(highlight=False, markup=False, emoji=False)
-        previous = signal.signal(signal.SIGTERM, _interrupt)  # so a kill unwinds and restores the terminal too
         self.stream = Stream(self.connection, request, FlowTable())
-        try:
+        try:  # Ctrl-C and SIGTERM end the loop below, which unwinds and gives the terminal back (cli/interrupts.py)
             with (
+                Interrupts() as interrupts,
                 RawTerminal(sys.stdin.fileno()) as terminal,
                 Live(
                     console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
                 ) as live,
             ):
-                return self._loop(terminal.fd, console, live)
+                return self._loop(terminal.fd, console, live, interrupts)
         finally:
             self.stream.stop()
-            signal.signal(signal.SIGTERM, previous)
 
-    def _loop(self, fd: int, console: Console, live: Live) -> int:
+    def _loop(self, fd: int, console: Console, live: Live, interrupts: Interrupts) -> int:
         due = 0.0
         while True:
             now = time.monotonic()
-            for key in read_keys(fd, due - now):
+            keys = read_keys(fd, due - now)
+            if interrupts.stopped:
+                return EXIT_CODE
+            for key in keys:
                 if key == "eof":  # nobody left to see the screen
                     return 0
                 action = self.controls.handle(key)
@@ -188,7 +189,3 @@ class Viewer:
                 self._restart(self.filter.request(self.controls.filter_text), FlowTable())
         elif not self.stream.final and now - ended >= RETRY_SECONDS:
             self._restart(self.filter.request(self.controls.filter_text, backfill=None), self.stream.table)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
