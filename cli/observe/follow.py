@@ -1,0 +1,100 @@
+"""Reading a GetFlows stream for `observe`: the call is read on a daemon thread and the main thread only waits for
+what it hands over (see cli/interrupts.py for why), and a followed stream outlives its server going away.
+
+When the server of `observe -f` goes away (an agent or relay killed, restarted), the stream is asked for again
+with backoff (1, 2, 4, 8, then every 10 s), one line on stderr for each state: the loss, each wait, the
+resumption. The stream resumes just after the last flow printed (or, when none was, with the request first
+sent, whose backfill was never printed), so nothing shows twice. Ctrl-C ends it at once, waiting or not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.cli.connection import Connection
+from flowscope.cli.interrupts import Interrupts, Stop
+
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 10.0)  # the wait before each attempt; the last repeats
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The reader thread's last word: None when the server ended the stream, else how the call failed."""
+
+    error: grpc.RpcError | None
+
+
+def read(connection: Connection, request: observer_pb2.GetFlowsRequest, interrupts: Interrupts) -> grpc.Call:
+    """Start the call and a daemon thread that puts each response, then `Ended`, in `interrupts.inbox`."""
+    call = observer_pb2_grpc.ObserverStub(connection.channel).GetFlows(request)
+
+    def pump() -> None:
+        try:
+            for response in call:
+                interrupts.inbox.put(response)
+        except grpc.RpcError as exc:
+            interrupts.inbox.put(Ended(exc))
+        else:
+            interrupts.inbox.put(Ended(None))
+
+    threading.Thread(target=pump, name="observe-stream", daemon=True).start()
+    return call
+
+
+def responses(
+    connection: Connection,
+    request: observer_pb2.GetFlowsRequest,
+    interrupts: Interrupts,
+    say: Callable[[str], None],
+) -> Iterator[observer_pb2.GetFlowsResponse]:
+    """The stream's responses until it ends, a signal stops it or (not following) it fails: `connection.error`.
+    Following, a lost connection is retried with backoff, saying so through `say`."""
+    attempt = 0
+    last: observer_pb2.GetFlowsResponse | None = None  # the last flow handed out, to resume after it
+    while True:
+        call = read(connection, resumed(request, last), interrupts)
+        try:
+            while True:
+                item = interrupts.get()
+                if isinstance(item, Stop):
+                    return
+                if isinstance(item, Ended):
+                    break
+                if attempt:
+                    say(f"connection to {connection.target} restored; following again")
+                    attempt = 0
+                if item.HasField("flow"):
+                    last = item
+                yield item
+        finally:
+            call.cancel()  # a no-op on an ended call; it frees the reader thread of one stopped early
+        if item.error is None or not request.follow or item.error.code() != grpc.StatusCode.UNAVAILABLE:
+            if item.error is not None and item.error.code() != grpc.StatusCode.CANCELLED:
+                raise connection.error(item.error)
+            return
+        delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+        what = "connection lost" if attempt == 0 else "still unreachable"
+        say(f"{what}: {connection.error(item.error).message}; retrying in {delay:g}s")
+        attempt += 1
+        if isinstance(interrupts.get(delay), Stop):
+            return
+
+
+def resumed(
+    request: observer_pb2.GetFlowsRequest, last: observer_pb2.GetFlowsResponse | None
+) -> observer_pb2.GetFlowsRequest:
+    """The request to follow again after `last`, the last flow shown: flows after its time, without a backfill
+    count. Before any flow was shown, the request as first sent (its backfill was never printed)."""
+    if last is None:
+        return request
+    again = observer_pb2.GetFlowsRequest()
+    again.CopyFrom(request)
+    again.number, again.first = 0, False
+    after = last.flow.time.ToNanoseconds() + 1  # `since` is inclusive: the last flow shown is not sent again
+    again.since.FromNanoseconds(after)
+    return again
