@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
@@ -21,6 +20,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from flowscope.api.observer import observer_pb2
 from flowscope.common.addresses import listen_target
 from flowscope.common.counters import Counters
+from flowscope.common.statuses import BriefStatuses
+from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ClientTLS, ServerTLS
 from flowscope.relay import status
 from flowscope.relay.dial import KEEPALIVE_S, Dialer
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 SERVICE = "observer.Observer"
 HEALTH_SERVICE = "hubble.server.Observer"
-MAX_STREAMS = 64
 DEFAULT_LISTEN_ADDRESS = "localhost:4245"
 
 
@@ -51,6 +51,7 @@ class RelayConfig:
     ask_timeout_s: float = status.ASK_TIMEOUT_S
     keepalive_s: float = KEEPALIVE_S  # pings to each agent: how soon a node that stopped answering is named
     name: str = field(default_factory=socket.gethostname)  # node_name of the relay's own responses
+    stall_s: float = STALL_S  # a client that reads nothing this long has its stream ended (common/streams.py)
 
 
 @dataclass
@@ -69,8 +70,11 @@ class RelayStats(Counters):
 class RelayObserver:
     """observer.Observer, answered by asking every node."""
 
-    def __init__(self, config: RelayConfig, pool: PeerPool, stopping: threading.Event, stats: RelayStats) -> None:
+    def __init__(
+        self, config: RelayConfig, pool: PeerPool, stopping: threading.Event, stats: RelayStats, streams: FlowStreams
+    ) -> None:
         self._config = config
+        self._streams = streams
         self._pool = pool
         self._stopping = stopping
         self._stats = stats
@@ -88,7 +92,9 @@ class RelayObserver:
         fanout = Fanout(request, self._pool, merger)
         self._stats.add(clients=1)
         try:
-            yield from fanout.responses(lambda: context.is_active() and not self._stopping.is_set())
+            yield from self._streams.serve(
+                fanout.responses(lambda: context.is_active() and not self._stopping.is_set()), context
+            )
         except RejectedRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
@@ -161,13 +167,16 @@ class RelayServer:
             if config.peer_service
             else None
         )
+        self.streams = FlowStreams(stall_s=config.stall_s)
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=MAX_STREAMS, thread_name_prefix="relay"),
-            maximum_concurrent_rpcs=MAX_STREAMS,
+            self.streams.executor("relay"),
+            maximum_concurrent_rpcs=self.streams.max_rpcs,
             # Without this, a second relay on the same port would share it with the first, silently.
             options=[("grpc.so_reuseport", 0)],
+            interceptors=[BriefStatuses()],
         )
-        self._server.add_generic_rpc_handlers((RelayObserver(config, self.pool, self._stopping, self.stats).handler(),))
+        observer = RelayObserver(config, self.pool, self._stopping, self.stats, self.streams)
+        self._server.add_generic_rpc_handlers((observer.handler(),))
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         address = listen_target(config.listen_address)
@@ -195,6 +204,7 @@ class RelayServer:
         if self.follower is not None:
             self.follower.stop()
         self._server.stop(grace).wait(grace + 1)
+        self.streams.close()
         self.pool.close()
 
     def __enter__(self) -> RelayServer:
