@@ -10,7 +10,6 @@ the stop; the next start's reclaim removes what it left, which is why reclaim co
 from __future__ import annotations
 
 import fcntl
-import functools
 import logging
 import os
 import secrets
@@ -28,6 +27,7 @@ from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
 from flowscope.common.closing import Closing
 from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR, agent_lock_file, agent_lock_files
 from flowscope.common.tls import ServerTLS
+from flowscope.observer.agent_events import ClusterEvents
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
@@ -41,8 +41,8 @@ from flowscope.observer.ipcache import ClusterIpcache
 from flowscope.observer.metadata import Cluster
 from flowscope.observer.metadata_watch import MetadataWatcher
 from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.server.peer import add_peer_service
-from flowscope.observer.server.serve import ObserverServer
+from flowscope.observer.server.peer import peer_service
+from flowscope.observer.server.serve import ObserverServer, check_control_listener
 from flowscope.observer.server.state import NodeState
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class AgentConfig:
     cluster_file: Path | None = None
     device: str | None = None
     socket_path: Path | None = DEFAULT_SOCKET
-    listen_address: str | None = ":4244"
+    listen_address: str | None = ":4244"  # read-only services only (observer/server/serve.py)
+    control_listen_address: str | None = None  # the write services on TCP too; needs mutual TLS
     ring_capacity: int = 65535
     caplen: int = DEFAULT_CAPLEN
     ring_buffer_pages: int = 1024  # 4 MiB of kernel buffer
@@ -71,6 +72,7 @@ class AgentConfig:
     def check(self) -> None:
         check_capacity(self.ring_capacity)
         check_caplen(self.caplen)
+        check_control_listener(self.control_listen_address, self.tls)
         if self.cluster_file is not None and not self.cluster_file.exists():
             raise ValueError(f"cluster file {self.cluster_file} does not exist")
 
@@ -154,23 +156,33 @@ class Agent(Closing):
             log.warning("device %s does not exist: flows from and to the network start when it appears", cfg.device)
         self.metadata.subscribe("attachments", self.attachments.update)
         self.metadata.subscribe("node state", self._follow_own_node)
-        self.control: Control | None = Control(self.datapath, self.registry, cfg.aggregation, cfg.policy_file)
-        decoder.rule_names = self.control.policy.rule_name
+        events = self.state.agent_events
+        self.metadata.subscribe("agent events", ClusterEvents(events, cfg.node_name).update)
+        self.control: Control | None = Control(
+            self.datapath, self.registry, cfg.aggregation, cfg.policy_file, on_policy_change=events.policy_changed
+        )
+        decoder.rules = self.control.policy.rules
         self.ingest = self._make_ingest(self.datapath, self.kdrop, dtype)
         self.ingest.start()
         tls_enabled, stopping = cfg.tls is not None, self.state.stopping
-        peers = functools.partial(add_peer_service, metadata=self.metadata, tls_enabled=tls_enabled, stopping=stopping)
+        peers = peer_service(self.metadata, tls_enabled=tls_enabled, stopping=stopping)
         self.server: ObserverServer | None = ObserverServer(
-            self.state, cfg.socket_path, cfg.listen_address, cfg.tls, [self.control.service(), peers]
+            self.state,
+            cfg.socket_path,
+            cfg.listen_address,
+            cfg.tls,
+            [self.control.service(), peers],
+            control_address=cfg.control_listen_address,
         )
         self.server.start()
         self.control.start()
         self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
         self._reconciler.start()
+        events.started()
         log.info(
             "agent for node %s ready: %s",
             cfg.node_name,
-            ", ".join(a for a in (str(cfg.socket_path or ""), cfg.listen_address or "") if a),
+            ", ".join(a for a in (str(cfg.socket_path or ""), cfg.listen_address, cfg.control_listen_address) if a),
         )
 
     def _follow_own_node(self, cluster: Cluster) -> None:

@@ -1,7 +1,8 @@
 """What of the agent changes while it runs: the network policy, the monitor aggregation settings, and the
 once-a-tick housekeeping both need (the conntrack sweep; recompiling the policy when the cluster changed).
 
-The agent makes one Control after loading the datapath, serves its gRPC service beside the Observer API, and
+The agent makes one Control after loading the datapath, serves its gRPC service where only trusted callers reach
+(observer/server/serve.py: the unix socket, or a control listener with mutual TLS; never the public port), and
 closes it before unloading the datapath.
 """
 
@@ -12,14 +13,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.observer.aggregation import Aggregation
 from flowscope.observer.datapath import Datapath
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.policy import PolicyError, PolicyManager
+from flowscope.observer.policy.manager import Status
 from flowscope.observer.server.control_service import control_service
+from flowscope.observer.server.serve import Service
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,10 @@ class Control:
         registry: EndpointRegistry,
         aggregation: AggregationSettings,
         policy_file: Path | None = None,
+        on_policy_change: Callable[[Status, Status], None] = lambda before, after: None,
     ) -> None:
         self.aggregation = Aggregation(datapath, aggregation)
-        self.policy = PolicyManager(datapath, registry)
+        self.policy = PolicyManager(datapath, registry, on_policy_change)
         if policy_file is not None:
             try:
                 self.policy.apply(policy_file.read_text(), str(policy_file))
@@ -45,7 +47,7 @@ class Control:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
 
-    def service(self) -> Callable[[grpc.Server], None]:
+    def service(self) -> Service:
         return control_service(self.policy, self.aggregation)
 
     def start(self) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import grpc
-
-from flowscope.api.observer import observer_pb2_grpc
 from flowscope.cli.connection import ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import UsageError
+from flowscope.cli.interrupts import Interrupts
+from flowscope.cli.observe import follow, offline
+from flowscope.cli.observe.events import KINDS, run_events
 from flowscope.cli.observe.flags import add_filter_flags, add_format_flags, add_selector_flags
 from flowscope.cli.observe.request import build_request, raw_filters_yaml
 from flowscope.cli.printer import FlowPrinter, PrintOptions, Sink, make_printer
@@ -30,7 +30,7 @@ matches. Examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "observe",
-        usage="flowscope observe [flows] [selectors] [filters] [output flags] [server flags]",
+        usage="flowscope observe [flows|agent-events|debug-events] [selectors] [filters] [output flags] [server flags]",
         help="observe flows (hubble observe)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -38,37 +38,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     # Checked in run, not with `choices`: argparse checks choices before it reports unknown flags, so
     # `observe --lst 5` would blame the 5 instead of naming --lst.
-    parser.add_argument("what", nargs="?", metavar="{flows}", help="what to observe (flows, the default)")
+    parser.add_argument(
+        "what",
+        nargs="?",
+        metavar="{flows,agent-events,debug-events}",
+        help="what to observe: flows (the default), the agents' own events, or the datapath's debug events",
+    )
     add_selector_flags(parser)
     add_filter_flags(parser)
     add_format_flags(parser)
     add_server_flags(parser)
+    offline.add_input_flag(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.what not in (None, "flows"):
-        raise UsageError(f"unknown object to observe {args.what!r}, only 'flows' can be observed")
+    if args.what not in (None, "flows", *KINDS):
+        raise UsageError(f"unknown object to observe {args.what!r}: flows, {', '.join(KINDS)}")
     if args.output in ("table", "tab") and args.follow:
         raise UsageError("table output format is not compatible with follow mode")
+    if args.what in KINDS:
+        return run_events(args)
     request = build_request(args)
     if args.print_raw_filters:
         sys.stdout.write(raw_filters_yaml(request))
         return 0
     printer = _printer(args)
-    with connect(ServerOptions.from_args(args)) as connection:
-        call = observer_pb2_grpc.ObserverStub(connection.channel).GetFlows(request)
+    if args.input_file is not None:
+        with offline.opened(args.input_file) as lines:
+            try:
+                for response in offline.responses(lines, request, args.input_file):
+                    printer.write(response)
+            finally:
+                printer.close()
+        return 0
+    # Ctrl-C ends a follow with what was printed standing, and exit 0, like hubble.
+    with connect(ServerOptions.from_args(args)) as connection, Interrupts() as interrupts:
         try:
-            for response in call:
+            for response in follow.responses(connection, request, interrupts, _say):
                 printer.write(response)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                raise connection.error(exc) from None
-        except KeyboardInterrupt:
-            call.cancel()  # Ctrl-C ends a follow; what was printed stands, like hubble
         finally:
             printer.close()
     return 0
+
+
+def _say(line: str) -> None:
+    print(f"flowscope: {line}", file=sys.stderr, flush=True)
 
 
 def _printer(args: argparse.Namespace) -> FlowPrinter:
@@ -78,6 +93,7 @@ def _printer(args: argparse.Namespace) -> FlowPrinter:
     options = PrintOptions(
         time_format=args.time_format,
         node_name=args.print_node_name,
+        policy_names=args.print_policy_names,
         ip_translation=args.ip_translation and not args.numeric,
         debug=args.debug,
     )

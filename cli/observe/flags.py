@@ -184,6 +184,9 @@ def add_format_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-o", "--output", default="compact", choices=[*OUTPUT_FORMATS, "tab"], help="output format")
     group.add_argument("--print-node-name", action="store_true", help="print the node each flow was seen on")
     group.add_argument(
+        "--print-policy-names", action="store_true", help="print the policies that allowed or denied a flow"
+    )
+    group.add_argument(
         "--time-format",
         type=_time_format,
         default="StampMilli",

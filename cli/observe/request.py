@@ -19,6 +19,7 @@ from flowscope.cli.timefmt import parse_time, to_timestamp
 
 DEFAULT_LAST = 20
 ALL_FLOWS = 2**64 - 1
+Selectable = observer_pb2.GetFlowsRequest | observer_pb2.GetAgentEventsRequest | observer_pb2.GetDebugEventsRequest
 
 # The fields hubble's text formats print, which it asks for when no mask is given (hubble/pkg/defaults) ...
 HUBBLE_FIELD_MASK = (
@@ -43,36 +44,25 @@ HUBBLE_FIELD_MASK = (
     "Summary",
 )
 # ... and what flowscope's text formats print beyond that: the policy-verdict match and direction, the drop
-# reason enum, and flowscope's own block (kernel drop reason, aggregated packet and byte counts).
-FIELD_MASK = (*HUBBLE_FIELD_MASK, "policy_match_type", "traffic_direction", "drop_reason_desc", "flowscope")
+# reason enum, flowscope's own block (kernel drop reason, aggregated packet and byte counts), and the policies
+# behind a policy verdict (--print-policy-names; empty in every other flow, so they cost nothing when unasked).
+POLICY_FIELDS = ("egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by")
+FIELD_MASK = (
+    *HUBBLE_FIELD_MASK,
+    "policy_match_type",
+    "traffic_direction",
+    "drop_reason_desc",
+    "flowscope",
+    *POLICY_FIELDS,
+)
 
 
 def build_request(
     args: argparse.Namespace, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> observer_pb2.GetFlowsRequest:
     """The request for these flags; UsageError for combinations hubble refuses."""
-    first, last = args.first > 0, args.last > 0
-    for given, other, message in (
-        (first, last, "cannot set both --first and --last"),
-        (first, args.all, "cannot set both --first and --all"),
-        (first, args.follow, "cannot set both --first and --follow"),
-        (last, args.all, "cannot set both --last and --all"),
-    ):
-        if given and other:
-            raise UsageError(message)
-    request = observer_pb2.GetFlowsRequest(follow=args.follow, first=first)
-    if args.since:
-        request.since.CopyFrom(to_timestamp(_moment("since", args.since, now)))
-    if args.until and not args.follow:
-        request.until.CopyFrom(to_timestamp(_moment("until", args.until, now)))
-
-    number = args.first if first else args.last
-    if not (request.HasField("since") or request.HasField("until") or first):
-        if args.all:
-            number = ALL_FLOWS
-        elif number == 0 and not args.follow:
-            number = DEFAULT_LAST
-    request.number = number
+    request = observer_pb2.GetFlowsRequest()
+    select(request, args, now)
 
     try:
         whitelist, blacklist = filter_builder(args).build()
@@ -85,6 +75,33 @@ def build_request(
     if paths:
         request.field_mask.CopyFrom(_field_mask(paths))
     return request
+
+
+def select(request: Selectable, args: argparse.Namespace, now: Callable[[], datetime]) -> None:
+    """Set the selectors (number, first, follow, since, until) GetFlows, GetAgentEvents and GetDebugEvents share;
+    UsageError for combinations hubble refuses."""
+    first, last = args.first > 0, args.last > 0
+    for given, other, message in (
+        (first, last, "cannot set both --first and --last"),
+        (first, args.all, "cannot set both --first and --all"),
+        (first, args.follow, "cannot set both --first and --follow"),
+        (last, args.all, "cannot set both --last and --all"),
+    ):
+        if given and other:
+            raise UsageError(message)
+    request.follow, request.first = args.follow, first
+    if args.since:
+        request.since.CopyFrom(to_timestamp(_moment("since", args.since, now)))
+    if args.until and not args.follow:
+        request.until.CopyFrom(to_timestamp(_moment("until", args.until, now)))
+
+    number = args.first if first else args.last
+    if not (request.HasField("since") or request.HasField("until") or first):
+        if args.all:
+            number = ALL_FLOWS
+        elif number == 0 and not args.follow:
+            number = DEFAULT_LAST
+    request.number = number
 
 
 def _moment(flag: str, text: str, now: Callable[[], datetime]) -> datetime:

@@ -13,7 +13,7 @@ import builtins
 import socket
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from flowscope.observer.parser.packet import (
 )
 from flowscope.observer.parser.summary import summarize
 from flowscope.observer.parser.uuids import FlowIds
+
+if TYPE_CHECKING:
+    from flowscope.observer.policy import RuleOrigin
 
 _TO_ENDPOINT = flow_pb2.TO_ENDPOINT  # Cilium's TO_LXC (0) on the wire: 0 means "unknown" there
 _NO_CPU = 0xFF
@@ -81,12 +84,20 @@ class _Record(NamedTuple):
 assert _Record._fields == events.event_dtype().names, "decoder out of step with observer/events.py"
 
 
+class Rules(Protocol):
+    """What the decoder asks of the agent's policy rule table (observer/policy/rules.py)."""
+
+    def name(self, number: int) -> str | None: ...
+    def origin(self, number: int) -> RuleOrigin | None: ...
+
+
 class _Names:
     """What the decoder derives from one registry snapshot: entry numbers and ready-made Endpoint messages."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.index: EndpointIndex = index_of(snapshot)
+        self.node_labels = snapshot.cluster.node_labels(snapshot.node_name)
         self._endpoints: dict[tuple[int, int], flow_pb2.Endpoint] = {}
         self._addresses: dict[bytes, str] = {}
 
@@ -142,7 +153,7 @@ class FlowDecoder:
         self.ids = FlowIds(instance)
         self._kernel_reasons = dict(kernel_drop_reasons or {})
         self._locate = locate
-        self.rule_names: Callable[[int], str | None] | None = None  # policy rule numbers -> names (the agent's)
+        self.rules: Rules | None = None  # what the datapath's rule numbers stand for (the agent's policy)
         self._names = _Names(registry.snapshot)
 
     def _current_names(self) -> _Names:
@@ -165,8 +176,11 @@ class FlowDecoder:
         names = self._current_names()
         flow = flow_pb2.Flow()
         self._fill_event(flow, r, seq)
+        flow.node_labels.extend(names.node_labels)
         _fill_packet(flow, packet, names)
         _fill_endpoints(flow, r, packet, names)
+        if r.rule and self.rules is not None:
+            self._fill_policy(flow, r.rule, self.rules)
         if r.verdict == flow_pb2.DROPPED:
             self._fill_drop(flow, r)
         if r.flags & events.F_AGGREGATE:
@@ -194,9 +208,6 @@ class FlowDecoder:
             flow.trace_observation_point = cast(flow_pb2.TraceObservationPoint, r.subtype or _TO_ENDPOINT)
         elif r.type == EVENT_POLICY_VERDICT:
             flow.policy_match_type = (r.policy_flags >> 3) & 0x7
-            rule = self.rule_names(r.rule) if r.rule and self.rule_names else None
-            if rule:
-                flow.flowscope.policy_rule = rule
         if r.trace_reason:
             flow.trace_reason = cast(flow_pb2.TraceReason, r.trace_reason)
         reply = reply_state(r.flags)
@@ -206,6 +217,30 @@ class FlowDecoder:
             interface = flow.interface
             interface.index = r.ifindex
             interface.name = self.registry.snapshot.interface_name(r.ifindex)
+
+    def _fill_policy(self, flow: flow_pb2.Flow, rule: int, rules: Rules) -> None:
+        """The rule behind a policy verdict: named in flowscope's part, and its policy where Hubble puts it, in
+        the allowed_by or denied_by list of the verdict's direction (docs/reference/hubble-api.md, Flow)."""
+        name = rules.name(rule)
+        if name:
+            flow.flowscope.policy_rule = name
+        origin = rules.origin(rule)
+        if origin is None or flow.traffic_direction == flow_pb2.TRAFFIC_DIRECTION_UNKNOWN:
+            return
+        ingress = flow.traffic_direction == flow_pb2.INGRESS
+        if flow.verdict == flow_pb2.FORWARDED:
+            policies = flow.ingress_allowed_by if ingress else flow.egress_allowed_by
+        elif flow.verdict == flow_pb2.DROPPED:
+            policies = flow.ingress_denied_by if ingress else flow.egress_denied_by
+        else:
+            return
+        policies.add(
+            name=origin.name,
+            namespace=origin.namespace,
+            labels=origin.labels,
+            revision=origin.revision,
+            kind=origin.kind,
+        )
 
     def _fill_drop(self, flow: flow_pb2.Flow, r: _Record) -> None:
         """Why it was dropped: a Cilium reason on the wire, or the kernel's own, named, in flowscope's part."""

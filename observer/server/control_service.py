@@ -7,7 +7,7 @@ NOT_FOUND with the reason in one line; the CLI prints exactly that.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from typing import cast
 
 import grpc
@@ -16,6 +16,9 @@ from flowscope.api.control import control_pb2, control_pb2_grpc
 from flowscope.observer.aggregation import Aggregation
 from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, Verdict
 from flowscope.observer.policy import PolicyError, PolicyManager, Status
+from flowscope.observer.server.serve import Service
+
+SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 
 
 class ControlService(control_pb2_grpc.ControlServicer):
@@ -141,11 +144,8 @@ def _settings(values: dict[str, str]) -> control_pb2.ConfigResponse:
     return control_pb2.ConfigResponse(settings=[control_pb2.Setting(key=k, value=v) for k, v in values.items()])
 
 
-def control_service(policy: PolicyManager, aggregation: Aggregation) -> Callable[[grpc.Server], None]:
-    """What ObserverServer's extra_services takes: adds the service to a server."""
+def control_service(policy: PolicyManager, aggregation: Aggregation) -> Service:
+    """The service as ObserverServer takes it: it writes (it replaces the enforced policy), so it is served on
+    the agent's unix socket and control listener only."""
     service = ControlService(policy, aggregation)
-
-    def add(server: grpc.Server) -> None:
-        control_pb2_grpc.add_ControlServicer_to_server(service, server)
-
-    return add
+    return Service(SERVICE_NAME, functools.partial(control_pb2_grpc.add_ControlServicer_to_server, service))

@@ -6,11 +6,12 @@ notification carries the node's name, the address its agent serves on (`address`
 port 4244) and, when agents serve TLS, the name a relay must expect in the node's certificate; Hubble's
 format, `<node>.<cluster>.hubble-grpc.cilium.io`, so certificates made for Hubble work here too.
 
-    add_peer_service(server, metadata_watcher, tls_enabled=True, stopping=state.stopping)
+    ObserverServer(..., services=[peer_service(metadata_watcher, tls_enabled=True, stopping=state.stopping)])
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -21,11 +22,13 @@ import grpc
 from flowscope.api.peer import peer_pb2, peer_pb2_grpc
 from flowscope.observer.metadata import Cluster, Node
 from flowscope.observer.metadata_watch import MetadataWatcher
+from flowscope.observer.server.serve import Service
 
 log = logging.getLogger(__name__)
 
 AGENT_PORT = 4244
 TLS_DOMAIN = "hubble-grpc.cilium.io"
+SERVICE_NAME = peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name
 _WAIT_S = 0.25
 
 Peers = dict[str, peer_pb2.ChangeNotification]
@@ -116,6 +119,19 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                     inbox.put(change)
 
 
+def peer_service(
+    metadata: MetadataWatcher,
+    *,
+    tls_enabled: bool = False,
+    stopping: threading.Event | None = None,
+) -> Service:
+    """peer.Peer following `metadata`, as ObserverServer takes it: read-only, so on every port (Hubble's relay
+    finds the nodes through an agent's 4244)."""
+    service = PeerService(tls_enabled, stopping)
+    metadata.subscribe("peer service", service.update)
+    return Service(SERVICE_NAME, functools.partial(peer_pb2_grpc.add_PeerServicer_to_server, service), writes=False)
+
+
 def add_peer_service(
     server: grpc.Server,
     metadata: MetadataWatcher,
@@ -123,8 +139,5 @@ def add_peer_service(
     tls_enabled: bool = False,
     stopping: threading.Event | None = None,
 ) -> None:
-    """Serve peer.Peer on the agent's gRPC server, following `metadata` (ObserverServer's `extra_services` takes
-    a partial of this)."""
-    service = PeerService(tls_enabled, stopping)
-    metadata.subscribe("peer service", service.update)
-    peer_pb2_grpc.add_PeerServicer_to_server(service, server)
+    """Serve peer.Peer on one gRPC server, following `metadata`."""
+    peer_service(metadata, tls_enabled=tls_enabled, stopping=stopping).add(server)

@@ -1,4 +1,17 @@
-"""The agent's gRPC server: Hubble's Observer API and the standard health service, on a unix socket and TCP.
+"""The agent's gRPC servers: Hubble's Observer API, peer.Peer and the standard health service for anyone who
+reaches a port, and flowscope's write services only where the caller is known.
+
+Hubble's port 4244 carries only what reads (docs/reference/hubble-api.md: Observer, Peer; and health): whoever
+reaches it may watch flows, never change the node. flowscope's write services (Control: the enforced policy and the
+agent's settings) would let anyone who reaches the port switch enforcement off, so each service declares
+whether it writes (`Service.writes`, true unless it says otherwise) and a write service is served only
+
+- on the unix socket, where file permissions (0660, group `flowscope` when it exists) say who may call, and
+- on the control listener, which the operator asks for by flag and which must demand a client certificate.
+
+Two gRPC servers make the split, since a gRPC server serves every service it has on every port: the private
+one (socket, control listener) has every service, the public one (the TCP listen address) only the read-only
+ones, and answers a write method with PERMISSION_DENIED saying where the service lives.
 
 The `hubble` CLI checks grpc.health.v1 with service name "hubble.server.Observer" before anything else, so the
 health service answers SERVING for it (and for the empty name, the server as a whole).
@@ -6,21 +19,28 @@ health service answers SERVING for it (and for the empty name, the server as a w
 
 from __future__ import annotations
 
+import functools
+import grp
 import os
-from collections.abc import Callable
-from concurrent import futures
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowscope.api.observer import observer_pb2_grpc
+from flowscope.common.addresses import listen_target
+from flowscope.common.statuses import BriefStatuses
+from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ServerTLS
 from flowscope.observer.server.service import ObserverService
 from flowscope.observer.server.state import NodeState
 
 HEALTH_SERVICE = "hubble.server.Observer"
-MAX_STREAMS = 64
+SOCKET_GROUP = "flowscope"  # who may use the unix socket besides root, when the group exists
+SOCKET_MODE = 0o660
+CONTROL_FLAG = "--control-listen-address"
 # A relay pings each agent once a second to find out a node that stopped answering (relay/dial.py), also
 # while a follow stream is idle; a gRPC server's default policy answers that with GOAWAY, ending the stream.
 PING_POLICY: list[tuple[str, int]] = [
@@ -30,6 +50,29 @@ PING_POLICY: list[tuple[str, int]] = [
 ]
 
 
+class ControlListenerError(ValueError):
+    """A control listener without mutual TLS: anyone reaching it could change the node."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """One gRPC service of the agent: its full name, how to add it to a server, and whether it writes.
+
+    A service writes unless it says it does not: one that forgets is kept off the public port, not exposed."""
+
+    name: str
+    add: Callable[[grpc.Server], None]
+    writes: bool = True
+
+
+def check_control_listener(address: str | None, tls: ServerTLS | None) -> None:
+    """A control listener needs mutual TLS: a server certificate, and client CAs to check every caller by."""
+    if address and (tls is None or not tls.client_cas):
+        raise ControlListenerError(
+            f"{CONTROL_FLAG} needs mutual TLS: give --tls-cert-file, --tls-key-file and --tls-client-ca-files"
+        )
+
+
 class ObserverServer:
     def __init__(
         self,
@@ -37,35 +80,69 @@ class ObserverServer:
         socket_path: Path | None,
         listen_address: str | None,
         tls: ServerTLS | None = None,
-        extra_services: list[Callable[[grpc.Server], None]] | None = None,
+        services: Sequence[Service] = (),
+        control_address: str | None = None,
+        stall_s: float = STALL_S,
     ) -> None:
+        check_control_listener(control_address, tls)
         self._state = state
         self._socket_path = socket_path
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=MAX_STREAMS, thread_name_prefix="grpc"),
-            maximum_concurrent_rpcs=MAX_STREAMS,
-            options=PING_POLICY,
-        )
-        observer_pb2_grpc.add_ObserverServicer_to_server(ObserverService(state), self._server)
         self._health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        for add in extra_services or []:
-            add(self._server)
+        self.streams = FlowStreams(stall_s=stall_s)  # both servers' together (common/streams.py)
+        observer = ObserverService(state, self.streams)
+        read_only = [
+            Service(HEALTH_SERVICE, self._add_health, writes=False),
+            Service(
+                "observer.Observer",
+                functools.partial(observer_pb2_grpc.add_ObserverServicer_to_server, observer),
+                False,
+            ),
+            *(s for s in services if not s.writes),
+        ]
+        writes = [s for s in services if s.writes]
+        self._servers: list[grpc.Server] = []
+        private = self._server([*read_only, *writes])
         if socket_path is not None:
             socket_path.parent.mkdir(parents=True, exist_ok=True)
             # The unix socket is local and guarded by file permissions: no TLS on it, like Hubble's.
-            self._server.add_insecure_port(f"unix://{socket_path}")
+            private.add_insecure_port(f"unix://{socket_path}")
+        if control_address and tls is not None:
+            private.add_secure_port(listen_target(control_address), tls.credentials())
         if listen_address:
-            address = _normalise(listen_address)
+            public = self._server(read_only)
+            public.add_generic_rpc_handlers((_Refusal(writes, self._where_writes_live(control_address)),))
+            address = listen_target(listen_address)
             if tls is not None:
-                self._server.add_secure_port(address, tls.credentials())
+                public.add_secure_port(address, tls.credentials())
             else:
-                self._server.add_insecure_port(address)
+                public.add_insecure_port(address)
+
+    def _server(self, services: Sequence[Service]) -> grpc.Server:
+        server = grpc.server(
+            self.streams.executor("grpc"),
+            maximum_concurrent_rpcs=self.streams.max_rpcs,
+            options=PING_POLICY,
+            interceptors=[BriefStatuses()],
+        )
+        for service in services:
+            service.add(server)
+        self._servers.append(server)
+        return server
+
+    def _add_health(self, server: grpc.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+
+    def _where_writes_live(self, control_address: str | None) -> str:
+        places = [f"the agent's unix socket {self._socket_path}"] if self._socket_path else []
+        if control_address:
+            places.append(f"{control_address} (mutual TLS)")
+        return " or ".join(places) or f"no listener of this agent ({CONTROL_FLAG} serves it with mutual TLS)"
 
     def start(self) -> None:
-        self._server.start()
+        for server in self._servers:
+            server.start()
         if self._socket_path is not None:
-            os.chmod(self._socket_path, 0o660)
+            _guard(self._socket_path)
         for name in (HEALTH_SERVICE, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -74,11 +151,41 @@ class ObserverServer:
         self._health.enter_graceful_shutdown()
         self._state.stopping.set()
         self._state.ring.wake_all()
-        self._server.stop(grace).wait(grace + 1)
+        stopped = [server.stop(grace) for server in self._servers]
+        for event in stopped:
+            event.wait(grace + 1)
+        self.streams.close()
         if self._socket_path is not None:
             self._socket_path.unlink(missing_ok=True)
 
 
-def _normalise(address: str) -> str:
-    """':4244' means every address, as Hubble's --listen-address does."""
-    return f"[::]{address}" if address.startswith(":") else address
+class _Refusal(grpc.GenericRpcHandler):
+    """On the public port, a write service's methods end in PERMISSION_DENIED saying where the service lives
+    (instead of gRPC's bare "Method not found!", which reads like a relay or an old agent)."""
+
+    def __init__(self, writes: Sequence[Service], where: str) -> None:
+        self._prefixes = tuple(f"/{service.name}/" for service in writes)
+        self._where = where
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        if not method.startswith(self._prefixes):
+            return None
+        service = method.split("/")[1]
+        message = f"{service} is not served on this read-only port; it is served on {self._where}"
+
+        def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+            raise AssertionError("context.abort raises")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _guard(socket_path: Path) -> None:
+    """Root and the `flowscope` group (when it exists) may call the agent through its socket; nobody else."""
+    os.chmod(socket_path, SOCKET_MODE)
+    try:
+        group = grp.getgrnam(SOCKET_GROUP).gr_gid
+    except KeyError:
+        return
+    os.chown(socket_path, -1, group)

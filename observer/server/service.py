@@ -8,14 +8,17 @@ import grpc
 
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.api.relay import relay_pb2
+from flowscope.common.streams import FlowStreams
 from flowscope.observer.filters import FilterContext
+from flowscope.observer.server.events import EventSelection, select_events
 from flowscope.observer.server.getflows import FlowReader, InvalidRequest, select
 from flowscope.observer.server.state import VERSION, NodeState
 
 
 class ObserverService(observer_pb2_grpc.ObserverServicer):
-    def __init__(self, state: NodeState) -> None:
+    def __init__(self, state: NodeState, streams: FlowStreams | None = None) -> None:
         self._state = state
+        self._streams = streams or FlowStreams()
 
     def GetFlows(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext
@@ -26,6 +29,8 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
             cluster_name=state.cluster_name,
             snapshot=state.registry.snapshot,
             instance=state.decoder.instance,
+            decoder=state.decoder,
+            snapshots=lambda: state.registry.snapshot,
         )
         try:
             selection = select(request, ctx)
@@ -38,7 +43,40 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
             state.node_name,
             on_overrun=lambda n: state.counts.lost.add("ring_overrun", n),
         )
-        yield from reader.responses(lambda: context.is_active() and not state.stopping.is_set())
+        yield from self._streams.serve(reader.responses(lambda: self._active(context)), context)
+
+    def GetAgentEvents(
+        self, request: observer_pb2.GetAgentEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[observer_pb2.GetAgentEventsResponse]:
+        state = self._state
+        selection = self._events_selection(request, context)
+        for event in select_events(state.agent_events.ring, selection, lambda: self._active(context)):
+            response = observer_pb2.GetAgentEventsResponse(agent_event=event.message, node_name=state.node_name)
+            response.time.FromNanoseconds(event.time_ns)
+            yield response
+
+    def GetDebugEvents(
+        self, request: observer_pb2.GetDebugEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[observer_pb2.GetDebugEventsResponse]:
+        state = self._state
+        selection = self._events_selection(request, context)
+        for event in select_events(state.debug_events, selection, lambda: self._active(context)):
+            response = observer_pb2.GetDebugEventsResponse(debug_event=event.message, node_name=state.node_name)
+            response.time.FromNanoseconds(event.time_ns)
+            yield response
+
+    @staticmethod
+    def _events_selection(
+        request: observer_pb2.GetAgentEventsRequest | observer_pb2.GetDebugEventsRequest, context: grpc.ServicerContext
+    ) -> EventSelection:
+        try:
+            return EventSelection.of(request)
+        except InvalidRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # abort raised already; its stub does not say so
+
+    def _active(self, context: grpc.ServicerContext) -> bool:
+        return context.is_active() and not self._state.stopping.is_set()
 
     def ServerStatus(
         self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext

@@ -151,11 +151,11 @@ def test_a_bad_filter_value_is_refused_before_anything_is_sent(
     assert not server.requests
 
 
-def test_only_flows_can_be_observed(server: FakeServer, cli_env: dict[str, str]) -> None:
+def test_an_unknown_object_to_observe_is_named(server: FakeServer, cli_env: dict[str, str]) -> None:
     result = observe(server, cli_env, "5")
     assert (result.returncode, result.stderr) == (
         2,
-        "flowscope: error: unknown object to observe '5', only 'flows' can be observed\n",
+        "flowscope: error: unknown object to observe '5': flows, agent-events, debug-events\n",
     )
     assert observe(server, cli_env, "flows").returncode == 0
 

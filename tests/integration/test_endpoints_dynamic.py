@@ -12,11 +12,13 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from flows_helpers import wait_for_flows
+from flows_helpers import stub, wait_for_flows
 from waiting import eventually
 
 from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
 from flowscope.lab import Lab, netns, network
+from flowscope.lab.topology import Pod
 from flowscope.observer.metadata import Cluster
 
 pytestmark = pytest.mark.bpf
@@ -33,7 +35,8 @@ def attached(lab: Lab, ifname: str) -> bool:
     return any(a.device == ifname and a.name == "from_container" for a in lab.attached_programs("node1"))
 
 
-def test_a_new_pod_is_attached_and_named_then_detached(lab: Lab) -> None:
+def wire_extra_pod(lab: Lab) -> Pod:
+    """A pod `batch/extra` on node1, wired as a CNI plugin would, not yet in the cluster metadata."""
     client = lab.pod("client")
     extra = dataclasses.replace(
         client,
@@ -49,6 +52,11 @@ def test_a_new_pod_is_attached_and_named_then_detached(lab: Lab) -> None:
     netns.add([extra.netns])  # removed with the lab: its name has the lab's prefix
     netns.ip_batch(extra.node_netns, network.host_side(extra))
     netns.ip_batch(extra.netns, network.pod_side(extra))
+    return extra
+
+
+def test_a_new_pod_is_attached_and_named_then_detached(lab: Lab) -> None:
+    extra = wire_extra_pod(lab)
     assert not attached(lab, extra.ifname)
 
     cluster = Cluster.load(lab.cluster_file)
@@ -72,6 +80,22 @@ def test_a_new_pod_is_attached_and_named_then_detached(lab: Lab) -> None:
     assert eventually(lambda: not attached(lab, extra.ifname))
     # Its earlier flows keep its name: the ring is decoded long after the packet.
     assert get_names(lab, whitelist) == {"extra"}
+
+
+def test_a_follow_stream_selects_a_pod_added_after_it_started(lab: Lab) -> None:
+    extra = wire_extra_pod(lab)
+    request = observer_pb2.GetFlowsRequest(follow=True, whitelist=[flow_pb2.FlowFilter(source_pod=["batch/"])])
+    stream = stub(lab).GetFlows(request, timeout=30)
+    try:
+        cluster = Cluster.load(lab.cluster_file)
+        dataclasses.replace(cluster, endpoints=(*cluster.endpoints, extra.endpoint())).save(lab.cluster_file)
+        assert eventually(lambda: attached(lab, extra.ifname))
+        ping = netns.exec_argv(extra.netns, ["ping", "-c", "1", lab.pod("server").ipv4])
+        subprocess.run(ping, check=True, capture_output=True)
+        first = next(response for response in stream if response.HasField("flow")).flow
+        assert (first.source.namespace, first.source.pod_name) == ("batch", "extra")
+    finally:
+        stream.cancel()
 
 
 def get_names(lab: Lab, whitelist: list[flow_pb2.FlowFilter]) -> set[str]:
