@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 _TO_ENDPOINT = flow_pb2.TO_ENDPOINT  # Cilium's TO_LXC (0) on the wire: 0 means "unknown" there
 _NO_CPU = 0xFF
 _NANOS = 1_000_000_000
+_ENUM_MAX = 0x7FFF_FFFF  # protobuf enums are int32; the record's drop_reason is a __u32
 
 
 class _Record(NamedTuple):
@@ -167,7 +168,7 @@ class FlowDecoder:
         """The flow of one stored record; `fields` (compile_field_mask) keeps only the fields asked for."""
         r = _Record._make(record.item())  # every field as a Python value, in one call
         packet = parse_packet(r.data[: r.len_cap])
-        if not packet.l4:  # the bytes stopped short of L4 (or there is none): what does the header know?
+        if packet.truncated or not packet.l4:  # the bytes stopped short (or there is no L4): what does the header know?
             complete_from_header(
                 packet, r.ethertype, r.flags, r.saddr, r.daddr, r.l4_proto, r.sport, r.dport, r.tcp_flags
             )
@@ -246,7 +247,8 @@ class FlowDecoder:
         """Why it was dropped: a Cilium reason on the wire, or the kernel's own, named, in flowscope's part."""
         if not r.flags & events.F_KERNEL_DROP:
             flow.drop_reason = r.drop_reason
-            flow.drop_reason_desc = cast(flow_pb2.DropReason, r.drop_reason)
+            if r.drop_reason <= _ENUM_MAX:  # an enum is an int32 on the wire: a larger code stays unnamed (0)
+                flow.drop_reason_desc = cast(flow_pb2.DropReason, r.drop_reason)
             return
         extra = flow.flowscope
         extra.kernel_drop_reason = self._kernel_reasons.get(r.drop_reason, str(r.drop_reason))
@@ -285,11 +287,12 @@ def _fill_packet(flow: flow_pb2.Flow, packet: Packet, names: _Names) -> None:
     if packet.src_mac and (any(packet.src_mac) or any(packet.dst_mac)):
         flow.ethernet.source = packet.src_mac.hex(":")
         flow.ethernet.destination = packet.dst_mac.hex(":")
-    if packet.ip_version:
+    if packet.src_ip:  # the destination too, unless the bytes (and the header) ended between the two
         ip = flow.IP
         ip.source = names.address(packet.src_ip)
-        ip.destination = names.address(packet.dst_ip)
-        ip.ipVersion = flow_pb2.IPv4 if packet.ip_version == 4 else flow_pb2.IPv6
+        if packet.dst_ip:
+            ip.destination = names.address(packet.dst_ip)
+        ip.ipVersion = flow_pb2.IPv4 if len(packet.src_ip) == 4 else flow_pb2.IPv6
     if not packet.l4:
         return
     protocol = packet.protocol

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from flowscope.common.names import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
-from flowscope.observer.events import F_FRAGMENT, F_IPV6, F_L4
+from flowscope.observer.events import F_FRAGMENT, F_IPV6, F_L4, F_TRUNCATED
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -56,7 +56,7 @@ class Packet:
     vlans: tuple[int, ...] = ()  # VLAN ids, outermost first
     ethertype: int = 0  # after any VLAN tags; 0 when the Ethernet header was cut
     ip_version: int = 0  # 4 or 6 once the fixed IP header was read whole
-    src_ip: bytes = b""  # 4 or 16 bytes
+    src_ip: bytes = b""  # 4 or 16 bytes; kept from a cut header too, when all its bytes were captured
     dst_ip: bytes = b""
     protocol: int = 0  # the L4 protocol, after IPv6 extension headers
     fragment: bool = False  # a non-first IP fragment: it has no L4 header
@@ -100,15 +100,16 @@ def parse_packet(data: bytes) -> Packet:
 
 def _ipv4(data: bytes, offset: int, packet: Packet) -> int:
     """Read the IPv4 header; returns where its payload starts, or -1 when there is no L4 header to read."""
-    if len(data) < offset + 20:
+    if len(data) <= offset:
         packet.truncated = True
         return -1
     version_ihl = data[offset]
     if version_ihl >> 4 != 4 or version_ihl & 0x0F < 5:
+        packet.truncated = len(data) < offset + 20
         return -1  # not an IPv4 header after all: nothing more to trust
+    if not _addresses(data, offset + 12, 4, packet):
+        return -1
     packet.ip_version = 4
-    packet.src_ip = data[offset + 12 : offset + 16]
-    packet.dst_ip = data[offset + 16 : offset + 20]
     packet.protocol = data[offset + 9]
     if _u16(data, offset + 6)[0] & 0x1FFF:
         packet.fragment = True
@@ -116,16 +117,32 @@ def _ipv4(data: bytes, offset: int, packet: Packet) -> int:
     return offset + (version_ihl & 0x0F) * 4
 
 
+def _addresses(data: bytes, start: int, width: int, packet: Packet) -> bool:
+    """Read the source and destination addresses, the last bytes of the fixed IP header; True when both were there.
+
+    A header cut short keeps the source address when its bytes are all there: a flow then still says who sent it.
+    """
+    end = start + 2 * width
+    if len(data) >= start + width:
+        packet.src_ip = data[start : start + width]
+    if len(data) < end:
+        packet.truncated = True
+        return False
+    packet.dst_ip = data[start + width : end]
+    return True
+
+
 def _ipv6(data: bytes, offset: int, packet: Packet) -> int:
     """Read the IPv6 header and walk its extension headers; returns where the L4 header starts, or -1."""
-    if len(data) < offset + 40:
+    if len(data) <= offset:
         packet.truncated = True
         return -1
     if data[offset] >> 4 != 6:
+        packet.truncated = len(data) < offset + 40
+        return -1
+    if not _addresses(data, offset + 8, 16, packet):
         return -1
     packet.ip_version = 6
-    packet.src_ip = data[offset + 8 : offset + 24]
-    packet.dst_ip = data[offset + 24 : offset + 40]
     next_header = data[offset + 6]
     offset += 40
     while next_header in _IPV6_EXTENSIONS:
@@ -197,8 +214,14 @@ def complete_from_header(
         packet.src_ip, packet.dst_ip = saddr[:width], daddr[:width]
         packet.protocol = protocol
         packet.fragment = bool(flags & F_FRAGMENT)
-    if packet.ip_version and not packet.l4 and not packet.fragment and flags & F_L4:
+    if not packet.ip_version or packet.fragment or not flags & F_L4:
+        return
+    # The datapath sets F_L4 on TCP only once it read the flags byte too; a record that also says the packet
+    # ended inside a header (F_TRUNCATED) has no flags to give.
+    header_flags = tcp_flags if protocol == IPPROTO_TCP and not flags & F_TRUNCATED else None
+    if not packet.l4:
         packet.l4 = True
         packet.protocol, packet.sport, packet.dport = protocol, sport, dport
-        if protocol == IPPROTO_TCP:
-            packet.tcp_flags = tcp_flags
+        packet.tcp_flags = header_flags
+    elif packet.tcp_flags is None and packet.protocol == protocol and (packet.sport, packet.dport) == (sport, dport):
+        packet.tcp_flags = header_flags  # the captured bytes stopped between the ports and the flags
