@@ -18,8 +18,14 @@ import grpc
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.cli.connection import Connection
 from flowscope.cli.interrupts import Interrupts, Stop
+from flowscope.common.backoff import Backoff
 
-BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 10.0)  # the wait before each attempt; the last repeats
+
+def backoff() -> Backoff:
+    """The CLI's schedule for a followed stream whose server went away (`observe -f`, `top`): 1, 2, 4, 8, then
+    every 10 s. A person is watching: the first retry comes soon, a long outage costs a line every 10 s, and one
+    client has no crowd to spread out from, so no jitter (the waits it names are the waits it makes)."""
+    return Backoff(initial=1.0, maximum=10.0, factor=2.0, jitter=0.0)
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ def responses(
 ) -> Iterator[observer_pb2.GetFlowsResponse]:
     """The stream's responses until it ends, a signal stops it or (not following) it fails: `connection.error`.
     Following, a lost connection is retried with backoff, saying so through `say`."""
-    attempt = 0
+    retries = backoff()
     last: observer_pb2.GetFlowsResponse | None = None  # the last flow handed out, to resume after it
     while True:
         call = read(connection, resumed(request, last), interrupts)
@@ -65,9 +71,9 @@ def responses(
                     return
                 if isinstance(item, Ended):
                     break
-                if attempt:
+                if retries.attempts:
                     say(f"connection to {connection.target} restored; following again")
-                    attempt = 0
+                    retries.reset()
                 if item.HasField("flow"):
                     last = item
                 yield item
@@ -77,10 +83,9 @@ def responses(
             if item.error is not None and item.error.code() != grpc.StatusCode.CANCELLED:
                 raise connection.error(item.error)
             return
-        delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-        what = "connection lost" if attempt == 0 else "still unreachable"
+        what = "connection lost" if retries.attempts == 0 else "still unreachable"
+        delay = retries.next()
         say(f"{what}: {connection.error(item.error).message}; retrying in {delay:g}s")
-        attempt += 1
         if isinstance(interrupts.get(delay), Stop):
             return
 

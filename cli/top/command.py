@@ -4,8 +4,10 @@ A thread follows GetFlows and only counts (FlowTable.add); the main thread waits
 second (at most 10 when keys are pressed), builds one frame from a snapshot and hands it to rich's Live on the
 alternate screen. A new filter reconnects: the server applies it (its filters are hubble's, all of them, and
 vectorised in the agent, so a narrow filter also means fewer flows to ship and count) and the new stream
-starts with the last 40 s, so rows and rates come back at once. A broken stream is retried every 2 s; a
-filter the server refuses (INVALID_ARGUMENT) never is: its reason is shown whole and the filter before it stays.
+starts with the last 40 s, so rows and rates come back at once. A broken stream is retried with observe -f's
+backoff (cli/observe/follow.py: 1, 2, 4, 8, then every 10 s, from the first response again), the footer naming
+the wait; a filter the server refuses (INVALID_ARGUMENT) never is: its reason is shown whole and the filter
+before it stays.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from flowscope.cli.connection import Connection, ServerOptions, add_server_flags
 from flowscope.cli.errors import CliError
 from flowscope.cli.interrupts import EXIT_CODE, Interrupts
 from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
+from flowscope.cli.observe.follow import backoff
 from flowscope.cli.observe.request import raw_filters_yaml
 from flowscope.cli.top import render
 from flowscope.cli.top.controls import Action, Controls
@@ -31,7 +34,6 @@ from flowscope.cli.top.keys import RawTerminal, read_keys
 from flowscope.cli.top.livefilter import LiveFilter, initial_request, initial_text
 from flowscope.cli.top.state import FlowTable
 
-RETRY_SECONDS = 2.0
 FASTEST = 0.1  # seconds between frames when keys ask for more (10 Hz)
 
 DESCRIPTION = """\
@@ -85,13 +87,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 class Stream:
-    """One GetFlows call feeding one FlowTable from a daemon thread; `stop` cancels it."""
+    """One GetFlows call feeding one FlowTable from a daemon thread; `stop` cancels it. How it ended is for the
+    viewer to read: `ended_at`, and `lost` (why, when asking again may help) or `refused` (when it cannot)."""
 
     def __init__(self, connection: Connection, request: observer_pb2.GetFlowsRequest, table: FlowTable) -> None:
         self.table = table
         self._connection = connection
         self._call = observer_pb2_grpc.ObserverStub(connection.channel).GetFlows(request)
         self.ended_at: float | None = None
+        self.received = False  # a response came: the server answered, so the backoff starts over
+        self.lost: str | None = None  # why it ended, to be asked again
         self.final = False  # the server refused the request: asking again would only be refused again
         self.refused: str | None = None  # its reason, until the viewer reads it
         threading.Thread(target=self._ingest, name="top-ingest", daemon=True).start()
@@ -99,17 +104,17 @@ class Stream:
     def _ingest(self) -> None:
         try:
             for response in self._call:
+                self.received = True
                 self.table.add(response)
-            self.table.set_error("the server ended the stream")
+            self.lost = "the server ended the stream"
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 self.final = True
                 self.refused = self._connection.error(exc).message
             elif exc.code() != grpc.StatusCode.CANCELLED:
-                # "retrying" first: gRPC's reasons can be long, and a narrow footer cuts the end.
-                self.table.set_error(f"retrying every {RETRY_SECONDS:g}s: {self._connection.error(exc).message}")
+                self.lost = self._connection.error(exc).message
         except Exception as exc:  # a flow this code cannot read: say so in the footer, not over the screen
-            self.table.set_error(f"stopped reading flows: {type(exc).__name__}: {exc}")
+            self.lost = f"stopped reading flows: {type(exc).__name__}: {exc}"
         finally:
             self.ended_at = time.monotonic()
 
@@ -126,6 +131,8 @@ class Viewer:
         self.controls = Controls(text, live_filter.error)
         self.interval = interval
         self.stream: Stream | None = None
+        self.backoff = backoff()
+        self.retry_at: float | None = None  # when the ended stream is asked for again
 
     def run(self, request: observer_pb2.GetFlowsRequest) -> int:
         console = Console(highlight=False, markup=False, emoji=False)
@@ -175,17 +182,29 @@ class Viewer:
         if self.stream is not None:
             self.stream.stop()
         self.stream = Stream(self.connection, request, table)
+        self.retry_at = None
 
     def _retry(self, now: float) -> None:
-        """A stream that broke is resumed on the same table, with new flows only (none counted twice); a refused
-        one is replaced by the filter before it, or left ended when there is none."""
-        assert self.stream is not None
-        ended, refused = self.stream.ended_at, self.stream.refused
+        """A stream that broke is resumed on the same table after the backoff's wait, named in the footer, with
+        new flows only (none counted twice); a refused one is replaced by the filter before it, or left ended
+        when there is none."""
+        stream = self.stream
+        assert stream is not None
+        if stream.received and self.backoff.attempts:
+            self.backoff.reset()
+        ended, refused = stream.ended_at, stream.refused
         if ended is None:
             return
         if refused is not None:
-            self.stream.refused = None  # read once: the stream stays ended, never retried
+            stream.refused = None  # read once: the stream stays ended, never retried
             if self.controls.refuse(refused):
                 self._restart(self.filter.request(self.controls.filter_text), FlowTable())
-        elif not self.stream.final and now - ended >= RETRY_SECONDS:
-            self._restart(self.filter.request(self.controls.filter_text, backfill=None), self.stream.table)
+        elif stream.final:
+            return
+        elif self.retry_at is None:
+            delay = self.backoff.next()
+            self.retry_at = ended + delay
+            # "retrying" first: gRPC's reasons can be long, and a narrow footer cuts the end.
+            stream.table.set_error(f"retrying in {delay:g}s: {stream.lost or 'the stream ended'}")
+        elif now >= self.retry_at:
+            self._restart(self.filter.request(self.controls.filter_text, backfill=None), stream.table)

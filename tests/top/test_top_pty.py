@@ -136,21 +136,28 @@ def test_print_raw_filters_needs_no_terminal(env: dict[str, str]) -> None:
     assert result.stdout == 'allowlist:\n    - \'{"destination_pod":["web/"]}\'\n'
 
 
-def test_a_broken_stream_is_named_and_resumed(
+def test_a_broken_stream_is_named_and_resumed_with_observes_backoff(
     short_tmp: Path, server: FakeServer, feeding: Feeder, terminal_for: Callable[..., Terminal]
 ) -> None:
+    """Waits of 1, 2, 4 s while the server is away (observe -f's schedule, cli/observe/follow.py), each named in
+    the footer; once the server answers again the schedule starts over."""
     term = terminal_for("--server", server.target)
     term.wait_for(lambda text: "TCP/80" in text, "the rows")
     server.stop()
-    screen = term.wait_for(lambda text: "retrying every 2s" in text, "the broken stream in the footer")
-    assert f"✗ retrying every 2s: lost the connection to {server.target}" in screen
+    screen = term.wait_for(lambda text: "retrying in 1s" in text, "the broken stream in the footer")
+    assert f"✗ retrying in 1s: lost the connection to {server.target}" in screen
+    term.wait_for(lambda text: "retrying in 2s" in text, "a longer wait after the first retry failed")
+    term.wait_for(lambda text: "retrying in 4s" in text, "a longer wait again")
     with FakeServer(short_tmp / "hubble.sock") as again:
         feeder = Feeder(again)
         try:
-            term.wait_for(lambda text: "retrying" not in text and "TCP/80" in text, "the stream resumed")
+            # A whole frame (the help line ends it) with no error: the new stream's responses cleared it.
+            term.wait_for(lambda text: "q quit" in text and "retrying" not in text, "the stream resumed")
         finally:
             feeder.stop.set()
         assert again.requests and not again.requests[0].HasField("since")  # new flows only: none counted twice
+    screen = term.wait_for(lambda text: "retrying in 1s" in text, "the first wait again, after an answer")
+    assert f"✗ retrying in 1s: lost the connection to {server.target}" in screen
     term.type("q")
     assert term.exit_code() == 0
 
