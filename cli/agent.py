@@ -7,10 +7,16 @@ import logging
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowscope.cli.config import add_agent_flags, agent_settings
+from flowscope.cli.stall import add_stall_timeout
 from flowscope.common.capture import DEFAULT_CAPLEN
 from flowscope.common.paths import DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from flowscope.common.tls import ServerTLS
+    from flowscope.observer.agent import AgentConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also report NOT_SPECIFIED kernel drops (every plain kfree_skb; noisy)",
     )
+    add_stall_timeout(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--uninstall",
@@ -82,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: loading the agent (bcc, numpy, the datapath) costs every other command 0.4 s otherwise.
     from flowscope.common.tls import TLSConfigError, server_tls
-    from flowscope.observer.agent import Agent, AgentConfig
+    from flowscope.observer.agent import Agent
 
     if args.uninstall:
         return uninstall()
@@ -101,7 +108,22 @@ def run(args: argparse.Namespace) -> int:
     except TLSConfigError as exc:
         print(f"flowscope agent: {exc}", file=sys.stderr)
         return 2
-    config = AgentConfig(
+    config = config_from(args, tls)
+    try:
+        agent = Agent(config)
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"flowscope agent: {exc}", file=sys.stderr)
+        return 1
+    with agent:
+        agent.wait()
+    return 0
+
+
+def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
+    """The AgentConfig the flags describe (`tls`: what the TLS flags gave, already checked)."""
+    from flowscope.observer.agent import AgentConfig
+
+    return AgentConfig(
         node_name=args.node_name,
         cluster_file=args.cluster_file,
         device=args.device,
@@ -115,16 +137,9 @@ def run(args: argparse.Namespace) -> int:
         kernel_drops=args.kernel_drops,
         kernel_drop_rate=args.kernel_drop_rate,
         report_unspecified_drops=args.report_unspecified_drops,
+        stall_s=args.stall_timeout,
         **agent_settings(args),
     )
-    try:
-        agent = Agent(config)
-    except (RuntimeError, ValueError, OSError) as exc:
-        print(f"flowscope agent: {exc}", file=sys.stderr)
-        return 1
-    with agent:
-        agent.wait()
-    return 0
 
 
 def uninstall() -> int:

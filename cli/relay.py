@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from flowscope.cli.errors import CliError
+from flowscope.cli.stall import add_stall_timeout
 from flowscope.cli.timefmt import non_negative_duration, positive_duration
 from flowscope.common.paths import DEFAULT_SOCKET
 
@@ -76,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DURATION",
         help="ping each node this often, and name it unavailable when a ping is not answered as long; 0: off (1s)",
     )
+    add_stall_timeout(p)
     tls = p.add_argument_group("TLS")
     tls.add_argument("--tls-server-cert-file", type=Path, metavar="FILE", help="the relay's certificate")
     tls.add_argument("--tls-server-key-file", type=Path, metavar="FILE", help="the relay's key")
@@ -125,6 +127,7 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
             client_buffer=args.client_buffer,
             ask_timeout_s=args.dial_timeout,
             keepalive_s=args.peer_keepalive,
+            stall_s=args.stall_timeout,
         )
     except (ValueError, TLSConfigError) as exc:
         raise CliError(f"relay: {exc}") from exc

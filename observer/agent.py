@@ -26,6 +26,7 @@ from flowscope.common.aggregation import AggregationSettings
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
 from flowscope.common.closing import Closing
 from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR, agent_lock_file, agent_lock_files
+from flowscope.common.streams import STALL_S
 from flowscope.common.tls import ServerTLS
 from flowscope.observer.agent_events import ClusterEvents
 from flowscope.observer.attachments import Attachments
@@ -68,6 +69,7 @@ class AgentConfig:
     report_unspecified_drops: bool = False  # also NOT_SPECIFIED drops (every plain kfree_skb): noisy
     aggregation: AggregationSettings = field(default_factory=AggregationSettings)  # medium, 5s, syn,fin,rst
     policy_file: Path | None = None  # a network policy to enforce from the start
+    stall_s: float = STALL_S  # a client that reads nothing this long has its flow stream ended (common/streams.py)
 
     def check(self) -> None:
         check_capacity(self.ring_capacity)
@@ -173,6 +175,7 @@ class Agent(Closing):
             cfg.tls,
             [self.control.service(), peers],
             control_address=cfg.control_listen_address,
+            stall_s=cfg.stall_s,
         )
         self.server.start()
         self.control.start()

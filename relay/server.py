@@ -84,8 +84,11 @@ class RelayObserver:
     def get_flows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         if request.first and request.follow:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be combined with follow")
-        timed = request.HasField("since") and request.HasField("until")
-        if timed and request.since.ToNanoseconds() > request.until.ToNanoseconds():
+        try:
+            since, until = _time_ns(request, "since"), _time_ns(request, "until")
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if since is not None and until is not None and since > until:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "since is after until")
         config = self._config
         merger = Merger(config.name, config.window_s, config.client_buffer, on_drop=self._dropped)
@@ -151,6 +154,17 @@ class RelayObserver:
                 ),
             },
         )
+
+
+def _time_ns(request: observer_pb2.GetFlowsRequest, name: str) -> int | None:
+    """The request's `since` or `until` in nanoseconds, None if unset; ValueError naming it when it is no valid
+    Timestamp (seconds past year 9999, nanos outside 0..999,999,999), which the merge could not order by."""
+    if not request.HasField(name):
+        return None
+    try:
+        return int(getattr(request, name).ToNanoseconds())
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 class RelayServer:
