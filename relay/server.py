@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from flowscope.api.observer import observer_pb2
 from flowscope.common.addresses import listen_target
 from flowscope.common.counters import Counters
+from flowscope.common.flow_requests import time_window
 from flowscope.common.statuses import BriefStatuses
 from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ClientTLS, ServerTLS
@@ -82,14 +83,10 @@ class RelayObserver:
         self._last_drop_log = 0.0
 
     def get_flows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
-        if request.first and request.follow:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be combined with follow")
         try:
-            since, until = _time_ns(request, "since"), _time_ns(request, "until")
+            time_window(request)
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if since is not None and until is not None and since > until:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "since is after until")
         config = self._config
         merger = Merger(config.name, config.window_s, config.client_buffer, on_drop=self._dropped)
         fanout = Fanout(request, self._pool, merger)
@@ -154,17 +151,6 @@ class RelayObserver:
                 ),
             },
         )
-
-
-def _time_ns(request: observer_pb2.GetFlowsRequest, name: str) -> int | None:
-    """The request's `since` or `until` in nanoseconds, None if unset; ValueError naming it when it is no valid
-    Timestamp (seconds past year 9999, nanos outside 0..999,999,999), which the merge could not order by."""
-    if not request.HasField(name):
-        return None
-    try:
-        return int(getattr(request, name).ToNanoseconds())
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
 
 
 class RelayServer:

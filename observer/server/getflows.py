@@ -21,6 +21,7 @@ from google.protobuf import timestamp_pb2
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
+from flowscope.common.flow_requests import time_window
 from flowscope.common.names import EVENT_LOST
 from flowscope.observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
 from flowscope.observer.flow_ring import FlowRing
@@ -48,18 +49,12 @@ class Selection:
     fields: FieldTree | None  # what the field mask keeps; None: everything
 
 
-def _ns(ts: timestamp_pb2.Timestamp) -> int:
-    return ts.seconds * 1_000_000_000 + ts.nanos
-
-
 def select(request: observer_pb2.GetFlowsRequest, ctx: FilterContext) -> Selection:
     """Check a request and compile its filters; raises InvalidRequest with the reason."""
-    if request.first and request.follow:
-        raise InvalidRequest("first cannot be combined with follow")
-    since = _ns(request.since) if request.HasField("since") else None
-    until = _ns(request.until) if request.HasField("until") else None
-    if since is not None and until is not None and since > until:
-        raise InvalidRequest("since is after until")
+    try:
+        since, until = time_window(request)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
     fields = None
     if request.HasField("field_mask") and request.field_mask.paths:
         try:

@@ -310,9 +310,10 @@ STRING_FIELDS = [
 
 
 @settings(SETTINGS, max_examples=5)
-@given(value=st.sampled_from(NASTY), field=st.sampled_from(STRING_FIELDS))
+@given(value=st.sampled_from([nasty for nasty in NASTY if len(nasty) <= 100]), field=st.sampled_from(STRING_FIELDS))
 def test_ten_thousand_filters_are_answered(servers: Servers, value: str, field: descriptor.FieldDescriptor) -> None:
-    """10,000 FlowFilters in the whitelist and 100 in the blacklist, each with a value of its own."""
+    """10,000 FlowFilters in the whitelist and 100 in the blacklist, each with a value of its own (short values:
+    10,000 long ones pass gRPC's 4 MiB message limit, which test_a_request_past_grpcs_size_limit_... covers)."""
     many = [flow_pb2.FlowFilter(**{field.name: [f"{value}{i}"]}) for i in range(10_000)]
     count(ask(servers, observer_pb2.GetFlowsRequest(number=10, whitelist=many, blacklist=many[:100])))
     assert_serving(servers)
