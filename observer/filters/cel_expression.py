@@ -67,6 +67,12 @@ def compile_expression(expression: str) -> cel.Expression:
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[FlowTest]:
+    return flow_tests(ff)
+
+
+def flow_tests(ff: flow_pb2.FlowFilter) -> list[FlowTest]:
+    """The filter's expressions as one test of a Flow message (any expression true selects it); the agent's
+    filters and those of flows read from a file (messages.py) both use it."""
     if not ff.experimental.cel_expression:
         return []
     expressions = [compile_expression(expression) for expression in ff.experimental.cel_expression]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from flowscope.api.flow import flow_pb2
 from flowscope.common.filter_values import Network, protocol_name
 from flowscope.observer.filters.base import FilterError
+from flowscope.observer.filters.cel_expression import flow_tests
 from flowscope.observer.filters.ip import parse_networks
 from flowscope.observer.filters.label_selector import Selector
 from flowscope.observer.filters.labels import parse_selectors
@@ -29,7 +30,7 @@ _JUDGED = {
     *(f"{side}_{field}" for side in ("source", "destination")
       for field in ("ip", "pod", "label", "identity", "port", "cluster_name")),
     "protocol", "verdict", "traffic_direction", "reply", "event_type", "node_name", "node_labels", "tcp_flags",
-    "ip_version", "uuid", "interface", "drop_reason_desc",
+    "ip_version", "uuid", "interface", "drop_reason_desc", "experimental",
 }  # fmt: skip
 _TCP_FLAGS = tuple(field.name for field in flow_pb2.TCPFlags.DESCRIPTOR.fields)
 
@@ -159,6 +160,7 @@ def _flow_predicates(ff: flow_pb2.FlowFilter) -> Iterable[FlowPredicate]:
         )
     if reasons := set(ff.drop_reason_desc):
         yield lambda f: f.drop_reason_desc in reasons
+    yield from flow_tests(ff)  # cel_expression: the agent's own compiled expressions
 
 
 def _protocols(name: str) -> set[str]:

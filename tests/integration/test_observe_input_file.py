@@ -56,6 +56,12 @@ def test_a_written_file_reads_back_with_the_filters_applied(lab: Lab, tmp_path: 
     assert uuids(offline.stdout) == uuids(served.stdout) != []
     assert len(uuids(observe(lab, "--last", "3", "--input-file", str(path)).stdout)) == 3
 
+    cel = ["--cel-expression", '_flow.verdict == Verdict.FORWARDED && _flow.source.pod_name.startsWith("client")']
+    served = observe(lab, *cel, "--until", last)
+    offline = observe(lab, *cel, "--input-file", str(path))
+    assert offline.returncode == 0, offline.stderr
+    assert uuids(offline.stdout) == uuids(served.stdout) != []
+
 
 def test_a_bad_line_is_named(lab: Lab, tmp_path: Path) -> None:
     path = tmp_path / "flows.json"
