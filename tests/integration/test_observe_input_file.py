@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,20 @@ def test_a_bad_line_is_named(lab: Lab, tmp_path: Path) -> None:
 def test_node_labels_select_the_lab_node(lab: Lab) -> None:
     assert uuids(observe(lab, "--node-label", "topology.kubernetes.io/zone=lab-a").stdout) != []
     assert uuids(observe(lab, "--node-label", "topology.kubernetes.io/zone=lab-b").stdout) == []
+
+
+def test_node_labels_select_one_node_of_two_through_the_relay() -> None:
+    """Odd nodes are in zone lab-a, even ones in lab-b: through the relay each zone selects its node's flows."""
+    with Lab(f"t{os.getpid()}-nodelabels", nodes=2) as lab:
+        lab.up(traffic=True, agent=True, relay=True)
+        relay = ["--server", lab.relay_address, "--all", "-o", "jsonpb"]
+
+        def nodes(zone: str) -> set[str]:
+            argv = [FLOWSCOPE, "observe", *relay, "--node-label", f"topology.kubernetes.io/zone={zone}"]
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=True).stdout
+            return {json.loads(line)["flow"]["node_name"] for line in out.splitlines() if '"flow"' in line}
+
+        deadline = time.monotonic() + 30  # the lab's traffic reaches both nodes within moments
+        while (found := (nodes("lab-a"), nodes("lab-b"))) != ({"node1"}, {"node2"}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert found == ({"node1"}, {"node2"})
