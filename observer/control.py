@@ -16,6 +16,7 @@ from pathlib import Path
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.observer.aggregation import Aggregation
 from flowscope.observer.datapath import Datapath
+from flowscope.observer.datapath.inventory import InventoryReader
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.policy import PolicyError, PolicyManager
 from flowscope.observer.policy.manager import Status
@@ -44,11 +45,12 @@ class Control:
             except PolicyError as exc:  # the agent does not start on a policy it cannot enforce
                 raise PolicyError(f"{policy_file}: {exc}") from None
             log.info("policy %s in force (revision %d)", policy_file, self.policy.status.revision)
+        self.inventory = _inventory_reader(datapath)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
 
     def service(self) -> Service:
-        return control_service(self.policy, self.aggregation)
+        return control_service(self.policy, self.aggregation, self.inventory.read)
 
     def start(self) -> None:
         self._thread.start()
@@ -70,3 +72,13 @@ class Control:
         self._stopped.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2 * TICK_S)
+
+
+def _inventory_reader(datapath: Datapath) -> InventoryReader:
+    """`flowscope bpf`'s reader: the stages the loader puts in `calls`, and the conntrack tables' use, which
+    only their own reader can tell (their empty slots are zeros in an array)."""
+
+    def used(family: int) -> Callable[[], int]:
+        return lambda: int((datapath.conntrack.read()[0]["family"] == family).sum())
+
+    return InventoryReader(stages={"calls": datapath.tail_call_slots}, fills={"ct4": used(4), "ct6": used(6)})

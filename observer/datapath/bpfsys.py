@@ -1,5 +1,5 @@
 """The bpf(2) commands bcc 0.26 does not wrap: pinning, object info, program test runs, tcx links, program
-queries.
+queries, raw map reads by fd, kernel BPF statistics.
 
 Called through ctypes with the attribute layouts of include/uapi/linux/bpf.h (stable ABI: fields are only ever
 appended, and the kernel accepts a shorter attribute from an older caller).
@@ -75,6 +75,28 @@ class _ProgInfo(ctypes.Structure):
         ("nr_map_ids", ctypes.c_uint32),
         ("map_ids", ctypes.c_uint64),
         ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32),
+        ("gpl_compatible", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("nr_jited_ksyms", ctypes.c_uint32),
+        ("nr_jited_func_lens", ctypes.c_uint32),
+        ("jited_ksyms", ctypes.c_uint64),
+        ("jited_func_lens", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64),
+        ("nr_func_info", ctypes.c_uint32),
+        ("nr_line_info", ctypes.c_uint32),
+        ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64),
+        ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32),
+        ("prog_tags", ctypes.c_uint64),
+        ("run_time_ns", ctypes.c_uint64),  # kernel BPF statistics: counted only while they are on (enable_stats)
+        ("run_cnt", ctypes.c_uint64),
     ]
 
 
@@ -94,6 +116,9 @@ class ProgInfo:
     id: int
     type: int
     name: str
+    map_ids: tuple[int, ...] = ()  # the maps it uses
+    run_cnt: int = 0  # runs and their time while kernel BPF statistics were on, cumulative (enable_stats)
+    run_time_ns: int = 0
 
 
 def _get_info(fd: int, info: ctypes.Structure) -> None:
@@ -109,10 +134,16 @@ def map_info(fd: int) -> MapInfo:
     )
 
 
+_MAX_MAP_IDS = 64
+
+
 def prog_info(fd: int) -> ProgInfo:
     info = _ProgInfo()
+    map_ids = (ctypes.c_uint32 * _MAX_MAP_IDS)()
+    info.nr_map_ids, info.map_ids = _MAX_MAP_IDS, ctypes.addressof(map_ids)
     _get_info(fd, info)
-    return ProgInfo(info.id, info.type, info.name.decode())
+    used = tuple(map_ids[: min(info.nr_map_ids, _MAX_MAP_IDS)])
+    return ProgInfo(info.id, info.type, info.name.decode(), used, info.run_cnt, info.run_time_ns)
 
 
 BPF_OBJ_GET = 7
@@ -220,3 +251,65 @@ def prog_query(ifindex: int, attach_type: int) -> list[int]:
             return []
         raise
     return list(ids[: attr.count])
+
+
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_GET_NEXT_KEY = 4
+BPF_MAP_GET_FD_BY_ID = 14
+BPF_ENABLE_STATS = 32
+BPF_STATS_RUN_TIME = 0
+
+
+class _MapElemAttr(ctypes.Structure):
+    _fields_ = [
+        ("map_fd", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("key", ctypes.c_uint64),
+        ("value", ctypes.c_uint64),  # next_key for BPF_MAP_GET_NEXT_KEY
+        ("flags", ctypes.c_uint64),
+    ]
+
+
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
+    """The value at `key`, or None when there is none (a prog_array's value reads as the program's id)."""
+    key_buf = ctypes.create_string_buffer(key, len(key))
+    value = ctypes.create_string_buffer(value_size)
+    attr = _MapElemAttr(map_fd=fd, key=ctypes.addressof(key_buf), value=ctypes.addressof(value))
+    try:
+        bpf(BPF_MAP_LOOKUP_ELEM, attr)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    return value.raw
+
+
+def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
+    """The key after `key` (the first one for None), or None past the last one."""
+    key_buf = ctypes.create_string_buffer(key, key_size) if key is not None else None
+    next_key = ctypes.create_string_buffer(key_size)
+    address = ctypes.addressof(key_buf) if key_buf is not None else 0
+    attr = _MapElemAttr(map_fd=fd, key=address, value=ctypes.addressof(next_key))
+    try:
+        bpf(BPF_MAP_GET_NEXT_KEY, attr)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    return next_key.raw
+
+
+def map_fd_by_id(map_id: int) -> int:
+    """An fd of a map, by its id (the caller closes it)."""
+    return bpf(BPF_MAP_GET_FD_BY_ID, _IdAttr(id=map_id))
+
+
+class _EnableStatsAttr(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_uint32)]
+
+
+def enable_stats() -> int:
+    """Switch kernel BPF statistics (every program's run_cnt and run_time_ns) on; they stay on while the
+    returned fd is open, and go off with its last close (also when the process dies) unless someone else
+    holds them on. They cost every program run two clock reads, so they are never left on."""
+    return bpf(BPF_ENABLE_STATS, _EnableStatsAttr(type=BPF_STATS_RUN_TIME))
