@@ -1,0 +1,1 @@
+"""`flowscope trace`: packet-path sessions, their rendering and their pcapng files."""
