@@ -50,7 +50,7 @@ HEADER_FIELDS: list[tuple[str, str]] = [
     ("cpu", "u1"),
     ("drop_reason", "<u4"),
     ("tcp_flags_seen", "u1"),
-    ("pad0", "V3"),
+    ("vni", "V3"),  # overlay points: big-endian; `location` then holds the outer IPv4 addresses
     ("packets", "<u4"),
     ("rule", "<u4"),
     ("bytes", "<u8"),

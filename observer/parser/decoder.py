@@ -35,6 +35,7 @@ from flowscope.observer.parser.packet import (
     parse_packet,
 )
 from flowscope.observer.parser.summary import summarize
+from flowscope.observer.parser.tunnel import fill_tunnel
 from flowscope.observer.parser.uuids import FlowIds
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class _Record(NamedTuple):
     cpu: int
     drop_reason: int
     tcp_flags_seen: int
-    pad0: bytes
+    vni: builtins.bytes  # overlay points: the tunnel's VNI, big-endian (observer/parser/tunnel.py)
     packets: int
     rule: int  # policy verdict: the rule that decided, in the agent's rule table
     bytes: int
@@ -179,6 +180,7 @@ class FlowDecoder:
         self._fill_event(flow, r, seq)
         flow.node_labels.extend(names.node_labels)
         _fill_packet(flow, packet, names)
+        fill_tunnel(flow, r.type, r.subtype, r.location, r.vni)
         _fill_endpoints(flow, r, packet, names)
         if r.rule and self.rules is not None:
             self._fill_policy(flow, r.rule, self.rules)

@@ -84,11 +84,13 @@ struct fs_event {
 	__u8 cpu;            /*  47: CPU that emitted the event */
 	__u32 drop_reason;   /*  48: Cilium drop code (130..), or kernel skb_drop_reason with FS_F_KERNEL_DROP */
 	__u8 tcp_flags_seen; /*  52: aggregate: TCP flags seen on the connection direction since the last report */
-	__u8 pad0[3];        /*  53 */
+	__u8 vni[3];         /*  53: overlay points: the tunnel's VNI, network order (overlay.h) */
 	__u32 packets;       /*  56: aggregate: packets since the last report (1 for a single packet) */
 	__u32 rule;          /*  60: policy verdict: the rule that decided (agent's rule table); 0 none */
 	__u64 bytes;         /*  64: aggregate: bytes since the last report */
-	__u64 location;      /*  72: kernel drop: the address that freed the packet */
+	__u64 location;      /*  72: kernel drop: the address that freed the packet; overlay points (to-overlay,
+	                      *      from-overlay): the outer IPv4 source (bytes 0-3) and destination (4-7), network
+	                      *      order, 0 when the packet had no tunnel key (overlay.h) */
 	__u8 saddr[16];      /*  80 */
 	__u8 daddr[16];      /*  96 */
 	__u8 data[FS_CAPLEN]; /* 112: the packet's first len_cap bytes, from the Ethernet header on */
