@@ -1,6 +1,6 @@
 """`flowscope lab up|down|status`: a Kubernetes-like cluster on this machine, made of network namespaces.
 
-    flowscope lab up [--name lab] [--nodes 1] [--no-traffic] [--no-agent] [--recreate]
+    flowscope lab up [--name lab] [--nodes 1] [--tunnel {disabled,vxlan}] [--no-traffic] [--no-agent] [--recreate]
     flowscope lab status [--name lab]
     flowscope lab down [--name lab]
 
@@ -15,7 +15,7 @@ import time
 
 from flowscope.cli.errors import CliError
 from flowscope.lab import Lab, LabStatus
-from flowscope.lab.topology import LABS_DIR, MAX_NODES
+from flowscope.lab.topology import LABS_DIR, MAX_NODES, TUNNEL_DEVICE, TUNNELS
 
 UP_DESCRIPTION = """\
 Build a lab: network namespaces for the nodes, their pods and a world host outside the cluster, wired like a
@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _name_option(up)
     up.add_argument("--nodes", type=int, default=1, help=f"number of nodes, 1 to {MAX_NODES} (1)")
+    up.add_argument(
+        "--tunnel",
+        choices=TUNNELS,
+        default="disabled",
+        help=f"how nodes reach each other's pods: routed on the underlay (disabled), or over a VXLAN overlay "
+        f"({TUNNEL_DEVICE} on each node, Cilium's default routing mode) (disabled)",
+    )
     up.add_argument("--no-traffic", dest="traffic", action="store_false", help="start no traffic generator")
     up.add_argument("--no-agent", dest="agent", action="store_false", help="start no flowscope agents")
     up.add_argument("--recreate", action="store_true", help=f"rebuild a lab that is already up ({LOST})")
@@ -60,7 +67,7 @@ def _name_option(parser: argparse.ArgumentParser) -> None:
 def run_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        lab = Lab(args.name, nodes=args.nodes, default_socket=True)
+        lab = Lab(args.name, nodes=args.nodes, default_socket=True, tunnel=args.tunnel)
         present = Lab.existing(args.name).status()
         if present.exists and not args.recreate:
             return _already_up(present, args)
@@ -102,6 +109,8 @@ def _differs(status: LabStatus, args: argparse.Namespace) -> str:
         return "as namespaces without a record"
     if state.nodes != args.nodes:
         return f"with {state.nodes} node{'s' * (state.nodes > 1)}, not {args.nodes}"
+    if state.tunnel != args.tunnel:
+        return f"with --tunnel {state.tunnel}"
     if state.traffic != args.traffic:
         return "with traffic" if state.traffic else "without traffic"
     if bool(state.agents) != args.agent:
@@ -142,7 +151,8 @@ def describe(status: LabStatus) -> str:
     lines = [f"lab {t.name}: {len(t.nodes)} node(s), {len(t.pods)} pods, state in {t.state_dir}"]
     if status.netns_missing:
         lines.append(f"MISSING namespaces: {' '.join(status.netns_missing)}")
-    lines.append("\nhosts (underlay 10.77.0.0/24, fd77::/64)")
+    overlay = f"; overlay: vxlan on {TUNNEL_DEVICE}" if t.tunnel == "vxlan" else ""
+    lines.append(f"\nhosts (underlay 10.77.0.0/24, fd77::/64{overlay})")
     for node in t.nodes:
         pod_cidrs = f"pods {node.pod_cidr_v4} {node.pod_cidr_v6}"
         lines.append(f"  {node.name:<9} {node.ipv4:<12} {node.ipv6:<10} {pod_cidrs:<36} netns {node.netns}")

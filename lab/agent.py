@@ -17,7 +17,7 @@ from flowscope.common.paths import agent_lock_file
 from flowscope.lab import netns
 from flowscope.lab.daemons import Daemon, DaemonError, is_alive
 from flowscope.lab.services import Service
-from flowscope.lab.topology import AGENT_PORT, Topology
+from flowscope.lab.topology import AGENT_PORT, TUNNEL_DEVICE, Topology
 
 HEALTH_SERVICE = "hubble.server.Observer"
 # What one agent may take to answer with a CPU to itself: it compiles and loads its datapath first.
@@ -47,6 +47,8 @@ def agent_service(
         "--listen-address",
         f":{AGENT_PORT}",
     ]
+    if topology.tunnel == "vxlan":
+        argv += ["--tunnel-device", TUNNEL_DEVICE]
     if command is None:
         # A lab is for seeing its packets: a flow per packet and observation point rather than the agent's
         # default of aggregated reports (`flowscope config set monitor-aggregation medium` changes it live).

@@ -76,12 +76,13 @@ class Lab:
         agent_command: Sequence[str] | None = None,
         default_socket: bool = False,
         relay_address: str | None = None,
+        tunnel: str = "disabled",
     ) -> None:
         """A lab of `nodes` nodes; `agent_command` replaces the `flowscope` command that runs agents;
         `default_socket` puts a one-node lab's agent on the CLI's default socket (as `flowscope lab up` does)
         and a relay on localhost:4245 (the CLI's default server), where other labs' relays take a free port
-        unless `relay_address` says where."""
-        self.topology = plan(name, nodes, default_socket)
+        unless `relay_address` says where; `tunnel` "vxlan" joins the nodes by an overlay (lab/network.py)."""
+        self.topology = plan(name, nodes, default_socket, tunnel)
         self.name = name
         self.agent_command = list(agent_command) if agent_command else None
         self.default_socket = default_socket
@@ -91,7 +92,9 @@ class Lab:
     def existing(cls, name: str) -> Lab:
         """The lab of that name as `lab up` recorded it (one node when there is no record)."""
         state = LabState.load(LABS_DIR / validate_name(name) / "state.json")
-        return cls(name, nodes=state.nodes, default_socket=state.default_socket) if state else cls(name)
+        if state is None:
+            return cls(name)
+        return cls(name, nodes=state.nodes, default_socket=state.default_socket, tunnel=state.tunnel)
 
     # Where things are.
 
@@ -226,6 +229,7 @@ class Lab:
             cluster_file=str(self.cluster_file),
             traffic=traffic,
             default_socket=self.default_socket,
+            tunnel=topology.tunnel,
         )
         state.netns = topology.netns_names()
         state.save(self.state_file)  # before anything exists, so an interrupted `up` is found again
@@ -267,7 +271,7 @@ class Lab:
 
     def status(self) -> LabStatus:
         state = LabState.load(self.state_file)
-        topology = plan(self.name, state.nodes, state.default_socket) if state else self.topology
+        topology = plan(self.name, state.nodes, state.default_socket, state.tunnel) if state else self.topology
         present = set(netns.existing())
         expected = topology.netns_names()
         owned = sorted(name for name in present if owns_netns(self.name, name))

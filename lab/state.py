@@ -25,6 +25,7 @@ class LabState:
     cluster_file: str = ""
     traffic: bool = False
     default_socket: bool = False  # a one-node lab's agent serves on the CLI's default socket (Topology)
+    tunnel: str = "disabled"  # how nodes reach each other's pods (Topology.tunnel)
     agents: dict[str, str] = field(default_factory=dict)  # node -> where its agent serves: what status prints
     relay: str = ""  # the relay's address, when the lab has one
     daemons: list[Daemon] = field(default_factory=list)

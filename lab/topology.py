@@ -7,6 +7,7 @@ Addressing (n is the node's number, k the pod's number on its node):
     underlay    10.77.0.0/24, fd77::/64        node n: 10.77.0.n, fd77::n      world: 10.77.0.254, fd77::fe
     pods        node n's pod CIDR 10.200.n.0/24, fd00:200:n::/64; pod k: 10.200.n.(10+k), fd00:200:n::(10+k)
     gateway     pods reach their node through 169.254.1.1 and fe80::1, answered by the host side `lxc<id>`
+    overlay     (--tunnel vxlan) node n's fs_vxlan has MAC 02:fd:00:00:00:nn; VNI 77, UDP port 8472
 Endpoint ids are n*1000 + k, unique in the cluster, and name the host-side interface (`lxc1001`).
 """
 
@@ -24,6 +25,9 @@ DEFAULT_AGENT_SOCKET = DEFAULT_SOCKET  # the CLI's default, used by one-node lab
 AGENT_PORT = 4244
 DOMAIN = "svc.lab"  # pods resolve as <pod>.<namespace>.svc.lab.
 MAX_NODES = 250
+TUNNELS = ("disabled", "vxlan")  # Cilium's routing modes: native routing, or an overlay (its default, vxlan)
+TUNNEL_DEVICE = "fs_vxlan"  # Cilium's cilium_vxlan
+TUNNEL_VNI = 77  # Cilium carries the source's identity here; the lab's routes carry one VNI for all
 
 GATEWAY_V4 = "169.254.1.1"
 GATEWAY_V6 = "fe80::1"
@@ -82,6 +86,11 @@ class NodeHost(Host):
     pod_cidr_v4: str = ""
     pod_cidr_v6: str = ""
 
+    @property
+    def tunnel_mac(self) -> str:
+        """Its tunnel device's MAC address: fixed, so other nodes can route to it without asking."""
+        return f"02:fd:00:00:00:{self.index:02x}"
+
     def labels(self) -> dict[str, str]:
         """Labels as a Kubernetes node carries them, for `--node-label` to select (zones: odd nodes a, even b)."""
         zone = "lab-a" if self.index % 2 else "lab-b"
@@ -128,6 +137,7 @@ class Topology:
     world: Host
     underlay_netns: str
     default_socket: bool = False  # a one-node lab's agent serves on the CLI's default socket
+    tunnel: str = "disabled"  # TUNNELS: how nodes reach each other's pods
 
     @property
     def state_dir(self) -> Path:
@@ -198,11 +208,14 @@ class Topology:
         return Cluster(name=self.name, nodes=nodes, endpoints=endpoints)
 
 
-def plan(name: str, nodes: int = 1, default_socket: bool = False) -> Topology:
-    """The topology of lab `name` with `nodes` nodes (default_socket: see Topology.agent_socket)."""
+def plan(name: str, nodes: int = 1, default_socket: bool = False, tunnel: str = "disabled") -> Topology:
+    """The topology of lab `name` with `nodes` nodes (default_socket: see Topology.agent_socket; tunnel: one of
+    TUNNELS)."""
     validate_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise ValueError(f"a lab has 1 to {MAX_NODES} nodes, not {nodes}")
+    if tunnel not in TUNNELS:
+        raise ValueError(f"bad tunnel {tunnel!r}: one of {', '.join(TUNNELS)}")
     prefix = netns_prefix(name)
     node_hosts = tuple(
         NodeHost(
@@ -244,4 +257,5 @@ def plan(name: str, nodes: int = 1, default_socket: bool = False) -> Topology:
         world=world,
         underlay_netns=f"{prefix}underlay",
         default_socket=default_socket,
+        tunnel=tunnel,
     )
