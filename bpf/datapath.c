@@ -28,6 +28,8 @@
 #include "flowscope/conntrack.h"
 #include "flowscope/aggregate.h"
 #include "flowscope/policy.h"
+#include "flowscope/overlay.h"
+#include "flowscope/trace.h"
 
 /* Start a packet's state at observation point `point`: who is behind this interface, what the L2 header says,
  * and on to the stage for its ethertype. */
@@ -63,6 +65,8 @@ static __always_inline int fs_entry(struct __sk_buff *skb, __u8 point)
 		st->ep_identity = ep->identity;
 		fs_endpoint_identity(st);
 	}
+	fs_overlay_outer(skb, st); /* at to/from-overlay only: the tunnel's outer headers */
+	fs_trace_entry(skb, st);
 	/* a call site per slot, so that each is a direct jump */
 	switch (fs_parse_l2(skb, st)) {
 	case FS_CALL_IPV4:
@@ -102,6 +106,18 @@ int to_netdev(struct __sk_buff *skb)
 	return fs_entry(skb, FS_TRACE_TO_NETWORK);
 }
 
+/* On the node's tunnel device (Cilium's cilium_vxlan), tc ingress: decapsulated packets from other nodes. */
+int from_overlay(struct __sk_buff *skb)
+{
+	return fs_entry(skb, FS_TRACE_FROM_OVERLAY);
+}
+
+/* On the node's tunnel device, tc egress: packets to other nodes, before they are encapsulated. */
+int to_overlay(struct __sk_buff *skb)
+{
+	return fs_entry(skb, FS_TRACE_TO_OVERLAY);
+}
+
 /* FS_CALL_IPV4 */
 int stage_ipv4(struct __sk_buff *skb)
 {
@@ -110,6 +126,8 @@ int stage_ipv4(struct __sk_buff *skb)
 	if (!st)
 		return TC_ACT_OK;
 	fs_parse_ipv4(skb, st);
+	fs_trace_pick(skb, st);
+	fs_trace_stage(skb, st, FS_CALL_IPV4);
 	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
 }
 
@@ -121,6 +139,8 @@ int stage_ipv6(struct __sk_buff *skb)
 	if (!st)
 		return TC_ACT_OK;
 	fs_parse_ipv6(skb, st);
+	fs_trace_pick(skb, st);
+	fs_trace_stage(skb, st, FS_CALL_IPV6);
 	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
 }
 
@@ -131,6 +151,8 @@ int stage_other(struct __sk_buff *skb)
 
 	if (!st)
 		return TC_ACT_OK;
+	fs_trace_pick(skb, st);
+	fs_trace_stage(skb, st, FS_CALL_OTHER);
 	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
 }
 
@@ -169,6 +191,11 @@ int stage_ct(struct __sk_buff *skb)
 	} else {
 		fs_ct_account(e, st, now);
 	}
+	if (st->traced) {
+		if (e)
+			fs_trace_verdict_of(st, e);
+		fs_trace_stage(skb, st, FS_CALL_CT);
+	}
 	return fs_after_ct(skb, st);
 }
 
@@ -195,6 +222,8 @@ int stage_policy(struct __sk_buff *skb)
 		/* no ports to judge by: pass only where the endpoint does not enforce a policy */
 		direction = fs_state_from_endpoint(st) ? FS_POLICY_EGRESS : FS_POLICY_INGRESS;
 		fs_policy_decide(st->ep_identity, 0, 0, 0, direction, st->cfg.policy_rev, &v);
+		if (st->traced)
+			fs_trace_verdict(st, v.rule, v.match, v.allowed, v.enforced);
 		if (v.enforced) {
 			reason = st->drop_reason;
 			goto drop;
@@ -203,6 +232,7 @@ int stage_policy(struct __sk_buff *skb)
 	default:
 		break;
 	}
+	fs_trace_stage(skb, st, FS_CALL_POLICY);
 	if (fs_after_policy(skb, st) == TC_ACT_OK)
 		return TC_ACT_OK; /* nothing to send: the trace stage would only pass it */
 	reason = FS_DROP_MISSED_TAIL_CALL;
@@ -219,7 +249,8 @@ int stage_send_trace(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (st->emit)
 		fs_emit(skb, st);
-	return TC_ACT_OK;
+	fs_trace_stage(skb, st, FS_CALL_SEND_TRACE);
+	return fs_trace_done(skb, st, TC_ACT_OK);
 }
 
 /* What the agent's sweep asks ct_flush, after an Ethernet header's worth of padding. */
@@ -309,3 +340,6 @@ int policy_query(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
 }
+
+/* The kernel tracepoints of packet-path sessions: in this translation unit, to share its maps. */
+#include "pathtrace.c"

@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--node-name", default=socket.gethostname(), help="this node's name (default: hostname)")
     p.add_argument("--cluster-file", type=Path, help="cluster metadata JSON (nodes and endpoints); re-read on change")
     p.add_argument("--device", help="the node's network device, traced as from/to-network (e.g. eth0)")
+    p.add_argument(
+        "--tunnel-device",
+        help="the node's overlay tunnel device, traced as to/from-overlay with the outer headers (e.g. fs_vxlan)",
+    )
     p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET, help=f"unix socket to serve on ({DEFAULT_SOCKET})")
     p.add_argument(
         "--listen-address",
@@ -127,6 +131,7 @@ def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
         node_name=args.node_name,
         cluster_file=args.cluster_file,
         device=args.device,
+        tunnel_device=args.tunnel_device,
         socket_path=args.socket,
         listen_address=args.listen_address or None,
         control_listen_address=args.control_listen_address or None,

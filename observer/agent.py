@@ -16,6 +16,7 @@ import secrets
 import signal
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -34,6 +35,7 @@ from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
 from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
+from flowscope.observer.datapath.pathtrace import PathTracer
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
 from flowscope.observer.flow_ring import FlowRing, check_capacity
@@ -45,6 +47,11 @@ from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.server.peer import peer_service
 from flowscope.observer.server.serve import ObserverServer, check_control_listener
 from flowscope.observer.server.state import NodeState
+from flowscope.observer.trace.filter import RegistryPods
+from flowscope.observer.trace.hops import HopContext
+from flowscope.observer.trace.service import tracer_service
+from flowscope.observer.trace.sessions import SessionManager
+from flowscope.observer.wallclock import WallClock
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,7 @@ class AgentConfig:
     node_name: str
     cluster_file: Path | None = None
     device: str | None = None
+    tunnel_device: str | None = None  # the overlay's tunnel device (traced as to/from-overlay), if the node has one
     socket_path: Path | None = DEFAULT_SOCKET
     listen_address: str | None = ":4244"  # read-only services only (observer/server/serve.py)
     control_listen_address: str | None = None  # the write services on TCP too; needs mutual TLS
@@ -152,7 +160,11 @@ class Agent(Closing):
             DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages), pin_dir=pins.pin_dir()
         )
         self.metadata.subscribe("ipcache", ClusterIpcache(self.datapath, cfg.node_name).update)
-        self.attachments = Attachments(self.datapath, self.registry, cfg.device, self.kdrop)
+        self.sessions: SessionManager | None = self._trace_sessions(self.datapath, decoder, reasons)
+        followers = [f for f in (self.kdrop, self.sessions.tracer) if f is not None]
+        self.attachments = Attachments(
+            self.datapath, self.registry, cfg.device, followers, tunnel_device=cfg.tunnel_device
+        )
         self.attachments.reconcile()  # the node's device, even without metadata
         if cfg.device and not _interface_exists(cfg.device):
             log.warning("device %s does not exist: flows from and to the network start when it appears", cfg.device)
@@ -173,7 +185,7 @@ class Agent(Closing):
             cfg.socket_path,
             cfg.listen_address,
             cfg.tls,
-            [self.control.service(), peers],
+            [self.control.service(), peers, tracer_service(self.sessions, cfg.node_name, RegistryPods(self.registry))],
             control_address=cfg.control_listen_address,
             stall_s=cfg.stall_s,
         )
@@ -194,6 +206,20 @@ class Agent(Closing):
         node = cluster.node(self.config.node_name)
         self.state.cluster_name = cluster.name
         self.state.address = node.address if node else ""
+
+    def _trace_sessions(self, datapath: Datapath, decoder: FlowDecoder, reasons: Mapping[int, str]) -> SessionManager:
+        """Packet-path sessions (observer/trace/): hops decoded as flows are, named with the same registry, rules
+        and kernel reasons."""
+        clock = WallClock()
+        context = HopContext(
+            decoder=decoder,
+            registry=self.registry,
+            wall_offset_ns=lambda: clock.offset_ns,
+            kernel_reasons=reasons,
+            locate=KernelSymbols(),
+            rule_name=lambda number: decoder.rules.name(number) if decoder.rules else None,
+        )
+        return SessionManager(PathTracer(datapath), context)
 
     def _load_kernel_drops(self) -> KernelDrops | None:
         """The kfree_skb program, or None: without it the agent still observes, minus the kernel's drops."""
@@ -256,6 +282,10 @@ class Agent(Closing):
         if ingest is not None:
             ingest.stop()
             ingest.join(timeout=2)
+        sessions = getattr(self, "sessions", None)
+        if sessions is not None:
+            sessions.close()
+            self.sessions = None
         control = getattr(self, "control", None)
         if control is not None:
             control.close()

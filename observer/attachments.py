@@ -2,9 +2,9 @@
 
 Reconciling instead of reacting to events: on each new cluster metadata (the watcher of observer/metadata_watch.py
 hands it over), and every half second besides, the agent compares what should be attached (this node's endpoints
-whose interfaces exist, and the node's device) with what is, and fixes the difference. So endpoints that appear,
-leave, or come back with a new interface (a restarted pod) are handled by one mechanism, without a restart, and
-metadata written before its interfaces exist simply waits for them.
+whose interfaces exist, the node's device, and its tunnel device in an overlay cluster) with what is, and fixes
+the difference. So endpoints that appear, leave, or come back with a new interface (a restarted pod) are handled
+by one mechanism, without a restart, and metadata written before its interfaces exist simply waits for them.
 
 The kernel drop program is kept in step the same way: it is told, every round, which network namespace each of
 this node's endpoints lives in (it reports drops there and in the node's own namespace only).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ENDPOINT_HOOKS = ("from-container", "to-container")
 DEVICE_HOOKS = ("from-netdev", "to-netdev")
+OVERLAY_HOOKS = ("from-overlay", "to-overlay")  # the tunnel device, Cilium's cilium_vxlan
 
 
 class Datapath(Protocol):
@@ -38,7 +39,8 @@ class Datapath(Protocol):
 
 
 class NamespaceFollower(Protocol):
-    """What reconciling needs from observer.datapath.kdrop: endpoint id -> the name of its network namespace."""
+    """What reconciling tells the programs that follow packets in the node's namespaces (observer.datapath.kdrop,
+    observer.datapath.pathtrace): endpoint id -> the name of its network namespace, and the attached devices."""
 
     def follow_endpoints(self, endpoints: Mapping[int, str]) -> None: ...
     def follow_devices(self, ifindexes: Iterable[int]) -> None: ...
@@ -66,12 +68,14 @@ class Attachments:
         datapath: Datapath,
         registry: EndpointRegistry,
         device: str | None,
-        kernel_drops: NamespaceFollower | None = None,
+        followers: Sequence[NamespaceFollower] = (),
+        tunnel_device: str | None = None,
     ) -> None:
         self._datapath = datapath
-        self._kernel_drops = kernel_drops
+        self._followers = tuple(followers)  # kernel drops and packet-path sessions: the node's namespaces
         self._registry = registry
         self._device = device
+        self._tunnel_device = tunnel_device
         self._local: list[Endpoint] = []  # this node's endpoints, as the last metadata said
         self._attached: dict[str, Attached] = {}
         self._lock = threading.Lock()  # the watcher's thread and the agent's reconcile loop both reconcile
@@ -97,27 +101,29 @@ class Attachments:
                 self._detach(att)
 
     def _reconcile(self) -> None:
-        wanted: dict[str, tuple[int, int]] = {}  # ifname -> (ep_id, identity)
+        wanted: dict[str, tuple[int, int, tuple[str, ...]]] = {}  # ifname -> (ep_id, identity, hooks)
         for ep in self._local:
-            wanted[ep.interface] = (ep.id, ep.identity)
+            wanted[ep.interface] = (ep.id, ep.identity, ENDPOINT_HOOKS)
         if self._device:
-            wanted[self._device] = (0, IDENTITY_HOST)
+            wanted[self._device] = (0, IDENTITY_HOST, DEVICE_HOOKS)
+        if self._tunnel_device:
+            wanted[self._tunnel_device] = (0, IDENTITY_HOST, OVERLAY_HOOKS)
         for ifname, att in list(self._attached.items()):
             if ifname not in wanted or _ifindex(ifname) != att.ifindex or wanted[ifname][0] != att.ep_id:
                 self._detach(att)
-        for ifname, (ep_id, identity) in wanted.items():
+        for ifname, (ep_id, identity, hooks) in wanted.items():
             if ifname in self._attached:
                 continue
             ifindex = _ifindex(ifname)
             if ifindex is None:
                 continue  # not there yet: the next round tries again
-            self._attach(ifname, ifindex, ep_id, identity)
-        if self._kernel_drops is not None:
-            self._kernel_drops.follow_endpoints({ep.id: ep.netns for ep in self._local if ep.netns})
-            self._kernel_drops.follow_devices(att.ifindex for att in self._attached.values())
+            self._attach(ifname, ifindex, ep_id, identity, hooks)
+        namespaces = {ep.id: ep.netns for ep in self._local if ep.netns}
+        for follower in self._followers:
+            follower.follow_endpoints(namespaces)
+            follower.follow_devices([att.ifindex for att in self._attached.values()])
 
-    def _attach(self, ifname: str, ifindex: int, ep_id: int, identity: int) -> None:
-        hooks = ENDPOINT_HOOKS if ep_id else DEVICE_HOOKS
+    def _attach(self, ifname: str, ifindex: int, ep_id: int, identity: int, hooks: tuple[str, ...]) -> None:
         try:
             self._datapath.set_endpoint(ifindex, ep_id, identity)
             self._datapath.attach(ifname, hooks)

@@ -37,6 +37,7 @@ FIELDS: dict[str, tuple[str, str, int]] = {
     "FS_SKB_TAIL": ("sk_buff", "tail", 4),  # an offset from head on 64-bit kernels (NET_SKBUFF_DATA_USES_OFFSET)
     "FS_SKB_HEAD": ("sk_buff", "head", 8),
     "FS_SKB_DATA": ("sk_buff", "data", 8),
+    "FS_SKB_PROTOCOL": ("sk_buff", "protocol", 2),  # network order; packet-path hops (bpf/pathtrace.c)
     "FS_NETDEV_IFINDEX": ("net_device", "ifindex", 4),
     "FS_NETDEV_NET": ("net_device", "nd_net.net", 8),
     "FS_NET_INUM": ("net", "ns.inum", 4),

@@ -22,7 +22,7 @@ from typing import Any
 from bcc import BPF
 
 from flowscope.common.closing import Closing
-from flowscope.observer.datapath import ct_pins, pins, tick_clock
+from flowscope.observer.datapath import ct_pins, pathtrace, pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
 from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
 from flowscope.observer.datapath.conntrack import ConntrackTable
@@ -83,9 +83,13 @@ class Datapath(Closing):
             self.ct_continued = kept is not None
             self.ct_seed = self.ct_seed if kept is None else kept
             ct_flags = [f'-DFS_CT_PIN_DIR="{ct_folder}"']
+        # the packet-path tracepoints (bpf/pathtrace.c) read sk_buffs at offsets from BTF: without them, sessions
+        # follow packets through the tc hooks only
+        kernel_flags = pathtrace.kernel_flags()
+        self.kernel_hops = bool(kernel_flags)
         self._bpf = BPF(
             text=translation_unit(bpf_dir).encode(),
-            cflags=[*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U", *ct_flags],
+            cflags=[*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U", *ct_flags, *kernel_flags],
         )
         try:
             self._slots = tail_call_slots(bpf_dir)
@@ -112,6 +116,11 @@ class Datapath(Closing):
         self._tc = TcAttachments(pin_dir)
         self._reader: RingReader | None = None
         self._closed = False
+
+    @property
+    def bpf(self) -> BPF:
+        """The bcc object: its maps and programs by name, for the packet-path tracer (pathtrace.py)."""
+        return self._bpf
 
     # programs and the tail-call array
 

@@ -46,7 +46,7 @@ class RuntimeConfig:
     jiffy_ns: int = (
         0  # the kernel's tick in ns; with the offset, the datapath's cheap clock (tick_clock.py); 0 = unknown
     )
-    pad: int = 0
+    trace_active: int = 0  # a bit per packet-path session slot in use (observer/trace/)
     jiffies_offset_ns: int = 0  # CLOCK_MONOTONIC = jiffies * jiffy_ns + this, mod 2**64
 
 

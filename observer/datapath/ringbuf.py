@@ -24,7 +24,7 @@ import select
 import numpy as np
 
 from flowscope.common.closing import Closing
-from flowscope.observer.events import HEADER_SIZE, event_dtype, record_stride
+from flowscope.observer.events import event_dtype
 
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
@@ -33,17 +33,18 @@ _RECORD_HDR = 8
 
 
 class RingReader(Closing):
-    """A consumer of one BPF ring buffer map whose records are all `struct fs_event` of one caplen."""
+    """A consumer of one BPF ring buffer map whose records all have one size: `struct fs_event` of one caplen,
+    unless `dtype` says otherwise (the packet-path hops, observer/datapath/pathtrace.py)."""
 
-    def __init__(self, map_fd: int, data_size: int, caplen: int) -> None:
+    def __init__(self, map_fd: int, data_size: int, caplen: int, dtype: np.dtype | None = None) -> None:
         if data_size <= 0 or data_size & (data_size - 1) or data_size % mmap.PAGESIZE:
             raise ValueError(f"a ring buffer's size is a power of two pages, not {data_size}")
         self.caplen = caplen
         self.data_size = data_size
         self._mask = data_size - 1
-        self._event_size = HEADER_SIZE + caplen
-        self._stride = record_stride(caplen)
-        self._dtype = event_dtype(caplen)
+        self._dtype = event_dtype(caplen) if dtype is None else dtype
+        self._event_size = self._dtype.itemsize
+        self._stride = (_RECORD_HDR + self._event_size + 7) & ~7
         page = mmap.PAGESIZE
         self._consumer_map = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._producer_map = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)

@@ -46,6 +46,8 @@ class Hook(enum.Enum):
     TO_CONTAINER = ("to-container", "to_container", BPF_TCX_EGRESS)
     FROM_NETDEV = ("from-netdev", "from_netdev", BPF_TCX_INGRESS)
     TO_NETDEV = ("to-netdev", "to_netdev", BPF_TCX_EGRESS)
+    FROM_OVERLAY = ("from-overlay", "from_overlay", BPF_TCX_INGRESS)
+    TO_OVERLAY = ("to-overlay", "to_overlay", BPF_TCX_EGRESS)
 
     def __init__(self, label: str, program: str, attach_type: int) -> None:
         self.label = label
@@ -69,6 +71,7 @@ class Hook(enum.Enum):
 
 ENDPOINT_HOOKS = (Hook.FROM_CONTAINER, Hook.TO_CONTAINER)
 DEVICE_HOOKS = (Hook.FROM_NETDEV, Hook.TO_NETDEV)
+OVERLAY_HOOKS = (Hook.FROM_OVERLAY, Hook.TO_OVERLAY)
 ENTRY_PROGRAMS = frozenset(hook.program for hook in Hook)
 
 

@@ -42,13 +42,13 @@ def addr16(text: str | None) -> bytes:
 
 
 def header(event: np.void) -> dict[str, Any]:
-    """The header fields of an event as plain Python values (addresses as bytes)."""
+    """The header fields of an event as plain Python values (addresses and the overlay's VNI as bytes)."""
     out: dict[str, Any] = {}
-    for name, _ in ev.HEADER_FIELDS:
+    for name, kind in ev.HEADER_FIELDS:
         if name.startswith("pad"):
             continue
         value = event[name]
-        out[name] = bytes(value) if name in ("saddr", "daddr") else int(value)
+        out[name] = bytes(value) if kind.startswith("V") else int(value)
     return out
 
 
@@ -75,6 +75,7 @@ def expected_trace(packet: bytes, **fields: Any) -> dict[str, Any]:
         "policy_flags": 0,
         "drop_reason": 0,
         "tcp_flags_seen": 0,
+        "vni": bytes(3),
         "packets": 1,
         "rule": 0,
         "bytes": len(packet),

@@ -120,7 +120,7 @@ def test_reconciling_tells_the_kernel_drop_program_this_nodes_namespaces(tmp_pat
     nodes = (Node("node1"), Node("node2"))
     Cluster("c", nodes, (endpoint(1001, "node1", "ns-a"), endpoint(2001, "node2", "ns-b"))).save(cluster_file)
     follower = FakeFollower()
-    attachments = Attachments(FakeDatapath(), EndpointRegistry("node1"), None, follower)
+    attachments = Attachments(FakeDatapath(), EndpointRegistry("node1"), None, [follower])
     metadata = MetadataWatcher(cluster_file)
     metadata.subscribe("attachments", attachments.update)
     metadata.poll()

@@ -60,7 +60,7 @@ def test_one_change_of_the_file_reaches_every_subscriber_in_order(tmp_path: Path
         datapath = RecordingDatapath()
         registry = EndpointRegistry("node1")
         ipcache = ClusterIpcache(datapath, "node1")
-        attachments = Attachments(datapath, registry, None, Follower())
+        attachments = Attachments(datapath, registry, None, [Follower()])
         peers = PeerService()
 
         def subscribe(name: str, deliver: Callable[[Cluster], object]) -> None:

@@ -77,7 +77,7 @@ struct fs_config {
 	__u16 aggregation;        /* FS_AGG_* */
 	__u16 report_flags;       /* medium and above: TCP flags whose first sighting in a direction is reported */
 	__u32 jiffy_ns;           /* the kernel's tick in ns (1e9 / HZ), as the agent measured it; 0: unknown */
-	__u32 pad;
+	__u32 trace_active;       /* a bit per packet-path session slot in use (trace.h); 0: no session */
 	__u64 jiffies_offset_ns;  /* CLOCK_MONOTONIC = jiffies * jiffy_ns + this (mod 2^64): see fs_now() */
 };
 

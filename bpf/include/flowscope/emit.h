@@ -10,6 +10,7 @@
 #include "flowscope/identity.h"
 #include "flowscope/maps.h"
 #include "flowscope/state.h"
+#include "flowscope/trace.h"
 
 /* How many packet bytes to capture: the configured length, at most FS_CAPLEN, at most the packet. */
 static __always_inline __u64 fs_capture_len(struct __sk_buff *skb, const struct fs_state *st)
@@ -120,7 +121,7 @@ static __always_inline int fs_drop(struct __sk_buff *skb, struct fs_state *st, _
 	st->ev.verdict = FS_VERDICT_DROPPED;
 	st->ev.drop_reason = reason;
 	fs_emit(skb, st);
-	return TC_ACT_SHOT;
+	return fs_trace_done(skb, st, TC_ACT_SHOT);
 }
 
 #endif /* FLOWSCOPE_EMIT_H */

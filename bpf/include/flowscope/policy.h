@@ -146,6 +146,8 @@ static __always_inline __u32 fs_policy_judge(struct __sk_buff *skb, struct fs_st
 		e->drop_reason = v.drop_reason;
 		e->flags = FS_CT_F_JUDGED | denied;
 	}
+	if (st->traced)
+		fs_trace_verdict(st, v.rule, v.match, v.allowed, v.enforced);
 	if (v.enforced && changed)
 		fs_emit_verdict(skb, st, &v, direction);
 	if (denied)

@@ -39,6 +39,14 @@ struct fs_state {
 	struct fs_config cfg;     /* the runtime config, read once by the entry program */
 	union fs_ct_key ct_key;   /* the connection (when ct_state is not FS_CT_UNTRACKED) */
 	__u64 now;                /* the time of the connection's bookkeeping (fs_now), read by stage_ct */
+	/* packet-path sessions (trace.h): set by the entry program whenever a session is active */
+	__u64 trace_first_ts;     /* the followed packet's id */
+	__u64 trace_first_head;
+	__u32 trace_rule;         /* the policy rule and match behind the connection's verdict, for its hops */
+	__u8 trace_match;
+	__u8 traced;              /* 0, or the session slot + 1 that follows this packet */
+	__u8 trace_pick;          /* offer the packet to the sessions' filters once it is parsed */
+	__u8 trace_pad;
 	/* reset by the entry program from here on */
 	__u32 drop_reason;        /* FS_POLICY_DROP: why */
 	__u32 l3_off;             /* offset of the L3 header from the start of the packet (after any VLAN tags) */

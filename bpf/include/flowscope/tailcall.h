@@ -12,6 +12,7 @@
 #include "flowscope/calls.h"
 #include "flowscope/emit.h"
 #include "flowscope/state.h"
+#include "flowscope/trace.h"
 
 /* Tail call into `slot`, a constant: returns only when the slot is empty. The empty asm names the slot as an
  * immediate, so the compiler cannot merge calls into different slots into one call with a variable slot (an
@@ -40,7 +41,7 @@ static __always_inline int fs_after_policy(struct __sk_buff *skb, struct fs_stat
 {
 #if FS_NEXT_AFTER_POLICY == FS_CALL_SEND_TRACE
 	if (!st->emit)
-		return TC_ACT_OK;
+		return fs_trace_done(skb, st, TC_ACT_OK);
 #endif
 	fs_jump(skb, FS_NEXT_AFTER_POLICY);
 	return -1;

@@ -48,6 +48,7 @@ struct fs_kdrop_skb {
 	__u16 mac;      /* header offsets from head; FS_NO_HEADER when unset */
 	__u16 network;
 	__u16 transport;
+	__u16 protocol; /* skb->protocol, network order */
 };
 
 #define FS_AT(buf, type, off) (*(type *)((buf) + (off)))
@@ -69,6 +70,7 @@ static __always_inline int fs_kdrop_read_skb(const void *skb, struct fs_kdrop_sk
 	out->mac = FS_AT(b, __u16, FS_SKB_MAC_HEADER);
 	out->network = FS_AT(b, __u16, FS_SKB_NETWORK_HEADER);
 	out->transport = FS_AT(b, __u16, FS_SKB_TRANSPORT_HEADER);
+	out->protocol = FS_AT(b, __u16, FS_SKB_PROTOCOL);
 	data = FS_AT(b, void *, FS_SKB_DATA);
 	out->data_off = data >= out->head ? (__u64)(data - out->head) : 0;
 	return 0;
