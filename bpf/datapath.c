@@ -212,27 +212,25 @@ int stage_policy(struct __sk_buff *skb)
 	switch (st->policy_todo) {
 	case FS_POLICY_JUDGE:
 		reason = fs_policy_judge(skb, st);
-		if (reason)
-			goto drop;
 		break;
 	case FS_POLICY_DROP:
 		reason = st->drop_reason;
-		goto drop;
+		break;
 	case FS_POLICY_UNTRACKED:
 		/* no ports to judge by: pass only where the endpoint does not enforce a policy */
 		direction = fs_state_from_endpoint(st) ? FS_POLICY_EGRESS : FS_POLICY_INGRESS;
 		fs_policy_decide(st->ep_identity, 0, 0, 0, direction, st->cfg.policy_rev, &v);
 		if (st->traced)
 			fs_trace_verdict(st, v.rule, v.match, v.allowed, v.enforced);
-		if (v.enforced) {
+		if (v.enforced)
 			reason = st->drop_reason;
-			goto drop;
-		}
 		break;
 	default:
 		break;
 	}
-	fs_trace_stage(skb, st, FS_CALL_POLICY);
+	fs_trace_stage(skb, st, FS_CALL_POLICY); /* what the stage decided, before the packet goes on or is dropped */
+	if (reason)
+		goto drop;
 	if (fs_after_policy(skb, st) == TC_ACT_OK)
 		return TC_ACT_OK; /* nothing to send: the trace stage would only pass it */
 	reason = FS_DROP_MISSED_TAIL_CALL;
