@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     request = build_request(args)
     targets = agent_targets(args)
     console = Console(soft_wrap=args.output != "tree")
-    renderer = Renderer(console, args.output, args.summary, err=Console(stderr=True))
+    renderer = Renderer(console, args.output, args.summary, err=Console(stderr=True, soft_wrap=True))
     writer = PcapngWriter.create(args.write) if args.write else None
     try:
         with Interrupts() as interrupts:

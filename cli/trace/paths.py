@@ -17,6 +17,7 @@ from flowscope.api.trace import trace_pb2
 from flowscope.cli.trace.fate import ARRIVAL_POINTS, FORWARDED, Fate, is_transmit, packet_fate
 
 LINK_DIGEST = "digest"
+LINK_SEQ_RANGE = "sequence range"  # pieces of one segment (TSO/GSO, GRO), linked by the bytes they carry
 
 
 @dataclass
@@ -48,13 +49,14 @@ class Packet:
         entry = self.entry()
         return entry is not None and entry.hook in ARRIVAL_POINTS
 
-    def exit(self) -> tuple[str, int] | None:
-        """The digest the packet left the node with, and when: its last transmit hop's, for a forwarded one."""
+    def exit(self) -> tuple[trace_pb2.Hop, int] | None:
+        """The last hop that saw the bytes the packet left the node with (its digest and sequence range), and
+        when it was sent: its last transmit hop's time, for a forwarded one."""
         if self.fate.kind != FORWARDED:
             return None
         sent = [i for i, hop in enumerate(self.hops) if is_transmit(hop)]
-        digests = [hop.digest for hop in self.hops[: sent[-1] + 1] if hop.digest]
-        return (digests[-1], self.times[sent[-1]]) if digests else None
+        seen = [hop for hop in self.hops[: sent[-1] + 1] if hop.digest]
+        return (seen[-1], self.times[sent[-1]]) if seen else None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Path:
 
     id: int
     packets: list[Packet]
+    links: list[str] = field(default_factory=list)  # how packets[i + 1] was linked to packets[i]
 
     @property
     def fate(self) -> Fate:
@@ -86,18 +89,17 @@ class Path:
 
     def hops(self) -> list[PathHop]:
         out: list[PathHop] = []
-        previous: Packet | None = None
-        for packet in self.packets:
+        for number, packet in enumerate(self.packets):
             for i, hop in enumerate(packet.hops):
                 if i:
                     delta = (hop.ktime_ns - packet.hops[i - 1].ktime_ns) / 1000
                     out.append(PathHop(packet.node, packet.packet_id, hop, delta))
-                elif previous is None:
+                elif number == 0:
                     out.append(PathHop(packet.node, packet.packet_id, hop, None))
                 else:
-                    wall = (packet.start - previous.times[-1]) / 1000
-                    out.append(PathHop(packet.node, packet.packet_id, hop, wall, True, LINK_DIGEST))
-            previous = packet
+                    wall = (packet.start - self.packets[number - 1].times[-1]) / 1000
+                    how = self.links[number - 1] if number <= len(self.links) else LINK_DIGEST
+                    out.append(PathHop(packet.node, packet.packet_id, hop, wall, True, how))
         return out
 
     def steps(self) -> tuple[tuple[str, str], ...]:
@@ -162,46 +164,63 @@ def packets(events: Iterable[trace_pb2.TraceEvent]) -> tuple[list[Packet], Sessi
     return sorted(by_key.values(), key=lambda p: (p.start, p.key)), session
 
 
-def link(found: list[Packet]) -> list[list[Packet]]:
-    """Chains of packets linked by digest, in order of their first hop's time.
+def link(found: list[Packet]) -> list[tuple[list[Packet], list[str]]]:
+    """Chains of packets linked across nodes, in order of their first hop's time, each with how its links
+    were made.
 
     Taken in time order, a packet that left its node through a transmit continues as the earliest packet not yet
-    linked that entered another node from the network with the same digest, at or after the transmit."""
-    follows: dict[tuple[str, str], Packet] = {}
+    linked that entered another node from the network at or after the transmit: with the same digest, or,
+    failing that, of the same connection carrying an overlapping range of its TCP byte stream (the pieces of a
+    segment that TSO/GSO cut up, or GRO merged, on the way)."""
+    follows: dict[tuple[str, str], tuple[Packet, str]] = {}
     linked: set[tuple[str, str]] = set()
     for packet in found:
         sent = packet.exit()
         if sent is None:
             continue
-        digest, when = sent
-        for candidate in found:
-            entry = candidate.entry()
-            if (
-                candidate.node != packet.node
-                and candidate.key not in linked
-                and candidate.entered_from_network()
-                and entry is not None
-                and entry.digest == digest
-                and candidate.start >= when
-            ):
-                follows[packet.key] = candidate
+        hop, when = sent
+        arrivals = [
+            c
+            for c in found
+            if c.node != packet.node and c.key not in linked and c.entered_from_network() and c.start >= when
+        ]
+        for how, same in ((LINK_DIGEST, _same_digest), (LINK_SEQ_RANGE, _overlapping_range)):
+            candidate = next((c for c in arrivals if same(hop, c.entry())), None)
+            if candidate is not None:
+                follows[packet.key] = (candidate, how)
                 linked.add(candidate.key)
                 break
     chains = []
     for packet in found:
         if packet.key in linked:
             continue
-        chain = [packet]
+        chain, hows = [packet], []
         while chain[-1].key in follows:
-            chain.append(follows[chain[-1].key])
-        chains.append(chain)
+            following, how = follows[chain[-1].key]
+            chain.append(following)
+            hows.append(how)
+        chains.append((chain, hows))
     return chains
+
+
+def _same_digest(sent: trace_pb2.Hop, entry: trace_pb2.Hop | None) -> bool:
+    return entry is not None and bool(entry.digest) and entry.digest == sent.digest
+
+
+def _overlapping_range(sent: trace_pb2.Hop, entry: trace_pb2.Hop | None) -> bool:
+    if entry is None or not sent.flow_digest or entry.flow_digest != sent.flow_digest:
+        return False
+    if not (sent.payload_length and entry.payload_length):
+        return False
+    ahead = (entry.tcp_seq - sent.tcp_seq) % 2**32  # how far the arrival starts after the sent piece, mod 2^32
+    behind = (sent.tcp_seq - entry.tcp_seq) % 2**32
+    return ahead < sent.payload_length or behind < entry.payload_length
 
 
 def assemble(events: Iterable[trace_pb2.TraceEvent]) -> Session:
     """The session's paths, numbered from 1 in order of their first hop's time, and its start and end."""
     found, session = packets(events)
-    session.paths = [Path(number, chain) for number, chain in enumerate(link(found), start=1)]
+    session.paths = [Path(number, chain, hows) for number, (chain, hows) in enumerate(link(found), start=1)]
     return session
 
 

@@ -22,7 +22,7 @@ from flowscope.api.trace import trace_pb2
 from flowscope.cli.printer.jsonpb import to_json
 from flowscope.cli.trace import hoptext
 from flowscope.cli.trace.fate import CONSUME, DELIVERED, DROPPED, FORWARDED, KFREE, Fate, where
-from flowscope.cli.trace.paths import Path, PathGroup, PathHop, Session, assemble, summary
+from flowscope.cli.trace.paths import LINK_DIGEST, Path, PathGroup, PathHop, Session, assemble, summary
 
 FATE_STYLES = {DELIVERED: "green", FORWARDED: "yellow", DROPPED: "bold red"}
 OUTPUTS = ("tree", "json", "jsonpb")
@@ -55,6 +55,8 @@ class Renderer:
             self._started(event.node_name, event.started)
         elif kind == "hop" and self._ends_packet(event):
             self._print_paths(assemble(self.events), at_end=False)
+        elif kind == "node_status":  # from a relay: a node whose session did not start or broke off
+            self.err.print(Text(event.node_status.message, style="bold"))
 
     def finish(self) -> Session:
         """Print what is left (or the summary) and the lost hops; the assembled session, for whoever asks."""
@@ -175,7 +177,8 @@ def tree(path: Path) -> Tree:
         if branch is None or hop.node != node or hop.link:
             title = Text(hop.node, style="bold")
             if hop.link:
-                title.append(f"  ↳ linked by {hop.link} {hop.hop.digest} (inferred)", style="italic")
+                key = hop.hop.digest if hop.link == LINK_DIGEST else f"{hop.hop.flow_digest} seq {hop.hop.tcp_seq}"
+                title.append(f"  ↳ linked by {hop.link} {key} (inferred)", style="italic")
             branch, node = root.add(title), hop.node
         line = hop_text(hop, previous)
         line.rstrip()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from dataclasses import dataclass
 
 ETH_HLEN = 14
 ETH_P_IP = 0x0800
@@ -30,6 +31,50 @@ def digest(frame: bytes) -> str:
     """The digest of an Ethernet frame's invariant fields, in hex; "" when its headers were not captured."""
     fields = _invariant_fields(frame)
     return hashlib.blake2b(fields, digest_size=8).hexdigest() if fields else ""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What links the pieces of a packet that segmentation cut up or GRO merged: its connection (inner headers),
+    and for TCP the range of the byte stream it carries."""
+
+    flow: str  # digest of addresses, protocol and ports; "" when the headers were not captured
+    seq: int = 0
+    length: int = 0  # L4 payload bytes
+
+
+def segment(frame: bytes) -> Segment:
+    fields = _invariant_fields(frame)
+    if not fields:
+        return Segment("")
+    # head: version(1) id(2) protocol(1) addresses; then payload length(4); then the L4 fields
+    version, _, protocol = struct.unpack_from("!BHB", fields)
+    width = 8 if version == 4 else 32
+    addresses = fields[4 : 4 + width]
+    payload = struct.unpack_from("!I", fields, 4 + width)[0]
+    l4 = fields[8 + width :]
+    flow = hashlib.blake2b(bytes([version, protocol]) + addresses + l4[:4], digest_size=8).hexdigest()
+    if protocol != TCP or len(l4) < 13:
+        return Segment(flow)
+    seq = struct.unpack_from("!I", l4, 4)[0]
+    return Segment(flow, seq, max(0, payload - _tcp_header_length(frame)))
+
+
+def _tcp_header_length(frame: bytes) -> int:
+    offset, ethertype = l3_offset(frame)
+    if ethertype == ETH_P_IP and len(frame) >= offset + 20:
+        protocol, l4 = frame[offset + 9], offset + (frame[offset] & 0x0F) * 4
+    elif ethertype == ETH_P_IPV6 and len(frame) >= offset + 40:
+        protocol, l4 = frame[offset + 6], offset + 40
+    else:
+        return 0
+    if (
+        protocol == UDP
+        and len(frame) >= l4 + 8 + VXLAN_HLEN
+        and struct.unpack_from("!H", frame, l4 + 2)[0] in VXLAN_PORTS
+    ):
+        return _tcp_header_length(frame[l4 + 8 + VXLAN_HLEN :])
+    return (frame[l4 + 12] >> 4) * 4 if len(frame) > l4 + 12 else 0
 
 
 def _invariant_fields(frame: bytes, depth: int = 0) -> bytes:

@@ -19,7 +19,7 @@ from flowscope.api.trace import trace_pb2
 from flowscope.common.names import TRACE_POINTS
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.parser.decoder import FlowDecoder
-from flowscope.observer.trace.digest import ETH_P_IP, ETH_P_IPV6, TCP, digest, l3_offset
+from flowscope.observer.trace.digest import ETH_P_IP, ETH_P_IPV6, TCP, digest, l3_offset, segment
 
 TC_ACT_OK, TC_ACT_SHOT = 0, 2
 # the tail-call stages by their slot (bpf/include/flowscope/calls.h)
@@ -74,6 +74,8 @@ def decode_hop(record: np.void, index: int, ctx: HopContext, payload: bool) -> t
     hop.head_changed = bool(record["head"]) and int(record["head"]) != int(record["first_head"])
     data = bytes(ev["data"])[: int(ev["len_cap"])]
     hop.digest = digest(data)
+    piece = segment(data)
+    hop.flow_digest, hop.tcp_seq, hop.payload_length = piece.flow, piece.seq, piece.length
     hop.data = data if payload else data[: _headers_end(data)]
     if flow.HasField("ethernet"):
         hop.ethernet.CopyFrom(flow.ethernet)

@@ -137,3 +137,34 @@ def test_summary_groups_paths_by_steps_and_fate_most_common_first() -> None:
     )
     assert session.lost() == {"node1": 2}
     assert set(session.started) == {"node1"}
+
+
+def _pieces(events: list, sent: tuple[int, int], arrived: tuple[int, int]) -> list:
+    """The SYN sample as if the wire had cut or merged it: node2 saw other bytes (another digest) of the same
+    connection, carrying the TCP byte range `arrived` where node1 sent `sent` (seq, payload length)."""
+    for event in events:
+        if event.WhichOneof("event") != "hop" or not event.hop.digest:
+            continue
+        seq, length = sent if event.node_name == "node1" else arrived
+        event.hop.flow_digest = "c0ffee"
+        event.hop.tcp_seq, event.hop.payload_length = seq, length
+        if event.node_name == "node2":
+            event.hop.digest = "0ther"
+    return events
+
+
+def test_pieces_of_one_segment_are_linked_by_their_overlapping_sequence_range() -> None:
+    node1, node2 = nodes()
+    events = _pieces(s.syn_crossing(node1, node2), sent=(2**32 - 1000, 4344), arrived=(1448 - 1000, 1448))
+
+    [path] = assemble(events).paths
+
+    assert [packet.node for packet in path.packets] == ["node1", "node2"]
+    assert [hop.link for hop in path.hops() if hop.link] == ["sequence range"]
+
+
+def test_pieces_of_other_byte_ranges_are_not_linked() -> None:
+    node1, node2 = nodes()
+    events = _pieces(s.syn_crossing(node1, node2), sent=(1000, 1448), arrived=(2448, 1448))
+
+    assert len(assemble(events).paths) == 2
