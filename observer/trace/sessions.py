@@ -125,6 +125,8 @@ class SessionManager:
         if duration_s > MAX_DURATION_S:
             notes.append(f"duration capped at {MAX_DURATION_S:.0f} s")
             duration_s = MAX_DURATION_S
+        if not nterms:
+            notes.append(f"no filter: the node's next {count} packets, whatever they are, are followed")
         if not self.kernel_hooks:
             notes.append("no kernel hops: this kernel's BTF did not give the sk_buff layout; tc hops only")
         with self._lock:
