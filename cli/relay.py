@@ -3,6 +3,16 @@
 flowscope relay                                   # follow the local agent's peer service
 flowscope relay --peer-service 10.77.0.1:4244     # ... or a remote one
 flowscope relay --peers node1=10.77.0.1:4244,node2=10.77.0.2:4244
+
+Packet-path sessions (`flowscope trace --server <relay>`) run on every node through the relay. They change
+what the datapath does, so the relay serves them only to callers it can trust (its --socket, or a listen
+address with mutual TLS: --tls-client-ca-files; elsewhere PERMISSION_DENIED), and starts them on each agent's
+write side: the agent's unix socket when --peer-socket-template names it, else its control listener at
+<node's host>:<--peer-control-port> (the agents' --control-listen-address), with --tls-client-cert-file:
+
+flowscope relay --listen-address :4245 --tls-server-cert-file relay.pem --tls-server-key-file relay.key \
+    --tls-client-ca-files ca.pem --tls-hubble-server-ca-files ca.pem \
+    --tls-client-cert-file relay.pem --tls-client-key-file relay.key --peer-control-port 4246
 """
 
 from __future__ import annotations
@@ -37,6 +47,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    port = _positive(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return port
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "relay",
@@ -63,6 +80,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--peer-socket-template",
         metavar="PATH",
         help="dial each node at this unix socket ({name}: the node's name) instead of its address",
+    )
+    p.add_argument(
+        "--peer-control-port",
+        type=_port,
+        metavar="PORT",
+        help="the agents' control listener port (mutual TLS), where the relay starts packet-path sessions",
+    )
+    p.add_argument(
+        "--socket", type=Path, metavar="PATH", help="also serve on this unix socket, packet-path sessions included"
     )
     p.add_argument("--peer-service-tls-server-name", default="", metavar="NAME", help="name in its certificate")
     p.add_argument(
@@ -104,6 +130,7 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
     from flowscope.relay.peers import parse_static
     from flowscope.relay.server import RelayConfig
     from flowscope.relay.tls import client_tls
+    from flowscope.relay.trace import check_peer_control
 
     try:
         listen_target(args.listen_address)  # a typo is one line here, not a gRPC log line at bind
@@ -128,7 +155,10 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
             ask_timeout_s=args.dial_timeout,
             keepalive_s=args.peer_keepalive,
             stall_s=args.stall_timeout,
+            socket_path=args.socket,
+            peer_control_port=args.peer_control_port,
         )
+        check_peer_control(config.peer_control_port, config.client_tls)
     except (ValueError, TLSConfigError) as exc:
         raise CliError(f"relay: {exc}") from exc
     if config.socket_template is not None and "{name}" not in config.socket_template:
@@ -171,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("relay").info(
         "relay serving on %s (port %d, %s); nodes from %s", config.listen_address, relay.port, tls, ", ".join(sources)
     )
+    if config.socket_path is not None:
+        logging.getLogger("relay").info("relay serving on unix socket %s too", config.socket_path)
     try:
         while not stop.wait(1.0):
             pass

@@ -3,6 +3,10 @@
 Clients (`flowscope observe`, `hubble observe`, Hubble UI) cannot tell it from an agent, except that flows
 come from every node and node status events say which nodes answer. GetFlows is served as bytes: each node's
 responses go to the client as they came (relay/wire.py), only put in order (relay/merge.py).
+
+flowscope's packet-path sessions (flowscope.trace.Tracer, relay/trace.py) are a write service, served as the
+agent serves it (common/write_side.py): on the relay's unix socket, and on its listen address only when that
+demands client certificates (mutual TLS); a plain or server-only-TLS listen address answers PERMISSION_DENIED.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,12 +29,14 @@ from flowscope.common.flow_requests import time_window
 from flowscope.common.statuses import BriefStatuses
 from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ClientTLS, ServerTLS
+from flowscope.common.write_side import Refusal, Service, claim, guard, mutual
 from flowscope.relay import status
 from flowscope.relay.dial import KEEPALIVE_S, Dialer
 from flowscope.relay.fanout import Fanout, RejectedRequest
 from flowscope.relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
 from flowscope.relay.peers import PeerServiceFollower
 from flowscope.relay.pool import Peer, PeerPool
+from flowscope.relay.trace import RelayTracer, WriteSide, tracer_service
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ class RelayConfig:
     keepalive_s: float = KEEPALIVE_S  # pings to each agent: how soon a node that stopped answering is named
     name: str = field(default_factory=socket.gethostname)  # node_name of the relay's own responses
     stall_s: float = STALL_S  # a client that reads nothing this long has its stream ended (common/streams.py)
+    socket_path: Path | None = None  # a local unix socket, serving write services too (file permissions say who)
+    peer_control_port: int | None = None  # the agents' control listeners (mutual TLS), for packet-path sessions
 
 
 @dataclass
@@ -160,6 +169,7 @@ class RelayServer:
         self.config = config
         self.stats = RelayStats()
         self._stopping = threading.Event()
+        self._servers: list[grpc.Server] = []
         dialer = Dialer(config.client_tls, config.socket_template, keepalive_s=config.keepalive_s)
         self.pool = PeerPool(dialer)
         self.follower = (
@@ -168,31 +178,63 @@ class RelayServer:
             else None
         )
         self.streams = FlowStreams(stall_s=config.stall_s)
-        self._server = grpc.server(
+        observer = RelayObserver(config, self.pool, self._stopping, self.stats, self.streams)
+        tracer = RelayTracer(self.pool, WriteSide(dialer, config.peer_control_port), config.name, self._stopping)
+        self._health = health.HealthServicer()
+        read_only = [
+            Service(HEALTH_SERVICE, self._add_health, writes=False),
+            Service(SERVICE, lambda server: server.add_generic_rpc_handlers((observer.handler(),)), writes=False),
+        ]
+        writes = [tracer_service(tracer)]
+        # Two gRPC servers when the listen address is read-only and there is a socket: a server serves every
+        # service it has on every port (observer/server/serve.py says the same of the agent).
+        trusted = mutual(config.server_tls)
+        private = self._server([*read_only, *writes]) if trusted or config.socket_path else None
+        listener = private if trusted and private is not None else self._server(read_only)
+        if not trusted:
+            listener.add_generic_rpc_handlers((Refusal(writes, self._where_writes_live()),))
+        address = listen_target(config.listen_address)
+        if config.server_tls is not None:
+            self.port = listener.add_secure_port(address, config.server_tls.credentials())
+        else:
+            self.port = listener.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {config.listen_address} (in use?)")
+        if config.socket_path is not None and private is not None:
+            claim(config.socket_path)
+            if private.add_insecure_port(f"unix://{config.socket_path}") == 0:
+                raise OSError(f"cannot listen on {config.socket_path}")
+
+    def _server(self, services: Sequence[Service]) -> grpc.Server:
+        server = grpc.server(
             self.streams.executor("relay"),
             maximum_concurrent_rpcs=self.streams.max_rpcs,
             # Without this, a second relay on the same port would share it with the first, silently.
             options=[("grpc.so_reuseport", 0)],
             interceptors=[BriefStatuses()],
         )
-        observer = RelayObserver(config, self.pool, self._stopping, self.stats, self.streams)
-        self._server.add_generic_rpc_handlers((observer.handler(),))
-        self._health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        address = listen_target(config.listen_address)
-        if config.server_tls is not None:
-            self.port = self._server.add_secure_port(address, config.server_tls.credentials())
-        else:
-            self.port = self._server.add_insecure_port(address)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {config.listen_address} (in use?)")
+        for service in services:
+            service.add(server)
+        self._servers.append(server)
+        return server
+
+    def _add_health(self, server: grpc.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+
+    def _where_writes_live(self) -> str:
+        places = [f"the relay's socket {self.config.socket_path}"] if self.config.socket_path else []
+        places.append("a mutual-TLS listen address")
+        return " or ".join(places)
 
     def start(self) -> RelayServer:
         for peer in self.config.peers:
             self.pool.upsert(peer)
         if self.follower is not None:
             self.follower.start()
-        self._server.start()
+        for server in self._servers:
+            server.start()
+        if self.config.socket_path is not None:
+            guard(self.config.socket_path)
         for name in (HEALTH_SERVICE, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self
@@ -203,9 +245,13 @@ class RelayServer:
         self._stopping.set()
         if self.follower is not None:
             self.follower.stop()
-        self._server.stop(grace).wait(grace + 1)
+        stopped = [server.stop(grace) for server in self._servers]
+        for event in stopped:
+            event.wait(grace + 1)
         self.streams.close()
         self.pool.close()
+        if self.config.socket_path is not None:
+            self.config.socket_path.unlink(missing_ok=True)
 
     def __enter__(self) -> RelayServer:
         return self.start()

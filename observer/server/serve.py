@@ -4,7 +4,8 @@ reaches a port, and flowscope's write services only where the caller is known.
 Hubble's port 4244 carries only what reads (docs/reference/hubble-api.md: Observer, Peer; and health): whoever
 reaches it may watch flows, never change the node. flowscope's write services (Control: the enforced policy and the
 agent's settings) would let anyone who reaches the port switch enforcement off, so each service declares
-whether it writes (`Service.writes`, true unless it says otherwise) and a write service is served only
+whether it writes (`Service.writes`, true unless it says otherwise; common/write_side.py, which the relay
+shares) and a write service is served only
 
 - on the unix socket, where file permissions (0660, group `flowscope` when it exists) say who may call, and
 - on the control listener, which the operator asks for by flag and which must demand a client certificate.
@@ -20,10 +21,7 @@ health service answers SERVING for it (and for the empty name, the server as a w
 from __future__ import annotations
 
 import functools
-import grp
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -34,12 +32,11 @@ from flowscope.common.addresses import listen_target
 from flowscope.common.statuses import BriefStatuses
 from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ServerTLS
+from flowscope.common.write_side import Refusal, Service, guard, mutual
 from flowscope.observer.server.service import ObserverService
 from flowscope.observer.server.state import NodeState
 
 HEALTH_SERVICE = "hubble.server.Observer"
-SOCKET_GROUP = "flowscope"  # who may use the unix socket besides root, when the group exists
-SOCKET_MODE = 0o660
 CONTROL_FLAG = "--control-listen-address"
 # A relay pings each agent once a second to find out a node that stopped answering (relay/dial.py), also
 # while a follow stream is idle; a gRPC server's default policy answers that with GOAWAY, ending the stream.
@@ -54,20 +51,9 @@ class ControlListenerError(ValueError):
     """A control listener without mutual TLS: anyone reaching it could change the node."""
 
 
-@dataclass(frozen=True)
-class Service:
-    """One gRPC service of the agent: its full name, how to add it to a server, and whether it writes.
-
-    A service writes unless it says it does not: one that forgets is kept off the public port, not exposed."""
-
-    name: str
-    add: Callable[[grpc.Server], None]
-    writes: bool = True
-
-
 def check_control_listener(address: str | None, tls: ServerTLS | None) -> None:
     """A control listener needs mutual TLS: a server certificate, and client CAs to check every caller by."""
-    if address and (tls is None or not tls.client_cas):
+    if address and not mutual(tls):
         raise ControlListenerError(
             f"{CONTROL_FLAG} needs mutual TLS: give --tls-cert-file, --tls-key-file and --tls-client-ca-files"
         )
@@ -110,7 +96,7 @@ class ObserverServer:
             private.add_secure_port(listen_target(control_address), tls.credentials())
         if listen_address:
             public = self._server(read_only)
-            public.add_generic_rpc_handlers((_Refusal(writes, self._where_writes_live(control_address)),))
+            public.add_generic_rpc_handlers((Refusal(writes, self._where_writes_live(control_address)),))
             address = listen_target(listen_address)
             if tls is not None:
                 public.add_secure_port(address, tls.credentials())
@@ -142,7 +128,7 @@ class ObserverServer:
         for server in self._servers:
             server.start()
         if self._socket_path is not None:
-            _guard(self._socket_path)
+            guard(self._socket_path)
         for name in (HEALTH_SERVICE, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -157,35 +143,3 @@ class ObserverServer:
         self.streams.close()
         if self._socket_path is not None:
             self._socket_path.unlink(missing_ok=True)
-
-
-class _Refusal(grpc.GenericRpcHandler):
-    """On the public port, a write service's methods end in PERMISSION_DENIED saying where the service lives
-    (instead of gRPC's bare "Method not found!", which reads like a relay or an old agent)."""
-
-    def __init__(self, writes: Sequence[Service], where: str) -> None:
-        self._prefixes = tuple(f"/{service.name}/" for service in writes)
-        self._where = where
-
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method
-        if not method.startswith(self._prefixes):
-            return None
-        service = method.split("/")[1]
-        message = f"{service} is not served on this read-only port; it is served on {self._where}"
-
-        def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
-            raise AssertionError("context.abort raises")
-
-        return grpc.unary_unary_rpc_method_handler(refuse)
-
-
-def _guard(socket_path: Path) -> None:
-    """Root and the `flowscope` group (when it exists) may call the agent through its socket; nobody else."""
-    os.chmod(socket_path, SOCKET_MODE)
-    try:
-        group = grp.getgrnam(SOCKET_GROUP).gr_gid
-    except KeyError:
-        return
-    os.chown(socket_path, -1, group)
