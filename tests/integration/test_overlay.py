@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from flows_helpers import get_flows, wait_for_flows
+from waiting import eventually
 
 from flowscope.api.flow import flow_pb2
 from flowscope.common.overlay import VXLAN_PORT
@@ -60,7 +61,18 @@ def test_pod_traffic_crosses_the_overlay_with_its_outer_headers(lab: Lab, kind: 
     node1, node2 = lab.node("node1"), lab.node("node2")
     port = flow_pb2.FlowFilter(protocol=[kind], source_ip=[src], destination_ip=[dst])
     sent = wait_for_flows(lab, [port], lambda flows: bool(_at(flows, flow_pb2.TO_OVERLAY)))
-    received = [f for f in get_flows(lab, [port], node="node2") if f.trace_observation_point == flow_pb2.FROM_OVERLAY]
+    # node2's agent stores what it received on its own time: wait until it has every packet node1 sent over
+    # (both read again each time, as the exchange's last packets may still be on their way)
+    both: list[list[flow_pb2.Flow]] = []
+
+    def every_packet_came_out() -> bool:
+        sent_now = get_flows(lab, [port])
+        received_now = _at(get_flows(lab, [port], node="node2"), flow_pb2.FROM_OVERLAY)
+        both[:] = [sent_now, received_now]
+        return len(received_now) == len(_at(sent_now, flow_pb2.TO_OVERLAY))
+
+    eventually(every_packet_came_out, 5.0)
+    sent, received = both
 
     to_overlay = _at(sent, flow_pb2.TO_OVERLAY)
     assert to_overlay, [flow_pb2.TraceObservationPoint.Name(f.trace_observation_point) for f in sent]
