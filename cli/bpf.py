@@ -37,7 +37,7 @@ WIDE = 200  # columns when stdout is not a terminal: a pinned path is not wrappe
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bpf",
-        help="the datapath's programs, hooks, tail calls and maps (with --stats, run counts and times)",
+        help="the datapath's programs, hooks, tail calls and maps",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,

@@ -41,7 +41,7 @@ from flowscope.common.durations import parse_duration
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "trace",
-        help="follow chosen packets through every hook, stage and node: where they went, and why",
+        help="follow packets hop by hop through every node, to their fate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
