@@ -18,13 +18,6 @@
 /* The kfree_skb tracepoint's `reason` has this type; bcc declares the argument struct from the format file. */
 enum skb_drop_reason { FS_SKB_DROP_REASON_DECLARED };
 
-/* stage of an FS_HOP_KERNEL hop */
-#define FS_HOP_TP_NETIF_RECEIVE 1 /* net:netif_receive_skb: a device hands the packet to the stack */
-#define FS_HOP_TP_DEV_QUEUE 2     /* net:net_dev_queue: queued to a device (after tc egress) */
-#define FS_HOP_TP_DEV_XMIT 3      /* net:net_dev_xmit: the driver took it (action: its return code) */
-#define FS_HOP_TP_KFREE 4         /* skb:kfree_skb: dropped (ev.drop_reason: the kernel's reason; action 1: no loss) */
-#define FS_HOP_TP_CONSUME 5       /* skb:consume_skb: freed as done with: delivered, or a copy's end */
-
 /* net:net_dev_xmit comes after the driver took the packet: a veth has handed it to its peer already (skb->dev
  * is the peer, maybe in another node's namespace), another driver may have freed it. So the skb is not read:
  * the hop says the driver's return code, and its device is the one of the packet's net_dev_queue hop just

@@ -95,7 +95,7 @@ def tail_call_slots(bpf_dir: Path = BPF_DIR) -> dict[int, str]:
 def header_define(header: str, name: str, bpf_dir: Path = BPF_DIR) -> int:
     """The number a header of ours #defines `name` as (include/flowscope/<header>), for Python that must agree."""
     text = (bpf_dir / "include" / "flowscope" / header).read_text()
-    match = re.search(rf"^\s*#\s*define\s+{name}\s+(\d+)\b", text, re.MULTILINE)
+    match = re.search(rf"^\s*#\s*define\s+{name}\s+(0x[0-9a-fA-F]+|\d+)\b", text, re.MULTILINE)
     if match is None:
         raise ValueError(f"{header}: no #define {name} <number>")
-    return int(match.group(1))
+    return int(match.group(1), 0)

@@ -8,6 +8,7 @@ aggregation), the tc action, and for kernel hops the kernel's reason and the fun
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -16,15 +17,16 @@ import numpy as np
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.trace import trace_pb2
-from flowscope.common.names import TRACE_POINTS
+from flowscope.common.names import POLICY_MATCH_TYPES, TRACE_POINTS
+from flowscope.observer.datapath.c_source import tail_call_slots
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.parser.decoder import FlowDecoder
 from flowscope.observer.trace.digest import ETH_P_IP, ETH_P_IPV6, TCP, digest, l3_offset, segment
 
-TC_ACT_OK, TC_ACT_SHOT = 0, 2
-# the tail-call stages by their slot (bpf/include/flowscope/calls.h)
-STAGES = {0: "ipv4", 1: "ipv6", 2: "other", 3: "send_trace", 4: "ct", 5: "policy"}
-TRACEPOINTS = {
+TC_ACT_OK = 0
+# What the hop record's numbers stand for; tests/trace/test_hop_numbers.py keeps them equal to the C headers.
+STAGES = {slot: name.removeprefix("stage_") for slot, name in tail_call_slots().items()}  # calls.h
+TRACEPOINTS = {  # FS_HOP_TP_* (trace.h)
     1: "net:netif_receive_skb",
     2: "net:net_dev_queue",
     3: "net:net_dev_xmit",
@@ -32,10 +34,9 @@ TRACEPOINTS = {
     5: "skb:consume_skb",
 }
 KFREE, XMIT = 4, 3
-POLICY_TODO = {0: "pass", 1: "judge", 2: "drop", 3: "untracked"}
-MATCH_TYPES = {0: "none", 1: "l3-only", 2: "l3-l4", 3: "l4-only", 4: "all", 5: "l3-proto", 6: "proto-only"}
-V_KNOWN, V_ALLOWED, V_ENFORCED = 0x20, 0x40, 0x80
-CT_REPLY = 1
+POLICY_TODO = {0: "pass", 1: "judge", 2: "drop", 3: "untracked"}  # FS_POLICY_* (state.h)
+V_KNOWN, V_ALLOWED, V_ENFORCED = 0x20, 0x40, 0x80  # FS_TRACE_V_* (trace.h)
+CT_REPLY = 1  # FS_CT_REPLY (maps.h)
 
 
 @dataclass
@@ -119,8 +120,8 @@ def _tc(hop: trace_pb2.Hop, record: np.void, flow: flow_pb2.Flow, ctx: HopContex
     if flags & V_KNOWN and hop.kind != trace_pb2.TC_ENTRY:
         allowed = bool(flags & V_ALLOWED)
         hop.policy.verdict = flow_pb2.FORWARDED if allowed else flow_pb2.DROPPED
-        hop.policy.rule = ctx.rule_name(int(ev["rule"])) or "" if ev["rule"] else ""
-        hop.policy.match_type = MATCH_TYPES.get(flags & 7, "")
+        hop.policy.rule = (ctx.rule_name(int(ev["rule"])) or "") if ev["rule"] else ""
+        hop.policy.match_type = POLICY_MATCH_TYPES.get(flags & 7, "")
         hop.policy.enforced = bool(flags & V_ENFORCED)
     if hop.kind in (trace_pb2.TC_PASS, trace_pb2.TC_DROP):
         hop.tc_action = int(record["action"])
@@ -165,8 +166,6 @@ def _netns_name(ep_id: int, ctx: HopContext) -> str:
 
 
 def _if_name(ifindex: int) -> str:
-    import socket
-
     try:
         return socket.if_indextoname(ifindex) if ifindex else ""
     except OSError:

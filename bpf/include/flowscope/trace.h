@@ -43,6 +43,13 @@
 #define FS_HOP_PASS 4   /* the datapath passes it on */
 #define FS_HOP_KERNEL 5 /* a kernel tracepoint (stage: FS_HOP_TP_*) */
 
+/* stage of an FS_HOP_KERNEL hop: which tracepoint (bpf/pathtrace.c) */
+#define FS_HOP_TP_NETIF_RECEIVE 1 /* net:netif_receive_skb: a device hands the packet to the stack */
+#define FS_HOP_TP_DEV_QUEUE 2     /* net:net_dev_queue: queued to a device (after tc egress) */
+#define FS_HOP_TP_DEV_XMIT 3      /* net:net_dev_xmit: the driver took it (action: its return code) */
+#define FS_HOP_TP_KFREE 4         /* skb:kfree_skb: dropped (ev.drop_reason: the kernel's reason; action 1: no loss) */
+#define FS_HOP_TP_CONSUME 5       /* skb:consume_skb: freed as done with: delivered, or a copy's end */
+
 /* filter term fields; a term tests the packet's parsed header (st->ev) */
 #define FS_TF_OR 0        /* ends a clause: the packet matches when every term of some clause does */
 #define FS_TF_SRC_ADDR 1  /* addr under mask, of family `family` (4 or 6) */
