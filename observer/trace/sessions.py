@@ -53,6 +53,7 @@ class Session:
     filter_text: str
     notes: list[str]
     kernel_hooks: bool
+    opened_ns: int = field(default_factory=lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC))  # the kernel's clock
     hops: int = 0
     dropped: int = 0  # hops the queue had no room for
     reason: int = 0  # SessionEnded.Reason once ended
@@ -153,11 +154,14 @@ class SessionManager:
         log.info("trace session %d: slot %d, %s, %d packets", session.id, session.slot, filter_text, count)
         return session
 
-    def close_session(self, session: Session, reason: int) -> trace_pb2.SessionEnded:
-        """End a session (if it has not ended) and free its slot; what it picked and lost."""
+    def close_session(self, session: Session, reason: int, drain: bool = False) -> trace_pb2.SessionEnded:
+        """End a session (if it has not ended) and free its slot; what it picked and lost. Only the reader
+        thread reads the ring, so only it asks to `drain` the hops still in it first (a session that ends by
+        itself keeps them; one whose client went away has nobody to send them to)."""
         with self._lock:
             if self._sessions.get(session.slot) is session:
-                self._drain(session)
+                if drain:
+                    self._drain()
                 state = self._tracer.state(session.slot)
                 session.dropped += state.lost
                 self._tracer.stop(session.slot)
@@ -205,14 +209,16 @@ class SessionManager:
                 if session is not None:
                     self._deliver(session, record)
 
-    def _drain(self, session: Session) -> None:
-        """The hops already in the ring for this session (the lock is held)."""
+    def _drain(self) -> None:
+        """Deliver the hops already in the ring (the reader thread, with the lock held)."""
         for record in self._tracer.reader().read_batch(0):
             owner = self._sessions.get(int(record["session"]))
             if owner is not None:
                 self._deliver(owner, record)
 
     def _deliver(self, session: Session, record: object) -> None:
+        if int(record["first_ts"]) < session.opened_ns:  # type: ignore[index]
+            return  # picked for the slot's previous session, whose client went away before it was read
         pid = packet_id(record)  # type: ignore[arg-type]
         index = session.packets.get(pid)
         if index is None:
@@ -234,11 +240,11 @@ class SessionManager:
             sessions = list(self._sessions.values())
         for session in sessions:
             if now >= session.deadline:
-                self.close_session(session, trace_pb2.SessionEnded.DURATION)
+                self.close_session(session, trace_pb2.SessionEnded.DURATION, drain=True)
             elif self._tracer.state(session.slot).picked >= session.count and not self._tracer.follows(
                 session.slot, QUIET_NS
             ):
-                self.close_session(session, trace_pb2.SessionEnded.COUNT)
+                self.close_session(session, trace_pb2.SessionEnded.COUNT, drain=True)
 
 
 def _place(hop: trace_pb2.Hop, before: trace_pb2.Hop | None) -> None:
