@@ -3,7 +3,12 @@
  * The kernel's side of packet-path sessions (include/flowscope/trace.h): tracepoints that report a followed
  * packet's hops between and after our tc hooks. Part of the datapath's translation unit (datapath.c includes
  * it), so that they share `trace_packets` with the tc programs; loaded and attached only while a session runs
- * (observer/trace/datapath.py), and only where the kernel's BTF gave the sk_buff offsets (FS_SKB_*).
+ * (observer/datapath/pathtrace.py), and only where the kernel's BTF gave the sk_buff offsets (FS_SKB_*).
+ *
+ * Raw tracepoints: they run for every packet of the machine while attached, and a raw tracepoint gets the
+ * tracepoint's arguments as they are (ctx->args[], in the order of the kernel's btf_trace_<name> prototype),
+ * without the perf record a classic tracepoint builds first: about a third of a small packet's cost in a flood
+ * (bench/RESULTS.md). And they return at once while the session follows no packet (`trace_followed`).
  *
  * Each follows only packets in `trace_packets`, and only in this node's network namespaces (`trace_netns`): a
  * packet seen in another namespace has left the node (the next node's own session takes it from there), so it
@@ -14,9 +19,6 @@
 
 #include "flowscope/kdrop/skb.h"
 #include "flowscope/trace.h"
-
-/* The kfree_skb tracepoint's `reason` has this type; bcc declares the argument struct from the format file. */
-enum skb_drop_reason { FS_SKB_DROP_REASON_DECLARED };
 
 /* net:net_dev_xmit comes after the driver took the packet: a veth has handed it to its peer already (skb->dev
  * is the peer, maybe in another node's namespace), another driver may have freed it. So the skb is not read:
@@ -50,17 +52,20 @@ static __always_inline int fs_trace_xmit(struct fs_trace_packet *p, __u64 key, _
 static __always_inline int fs_trace_kernel(void *skbaddr, __u8 tp, __s32 action, __u32 reason, __u64 location)
 {
 	__u64 key = (__u64)(long)skbaddr;
-	struct fs_trace_packet *p = trace_packets.lookup(&key);
+	struct fs_trace_packet *p;
 	struct fs_kdrop_skb s = {};
 	struct fs_kdrop_frame frame;
 	struct fs_trace_hop *hop;
 	__u32 inum, *ep_id, no_endpoint = 0;
 	__u64 now;
 
+	if (!fs_trace_following())
+		return 0;
+	p = trace_packets.lookup(&key);
 	if (!p)
 		return 0;
 	now = bpf_ktime_get_ns();
-	if (now - p->last_ts > FS_TRACE_STALE_NS)
+	if (now - p->last_ts > FS_PATH_STALE_NS)
 		goto forget;
 	if (tp == FS_HOP_TP_DEV_XMIT)
 		return fs_trace_xmit(p, key, now, action);
@@ -122,36 +127,41 @@ static __always_inline int fs_trace_kernel(void *skbaddr, __u8 tp, __s32 action,
 	trace_events.ringbuf_submit(hop, 0);
 done:
 	if (tp == FS_HOP_TP_KFREE || tp == FS_HOP_TP_CONSUME)
-		trace_packets.delete(&key);
+		fs_trace_forget(key);
 	return 0;
 forget:
-	trace_packets.delete(&key);
+	fs_trace_forget(key);
 	return 0;
 }
 
-int hop_netif_receive_skb(struct tracepoint__net__netif_receive_skb *args)
+/* btf_trace_netif_receive_skb(void *, struct sk_buff *) */
+int hop_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return fs_trace_kernel(args->skbaddr, FS_HOP_TP_NETIF_RECEIVE, 0, 0, 0);
+	return fs_trace_kernel((void *)ctx->args[0], FS_HOP_TP_NETIF_RECEIVE, 0, 0, 0);
 }
 
-int hop_net_dev_queue(struct tracepoint__net__net_dev_queue *args)
+/* btf_trace_net_dev_queue(void *, struct sk_buff *) */
+int hop_net_dev_queue(struct bpf_raw_tracepoint_args *ctx)
 {
-	return fs_trace_kernel(args->skbaddr, FS_HOP_TP_DEV_QUEUE, 0, 0, 0);
+	return fs_trace_kernel((void *)ctx->args[0], FS_HOP_TP_DEV_QUEUE, 0, 0, 0);
 }
 
-int hop_net_dev_xmit(struct tracepoint__net__net_dev_xmit *args)
+/* btf_trace_net_dev_xmit(void *, struct sk_buff *, int rc, struct net_device *, unsigned int len) */
+int hop_net_dev_xmit(struct bpf_raw_tracepoint_args *ctx)
 {
-	return fs_trace_kernel(args->skbaddr, FS_HOP_TP_DEV_XMIT, args->rc, 0, 0);
+	return fs_trace_kernel((void *)ctx->args[0], FS_HOP_TP_DEV_XMIT, (__s32)ctx->args[1], 0, 0);
 }
 
-int hop_kfree_skb(struct tracepoint__skb__kfree_skb *args)
+/* btf_trace_kfree_skb(void *, struct sk_buff *, void *location, enum skb_drop_reason, struct sock *rx_sk) */
+int hop_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return fs_trace_kernel(args->skbaddr, FS_HOP_TP_KFREE, 0, args->reason, (__u64)args->location);
+	return fs_trace_kernel((void *)ctx->args[0], FS_HOP_TP_KFREE, 0, (__u32)ctx->args[2], ctx->args[1]);
 }
 
-int hop_consume_skb(struct tracepoint__skb__consume_skb *args)
+/* btf_trace_consume_skb(void *, struct sk_buff *, void *location) */
+int hop_consume_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return fs_trace_kernel(args->skbaddr, FS_HOP_TP_CONSUME, 0, 0, (__u64)args->location);
+	return fs_trace_kernel((void *)ctx->args[0], FS_HOP_TP_CONSUME, 0, 0, ctx->args[1]);
 }
 
 #endif /* FS_SKB_HEAD */

@@ -53,7 +53,7 @@ class Renderer:
         if kind == "started":
             self._kernel_hooks[event.node_name] = event.started.kernel_hooks
             self._started(event.node_name, event.started)
-        elif kind == "hop" and self._ends_packet(event):
+        elif kind == "hop" and self.output != "jsonpb" and not self.summary and self._ends_packet(event):
             self._print_paths(assemble(self.events), at_end=False)
         elif kind == "node_status":  # from a relay: a node whose session did not start or broke off
             self.err.print(Text(event.node_status.message, style="bold"))

@@ -6,10 +6,11 @@
     tracer.stop(slot)                        # forgets the slot's packets; the last session detaches the tracepoints
 
 Why the tracepoints attach only while a session runs: each costs every packet of the machine a call, even with
-nothing to follow. A session's slot goes live in two steps, terms first, then the config bit, so that the
+nothing to follow. They are raw tracepoints, cheaper than classic ones (no perf record per call:
+bpf/pathtrace.c). A session's slot goes live in two steps, terms first, then the config bit, so that the
 datapath never sees an active slot with a half-written filter; it stops in the opposite order.
 
-Lifetime: the tracepoint programs hang on perf events this process holds, so a killed agent takes them along.
+Lifetime: the tracepoint programs hang on file descriptors this process holds, so a killed agent takes them along.
 The maps live as long as the datapath's programs (pinned links keep them after kill -9); the next agent starts
 with `trace_active` 0 (its own config), so a dead agent's sessions pick nothing more.
 """
@@ -30,7 +31,7 @@ import numpy as np
 
 from flowscope.observer.datapath.btf import Btf, BtfError
 from flowscope.observer.datapath.c_source import header_define
-from flowscope.observer.datapath.kdrop import ensure_tracefs, netns_inode, own_netns_inode
+from flowscope.observer.datapath.kdrop import netns_inode, own_netns_inode
 from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout, KernelLayoutError
 from flowscope.observer.datapath.ringbuf import RingReader
 from flowscope.observer.events import event_dtype
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSIONS_MAX = header_define("trace.h", "FS_TRACE_SESSIONS_MAX")
+SESSIONS_MAX = header_define("trace.h", "FS_PATH_SESSIONS_MAX")
 PAGE_SIZE = 4096
 
 # struct fs_trace_hop before its event
@@ -95,8 +96,6 @@ def kernel_flags() -> list[str]:
     """The -D flags that compile bpf/pathtrace.c's tracepoints: the running kernel's sk_buff offsets from BTF
     (read once a process); none when BTF cannot give them, and the tracepoints are then left out."""
     defines = _layout_defines()
-    if defines:
-        ensure_tracefs()  # bcc reads the tracepoints' formats from tracefs
     return list(defines)
 
 
@@ -138,8 +137,10 @@ class PathTracer:
             value.lost = 0
             ctypes.memmove(ctypes.addressof(value.terms), terms, min(len(terms), ctypes.sizeof(value.terms)))
             self._sessions[self._sessions.Key(slot)] = value
-            if not self._active and self.kernel_hops:
-                self._attach()
+            if not self._active:
+                self._recount()
+                if self.kernel_hops:
+                    self._attach()
             self._active |= 1 << slot
             self._datapath.update_config(trace_active=self._active)
 
@@ -155,6 +156,13 @@ class PathTracer:
                         del self._packets[key]
             if not self._active and self._attached:
                 self._detach()
+
+    def _recount(self) -> None:
+        """Set `trace_followed` to what trace_packets holds, before the first slot goes live: nothing picks
+        packets then, so the count is exact. Later, stop() deletes a slot's packets without taking them off the
+        count (the kernel adds to it at the same time): it only errs on the side of looking, until this runs again."""
+        followed = self._bpf[b"trace_followed"]
+        followed[followed.Key(0)] = followed.Leaf(len(self._packets.items()))
 
     def state(self, slot: int) -> SlotState:
         value = self._sessions[self._sessions.Key(slot)]
@@ -200,7 +208,7 @@ class PathTracer:
     def reader(self) -> RingReader:
         if self._reader is None:
             ring = self._bpf[b"trace_events"]
-            size = header_define("trace.h", "FS_TRACE_RINGBUF_PAGES") * PAGE_SIZE
+            size = header_define("trace.h", "FS_PATH_RINGBUF_PAGES") * PAGE_SIZE
             self._reader = RingReader(
                 ring.map_fd, size, self._datapath.config.caplen, hop_dtype(self._datapath.config.caplen)
             )
@@ -217,12 +225,17 @@ class PathTracer:
 
     def _attach(self) -> None:
         for tracepoint, program in TRACEPOINTS.items():
-            self._bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=program.encode())
+            self._bpf.attach_raw_tracepoint(tp=_raw(tracepoint), fn_name=program.encode())
         self._attached = True
         log.info("packet-path sessions: following packets through %s", ", ".join(TRACEPOINTS))
 
     def _detach(self) -> None:
         for tracepoint in TRACEPOINTS:
             with contextlib.suppress(Exception):
-                self._bpf.detach_tracepoint(tp=tracepoint.encode())
+                self._bpf.detach_raw_tracepoint(tp=_raw(tracepoint))
         self._attached = False
+
+
+def _raw(tracepoint: str) -> bytes:
+    """A raw tracepoint is named without its category: net:net_dev_queue is net_dev_queue."""
+    return tracepoint.partition(":")[2].encode()

@@ -8,7 +8,7 @@ say can pick it. `filters` keep Hubble's meaning (any filter; in one, every fiel
 for the fields headers carry: source/destination ip, pod (its addresses, looked up now), port, protocol,
 tcp_flags, ip_version; any other field is refused, saying why. `pcap_filter` is a pcap expression
 (pcap_filter.py has its grammar). A packet must match both: each is brought to clauses of terms and the two
-multiplied (terms.py), which must fit the datapath's FS_TRACE_TERMS_MAX terms.
+multiplied (terms.py), which must fit the datapath's FS_PATH_TERMS_MAX terms.
 """
 
 from __future__ import annotations

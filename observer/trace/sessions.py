@@ -1,6 +1,6 @@
 """Packet-path sessions on one node: their slots in the datapath, their hops, their ends.
 
-A session takes one of the datapath's slots (FS_TRACE_SESSIONS_MAX of them) for its life. One reader thread,
+A session takes one of the datapath's slots (FS_PATH_SESSIONS_MAX of them) for its life. One reader thread,
 running only while some session does, reads the hop ring and hands each hop to its session's queue; a client's
 stream takes them from there. A session ends
 
@@ -36,7 +36,7 @@ DEFAULT_DURATION_S = 30.0
 MAX_DURATION_S = 3600.0
 QUEUE_MAX = 50_000  # hops waiting for a client
 READ_TIMEOUT_S = 0.05
-QUIET_NS = 1_000_000_000  # FS_TRACE_STALE_NS: a followed packet this quiet is done (trace.h)
+QUIET_NS = 1_000_000_000  # FS_PATH_STALE_NS: a followed packet this quiet is done (trace.h)
 
 
 class SessionsFull(RuntimeError):

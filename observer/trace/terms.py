@@ -20,7 +20,7 @@ from itertools import product
 from flowscope.observer.datapath.c_source import header_define
 from flowscope.observer.filters.base import FilterError
 
-TERMS_MAX = header_define("trace.h", "FS_TRACE_TERMS_MAX")
+TERMS_MAX = header_define("trace.h", "FS_PATH_TERMS_MAX")
 # Clauses an expression may reach while it is being expanded, before it is refused: far past what could fit in
 # TERMS_MAX, but it stops `(a or b) and (c or d) and ...` from growing without bound first.
 _CLAUSES_WHILE_EXPANDING = 4096
@@ -194,7 +194,7 @@ def flatten(clauses: Sequence[Clause]) -> tuple[Term, ...]:
 
 
 def encode(terms: Sequence[Term]) -> bytes:
-    """`struct fs_trace_term terms[FS_TRACE_TERMS_MAX]` as the `trace_sessions` map value holds it."""
+    """`struct fs_trace_term terms[FS_PATH_TERMS_MAX]` as the `trace_sessions` map value holds it."""
     if len(terms) > TERMS_MAX:
         raise ValueError(f"{len(terms)} terms, more than the datapath's {TERMS_MAX}")
     packed = b"".join(_TERM.pack(t.field, t.negate, t.family, t.lo, t.hi, t.addr, t.mask) for t in terms)

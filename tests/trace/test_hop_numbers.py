@@ -30,7 +30,7 @@ def test_hop_kinds_are_the_protos() -> None:
 
 
 def test_verdict_bits_policy_work_and_directions_are_the_headers() -> None:
-    assert [header_define("trace.h", f"FS_TRACE_V_{b}") for b in ("KNOWN", "ALLOWED", "ENFORCED")] == [
+    assert [header_define("trace.h", f"FS_PATH_V_{b}") for b in ("KNOWN", "ALLOWED", "ENFORCED")] == [
         hops.V_KNOWN,
         hops.V_ALLOWED,
         hops.V_ENFORCED,

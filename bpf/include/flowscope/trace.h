@@ -26,15 +26,15 @@
 #include "flowscope/event.h"
 #include "flowscope/state.h"
 
-#ifndef FS_TRACE_RINGBUF_PAGES
-#define FS_TRACE_RINGBUF_PAGES 64 /* `trace_events`, in pages: 256 KiB, about a thousand hops */
+#ifndef FS_PATH_RINGBUF_PAGES
+#define FS_PATH_RINGBUF_PAGES 1024 /* `trace_events`, in pages: 4 MiB, ~14,000 hops: a whole 1000-packet session */
 #endif
-#define FS_TRACE_SESSIONS_MAX 8   /* sessions at once; cfg.trace_active has a bit per slot */
-#define FS_TRACE_TERMS_MAX 24     /* filter terms a session has, its clauses' separators included */
-#define FS_TRACE_PACKETS_MAX 4096 /* packets followed at once (an LRU: the oldest goes first) */
+#define FS_PATH_SESSIONS_MAX 8   /* sessions at once; cfg.trace_active has a bit per slot */
+#define FS_PATH_TERMS_MAX 24     /* filter terms a session has, its clauses' separators included */
+#define FS_PATH_PACKETS_MAX 4096 /* packets followed at once (an LRU: the oldest goes first) */
 /* A tracked entry last seen longer ago than this is a freed packet's whose free no tracepoint saw (the kernel
  * frees some packets without a tracepoint): the skb address now belongs to a new packet. */
-#define FS_TRACE_STALE_NS 1000000000ULL
+#define FS_PATH_STALE_NS 1000000000ULL
 
 /* hop kinds: trace.proto's HopKind */
 #define FS_HOP_ENTRY 1  /* an entry program took the packet (stage: 0) */
@@ -79,7 +79,7 @@ struct fs_trace_session {
 	__u32 picked; /* packets picked so far (may run past count by a packet or two: see fs_trace_pick) */
 	__u32 nterms;
 	__u64 lost;   /* hops of this session the ring buffer had no room for */
-	struct fs_trace_term terms[FS_TRACE_TERMS_MAX];
+	struct fs_trace_term terms[FS_PATH_TERMS_MAX];
 };
 
 /* A packet being followed, by its sk_buff's address. */
@@ -111,10 +111,37 @@ struct fs_trace_hop {
 	                     * ev.rule, ev.policy_flags (match << 3); kernel: ev.location, ev.drop_reason */
 };
 
-BPF_RINGBUF_OUTPUT(trace_events, FS_TRACE_RINGBUF_PAGES);
-BPF_ARRAY(trace_sessions, struct fs_trace_session, FS_TRACE_SESSIONS_MAX);
-BPF_TABLE("lru_hash", __u64, struct fs_trace_packet, trace_packets, FS_TRACE_PACKETS_MAX);
+BPF_RINGBUF_OUTPUT(trace_events, FS_PATH_RINGBUF_PAGES);
+BPF_ARRAY(trace_sessions, struct fs_trace_session, FS_PATH_SESSIONS_MAX);
+BPF_TABLE("lru_hash", __u64, struct fs_trace_packet, trace_packets, FS_PATH_PACKETS_MAX);
 BPF_HASH(trace_netns, __u32, __u32, 1024); /* this node's namespaces: inode -> endpoint id (0: the node) */
+/* How many packets trace_packets holds (entries the LRU pushed out are not taken off: then it only errs on the
+ * side of looking): the kernel hops return at once when it is 0. */
+BPF_ARRAY(trace_followed, __s64, 1);
+
+static __always_inline int fs_trace_following(void)
+{
+	__u32 zero = 0;
+	__s64 *n = trace_followed.lookup(&zero);
+
+	return n && *n > 0;
+}
+
+static __always_inline void fs_trace_count(__s64 change)
+{
+	__u32 zero = 0;
+	__s64 *n = trace_followed.lookup(&zero);
+
+	if (n)
+		__sync_fetch_and_add(n, change);
+}
+
+/* Stop following the packet at `key` (if it was followed). */
+static __always_inline void fs_trace_forget(__u64 key)
+{
+	if (trace_packets.delete(&key) == 0)
+		fs_trace_count(-1);
+}
 
 static __always_inline void fs_trace_lost(__u8 slot)
 {
@@ -194,8 +221,8 @@ static __always_inline void fs_trace_entry(struct __sk_buff *skb, struct fs_stat
 	if (!p)
 		return;
 	now = bpf_ktime_get_ns();
-	if (now - p->last_ts > FS_TRACE_STALE_NS || !(st->cfg.trace_active & (1U << (p->session & 7)))) {
-		trace_packets.delete(&key); /* a stale entry, or its session ended */
+	if (now - p->last_ts > FS_PATH_STALE_NS || !(st->cfg.trace_active & (1U << (p->session & 7)))) {
+		fs_trace_forget(key); /* a stale entry, or its session ended */
 		return;
 	}
 	p->last_ts = now;
@@ -264,7 +291,7 @@ static __always_inline int fs_trace_filter(const struct fs_trace_session *s, con
 {
 	int clause = 1;
 
-	for (__u32 i = 0; i < FS_TRACE_TERMS_MAX; i++) {
+	for (__u32 i = 0; i < FS_PATH_TERMS_MAX; i++) {
 		const struct fs_trace_term *t = &s->terms[i];
 
 		if (i >= s->nterms)
@@ -291,7 +318,7 @@ static __always_inline void fs_trace_pick(struct __sk_buff *skb, struct fs_state
 	if (!st->trace_pick)
 		return;
 	st->trace_pick = 0;
-	for (__u32 slot = 0; slot < FS_TRACE_SESSIONS_MAX; slot++) {
+	for (__u32 slot = 0; slot < FS_PATH_SESSIONS_MAX; slot++) {
 		__u32 key = slot; /* the lookup's key on the stack, the counter in a register the verifier follows */
 
 		if (!(st->cfg.trace_active & (1U << slot)))
@@ -306,7 +333,10 @@ static __always_inline void fs_trace_pick(struct __sk_buff *skb, struct fs_state
 		p.first_head = fs_trace_head(skb);
 		p.last_ts = p.first_ts;
 		p.session = slot;
-		trace_packets.update(&skb_key, &p);
+		if (trace_packets.insert(&skb_key, &p) == 0)
+			fs_trace_count(1);
+		else
+			trace_packets.update(&skb_key, &p);
 		st->traced = slot + 1;
 		st->trace_first_ts = p.first_ts;
 		st->trace_first_head = p.first_head;
@@ -316,15 +346,15 @@ static __always_inline void fs_trace_pick(struct __sk_buff *skb, struct fs_state
 }
 
 /* The policy verdict a followed packet's hops show (hop ev.policy_flags): the match type in bits 0-2. */
-#define FS_TRACE_V_KNOWN 0x20    /* a verdict was taken (else: no policy question for this packet) */
-#define FS_TRACE_V_ALLOWED 0x40
-#define FS_TRACE_V_ENFORCED 0x80 /* the endpoint is in default-deny in that direction */
+#define FS_PATH_V_KNOWN 0x20    /* a verdict was taken (else: no policy question for this packet) */
+#define FS_PATH_V_ALLOWED 0x40
+#define FS_PATH_V_ENFORCED 0x80 /* the endpoint is in default-deny in that direction */
 
 static __always_inline void fs_trace_verdict(struct fs_state *st, __u32 rule, __u8 match, __u8 allowed, __u8 enforced)
 {
 	st->trace_rule = rule;
-	st->trace_match = (match & 7) | FS_TRACE_V_KNOWN | (allowed ? FS_TRACE_V_ALLOWED : 0) |
-			  (enforced ? FS_TRACE_V_ENFORCED : 0);
+	st->trace_match = (match & 7) | FS_PATH_V_KNOWN | (allowed ? FS_PATH_V_ALLOWED : 0) |
+			  (enforced ? FS_PATH_V_ENFORCED : 0);
 }
 
 /* The verdict a connection's entry keeps, once it was taken. */
