@@ -401,7 +401,8 @@ def rate(lab: Lab, rates: Sequence[int], repeats: int) -> list[str]:
         f"`{RATE_FILTER}`, count {COUNT}, on node1's agent (monitor aggregation medium), read through its gRPC "
         "Tracer by a client that only counts, while iperf3 sends 64-byte datagrams client → server pod at the "
         "rate asked (iperf3 paces in 1 ms bursts). Hops lost: SessionEnded.hops_lost (the datapath's hop ring, "
-        "256 KiB, and the agent's queue). Agent CPU: its user + system time from the session's start to its end.",
+        f"{ring_kib()} KiB, and the agent's queue). Agent CPU: its user "
+        "+ system time from the session's start to its end.",
     ]
     return lines
 
@@ -457,6 +458,13 @@ def main() -> int:
             "Packet-path sessions (issue 12)", f"Command: `{command.strip()}` ({time.strftime('%Y-%m-%d')})\n\n{report}"
         )
     return 0
+
+
+def ring_kib() -> int:
+    """The hop ring's size (trace.h), for the rate part's description."""
+    from flowscope.observer.datapath.c_source import header_define
+
+    return header_define("trace.h", "FS_PATH_RINGBUF_PAGES") * 4
 
 
 if __name__ == "__main__":
