@@ -5,7 +5,7 @@
  * Entry programs (one per hook, like Cilium's) parse the L2 header and tail-call the stage for the ethertype;
  * the IP stages parse L3/L4 and resolve identities; then conntrack (state, direction, counters), policy (at
  * endpoints: verdict events, drops) and the trace stage (monitor aggregation decides what is emitted). Programs
- * only read the packet. They drop it for a policy that denies it, and when a tail call misses (reported as a
+ * only read the packet, except a service's: stage_lb translates its addresses (lb.h). They drop it for a policy that denies it, and when a tail call misses (reported as a
  * MISSED_TAIL_CALL drop). Three more programs are run by the agent with BPF_PROG_TEST_RUN, never attached:
  * ct_flush (reports a quiet connection's last counts), policy_query (`flowscope policy check`) and
  * clock_sample (the tick count and the clock, read together).
@@ -25,6 +25,7 @@
 #include "flowscope/parse.h"
 #include "flowscope/ipv4.h"
 #include "flowscope/ipv6.h"
+#include "flowscope/lb.h"
 #include "flowscope/conntrack.h"
 #include "flowscope/aggregate.h"
 #include "flowscope/policy.h"
@@ -128,7 +129,7 @@ int stage_ipv4(struct __sk_buff *skb)
 	fs_parse_ipv4(skb, st);
 	fs_trace_pick(skb, st);
 	fs_trace_stage(skb, st, FS_CALL_IPV4);
-	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
+	return fs_after_parse(skb, st);
 }
 
 /* FS_CALL_IPV6 */
@@ -141,7 +142,7 @@ int stage_ipv6(struct __sk_buff *skb)
 	fs_parse_ipv6(skb, st);
 	fs_trace_pick(skb, st);
 	fs_trace_stage(skb, st, FS_CALL_IPV6);
-	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
+	return fs_after_parse(skb, st);
 }
 
 /* FS_CALL_OTHER: nothing more to parse, no addresses to look up; only the endpoint's side has an identity. */
@@ -153,7 +154,28 @@ int stage_other(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	fs_trace_pick(skb, st);
 	fs_trace_stage(skb, st, FS_CALL_OTHER);
-	return fs_tail_call(skb, st, FS_NEXT_AFTER_PARSE);
+	return fs_after_parse(skb, st);
+}
+
+/* FS_CALL_LB: services (lb.h). Leaving a pod, a packet to a frontend goes to one of its backends; entering one,
+ * a reply from a backend comes from the frontend again. Only packets fs_lb_wanted() lets through come here. */
+int stage_lb(struct __sk_buff *skb)
+{
+	struct fs_state *st = fs_state_get();
+	__u32 reason;
+
+	if (!st)
+		return TC_ACT_OK;
+	if (st->point == FS_TRACE_TO_LXC)
+		reason = fs_lb_reverse_nat(skb, st);
+	else
+		reason = fs_lb_dnat(skb, st);
+	fs_trace_stage(skb, st, FS_CALL_LB);
+	if (!reason) {
+		fs_jump(skb, FS_NEXT_AFTER_LB);
+		reason = FS_DROP_MISSED_TAIL_CALL;
+	}
+	return fs_drop(skb, st, reason); /* one drop for every reason: it is a lot of code */
 }
 
 /* FS_CALL_CT: the packet's connection, state and direction; a tracked packet whose verdict is settled is

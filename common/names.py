@@ -87,9 +87,15 @@ AGENT_EVENT_SUBTYPES: dict[str, int] = {
 DROP_POLICY_DENIED = 133  # no rule allows it, in a direction some rule covers (default deny)
 DROP_CT_INVALID_HDR = 135  # at an enforcing endpoint: headers cut short, so no policy can judge it
 DROP_MISSED_TAIL_CALL = 140  # a tail call found its slot empty
+DROP_WRITE_ERROR = 141  # a service's translation could not be written into the packet
 DROP_CT_MAP_INSERTION_FAILED = 155  # at an enforcing endpoint: no room to track the connection
 DROP_FRAG_NOSUPPORT = 157  # at an enforcing endpoint: a later IP fragment carries no ports to judge
+DROP_SERVICE_BACKEND_NOT_FOUND = 158  # to a service frontend that has no backend
 DROP_POLICY_DENY = 181  # an explicit deny rule matched
+
+# A trace or drop event of a packet a service translated (or dropped for want of a backend): this bit in
+# policy_flags, and the frontend id in rule (bpf/include/flowscope/lb.h FS_PF_XLATED).
+XLATED_FLAG = 0x80
 
 # The text hubble prints for a Cilium drop code.
 DROP_REASON_TEXT: dict[int, str] = {

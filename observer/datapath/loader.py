@@ -26,6 +26,7 @@ from flowscope.observer.datapath import ct_pins, pathtrace, pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
 from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
 from flowscope.observer.datapath.conntrack import ConntrackTable
+from flowscope.observer.datapath.lbmaps import LbMaps
 from flowscope.observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, RuntimeConfig
 from flowscope.observer.datapath.policymaps import PolicyMaps
 from flowscope.observer.datapath.ringbuf import RingReader
@@ -110,6 +111,7 @@ class Datapath(Closing):
         if self.ct_continued:
             self.conntrack.forget_verdicts()
         self.policy = PolicyMaps(self._bpf, self.program_fd("policy_query"))
+        self.lb = LbMaps(self._bpf, self.maps.update_config)  # services: frontends and their backends
         self._ipcache_lock = threading.Lock()  # the reconcile thread and the policy's both replace it
         self._cluster_ipcache: dict[Any, IpcacheValue] = {}
         self._policy_ipcache: dict[Any, IpcacheValue] = {}

@@ -33,6 +33,7 @@ def test_every_tail_call_slot_names_a_stage_function() -> None:
         3: "stage_send_trace",
         4: "stage_ct",
         5: "stage_policy",
+        6: "stage_lb",
     }
     source = (BPF_DIR / "datapath.c").read_text()
     for name in slots.values():

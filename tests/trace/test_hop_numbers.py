@@ -39,4 +39,4 @@ def test_verdict_bits_policy_work_and_directions_are_the_headers() -> None:
     assert todo == hops.POLICY_TODO
     assert header_define("maps.h", "FS_CT_REPLY") == hops.CT_REPLY
     assert hops.STAGES == {slot: name.removeprefix("stage_") for slot, name in tail_call_slots().items()}
-    assert set(hops.STAGES.values()) == {"ipv4", "ipv6", "other", "send_trace", "ct", "policy"}
+    assert set(hops.STAGES.values()) == {"ipv4", "ipv6", "other", "send_trace", "ct", "policy", "lb"}

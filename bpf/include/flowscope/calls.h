@@ -14,11 +14,13 @@
 #define FS_CALL_SEND_TRACE 3 /* decide whether this packet is reported (monitor aggregation), emit, pass */
 #define FS_CALL_CT 4         /* connection tracking: state, direction, counters */
 #define FS_CALL_POLICY 5     /* network policy at an endpoint: verdict events, drops */
+#define FS_CALL_LB 6         /* services: a frontend's backend (DNAT), a reply's frontend back (reverse NAT) */
 
 #define FS_CALLS_MAX 16 /* size of the program array: room for the stages later issues insert */
 
-/* Where every parse stage hands the packet next: conntrack, then policy, then the trace decision. */
-#define FS_NEXT_AFTER_PARSE FS_CALL_CT
+/* Where every parse stage hands the packet next: services, conntrack, then policy, then the trace decision. */
+#define FS_NEXT_AFTER_PARSE FS_CALL_LB
+#define FS_NEXT_AFTER_LB FS_CALL_CT
 #define FS_NEXT_AFTER_CT FS_CALL_POLICY
 #define FS_NEXT_AFTER_POLICY FS_CALL_SEND_TRACE
 

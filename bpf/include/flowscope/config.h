@@ -79,6 +79,8 @@ struct fs_config {
 	__u32 jiffy_ns;           /* the kernel's tick in ns (1e9 / HZ), as the agent measured it; 0: unknown */
 	__u32 trace_active;       /* a bit per packet-path session slot in use (trace.h); 0: no session */
 	__u64 jiffies_offset_ns;  /* CLOCK_MONOTONIC = jiffies * jiffy_ns + this (mod 2^64): see fs_now() */
+	__u32 services_active;    /* 1 while some service frontend exists (lb.h); 0: packets skip stage_lb */
+	__u32 reserved;           /* 0 */
 };
 
 #endif /* FLOWSCOPE_CONFIG_H */

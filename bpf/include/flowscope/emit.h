@@ -8,6 +8,7 @@
 
 #include "flowscope/drop.h"
 #include "flowscope/identity.h"
+#include "flowscope/lb.h"
 #include "flowscope/maps.h"
 #include "flowscope/state.h"
 #include "flowscope/trace.h"
@@ -108,6 +109,8 @@ static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
 	if (caplen > 0 && caplen <= FS_CAPLEN &&
 	    (fs_capture(skb, ev->data, caplen) == 0 || bpf_skb_load_bytes(skb, 0, ev->data, caplen) == 0))
 		ev->len_cap = caplen;
+	if (st->lb_xlate) /* a service's packet: one branch for all the others */
+		fs_lb_event(st, ev, ev->len_cap);
 
 	events.ringbuf_submit(ev, fs_wakeup_flag());
 }

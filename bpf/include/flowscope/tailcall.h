@@ -11,6 +11,7 @@
 
 #include "flowscope/calls.h"
 #include "flowscope/emit.h"
+#include "flowscope/lb.h"
 #include "flowscope/state.h"
 #include "flowscope/trace.h"
 
@@ -34,6 +35,21 @@ static __always_inline int fs_tail_call(struct __sk_buff *skb, struct fs_state *
  * packet whose connection's verdict is current (FS_POLICY_PASS), stage_send_trace nothing with one the
  * aggregation silenced, which then passes at once. Each tail call skipped is a good part of the cost of a
  * packet of an established connection. */
+
+/* After a parse stage: on to stage_lb, or past it to conntrack when the packet has nothing for it (no service
+ * exists, or it is not a TCP/UDP/SCTP packet at a pod's hook): a cluster without services pays no tail call. */
+static __always_inline int fs_after_parse(struct __sk_buff *skb, struct fs_state *st)
+{
+#if FS_NEXT_AFTER_PARSE == FS_CALL_LB && FS_NEXT_AFTER_LB == FS_CALL_CT
+	if (!fs_lb_wanted(st)) {
+		fs_jump(skb, FS_CALL_CT);
+		goto missed;
+	}
+#endif
+	fs_jump(skb, FS_NEXT_AFTER_PARSE);
+missed:
+	return fs_drop(skb, st, FS_DROP_MISSED_TAIL_CALL);
+}
 
 /* After stage_policy (or in its place): on to the next stage. Returns TC_ACT_OK when the packet has nothing left
  * to do and passes, -1 when the slot is empty (the caller drops it as MISSED_TAIL_CALL). */

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Services: load-balancing in the datapath, as Cilium's kube-proxy replacement does without socket LB: per
+ * packet, at the tc hooks (docs/reference/cilium-datapath.md, lb4/lb6 and reverse NAT).
+ *
+ * A packet leaving a pod (from-container) to a frontend (a ClusterIP and port) gets one of the frontend's
+ * backends as its destination: the backend is a hash of the packet's 5-tuple modulo the backend count, so every
+ * packet of a connection goes to the same backend as long as the backend set does not change (no per-connection
+ * memory of the choice: a changed set may move a connection). `lb_reverse` remembers the translation under the
+ * tuple the reply carries; the reply, arriving at the client's to-container, gets the frontend back as its
+ * source. Conntrack and policy see the backend both ways (the packet as it is on the node's wire); the event
+ * shows the frontend where the translation happened (see fs_lb_event).
+ *
+ * Cost: nothing for a packet while no frontend exists (`cfg.services_active` 0: the parse stages skip
+ * stage_lb); otherwise one hash lookup per TCP/UDP/SCTP packet at from-container (lb_frontends) and at
+ * to-container (lb_reverse); other points and other protocols skip the stage.
+ */
+#ifndef FLOWSCOPE_LB_H
+#define FLOWSCOPE_LB_H
+
+#include <uapi/linux/in.h>
+
+#include "flowscope/drop.h"
+#include "flowscope/maps.h"
+#include "flowscope/parse.h"
+#include "flowscope/state.h"
+
+#define FS_LB_FRONTENDS_MAX 1024 /* frontends (address, port, protocol) at once; the agent validates against it */
+#define FS_LB_BACKENDS_MAX 64    /* backends per frontend */
+#ifndef FS_LB_REVERSE_MAX
+#define FS_LB_REVERSE_MAX 65536 /* translated connections remembered for their replies (an LRU) */
+#endif
+
+/* An event of a translated packet: policy_flags (otherwise only a policy verdict's) carries this bit, and rule
+ * (likewise) the frontend id. common/names.py XLATED_FLAG mirrors it. */
+#define FS_PF_XLATED 0x80
+
+#define FS_LB_NODEPORT 0x80 /* fs_lb_key.family: a NodePort frontend (looked up at from-netdev) */
+/* fs_lb_frontend.flags: which generation of slots holds its backends. The agent writes a changed backend set
+ * into the other generation, then flips this bit, then deletes the old slots: a packet sees one set whole. */
+#define FS_LB_F_GEN 0x01
+#define FS_LB_SLOT_GEN 0x8000 /* fs_lb_backend_key.slot: the generation bit */
+
+/* st->lb_xlate: what stage_lb did to the packet */
+#define FS_LB_NONE 0
+#define FS_LB_FRONTEND 1 /* it went to a frontend without backends: dropped, untranslated */
+#define FS_LB_DNAT 2     /* destination translated here: st->lb_addr/lb_port hold the frontend it went to */
+#define FS_LB_RNAT 3     /* source translated back here: st->lb_addr/lb_port hold the frontend it now comes from */
+
+/* Ports in host order; addresses as in the event (IPv4 in the first 4 bytes, the rest zero). */
+struct fs_lb_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto;
+	__u8 family; /* 4 or 6, | FS_LB_NODEPORT */
+};
+
+struct fs_lb_frontend {
+	__u16 id;    /* the agent's frontend id, 1..65535: carried in events */
+	__u16 count; /* backends; 0: SERVICE_BACKEND_NOT_FOUND */
+	__u32 flags; /* FS_LB_F_* */
+};
+
+struct fs_lb_backend_key {
+	__u16 id;
+	__u16 slot; /* 0..count-1, | FS_LB_SLOT_GEN for generation 1 */
+};
+
+struct fs_lb_backend {
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* A translated connection as its reply carries it: from the backend to the client. */
+struct fs_lb_reverse_key {
+	__u8 backend[16];
+	__u8 client[16];
+	__u16 backend_port;
+	__u16 client_port;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct fs_lb_reverse {
+	__u8 addr[16]; /* the frontend the client asked for */
+	__u16 port;
+	__u16 id;
+	__u32 pad;
+};
+
+BPF_HASH(lb_frontends, struct fs_lb_key, struct fs_lb_frontend, FS_LB_FRONTENDS_MAX);
+BPF_HASH(lb_backends, struct fs_lb_backend_key, struct fs_lb_backend, 2 * FS_LB_FRONTENDS_MAX * FS_LB_BACKENDS_MAX);
+BPF_TABLE("lru_hash", struct fs_lb_reverse_key, struct fs_lb_reverse, lb_reverse, FS_LB_REVERSE_MAX);
+
+/* Whether stage_lb has anything to do with the packet: a TCP, UDP or SCTP packet with ports, leaving a pod
+ * (a frontend?) or entering one (a reply to translate back?), while some frontend exists. */
+static __always_inline int fs_lb_wanted(const struct fs_state *st)
+{
+	__u8 proto = st->ev.l4_proto;
+
+	if (!st->cfg.services_active || !(st->ev.flags & FS_F_L4))
+		return 0;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
+		return 0;
+	return st->point == FS_TRACE_FROM_LXC || st->point == FS_TRACE_TO_LXC;
+}
+
+/* The backend slot of a connection: its 5-tuple hashed (seeded as the conntrack tables are, so a restarted agent
+ * that continues them keeps the choice) modulo the backend count. */
+static __always_inline __u16 fs_lb_slot(const struct fs_state *st, __u16 count)
+{
+	const __u64 *s = (const __u64 *)st->ev.saddr, *d = (const __u64 *)st->ev.daddr;
+	__u64 words[5] = {s[0], s[1], d[0], d[1], ((__u64)st->ev.sport << 24) | ((__u64)st->ev.dport << 8) | st->ev.l4_proto};
+	__u64 h = FS_CT_SEED;
+
+#pragma unroll
+	for (int i = 0; i < 5; i++) {
+		h = (h ^ words[i]) * 0x9E3779B97F4A7C15ULL;
+		h ^= h >> 29;
+	}
+	return (__u32)(h >> 32) % count;
+}
+
+/* Put `to_addr`:`to_port` (host order) in place of the packet's destination (`dst`) or source, whose current
+ * values are `from_addr`:`from_port`, and correct the checksums: the IPv4 header's, and TCP's or UDP's over the
+ * pseudo-header and the port (BPF_F_PSEUDO_HDR keeps a CHECKSUM_PARTIAL packet right; a UDP checksum of 0,
+ * "none", stays 0). SCTP's CRC32c covers no addresses; its ports are never translated (the agent refuses it).
+ * 0, or -1 when the packet could not be written. */
+static __always_inline int fs_lb_rewrite(struct __sk_buff *skb, struct fs_state *st, int dst, const __u8 *from_addr,
+					 __u16 from_port, const __u8 *to_addr, __u16 to_port)
+{
+	int ipv6 = st->ev.flags & FS_F_IPV6;
+	__u32 addr_off = st->l3_off + (ipv6 ? (dst ? 24 : 8) : (dst ? 16 : 12));
+	__u32 port_off = st->l4_off + (dst ? 2 : 0);
+	__u16 old_port = fs_ntohs(from_port), new_port = fs_ntohs(to_port); /* network order */
+	__u64 mangled = 0;
+	__u32 csum_off = 0;
+	__s64 diff;
+
+	switch (st->ev.l4_proto) {
+	case IPPROTO_TCP:
+		csum_off = st->l4_off + 16;
+		break;
+	case IPPROTO_UDP:
+		csum_off = st->l4_off + 6;
+		mangled = BPF_F_MARK_MANGLED_0;
+		break;
+	}
+	if (ipv6) {
+		diff = bpf_csum_diff((__be32 *)from_addr, 16, (__be32 *)to_addr, 16, 0);
+		if (bpf_skb_store_bytes(skb, addr_off, (void *)to_addr, 16, 0) < 0)
+			return -1;
+	} else {
+		diff = bpf_csum_diff((__be32 *)from_addr, 4, (__be32 *)to_addr, 4, 0);
+		if (bpf_skb_store_bytes(skb, addr_off, (void *)to_addr, 4, 0) < 0 ||
+		    bpf_l3_csum_replace(skb, st->l3_off + 10, 0, diff, 0) < 0)
+			return -1;
+	}
+	if (csum_off && bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled) < 0)
+		return -1;
+	if (old_port == new_port)
+		return 0;
+	if (csum_off && bpf_l4_csum_replace(skb, csum_off, old_port, new_port, sizeof(__u16) | mangled) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0) < 0 ? -1 : 0;
+}
+
+/* From-container: a packet to a frontend goes to one of its backends. Conntrack, policy and every later hook see
+ * the backend; the reply finds its way back through lb_reverse. Returns a drop reason, or 0. */
+static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *st)
+{
+	struct fs_lb_key key = {};
+	struct fs_lb_reverse_key rkey = {};
+	struct fs_lb_reverse rev = {};
+	struct fs_lb_backend_key bkey;
+	struct fs_lb_frontend *fe;
+	struct fs_lb_backend *be;
+	struct fs_lb_reverse *known;
+	int ipv6 = st->ev.flags & FS_F_IPV6;
+
+	fs_addr_copy(key.addr, st->ev.daddr);
+	key.port = st->ev.dport;
+	key.proto = st->ev.l4_proto;
+	key.family = ipv6 ? 6 : 4;
+	fe = lb_frontends.lookup(&key);
+	if (!fe)
+		return 0;
+	st->lb_frontend = fe->id;
+	st->lb_xlate = FS_LB_FRONTEND;
+	if (!fe->count)
+		return FS_DROP_SERVICE_BACKEND_NOT_FOUND;
+	bkey.id = fe->id;
+	bkey.slot = fs_lb_slot(st, fe->count) | ((fe->flags & FS_LB_F_GEN) ? FS_LB_SLOT_GEN : 0);
+	be = lb_backends.lookup(&bkey);
+	if (!be)
+		return FS_DROP_SERVICE_BACKEND_NOT_FOUND; /* the agent writes slots before the count: cannot happen */
+	if (fs_lb_rewrite(skb, st, 1, st->ev.daddr, st->ev.dport, be->addr, be->port) < 0)
+		return FS_DROP_WRITE_ERROR;
+
+	fs_addr_copy(st->lb_addr, st->ev.daddr);
+	st->lb_port = st->ev.dport;
+	st->lb_xlate = FS_LB_DNAT;
+	fs_addr_copy(st->ev.daddr, be->addr);
+	st->ev.dport = be->port;
+	st->ids &= ~FS_ID_DST; /* the backend's identity, when something asks */
+
+	fs_addr_copy(rkey.backend, be->addr);
+	fs_addr_copy(rkey.client, st->ev.saddr);
+	rkey.backend_port = be->port;
+	rkey.client_port = st->ev.sport;
+	rkey.proto = st->ev.l4_proto;
+	rkey.family = key.family;
+	known = lb_reverse.lookup(&rkey); /* refreshes it in the LRU */
+	if (!known || known->id != fe->id) {
+		fs_addr_copy(rev.addr, st->lb_addr);
+		rev.port = st->lb_port;
+		rev.id = fe->id;
+		lb_reverse.update(&rkey, &rev);
+	}
+	return 0;
+}
+
+/* To-container: a reply from a backend to a client that asked a frontend gets the frontend back as its source.
+ * Conntrack and policy still see the backend (the client's connection entry is the translated one); the event
+ * shows the frontend (fs_lb_event). Returns a drop reason, or 0. */
+static __always_inline __u32 fs_lb_reverse_nat(struct __sk_buff *skb, struct fs_state *st)
+{
+	struct fs_lb_reverse_key rkey = {};
+	struct fs_lb_reverse *rev;
+
+	fs_addr_copy(rkey.backend, st->ev.saddr);
+	fs_addr_copy(rkey.client, st->ev.daddr);
+	rkey.backend_port = st->ev.sport;
+	rkey.client_port = st->ev.dport;
+	rkey.proto = st->ev.l4_proto;
+	rkey.family = (st->ev.flags & FS_F_IPV6) ? 6 : 4;
+	rev = lb_reverse.lookup(&rkey);
+	if (!rev)
+		return 0;
+	fs_addr_copy(st->lb_addr, rev->addr);
+	st->lb_port = rev->port;
+	st->lb_frontend = rev->id;
+	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, st->lb_addr, st->lb_port) < 0)
+		return FS_DROP_WRITE_ERROR;
+	st->lb_xlate = FS_LB_RNAT;
+	return 0;
+}
+
+/* The event (trace or drop) of a packet stage_lb translated, or found a frontend for: FS_PF_XLATED and the
+ * frontend id; at from-container the packet as it entered (the frontend as destination, in the header and in
+ * the captured bytes up to `caplen`, checksums left as translated), at to-container as it leaves (the frontend
+ * as source: the captured bytes are that already). A policy verdict is about the backend: left alone. */
+static __always_inline void fs_lb_event(const struct fs_state *st, struct fs_event *ev, __u64 caplen)
+{
+	__u64 off;
+
+	if (ev->type == FS_EVENT_POLICY_VERDICT)
+		return;
+	ev->policy_flags |= FS_PF_XLATED;
+	ev->rule = st->lb_frontend;
+	if (st->lb_xlate == FS_LB_RNAT) {
+		fs_addr_copy(ev->saddr, st->lb_addr);
+		ev->sport = st->lb_port;
+		return;
+	}
+	if (st->lb_xlate != FS_LB_DNAT)
+		return;
+	fs_addr_copy(ev->daddr, st->lb_addr);
+	ev->dport = st->lb_port;
+
+	off = st->l3_off + ((ev->flags & FS_F_IPV6) ? 24 : 16);
+	asm volatile("" : "+r"(off));
+	if ((ev->flags & FS_F_IPV6) && off <= FS_CAPLEN - 16 && off + 16 <= caplen)
+		__builtin_memcpy(ev->data + off, st->lb_addr, 16);
+	else if (!(ev->flags & FS_F_IPV6) && off <= FS_CAPLEN - 4 && off + 4 <= caplen)
+		__builtin_memcpy(ev->data + off, st->lb_addr, 4);
+	off = st->l4_off + 2;
+	asm volatile("" : "+r"(off));
+	if (off <= FS_CAPLEN - 2 && off + 2 <= caplen) {
+		ev->data[off] = st->lb_port >> 8;
+		ev->data[off + 1] = st->lb_port & 0xff;
+	}
+}
+
+#endif /* FLOWSCOPE_LB_H */
