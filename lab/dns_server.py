@@ -1,4 +1,8 @@
-"""The lab's cluster DNS: answers A and AAAA for `<pod>.<namespace>.svc.lab.` over UDP and TCP.
+"""The lab's cluster DNS: answers A and AAAA for services and pods over UDP and TCP.
+
+`<service>.<namespace>.svc.lab.` is a service's ClusterIPs, as in Kubernetes' DNS; `<pod>.<namespace>.pod.lab.`
+is a pod's addresses, and so is `<pod>.<namespace>.svc.lab.` unless a service of that name in that namespace
+takes it (web/web: the service and the pod share the name, and the service wins, as `svc` is the services' zone).
 
 It plays CoreDNS in the `kube-system` namespace so the lab has real DNS traffic (queries, answers, NXDOMAIN,
 DNS over TCP) for a flow observer to see. Records come from the cluster metadata file, re-read whenever it
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowscope.lab.dualstack import TCPServer, UDPServer, serve_until_terminated
-from flowscope.lab.topology import DNS_PORT, DOMAIN
+from flowscope.lab.topology import DNS_PORT, DOMAIN, POD_DOMAIN
 from flowscope.observer.metadata import Cluster
 
 TYPE_A, TYPE_AAAA, TYPE_OPT, TYPE_ANY = 1, 28, 41, 255
@@ -111,12 +115,22 @@ class Zone:
         with self._lock:
             if version == self._version:
                 return
-            cluster = Cluster.load(self.cluster_file)
-            self.records = {
-                f"{ep.pod}.{ep.namespace}.{DOMAIN}.".lower(): [ipaddress.ip_address(ip) for ip in ep.ips]
-                for ep in cluster.endpoints
-            }
+            self.records = records(Cluster.load(self.cluster_file))
             self._version = version
+
+
+def records(cluster: Cluster) -> dict[str, list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """Every name of the zone and its addresses: pods in both zones, then the services in force over them."""
+    found = {}
+    for ep in cluster.endpoints:
+        addresses = [ipaddress.ip_address(ip) for ip in ep.ips]
+        for domain in (POD_DOMAIN, DOMAIN):
+            found[f"{ep.pod}.{ep.namespace}.{domain}.".lower()] = addresses
+    for service in cluster.valid_services():
+        found[f"{service.name}.{service.namespace}.{DOMAIN}.".lower()] = [
+            ipaddress.ip_address(ip) for ip in service.cluster_ips
+        ]
+    return found
 
 
 def answer(query: Query, zone: Zone) -> bytes:
@@ -189,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     zone = Zone(args.cluster_file)
     zone.lookup(".")  # load now, so a broken file fails at start
     over_udp, over_tcp = _handlers(zone)
-    print(f"dns: serving {DOMAIN}. on port {args.port} (udp, tcp)", flush=True)
+    print(f"dns: serving {DOMAIN}. and {POD_DOMAIN}. on port {args.port} (udp, tcp)", flush=True)
     serve_until_terminated(UDPServer(("::", args.port), over_udp), TCPServer(("::", args.port), over_tcp))
     return 0
 

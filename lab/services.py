@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowscope.lab.topology import DNS_PORT, HTTP_PORT, TCP_RR_PORT, UDP_ECHO_PORT, Topology
+from flowscope.lab.topology import DNS_PORT, HTTP_PORT, TCP_RR_PORT, UDP_ECHO_PORT, Host, Pod, Topology
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,18 @@ class Service:
 
 
 def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
-    """The cluster DNS, the web pod's and the world's HTTP servers, and the server pod's echo servers."""
+    """The cluster DNS, the web pods' and the world's HTTP servers, and the server pod's echo servers."""
     dns = topology.pod_with("k8s-app", "kube-dns")
-    web = topology.pod_with("app", "web")
     server = topology.pod_with("app", "server")
-    www = str(topology.state_dir / "www")
-    http = [python, "-m", "http.server", str(HTTP_PORT), "--bind", "::", "--directory", www]
+    http = [
+        Service(
+            f"http-{host.name}",
+            host.netns,
+            [python, "-m", "http.server", str(HTTP_PORT), "--bind", "::", "--directory", str(www_dir(topology, host))],
+            (("tcp", HTTP_PORT),),
+        )
+        for host in web_hosts(topology)
+    ]
     return [
         Service(
             "dns",
@@ -45,8 +51,7 @@ def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
             ],
             (("udp", DNS_PORT), ("tcp", DNS_PORT)),
         ),
-        Service("http", web.netns, http, (("tcp", HTTP_PORT),)),
-        Service("http-world", topology.world.netns, http, (("tcp", HTTP_PORT),)),
+        *http,
         Service(
             "echo",
             server.netns,
@@ -71,9 +76,20 @@ def traffic_generator(topology: Topology, python: str = sys.executable) -> Servi
     return Service("traffic", topology.underlay_netns, argv)
 
 
-def write_www(topology: Topology) -> Path:
-    """The page the HTTP servers hand out."""
-    www = topology.state_dir / "www"
-    www.mkdir(parents=True, exist_ok=True)
-    (www / "index.html").write_text(f"<!doctype html><title>flowscope lab {topology.name}</title><p>hello</p>\n")
-    return www
+def web_hosts(topology: Topology) -> list[Pod | Host]:
+    """Where an HTTP server runs: the web service's pods, and the world host."""
+    return [*(pod for pod in topology.pods if pod.labels.get("app") == "web"), topology.world]
+
+
+def www_dir(topology: Topology, host: Pod | Host) -> Path:
+    return topology.state_dir / "www" / host.name
+
+
+def write_www(topology: Topology) -> None:
+    """The page each HTTP server hands out: it names the lab and the host that served it, so a client of the
+    web service can tell which backend answered."""
+    for host in web_hosts(topology):
+        www = www_dir(topology, host)
+        www.mkdir(parents=True, exist_ok=True)
+        page = f"<!doctype html><title>flowscope lab {topology.name}</title><p>hello from {host.name}</p>\n"
+        (www / "index.html").write_text(page)

@@ -8,22 +8,28 @@ Addressing (n is the node's number, k the pod's number on its node):
     pods        node n's pod CIDR 10.200.n.0/24, fd00:200:n::/64; pod k: 10.200.n.(10+k), fd00:200:n::(10+k)
     gateway     pods reach their node through 169.254.1.1 and fe80::1, answered by the host side `lxc<id>`
     overlay     (--tunnel vxlan) node n's fs_vxlan has MAC 02:fd:00:00:00:nn; VNI 77, UDP port 8472
+    services    ClusterIPs from 10.96.0.0/16 and fd96::/112, the same offset in both, derived from the service's
+                namespace/name (cluster_ips); NodePorts on every node's underlay addresses
 Endpoint ids are n*1000 + k, unique in the cluster, and name the host-side interface (`lxc1001`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from dataclasses import dataclass
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR
-from flowscope.observer.metadata import Cluster, Endpoint, Node
+from flowscope.observer.metadata import Cluster, Endpoint, Node, Service, ServicePort
 
 LABS_DIR = RUN_DIR / "labs"
 DEFAULT_AGENT_SOCKET = DEFAULT_SOCKET  # the CLI's default, used by one-node labs
 AGENT_PORT = 4244
-DOMAIN = "svc.lab"  # pods resolve as <pod>.<namespace>.svc.lab.
+DOMAIN = "svc.lab"  # services resolve as <service>.<namespace>.svc.lab., and so do pods no service shadows
+POD_DOMAIN = "pod.lab"  # every pod resolves as <pod>.<namespace>.pod.lab.
 MAX_NODES = 250
 TUNNELS = ("disabled", "vxlan")  # Cilium's routing modes: native routing, or an overlay (its default, vxlan)
 TUNNEL_DEVICE = "fs_vxlan"  # Cilium's cilium_vxlan
@@ -35,14 +41,50 @@ HTTP_PORT = 80
 DNS_PORT = 53
 TCP_RR_PORT = 9000
 UDP_ECHO_PORT = 9001
+SERVICE_CIDR_V4 = ipaddress.IPv4Network("10.96.0.0/16")
+SERVICE_CIDR_V6 = ipaddress.IPv6Network("fd96::/112")
+SERVER_NODE_PORT = 30900
 
 # (pod, Kubernetes namespace, labels), placed round-robin over the nodes so with two nodes or more the
-# client's traffic to the server and the web pod crosses nodes while its DNS stays local.
+# client's traffic to the server and the web pod crosses nodes while its DNS stays local, and the two web pods
+# (the web service's backends) are on different nodes. New pods go at the end: the others keep their places.
 _PODS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("client", "default", {"app": "client"}),
     ("server", "default", {"app": "server"}),
     ("coredns", "kube-system", {"k8s-app": "kube-dns"}),
     ("web", "web", {"app": "web"}),
+    ("web2", "web", {"app": "web"}),
+)
+
+# The lab's services: web/web in front of both web pods, the cluster DNS, and a NodePort the world host can
+# reach on any node (the server pod's request/response port).
+_SERVICES: tuple[Service, ...] = (
+    Service(
+        name="web",
+        namespace="web",
+        ports=(ServicePort(name="http", protocol="TCP", port=HTTP_PORT, target_port=HTTP_PORT),),
+        selector={"app": "web"},
+    ),
+    Service(
+        name="kube-dns",
+        namespace="kube-system",
+        ports=(
+            ServicePort(name="dns", protocol="UDP", port=DNS_PORT, target_port=DNS_PORT),
+            ServicePort(name="dns-tcp", protocol="TCP", port=DNS_PORT, target_port=DNS_PORT),
+        ),
+        selector={"k8s-app": "kube-dns"},
+    ),
+    Service(
+        name="server-np",
+        namespace="default",
+        type="NodePort",
+        ports=(
+            ServicePort(
+                name="rr", protocol="TCP", port=TCP_RR_PORT, target_port=TCP_RR_PORT, node_port=SERVER_NODE_PORT
+            ),
+        ),
+        selector={"app": "server"},
+    ),
 )
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
@@ -112,7 +154,8 @@ class Pod:
 
     @property
     def fqdn(self) -> str:
-        return f"{self.name}.{self.namespace}.{DOMAIN}."
+        """The name that always resolves to this pod (the svc zone's name may be a service's: web/web)."""
+        return f"{self.name}.{self.namespace}.{POD_DOMAIN}."
 
     def endpoint(self) -> Endpoint:
         """The pod as the cluster file lists it: one mapping, used for the lab's pods and for any added later."""
@@ -138,6 +181,7 @@ class Topology:
     underlay_netns: str
     default_socket: bool = False  # a one-node lab's agent serves on the CLI's default socket
     tunnel: str = "disabled"  # TUNNELS: how nodes reach each other's pods
+    services: tuple[Service, ...] = ()
 
     @property
     def state_dir(self) -> Path:
@@ -163,6 +207,13 @@ class Topology:
             if pod.labels.get(key) == value:
                 return pod
         raise KeyError(f"lab {self.name} has no pod labelled {key}={value}")
+
+    def service(self, key: str) -> Service:
+        """A service by namespace/name, e.g. service("web/web")."""
+        for service in self.services:
+            if service.key == key:
+                return service
+        raise KeyError(f"lab {self.name} has no service {key!r}")
 
     def node(self, name: str) -> NodeHost:
         for node in self.nodes:
@@ -205,7 +256,29 @@ class Topology:
             for n in self.nodes
         )
         endpoints = tuple(p.endpoint() for p in self.pods)
-        return Cluster(name=self.name, nodes=nodes, endpoints=endpoints)
+        return Cluster(name=self.name, nodes=nodes, endpoints=endpoints, services=self.services)
+
+
+def cluster_ips(keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """A ClusterIP pair (v4, v6) for each service namespace/name: the same offset into both service CIDRs, from
+    a CRC of the name (probing on past one already given), so a service keeps its addresses from lab to lab and
+    the v4 and v6 addresses read alike (10.96.x.y, fd96::xxyy). The offsets skip the CIDRs' first and last."""
+    size = SERVICE_CIDR_V4.num_addresses - 2
+    taken: set[int] = set()
+    found = {}
+    for key in keys:
+        offset = zlib.crc32(key.encode()) % size + 1
+        while offset in taken:
+            offset = offset % size + 1
+        taken.add(offset)
+        found[key] = (str(SERVICE_CIDR_V4[offset]), str(SERVICE_CIDR_V6[offset]))
+    return found
+
+
+def _with_cluster_ips(services: Iterable[Service]) -> tuple[Service, ...]:
+    services = tuple(services)
+    ips = cluster_ips(service.key for service in services)
+    return tuple(replace(service, cluster_ips=ips[service.key]) for service in services)
 
 
 def plan(name: str, nodes: int = 1, default_socket: bool = False, tunnel: str = "disabled") -> Topology:
@@ -258,4 +331,5 @@ def plan(name: str, nodes: int = 1, default_socket: bool = False, tunnel: str = 
         underlay_netns=f"{prefix}underlay",
         default_socket=default_socket,
         tunnel=tunnel,
+        services=_with_cluster_ips(_SERVICES),
     )

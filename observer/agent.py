@@ -47,6 +47,7 @@ from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.server.peer import peer_service
 from flowscope.observer.server.serve import ObserverServer, check_control_listener
 from flowscope.observer.server.state import NodeState
+from flowscope.observer.services_check import ProblemLog
 from flowscope.observer.trace.filter import RegistryPods
 from flowscope.observer.trace.hops import HopContext
 from flowscope.observer.trace.service import tracer_service
@@ -170,6 +171,7 @@ class Agent(Closing):
             log.warning("device %s does not exist: flows from and to the network start when it appears", cfg.device)
         self.metadata.subscribe("attachments", self.attachments.update)
         self.metadata.subscribe("node state", self._follow_own_node)
+        self.metadata.subscribe("service problems", ProblemLog().update)
         events = self.state.agent_events
         self.metadata.subscribe("agent events", ClusterEvents(events, cfg.node_name).update)
         self.control: Control | None = Control(

@@ -1,10 +1,13 @@
 """The agent's own events, as Cilium's agent reports them over GetAgentEvents: it started, a policy was
-applied or deleted, an endpoint of this node came or went, an ipcache entry was added, changed or removed.
+applied or deleted, an endpoint of this node came or went, an ipcache entry was added, changed or removed, a
+service frontend was added or changed, or removed.
 
 They are kept in a ring of their own (observer/event_ring.py), apart from flows. The agent says when it started
 and the policy manager when the policy changed; the cluster's endpoints and ipcache entries are followed by
 comparing each cluster metadata with the one before (ClusterEvents, a metadata_watch subscriber), the way
-ClusterIpcache keeps the datapath's ipcache equal to it.
+ClusterIpcache keeps the datapath's ipcache equal to it. Services are reported per frontend under their service
+id (observer/service_ids.py), as Cilium's service manager reports them; only the services in force count (a
+service with errors is left out, see observer/services_check.py).
 
     events = AgentEvents()
     watcher.subscribe("agent events", ClusterEvents(events, node_name).update)
@@ -22,9 +25,10 @@ from google.protobuf import wrappers_pb2
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.event_ring import EventRing
 from flowscope.observer.ipcache import Network, ipcache_entries
-from flowscope.observer.metadata import Cluster, Endpoint
+from flowscope.observer.metadata import Cluster, Endpoint, ServiceFrontend
 from flowscope.observer.policy.manager import Status
 from flowscope.observer.policy.model import Policy
+from flowscope.observer.service_ids import FrontendKey, service_ids
 
 
 def endpoint_labels(endpoint: Endpoint) -> list[str]:
@@ -68,19 +72,29 @@ class AgentEvents:
     def ipcache(self, kind: flow_pb2.AgentEventType, notification: flow_pb2.IPCacheNotification) -> None:
         self.ring.add(flow_pb2.AgentEvent(type=kind, ipcache_update=notification))
 
+    def service_upserted(self, notification: flow_pb2.ServiceUpsertNotification) -> None:
+        self.ring.add(flow_pb2.AgentEvent(type=flow_pb2.SERVICE_UPSERTED, service_upsert=notification))
+
+    def service_deleted(self, service_id: int) -> None:
+        notification = flow_pb2.ServiceDeleteNotification(id=service_id)
+        self.ring.add(flow_pb2.AgentEvent(type=flow_pb2.SERVICE_DELETED, service_delete=notification))
+
 
 class ClusterEvents:
-    """Reports what each cluster metadata changed for this node: its endpoints, and the ipcache's entries."""
+    """Reports what each cluster metadata changed for this node: its endpoints, the ipcache's entries and the
+    service frontends."""
 
     def __init__(self, events: AgentEvents, node_name: str) -> None:
         self._events = events
         self._node_name = node_name
         self._endpoints: dict[int, Endpoint] = {}
         self._ipcache: dict[Network, tuple[int, int]] = {}
+        self._services: dict[FrontendKey, flow_pb2.ServiceUpsertNotification] = {}
 
     def update(self, cluster: Cluster) -> None:
         self._follow_endpoints(cluster)
         self._follow_ipcache(cluster)
+        self._follow_services(cluster)
 
     def _follow_endpoints(self, cluster: Cluster) -> None:
         endpoints = {ep.id: ep for ep in cluster.endpoints if ep.node == self._node_name}
@@ -110,6 +124,38 @@ class ClusterEvents:
             notification.host_ip, notification.namespace, notification.pod_name = host_ip, namespace, pod
             self._events.ipcache(flow_pb2.IPCACHE_UPSERTED, notification)
         self._ipcache = entries
+
+    def _follow_services(self, cluster: Cluster) -> None:
+        """A frontend that went is deleted; one that came, or whose service or backends changed, is upserted."""
+        ids = service_ids(cluster, {key: n.id for key, n in self._services.items()})
+        frontends = [f for service in cluster.valid_services() for f in cluster.frontends(service)]
+        services = {f.key: service_upsert(cluster, f, ids[f.key]) for f in frontends}
+        for key, before in self._services.items():
+            if key not in services:
+                self._events.service_deleted(before.id)
+        for key, notification in services.items():
+            if self._services.get(key) != notification:
+                self._events.service_upserted(notification)
+        self._services = services
+
+
+def service_upsert(cluster: Cluster, frontend: ServiceFrontend, service_id: int) -> flow_pb2.ServiceUpsertNotification:
+    """A frontend as Cilium's ServiceUpsertNotification says it: both traffic policies are Cluster (the lab's
+    services spread over every node's backends)."""
+    service = frontend.service
+    return flow_pb2.ServiceUpsertNotification(
+        id=service_id,
+        frontend_address=flow_pb2.ServiceUpsertNotificationAddr(ip=frontend.address, port=frontend.number),
+        backend_addresses=[
+            flow_pb2.ServiceUpsertNotificationAddr(ip=backend.address, port=backend.port)
+            for backend in cluster.backends(frontend)
+        ],
+        type=service.type,
+        name=service.name,
+        namespace=service.namespace,
+        ext_traffic_policy="Cluster",
+        int_traffic_policy="Cluster",
+    )
 
 
 def _host_ips(cluster: Cluster) -> dict[Network, tuple[str, str, str]]:

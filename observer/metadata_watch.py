@@ -129,7 +129,8 @@ class MetadataWatcher:
         except (ValueError, TypeError) as exc:  # not JSON, not UTF-8, or fields a Node or Endpoint lacks
             raise MetadataError(f"{self.path} is not cluster metadata: {exc}") from None
         self._complaint = None
-        log.info("cluster %r: %d nodes, %d endpoints", cluster.name, len(cluster.nodes), len(cluster.endpoints))
+        counts = (len(cluster.nodes), len(cluster.endpoints), len(cluster.services))
+        log.info("cluster %r: %d nodes, %d endpoints, %d services", cluster.name, *counts)
         self._publish(cluster)
         return True
 

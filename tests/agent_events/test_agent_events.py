@@ -16,12 +16,13 @@ from flowscope.cli.printer.agent_events import EventPrinter
 from flowscope.cli.printer.sink import Sink
 from flowscope.observer.agent_events import AgentEvents, ClusterEvents
 from flowscope.observer.event_ring import EventRing, Stamped
-from flowscope.observer.metadata import Cluster, Endpoint, Node
+from flowscope.observer.metadata import Cluster, Endpoint, Node, Service, ServicePort
 from flowscope.observer.policy.compile import Compiled
 from flowscope.observer.policy.manager import Status
 from flowscope.observer.policy.parse import parse_policies
 from flowscope.observer.server.events import EventSelection, select_events
 from flowscope.observer.server.getflows import InvalidRequest
+from flowscope.observer.service_ids import service_ids
 
 SECOND = 1_000_000_000
 
@@ -117,6 +118,47 @@ def test_cluster_changes_become_endpoint_and_ipcache_events() -> None:
     assert changes[1].ipcache_update.cidr == "10.200.1.7/32"
     assert changes[2].ipcache_update.old_identity.value == theirs.identity
     assert changes[2].ipcache_update.identity == relabelled.identity
+
+
+def test_service_changes_become_service_events_per_frontend() -> None:
+    events = AgentEvents()
+    follow = ClusterEvents(events, "node1")
+    web = endpoint(7, "node1", "10.200.1.7")
+    http = ServicePort(name="http", port=80, target_port=8080)
+    service = Service(
+        name="svc", namespace="default", cluster_ips=("10.96.0.10",), ports=(http,), selector={"app": "web"}
+    )
+    follow.update(Cluster(endpoints=(web,), services=(service,)))
+    written = events.ring.written
+    upserted = events.ring.since(0)[-1].message
+    ids = service_ids(Cluster(endpoints=(web,), services=(service,)))
+    assert upserted.type == flow_pb2.SERVICE_UPSERTED
+    assert upserted.service_upsert == flow_pb2.ServiceUpsertNotification(
+        id=ids[("10.96.0.10", 80, 6)],
+        frontend_address={"ip": "10.96.0.10", "port": 80},
+        backend_addresses=[{"ip": "10.200.1.7", "port": 8080}],
+        type="ClusterIP",
+        name="svc",
+        namespace="default",
+        ext_traffic_policy="Cluster",
+        int_traffic_policy="Cluster",
+    )
+
+    follow.update(Cluster(endpoints=(web,), services=(service,)))  # nothing changed: nothing said
+    assert events.ring.written == written
+
+    second = endpoint(8, "node2", "10.200.2.8")
+    follow.update(Cluster(endpoints=(web, second), services=(service,)))  # a backend more
+    changed = events.ring.since(written)[-1].message.service_upsert
+    assert (changed.id, [b.ip for b in changed.backend_addresses]) == (
+        upserted.service_upsert.id,
+        ["10.200.1.7", "10.200.2.8"],
+    )
+
+    written = events.ring.written
+    follow.update(Cluster(endpoints=(web, second)))
+    deleted = [event.message for event in events.ring.since(written)]
+    assert [(m.type, m.service_delete.id) for m in deleted] == [(flow_pb2.SERVICE_DELETED, upserted.service_upsert.id)]
 
 
 def status(revision: int, text: str) -> Status:

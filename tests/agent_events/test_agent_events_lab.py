@@ -124,3 +124,40 @@ def test_agent_events_show_the_start_a_policy_and_a_new_endpoint(lab: Lab) -> No
 
     refused = flowscope(lab, "observe", "agent-events", "--first", "1", "--follow")
     assert refused.returncode != 0 and "cannot set both --first and --follow" in refused.stderr
+
+
+def test_services_of_the_cluster_file_are_upserted_and_deleted_as_it_changes(lab: Lab) -> None:
+    """The lab's services are reported at start (one upsert per frontend); a service added to the file is
+    upserted, and deleted again when it goes."""
+    shown = flowscope(lab, "observe", "agent-events", "--last", "4095", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    upserts = [json.loads(line)["agent_event"] for line in shown.stdout.splitlines()]
+    frontends = {
+        (u["service_upsert"]["namespace"], u["service_upsert"]["name"], u["service_upsert"]["frontend_address"]["ip"])
+        for u in upserts
+        if u["type"] == "SERVICE_UPSERTED"
+    }
+    web = lab.topology.service("web/web")
+    assert {("web", "web", ip) for ip in web.cluster_ips} <= frontends
+    assert {("default", "server-np", ip) for ip in (lab.node("node1").ipv4, lab.node("node1").ipv6)} <= frontends
+
+    follower = Follower(lab)
+    try:
+        follower.next_of_type("AGENT_STARTED")
+        cluster = Cluster.load(lab.cluster_file)
+        extra = dataclasses.replace(web, name="extra", cluster_ips=("10.96.0.77",))
+        dataclasses.replace(cluster, services=(*cluster.services, extra)).save(lab.cluster_file)
+        upserted = follower.next_of_type("SERVICE_UPSERTED")["service_upsert"]
+        assert (upserted["name"], upserted["namespace"], upserted["frontend_address"], upserted["type"]) == (
+            "extra",
+            "web",
+            {"ip": "10.96.0.77", "port": 80},
+            "ClusterIP",
+        )
+        backends = sorted(b["ip"] for b in upserted["backend_addresses"])
+        assert backends == sorted(lab.pod(pod).ipv4 for pod in ("web", "web2"))
+        cluster.save(lab.cluster_file)
+        deleted = follower.next_of_type("SERVICE_DELETED")["service_delete"]
+        assert deleted["id"] == upserted["id"]
+    finally:
+        follower.close()

@@ -50,6 +50,23 @@ def test_dns_answers_with_the_pods_addresses(lab: Lab, family: str, transport: s
             assert answer.split() == [expected]
 
 
+@pytest.mark.parametrize("transport", ["+notcp", "+tcp"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dns_answers_service_names_with_their_cluster_ips(lab: Lab, family: str, transport: str) -> None:
+    server = f"@{address(lab, 'coredns', family)}"
+    for service in lab.topology.services:
+        name = f"{service.name}.{service.namespace}.{DOMAIN}."
+        for rtype, expected in zip(("A", "AAAA"), service.cluster_ips, strict=True):
+            answer = lab.exec("client", ["dig", "+short", "+time=2", transport, server, name, rtype]).stdout
+            assert answer.split() == [expected]
+
+
+@pytest.mark.parametrize("pod", ["web", "web2"])
+def test_each_web_pod_serves_a_page_naming_it(two_nodes: Lab, pod: str) -> None:
+    page = two_nodes.exec("client", ["curl", "-sS", "--max-time", "5", url(address(two_nodes, pod, "ipv4"))]).stdout
+    assert f"<p>hello from {pod}</p>" in page
+
+
 def test_dns_says_nxdomain_for_unknown_names(lab: Lab) -> None:
     server = f"@{lab.pod('coredns').ipv4}"
     out = lab.exec("client", ["dig", "+time=2", server, f"nosuch.default.{DOMAIN}."]).stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def zone(tmp_path: Path) -> Zone:
 
 
 def test_a_and_aaaa(zone: Zone) -> None:
-    response = respond(query("web.web.svc.lab.", TYPE_A), zone)
+    response = respond(query("web.web.pod.lab.", TYPE_A), zone)
     assert response is not None
     assert parse(response) == (0x1234, NOERROR, [(TYPE_A, "10.200.2.12")], 0)
     response = respond(query("Server.Default.SVC.lab", TYPE_AAAA, qid=7), zone)
@@ -119,7 +120,41 @@ def test_the_zone_follows_the_cluster_file(zone: Zone) -> None:
         ipaddress.ip_address("fd00:200:1::11"),
     ]
     plan("t1", 1).cluster().save(zone.cluster_file)
-    assert zone.lookup("web.web.svc.lab.") == [
+    assert zone.lookup("web.web.pod.lab.") == [
         ipaddress.ip_address("10.200.1.14"),
         ipaddress.ip_address("fd00:200:1::14"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "addresses"),
+    [
+        ("web.web.svc.lab.", [(TYPE_A, "10.96.16.153"), (TYPE_AAAA, "fd96::1099")]),
+        ("kube-dns.kube-system.svc.lab.", [(TYPE_A, "10.96.77.224"), (TYPE_AAAA, "fd96::4de0")]),
+        ("server-np.default.svc.lab.", [(TYPE_A, "10.96.176.17"), (TYPE_AAAA, "fd96::b011")]),
+    ],
+)
+def test_services_resolve_to_their_cluster_ips(zone: Zone, name: str, addresses: list[tuple[int, str]]) -> None:
+    response = respond(query(name, TYPE_ANY), zone)
+    assert response is not None
+    assert parse(response) == (0x1234, NOERROR, addresses, 0)
+
+
+def test_a_service_takes_its_name_from_a_pod_of_the_same_name_in_the_svc_zone_only(zone: Zone) -> None:
+    """web/web is a service and a pod: `svc` is the service's, `pod` the pod's; other pods are in both zones."""
+    assert zone.lookup("web.web.svc.lab.") == [ipaddress.ip_address("10.96.16.153"), ipaddress.ip_address("fd96::1099")]
+    assert zone.lookup("web.web.pod.lab.") == [
+        ipaddress.ip_address("10.200.2.12"),
+        ipaddress.ip_address("fd00:200:2::12"),
+    ]
+    web_2 = [ipaddress.ip_address("10.200.1.13"), ipaddress.ip_address("fd00:200:1::13")]
+    assert zone.lookup("web2.web.svc.lab.") == zone.lookup("web2.web.pod.lab.") == web_2
+
+
+def test_a_service_left_out_for_its_errors_has_no_name(zone: Zone) -> None:
+    cluster = plan("t1", 2).cluster()
+    client = next(ep for ep in cluster.endpoints if ep.pod == "client")
+    bad = replace(cluster.services[0], name="stolen", cluster_ips=(client.ipv4,))
+    replace(cluster, services=(*cluster.services, bad)).save(zone.cluster_file)
+    assert zone.lookup("stolen.web.svc.lab.") is None
+    assert zone.lookup("web.web.svc.lab.") is not None

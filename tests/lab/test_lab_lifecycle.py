@@ -34,7 +34,7 @@ def test_up_and_down_make_and_remove_exactly_the_labs_namespaces(fresh_name: str
     assert root_links() == links  # nothing in the root namespace
     state = LabState.load(lab.state_file)
     assert state is not None
-    assert {d.role for d in state.daemons} == {"dns", "http", "http-world", "echo", "traffic"}
+    assert {d.role for d in state.daemons} == {"dns", "http-web", "http-web2", "http-world", "echo", "traffic"}
     assert all(is_alive(d) for d in state.daemons)
     started = time.monotonic()
     lab.down()

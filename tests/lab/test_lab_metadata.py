@@ -26,7 +26,7 @@ def test_the_metadata_file_matches_the_namespaces(two_nodes: Lab) -> None:
         assert node.device == "eth0"
         assert node.address == f"{node.ipv4}:4244"
         assert addresses(two_nodes, node.name, "eth0") == {node.ipv4, node.ipv6}
-    assert {ep.pod for ep in cluster.endpoints} == {"client", "server", "coredns", "web"}
+    assert {ep.pod for ep in cluster.endpoints} == {"client", "server", "coredns", "web", "web2"}
     assert len({ep.id for ep in cluster.endpoints}) == len(cluster.endpoints)
     for ep in cluster.endpoints:
         assert ep.netns == two_nodes.netns(ep.pod)
@@ -36,7 +36,9 @@ def test_the_metadata_file_matches_the_namespaces(two_nodes: Lab) -> None:
         assert ipaddress.ip_address(ep.ipv4) in ipaddress.ip_network(two_nodes.node(ep.node).pod_cidr_v4)
     labels = {ep.pod: (ep.namespace, ep.labels) for ep in cluster.endpoints}
     assert labels["coredns"] == ("kube-system", {"k8s-app": "kube-dns"})
-    assert labels["web"] == ("web", {"app": "web"})
+    assert labels["web"] == labels["web2"] == ("web", {"app": "web"})
+    assert [s.key for s in cluster.services] == ["web/web", "kube-system/kube-dns", "default/server-np"]
+    assert cluster.service_problems() == []
     assert labels["client"] == ("default", {"app": "client"})
 
 
