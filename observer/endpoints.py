@@ -5,7 +5,8 @@ the names a person reads (namespace, pod, labels). It is read by the decoder and
 and replaced whole when the cluster metadata changes, so readers take one immutable snapshot and never lock.
 
 Endpoints that leave are remembered (until their address is given to someone else) so flows recorded while
-they lived still carry their names: the ring is decoded lazily, long after the packet.
+they lived still carry their names: the ring is decoded lazily, long after the packet. The snapshot also holds
+the service frontends flows are named with (observer/service_table.py), rebuilt with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flowscope.observer.metadata import (
     Endpoint,
     label_strings,
 )
+from flowscope.observer.service_table import ServiceTable, service_table
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -57,6 +59,7 @@ class Snapshot:
     local: dict[int, Endpoint] = field(default_factory=dict)  # endpoint id -> endpoint on this node
     interfaces: dict[int, str] = field(default_factory=dict)  # ifindex -> name, for attached devices
     world: EndpointInfo = field(default_factory=lambda: _reserved(IDENTITY_WORLD, ""))
+    services: ServiceTable = field(default_factory=ServiceTable)
 
     def lookup(self, ip: IPAddress | None) -> EndpointInfo:
         """The endpoint that owns an address; world when nobody in the cluster does."""
@@ -78,7 +81,11 @@ class Snapshot:
 
 
 def _build(
-    node_name: str, cluster: Cluster, interfaces: dict[int, str], departed: dict[IPAddress, EndpointInfo]
+    node_name: str,
+    cluster: Cluster,
+    interfaces: dict[int, str],
+    departed: dict[IPAddress, EndpointInfo],
+    services: ServiceTable | None = None,
 ) -> Snapshot:
     by_ip: dict[IPAddress, EndpointInfo] = dict(departed)
     for node in cluster.nodes:
@@ -114,6 +121,7 @@ def _build(
         local=local,
         interfaces=dict(interfaces),
         world=_reserved(IDENTITY_WORLD, cluster.name),
+        services=service_table(cluster, services),
     )
 
 
@@ -140,7 +148,7 @@ class EndpointRegistry:
                     self._departed[ip] = info
             for ip in new_ips:
                 self._departed.pop(ip, None)
-            self.snapshot = _build(old.node_name, cluster, self._interfaces, self._departed)
+            self.snapshot = _build(old.node_name, cluster, self._interfaces, self._departed, old.services)
             new_local = self.snapshot.local
             added = [ep for eid, ep in new_local.items() if old.local.get(eid) != ep]
             removed = [ep for eid, ep in old.local.items() if new_local.get(eid) != ep]
@@ -161,4 +169,5 @@ class EndpointRegistry:
                 local=old.local,
                 interfaces=dict(self._interfaces),
                 world=old.world,
+                services=old.services,
             )

@@ -1,5 +1,6 @@
 """`-o compact`, hubble's default: one line a flow,
-`TIME[ [node]]: SRC SRCID ARROW DST DSTID TYPE VERDICT (SUMMARY)`."""
+`TIME[ [node]]: SRC SRCID ARROW DST DSTID[ via FRONTEND] TYPE VERDICT (SUMMARY)`, where ` via 10.96.0.10:80` is
+flowscope's: the service frontend a translated flow's client addressed, once the flow shows the backend."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class CompactPrinter(FlowPrinter):
             line.append((f" [{flow.node_name}]", ""))
         line.append((": ", ""))
         line += [*source, (" ", ""), source_id, (f" {arrow} ", ""), *destination, (" ", ""), destination_id]
+        line += fields.original_destination(flow)
         line += [
             (f" {fields.flow_type(flow)} ", ""),
             fields.verdict(flow, self.options.policy_names),

@@ -69,6 +69,23 @@ def endpoints(flow: flow_pb2.Flow, translate: bool = True) -> tuple[list[Segment
     return ends[0], ends[1]
 
 
+def original_destination(flow: flow_pb2.Flow) -> list[Segment]:
+    """` via 10.96.0.10:80`: the service frontend a translated flow's client addressed, where the flow's own
+    addresses no longer show it (past the translation). Hubble's line has no place for it; the suffix follows the
+    service's end (the destination, or the source of a reply). Nothing where the frontend is what the flow shows."""
+    extra = flow.flowscope
+    if not extra.HasField("original_destination"):
+        return []
+    frontend = extra.original_destination
+    src_port, dst_port = ports(flow)
+    reply = flow.HasField("is_reply") and flow.is_reply.value
+    shown = (flow.IP.source, src_port) if reply else (flow.IP.destination, dst_port)
+    if shown == (frontend.ip, str(frontend.port)):
+        return []
+    host = f"[{frontend.ip}]" if ":" in frontend.ip else frontend.ip
+    return [(" via ", ""), (host + ":", HOST), (str(frontend.port), PORT)]
+
+
 def identity(number: int) -> Segment:
     """`(ID:12345)`, or `(world)`, `(host)`... for Cilium's reserved identities."""
     reserved = names.RESERVED_IDENTITIES.get(number)

@@ -34,6 +34,7 @@ from flowscope.observer.filters import (
     port,
     protocol,
     reply,
+    service,
     tcp_flags,
     traffic_direction,
     unobservable,
@@ -66,6 +67,7 @@ FIELDS: tuple[FieldBuilder, ...] = (
     traffic_direction.build,
     identity.build,
     pod.build,
+    service.build,
     labels.build,
     cluster_name.build,
 )

@@ -28,7 +28,7 @@ Side = Callable[[flow_pb2.Flow], flow_pb2.Endpoint]
 
 _JUDGED = {
     *(f"{side}_{field}" for side in ("source", "destination")
-      for field in ("ip", "pod", "label", "identity", "port", "cluster_name")),
+      for field in ("ip", "pod", "service", "label", "identity", "port", "cluster_name")),
     "protocol", "verdict", "traffic_direction", "reply", "event_type", "node_name", "node_labels", "tcp_flags",
     "ip_version", "uuid", "interface", "drop_reason_desc", "experimental",
 }  # fmt: skip
@@ -59,6 +59,8 @@ def _endpoint_predicates(ff: flow_pb2.FlowFilter) -> Iterable[FlowPredicate]:
             yield _address_predicate(parse_networks(ips, f"{side} ip"), side)
         if pods := getattr(ff, f"{side}_pod"):
             yield _endpoint_predicate(endpoint, _pod_question(parse_namespaced_names(pods, f"{side} pod")))
+        if services := getattr(ff, f"{side}_service"):
+            yield _service_predicate(parse_namespaced_names(services, f"{side} service"), side)
         if labels := getattr(ff, f"{side}_label"):
             selectors = parse_selectors(labels, f"{side} label")
             yield _endpoint_predicate(endpoint, _label_question(selectors))
@@ -85,6 +87,18 @@ def _endpoint_predicate(endpoint: Side, question: Callable[[flow_pb2.Endpoint], 
 def _pod_question(pairs: list[tuple[str, str]]) -> Callable[[flow_pb2.Endpoint], bool]:
     def matches(e: flow_pb2.Endpoint) -> bool:
         return bool(e.pod_name) and any(e.namespace == ns and e.pod_name.startswith(prefix) for ns, prefix in pairs)
+
+    return matches
+
+
+def _service_predicate(pairs: list[tuple[str, str]], side: str) -> FlowPredicate:
+    """Hubble's rule: a service with neither namespace nor name (none) never matches."""
+
+    def matches(flow: flow_pb2.Flow) -> bool:
+        service = flow.source_service if side == "source" else flow.destination_service
+        return bool(service.namespace or service.name) and any(
+            service.namespace == ns and service.name.startswith(prefix) for ns, prefix in pairs
+        )
 
     return matches
 

@@ -1,7 +1,7 @@
-"""Fields about data flowscope does not have: DNS names, services, workloads, L7, tracing, NAT.
+"""Fields about data flowscope does not have: DNS names, workloads, L7, tracing, source NAT.
 
 Each is checked the way Hubble checks it (so a malformed value is still an error) and then decided as a Hubble
-node without that data would decide it: a flow with no DNS name, service, workload, L7 record or trace id
+node without that data would decide it: a flow with no DNS name, workload, L7 record or trace id
 matches none of those filters; a flow is never marked encrypted, so `encrypted: false` matches every flow and
 `true` none. Regular expressions are checked as RE2 (observer/filters/regex.py), as Hubble's Go regexp checks
 them.
@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters.base import FilterContext, FilterError, Predicate, everything, nothing
 from flowscope.observer.filters.ip import parse_networks
-from flowscope.observer.filters.pod import parse_namespaced_names
 from flowscope.observer.filters.regex import compile_regex
 
 _FQDN_CHARS = re.compile(r"^[-0-9_a-z.*]+$")
@@ -45,8 +44,6 @@ def _check_status_codes(codes: Iterable[str]) -> None:
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
     _check_fqdn_patterns(ff.source_fqdn, "source FQDN")
     _check_fqdn_patterns(ff.destination_fqdn, "destination FQDN")
-    parse_namespaced_names(ff.source_service, "source service")
-    parse_namespaced_names(ff.destination_service, "destination service")
     parse_networks(ff.source_ip_xlated, "source IP xlated")
     _check_status_codes(ff.http_status_code)
     _check_regexes(ff.http_path, "http path")
@@ -56,8 +53,6 @@ def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
     absent = (
         ff.source_fqdn,
         ff.destination_fqdn,
-        ff.source_service,
-        ff.destination_service,
         ff.source_workload,
         ff.destination_workload,
         ff.source_ip_xlated,

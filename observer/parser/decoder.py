@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 import numpy as np
 
 from flowscope.api.flow import flow_pb2
-from flowscope.common.names import EVENT_POLICY_VERDICT, EVENT_TRACE
+from flowscope.common.names import EVENT_POLICY_VERDICT, EVENT_TRACE, XLATED_FLAG
 from flowscope.observer import events
 from flowscope.observer.endpoints import EndpointInfo, EndpointRegistry, Snapshot
 from flowscope.observer.parser.direction import IS_REPLY, REPLY_UNKNOWN, reply_state, traffic_direction
@@ -34,6 +34,7 @@ from flowscope.observer.parser.packet import (
     complete_from_header,
     parse_packet,
 )
+from flowscope.observer.parser.services import fill_services
 from flowscope.observer.parser.summary import summarize
 from flowscope.observer.parser.tunnel import fill_tunnel
 from flowscope.observer.parser.uuids import FlowIds
@@ -75,7 +76,7 @@ class _Record(NamedTuple):
     tcp_flags_seen: int
     vni: builtins.bytes  # overlay points: the tunnel's VNI, big-endian (observer/parser/tunnel.py)
     packets: int
-    rule: int  # policy verdict: the rule that decided, in the agent's rule table
+    rule: int  # policy verdict: the rule that decided, in the agent's rule table; with XLATED_FLAG a frontend id
     bytes: int
     location: int
     saddr: builtins.bytes  # the field above is named `bytes`
@@ -100,6 +101,7 @@ class _Names:
         self.snapshot = snapshot
         self.index: EndpointIndex = index_of(snapshot)
         self.node_labels = snapshot.cluster.node_labels(snapshot.node_name)
+        self.services = snapshot.services or None  # None: a plain test per flow while no service exists
         self._endpoints: dict[tuple[int, int], flow_pb2.Endpoint] = {}
         self._addresses: dict[bytes, str] = {}
 
@@ -182,7 +184,9 @@ class FlowDecoder:
         _fill_packet(flow, packet, names)
         fill_tunnel(flow, r.type, r.subtype, r.location, r.vni)
         _fill_endpoints(flow, r, packet, names)
-        if r.rule and self.rules is not None:
+        if names.services is not None:
+            fill_services(flow, names.services, r)
+        if r.rule and self.rules is not None and not r.policy_flags & XLATED_FLAG:
             self._fill_policy(flow, r.rule, self.rules)
         if r.verdict == flow_pb2.DROPPED:
             self._fill_drop(flow, r)

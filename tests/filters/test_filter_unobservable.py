@@ -13,8 +13,6 @@ from flowscope.api.flow import flow_pb2 as pb
     [
         {"source_fqdn": ["*.example.com"]},
         {"destination_fqdn": ["api.example.com."]},
-        {"source_service": ["default/frontend"]},
-        {"destination_service": ["kube-system/kube-dns"]},
         {"source_workload": [pb.Workload(name="client", kind="Deployment")]},
         {"destination_workload": [pb.Workload(kind="DaemonSet")]},
         {"source_ip_xlated": ["10.0.0.0/8"]},
