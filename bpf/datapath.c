@@ -213,6 +213,8 @@ int stage_ct(struct __sk_buff *skb)
 	} else {
 		fs_ct_account(e, st, now);
 	}
+	if (e && st->cfg.services_active)
+		fs_lb_remember(st, e);
 	if (st->traced) {
 		if (e)
 			fs_trace_verdict_of(st, e);

@@ -47,6 +47,7 @@ from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.server.peer import peer_service
 from flowscope.observer.server.serve import ObserverServer, check_control_listener
 from flowscope.observer.server.state import NodeState
+from flowscope.observer.services import ClusterServices
 from flowscope.observer.services_check import ProblemLog
 from flowscope.observer.trace.filter import RegistryPods
 from flowscope.observer.trace.hops import HopContext
@@ -161,6 +162,8 @@ class Agent(Closing):
             DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages), pin_dir=pins.pin_dir()
         )
         self.metadata.subscribe("ipcache", ClusterIpcache(self.datapath, cfg.node_name).update)
+        services = ClusterServices(self.datapath.lb, cfg.node_name, lambda: self.registry.snapshot.services.ids)
+        self.metadata.subscribe("services", services.update)
         self.sessions: SessionManager | None = self._trace_sessions(self.datapath, decoder, reasons)
         followers = [f for f in (self.kdrop, self.sessions.tracer) if f is not None]
         self.attachments = Attachments(

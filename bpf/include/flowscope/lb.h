@@ -46,6 +46,8 @@
 #define FS_LB_FRONTEND 1 /* it went to a frontend without backends: dropped, untranslated */
 #define FS_LB_DNAT 2     /* destination translated here: st->lb_addr/lb_port hold the frontend it went to */
 #define FS_LB_RNAT 3     /* source translated back here: st->lb_addr/lb_port hold the frontend it now comes from */
+#define FS_LB_CONN 4     /* a packet of a connection this node translated, past the hook that did (its conntrack
+                          * entry keeps the frontend): its events carry the frontend too, addresses as they are */
 
 /* Ports in host order; addresses as in the event (IPv4 in the first 4 bytes, the rest zero). */
 struct fs_lb_key {
@@ -261,6 +263,8 @@ static __always_inline void fs_lb_event(const struct fs_state *st, struct fs_eve
 		return;
 	ev->policy_flags |= FS_PF_XLATED;
 	ev->rule = st->lb_frontend;
+	if (st->lb_xlate == FS_LB_CONN)
+		return;
 	if (st->lb_xlate == FS_LB_RNAT) {
 		fs_addr_copy(ev->saddr, st->lb_addr);
 		ev->sport = st->lb_port;
@@ -282,6 +286,19 @@ static __always_inline void fs_lb_event(const struct fs_state *st, struct fs_eve
 	if (off <= FS_CAPLEN - 2 && off + 2 <= caplen) {
 		ev->data[off] = st->lb_port >> 8;
 		ev->data[off + 1] = st->lb_port & 0xff;
+	}
+}
+
+/* Conntrack keeps the frontend of a connection translated here, so that the connection's every other packet on
+ * this node (to-network after the DNAT, the replies before the reverse NAT) names its service too. */
+static __always_inline void fs_lb_remember(struct fs_state *st, struct fs_ct_entry *e)
+{
+	if (st->lb_xlate == FS_LB_DNAT) {
+		if (e->frontend != st->lb_frontend)
+			e->frontend = st->lb_frontend;
+	} else if (!st->lb_xlate && e->frontend) {
+		st->lb_xlate = FS_LB_CONN;
+		st->lb_frontend = e->frontend;
 	}
 }
 

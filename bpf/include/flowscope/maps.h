@@ -122,7 +122,9 @@ struct fs_ct_entry {
 	__u8 match;               /* policy match type (FS_MATCH_*) of the verdict */
 	__u8 seen[2];             /* per direction: 1 once a packet went this way */
 	__u8 closing[2];          /* per direction: a FIN or RST went this way */
-	__u8 pad[5];
+	__u8 pad;
+	__u16 frontend;           /* the service frontend this node translated the connection for (lb.h); 0: none */
+	__u8 pad2[2];
 	struct fs_ct_dir dir[2];  /* FS_CT_ORIGINAL, FS_CT_REPLY */
 };
 _Static_assert(sizeof(struct fs_ct_dir) == 64 && __builtin_offsetof(struct fs_ct_entry, dir) == 40 &&
