@@ -66,7 +66,7 @@ ENTRY_DTYPE = np.dtype(
         ("match", "u1"),
         ("seen", "u1", (2,)),
         ("closing", "u1", (2,)),
-        ("pad", "V1"),
+        ("lb_checked", "u1"),
         ("frontend", "<u2"),
         ("pad2", "V2"),
         ("dir", DIR_DTYPE, (2,)),

@@ -289,14 +289,42 @@ static __always_inline void fs_lb_event(const struct fs_state *st, struct fs_eve
 	}
 }
 
-/* Conntrack keeps the frontend of a connection translated here, so that the connection's every other packet on
- * this node (to-network after the DNAT, the replies before the reverse NAT) names its service too. */
+/* The frontend of a connection this node translated, from the reverse-NAT entry the translation left, whichever
+ * way the packet goes: 0 when it has none. */
+static __always_inline __u16 fs_lb_frontend_of(const struct fs_state *st)
+{
+	struct fs_lb_reverse_key rkey = {};
+	struct fs_lb_reverse *rev;
+	int reply = st->ct_dir == FS_CT_REPLY;
+
+	fs_addr_copy(rkey.backend, reply ? st->ev.saddr : st->ev.daddr);
+	fs_addr_copy(rkey.client, reply ? st->ev.daddr : st->ev.saddr);
+	rkey.backend_port = reply ? st->ev.sport : st->ev.dport;
+	rkey.client_port = reply ? st->ev.dport : st->ev.sport;
+	rkey.proto = st->ev.l4_proto;
+	rkey.family = (st->ev.flags & FS_F_IPV6) ? 6 : 4;
+	rev = lb_reverse.lookup(&rkey);
+	return rev ? rev->id : 0;
+}
+
+/* Conntrack keeps the frontend of a connection translated on this node, so that the connection's other packets
+ * on the node (to-network after the DNAT, the replies from the network before the reverse NAT: each hook's
+ * conntrack entry of its own) name the service too. An entry looks the reverse-NAT map up once, when it first
+ * sees a packet while services exist. */
 static __always_inline void fs_lb_remember(struct fs_state *st, struct fs_ct_entry *e)
 {
 	if (st->lb_xlate == FS_LB_DNAT) {
 		if (e->frontend != st->lb_frontend)
 			e->frontend = st->lb_frontend;
-	} else if (!st->lb_xlate && e->frontend) {
+		return;
+	}
+	if (st->lb_xlate)
+		return;
+	if (!e->lb_checked) {
+		e->lb_checked = 1;
+		e->frontend = fs_lb_frontend_of(st);
+	}
+	if (e->frontend) {
 		st->lb_xlate = FS_LB_CONN;
 		st->lb_frontend = e->frontend;
 	}

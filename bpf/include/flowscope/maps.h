@@ -122,7 +122,7 @@ struct fs_ct_entry {
 	__u8 match;               /* policy match type (FS_MATCH_*) of the verdict */
 	__u8 seen[2];             /* per direction: 1 once a packet went this way */
 	__u8 closing[2];          /* per direction: a FIN or RST went this way */
-	__u8 pad;
+	__u8 lb_checked;          /* frontend below was looked for (lb.h fs_lb_remember) */
 	__u16 frontend;           /* the service frontend this node translated the connection for (lb.h); 0: none */
 	__u8 pad2[2];
 	struct fs_ct_dir dir[2];  /* FS_CT_ORIGINAL, FS_CT_REPLY */
