@@ -1,7 +1,8 @@
 """The lab's traffic: real programs (curl, dig, ping, the echo clients) run in pods and the world, forever.
 
 Each round runs every probe once, one after another, then pauses about a second, so a flow observer sees a
-steady mix: HTTP over IPv4 and IPv6, DNS over UDP and TCP (answers and NXDOMAIN), ICMP echo both ways, a TCP
+steady mix: HTTP over IPv4 and IPv6 (through the web/web service's ClusterIPs, and straight to a pod), DNS over
+UDP and TCP (through kube-dns's ClusterIPs) (answers and NXDOMAIN), ICMP echo both ways, a TCP
 request/response, UDP datagrams, the world reaching a pod and pods reaching the world. With two nodes or more
 the client's traffic to the server and web pods crosses nodes. One summary line a round goes to the log, and
 the output of any probe that failed.
@@ -22,6 +23,7 @@ from types import FrameType
 
 from flowscope.lab.netns import exec_argv
 from flowscope.lab.topology import DOMAIN, TCP_RR_PORT, UDP_ECHO_PORT, Topology, plan
+from flowscope.observer.metadata import Service
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
     server = topology.pod_with("app", "server")
     dns = topology.pod_with("k8s-app", "kube-dns")
     web = topology.pod_with("app", "web")
+    web_service = topology.service("web/web")  # its backends: the web pods, on different nodes with two or more
+    dns_service = topology.service("kube-system/kube-dns")
     world = topology.world
     curl = ["curl", "--silent", "--show-error", "--output", "/dev/null", "--max-time", "2", "--globoff"]
     dig = ["dig", "+time=1", "+tries=1"]
@@ -46,11 +50,12 @@ def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
         return ["ping", "-c", "1", "-W", "1", address]
 
     return [
-        Probe("http client->web v4", client.netns, [*curl, f"http://{web.ipv4}/"]),
-        Probe("http client->web v6", client.netns, [*curl, f"http://[{web.ipv6}]/"]),
-        Probe("dns client->coredns A", client.netns, [*dig, f"@{dns.ipv4}", server.fqdn, "A"]),
-        Probe("dns client->coredns AAAA v6", client.netns, [*dig, f"@{dns.ipv6}", web.fqdn, "AAAA"]),
-        Probe("dns client->coredns tcp", client.netns, [*dig, "+tcp", f"@{dns.ipv4}", web.fqdn, "A"]),
+        Probe("http client->web/web service v4", client.netns, [*curl, f"http://{_v4(web_service)}/"]),
+        Probe("http client->web/web service v6", client.netns, [*curl, f"http://[{_v6(web_service)}]/"]),
+        Probe("http client->web pod v4", client.netns, [*curl, f"http://{web.ipv4}/"]),
+        Probe("dns client->kube-dns service A", client.netns, [*dig, f"@{_v4(dns_service)}", server.fqdn, "A"]),
+        Probe("dns client->kube-dns service AAAA v6", client.netns, [*dig, f"@{_v6(dns_service)}", web.fqdn, "AAAA"]),
+        Probe("dns client->kube-dns service tcp", client.netns, [*dig, "+tcp", f"@{_v4(dns_service)}", web.fqdn, "A"]),
         Probe("dns client->coredns nxdomain", client.netns, [*dig, f"@{dns.ipv4}", f"nosuch.default.{DOMAIN}."]),
         Probe("ping client->server v4", client.netns, ping(server.ipv4)),
         Probe("ping client->server v6", client.netns, ping(server.ipv6)),
@@ -70,6 +75,14 @@ def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
         Probe("http web->world v6", web.netns, [*curl, f"http://[{world.ipv6}]/"]),
         Probe("ping client->world v4", client.netns, ping(world.ipv4)),
     ]
+
+
+def _v4(service: Service) -> str:
+    return next(ip for ip in service.cluster_ips if ":" not in ip)
+
+
+def _v6(service: Service) -> str:
+    return next(ip for ip in service.cluster_ips if ":" in ip)
 
 
 def run_round(round_probes: list[Probe], timeout: float = 5.0) -> list[str]:
