@@ -239,10 +239,10 @@ class Lab:
             topology.cluster().save(self.cluster_file)
             write_www(topology)
             self._start(servers(topology))
-            if traffic:
-                self._start([traffic_generator(topology)])
             if agent:
                 self.start_agents()
+            if traffic:
+                self._start([traffic_generator(topology, services=agent)])
             if relay:
                 self.start_relay()
         except BaseException:

@@ -70,10 +70,12 @@ def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
     ]
 
 
-def traffic_generator(topology: Topology, python: str = sys.executable) -> Service:
-    """The generator lives in the underlay namespace and reaches into pods with `ip netns exec`."""
+def traffic_generator(topology: Topology, python: str = sys.executable, services: bool = True) -> Service:
+    """The generator lives in the underlay namespace and reaches into pods with `ip netns exec`. `services`: its
+    probes go through the lab's Services too, which only the agents' datapath translates (a lab without agents
+    has no service load-balancing, as a cluster without kube-proxy or Cilium has none)."""
     argv = [python, "-m", "flowscope.lab.traffic", "--name", topology.name, "--nodes", str(len(topology.nodes))]
-    return Service("traffic", topology.underlay_netns, argv)
+    return Service("traffic", topology.underlay_netns, [*argv, *(["--services"] if services else [])])
 
 
 def web_hosts(topology: Topology) -> list[Pod | Host]:

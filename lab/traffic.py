@@ -33,14 +33,20 @@ class Probe:
     argv: list[str]
 
 
-def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
-    """What one round runs, found by the pods' roles (labels), so it works for any number of nodes."""
+def probes(topology: Topology, python: str = sys.executable, services: bool = False) -> list[Probe]:
+    """What one round runs, found by the pods' roles (labels), so it works for any number of nodes; with
+    `services`, HTTP and DNS go through the lab's Services (their ClusterIPs), which the agents translate."""
     client = topology.pod_with("app", "client")
     server = topology.pod_with("app", "server")
     dns = topology.pod_with("k8s-app", "kube-dns")
     web = topology.pod_with("app", "web")
-    web_service = topology.service("web/web")  # its backends: the web pods, on different nodes with two or more
-    dns_service = topology.service("kube-system/kube-dns")
+    if services:  # web/web's backends: the web pods, on different nodes with two or more
+        web_service, dns_service = topology.service("web/web"), topology.service("kube-system/kube-dns")
+        web_to, web_v4, web_v6 = "web/web service", _v4(web_service), _v6(web_service)
+        dns_to, dns_v4, dns_v6 = "kube-dns service", _v4(dns_service), _v6(dns_service)
+    else:
+        web_to, web_v4, web_v6 = "web", web.ipv4, web.ipv6
+        dns_to, dns_v4, dns_v6 = "coredns", dns.ipv4, dns.ipv6
     world = topology.world
     curl = ["curl", "--silent", "--show-error", "--output", "/dev/null", "--max-time", "2", "--globoff"]
     dig = ["dig", "+time=1", "+tries=1"]
@@ -50,12 +56,12 @@ def probes(topology: Topology, python: str = sys.executable) -> list[Probe]:
         return ["ping", "-c", "1", "-W", "1", address]
 
     return [
-        Probe("http client->web/web service v4", client.netns, [*curl, f"http://{_v4(web_service)}/"]),
-        Probe("http client->web/web service v6", client.netns, [*curl, f"http://[{_v6(web_service)}]/"]),
+        Probe(f"http client->{web_to} v4", client.netns, [*curl, f"http://{web_v4}/"]),
+        Probe(f"http client->{web_to} v6", client.netns, [*curl, f"http://[{web_v6}]/"]),
         Probe("http client->web pod v4", client.netns, [*curl, f"http://{web.ipv4}/"]),
-        Probe("dns client->kube-dns service A", client.netns, [*dig, f"@{_v4(dns_service)}", server.fqdn, "A"]),
-        Probe("dns client->kube-dns service AAAA v6", client.netns, [*dig, f"@{_v6(dns_service)}", web.fqdn, "AAAA"]),
-        Probe("dns client->kube-dns service tcp", client.netns, [*dig, "+tcp", f"@{_v4(dns_service)}", web.fqdn, "A"]),
+        Probe(f"dns client->{dns_to} A", client.netns, [*dig, f"@{dns_v4}", server.fqdn, "A"]),
+        Probe(f"dns client->{dns_to} AAAA v6", client.netns, [*dig, f"@{dns_v6}", web.fqdn, "AAAA"]),
+        Probe(f"dns client->{dns_to} tcp", client.netns, [*dig, "+tcp", f"@{dns_v4}", web.fqdn, "A"]),
         Probe("dns client->coredns nxdomain", client.netns, [*dig, f"@{dns.ipv4}", f"nosuch.default.{DOMAIN}."]),
         Probe("ping client->server v4", client.netns, ping(server.ipv4)),
         Probe("ping client->server v6", client.netns, ping(server.ipv6)),
@@ -116,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--interval", type=float, default=1.0, help="pause between rounds, in seconds")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: never)")
+    parser.add_argument("--services", action="store_true", help="HTTP and DNS through the lab's Services")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    round_probes = probes(plan(args.name, args.nodes))
+    round_probes = probes(plan(args.name, args.nodes), services=args.services)
     number = 0
     while args.rounds == 0 or number < args.rounds:
         number += 1

@@ -19,6 +19,7 @@ from waiting import wait_for
 
 from flowscope.api.flow import flow_pb2
 from flowscope.lab import Lab
+from flowscope.lab.traffic import probes, run_round
 from flowscope.observer.metadata import Cluster
 
 pytestmark = pytest.mark.bpf
@@ -133,3 +134,8 @@ def test_a_service_without_backends_drops_with_service_backend_not_found(lab: La
         assert flow.destination_service == flow_pb2.Service(name="nobody", namespace=web.namespace)
     finally:
         cluster.save(lab.cluster_file)
+
+
+def test_every_traffic_probe_through_the_services_succeeds(lab: Lab) -> None:
+    """The lab's traffic generator, as `lab up` runs it with agents: HTTP and DNS through the ClusterIPs."""
+    assert run_round(probes(lab.topology, services=True)) == []
