@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,13 +32,17 @@ from flowscope.observer.datapath.bpfsys import map_info
 from flowscope.observer.datapath.btf import Btf
 from flowscope.observer.datapath.c_source import BPF_DIR, translation_unit
 from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout
+from flowscope.observer.datapath.netns_maps import (
+    node_namespaces,
+    own_netns_inode,
+    write_namespaces,
+)
 from flowscope.observer.datapath.ringbuf import RingReader
 
 log = logging.getLogger(__name__)
 
 MAIN_SOURCE = "kdrop.c"
 TRACEFS = Path("/sys/kernel/tracing")
-NETNS_DIR = Path("/run/netns")
 _NS_PER_S = 1_000_000_000
 _F_UNSPECIFIED = 0x1  # FS_KDROP_F_UNSPECIFIED
 
@@ -57,22 +60,6 @@ class KernelDropConfig:
             raise ValueError(f"ring_buffer_pages must be a power of two, not {self.ring_buffer_pages}")
         if self.reports_per_second < 0:
             raise ValueError("reports_per_second cannot be negative")
-
-
-def netns_inode(netns: str | Path) -> int | None:
-    """The inode of a network namespace given by name (/run/netns/<name>) or path; None if it is gone."""
-    path = Path(netns)
-    if not path.is_absolute():
-        path = NETNS_DIR / path
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-def own_netns_inode() -> int:
-    """The calling thread's network namespace: the node's, when the agent runs in it."""
-    return os.stat("/proc/thread-self/ns/net").st_ino
 
 
 def ensure_tracefs() -> None:
@@ -127,26 +114,12 @@ class KernelDrops(Closing):
 
     def set_namespaces(self, namespaces: Mapping[int, int]) -> None:
         """Make the program report drops in exactly these namespaces: inode -> endpoint id (0: the node)."""
-        table = self._bpf[b"kdrop_netns"]
-        current = self.namespaces()
-        for inode, ep_id in namespaces.items():
-            if current.get(inode) != ep_id:
-                table[table.Key(inode)] = table.Leaf(ep_id)
-        for inode in current.keys() - namespaces.keys():
-            with contextlib.suppress(KeyError):
-                del table[table.Key(inode)]
+        write_namespaces(self._bpf[b"kdrop_netns"], namespaces)
 
     def follow_endpoints(self, endpoints: Mapping[int, str]) -> None:
-        """Report drops in the node's namespace and in these endpoints' (endpoint id -> netns name or path).
-
-        Called on every reconcile: a namespace is looked up by name each time, so a pod that comes back in a
-        new namespace of the same name is followed there, and one whose namespace is gone is dropped.
-        """
-        wanted = {self.node_netns: 0}
-        for ep_id, netns in endpoints.items():
-            inode = netns_inode(netns) if netns else None
-            if inode is not None:
-                wanted[inode] = ep_id
+        """Report drops in the node's namespace and in these endpoints' (endpoint id -> netns name or path), looked
+        up again on every reconcile (netns_maps.py)."""
+        wanted = node_namespaces(self.node_netns, endpoints)
         if wanted != self._followed:
             self.set_namespaces(wanted)
             self._followed = wanted
@@ -212,6 +185,3 @@ class KernelDrops(Closing):
                 self._reader.close()
         finally:
             self._bpf.cleanup()
-
-
-__all__ = ["KernelDropConfig", "KernelDrops", "netns_inode", "own_netns_inode"]

@@ -31,8 +31,8 @@ import numpy as np
 
 from flowscope.observer.datapath.btf import Btf, BtfError
 from flowscope.observer.datapath.c_source import header_define
-from flowscope.observer.datapath.kdrop import netns_inode, own_netns_inode
 from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout, KernelLayoutError
+from flowscope.observer.datapath.netns_maps import node_namespaces, own_netns_inode, write_namespaces
 from flowscope.observer.datapath.ringbuf import RingReader
 from flowscope.observer.events import event_dtype
 
@@ -178,13 +178,9 @@ class PathTracer:
 
     def follow_endpoints(self, endpoints: Mapping[int, str]) -> None:
         """Follow packets in the node's namespace and in these endpoints' (endpoint id -> netns name or path)."""
-        wanted = {self.node_netns: 0}
-        for ep_id, netns in endpoints.items():
-            inode = netns_inode(netns) if netns else None
-            if inode is not None:
-                wanted[inode] = ep_id
+        wanted = node_namespaces(self.node_netns, endpoints)
         if wanted != self._followed:
-            self.set_namespaces(wanted)
+            write_namespaces(self._netns, wanted)
             self._followed = wanted
 
     def follow_devices(self, ifindexes: Iterable[int]) -> None:
@@ -192,16 +188,6 @@ class PathTracer:
 
     def namespaces(self) -> dict[int, int]:
         return dict(self._followed)
-
-    def set_namespaces(self, namespaces: dict[int, int]) -> None:
-        """Follow packets in exactly these namespaces: inode -> endpoint id (0: the node)."""
-        current = {int(k.value): int(v.value) for k, v in self._netns.items()}
-        for inode, ep_id in namespaces.items():
-            if current.get(inode) != ep_id:
-                self._netns[self._netns.Key(inode)] = self._netns.Leaf(ep_id)
-        for inode in current.keys() - namespaces.keys():
-            with contextlib.suppress(KeyError):
-                del self._netns[self._netns.Key(inode)]
 
     # hops
 

@@ -22,7 +22,8 @@ from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.datapath.bpfsys import prog_info
 from flowscope.observer.datapath.kallsyms import KernelSymbols
-from flowscope.observer.datapath.kdrop import KernelDrops, netns_inode
+from flowscope.observer.datapath.kdrop import KernelDrops
+from flowscope.observer.datapath.netns_maps import netns_inode
 
 pytestmark = pytest.mark.bpf
 
