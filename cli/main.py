@@ -26,10 +26,10 @@ class Command(Protocol):
 def commands() -> tuple[Command, ...]:
     """Every command, in the order `flowscope --help` lists them. Imported here rather than at the top, so that
     main() has quieted gRPC before any of them imports it."""
-    from flowscope.cli import agent, bpf, config, demo, lab, listing, observe, policy, relay, status, top
+    from flowscope.cli import agent, bpf, config, ct, demo, lab, listing, observe, policy, relay, status, top
     from flowscope.cli.trace import command as trace
 
-    return (observe, trace, status, listing, agent, lab, relay, demo, policy, config, bpf, top)
+    return (observe, trace, status, listing, agent, lab, relay, demo, policy, config, bpf, ct, top)
 
 
 class ArgumentParser(argparse.ArgumentParser):

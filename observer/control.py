@@ -16,10 +16,12 @@ from pathlib import Path
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.observer.aggregation import Aggregation
 from flowscope.observer.datapath import Datapath
+from flowscope.observer.datapath.connections import tracked_connections
 from flowscope.observer.datapath.inventory import InventoryReader
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.policy import PolicyError, PolicyManager
 from flowscope.observer.policy.manager import Status
+from flowscope.observer.server.connection_list import ConnectionSource
 from flowscope.observer.server.control_service import control_service
 from flowscope.observer.server.serve import Service
 
@@ -46,11 +48,17 @@ class Control:
                 raise PolicyError(f"{policy_file}: {exc}") from None
             log.info("policy %s in force (revision %d)", policy_file, self.policy.status.revision)
         self.inventory = _inventory_reader(datapath)
+        self.connections = ConnectionSource(  # `flowscope ct`
+            node=lambda: registry.node_name,
+            connections=lambda: tracked_connections(datapath.conntrack, datapath.lb),
+            services=lambda: registry.snapshot.services,
+            rule_name=self.policy.rule_name,
+        )
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
 
     def service(self) -> Service:
-        return control_service(self.policy, self.aggregation, self.inventory.read)
+        return control_service(self.policy, self.aggregation, self.inventory.read, self.connections)
 
     def start(self) -> None:
         self._thread.start()

@@ -16,6 +16,7 @@ from flowscope.api.control import control_pb2, control_pb2_grpc
 from flowscope.observer.aggregation import Aggregation
 from flowscope.observer.datapath.policymaps import EGRESS, INGRESS, Verdict
 from flowscope.observer.policy import PolicyError, PolicyManager, Status
+from flowscope.observer.server.connection_list import ConnectionSource, list_connections
 from flowscope.observer.server.datapath_inventory import Read, get_datapath
 from flowscope.observer.server.serve import Service
 
@@ -23,10 +24,13 @@ SERVICE_NAME = control_pb2.DESCRIPTOR.services_by_name["Control"].full_name
 
 
 class ControlService(control_pb2_grpc.ControlServicer):
-    def __init__(self, policy: PolicyManager, aggregation: Aggregation, inventory: Read) -> None:
+    def __init__(
+        self, policy: PolicyManager, aggregation: Aggregation, inventory: Read, connections: ConnectionSource
+    ) -> None:
         self._policy = policy
         self._aggregation = aggregation
         self._inventory = inventory
+        self._connections = connections
 
     def ApplyPolicy(
         self, request: control_pb2.ApplyPolicyRequest, context: grpc.ServicerContext
@@ -97,6 +101,11 @@ class ControlService(control_pb2_grpc.ControlServicer):
     ) -> control_pb2.DatapathInventory:
         return get_datapath(self._inventory, self._policy.node_name, request, context)
 
+    def ListConnections(
+        self, request: control_pb2.ListConnectionsRequest, context: grpc.ServicerContext
+    ) -> control_pb2.ConnectionList:
+        return list_connections(self._connections, request, context)
+
     def _verdict(self, verdict: Verdict, subject: str) -> control_pb2.Verdict:
         return control_pb2.Verdict(
             enforced=verdict.enforced,
@@ -151,9 +160,11 @@ def _settings(values: dict[str, str]) -> control_pb2.ConfigResponse:
     return control_pb2.ConfigResponse(settings=[control_pb2.Setting(key=k, value=v) for k, v in values.items()])
 
 
-def control_service(policy: PolicyManager, aggregation: Aggregation, inventory: Read) -> Service:
+def control_service(
+    policy: PolicyManager, aggregation: Aggregation, inventory: Read, connections: ConnectionSource
+) -> Service:
     """The service as ObserverServer takes it: it writes (it replaces the enforced policy, and switches kernel
     BPF statistics on for GetDatapath's window), so it is served on the agent's unix socket and control
     listener only."""
-    service = ControlService(policy, aggregation, inventory)
+    service = ControlService(policy, aggregation, inventory, connections)
     return Service(SERVICE_NAME, functools.partial(control_pb2_grpc.add_ControlServicer_to_server, service))
