@@ -12,13 +12,14 @@ from __future__ import annotations
 
 # Event types: Cilium's monitor message types (fs_event.type, flow.event_type.type, EventTypeFilter.type).
 EVENT_DROP = 1
+EVENT_DEBUG = 2  # a datapath debug event: never a flow, routed to GetDebugEvents (observer/debug_events.py)
 EVENT_TRACE = 4
 EVENT_POLICY_VERDICT = 5
 EVENT_LOST = 255  # made by the agent, never by the kernel or sent as a flow: a LostEvent kept in the flow ring
 
 EVENT_TYPES: dict[str, int] = {
     "drop": EVENT_DROP,
-    "debug": 2,
+    "debug": EVENT_DEBUG,
     "capture": 3,
     "trace": EVENT_TRACE,
     "policy-verdict": EVENT_POLICY_VERDICT,

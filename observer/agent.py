@@ -36,6 +36,7 @@ from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
 from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
 from flowscope.observer.datapath.pathtrace import PathTracer
+from flowscope.observer.debug_events import DebugEvents
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
 from flowscope.observer.flow_ring import FlowRing, check_capacity
@@ -244,14 +245,15 @@ class Agent(Closing):
 
     def _make_ingest(self, datapath: Datapath, kdrop: KernelDrops | None, dtype: np.dtype) -> Ingest:
         """One ingest thread for both ring buffers; both count their full-buffer losses as the kernel's."""
+        debug = DebugEvents(self.state.debug_events)
         if kdrop is None:
-            return Ingest(datapath.reader(), self.ring, self.state.counts, datapath.lost_counts, dtype)
+            return Ingest(datapath.reader(), self.ring, self.state.counts, datapath.lost_counts, dtype, debug=debug)
 
         def kernel_lost() -> list[int]:
             return [a + b for a, b in zip(datapath.lost_counts(), kdrop.lost_counts(), strict=True)]
 
         sources = [datapath.reader(), kdrop.reader()]
-        return Ingest(sources, self.ring, self.state.counts, kernel_lost, dtype, kdrop.rate_limited_counts)
+        return Ingest(sources, self.ring, self.state.counts, kernel_lost, dtype, kdrop.rate_limited_counts, debug=debug)
 
     def _reconcile_loop(self) -> None:
         """Interfaces come and go without the metadata changing (a pod restarted): look for them often."""

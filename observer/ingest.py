@@ -16,6 +16,9 @@ Once a second it turns the kernel's per-CPU "could not reserve" counters, and th
 dropped, into LostEvent records in the ring (so every reader sees them in order), adds the drops the kernel
 drop program rate-limited to the `rate_limited` count, refreshes the clock offset and samples the flow rate.
 LostEvent records go to the ring alone: they tell its readers what they will never see.
+
+Debug records (EVENT_DEBUG: the datapath's debug events, observer/debug_events.py) share the kernel's ring
+buffer with flows but are no flows: each batch hands them to `debug` and the rest to the subscribers.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from flowscope.common.names import EVENT_LOST, LOST_AGENT_QUEUE, LOST_KERNEL_BUFFER
+from flowscope.common.names import EVENT_DEBUG, EVENT_LOST, LOST_AGENT_QUEUE, LOST_KERNEL_BUFFER
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.subscribers import Subscriber
@@ -68,9 +71,10 @@ class Ingest(threading.Thread):
         dtype: np.dtype,
         rate_limited: Callable[[], list[int]] | None = None,
         subscribers: Sequence[Subscriber] = (),
+        debug: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         """`kernel_lost` and `rate_limited` give cumulative per-CPU counts, summed over every source. Batches go
-        to the ring, then to `subscribers` in order."""
+        to the ring, then to `subscribers` in order; their debug records to `debug` (dropped without one)."""
         super().__init__(name="ingest", daemon=True)
         self._sources = list(source) if isinstance(source, Sequence) else [source]
         if not self._sources:
@@ -78,6 +82,7 @@ class Ingest(threading.Thread):
         self._ring = ring
         self._subscribers = (ring.write, *subscribers)
         self._counts = counts
+        self._debug = debug
         self._kernel_lost = kernel_lost
         self._dtype = dtype
         self._clock = WallClock()
@@ -112,6 +117,13 @@ class Ingest(threading.Thread):
         if self.first_event_at is None:
             self.first_event_at = time.monotonic()
         batch["ts"] += np.uint64(self._clock.offset_ns)
+        debug = batch["type"] == EVENT_DEBUG
+        if debug.any():
+            if self._debug is not None:
+                self._debug(batch[debug])
+            batch = batch[~debug]
+            if not len(batch):
+                return 0
         batch.flags.writeable = False  # one array for every subscriber: none may change it under the others
         for subscriber in self._subscribers:
             subscriber(batch)

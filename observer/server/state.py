@@ -35,7 +35,7 @@ class NodeState:
     stopping: threading.Event = field(default_factory=threading.Event)
     tls_enabled: bool = False
     agent_events: AgentEvents = field(default_factory=AgentEvents)
-    debug_events: EventRing[flow_pb2.DebugEvent] = field(default_factory=EventRing)  # none yet: a later issue
+    debug_events: EventRing[flow_pb2.DebugEvent] = field(default_factory=EventRing)  # observer/debug_events.py
 
     @property
     def uptime_ns(self) -> int:

@@ -97,10 +97,17 @@ def frame(family: int, proto: int, src: str, sport: int, dst: str, dport: int) -
     return with_checksums(family, packet)
 
 
-def run(dp: Datapath, program: str, packet: bytes, verdict: int = TC_ACT_OK) -> tuple[bytes, list]:
+def run(
+    dp: Datapath, program: str, packet: bytes, verdict: int = TC_ACT_OK, debug: list | None = None
+) -> tuple[bytes, list]:
+    """The packet as the program left it, and the events it sent; its debug records (a new translation's) go to
+    `debug`, when given."""
     result = prog_test_run(dp.program_fd(program), packet)
     assert result.retval == verdict
-    return result.data_out, list(dp.reader().read_batch(0))
+    records = list(dp.reader().read_batch(0))
+    if debug is not None:
+        debug.extend(r for r in records if int(r["type"]) == names.EVENT_DEBUG)
+    return result.data_out, [r for r in records if int(r["type"]) != names.EVENT_DEBUG]
 
 
 def checksum_fields(family: int, packet: bytes) -> list[tuple[int, bytes]]:

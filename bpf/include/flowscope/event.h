@@ -21,6 +21,7 @@
 
 /* type: Cilium's monitor message types. */
 #define FS_EVENT_DROP 1
+#define FS_EVENT_DEBUG 2 /* a datapath debug event (lb.h: a new service translation), routed to GetDebugEvents */
 #define FS_EVENT_TRACE 4
 #define FS_EVENT_POLICY_VERDICT 5
 #define FS_EVENT_LOST 255 /* made by the agent, never by the kernel: a LostEvent stored in the flow ring */
