@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flowscope.api.observer import observer_pb2
-from flowscope.common.names import EVENT_LOST, LOST_AGENT_QUEUE
+from flowscope.common.names import EVENT_DEBUG, EVENT_LOST, LOST_AGENT_QUEUE
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
@@ -133,3 +133,25 @@ def test_a_pass_stores_its_sources_events_in_time_order() -> None:
     run_until_drained(ingest, first)
     stored = ring.read(0, 3).records["ts"]
     assert list(stored - stored[0]) == [0, 100, 200]
+
+
+def test_debug_records_go_to_debug_and_never_to_the_ring_or_subscribers() -> None:
+    ring = FlowRing(1023, DTYPE)
+    mixed, only_debug = batches(2, 6)
+    mixed["type"][[1, 4]] = EVENT_DEBUG
+    only_debug["type"] = EVENT_DEBUG
+    seen: list[int] = []
+    debug: list[int] = []
+    source = ListSource([mixed, only_debug])
+    ingest = Ingest(
+        source,
+        ring,
+        IngestCounts(),
+        list,
+        DTYPE,
+        subscribers=[lambda b: seen.extend(int(t) for t in b["type"])],
+        debug=lambda b: debug.extend(int(t) for t in b["type"]),
+    )
+    run_until_drained(ingest, source)
+    assert ring.written == 4 and seen == [0, 0, 0, 0]
+    assert debug == [EVENT_DEBUG] * 8
