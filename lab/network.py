@@ -43,6 +43,9 @@ _NODE_SYSCTLS = {
     **_QUIET_IPV6,
     "net.ipv4.ip_forward": "1",
     "net.ipv6.conf.all.forwarding": "1",
+    # NodePort to a remote backend: the datapath SNATs the packet to the node's own address at tc ingress (and
+    # gives the reply that source back there), so the kernel must route packets whose source is its own
+    "net.ipv4.conf.all.accept_local": "1",
 }
 
 

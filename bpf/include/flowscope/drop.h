@@ -12,6 +12,7 @@
 #define FS_DROP_CT_MAP_INSERTION_FAILED 155 /* at an enforcing endpoint: no room to track the connection */
 #define FS_DROP_FRAG_NOSUPPORT 157   /* at an enforcing endpoint: a later IP fragment carries no ports to judge */
 #define FS_DROP_SERVICE_BACKEND_NOT_FOUND 158 /* to a service frontend that has no backend (lb.h) */
+#define FS_DROP_NAT_NO_MAPPING 167       /* a NodePort SNAT found no free port (nodeport.h) */
 #define FS_DROP_POLICY_DENY 181      /* an explicit deny rule matched */
 
 #endif /* FLOWSCOPE_DROP_H */
