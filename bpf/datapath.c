@@ -26,6 +26,7 @@
 #include "flowscope/ipv4.h"
 #include "flowscope/ipv6.h"
 #include "flowscope/lb.h"
+#include "flowscope/nodeport.h"
 #include "flowscope/conntrack.h"
 #include "flowscope/aggregate.h"
 #include "flowscope/policy.h"
@@ -168,8 +169,10 @@ int stage_lb(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (st->point == FS_TRACE_TO_LXC)
 		reason = fs_lb_reverse_nat(skb, st);
-	else
+	else if (st->point == FS_TRACE_FROM_LXC)
 		reason = fs_lb_dnat(skb, st);
+	else
+		reason = fs_np_stage(skb, st); /* the node's device: NodePort */
 	fs_trace_stage(skb, st, FS_CALL_LB);
 	if (!reason) {
 		fs_jump(skb, FS_NEXT_AFTER_LB);

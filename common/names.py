@@ -92,6 +92,7 @@ DROP_WRITE_ERROR = 141  # a service's translation could not be written into the 
 DROP_CT_MAP_INSERTION_FAILED = 155  # at an enforcing endpoint: no room to track the connection
 DROP_FRAG_NOSUPPORT = 157  # at an enforcing endpoint: a later IP fragment carries no ports to judge
 DROP_SERVICE_BACKEND_NOT_FOUND = 158  # to a service frontend that has no backend
+DROP_NAT_NO_MAPPING = 167  # a NodePort connection to a remote backend found no free source port for its SNAT
 DROP_POLICY_DENY = 181  # an explicit deny rule matched
 
 # A trace or drop event of a packet a service translated (or dropped for want of a backend): this bit in

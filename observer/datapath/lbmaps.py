@@ -60,6 +60,24 @@ class ReverseEntry:
     frontend_id: int
 
 
+@dataclass(frozen=True)
+class NodePortEntry:
+    """A NodePort connection the datapath remembers for its replies (bpf/include/flowscope/nodeport.h): the client
+    asked this node's `frontend_address`:`frontend_port`, the packets go to `backend`, from the client itself or,
+    when `snat` (a backend on another node), from `source`:`source_port`, this node's address."""
+
+    client: str
+    client_port: int
+    backend: Backend
+    source: str
+    source_port: int
+    protocol: int
+    frontend_address: str
+    frontend_port: int
+    frontend_id: int
+    snat: bool
+
+
 def _family(address: str) -> int:
     return ipaddress.ip_address(address).version
 
@@ -109,6 +127,8 @@ class LbMaps:
         self._frontends = bpf[b"lb_frontends"]
         self._backends = bpf[b"lb_backends"]
         self._reverse = bpf[b"lb_reverse"]
+        self._np_reverse = bpf[b"np_reverse"]
+        self._np_snat = bpf[b"np_snat"]
         self._update_config = update_config  # DatapathMaps.update_config: the knobs other threads change too
         self._lock = threading.Lock()
 
@@ -188,14 +208,44 @@ class LbMaps:
             )
         return out
 
+    def nodeport_entries(self) -> list[NodePortEntry]:
+        """The NodePort connections the datapath remembers (an LRU: the least recently used go first)."""
+        out = []
+        for key, value in self._np_reverse.items():
+            family = key.family
+            out.append(
+                NodePortEntry(
+                    client=_address(value.client, family),
+                    client_port=value.client_port,
+                    backend=Backend(_address(key.backend, family), key.backend_port),
+                    source=_address(key.peer, family),
+                    source_port=key.peer_port,
+                    protocol=key.proto,
+                    frontend_address=_address(value.frontend, family),
+                    frontend_port=value.frontend_port,
+                    frontend_id=value.id,
+                    snat=bool(value.snat),
+                )
+            )
+        return out
+
     def _forget_reverse(self, frontends: Any) -> None:
         """Replies of connections to a frontend that is gone (or whose id now names another) are not
-        translated back any more."""
+        translated back any more, nor are NodePort connections' SNAT ports kept."""
         alive = {(fe.id, _packed(fe.address), fe.port) for fe in frontends}
         for key, value in list(self._reverse.items()):
             if (value.id, bytes(value.addr), value.port) not in alive:
                 with contextlib.suppress(KeyError):
                     del self._reverse[key]
+        for np_key, np_value in list(self._np_reverse.items()):
+            if (np_value.id, bytes(np_value.frontend), np_value.frontend_port) not in alive:
+                with contextlib.suppress(KeyError):
+                    del self._np_reverse[np_key]
+        asked = {(_packed(fe.address), fe.port) for fe in frontends if fe.nodeport}
+        for conn in list(self._np_snat.keys()):
+            if (bytes(conn.frontend), conn.frontend_port) not in asked:
+                with contextlib.suppress(KeyError):
+                    del self._np_snat[conn]
 
     def _slots(self) -> dict[tuple[int, int], tuple[Backend, ...]]:
         """(frontend id, generation) -> its backends in slot order."""

@@ -17,6 +17,7 @@
 
 #include "flowscope/cttable.h"
 #include "flowscope/identity.h"
+#include "flowscope/lb.h"
 #include "flowscope/maps.h"
 #include "flowscope/parse.h"
 #include "flowscope/report.h"
@@ -162,6 +163,7 @@ static __always_inline int fs_ct_quoted_key(struct __sk_buff *skb, const struct 
 	default:
 		break;
 	}
+	fs_lb_unquote(st, (__u8 *)dst, &dport);
 	return fs_ct_key_fill(key, ipv6, (const __u8 *)src, sport, (const __u8 *)dst, dport, proto, st->ev.ep_id);
 }
 

@@ -13,12 +13,17 @@
  *
  * Cost: nothing for a packet while no frontend exists (`cfg.services_active` 0: the parse stages skip
  * stage_lb); otherwise one hash lookup per TCP/UDP/SCTP packet at from-container (lb_frontends) and at
- * to-container (lb_reverse); other points and other protocols skip the stage.
+ * to-container (lb_reverse); at the node's device, one or two (nodeport.h: np_reverse, then lb_frontends coming
+ * in); an ICMP error at to-container, one (lb_reverse, by its quote: fs_lb_reverse_icmp); other points and
+ * other protocols skip the stage (ICMP echo too: services are L4). A new translation sends one debug event
+ * (fs_lb_debug).
  */
 #ifndef FLOWSCOPE_LB_H
 #define FLOWSCOPE_LB_H
 
 #include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
 
 #include "flowscope/drop.h"
 #include "flowscope/maps.h"
@@ -48,6 +53,10 @@
 #define FS_LB_RNAT 3     /* source translated back here: st->lb_addr/lb_port hold the frontend it now comes from */
 #define FS_LB_CONN 4     /* a packet of a connection this node translated, past the hook that did (its conntrack
                           * entry keeps the frontend): its events carry the frontend too, addresses as they are */
+#define FS_LB_RNAT_ICMP 5 /* an ICMP error about a translated connection, translated back here: its quote names
+                           * the frontend (st->lb_addr/lb_port), no longer the backend (st->lb_backend/_port) */
+
+#define FS_LB_ICMP_QUOTE 8 /* an ICMP error quotes the offending packet this far into its own header */
 
 /* Ports in host order; addresses as in the event (IPv4 in the first 4 bytes, the rest zero). */
 struct fs_lb_key {
@@ -93,21 +102,49 @@ struct fs_lb_reverse {
 	__u32 pad;
 };
 
+/* A new translation as a debug event (FS_EVENT_DEBUG, Cilium's MessageTypeDebug), subtype Cilium's
+DBG_LB4/LB6_LOOKUP_BACKEND_SLOT_SUCCESS: the header holds the connection as the client sent it (source, the
+frontend as destination, the frontend id in `rule`), the data this: the backend chosen. */
+#define FS_DBG_LB6_LOOKUP_BACKEND_SLOT_SUCCESS 25
+#define FS_DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS 33
+
+struct fs_lb_debug {
+	__u8 backend[16];
+	__u16 backend_port; /* host order */
+	__u16 pad[3];
+};
+
 BPF_HASH(lb_frontends, struct fs_lb_key, struct fs_lb_frontend, FS_LB_FRONTENDS_MAX);
 BPF_HASH(lb_backends, struct fs_lb_backend_key, struct fs_lb_backend, 2 * FS_LB_FRONTENDS_MAX * FS_LB_BACKENDS_MAX);
 BPF_TABLE("lru_hash", struct fs_lb_reverse_key, struct fs_lb_reverse, lb_reverse, FS_LB_REVERSE_MAX);
 
+/* ICMP errors whose quote stage_lb may translate back: destination unreachable (port unreachable is the one a
+ * UDP client waits for), fragmentation needed and time exceeded; ICMPv6's unreachable, packet too big and
+ * time exceeded. ICMP's `type` as parse.h leaves it in ev.sport. Echo, like any other ICMP, is no service's:
+ * services are L4 (Cilium's lb4/lb6 look up no ICMP), so an echo to a ClusterIP passes untranslated. */
+static __always_inline int fs_lb_icmp_error(__u8 proto, __u16 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == 3 || type == 11;
+	return type >= 1 && type <= 3;
+}
+
 /* Whether stage_lb has anything to do with the packet: a TCP, UDP or SCTP packet with ports, leaving a pod
- * (a frontend?) or entering one (a reply to translate back?), while some frontend exists. */
+ * (a frontend?) or entering one (a reply to translate back?), or an ICMP error entering one (about a translated
+ * connection?), while some frontend exists. */
 static __always_inline int fs_lb_wanted(const struct fs_state *st)
 {
 	__u8 proto = st->ev.l4_proto;
 
 	if (!st->cfg.services_active || !(st->ev.flags & FS_F_L4))
 		return 0;
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6)
+		return st->point == FS_TRACE_TO_LXC && fs_lb_icmp_error(proto, st->ev.sport);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return 0;
-	return st->point == FS_TRACE_FROM_LXC || st->point == FS_TRACE_TO_LXC;
+	return st->point == FS_TRACE_FROM_LXC || st->point == FS_TRACE_TO_LXC ||
+	       st->point == FS_TRACE_FROM_NETWORK || st->point == FS_TRACE_TO_NETWORK ||
+	       st->point == FS_TRACE_FROM_OVERLAY; /* NodePort (nodeport.h) */
 }
 
 /* The backend slot of a connection: its 5-tuple hashed (seeded as the conntrack tables are, so a restarted agent
@@ -124,6 +161,19 @@ static __always_inline __u16 fs_lb_slot(const struct fs_state *st, __u16 count)
 		h ^= h >> 29;
 	}
 	return (__u32)(h >> 32) % count;
+}
+
+/* The backend of the packet's connection among the frontend's; NULL when it has none (the agent writes slots
+ * before the count, so a counted slot is always there). */
+static __always_inline struct fs_lb_backend *fs_lb_pick(const struct fs_state *st, const struct fs_lb_frontend *fe)
+{
+	struct fs_lb_backend_key bkey;
+
+	if (!fe->count)
+		return NULL;
+	bkey.id = fe->id;
+	bkey.slot = fs_lb_slot(st, fe->count) | ((fe->flags & FS_LB_F_GEN) ? FS_LB_SLOT_GEN : 0);
+	return lb_backends.lookup(&bkey);
 }
 
 /* Put `to_addr`:`to_port` (host order) in place of the packet's destination (`dst`) or source, whose current
@@ -170,6 +220,83 @@ static __always_inline int fs_lb_rewrite(struct __sk_buff *skb, struct fs_state 
 	return bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0) < 0 ? -1 : 0;
 }
 
+/* Hairpin, as Cilium does it: a pod whose connection to a frontend goes to itself would get its own address as
+ * the source and answer itself in its own stack, never recognising the reply; the source becomes IPV4_LOOPBACK
+ * (169.254.42.1) instead, so the pod answers that, out through its from-container, where fs_lb_hairpin_reply
+ * undoes both translations. IPv4 only. 0, or -1 when the packet could not be written. */
+static __always_inline int fs_lb_hairpin(struct __sk_buff *skb, struct fs_state *st)
+{
+	__u8 loopback[16] __attribute__((aligned(8))) = {169, 254, 42, 1};
+
+	if ((st->ev.flags & FS_F_IPV6) || *(const __u32 *)st->ev.saddr != *(const __u32 *)st->ev.daddr)
+		return 0;
+	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, loopback, st->ev.sport) < 0)
+		return -1;
+	fs_addr_copy(st->lb_peer, st->ev.saddr);
+	st->lb_peer_port = st->ev.sport;
+	fs_addr_copy(st->ev.saddr, loopback);
+	st->lb_snat = 1;
+	st->ids &= ~FS_ID_SRC;
+	return 0;
+}
+
+/* From-container, to IPV4_LOOPBACK: a hairpin connection's reply, from the pod to itself. It comes from the
+ * frontend again and goes to the pod; conntrack sees it as it left the pod. Returns a drop reason, or 0. */
+static __always_inline __u32 fs_lb_hairpin_reply(struct __sk_buff *skb, struct fs_state *st)
+{
+	struct fs_lb_reverse_key rkey = {};
+	struct fs_lb_reverse *rev;
+
+	fs_addr_copy(rkey.backend, st->ev.saddr);
+	fs_addr_copy(rkey.client, st->ev.daddr);
+	rkey.backend_port = st->ev.sport;
+	rkey.client_port = st->ev.dport;
+	rkey.proto = st->ev.l4_proto;
+	rkey.family = 4;
+	rev = lb_reverse.lookup(&rkey);
+	if (!rev)
+		return 0;
+	fs_addr_copy(st->lb_addr, rev->addr);
+	st->lb_port = rev->port;
+	st->lb_frontend = rev->id;
+	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, st->lb_addr, st->lb_port) < 0 ||
+	    fs_lb_rewrite(skb, st, 1, st->ev.daddr, st->ev.dport, st->ev.saddr, st->ev.dport) < 0)
+		return FS_DROP_WRITE_ERROR;
+	fs_addr_copy(st->lb_peer, st->ev.saddr);
+	st->lb_peer_port = st->ev.dport;
+	st->lb_snat = 1;
+	st->lb_xlate = FS_LB_RNAT;
+	return 0;
+}
+
+/* The debug event of a new translation: once per connection (per reverse-NAT entry written), so it costs a
+connection's first packet one more ring record and the others nothing. A full ring loses it silently: the flows
+of the connection name the service anyway. */
+static __always_inline void fs_lb_debug(const struct fs_state *st, const struct fs_lb_reverse_key *rkey)
+{
+	struct fs_event *ev = events.ringbuf_reserve(sizeof(struct fs_event));
+	struct fs_lb_debug *dbg;
+
+	if (!ev)
+		return;
+	__builtin_memcpy(ev, &st->ev, FS_EVENT_HDR_LEN);
+	ev->ts = bpf_ktime_get_ns();
+	ev->type = FS_EVENT_DEBUG;
+	ev->subtype = (st->ev.flags & FS_F_IPV6) ? FS_DBG_LB6_LOOKUP_BACKEND_SLOT_SUCCESS
+						 : FS_DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS;
+	ev->version = FS_EVENT_VERSION;
+	ev->cpu = bpf_get_smp_processor_id();
+	ev->rule = st->lb_frontend;
+	fs_addr_copy(ev->daddr, st->lb_addr);
+	ev->dport = st->lb_port;
+	ev->len_cap = sizeof(*dbg);
+	dbg = (struct fs_lb_debug *)ev->data;
+	fs_addr_copy(dbg->backend, rkey->backend);
+	dbg->backend_port = rkey->backend_port;
+	dbg->pad[0] = dbg->pad[1] = dbg->pad[2] = 0;
+	events.ringbuf_submit(ev, 0);
+}
+
 /* From-container: a packet to a frontend goes to one of its backends. Conntrack, policy and every later hook see
  * the backend; the reply finds its way back through lb_reverse. Returns a drop reason, or 0. */
 static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *st)
@@ -177,12 +304,13 @@ static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *
 	struct fs_lb_key key = {};
 	struct fs_lb_reverse_key rkey = {};
 	struct fs_lb_reverse rev = {};
-	struct fs_lb_backend_key bkey;
 	struct fs_lb_frontend *fe;
 	struct fs_lb_backend *be;
 	struct fs_lb_reverse *known;
 	int ipv6 = st->ev.flags & FS_F_IPV6;
 
+	if (!ipv6 && st->ev.daddr[0] == 169 && st->ev.daddr[1] == 254 && st->ev.daddr[2] == 42 && st->ev.daddr[3] == 1)
+		return fs_lb_hairpin_reply(skb, st);
 	fs_addr_copy(key.addr, st->ev.daddr);
 	key.port = st->ev.dport;
 	key.proto = st->ev.l4_proto;
@@ -192,13 +320,9 @@ static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *
 		return 0;
 	st->lb_frontend = fe->id;
 	st->lb_xlate = FS_LB_FRONTEND;
-	if (!fe->count)
-		return FS_DROP_SERVICE_BACKEND_NOT_FOUND;
-	bkey.id = fe->id;
-	bkey.slot = fs_lb_slot(st, fe->count) | ((fe->flags & FS_LB_F_GEN) ? FS_LB_SLOT_GEN : 0);
-	be = lb_backends.lookup(&bkey);
+	be = fs_lb_pick(st, fe);
 	if (!be)
-		return FS_DROP_SERVICE_BACKEND_NOT_FOUND; /* the agent writes slots before the count: cannot happen */
+		return FS_DROP_SERVICE_BACKEND_NOT_FOUND;
 	if (fs_lb_rewrite(skb, st, 1, st->ev.daddr, st->ev.dport, be->addr, be->port) < 0)
 		return FS_DROP_WRITE_ERROR;
 
@@ -208,6 +332,8 @@ static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *
 	fs_addr_copy(st->ev.daddr, be->addr);
 	st->ev.dport = be->port;
 	st->ids &= ~FS_ID_DST; /* the backend's identity, when something asks */
+	if (fs_lb_hairpin(skb, st) < 0)
+		return FS_DROP_WRITE_ERROR;
 
 	fs_addr_copy(rkey.backend, be->addr);
 	fs_addr_copy(rkey.client, st->ev.saddr);
@@ -221,8 +347,112 @@ static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *
 		rev.port = st->lb_port;
 		rev.id = fe->id;
 		lb_reverse.update(&rkey, &rev);
+		fs_lb_debug(st, &rkey);
 	}
 	return 0;
+}
+
+static __always_inline int fs_lb_addr_eq(const __u8 *a, const __u8 *b)
+{
+	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] && ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
+}
+
+/* To-container: an ICMP error about a translated connection (a UDP datagram to a ClusterIP whose backend has no
+ * socket on the port: port unreachable) is translated back as a reply is, or the client's kernel, which matches
+ * the quoted packet against its sockets, would find none connected to the backend and the error would be lost:
+ * the quote names the frontend again (its destination address and port), and an error the backend itself sent
+ * comes from the frontend (one from a router on the way keeps its source). Checksums follow every change: the
+ * quoted IPv4 header's, and the ICMP checksum, which covers the quote (ICMPv6's the outer addresses too). The
+ * quoted TCP/UDP checksum stays as it was, as Cilium leaves it: the quote may be cut short, and receivers read
+ * only its ports. Conntrack still sees the backend in the quote (fs_lb_unquote). Returns a drop reason, or 0. */
+static __always_inline __u32 fs_lb_reverse_icmp(struct __sk_buff *skb, struct fs_state *st)
+{
+	struct fs_lb_reverse_key rkey = {};
+	struct fs_lb_reverse *rev;
+	__u32 quote = st->l4_off + FS_LB_ICMP_QUOTE, csum_off = st->l4_off + 2, addr_off, l4;
+	__u16 old_port, new_port, old_csum, new_csum;
+	__u8 ports[4];
+	__s64 diff;
+
+	if (st->ev.flags & FS_F_IPV6) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, quote, &ip6, sizeof(ip6)) < 0)
+			return 0;
+		__builtin_memcpy(rkey.client, &ip6.saddr, 16);
+		__builtin_memcpy(rkey.backend, &ip6.daddr, 16);
+		rkey.proto = ip6.nexthdr;
+		rkey.family = 6;
+		addr_off = quote + 24;
+		l4 = quote + sizeof(ip6);
+	} else {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, quote, &ip, sizeof(ip)) < 0 || ip.ihl < 5)
+			return 0;
+		__builtin_memcpy(rkey.client, &ip.saddr, 4);
+		__builtin_memcpy(rkey.backend, &ip.daddr, 4);
+		rkey.proto = ip.protocol;
+		rkey.family = 4;
+		addr_off = quote + 16;
+		l4 = quote + ip.ihl * 4;
+	}
+	if ((rkey.proto != IPPROTO_TCP && rkey.proto != IPPROTO_UDP) ||
+	    bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+		return 0;
+	rkey.client_port = ((__u16)ports[0] << 8) | ports[1];
+	rkey.backend_port = ((__u16)ports[2] << 8) | ports[3];
+	rev = lb_reverse.lookup(&rkey);
+	if (!rev)
+		return 0;
+	fs_addr_copy(st->lb_addr, rev->addr);
+	st->lb_port = rev->port;
+	st->lb_frontend = rev->id;
+	fs_addr_copy(st->lb_backend, rkey.backend);
+	st->lb_backend_port = rkey.backend_port;
+	st->lb_xlate = FS_LB_RNAT_ICMP;
+
+	if (rkey.family == 6) {
+		diff = bpf_csum_diff((__be32 *)rkey.backend, 16, (__be32 *)st->lb_addr, 16, 0);
+		if (bpf_skb_store_bytes(skb, addr_off, st->lb_addr, 16, 0) < 0 ||
+		    bpf_l4_csum_replace(skb, csum_off, 0, diff, 0) < 0)
+			return FS_DROP_WRITE_ERROR;
+		if (fs_lb_addr_eq(st->ev.saddr, rkey.backend) &&
+		    (bpf_skb_store_bytes(skb, st->l3_off + 8, st->lb_addr, 16, 0) < 0 ||
+		     bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR) < 0))
+			return FS_DROP_WRITE_ERROR;
+	} else {
+		/* the quoted header's checksum changes with its address: the ICMP checksum covers both */
+		diff = bpf_csum_diff((__be32 *)rkey.backend, 4, (__be32 *)st->lb_addr, 4, 0);
+		if (bpf_skb_load_bytes(skb, quote + 10, &old_csum, sizeof(old_csum)) < 0 ||
+		    bpf_skb_store_bytes(skb, addr_off, st->lb_addr, 4, 0) < 0 ||
+		    bpf_l3_csum_replace(skb, quote + 10, 0, diff, 0) < 0 ||
+		    bpf_skb_load_bytes(skb, quote + 10, &new_csum, sizeof(new_csum)) < 0 ||
+		    bpf_l4_csum_replace(skb, csum_off, 0, diff, 0) < 0 ||
+		    bpf_l4_csum_replace(skb, csum_off, old_csum, new_csum, sizeof(__u16)) < 0)
+			return FS_DROP_WRITE_ERROR;
+		if (fs_lb_addr_eq(st->ev.saddr, rkey.backend) &&
+		    (bpf_skb_store_bytes(skb, st->l3_off + 12, st->lb_addr, 4, 0) < 0 ||
+		     bpf_l3_csum_replace(skb, st->l3_off + 10, 0, diff, 0) < 0))
+			return FS_DROP_WRITE_ERROR;
+	}
+	old_port = fs_ntohs(rkey.backend_port);
+	new_port = fs_ntohs(st->lb_port);
+	if (old_port != new_port &&
+	    (bpf_skb_store_bytes(skb, l4 + 2, &new_port, sizeof(new_port), 0) < 0 ||
+	     bpf_l4_csum_replace(skb, csum_off, old_port, new_port, sizeof(__u16)) < 0))
+		return FS_DROP_WRITE_ERROR;
+	return 0;
+}
+
+/* Conntrack reads an ICMP error's quote to find the connection it is about: after fs_lb_reverse_icmp, the
+ * connection's entry still holds the backend the quote named before. */
+static __always_inline void fs_lb_unquote(const struct fs_state *st, __u8 *dst, __u16 *dport)
+{
+	if (st->lb_xlate != FS_LB_RNAT_ICMP)
+		return;
+	fs_addr_copy(dst, st->lb_backend);
+	*dport = st->lb_backend_port;
 }
 
 /* To-container: a reply from a backend to a client that asked a frontend gets the frontend back as its source.
@@ -233,6 +463,8 @@ static __always_inline __u32 fs_lb_reverse_nat(struct __sk_buff *skb, struct fs_
 	struct fs_lb_reverse_key rkey = {};
 	struct fs_lb_reverse *rev;
 
+	if (st->ev.l4_proto == IPPROTO_ICMP || st->ev.l4_proto == IPPROTO_ICMPV6)
+		return fs_lb_reverse_icmp(skb, st);
 	fs_addr_copy(rkey.backend, st->ev.saddr);
 	fs_addr_copy(rkey.client, st->ev.daddr);
 	rkey.backend_port = st->ev.sport;
@@ -251,41 +483,61 @@ static __always_inline __u32 fs_lb_reverse_nat(struct __sk_buff *skb, struct fs_
 	return 0;
 }
 
+/* Put an address and port (host order) back into the event's captured bytes, as the destination (`dst`) or the
+ * source, where the capture reaches them. */
+static __always_inline void fs_lb_capture_put(const struct fs_state *st, struct fs_event *ev, __u64 caplen, int dst,
+					      const __u8 *addr, __u16 port)
+{
+	__u64 off = st->l3_off + ((ev->flags & FS_F_IPV6) ? (dst ? 24 : 8) : (dst ? 16 : 12));
+
+	asm volatile("" : "+r"(off));
+	if ((ev->flags & FS_F_IPV6) && off <= FS_CAPLEN - 16 && off + 16 <= caplen)
+		__builtin_memcpy(ev->data + off, addr, 16);
+	else if (!(ev->flags & FS_F_IPV6) && off <= FS_CAPLEN - 4 && off + 4 <= caplen)
+		__builtin_memcpy(ev->data + off, addr, 4);
+	off = st->l4_off + (dst ? 2 : 0);
+	asm volatile("" : "+r"(off));
+	if (off <= FS_CAPLEN - 2 && off + 2 <= caplen) {
+		ev->data[off] = port >> 8;
+		ev->data[off + 1] = port & 0xff;
+	}
+}
+
 /* The event (trace or drop) of a packet stage_lb translated, or found a frontend for: FS_PF_XLATED and the
  * frontend id; at from-container the packet as it entered (the frontend as destination, in the header and in
  * the captured bytes up to `caplen`, checksums left as translated), at to-container as it leaves (the frontend
  * as source: the captured bytes are that already). A policy verdict is about the backend: left alone. */
 static __always_inline void fs_lb_event(const struct fs_state *st, struct fs_event *ev, __u64 caplen)
 {
-	__u64 off;
-
 	if (ev->type == FS_EVENT_POLICY_VERDICT)
 		return;
 	ev->policy_flags |= FS_PF_XLATED;
 	ev->rule = st->lb_frontend;
 	if (st->lb_xlate == FS_LB_CONN)
 		return;
+	if (st->lb_xlate == FS_LB_RNAT_ICMP) {
+		if (fs_lb_addr_eq(ev->saddr, st->lb_backend))
+			fs_addr_copy(ev->saddr, st->lb_addr);
+		return;
+	}
 	if (st->lb_xlate == FS_LB_RNAT) {
 		fs_addr_copy(ev->saddr, st->lb_addr);
 		ev->sport = st->lb_port;
+		if (st->lb_snat) { /* a NodePort reply (nodeport.h): back to the client, in the captured bytes already */
+			fs_addr_copy(ev->daddr, st->lb_peer);
+			ev->dport = st->lb_peer_port;
+		}
 		return;
 	}
 	if (st->lb_xlate != FS_LB_DNAT)
 		return;
 	fs_addr_copy(ev->daddr, st->lb_addr);
 	ev->dport = st->lb_port;
-
-	off = st->l3_off + ((ev->flags & FS_F_IPV6) ? 24 : 16);
-	asm volatile("" : "+r"(off));
-	if ((ev->flags & FS_F_IPV6) && off <= FS_CAPLEN - 16 && off + 16 <= caplen)
-		__builtin_memcpy(ev->data + off, st->lb_addr, 16);
-	else if (!(ev->flags & FS_F_IPV6) && off <= FS_CAPLEN - 4 && off + 4 <= caplen)
-		__builtin_memcpy(ev->data + off, st->lb_addr, 4);
-	off = st->l4_off + 2;
-	asm volatile("" : "+r"(off));
-	if (off <= FS_CAPLEN - 2 && off + 2 <= caplen) {
-		ev->data[off] = st->lb_port >> 8;
-		ev->data[off + 1] = st->lb_port & 0xff;
+	fs_lb_capture_put(st, ev, caplen, 1, st->lb_addr, st->lb_port);
+	if (st->lb_snat) { /* a NodePort SNAT (nodeport.h): the client was the source */
+		fs_addr_copy(ev->saddr, st->lb_peer);
+		ev->sport = st->lb_peer_port;
+		fs_lb_capture_put(st, ev, caplen, 0, st->lb_peer, st->lb_peer_port);
 	}
 }
 
@@ -316,6 +568,8 @@ static __always_inline void fs_lb_remember(struct fs_state *st, struct fs_ct_ent
 	if (st->lb_xlate == FS_LB_DNAT) {
 		if (e->frontend != st->lb_frontend)
 			e->frontend = st->lb_frontend;
+		if (!e->lb_checked) /* the side's other hook keeps it (NodePort: from- and to-network share an entry) */
+			e->lb_checked = 1;
 		return;
 	}
 	if (st->lb_xlate)

@@ -48,6 +48,12 @@ struct fs_state {
 	__u8 trace_pick;          /* offer the packet to the sessions' filters once it is parsed */
 	__u8 trace_pad;
 	__u8 lb_addr[16];         /* lb_xlate DNAT or RNAT: the service frontend's address (lb.h) */
+	__u8 lb_backend[16];      /* lb_xlate RNAT_ICMP: the backend an ICMP error's quote named before (lb.h) */
+	__u16 lb_backend_port;    /* lb_xlate RNAT_ICMP: its port, host order */
+	__u8 lb_pad[6];
+	__u8 lb_peer[16];         /* lb_snat: the client, whose source a NodePort SNAT replaced (nodeport.h) */
+	__u16 lb_peer_port;       /* lb_snat: its port, host order */
+	__u8 lb_peer_pad[6];
 	/* reset by the entry program from here on */
 	__u32 drop_reason;        /* FS_POLICY_DROP: why */
 	__u32 l3_off;             /* offset of the L3 header from the start of the packet (after any VLAN tags) */
@@ -61,7 +67,7 @@ struct fs_state {
 	__u8 addrs;               /* ev.saddr/daddr were read from the packet */
 	__u8 ids;                 /* FS_ID_*: which of ev.src_identity/dst_identity are final (identity.h) */
 	__u8 lb_xlate;            /* FS_LB_*: what stage_lb did (lb.h) */
-	__u8 pad;
+	__u8 lb_snat;             /* a NodePort SNAT: the source was translated too (st->lb_peer, nodeport.h) */
 	__u16 lb_frontend;        /* lb_xlate set: the frontend's id */
 	__u16 lb_port;            /* lb_xlate DNAT or RNAT: the frontend's port, host order */
 	struct fs_event ev;       /* the event being built: its header only (data[] stays unused: packet bytes go
