@@ -28,7 +28,20 @@ from flowscope.cli.printer.tabwriter import align
 from flowscope.cli.timefmt import format_duration
 from flowscope.common.names import POLICY_PROTOCOL_NAMES
 
-HEADER = ("PROTO", "SOURCE", "DESTINATION", "BACKEND", "SERVICE", "STATE", "IDLE", "->", "<-", "VERDICT", "HOOKS")
+HEADER = (
+    "PROTO",
+    "SOURCE",
+    "DESTINATION",
+    "BACKEND",
+    "SERVICE",
+    "STATE",
+    "AGE",
+    "IDLE",
+    "->",
+    "<-",
+    "VERDICT",
+    "HOOKS",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,6 +109,7 @@ def row(connection: control_pb2.Connection) -> tuple[str, ...]:
         backend,
         connection.service or "-",
         connection.state,
+        format_duration(connection.age.ToTimedelta().total_seconds()),
         format_duration(connection.idle.ToTimedelta().total_seconds()),
         _counts(connection.forward),
         _counts(connection.reply),

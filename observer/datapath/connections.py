@@ -6,9 +6,9 @@ Conntrack runs after the load-balancing stage, so a translated connection's key 
 translation left (`lb_reverse`) says which frontend address and port this client asked for. Without a reverse
 entry (the LRU let it go) the frontend table answers for the frontend's address.
 
-The entry keeps no time of its own making or of its last packet: only when it expires, which every packet moves
-to now + the lifetime of the connection's state (by a second or more, conntrack.h), so the time since the last
-packet is that lifetime minus what is left of it, to within a second.
+The entry keeps when it was made (in seconds: the age) but not its last packet: only when it expires, which every
+packet moves to now + the lifetime of the connection's state (by a second or more, conntrack.h), so the time since
+the last packet is that lifetime minus what is left of it, to within a second.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class TrackedConnection:
     frontend_id: int  # 0: not translated on this node
     state: str  # new, established, closing, expired
     idle_ns: int
+    age_ns: int  # since the connection was first seen, to within a second
     expires_in_ns: int
     forward: Direction
     reply: Direction
@@ -104,6 +105,7 @@ def _tracked(
         frontend_id=frontend_id,
         state="expired" if expires < now else state,
         idle_ns=max(0, now - (expires - lifetime)),
+        age_ns=max(0, now - int(entry["dir"][0]["born_s"]) * 1_000_000_000),
         expires_in_ns=max(0, expires - now),
         forward=connection.original,
         reply=connection.reply,

@@ -51,7 +51,8 @@ DIR_DTYPE = np.dtype(
         ("point", "u1"),
         ("flags_seen", "u1"),
         ("to_host", "u1"),  # the datapath's cache: 0 not asked yet, 1 no, 2 yes
-        ("pad", "V5"),
+        ("pad", "V1"),
+        ("born_s", "<u4"),  # the original direction's: when the connection was first seen, monotonic seconds
     ]
 )
 ENTRY_DTYPE = np.dtype(

@@ -102,6 +102,7 @@ def _message(
         scope=connection.scope,
         state=connection.state,
         idle=_duration(connection.idle_ns),
+        age=_duration(connection.age_ns),
         expires_in=_duration(connection.expires_in_ns),
         forward=_direction(connection.forward),
         reply=_direction(connection.reply),

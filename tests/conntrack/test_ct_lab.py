@@ -69,6 +69,8 @@ def test_a_connection_to_a_cluster_ip_is_listed_with_its_translation_service_and
         assert int(connection["forward"]["packets"]) > 0 and int(connection["reply"]["packets"]) > 0
         assert int(connection["forward"]["bytes"]) > 0 and int(connection["reply"]["bytes"]) > 0
         assert connection["state"] in ("established", "closing")  # curl's connection ends with the answer
+        assert 0 <= float(connection.get("age", "0s").rstrip("s")) < 120  # made by this test's curl, seconds ago
+        assert float(connection.get("age", "0s").rstrip("s")) >= float(connection.get("idle", "0s").rstrip("s")) - 1
         assert connection["forward"]["point"] and connection["forward"]["device"]
     # --ip finds it by the backend too (either end, as sent or as translated)
     by_backend = connections(lab, "--ip", backend, "--port", str(CURL_PORT))["node1"]["connections"]

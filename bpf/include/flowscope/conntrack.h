@@ -231,6 +231,7 @@ static __always_inline struct fs_ct_entry *fs_ct_create(struct fs_state *st, __u
 	e->identity[FS_CT_ORIGINAL] = st->ev.src_identity;
 	e->identity[FS_CT_REPLY] = st->ev.dst_identity;
 	e->expires = now + FS_CT_SYN_TIMEOUT * 1000000000ULL;
+	e->dir[FS_CT_ORIGINAL].born_s = now / 1000000000ULL;
 	fs_ct_publish(&slot, &st->ct_key, ipv6);
 	return e;
 }

@@ -98,7 +98,8 @@ struct fs_ct_dir {
 	__u8 point;          /* observation point (FS_TRACE_*) of `ifindex` */
 	__u8 flags_seen;     /* every TCP flag ever seen this way */
 	__u8 to_host;        /* FS_CT_TO_HOST_*: whether this way's packets are for the host, once asked */
-	__u8 pad[5];
+	__u8 pad;
+	__u32 born_s;        /* FS_CT_ORIGINAL's: when the connection was first seen, seconds of fs_now() (its age) */
 };
 
 /* fs_ct_entry.flags */
