@@ -4,7 +4,8 @@
 echo server answers each line with `ok <line>`. From the `world` host, node1's address is a remote backend away
 (DNAT and SNAT to node1's address: node2 sees node1 as the client) and node2's a local one (DNAT only).
 Hairpin: the `web` pod asks the `web/web` ClusterIP, whose backends are itself and `web2`: the requests the hash
-sends to itself come to it from 169.254.42.1, and every one is answered.
+sends to itself come to it from the loopback address (169.254.42.1, fd96::a9fe:2a01), and every one is answered,
+over IPv4 and IPv6.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from flowscope.lab.topology import SERVER_NODE_PORT, TCP_RR_PORT
 pytestmark = pytest.mark.bpf
 
 CONNECTIONS = 20
-HAIRPIN_LOOPBACK = "169.254.42.1"  # Cilium's IPV4_LOOPBACK
+HAIRPIN_LOOPBACK = {4: "169.254.42.1", 6: "fd96::a9fe:2a01"}  # Cilium's IPV4_LOOPBACK; lb.h fs_lb_loopback
 
 
 @pytest.fixture(scope="module")
@@ -91,15 +92,17 @@ def syns(flows: list[flow_pb2.Flow]) -> list[flow_pb2.Flow]:
     return [f for f in flows if f.event_type.type == 4 and f.l4.TCP.flags.SYN and not f.l4.TCP.flags.ACK]
 
 
-def test_a_pod_reaching_itself_through_its_service_is_answered_every_time(lab: Lab) -> None:
-    address = next(ip for ip in lab.topology.service("web/web").cluster_ips if ":" not in ip)
+@pytest.mark.parametrize("version", [4, 6])
+def test_a_pod_reaching_itself_through_its_service_is_answered_every_time(lab: Lab, version: int) -> None:
+    address = next(ip for ip in lab.topology.service("web/web").cluster_ips if (":" in ip) == (version == 6))
+    url = f"http://[{address}]/" if version == 6 else f"http://{address}/"
     answered_by = []
     for _ in range(CONNECTIONS):
-        page = lab.exec("web", ["curl", "-s", "-m", "3", f"http://{address}/"], check=False).stdout
+        page = lab.exec("web", ["curl", "-s", "-m", "3", url], check=False).stdout
         answered_by.append(page.rsplit("hello from ", 1)[-1].split("<")[0] if "hello from " in page else "nobody")
     assert "nobody" not in answered_by, answered_by
     assert set(answered_by) == {"web", "web2"}  # 20 connections, 2 backends: both (the odds otherwise: 2^-19)
-    # those the hash sent to `web` itself came to it from IPV4_LOOPBACK, and left it for that address
-    pod = lab.pod("web").ipv4
-    hairpin = flow_pb2.FlowFilter(source_ip=[HAIRPIN_LOOPBACK], destination_ip=[pod])
-    assert syns(get_flows(lab, [hairpin], node="node2")), "no connection came to web from 169.254.42.1"
+    # those the hash sent to `web` itself came to it from the loopback address, and left it for that address
+    pod = lab.pod("web").ipv4 if version == 4 else lab.pod("web").ipv6
+    hairpin = flow_pb2.FlowFilter(source_ip=[HAIRPIN_LOOPBACK[version]], destination_ip=[pod])
+    assert syns(get_flows(lab, [hairpin], node="node2")), f"no connection came to web from {HAIRPIN_LOOPBACK[version]}"

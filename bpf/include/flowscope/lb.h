@@ -220,16 +220,37 @@ static __always_inline int fs_lb_rewrite(struct __sk_buff *skb, struct fs_state 
 	return bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0) < 0 ? -1 : 0;
 }
 
+static __always_inline int fs_lb_addr_eq(const __u8 *a, const __u8 *b)
+{
+	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] && ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
+}
+
+/* The source of a hairpin connection (fs_lb_hairpin) as the pod sees it. IPv4: Cilium's IPV4_LOOPBACK,
+ * 169.254.42.1. IPv6: fd96::a9fe:2a01 (169.254.42.1 in the last 32 bits), a ULA beside the services' range
+ * (fd96::/112 in the lab) that no pod, node or ClusterIP ever gets, so no connection of anyone else can share
+ * its tuples. Not fe80::1, which Cilium first took (service_loopback_ipv6) and which cilium/cilium#42460 showed
+ * failing: a link-local source makes the pod answer on-link, by neighbour discovery, instead of through its
+ * default route (here fe80::1 is even that route's gateway, the host side of the pod's lxc); a global-scope
+ * address outside the pod's /64 goes out through the lxc, where fs_lb_hairpin_reply finds it. */
+static __always_inline void fs_lb_loopback(__u8 *addr, int ipv6)
+{
+	__u8 v4[16] __attribute__((aligned(8))) = {169, 254, 42, 1};
+	__u8 v6[16] __attribute__((aligned(8))) = {0xfd, 0x96, [12] = 169, 254, 42, 1};
+
+	fs_addr_copy(addr, ipv6 ? v6 : v4);
+}
+
 /* Hairpin, as Cilium does it: a pod whose connection to a frontend goes to itself would get its own address as
- * the source and answer itself in its own stack, never recognising the reply; the source becomes IPV4_LOOPBACK
- * (169.254.42.1) instead, so the pod answers that, out through its from-container, where fs_lb_hairpin_reply
- * undoes both translations. IPv4 only. 0, or -1 when the packet could not be written. */
+ * the source and answer itself in its own stack, never recognising the reply; the source becomes the loopback
+ * address (fs_lb_loopback) instead, so the pod answers that, out through its from-container, where
+ * fs_lb_hairpin_reply undoes both translations. 0, or -1 when the packet could not be written. */
 static __always_inline int fs_lb_hairpin(struct __sk_buff *skb, struct fs_state *st)
 {
-	__u8 loopback[16] __attribute__((aligned(8))) = {169, 254, 42, 1};
+	__u8 loopback[16] __attribute__((aligned(8)));
 
-	if ((st->ev.flags & FS_F_IPV6) || *(const __u32 *)st->ev.saddr != *(const __u32 *)st->ev.daddr)
+	if (!fs_lb_addr_eq(st->ev.saddr, st->ev.daddr))
 		return 0;
+	fs_lb_loopback(loopback, st->ev.flags & FS_F_IPV6);
 	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, loopback, st->ev.sport) < 0)
 		return -1;
 	fs_addr_copy(st->lb_peer, st->ev.saddr);
@@ -240,7 +261,7 @@ static __always_inline int fs_lb_hairpin(struct __sk_buff *skb, struct fs_state 
 	return 0;
 }
 
-/* From-container, to IPV4_LOOPBACK: a hairpin connection's reply, from the pod to itself. It comes from the
+/* From-container, to the loopback address: a hairpin connection's reply, from the pod to itself. It comes from the
  * frontend again and goes to the pod; conntrack sees it as it left the pod. Returns a drop reason, or 0. */
 static __always_inline __u32 fs_lb_hairpin_reply(struct __sk_buff *skb, struct fs_state *st)
 {
@@ -252,7 +273,7 @@ static __always_inline __u32 fs_lb_hairpin_reply(struct __sk_buff *skb, struct f
 	rkey.backend_port = st->ev.sport;
 	rkey.client_port = st->ev.dport;
 	rkey.proto = st->ev.l4_proto;
-	rkey.family = 4;
+	rkey.family = (st->ev.flags & FS_F_IPV6) ? 6 : 4;
 	rev = lb_reverse.lookup(&rkey);
 	if (!rev)
 		return 0;
@@ -309,7 +330,8 @@ static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *
 	struct fs_lb_reverse *known;
 	int ipv6 = st->ev.flags & FS_F_IPV6;
 
-	if (!ipv6 && st->ev.daddr[0] == 169 && st->ev.daddr[1] == 254 && st->ev.daddr[2] == 42 && st->ev.daddr[3] == 1)
+	fs_lb_loopback(key.addr, ipv6); /* the key's address holds the loopback until the frontend's is known */
+	if (fs_lb_addr_eq(st->ev.daddr, key.addr))
 		return fs_lb_hairpin_reply(skb, st);
 	fs_addr_copy(key.addr, st->ev.daddr);
 	key.port = st->ev.dport;
@@ -350,11 +372,6 @@ static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *
 		fs_lb_debug(st, &rkey);
 	}
 	return 0;
-}
-
-static __always_inline int fs_lb_addr_eq(const __u8 *a, const __u8 *b)
-{
-	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] && ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
 }
 
 /* To-container: an ICMP error about a translated connection (a UDP datagram to a ClusterIP whose backend has no
