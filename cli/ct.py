@@ -47,7 +47,7 @@ HEADER = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ct",
-        help="the datapath's connections: tuples, service translation, state, counters",
+        help="the datapath's connections and their service translation",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,

@@ -173,7 +173,21 @@ def test_mutual_tls(certificates: dict[str, tuple[Path, Path]], capsys: pytest.C
 # --- loading the commands -------------------------------------------------------------------------
 
 
-COMMANDS = ("observe", "trace", "status", "list", "agent", "lab", "relay", "demo", "policy", "config", "bpf", "top")
+COMMANDS = (
+    "observe",
+    "trace",
+    "status",
+    "list",
+    "agent",
+    "lab",
+    "relay",
+    "demo",
+    "policy",
+    "config",
+    "bpf",
+    "ct",
+    "top",
+)
 
 
 def test_every_command_is_registered() -> None:
