@@ -261,25 +261,34 @@ static __always_inline int fs_lb_hairpin(struct __sk_buff *skb, struct fs_state 
 	return 0;
 }
 
-/* From-container, to the loopback address: a hairpin connection's reply, from the pod to itself. It comes from the
- * frontend again and goes to the pod; conntrack sees it as it left the pod. Returns a drop reason, or 0. */
-static __always_inline __u32 fs_lb_hairpin_reply(struct __sk_buff *skb, struct fs_state *st)
+/* The reverse-NAT entry of the packet's connection, the packet going from the backend to the client
+ * (`from_backend`) or the other way; when found, st->lb_addr/lb_port/lb_frontend hold its frontend. */
+static __always_inline struct fs_lb_reverse *fs_lb_reverse_of(struct fs_state *st, int from_backend)
 {
 	struct fs_lb_reverse_key rkey = {};
 	struct fs_lb_reverse *rev;
 
-	fs_addr_copy(rkey.backend, st->ev.saddr);
-	fs_addr_copy(rkey.client, st->ev.daddr);
-	rkey.backend_port = st->ev.sport;
-	rkey.client_port = st->ev.dport;
+	fs_addr_copy(rkey.backend, from_backend ? st->ev.saddr : st->ev.daddr);
+	fs_addr_copy(rkey.client, from_backend ? st->ev.daddr : st->ev.saddr);
+	rkey.backend_port = from_backend ? st->ev.sport : st->ev.dport;
+	rkey.client_port = from_backend ? st->ev.dport : st->ev.sport;
 	rkey.proto = st->ev.l4_proto;
 	rkey.family = (st->ev.flags & FS_F_IPV6) ? 6 : 4;
 	rev = lb_reverse.lookup(&rkey);
-	if (!rev)
+	if (rev) {
+		fs_addr_copy(st->lb_addr, rev->addr);
+		st->lb_port = rev->port;
+		st->lb_frontend = rev->id;
+	}
+	return rev;
+}
+
+/* From-container, to the loopback address: a hairpin connection's reply, from the pod to itself. It comes from the
+ * frontend again and goes to the pod; conntrack sees it as it left the pod. Returns a drop reason, or 0. */
+static __always_inline __u32 fs_lb_hairpin_reply(struct __sk_buff *skb, struct fs_state *st)
+{
+	if (!fs_lb_reverse_of(st, 1))
 		return 0;
-	fs_addr_copy(st->lb_addr, rev->addr);
-	st->lb_port = rev->port;
-	st->lb_frontend = rev->id;
 	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, st->lb_addr, st->lb_port) < 0 ||
 	    fs_lb_rewrite(skb, st, 1, st->ev.daddr, st->ev.dport, st->ev.saddr, st->ev.dport) < 0)
 		return FS_DROP_WRITE_ERROR;
@@ -477,23 +486,10 @@ static __always_inline void fs_lb_unquote(const struct fs_state *st, __u8 *dst, 
  * shows the frontend (fs_lb_event). Returns a drop reason, or 0. */
 static __always_inline __u32 fs_lb_reverse_nat(struct __sk_buff *skb, struct fs_state *st)
 {
-	struct fs_lb_reverse_key rkey = {};
-	struct fs_lb_reverse *rev;
-
 	if (st->ev.l4_proto == IPPROTO_ICMP || st->ev.l4_proto == IPPROTO_ICMPV6)
 		return fs_lb_reverse_icmp(skb, st);
-	fs_addr_copy(rkey.backend, st->ev.saddr);
-	fs_addr_copy(rkey.client, st->ev.daddr);
-	rkey.backend_port = st->ev.sport;
-	rkey.client_port = st->ev.dport;
-	rkey.proto = st->ev.l4_proto;
-	rkey.family = (st->ev.flags & FS_F_IPV6) ? 6 : 4;
-	rev = lb_reverse.lookup(&rkey);
-	if (!rev)
+	if (!fs_lb_reverse_of(st, 1))
 		return 0;
-	fs_addr_copy(st->lb_addr, rev->addr);
-	st->lb_port = rev->port;
-	st->lb_frontend = rev->id;
 	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, st->lb_addr, st->lb_port) < 0)
 		return FS_DROP_WRITE_ERROR;
 	st->lb_xlate = FS_LB_RNAT;
@@ -558,24 +554,6 @@ static __always_inline void fs_lb_event(const struct fs_state *st, struct fs_eve
 	}
 }
 
-/* The frontend of a connection this node translated, from the reverse-NAT entry the translation left, whichever
- * way the packet goes: 0 when it has none. */
-static __always_inline __u16 fs_lb_frontend_of(const struct fs_state *st)
-{
-	struct fs_lb_reverse_key rkey = {};
-	struct fs_lb_reverse *rev;
-	int reply = st->ct_dir == FS_CT_REPLY;
-
-	fs_addr_copy(rkey.backend, reply ? st->ev.saddr : st->ev.daddr);
-	fs_addr_copy(rkey.client, reply ? st->ev.daddr : st->ev.saddr);
-	rkey.backend_port = reply ? st->ev.sport : st->ev.dport;
-	rkey.client_port = reply ? st->ev.dport : st->ev.sport;
-	rkey.proto = st->ev.l4_proto;
-	rkey.family = (st->ev.flags & FS_F_IPV6) ? 6 : 4;
-	rev = lb_reverse.lookup(&rkey);
-	return rev ? rev->id : 0;
-}
-
 /* Conntrack keeps the frontend of a connection translated on this node, so that the connection's other packets
  * on the node (to-network after the DNAT, the replies from the network before the reverse NAT: each hook's
  * conntrack entry of its own) name the service too. An entry looks the reverse-NAT map up once, when it first
@@ -593,7 +571,7 @@ static __always_inline void fs_lb_remember(struct fs_state *st, struct fs_ct_ent
 		return;
 	if (!e->lb_checked) {
 		e->lb_checked = 1;
-		e->frontend = fs_lb_frontend_of(st);
+		e->frontend = fs_lb_reverse_of(st, st->ct_dir == FS_CT_REPLY) ? st->lb_frontend : 0;
 	}
 	if (e->frontend) {
 		st->lb_xlate = FS_LB_CONN;
