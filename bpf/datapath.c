@@ -26,6 +26,7 @@
 #include "flowscope/ipv4.h"
 #include "flowscope/ipv6.h"
 #include "flowscope/lb.h"
+#include "flowscope/lb_nat.h"
 #include "flowscope/nodeport.h"
 #include "flowscope/conntrack.h"
 #include "flowscope/aggregate.h"

@@ -17,6 +17,10 @@
  * in); an ICMP error at to-container, one (lb_reverse, by its quote: fs_lb_reverse_icmp); other points and
  * other protocols skip the stage (ICMP echo too: services are L4). A new translation sends one debug event
  * (fs_lb_debug).
+ *
+ * This file: the tables, what every translation needs, and what the other stages ask (the event's encoding,
+ * conntrack's view); the translations themselves are lb_nat.h's (ClusterIP, hairpin), lb_icmp.h's (ICMP errors)
+ * and nodeport.h's.
  */
 #ifndef FLOWSCOPE_LB_H
 #define FLOWSCOPE_LB_H
@@ -225,42 +229,6 @@ static __always_inline int fs_lb_addr_eq(const __u8 *a, const __u8 *b)
 	return ((const __u64 *)a)[0] == ((const __u64 *)b)[0] && ((const __u64 *)a)[1] == ((const __u64 *)b)[1];
 }
 
-/* The source of a hairpin connection (fs_lb_hairpin) as the pod sees it. IPv4: Cilium's IPV4_LOOPBACK,
- * 169.254.42.1. IPv6: fd96::a9fe:2a01 (169.254.42.1 in the last 32 bits), a ULA beside the services' range
- * (fd96::/112 in the lab) that no pod, node or ClusterIP ever gets, so no connection of anyone else can share
- * its tuples. Not fe80::1, which Cilium first took (service_loopback_ipv6) and which cilium/cilium#42460 showed
- * failing: a link-local source makes the pod answer on-link, by neighbour discovery, instead of through its
- * default route (here fe80::1 is even that route's gateway, the host side of the pod's lxc); a global-scope
- * address outside the pod's /64 goes out through the lxc, where fs_lb_hairpin_reply finds it. */
-static __always_inline void fs_lb_loopback(__u8 *addr, int ipv6)
-{
-	__u8 v4[16] __attribute__((aligned(8))) = {169, 254, 42, 1};
-	__u8 v6[16] __attribute__((aligned(8))) = {0xfd, 0x96, [12] = 169, 254, 42, 1};
-
-	fs_addr_copy(addr, ipv6 ? v6 : v4);
-}
-
-/* Hairpin, as Cilium does it: a pod whose connection to a frontend goes to itself would get its own address as
- * the source and answer itself in its own stack, never recognising the reply; the source becomes the loopback
- * address (fs_lb_loopback) instead, so the pod answers that, out through its from-container, where
- * fs_lb_hairpin_reply undoes both translations. 0, or -1 when the packet could not be written. */
-static __always_inline int fs_lb_hairpin(struct __sk_buff *skb, struct fs_state *st)
-{
-	__u8 loopback[16] __attribute__((aligned(8)));
-
-	if (!fs_lb_addr_eq(st->ev.saddr, st->ev.daddr))
-		return 0;
-	fs_lb_loopback(loopback, st->ev.flags & FS_F_IPV6);
-	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, loopback, st->ev.sport) < 0)
-		return -1;
-	fs_addr_copy(st->lb_peer, st->ev.saddr);
-	st->lb_peer_port = st->ev.sport;
-	fs_addr_copy(st->ev.saddr, loopback);
-	st->lb_snat = 1;
-	st->ids &= ~FS_ID_SRC;
-	return 0;
-}
-
 /* The reverse-NAT entry of the packet's connection, the packet going from the backend to the client
  * (`from_backend`) or the other way; when found, st->lb_addr/lb_port/lb_frontend hold its frontend. */
 static __always_inline struct fs_lb_reverse *fs_lb_reverse_of(struct fs_state *st, int from_backend)
@@ -283,194 +251,9 @@ static __always_inline struct fs_lb_reverse *fs_lb_reverse_of(struct fs_state *s
 	return rev;
 }
 
-/* From-container, to the loopback address: a hairpin connection's reply, from the pod to itself. It comes from the
- * frontend again and goes to the pod; conntrack sees it as it left the pod. Returns a drop reason, or 0. */
-static __always_inline __u32 fs_lb_hairpin_reply(struct __sk_buff *skb, struct fs_state *st)
-{
-	if (!fs_lb_reverse_of(st, 1))
-		return 0;
-	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, st->lb_addr, st->lb_port) < 0 ||
-	    fs_lb_rewrite(skb, st, 1, st->ev.daddr, st->ev.dport, st->ev.saddr, st->ev.dport) < 0)
-		return FS_DROP_WRITE_ERROR;
-	fs_addr_copy(st->lb_peer, st->ev.saddr);
-	st->lb_peer_port = st->ev.dport;
-	st->lb_snat = 1;
-	st->lb_xlate = FS_LB_RNAT;
-	return 0;
-}
-
 /* The debug event of a new translation: once per connection (per reverse-NAT entry written), so it costs a
 connection's first packet one more ring record and the others nothing. A full ring loses it silently: the flows
 of the connection name the service anyway. */
-static __always_inline void fs_lb_debug(const struct fs_state *st, const struct fs_lb_reverse_key *rkey)
-{
-	struct fs_event *ev = events.ringbuf_reserve(sizeof(struct fs_event));
-	struct fs_lb_debug *dbg;
-
-	if (!ev)
-		return;
-	__builtin_memcpy(ev, &st->ev, FS_EVENT_HDR_LEN);
-	ev->ts = bpf_ktime_get_ns();
-	ev->type = FS_EVENT_DEBUG;
-	ev->subtype = (st->ev.flags & FS_F_IPV6) ? FS_DBG_LB6_LOOKUP_BACKEND_SLOT_SUCCESS
-						 : FS_DBG_LB4_LOOKUP_BACKEND_SLOT_SUCCESS;
-	ev->version = FS_EVENT_VERSION;
-	ev->cpu = bpf_get_smp_processor_id();
-	ev->rule = st->lb_frontend;
-	fs_addr_copy(ev->daddr, st->lb_addr);
-	ev->dport = st->lb_port;
-	ev->len_cap = sizeof(*dbg);
-	dbg = (struct fs_lb_debug *)ev->data;
-	fs_addr_copy(dbg->backend, rkey->backend);
-	dbg->backend_port = rkey->backend_port;
-	dbg->pad[0] = dbg->pad[1] = dbg->pad[2] = 0;
-	events.ringbuf_submit(ev, 0);
-}
-
-/* From-container: a packet to a frontend goes to one of its backends. Conntrack, policy and every later hook see
- * the backend; the reply finds its way back through lb_reverse. Returns a drop reason, or 0. */
-static __always_inline __u32 fs_lb_dnat(struct __sk_buff *skb, struct fs_state *st)
-{
-	struct fs_lb_key key = {};
-	struct fs_lb_reverse_key rkey = {};
-	struct fs_lb_reverse rev = {};
-	struct fs_lb_frontend *fe;
-	struct fs_lb_backend *be;
-	struct fs_lb_reverse *known;
-	int ipv6 = st->ev.flags & FS_F_IPV6;
-
-	fs_lb_loopback(key.addr, ipv6); /* the key's address holds the loopback until the frontend's is known */
-	if (fs_lb_addr_eq(st->ev.daddr, key.addr))
-		return fs_lb_hairpin_reply(skb, st);
-	fs_addr_copy(key.addr, st->ev.daddr);
-	key.port = st->ev.dport;
-	key.proto = st->ev.l4_proto;
-	key.family = ipv6 ? 6 : 4;
-	fe = lb_frontends.lookup(&key);
-	if (!fe)
-		return 0;
-	st->lb_frontend = fe->id;
-	st->lb_xlate = FS_LB_FRONTEND;
-	be = fs_lb_pick(st, fe);
-	if (!be)
-		return FS_DROP_SERVICE_BACKEND_NOT_FOUND;
-	if (fs_lb_rewrite(skb, st, 1, st->ev.daddr, st->ev.dport, be->addr, be->port) < 0)
-		return FS_DROP_WRITE_ERROR;
-
-	fs_addr_copy(st->lb_addr, st->ev.daddr);
-	st->lb_port = st->ev.dport;
-	st->lb_xlate = FS_LB_DNAT;
-	fs_addr_copy(st->ev.daddr, be->addr);
-	st->ev.dport = be->port;
-	st->ids &= ~FS_ID_DST; /* the backend's identity, when something asks */
-	if (fs_lb_hairpin(skb, st) < 0)
-		return FS_DROP_WRITE_ERROR;
-
-	fs_addr_copy(rkey.backend, be->addr);
-	fs_addr_copy(rkey.client, st->ev.saddr);
-	rkey.backend_port = be->port;
-	rkey.client_port = st->ev.sport;
-	rkey.proto = st->ev.l4_proto;
-	rkey.family = key.family;
-	known = lb_reverse.lookup(&rkey); /* refreshes it in the LRU */
-	if (!known || known->id != fe->id) {
-		fs_addr_copy(rev.addr, st->lb_addr);
-		rev.port = st->lb_port;
-		rev.id = fe->id;
-		lb_reverse.update(&rkey, &rev);
-		fs_lb_debug(st, &rkey);
-	}
-	return 0;
-}
-
-/* To-container: an ICMP error about a translated connection (a UDP datagram to a ClusterIP whose backend has no
- * socket on the port: port unreachable) is translated back as a reply is, or the client's kernel, which matches
- * the quoted packet against its sockets, would find none connected to the backend and the error would be lost:
- * the quote names the frontend again (its destination address and port), and an error the backend itself sent
- * comes from the frontend (one from a router on the way keeps its source). Checksums follow every change: the
- * quoted IPv4 header's, and the ICMP checksum, which covers the quote (ICMPv6's the outer addresses too). The
- * quoted TCP/UDP checksum stays as it was, as Cilium leaves it: the quote may be cut short, and receivers read
- * only its ports. Conntrack still sees the backend in the quote (fs_lb_unquote). Returns a drop reason, or 0. */
-static __always_inline __u32 fs_lb_reverse_icmp(struct __sk_buff *skb, struct fs_state *st)
-{
-	struct fs_lb_reverse_key rkey = {};
-	struct fs_lb_reverse *rev;
-	__u32 quote = st->l4_off + FS_LB_ICMP_QUOTE, csum_off = st->l4_off + 2, addr_off, l4;
-	__u16 old_port, new_port, old_csum, new_csum;
-	__u8 ports[4];
-	__s64 diff;
-
-	if (st->ev.flags & FS_F_IPV6) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, quote, &ip6, sizeof(ip6)) < 0)
-			return 0;
-		__builtin_memcpy(rkey.client, &ip6.saddr, 16);
-		__builtin_memcpy(rkey.backend, &ip6.daddr, 16);
-		rkey.proto = ip6.nexthdr;
-		rkey.family = 6;
-		addr_off = quote + 24;
-		l4 = quote + sizeof(ip6);
-	} else {
-		struct iphdr ip;
-
-		if (bpf_skb_load_bytes(skb, quote, &ip, sizeof(ip)) < 0 || ip.ihl < 5)
-			return 0;
-		__builtin_memcpy(rkey.client, &ip.saddr, 4);
-		__builtin_memcpy(rkey.backend, &ip.daddr, 4);
-		rkey.proto = ip.protocol;
-		rkey.family = 4;
-		addr_off = quote + 16;
-		l4 = quote + ip.ihl * 4;
-	}
-	if ((rkey.proto != IPPROTO_TCP && rkey.proto != IPPROTO_UDP) ||
-	    bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
-		return 0;
-	rkey.client_port = ((__u16)ports[0] << 8) | ports[1];
-	rkey.backend_port = ((__u16)ports[2] << 8) | ports[3];
-	rev = lb_reverse.lookup(&rkey);
-	if (!rev)
-		return 0;
-	fs_addr_copy(st->lb_addr, rev->addr);
-	st->lb_port = rev->port;
-	st->lb_frontend = rev->id;
-	fs_addr_copy(st->lb_backend, rkey.backend);
-	st->lb_backend_port = rkey.backend_port;
-	st->lb_xlate = FS_LB_RNAT_ICMP;
-
-	if (rkey.family == 6) {
-		diff = bpf_csum_diff((__be32 *)rkey.backend, 16, (__be32 *)st->lb_addr, 16, 0);
-		if (bpf_skb_store_bytes(skb, addr_off, st->lb_addr, 16, 0) < 0 ||
-		    bpf_l4_csum_replace(skb, csum_off, 0, diff, 0) < 0)
-			return FS_DROP_WRITE_ERROR;
-		if (fs_lb_addr_eq(st->ev.saddr, rkey.backend) &&
-		    (bpf_skb_store_bytes(skb, st->l3_off + 8, st->lb_addr, 16, 0) < 0 ||
-		     bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR) < 0))
-			return FS_DROP_WRITE_ERROR;
-	} else {
-		/* the quoted header's checksum changes with its address: the ICMP checksum covers both */
-		diff = bpf_csum_diff((__be32 *)rkey.backend, 4, (__be32 *)st->lb_addr, 4, 0);
-		if (bpf_skb_load_bytes(skb, quote + 10, &old_csum, sizeof(old_csum)) < 0 ||
-		    bpf_skb_store_bytes(skb, addr_off, st->lb_addr, 4, 0) < 0 ||
-		    bpf_l3_csum_replace(skb, quote + 10, 0, diff, 0) < 0 ||
-		    bpf_skb_load_bytes(skb, quote + 10, &new_csum, sizeof(new_csum)) < 0 ||
-		    bpf_l4_csum_replace(skb, csum_off, 0, diff, 0) < 0 ||
-		    bpf_l4_csum_replace(skb, csum_off, old_csum, new_csum, sizeof(__u16)) < 0)
-			return FS_DROP_WRITE_ERROR;
-		if (fs_lb_addr_eq(st->ev.saddr, rkey.backend) &&
-		    (bpf_skb_store_bytes(skb, st->l3_off + 12, st->lb_addr, 4, 0) < 0 ||
-		     bpf_l3_csum_replace(skb, st->l3_off + 10, 0, diff, 0) < 0))
-			return FS_DROP_WRITE_ERROR;
-	}
-	old_port = fs_ntohs(rkey.backend_port);
-	new_port = fs_ntohs(st->lb_port);
-	if (old_port != new_port &&
-	    (bpf_skb_store_bytes(skb, l4 + 2, &new_port, sizeof(new_port), 0) < 0 ||
-	     bpf_l4_csum_replace(skb, csum_off, old_port, new_port, sizeof(__u16)) < 0))
-		return FS_DROP_WRITE_ERROR;
-	return 0;
-}
-
 /* Conntrack reads an ICMP error's quote to find the connection it is about: after fs_lb_reverse_icmp, the
  * connection's entry still holds the backend the quote named before. */
 static __always_inline void fs_lb_unquote(const struct fs_state *st, __u8 *dst, __u16 *dport)
@@ -479,21 +262,6 @@ static __always_inline void fs_lb_unquote(const struct fs_state *st, __u8 *dst, 
 		return;
 	fs_addr_copy(dst, st->lb_backend);
 	*dport = st->lb_backend_port;
-}
-
-/* To-container: a reply from a backend to a client that asked a frontend gets the frontend back as its source.
- * Conntrack and policy still see the backend (the client's connection entry is the translated one); the event
- * shows the frontend (fs_lb_event). Returns a drop reason, or 0. */
-static __always_inline __u32 fs_lb_reverse_nat(struct __sk_buff *skb, struct fs_state *st)
-{
-	if (st->ev.l4_proto == IPPROTO_ICMP || st->ev.l4_proto == IPPROTO_ICMPV6)
-		return fs_lb_reverse_icmp(skb, st);
-	if (!fs_lb_reverse_of(st, 1))
-		return 0;
-	if (fs_lb_rewrite(skb, st, 0, st->ev.saddr, st->ev.sport, st->lb_addr, st->lb_port) < 0)
-		return FS_DROP_WRITE_ERROR;
-	st->lb_xlate = FS_LB_RNAT;
-	return 0;
 }
 
 /* Put an address and port (host order) back into the event's captured bytes, as the destination (`dst`) or the
