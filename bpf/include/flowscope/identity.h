@@ -10,11 +10,10 @@
 #include "flowscope/maps.h"
 #include "flowscope/state.h"
 
-/* The identity owning `addr` (16 bytes for IPv6, else 4), world when no prefix covers it. */
-static __always_inline __u32 fs_ipcache_identity(const __u8 *addr, int ipv6)
+/* The ipcache entry of the longest prefix covering `addr` (16 bytes for IPv6, else 4); 0 when none does. */
+static __always_inline struct fs_ipcache_value *fs_ipcache_lookup(const __u8 *addr, int ipv6)
 {
 	struct fs_ipcache_key key = {.prefixlen = 128};
-	struct fs_ipcache_value *value;
 
 	/* word by word: `addr` is 8-byte aligned (in the state), the key's addr 4-byte aligned */
 	if (ipv6) {
@@ -24,7 +23,14 @@ static __always_inline __u32 fs_ipcache_identity(const __u8 *addr, int ipv6)
 		key.addr[11] = 0xff;
 		__builtin_memcpy(&key.addr[12], (const __u32 *)addr, 4);
 	}
-	value = ipcache.lookup(&key);
+	return ipcache.lookup(&key);
+}
+
+/* The identity owning `addr` (16 bytes for IPv6, else 4), world when no prefix covers it. */
+static __always_inline __u32 fs_ipcache_identity(const __u8 *addr, int ipv6)
+{
+	struct fs_ipcache_value *value = fs_ipcache_lookup(addr, ipv6);
+
 	return value ? value->identity : FS_IDENTITY_WORLD;
 }
 

@@ -18,6 +18,7 @@
 #ifndef FLOWSCOPE_NODEPORT_H
 #define FLOWSCOPE_NODEPORT_H
 
+#include "flowscope/identity.h"
 #include "flowscope/lb.h"
 
 #ifndef FS_NP_CONNS_MAX
@@ -77,17 +78,8 @@ static __always_inline void fs_np_key_of(struct fs_np_key *key, const __u8 *back
 /* Whether the address is a pod on this node. */
 static __always_inline int fs_np_local(const __u8 *addr, int ipv6)
 {
-	struct fs_ipcache_key key = {.prefixlen = 128};
-	struct fs_ipcache_value *value;
+	struct fs_ipcache_value *value = fs_ipcache_lookup(addr, ipv6);
 
-	if (ipv6) {
-		__builtin_memcpy(key.addr, (const __u32 *)addr, 16);
-	} else {
-		key.addr[10] = 0xff;
-		key.addr[11] = 0xff;
-		__builtin_memcpy(&key.addr[12], (const __u32 *)addr, 4);
-	}
-	value = ipcache.lookup(&key);
 	return value && value->ep_id;
 }
 
