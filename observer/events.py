@@ -57,8 +57,10 @@ HEADER_FIELDS: list[tuple[str, str]] = [
     ("location", "<u8"),
     ("saddr", "V16"),
     ("daddr", "V16"),
+    ("src_names", "<u4"),  # the agent's: name-set ids set when the record is stored (observer/l7/names.py)
+    ("dst_names", "<u4"),
 ]
-HEADER_SIZE = 112
+HEADER_SIZE = 120
 
 
 @cache
@@ -72,3 +74,9 @@ def event_dtype(caplen: int = DEFAULT_CAPLEN) -> np.dtype:
 def record_stride(caplen: int = DEFAULT_CAPLEN) -> int:
     """Bytes one event takes in the kernel ring buffer: an 8-byte record header, the event, 8-byte aligned."""
     return (8 + HEADER_SIZE + caplen + 7) & ~7
+
+
+def ring_capacity(data_size: int, caplen: int = DEFAULT_CAPLEN) -> int:
+    """How many events a kernel ring buffer of `data_size` bytes holds unread: the kernel refuses a record that
+    would fill it to the last byte, so a stride that divides the size exactly leaves one record's room unused."""
+    return (data_size - 1) // record_stride(caplen)

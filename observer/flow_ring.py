@@ -1,6 +1,6 @@
 """The flow ring: the last N events, stored as the raw records the kernel sent.
 
-Why raw records: a decoded `flow.Flow` costs ~3 KB of memory and ~9 us to build, a record 240 bytes and
+Why raw records: a decoded `flow.Flow` costs ~3 KB of memory and ~9 us to build, a record 248 bytes and
 nothing to keep (docs/reference/design-notes.md, "Storage"). The ring is one preallocated numpy array; flows
 are decoded only when a client asks for them.
 

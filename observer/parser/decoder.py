@@ -81,6 +81,8 @@ class _Record(NamedTuple):
     location: int
     saddr: builtins.bytes  # the field above is named `bytes`
     daddr: builtins.bytes
+    src_names: int  # name-set ids the agent attached when it stored the record (observer/l7/names.py)
+    dst_names: int
     data: builtins.bytes
 
 

@@ -20,7 +20,7 @@ from dp_packets import ETH_P_IP, IPPROTO_TCP, SYN, eth, ipv4, tcp
 
 from flowscope.observer.datapath import Datapath, DatapathConfig
 from flowscope.observer.datapath.testrun import prog_test_run
-from flowscope.observer.events import record_stride
+from flowscope.observer.events import ring_capacity
 
 PACKET = eth(ETH_P_IP, ipv4("192.0.2.1", "192.0.2.2", IPPROTO_TCP, tcp(40000, 80, SYN, bytes(200))))
 
@@ -28,7 +28,7 @@ PACKET = eth(ETH_P_IP, ipv4("192.0.2.1", "192.0.2.2", IPPROTO_TCP, tcp(40000, 80
 def drain_rate(dp: Datapath, rounds: int = 20) -> float:
     """Events/s of read_batch over a ring buffer filled to the brim beforehand."""
     reader = dp.reader()
-    capacity = reader.data_size // record_stride(dp.config.caplen)
+    capacity = ring_capacity(reader.data_size, dp.config.caplen)
     fd = dp.program_fd("from_container")
     total, spent = 0, 0.0
     for _ in range(rounds):

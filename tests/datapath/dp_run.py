@@ -82,6 +82,8 @@ def expected_trace(packet: bytes, **fields: Any) -> dict[str, Any]:
         "location": 0,
         "saddr": bytes(16),
         "daddr": bytes(16),
+        "src_names": 0,  # the agent's to fill, never the datapath's
+        "dst_names": 0,
     }
     for key in ("saddr", "daddr"):
         if key in fields:

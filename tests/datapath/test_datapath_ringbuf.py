@@ -14,7 +14,7 @@ from dp_packets import ETH_P_IP, IPPROTO_UDP, eth, ipv4, udp
 
 from flowscope.observer.datapath import Datapath, DatapathConfig
 from flowscope.observer.datapath.testrun import TC_ACT_OK, prog_test_run
-from flowscope.observer.events import record_stride
+from flowscope.observer.events import HEADER_SIZE, ring_capacity
 
 pytestmark = pytest.mark.bpf
 
@@ -44,14 +44,14 @@ def emit(dp: Datapath, sport: int, repeat: int = 1) -> None:
 
 
 def test_full_ring_counts_exactly_the_excess_in_lost(ring: Datapath) -> None:
-    capacity = PAGE // record_stride(CAPLEN)
+    capacity = ring_capacity(PAGE, CAPLEN)
     before = sum(ring.lost_counts())
     emit(ring, 1111, repeat=capacity + 25)
     assert sum(ring.lost_counts()) - before == 25
     batch = ring.reader().read_batch(0)
     assert len(batch) == capacity
     assert set(batch["sport"].tolist()) == {1111}
-    assert batch.dtype.itemsize == 112 + CAPLEN
+    assert batch.dtype.itemsize == HEADER_SIZE + CAPLEN
     emit(ring, 2222)  # reading freed the space
     assert sum(ring.lost_counts()) - before == 25
     assert ring.reader().read_batch(0)["sport"].tolist() == [2222]
@@ -113,7 +113,7 @@ def test_a_batch_of_events_wakes_a_blocked_reader(dp: Datapath) -> None:
 def test_reader_drains_millions_of_events_per_second(dp: Datapath) -> None:
     """The vectorised read: ~12 M events/s measured here (tests/datapath/bench_reader.py); 1 M the floor."""
     reader = dp.reader()
-    capacity = reader.data_size // record_stride(dp.config.caplen)
+    capacity = ring_capacity(reader.data_size, dp.config.caplen)
     total, spent = 0, 0.0
     for _ in range(20):
         emit(dp, 4444, repeat=capacity)

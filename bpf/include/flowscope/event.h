@@ -94,7 +94,11 @@ struct fs_event {
 	                      *      order, 0 when the packet had no tunnel key (overlay.h) */
 	__u8 saddr[16];      /*  80 */
 	__u8 daddr[16];      /*  96 */
-	__u8 data[FS_CAPLEN]; /* 112: the packet's first len_cap bytes, from the Ethernet header on */
+	__u32 src_names;     /* 112: the agent's, never the datapath's (which writes 0): the DNS names (or TLS server
+	                      *      name) known for saddr, as a name-set id the agent assigns when it stores the
+	                      *      record (observer/l7/names.py); 0 none */
+	__u32 dst_names;     /* 116: ... for daddr */
+	__u8 data[FS_CAPLEN]; /* 120: the packet's first len_cap bytes, from the Ethernet header on */
 };
 
 #endif /* FLOWSCOPE_EVENT_H */

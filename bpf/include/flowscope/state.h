@@ -78,7 +78,7 @@ BPF_PERCPU_ARRAY(scratch, struct fs_state, 1);
 
 /* The bytes of the event header: everything up to the captured packet. */
 #define FS_EVENT_HDR_LEN __builtin_offsetof(struct fs_event, data)
-_Static_assert(__builtin_offsetof(struct fs_event, data) == 112, "fs_event header layout changed");
+_Static_assert(__builtin_offsetof(struct fs_event, data) == 120, "fs_event header layout changed");
 
 /* What the entry program resets: from drop_reason to the end of the event header. */
 #define FS_STATE_RESET_OFF __builtin_offsetof(struct fs_state, drop_reason)
