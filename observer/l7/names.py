@@ -1,0 +1,273 @@
+"""Names for addresses: what each pod learnt an address is called, attached to records as they are stored.
+
+A flow to 10.200.1.12 says little; a flow to web.web.svc.lab says what the pod meant. Cilium learns this from
+the DNS answers its proxy sees, per endpoint (the FQDN cache), and Hubble fills `source_names` /
+`destination_names` from it. flowscope sees the same answers without a proxy (observer/l7/source.py parses
+them) and TLS ClientHellos' server names besides, and keeps them here:
+
+- `NameCache`: client address -> peer address -> {name: expiry}. Per client, because two pods may resolve one
+  address to different names, and a name one pod resolved says nothing about another pod's connection.
+- `NameSets`: the names are attached to a record when it is stored (`annotate`), as two u32 ids of name sets
+  in its header (src_names, dst_names). Storing ids keeps records fixed-size, and a `--last` long after the
+  TTL ran out still shows what the name was when the packet passed.
+
+Both are bounded (figures below), and `annotate` costs next to nothing on a batch with no named address: a
+vectorised membership test over the address columns, Python only for the rows that match.
+
+Names are kept lower-case without the trailing dot, as Hubble shows them ("web.web.svc.lab"). An answer's
+TTL is honoured with a floor of MIN_TTL_S (Cilium's --tofqdns-min-ttl defaults to 0 since it has connection
+tracking to keep names of live connections; flowscope has no such zombie list, so a floor plus "a flow that
+uses a name keeps it alive" stand in for it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from flowscope.observer.parser.columns import Side, addresses
+
+NANOS = 1_000_000_000
+MIN_TTL_S = 60  # a name outlives a shorter TTL by this much: connections opened just after the answer keep it
+SNI_TTL_S = 300  # a ClientHello carries no TTL; the connection it opens is usually short
+MAX_SETS = 65_536  # name sets remembered; an older id reads as no names
+MAX_PAIRS = 65_536  # (client, peer) pairs with names, over all clients
+MAX_PEERS_PER_CLIENT = 4_096  # so one pod resolving without end cannot push every other pod's names out
+MAX_NAMES_PER_PAIR = 16
+
+Address = bytes  # 16 bytes, as the record holds it: IPv4 in the first 4, zeros after (observer/events.py)
+
+
+class DnsAnswer(Protocol):
+    """What the cache reads of a DNS response (observer/l7/dns.py's DnsMessage has these)."""
+
+    @property
+    def query(self) -> str: ...
+    @property
+    def cnames(self) -> Sequence[str]: ...
+    @property
+    def ips(self) -> Sequence[str]: ...
+    @property
+    def ttl(self) -> int: ...
+
+
+def canonical_name(name: str) -> str:
+    """A name as flows show it and filters match it: lower-case, without the root's trailing dot."""
+    return name.strip().lower().rstrip(".")
+
+
+def record_address(text: str) -> Address | None:
+    """An address as text ("10.200.1.12", "fd00::12") in the record's 16-byte form; None when it is none."""
+    try:
+        packed = ipaddress.ip_address(text).packed
+    except ValueError:
+        return None
+    return packed.ljust(16, b"\0")
+
+
+def _fold(records: np.ndarray, side: Side) -> np.ndarray:
+    """Each record's address on one side folded into one uint64 (the two halves xor-ed): equal addresses fold
+    equal, so a sorted array of folded names finds the candidate rows; the exact test follows in Python."""
+    view = addresses(records, side)
+    return np.asarray(view["hi"] ^ view["lo"])
+
+
+def _fold_one(address: Address) -> int:
+    return int.from_bytes(address[:8], "big") ^ int.from_bytes(address[8:16], "big")
+
+
+class NameSets:
+    """Interned tuples of names, each known by a u32 id (0 = no names), the last MAX_SETS of them.
+
+    Ids grow and are never given twice, so an id held by an old record either still reads as the names it was
+    given or, once MAX_SETS newer sets were made, as () — never as someone else's names. A set still in use is
+    given a fresh id when its own has aged past half the ring, so the names of live traffic do not age out.
+    """
+
+    def __init__(self, capacity: int = MAX_SETS) -> None:
+        self._capacity = capacity
+        self._slots: list[tuple[int, tuple[str, ...]]] = [(0, ())] * capacity
+        self._ids: dict[tuple[str, ...], int] = {}
+        self._next = 1
+        self._lock = threading.Lock()  # interned on the ingest thread, read by every stream's decoder
+
+    def intern(self, names: tuple[str, ...]) -> int:
+        if not names:
+            return 0
+        with self._lock:
+            known = self._ids.get(names)
+            if known is not None and known > self._next - self._capacity // 2:
+                return known
+            set_id = self._next
+            self._next += 1
+            if self._next > 0xFFFF_FFFF:
+                self._next = 1  # after four billion sets: old ids may come back; they have long been evicted
+            slot = set_id % self._capacity
+            evicted_id, evicted = self._slots[slot]
+            if evicted_id and self._ids.get(evicted) == evicted_id:
+                del self._ids[evicted]
+            self._slots[slot] = (set_id, names)
+            self._ids[names] = set_id
+            return set_id
+
+    def names(self, set_id: int) -> tuple[str, ...]:
+        if not set_id:
+            return ()
+        stored_id, names = self._slots[set_id % self._capacity]
+        return names if stored_id == set_id else ()
+
+    def memory_bytes(self) -> int:
+        """A rough figure: the slots and the index, plus the names' text."""
+        with self._lock:
+            text = sum(sum(len(name) + 49 for name in names) + 56 for names in self._ids)
+        return self._capacity * 8 + len(self._ids) * 100 + text
+
+
+class NameCache:
+    """What each client learnt its peers are called, with expiry times (Cilium's per-endpoint FQDN cache).
+
+    Bounds: MAX_PAIRS (client, peer) pairs in all, MAX_PEERS_PER_CLIENT per client, MAX_NAMES_PER_PAIR names
+    per pair; the least recently learnt goes first. At the caps that is at most ~65k pairs × a few names:
+    some 20 MB in the worst case, a few KB in a lab.
+
+    `learn_*` and `annotate` run on the ingest thread; a lock keeps them whole should anything else call them.
+    Times are wall-clock ns (time.time_ns(), or a record's stamped ts), so they compare with the records'.
+    """
+
+    def __init__(self, sets: NameSets, min_ttl_s: int = MIN_TTL_S) -> None:
+        self.sets = sets
+        self._min_ttl_ns = min_ttl_s * NANOS
+        self._clients: OrderedDict[Address, OrderedDict[Address, dict[str, int]]] = OrderedDict()
+        self._pairs = 0
+        self._peers = np.empty(0, dtype=np.uint64)  # folded addresses that have names for some client, sorted
+        self._peers_stale = False
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many (client, peer) pairs have names."""
+        return self._pairs
+
+    # --- learning ------------------------------------------------------------------------------------------
+
+    def learn_dns(self, client: Address, message: DnsAnswer, now_ns: int) -> None:
+        """A DNS response `client` received: each A/AAAA address is called the query and every CNAME."""
+        ips = [address for address in map(record_address, message.ips) if address is not None]
+        names = [canonical_name(name) for name in (message.query, *message.cnames)]
+        names = [name for name in dict.fromkeys(names) if name]
+        if not ips or not names:
+            return
+        expiry = now_ns + max(int(message.ttl) * NANOS, self._min_ttl_ns)
+        with self._lock:
+            for peer in ips:
+                self._learn(client, peer, names, expiry)
+
+    def learn_sni(self, client: Address, server: Address, name: str, now_ns: int) -> None:
+        """A TLS ClientHello from `client` to `server` naming the server it wants (SNI)."""
+        canonical = canonical_name(name)
+        if not canonical:
+            return
+        with self._lock:
+            self._learn(client, server, [canonical], now_ns + SNI_TTL_S * NANOS)
+
+    def _learn(self, client: Address, peer: Address, names: Iterable[str], expiry: int) -> None:
+        if not any(peer):
+            return  # the unspecified address names nothing (and folds to every empty header's 0)
+        peers = self._clients.get(client)
+        if peers is None:
+            peers = self._clients[client] = OrderedDict()
+        self._clients.move_to_end(client)
+        entry = peers.get(peer)
+        if entry is None:
+            entry = peers[peer] = {}
+            self._pairs += 1
+            self._peers_stale = True
+        peers.move_to_end(peer)
+        for name in names:
+            entry[name] = max(entry.get(name, 0), expiry)
+            if len(entry) > MAX_NAMES_PER_PAIR:
+                del entry[min(entry, key=entry.__getitem__)]  # the one that expires first
+        if len(peers) > MAX_PEERS_PER_CLIENT:
+            peers.popitem(last=False)
+            self._pairs -= 1
+        while self._pairs > MAX_PAIRS:
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        client, peers = next(iter(self._clients.items()))
+        peers.popitem(last=False)
+        self._pairs -= 1
+        if not peers:
+            del self._clients[client]
+        self._peers_stale = True
+
+    # --- looking up ----------------------------------------------------------------------------------------
+
+    def lookup(self, client: Address, peer: Address, now_ns: int) -> tuple[str, ...]:
+        """The names `client` knows `peer` by at `now_ns`, sorted; a hit keeps them alive MIN_TTL_S longer, as
+        Cilium keeps the names of an address a live connection still uses."""
+        with self._lock:
+            return self._lookup(client, peer, now_ns)
+
+    def _lookup(self, client: Address, peer: Address, now_ns: int) -> tuple[str, ...]:
+        peers = self._clients.get(client)
+        entry = peers.get(peer) if peers is not None else None
+        if not entry:
+            return ()
+        alive = sorted(name for name, expiry in entry.items() if expiry > now_ns)
+        if len(alive) < len(entry):
+            for name in [name for name, expiry in entry.items() if expiry <= now_ns]:
+                del entry[name]
+            if not entry:
+                del peers[peer]  # type: ignore[union-attr]
+                self._pairs -= 1
+                self._peers_stale = True
+                return ()
+        keep = now_ns + self._min_ttl_ns
+        for name in alive:
+            if entry[name] < keep:
+                entry[name] = keep
+        return tuple(alive)
+
+    def _peer_array(self) -> np.ndarray:
+        if self._peers_stale:
+            folded = {_fold_one(peer) for peers in self._clients.values() for peer in peers}
+            self._peers = np.array(sorted(folded), dtype=np.uint64)
+            self._peers_stale = False
+        return self._peers
+
+    def annotate(self, batch: np.ndarray) -> None:
+        """Set src_names / dst_names of a writable batch of records (before it is stored): dst_names = what the
+        source calls the destination, src_names = what the destination calls the source (a reply's client is
+        its destination). Rows whose addresses have no names anywhere cost one vectorised test."""
+        if not self._pairs or not len(batch):
+            return
+        with self._lock:
+            peers = self._peer_array()
+            if not len(peers):
+                return
+            src, dst = _fold(batch, "src"), _fold(batch, "dst")
+            dst_rows = np.flatnonzero(_member(dst, peers))
+            src_rows = np.flatnonzero(_member(src, peers))
+            if not len(dst_rows) and not len(src_rows):
+                return
+            saddr, daddr, ts = batch["saddr"], batch["daddr"], batch["ts"]
+            for column, rows, clients, named in (
+                ("dst_names", dst_rows, saddr, daddr),
+                ("src_names", src_rows, daddr, saddr),
+            ):
+                for row in rows.tolist():
+                    names = self._lookup(clients[row].tobytes(), named[row].tobytes(), int(ts[row]))
+                    if names:
+                        batch[column][row] = self.sets.intern(names)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """values ∈ sorted_set, by binary search: cheaper than np.isin's sort of the (large) batch."""
+    at = np.searchsorted(sorted_set, values)
+    at[at == len(sorted_set)] = 0
+    return sorted_set[at] == values
