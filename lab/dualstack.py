@@ -6,6 +6,7 @@ are deployed, so one process serves both the IPv4 and the IPv6 traffic the lab g
 
 from __future__ import annotations
 
+import http.server
 import signal
 import socket
 import socketserver
@@ -41,6 +42,10 @@ class UDPServer(_DualStack, socketserver.ThreadingUDPServer):
 
 
 class TCPServer(_DualStack, socketserver.ThreadingTCPServer):
+    pass
+
+
+class HTTPServer(_DualStack, http.server.ThreadingHTTPServer):
     pass
 
 
