@@ -7,11 +7,22 @@ relay is the exception: it serves the root namespace, see lab/relay.py.)
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowscope.lab.topology import DNS_PORT, HTTP_PORT, TCP_RR_PORT, UDP_ECHO_PORT, Host, Pod, Topology
+from flowscope.lab.topology import (
+    DNS_PORT,
+    DOMAIN,
+    HTTP_PORT,
+    HTTPS_PORT,
+    TCP_RR_PORT,
+    UDP_ECHO_PORT,
+    Host,
+    Pod,
+    Topology,
+)
 
 
 @dataclass(frozen=True)
@@ -24,15 +35,25 @@ class Service:
 
 
 def servers(topology: Topology, python: str = sys.executable) -> list[Service]:
-    """The cluster DNS, the web pods' and the world's HTTP servers, and the server pod's echo servers."""
+    """The cluster DNS, the web pods' and the world's HTTP and HTTPS servers, and the server pod's echo servers."""
     dns = topology.pod_with("k8s-app", "kube-dns")
     server = topology.pod_with("app", "server")
     http = [
         Service(
             f"http-{host.name}",
             host.netns,
-            [python, "-m", "http.server", str(HTTP_PORT), "--bind", "::", "--directory", str(www_dir(topology, host))],
-            (("tcp", HTTP_PORT),),
+            [
+                python,
+                "-m",
+                "flowscope.lab.http_server",
+                "--directory",
+                str(www_dir(topology, host)),
+                "--cert",
+                str(certificate_file(topology)),
+                "--key",
+                str(key_file(topology)),
+            ],
+            (("tcp", HTTP_PORT), ("tcp", HTTPS_PORT)),
         )
         for host in web_hosts(topology)
     ]
@@ -87,11 +108,54 @@ def www_dir(topology: Topology, host: Pod | Host) -> Path:
     return topology.state_dir / "www" / host.name
 
 
+def certificate_file(topology: Topology) -> Path:
+    """The lab's HTTPS certificate, which a client trusts to verify any of its servers (`curl --cacert`)."""
+    return topology.state_dir / "tls" / "cert.pem"
+
+
+def key_file(topology: Topology) -> Path:
+    """Its private key: beside it, outside every www directory, so no server hands it out."""
+    return topology.state_dir / "tls" / "key.pem"
+
+
 def write_www(topology: Topology) -> None:
-    """The page each HTTP server hands out: it names the lab and the host that served it, so a client of the
-    web service can tell which backend answered."""
+    """What the web servers serve: each one's page, and the certificate they share.
+
+    The page names the lab and the host that served it, so a client of the web service can tell which backend
+    answered."""
     for host in web_hosts(topology):
         www = www_dir(topology, host)
         www.mkdir(parents=True, exist_ok=True)
         page = f"<!doctype html><title>flowscope lab {topology.name}</title><p>hello from {host.name}</p>\n"
         (www / "index.html").write_text(page)
+    write_certificate(topology)
+
+
+def web_service_name(topology: Topology) -> str:
+    """The name HTTPS clients of the web service ask for (and send as the TLS server name): web.web.svc.lab."""
+    web = topology.service("web/web")
+    return f"{web.name}.{web.namespace}.{DOMAIN}"
+
+
+def certificate_names(topology: Topology) -> list[str]:
+    """Every name and address a client may reach an HTTPS server by: each web pod's DNS name and addresses, the
+    web service's name and ClusterIPs, and the world host's name and addresses."""
+    web = topology.service("web/web")
+    names = [f"DNS:{web_service_name(topology)}", *(f"IP:{ip}" for ip in web.cluster_ips)]
+    for host in web_hosts(topology):
+        name = host.fqdn.rstrip(".") if isinstance(host, Pod) else host.name
+        names += [f"DNS:{name}", f"IP:{host.ipv4}", f"IP:{host.ipv6}"]
+    return names
+
+
+def write_certificate(topology: Topology) -> None:
+    """One self-signed certificate (P-256, 30 days) for every HTTPS server of the lab, made anew by each `lab
+    up`: one file lets a client verify whichever backend of the web service answers."""
+    cert, key = certificate_file(topology), key_file(topology)
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    argv += ["-days", "30", "-subj", f"/O=flowscope lab/CN={topology.name}"]
+    argv += ["-addext", f"subjectAltName={','.join(certificate_names(topology))}"]
+    done = subprocess.run([*argv, "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl could not make the lab's certificate: {done.stderr.strip()}")

@@ -38,6 +38,7 @@ TUNNEL_VNI = 77  # Cilium carries the source's identity here; the lab's routes c
 GATEWAY_V4 = "169.254.1.1"
 GATEWAY_V6 = "fe80::1"
 HTTP_PORT = 80
+HTTPS_PORT = 443
 DNS_PORT = 53
 TCP_RR_PORT = 9000
 UDP_ECHO_PORT = 9001
@@ -56,13 +57,16 @@ _PODS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("web2", "web", {"app": "web"}),
 )
 
-# The lab's services: web/web in front of both web pods, the cluster DNS, and a NodePort the world host can
-# reach on any node (the server pod's request/response port).
+# The lab's services: web/web in front of both web pods (HTTP and HTTPS), the cluster DNS, and a NodePort the
+# world host can reach on any node (the server pod's request/response port).
 _SERVICES: tuple[Service, ...] = (
     Service(
         name="web",
         namespace="web",
-        ports=(ServicePort(name="http", protocol="TCP", port=HTTP_PORT, target_port=HTTP_PORT),),
+        ports=(
+            ServicePort(name="http", protocol="TCP", port=HTTP_PORT, target_port=HTTP_PORT),
+            ServicePort(name="https", protocol="TCP", port=HTTPS_PORT, target_port=HTTPS_PORT),
+        ),
         selector={"app": "web"},
     ),
     Service(

@@ -132,7 +132,7 @@ def test_the_labs_services() -> None:
         for service in topology.services
     }
     assert shown == {
-        "web/web": ("ClusterIP", ("10.96.16.153", "fd96::1099"), [("TCP", 80, 80, 0)]),
+        "web/web": ("ClusterIP", ("10.96.16.153", "fd96::1099"), [("TCP", 80, 80, 0), ("TCP", 443, 443, 0)]),
         "kube-system/kube-dns": ("ClusterIP", ("10.96.77.224", "fd96::4de0"), [("UDP", 53, 53, 0), ("TCP", 53, 53, 0)]),
         "default/server-np": ("NodePort", ("10.96.176.17", "fd96::b011"), [("TCP", 9000, 9000, 30900)]),
     }
