@@ -1,11 +1,11 @@
 """The lab's traffic: real programs (curl, dig, ping, the echo clients) run in pods and the world, forever.
 
 Each round runs every probe once, one after another, then pauses about a second, so a flow observer sees a
-steady mix: HTTP over IPv4 and IPv6 (through the web/web service's ClusterIPs, and straight to a pod), DNS over
-UDP and TCP (through kube-dns's ClusterIPs) (answers and NXDOMAIN), ICMP echo both ways, a TCP
-request/response, UDP datagrams, the world reaching a pod and pods reaching the world. With two nodes or more
-the client's traffic to the server and web pods crosses nodes. One summary line a round goes to the log, and
-the output of any probe that failed.
+steady mix: HTTP over IPv4 and IPv6 (through the web/web service's ClusterIPs, and straight to a pod; pages, 404
+and 500 answers), HTTPS naming the service in its ClientHello (SNI), DNS over UDP and TCP (through kube-dns's
+ClusterIPs) (answers and NXDOMAIN), ICMP echo both ways, a TCP request/response, UDP datagrams, the world
+reaching a pod and pods reaching the world. With two nodes or more the client's traffic to the server and web
+pods crosses nodes. One summary line a round goes to the log, and the output of any probe that failed.
 
     python -m lab.traffic --name lab --nodes 1 [--interval 1.0] [--rounds 0 (forever)]
 """
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from flowscope.lab.netns import exec_argv
+from flowscope.lab.services import certificate_file, web_service_name
 from flowscope.lab.topology import DOMAIN, TCP_RR_PORT, UDP_ECHO_PORT, Topology, plan
 from flowscope.observer.metadata import Service
 
@@ -51,6 +52,10 @@ def probes(topology: Topology, python: str = sys.executable, services: bool = Fa
     curl = ["curl", "--silent", "--show-error", "--output", "/dev/null", "--max-time", "2", "--globoff"]
     dig = ["dig", "+time=1", "+tries=1"]
     echo = [python, "-m", "flowscope.lab.echo_servers"]
+    # curl resolves the service's name to the address chosen here, so the ClientHello names the server (SNI)
+    # and the answer is verified against the lab's certificate.
+    web_name = web_service_name(topology)
+    https = [*curl, "--cacert", str(certificate_file(topology)), "--resolve", f"{web_name}:443:{web_v4}"]
 
     def ping(address: str) -> list[str]:
         return ["ping", "-c", "1", "-W", "1", address]
@@ -59,6 +64,9 @@ def probes(topology: Topology, python: str = sys.executable, services: bool = Fa
         Probe(f"http client->{web_to} v4", client.netns, [*curl, f"http://{web_v4}/"]),
         Probe(f"http client->{web_to} v6", client.netns, [*curl, f"http://[{web_v6}]/"]),
         Probe("http client->web pod v4", client.netns, [*curl, f"http://{web.ipv4}/"]),
+        Probe(f"http client->{web_to} 404", client.netns, [*curl, f"http://{web_v4}/status/404"]),
+        Probe(f"http client->{web_to} 500", client.netns, [*curl, f"http://{web_v4}/status/500"]),
+        Probe(f"https client->{web_to}", client.netns, [*https, f"https://{web_name}/"]),
         Probe(f"dns client->{dns_to} A", client.netns, [*dig, f"@{dns_v4}", server.fqdn, "A"]),
         Probe(f"dns client->{dns_to} AAAA v6", client.netns, [*dig, f"@{dns_v6}", web.fqdn, "AAAA"]),
         Probe(f"dns client->{dns_to} tcp", client.netns, [*dig, "+tcp", f"@{dns_v4}", web.fqdn, "A"]),
