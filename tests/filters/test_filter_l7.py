@@ -92,7 +92,13 @@ CTX = dataclasses.replace(context(), l7=STORE)
 
 def flow_of(name: str) -> pb.Flow:
     """The flow the decoder sends for a record, as far as these filters look at it."""
-    flow = pb.Flow(event_type=pb.CiliumEventType(type=int(ALL[name]["type"][0])))
+    row = ALL[name][0]
+    flow = pb.Flow(event_type=pb.CiliumEventType(type=int(row["type"])))
+    ports = {"source_port": int(row["sport"]), "destination_port": int(row["dport"])}
+    if row["l4_proto"] == 6:
+        flow.l4.TCP.CopyFrom(pb.TCP(**ports))
+    elif row["l4_proto"] == 17:
+        flow.l4.UDP.CopyFrom(pb.UDP(**ports))
     if name in MESSAGES:
         flow.l7.CopyFrom(pb.Layer7.FromString(STORE.get(SEQS[name]).layer7))  # type: ignore[union-attr]
     return flow
@@ -226,3 +232,15 @@ def test_malformed_status_codes_are_refused(code: str) -> None:
 )
 def test_url_path_reads_a_request_uri_as_go_does(url: str, path: str | None) -> None:
     assert url_path(url) == path
+
+
+def test_protocol_names_an_l7_kind_as_hubble_does() -> None:
+    dns_flows, http_flows = (
+        ["dns_query", "dns_answer", "nxdomain"],
+        [n for n in MESSAGES if n.startswith(("get", "resp", "post"))],
+    )
+    assert only(protocol=["DNS"]) == dns_flows
+    assert only(protocol=["http"]) == http_flows
+    assert only(protocol=["kafka"]) == []
+    assert only(protocol=["udp"]) == [*dns_flows, "trace_dns"]  # an L7 flow has its L4 too
+    assert only(protocol=["dns", "tcp"]) == [*dns_flows, *http_flows, "trace_http", "evicted"]
