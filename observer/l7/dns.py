@@ -7,8 +7,8 @@ be DNS at all gives None, so that traffic on port 53 that is something else stay
 
 from __future__ import annotations
 
-import ipaddress
 import re
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -19,6 +19,8 @@ MIN_RECORD = 11  # root name, type, class, ttl, rdlength
 MAX_POINTER_HOPS = 64  # a longer chain of compression pointers is a loop, or as good as one
 MAX_NAME = 255  # RFC 1035 3.1: a name in wire form is at most 255 bytes
 VALID_OPCODES = frozenset({0, 1, 2, 4, 5, 6})  # QUERY, IQUERY, STATUS, NOTIFY, UPDATE, DSO
+
+V4_MAPPED = bytes(10) + b"\xff\xff"
 
 TYPE_A = 1
 TYPE_CNAME = 5
@@ -158,6 +160,13 @@ def parse_dns(payload: bytes, tcp: bool) -> DnsMessage | None:
     return _Decoder(msg).decode(cut)
 
 
+def _ipv6_text(address: bytes) -> str:
+    """An AAAA address as Hubble prints it (Go's net.IP): an IPv4-mapped one as the IPv4 address it maps."""
+    if address.startswith(V4_MAPPED):
+        return socket.inet_ntop(socket.AF_INET, address[12:])
+    return socket.inet_ntop(socket.AF_INET6, address)
+
+
 class _Decoder:
     """Walks one message's sections, keeping what Hubble reports; `_Stop` ends the walk with what it has."""
 
@@ -229,9 +238,9 @@ class _Decoder:
         self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)
         rdata = self.msg[rdata_at : rdata_at + rdlength]
         if rrtype == TYPE_A and rdlength == 4:
-            self.ips.append(str(ipaddress.IPv4Address(rdata)))
+            self.ips.append(socket.inet_ntop(socket.AF_INET, rdata))
         elif rrtype == TYPE_AAAA and rdlength == 16:
-            self.ips.append(str(ipaddress.IPv6Address(rdata)))
+            self.ips.append(_ipv6_text(rdata))
         elif rrtype == TYPE_CNAME:
             target, end = _read_name(self.msg, rdata_at)
             if end != self.offset:

@@ -27,7 +27,7 @@ _REQUEST_LINE = re.compile(rb"([A-Z]{3,12}) ([\x21-\x7e]+) (HTTP/1\.[0-9])")
 # A request line the capture cut short: the method, the target as far as it goes, maybe part of the version.
 _REQUEST_START = re.compile(rb"([A-Z]{3,12}) ([\x21-\x7e]*)(?: [\x21-\x7e]*)?\r?")
 _STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
-_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*")
+_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):(.*)")  # the value's OWS is stripped after: no backtracking
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})(?:;[^\r\n]*)?")
 _LINE_END = re.compile(rb"\r?\n")
 
@@ -129,7 +129,7 @@ def _fields(lines: list[bytes]) -> tuple[tuple[tuple[str, str], ...], bool]:
         field = _FIELD.fullmatch(line)
         if field is None:
             return tuple(fields), False
-        fields.append((field[1].decode(), field[2].decode("latin-1")))
+        fields.append((field[1].decode(), field[2].strip(b" \t").decode("latin-1")))
     return tuple(fields), True
 
 

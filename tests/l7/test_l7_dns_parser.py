@@ -95,3 +95,9 @@ def test_what_is_not_dns_gives_none() -> None:
     assert parse_dns(struct.pack("!HHHHHH", 1, 0x0100, 0, 0, 0, 0), tcp=False) is None  # no question, no answer
     assert parse_dns(struct.pack("!HHHHHH", 1, 0x3900, 1, 0, 0, 0), tcp=False) is None  # opcode 7
     assert parse_dns(b"\x00", tcp=True) is None
+
+
+def test_an_ipv4_mapped_aaaa_prints_as_hubble_does() -> None:
+    mapped = bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1])
+    message = parse_dns(dns_message(6, 0x8180, [("m.", 28)], [(QUESTION_POINTER, 28, 5, mapped)]), tcp=False)
+    assert message is not None and message.ips == ("10.0.0.1",)

@@ -100,3 +100,8 @@ def test_only_allow_listed_headers_are_kept() -> None:
     headers = (("Host", "w"), ("Authorization", "Bearer x"), ("X-Request-Id", "7"))
     assert allowed_headers(headers, frozenset({"x-request-id", "host"})) == (("Host", "w"), ("X-Request-Id", "7"))
     assert allowed_headers(headers, frozenset()) == ()
+
+
+def test_field_values_lose_their_surrounding_whitespace_only() -> None:
+    [request] = parse_http(b"GET / HTTP/1.1\r\nX-A: \t a  b" + b" " * 900 + b"c \t\r\n\r\n")
+    assert isinstance(request, HttpRequest) and request.headers == (("X-A", "a  b" + " " * 900 + "c"),)
