@@ -42,9 +42,14 @@ flows/s over 2, 10 and 40 s, the packets and bytes of aggregated flows, drops in
 flows/s, drops, lost events and node status. Takes observe's filter and server flags; starts with the last
 40 s unless --last, --all or --since says otherwise.
 
-Keys: q quit, / edit the filter (observe's flags, checked as typed; Enter applies, Esc cancels), r sort by
-rate (again: 2s/10s/40s window), l last seen, d drops first, t total, f freeze the order, p pause,
-arrows/PgUp/PgDn/Home/End scroll.
+The L7 view (key v, or --l7 to start in it) shows the agent's L7 flows instead: a row per client → server,
+protocol/port and what was asked (a DNS name and query type, an HTTP method and path), with the answers by
+status (HTTP 2xx/4xx/5xx, DNS NOERROR/NXDOMAIN/...), requests/s, errors, and the p50/p95 latency of the
+answers (since top started or the filter changed; within 10%).
+
+Keys: q quit, / edit the filter (observe's flags, checked as typed; Enter applies, Esc cancels), v switch
+between connections and L7, r sort by rate (again: 2s/10s/40s window), l last seen, d drops (L7: errors)
+first, t total, s slowest p95 (L7), f freeze the order, p pause, arrows/PgUp/PgDn/Home/End scroll.
 """
 
 
@@ -61,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_filter_flags(parser)
     add_server_flags(parser)
     parser.add_argument("--refresh", type=_hertz, default=4.0, metavar="HZ", help="frames a second, 4 to 10 (4)")
+    parser.add_argument("--l7", action="store_true", help="start in the L7 view (DNS, HTTP); key v switches")
     # What observe's request building reads from its output flags: text output, the default field mask.
     parser.set_defaults(run=run, output="compact", field_mask=[], use_default_field_masks=True)
 
@@ -83,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise CliError("top needs a terminal for its screen and keys; for a stream of flows use 'observe -f'")
     with connect(ServerOptions.from_args(args)) as connection:
-        return Viewer(connection, LiveFilter(args), initial_text(args), 1.0 / args.refresh).run(request)
+        viewer = Viewer(connection, LiveFilter(args), initial_text(args), 1.0 / args.refresh)
+        viewer.controls.shown = "l7" if args.l7 else "flows"
+        return viewer.run(request)
 
 
 class Stream:

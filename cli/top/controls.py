@@ -1,4 +1,5 @@
-"""What the keys of `flowscope top` change: sort key, frozen order, pause, scroll position, the filter line.
+"""What the keys of `flowscope top` change: the view (connections or L7), sort key, frozen order, pause, scroll
+position, the filter line.
 
 Kept apart from the terminal and from rich so it can be driven key by key in tests. `handle` returns an
 `Action` only for what the command itself must do (quit, reconnect with a new filter); everything else is
@@ -13,10 +14,16 @@ from enum import Enum
 
 import numpy as np
 
-from flowscope.cli.top.state import WINDOWS, Snapshot, sort_order
+from flowscope.cli.top.state import WINDOWS, Rows, Snapshot, sort_order
 
-SORTS = {"r": "rate", "l": "last", "d": "drops", "t": "total"}
-HELP = "q quit  / filter  r rate (again: window)  l last seen  d drops  t total  f freeze  p pause  ↑↓ PgUp PgDn"
+SORTS = {"r": "rate", "l": "last", "d": "drops", "t": "total", "s": "slow"}
+VIEWS = ("flows", "l7")  # `v` goes round them
+HELP = {
+    "flows": "q quit  / filter  v L7 view  r rate (again: window)  l last seen  d drops  t total  f freeze  p pause  "
+    "↑↓ PgUp PgDn",
+    "l7": "q quit  / filter  v connections  r rate (again: window)  l last seen  d errors  t total  s slowest p95  "
+    "f freeze  p pause  ↑↓ PgUp PgDn",
+}
 
 
 class Action(Enum):
@@ -35,12 +42,13 @@ class FilterLine:
 class Controls:
     """The viewer's state between frames."""
 
-    def __init__(self, filter_text: str, validate: Callable[[str], str | None]) -> None:
+    def __init__(self, filter_text: str, validate: Callable[[str], str | None], view: str = "flows") -> None:
         self.filter_text = filter_text  # the filter the stream uses
         self.fallback: str | None = None  # the filter before it, to go back to if a server refuses this one
         self.refusal: str | None = None  # why a server refused the last filter applied, shown whole
         self.validate = validate
         self.editing: FilterLine | None = None
+        self.shown = view  # `v`: the connections (L3/L4 flows) or the L7 messages (DNS, HTTP)
         self.sort = "rate"
         self.window = 1  # index into WINDOWS that rate sorting uses: 10 s, steady enough to read
         self.freeze = False  # `f`: keep the order rows had when it was pressed, new rows at the end
@@ -53,7 +61,13 @@ class Controls:
 
     @property
     def sort_label(self) -> str:
-        return f"rate {WINDOWS[self.window]}s" if self.sort == "rate" else self.sort
+        if self.sort == "rate":
+            return f"rate {WINDOWS[self.window]}s"
+        return {"drops": "errors", "slow": "slowest p95"}.get(self.sort, self.sort) if self.shown == "l7" else self.sort
+
+    @property
+    def help(self) -> str:
+        return HELP[self.shown]
 
     def handle(self, key: str) -> Action | None:
         """Apply one key (a character or a name from `keys.decode`)."""
@@ -64,7 +78,12 @@ class Controls:
         if key == "/":
             text = self.filter_text + " " if self.filter_text else ""  # ready for the next flag
             self.editing = FilterLine(text, self.validate(text))
-        elif key in SORTS:
+        elif key == "v":
+            self.shown = VIEWS[(VIEWS.index(self.shown) + 1) % len(VIEWS)]
+            self.freeze, self.frozen, self.offset = False, None, 0  # a frozen order is of the other view's rows
+            if self.sort == "slow" and self.shown != "l7":
+                self.sort = "rate"
+        elif key in SORTS and not (SORTS[key] == "slow" and self.shown != "l7"):  # only L7 rows have latency
             if SORTS[key] == "rate" and self.sort == "rate":
                 self.window = (self.window + 1) % len(WINDOWS)
             self.sort = SORTS[key]
@@ -127,19 +146,23 @@ class Controls:
         return None
 
     def view(self, take: Callable[[], Snapshot]) -> tuple[Snapshot, np.ndarray]:
-        """The snapshot to show (the paused one, or a new one) and its rows in display order."""
+        """The snapshot to show (the paused one, or a new one) and the rows of the view in display order."""
         if not self.pause:
             self.paused = None
         snapshot = self.paused if self.paused is not None else take()
         if self.pause:
             self.paused = snapshot
-        order = sort_order(snapshot, self.sort, self.window)
+        rows: Rows = snapshot.l7 if self.shown == "l7" else snapshot
+        if self.sort == "slow" and self.shown == "l7":
+            order = snapshot.l7.slowest_first(self.window)
+        else:
+            order = sort_order(rows, "rate" if self.sort == "slow" else self.sort, self.window)
         if not self.freeze:
             self.frozen = None
         elif self.frozen is None:
             self.frozen = order
         else:  # rows are never removed, so rows new since the freeze are exactly the higher indexes
-            order = np.concatenate([self.frozen, np.arange(len(self.frozen), len(snapshot))])
+            order = np.concatenate([self.frozen, np.arange(len(self.frozen), len(rows))])
         self.rows = len(order)
         self.offset = max(0, min(self.offset, self.rows - self.page))
         return snapshot, order

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from flowscope.api.flow import flow_pb2
 from flowscope.cli.printer import fields
@@ -107,3 +108,68 @@ def row_key(flow: flow_pb2.Flow) -> RowKey:
         style,
         flow.verdict in _DROPPING,
     )
+
+
+class L7Key(NamedTuple):
+    """What makes an L7 row: client → server, the protocol and port, and what was asked (`GET /status/404`,
+    `web.web.svc.lab. A`). A response counts in its request's row: it is turned around like a reply, and it
+    carries what was asked (DNS: the question; HTTP: the request's method and url, as Hubble's pairing gives)."""
+
+    source: str
+    destination: str
+    protocol: str  # `UDP/53`, `TCP/8080`
+    kind: str  # `DNS`, `HTTP`, or `L7` when the flow's L7 fields are gone (its store entry was evicted)
+    request: str
+
+
+class L7Message(NamedTuple):
+    """What one L7 flow adds to its row."""
+
+    key: L7Key
+    response: bool
+    status: int  # a slot of the row's status counts: HTTP code // 100, DNS rcode (6: any other); -1 for none
+    error: bool  # an HTTP 4xx/5xx or a DNS answer other than NOERROR
+    latency_ns: int  # of a response from its request; 0 when unpaired
+
+
+DNS_OTHER_RCODE = 6
+
+
+def l7_message(flow: flow_pb2.Flow) -> L7Message:
+    """The row and the counts of an L7 flow (flow.Type == L7)."""
+    layer7 = flow.l7
+    record = layer7.WhichOneof("record") if flow.HasField("l7") else None
+    if record is not None:
+        response = layer7.type == flow_pb2.RESPONSE
+    else:
+        response = flow.HasField("is_reply") and flow.is_reply.value
+    source, destination = _ends(flow)
+    source_port, destination_port = fields.ports(flow)
+    if response:
+        source, destination, destination_port = destination, source, source_port
+    kind = flow.l4.WhichOneof("protocol") or ""
+    protocol = f"{kind}/{destination_port}" if destination_port and destination_port != "0" else kind
+    status, error = -1, False
+    if record == "dns":
+        label, request = "DNS", f"{layer7.dns.query} {','.join(layer7.dns.qtypes)}".strip()
+        if response:
+            status, error = min(layer7.dns.rcode, DNS_OTHER_RCODE), layer7.dns.rcode != 0
+    elif record == "http":
+        http = layer7.http
+        label, request = "HTTP", f"{http.method} {_path(http.url)}".strip()
+        if response:
+            status, error = (http.code // 100 if 100 <= http.code < 600 else 0), http.code >= 400
+    else:
+        label, request = ("L7", "?") if record is None else (record.upper(), "")
+    key = L7Key(clean(source), clean(destination), protocol, label, clean(request))
+    return L7Message(key, response, status, error, layer7.latency_ns if response else 0)
+
+
+def _path(url: str) -> str:
+    """The path of a request's url, without query or fragment (they make a row per request, and are redacted
+    by default anyway): `http://web/status/404?x=1` and `/status/404` are both `/status/404`."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = url.partition("?")[0]
+    return path or "/"

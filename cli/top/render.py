@@ -1,4 +1,5 @@
-"""One frame of `flowscope top`: header, the visible slice of the rows, footer.
+"""One frame of `flowscope top`: header, the visible slice of the view's rows (connections, or L7 messages:
+l7render.py), footer.
 
 Rendering costs time linear in the rows laid out, so only the rows on screen ever are, and every column has
 a fixed width, so a row is one line of text cut and padded to those widths (see `table`). When the screen is
@@ -10,31 +11,20 @@ frame is built from a Snapshot, at the refresh rate, never per flow.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
-from rich.cells import cell_len, set_cell_size
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from flowscope.cli.top.controls import HELP, Controls
+from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, fit, human, layout, rate
+from flowscope.cli.top.controls import Controls
+from flowscope.cli.top.l7render import L7_COLUMNS, SORTED_TITLES, l7_cells
 from flowscope.cli.top.state import WINDOWS, Nodes, Snapshot
 
 HEADER_LINES, FOOTER_LINES = 2, 3
 CHROME = HEADER_LINES + 1 + FOOTER_LINES  # every line that is not a row: header, column titles, footer
-MIN_NAME = 14  # narrowest source/destination before the extra columns (40 s rate, packets, bytes, 2 s rate) go
-NARROW_NAME = 8  # ... and before the reason, flows and last-seen columns go: at 80 columns they stay
-
-Cell = tuple[str, str]  # text and style
-
-
-@dataclass(frozen=True)
-class Column:
-    title: str
-    width: int  # 0: shares what the fixed columns leave
-    right: bool = False
-    drop_rank: int = 0  # removed first when the screen is narrow (higher goes first); 0 stays
-    min_name: int = MIN_NAME  # it gives way only while the names would be narrower than this
 
 
 COLUMNS = (
@@ -65,53 +55,6 @@ def refusal(controls: Controls, width: int) -> list[Text]:
     return [Text(line, style="bold red", no_wrap=True, overflow="crop") for line in lines]
 
 
-def layout(width: int) -> tuple[list[Column], int]:
-    """The columns that fit `width` and the width of each name column."""
-    columns = list(COLUMNS)
-    while True:
-        fixed = sum(column.width + 1 for column in columns if column.width) + 2
-        name_width = (width - fixed) // 2
-        optional = [column for column in columns if column.drop_rank and name_width < column.min_name]
-        if not optional:
-            return columns, max(name_width, 6)
-        columns.remove(max(optional, key=lambda column: column.drop_rank))
-
-
-def human(value: float) -> str:
-    """A count in at most 6 characters: 950, 12.3k, 4.5M, 1.2G."""
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= limit:
-            return f"{value / limit:.1f}{suffix}"
-    return f"{value:.0f}"
-
-
-def rate(value: float) -> Cell:
-    """Flows per second, with two decimals below 1 (a connection seen once in 40 s is 0.03, not 0.0)."""
-    if value <= 0:
-        return ("·", "dim")
-    if value < 1:
-        return (f"{value:.2f}", "")
-    return (f"{value:.1f}" if value < 100 else human(value), "")
-
-
-def age(seconds: float) -> str:
-    if seconds < 1:
-        return "now"
-    for limit, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds >= limit:
-            return f"{seconds // limit:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def fit(text: str, width: int, right: bool = False) -> str:
-    """Exactly `width` terminal cells: cut short with an ellipsis, or padded."""
-    length = cell_len(text)
-    if length > width:
-        return set_cell_size(text, width - 1) + "…"
-    padding = " " * (width - length)
-    return padding + text if right else text + padding
-
-
 def _cells(snapshot: Snapshot, row: int) -> dict[str, Cell]:
     key = snapshot.keys[row]
     aggregated = bool(snapshot.aggregated[row])
@@ -136,15 +79,22 @@ def table(snapshot: Snapshot, rows: np.ndarray, controls: Controls, width: int) 
 
     Not a rich Table: with every width fixed there is nothing for a Table to lay out, and it costs ~1 ms a
     row to render (a Padding and a wrap per cell), where a line of text costs a few tens of microseconds."""
-    columns, name_width = layout(width)
+    cells_of: Callable[[int], dict[str, Cell]]
+    if controls.shown == "l7":
+        columns, name_width = layout(width, L7_COLUMNS)
+        sorted_title = SORTED_TITLES
+        cells_of = partial(l7_cells, snapshot.l7)
+    else:
+        columns, name_width = layout(width, COLUMNS)
+        sorted_title = {"last": "SEEN", "total": "FLOWS", "drops": "VERDICT"}
+        cells_of = partial(_cells, snapshot)
     placed = [(column, column.width or name_width) for column in columns]
-    sorted_title = {"rate": f"{WINDOWS[controls.window]}s/s", "last": "SEEN", "total": "FLOWS", "drops": "VERDICT"}
-    marked = "" if controls.freeze else sorted_title[controls.sort]
+    marked = "" if controls.freeze else sorted_title.get(controls.sort, f"{WINDOWS[controls.window]}s/s")
     text = Text(no_wrap=True, overflow="crop")
     titles = [fit(column.title + "▼" * (column.title == marked), size, column.right) for column, size in placed]
     text.append(" ".join(titles) + " ", style="bold reverse")
     for row in rows:
-        cells = _cells(snapshot, int(row))
+        cells = cells_of(int(row))
         text.append("\n")
         for column, size in placed:
             value, style = cells[column.title]
@@ -154,10 +104,12 @@ def table(snapshot: Snapshot, rows: np.ndarray, controls: Controls, width: int) 
 
 
 def header(controls: Controls) -> list[Text]:
-    """The title with the sort and the FROZEN/PAUSED states, then the filter line (or the one being typed)."""
+    """The title with the view (when it is L7), the sort and the FROZEN/PAUSED states, then the filter line (or
+    the one being typed)."""
     flags = [name for name, on in (("FROZEN", controls.freeze), ("PAUSED", controls.pause)) if on]
     title = Text.assemble(
         ("flowscope top", "bold"),
+        ("  L7 view (DNS, HTTP)" if controls.shown == "l7" else "", "bold magenta"),
         f"  sort: {controls.sort_label}  ",
         (" ".join(flags), "bold yellow"),
         no_wrap=True,
@@ -186,13 +138,45 @@ def _nodes(nodes: Nodes) -> Text:
     return text
 
 
-def footer(snapshot: Snapshot, first: int, shown: int, server: str) -> list[Text]:
-    """The counts that matter (flows/s and drops/s over 2 s, drops, lost events), where the flows come from
-    (the server, a broken stream, the nodes), and the keys."""
+def _l7_stats(snapshot: Snapshot, span: str) -> Text:
+    """The L7 view's counts: requests/s over 2 s, answers, errors, lost events, L7 messages."""
+    l7 = snapshot.l7
+    errors = int(l7.errors.sum())
+    return Text.assemble(
+        ("requests/s ", "bold"),
+        f"{float(l7.rates[0].sum()):.1f}   ",
+        ("answers ", "bold"),
+        f"{int(l7.responses.sum()):,}   ",
+        ("errors ", "bold"),
+        (f"{errors:,}", "bold red" if errors else ""),
+        ("   lost events ", "bold"),
+        (f"{snapshot.lost:,}", "bold red" if snapshot.lost else ""),
+        ("   L7 messages ", "bold"),
+        f"{l7.messages:,} of {snapshot.flows:,} flows",
+        ("   rows ", "bold"),
+        f"{len(l7):,} (showing {span})",
+    )
+
+
+def footer(snapshot: Snapshot, first: int, shown: int, server: str, view: str = "flows", keys: str = "") -> list[Text]:
+    """The counts that matter (flows/s and drops/s over 2 s, drops, lost events; in the L7 view requests/s and
+    errors), where the flows come from (the server, a broken stream, the nodes), and the keys."""
+    span = f"{first + 1}-{first + shown}" if shown else "0"
+    stats = _l7_stats(snapshot, span) if view == "l7" else _flow_stats(snapshot, span)
+    state = Text.assemble(("server ", "bold"), server, "   ")
+    if snapshot.error:  # before the nodes: a narrow screen cuts the end of the line
+        state.append(f"✗ {snapshot.error}   ", style="bold red")
+    state.append_text(_nodes(snapshot.nodes))
+    lines = [stats, state, Text(keys, style="dim")]
+    for line in lines:
+        line.no_wrap, line.overflow = True, "ellipsis"
+    return lines
+
+
+def _flow_stats(snapshot: Snapshot, span: str) -> Text:
     flows_rate = float(snapshot.rates[0].sum())
     drops_rate = float(snapshot.rates[0][snapshot.drop].sum())
-    span = f"{first + 1}-{first + shown}" if shown else "0"
-    stats = Text.assemble(
+    return Text.assemble(
         ("flows/s ", "bold"),
         f"{flows_rate:.1f}   ",
         ("drops/s ", "bold"),
@@ -206,14 +190,6 @@ def footer(snapshot: Snapshot, first: int, shown: int, server: str) -> list[Text
         ("   rows ", "bold"),
         f"{len(snapshot):,} (showing {span})",
     )
-    state = Text.assemble(("server ", "bold"), server, "   ")
-    if snapshot.error:  # before the nodes: a narrow screen cuts the end of the line
-        state.append(f"✗ {snapshot.error}   ", style="bold red")
-    state.append_text(_nodes(snapshot.nodes))
-    lines = [stats, state, Text(HELP, style="dim")]
-    for line in lines:
-        line.no_wrap, line.overflow = True, "ellipsis"
-    return lines
 
 
 def frame(snapshot: Snapshot, order: np.ndarray, controls: Controls, server: str, width: int, height: int) -> Group:
@@ -223,5 +199,5 @@ def frame(snapshot: Snapshot, order: np.ndarray, controls: Controls, server: str
     parts: list[RenderableType] = [*header(controls), *refusal(controls, width), table(snapshot, rows, controls, width)]
     if filler:
         parts.append(Text("\n" * (filler - 1)))
-    parts += footer(snapshot, controls.offset, len(rows), server)
+    parts += footer(snapshot, controls.offset, len(rows), server, controls.shown, controls.help)
     return Group(*parts)

@@ -1,9 +1,11 @@
 """The aggregated state behind `flowscope top`: flows counted into rows, and snapshots of it for frames.
 
 The ingest thread calls `add` once per response and only bumps counters; the screen takes a `Snapshot` 4-10
-times a second. Counts per row are kept in one numpy matrix of one-second buckets (a ring of RING seconds), so
-the rates over 2, 10 and 40 s of 10,000 rows are one gather and three sums across seconds, not a Python loop;
-a flow costs a dict lookup and a few scalar increments.
+times a second. Counts per row are kept in one-second buckets (buckets.py), so the rates over 2, 10 and 40 s of
+10,000 rows are a few numpy sums, not a Python loop; a flow costs a dict lookup and a few scalar increments.
+L3/L4 flows count in connection rows (grouping.row_key); L7 flows (DNS, HTTP) in rows of their own (l7table.py),
+never in both: the datapath reports an L7 message's packet as an L3/L4 flow too, and counting it twice would
+double that connection's rate.
 
 Buckets go by the flow's own time, so a backfill (`--since 40s`) lands in the seconds it happened in and the
 40 s column is right at once. "Now" is our clock, moved forward when flows arrive from the future (a server
@@ -15,21 +17,22 @@ they look.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
 from flowscope.api.relay import relay_pb2
-from flowscope.cli.top.grouping import RowKey, row_key
+from flowscope.cli.top.buckets import WINDOWS, Buckets
+from flowscope.cli.top.grouping import RowKey, l7_message, row_key
+from flowscope.cli.top.l7table import L7Snapshot, L7Table
 
-WINDOWS = (2, 10, 40)  # seconds of the rate columns
-RING = WINDOWS[-1] + 2  # the longest window, the partial second at its far end, and the current second
+__all__ = ["WINDOWS", "FlowTable", "Nodes", "Snapshot", "sort_order"]
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Snapshot:
     lost: int
     nodes: Nodes
     error: str | None
+    l7: L7Snapshot  # the L7 rows, for the L7 view
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -92,14 +96,14 @@ class FlowTable:
         self._clock = clock
         self._index: dict[RowKey, int] = {}
         self._keys: list[RowKey] = []
-        self._buckets = np.zeros((RING, capacity), np.int32)  # second-major: a second's counts are contiguous
+        self._buckets = Buckets(capacity)
         self._total: list[int] = []
         self._packets: list[int] = []
         self._bytes: list[int] = []
         self._aggregated: list[bool] = []
         self._last_seen: list[float] = []
         self._drop: list[bool] = []
-        self._head: int | None = None  # the newest second the buckets hold
+        self.l7 = L7Table()
         self._offset = 0.0  # how far the server's clock is ahead of ours, as far as flows show
         self.flows = 0
         self.drops = 0
@@ -122,26 +126,19 @@ class FlowTable:
                 self.error = None
 
     def add_flow(self, flow: flow_pb2.Flow) -> None:
+        if flow.Type == flow_pb2.L7:
+            self._add_l7(flow)
+            return
         key = row_key(flow)  # the costly part, outside the lock
         stamp = flow.time.seconds + flow.time.nanos / 1e9 if flow.HasField("time") else None
         extra = flow.flowscope
         node = flow.node_name
         with self._lock:
-            arrival = self._clock()
-            if stamp is None:
-                stamp = arrival + self._offset
-            elif stamp - arrival > self._offset:
-                self._offset = stamp - arrival
+            stamp = self._stamp(stamp)
             row = self._index.get(key)
             if row is None:
                 row = self._new_row(key)
-            second = math.floor(stamp)
-            if self._head is None or second > self._head:
-                self._advance(second)
-            elif self._head - second >= RING - 1:
-                second = -1  # older than every window: counted in the total only
-            if second >= 0:
-                self._buckets[second % RING, row] += 1
+            self._buckets.count(row, stamp)
             self._total[row] += 1
             if stamp > self._last_seen[row]:
                 self._last_seen[row] = stamp
@@ -155,16 +152,34 @@ class FlowTable:
                 self.nodes.seen.add(node)
             self.error = None
 
+    def _add_l7(self, flow: flow_pb2.Flow) -> None:
+        message = l7_message(flow)  # outside the lock, as row_key
+        stamp = flow.time.seconds + flow.time.nanos / 1e9 if flow.HasField("time") else None
+        node = flow.node_name
+        with self._lock:
+            self.l7.add(message, self._stamp(stamp))
+            self.flows += 1
+            if node:
+                self.nodes.seen.add(node)
+            self.error = None
+
+    def _stamp(self, stamp: float | None) -> float:
+        """The flow's time, or now on the server's clock for a flow without one; a flow from the future moves
+        the offset to the server's clock forward (called under the lock)."""
+        arrival = self._clock()
+        if stamp is None:
+            return arrival + self._offset
+        if stamp - arrival > self._offset:
+            self._offset = stamp - arrival
+        return stamp
+
     def set_error(self, message: str) -> None:
         with self._lock:
             self.error = message
 
     def _new_row(self, key: RowKey) -> int:
         row = len(self._keys)
-        if row == self._buckets.shape[1]:  # double the buckets (amortised: 10,000 rows cost four copies)
-            buckets = np.zeros((RING, 2 * row), np.int32)
-            buckets[:, :row] = self._buckets
-            self._buckets = buckets
+        self._buckets.make_room(row + 1)
         self._index[key] = row
         self._keys.append(key)
         self._total.append(0)
@@ -175,24 +190,14 @@ class FlowTable:
         self._drop.append(key.drop)
         return row
 
-    def _advance(self, second: int) -> None:
-        """Move the newest second forward, emptying the buckets of the seconds it passes over."""
-        if self._head is not None:
-            passed = min(second - self._head, RING)
-            seconds = [(self._head + step) % RING for step in range(1, passed + 1)]
-            self._buckets[seconds] = 0
-        self._head = second
-
     def snapshot(self) -> Snapshot:
         """The numbers of every row now; O(rows) numpy work, no Python loop over rows."""
         with self._lock:
             rows = len(self._keys)
             now = self._clock() + self._offset
-            if self._head is not None:
-                now = max(now, float(self._head))
-                if math.floor(now) > self._head:
-                    self._advance(math.floor(now))
-            rates = self._rates(rows, now)
+            heads = [float(head) for head in (self._buckets.head, self.l7.head) if head is not None]
+            now = max([now, *heads])  # never behind the newest second counted
+            rates = self._buckets.rates(rows, now)
             snapshot = Snapshot(
                 now=now,
                 keys=self._keys[:rows],
@@ -208,26 +213,27 @@ class FlowTable:
                 lost=self.lost,
                 nodes=self.nodes.copy(),
                 error=self.error,
+                l7=self.l7.snapshot(now),
             )
         return snapshot
 
-    def _rates(self, rows: int, now: float) -> np.ndarray:
-        """Flows per second over each window ending now: the current (partial) second, the whole seconds
-        before it, and the part of the oldest second the window still covers, so rates glide, not jump."""
-        rates = np.zeros((len(WINDOWS), rows))
-        if self._head is None or rows == 0:
-            return rates
-        second = math.floor(now)
-        fraction = now - second
-        newest_first = [(second - back) % RING for back in range(RING)]
-        counts = self._buckets[newest_first, :rows]
-        for index, window in enumerate(WINDOWS):
-            whole = counts[:window].sum(axis=0, dtype=np.int64)  # vector additions across seconds, not a row loop
-            rates[index] = (whole + (1.0 - fraction) * counts[window]) / window
-        return rates
+
+class Rows(Protocol):
+    """What ordering reads of a view's rows: a Snapshot (connections) or an L7Snapshot."""
+
+    @property
+    def rates(self) -> np.ndarray: ...
+    @property
+    def total(self) -> np.ndarray: ...
+    @property
+    def last_seen(self) -> np.ndarray: ...
+    @property
+    def drop(self) -> np.ndarray: ...  # rows to put first for `drops` (L7: rows with errors)
+
+    def __len__(self) -> int: ...
 
 
-def sort_order(snapshot: Snapshot, sort: str, window: int) -> np.ndarray:
+def sort_order(snapshot: Rows, sort: str, window: int) -> np.ndarray:
     """Row indexes in display order for a sort key (`rate`, `last`, `drops`, `total`); ties keep the order
     rows first appeared in, so equal rows never swap places between frames."""
     rate = snapshot.rates[window]

@@ -1,0 +1,62 @@
+"""The L7 view's columns and cells: who asked whom (client → server), over which protocol/port, what (`GET
+/status/404`, `web.web.svc.lab. A`), the answers by status (`2xx 12 4xx 3`, `NOERROR 5 NXDOMAIN 1`),
+requests per second, errors and the p50/p95 latency of the answers.
+
+The status words are built for the visible rows only, at the refresh rate, like every other cell.
+"""
+
+from __future__ import annotations
+
+from flowscope.cli.top.buckets import WINDOWS
+from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, duration, human, rate
+from flowscope.cli.top.l7table import L7Snapshot
+
+L7_COLUMNS = (
+    Column("SOURCE", 0),
+    Column("DESTINATION", 0),
+    Column("PROTO", 8),
+    Column("L7", 4),
+    Column("REQUEST", 0),
+    Column("STATUS", 22, drop_rank=2, min_name=NARROW_NAME),
+    *(Column(f"{window}s/s", 7, right=True, drop_rank={2: 7, 10: 0, 40: 8}[window]) for window in WINDOWS),
+    Column("REQS", 6, right=True, drop_rank=4),
+    Column("ERR", 6, right=True, drop_rank=5),
+    Column("P50", 6, right=True, drop_rank=6),
+    Column("P95", 6, right=True),
+    Column("SEEN", 5, right=True, drop_rank=3, min_name=NARROW_NAME),
+)
+SORTED_TITLES = {"last": "SEEN", "total": "REQS", "drops": "ERR", "slow": "P95"}
+
+_HTTP_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx", "")
+_DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other")
+
+
+def status(snapshot: L7Snapshot, row: int) -> Cell:
+    """The row's answers by status slot, fewest words first: `2xx 12 4xx 3`; red when any was an error."""
+    names = _DNS_RCODES if snapshot.keys[row].kind == "DNS" else _HTTP_CLASSES
+    counts = snapshot.status[row]
+    words = " ".join(f"{names[slot]} {human(float(count))}" for slot, count in enumerate(counts) if count)
+    if not words:
+        return ("no answer", "dim") if snapshot.total[row] else ("", "")
+    return (words, "red" if snapshot.errors[row] else "green")
+
+
+def l7_cells(snapshot: L7Snapshot, row: int) -> dict[str, Cell]:
+    key = snapshot.keys[row]
+    errors = int(snapshot.errors[row])
+    cells: dict[str, Cell] = {
+        "SOURCE": (key.source, "cyan"),
+        "DESTINATION": (key.destination, "cyan"),
+        "PROTO": (key.protocol, "yellow"),
+        "L7": (key.kind, "magenta"),
+        "REQUEST": (key.request, "bold"),
+        "STATUS": status(snapshot, row),
+        "REQS": (human(float(snapshot.total[row])), ""),
+        "ERR": (human(errors), "bold red") if errors else ("·", "dim"),
+        "P50": duration(float(snapshot.p50[row])),
+        "P95": duration(float(snapshot.p95[row])),
+        "SEEN": (age(snapshot.now - float(snapshot.last_seen[row])), ""),
+    }
+    for index, window in enumerate(WINDOWS):
+        cells[f"{window}s/s"] = rate(float(snapshot.rates[index, row]))
+    return cells
