@@ -33,6 +33,7 @@
 #include "flowscope/policy.h"
 #include "flowscope/overlay.h"
 #include "flowscope/trace.h"
+#include "flowscope/l7.h"
 
 /* Start a packet's state at observation point `point`: who is behind this interface, what the L2 header says,
  * and on to the stage for its ethertype. */
@@ -219,6 +220,8 @@ int stage_ct(struct __sk_buff *skb)
 	}
 	if (e && st->cfg.services_active)
 		fs_lb_remember(st, e);
+	if (st->cfg.l7_active) /* the only cost to other packets while no L7 port is configured */
+		fs_l7_decide(skb, st);
 	if (st->traced) {
 		if (e)
 			fs_trace_verdict_of(st, e);
@@ -266,14 +269,17 @@ drop: /* one drop for every reason: it is a lot of code */
 	return fs_drop(skb, st, reason);
 }
 
-/* FS_CALL_SEND_TRACE: the last stage of a packet that passes; emits it if aggregation decided so. */
+/* FS_CALL_SEND_TRACE: the last stage of a packet that passes; emits it if aggregation decided so, and its L7
+ * record if stage_ct chose it for one. */
 int stage_send_trace(struct __sk_buff *skb)
 {
 	struct fs_state *st = fs_state_get();
 
 	if (!st)
 		return TC_ACT_OK;
-	if (st->emit)
+	if (st->l7_kind)
+		fs_l7_send(skb, st); /* its event and its L7 record (l7.h) */
+	else if (st->emit)
 		fs_emit(skb, st);
 	fs_trace_stage(skb, st, FS_CALL_SEND_TRACE);
 	return fs_trace_done(skb, st, TC_ACT_OK);

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
+from flowscope.common.l7_ports import DEFAULT_L7_CAPLEN
 
 # bpf/ installs as flowscope/bpf beside this package (setup.py); in a checkout it is the folder beside observer/.
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
@@ -30,11 +31,18 @@ class DatapathConfig:
     caplen: int = DEFAULT_CAPLEN  # FS_CAPLEN: packet bytes an event can carry
     ring_buffer_pages: int = 1024  # FS_RINGBUF_PAGES: the `events` ring buffer, in pages (4 MiB)
     wakeup_every: int = 64  # FS_WAKEUP_EVERY: wake the reader on every N-th event of a CPU
+    l7_caplen: int = DEFAULT_L7_CAPLEN  # FS_L7_CAPLEN: packet bytes an L7 record can carry (bpf/.../l7.h)
+    l7_ring_buffer_pages: int = 256  # FS_L7_RINGBUF_PAGES: the `l7_events` ring buffer, in pages (1 MiB)
 
     def __post_init__(self) -> None:
         check_caplen(self.caplen)
-        if self.ring_buffer_pages <= 0 or self.ring_buffer_pages & (self.ring_buffer_pages - 1):
-            raise ValueError(f"ring_buffer_pages must be a power of two, not {self.ring_buffer_pages}")
+        check_caplen(self.l7_caplen)
+        if self.l7_caplen < self.caplen:
+            raise ValueError(f"l7_caplen must be at least caplen ({self.caplen}), not {self.l7_caplen}")
+        for name in ("ring_buffer_pages", "l7_ring_buffer_pages"):
+            pages = getattr(self, name)
+            if pages <= 0 or pages & (pages - 1):
+                raise ValueError(f"{name} must be a power of two, not {pages}")
         if self.wakeup_every <= 0:
             raise ValueError(f"wakeup_every must be positive, not {self.wakeup_every}")
 
@@ -43,6 +51,8 @@ class DatapathConfig:
             "FS_CAPLEN": self.caplen,
             "FS_RINGBUF_PAGES": self.ring_buffer_pages,
             "FS_WAKEUP_EVERY": self.wakeup_every,
+            "FS_L7_CAPLEN": self.l7_caplen,
+            "FS_L7_RINGBUF_PAGES": self.l7_ring_buffer_pages,
         }
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import ctypes
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bcc import BPF
 
 from flowscope.common.closing import Closing
+from flowscope.common.l7_ports import L7Port
 from flowscope.observer.datapath import ct_pins, pathtrace, pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
 from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
@@ -117,6 +118,8 @@ class Datapath(Closing):
         self._policy_ipcache: dict[Any, IpcacheValue] = {}
         self._tc = TcAttachments(pin_dir)
         self._reader: RingReader | None = None
+        self._l7_reader: RingReader | None = None
+        self._l7_ports: set[int] = set()  # the `l7_ports` slots we wrote, to clear when the set changes
         self._closed = False
 
     @property
@@ -203,6 +206,35 @@ class Datapath(Closing):
     def lost_counts(self) -> list[int]:
         return self.maps.lost_counts()
 
+    def l7_lost_counts(self) -> list[int]:
+        """Per CPU, how many L7 records could not be reserved in `l7_events` since the datapath was loaded."""
+        table = self._bpf[b"l7_lost"]
+        return [int(n) for n in table[table.Key(0)]]
+
+    def set_l7_ports(self, ports: Sequence[L7Port]) -> None:
+        """Capture L7 on exactly these ports (common/l7_ports.py); none turns the capture off.
+
+        The slots are written before the capture is switched on and cleared after it is switched off, so a
+        packet never sees a half-written set as the only one (a port changed in place may be missed once).
+        """
+        table = self._bpf[b"l7_ports"]
+        slots: dict[int, Any] = {}
+        for port in ports:
+            leaf = slots.setdefault(port.port, table.Leaf())
+            if port.protocol == "tcp":
+                leaf.tcp, leaf.tcp_caplen = port.kind_number, port.caplen
+            else:
+                leaf.udp, leaf.udp_caplen = port.kind_number, port.caplen
+        if not slots:
+            self.update_config(l7_active=0)
+        for number, leaf in slots.items():
+            table[table.Key(number)] = leaf
+        for number in self._l7_ports - slots.keys():
+            table[table.Key(number)] = table.Leaf()  # all zero: no kind
+        self._l7_ports = set(slots)
+        if slots:
+            self.update_config(l7_active=1)
+
     def update_config(self, **changes: int) -> RuntimeConfig:
         """Change some runtime knobs (aggregation, policy revision, ...), keeping the others."""
         return self.maps.update_config(**changes)
@@ -216,6 +248,14 @@ class Datapath(Closing):
             self._reader = RingReader(fd, map_info(fd).max_entries, self.config.caplen)
         return self._reader
 
+    def l7_reader(self) -> RingReader:
+        """The one consumer of the `l7_events` ring buffer (made on first use): struct fs_l7_event records, read
+        as events of FS_L7_CAPLEN bytes (the same header)."""
+        if self._l7_reader is None:
+            fd = self._bpf[b"l7_events"].map_fd
+            self._l7_reader = RingReader(fd, map_info(fd).max_entries, self.config.l7_caplen)
+        return self._l7_reader
+
     # lifetime
 
     def close(self) -> None:
@@ -228,7 +268,8 @@ class Datapath(Closing):
             if self._pin_dir is not None:
                 pins.release(self._pin_dir)
         finally:
-            if self._reader is not None:
-                self._reader.close()
+            for reader in (self._reader, self._l7_reader):
+                if reader is not None:
+                    reader.close()
             self.conntrack.close()
             self._bpf.cleanup()

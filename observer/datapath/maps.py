@@ -49,7 +49,7 @@ class RuntimeConfig:
     trace_active: int = 0  # a bit per packet-path session slot in use (observer/trace/)
     jiffies_offset_ns: int = 0  # CLOCK_MONOTONIC = jiffies * jiffy_ns + this, mod 2**64
     services_active: int = 0  # 1 while some service frontend exists (lbmaps.py); 0 = packets skip stage_lb
-    reserved: int = 0  # the C struct's explicit padding: always 0
+    l7_active: int = 0  # 1 while some port is configured for L7 capture (Datapath.set_l7_ports); 0 = none
 
 
 # What an ipcache prefix can be given: a full entry, an identity, or (identity, endpoint id).

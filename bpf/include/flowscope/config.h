@@ -10,6 +10,10 @@
 #define FS_RINGBUF_PAGES 1024 /* size of the `events` ring buffer in pages; a power of two */
 #endif
 
+#ifndef FS_L7_RINGBUF_PAGES
+#define FS_L7_RINGBUF_PAGES 256 /* size of the `l7_events` ring buffer in pages (l7.h); a power of two */
+#endif
+
 #ifndef FS_WAKEUP_EVERY
 #define FS_WAKEUP_EVERY 64 /* wake the reader on every N-th event of a CPU: a wakeup per event costs ~7 us */
 #endif
@@ -80,7 +84,7 @@ struct fs_config {
 	__u32 trace_active;       /* a bit per packet-path session slot in use (trace.h); 0: no session */
 	__u64 jiffies_offset_ns;  /* CLOCK_MONOTONIC = jiffies * jiffy_ns + this (mod 2^64): see fs_now() */
 	__u32 services_active;    /* 1 while some service frontend exists (lb.h); 0: packets skip stage_lb */
-	__u32 reserved;           /* 0 */
+	__u32 l7_active;          /* 1 while some port is configured for L7 capture (l7.h); 0: no packet looks */
 };
 
 #endif /* FLOWSCOPE_CONFIG_H */

@@ -82,18 +82,24 @@ static __always_inline void fs_count_lost(void)
 		*n += 1;
 }
 
+/* Complete the header in `st` with what only a record needs (both identities, the time, CPU, hash): once a
+ * packet, before its first record (the event, or the L7 capture of l7.h), which both copy it. */
+static __always_inline void fs_event_prepare(struct __sk_buff *skb, struct fs_state *st)
+{
+	fs_identities(st, FS_ID_SRC | FS_ID_DST);
+	if (!st->ev.ts) /* conntrack read the clock already, unless the packet never got there */
+		st->ev.ts = bpf_ktime_get_ns();
+	st->ev.cpu = bpf_get_smp_processor_id();
+	st->ev.hash = bpf_get_hash_recalc(skb);
+}
+
 /* Send the event in `st` with the packet's first bytes; count it in `lost` when the ring buffer is full. */
 static __always_inline void fs_emit(struct __sk_buff *skb, struct fs_state *st)
 {
 	struct fs_event *ev;
 	__u64 caplen;
 
-	fs_identities(st, FS_ID_SRC | FS_ID_DST);
-	if (!st->ev.ts) /* conntrack read the clock already, unless the packet never got there */
-		st->ev.ts = bpf_ktime_get_ns();
-	st->ev.cpu = bpf_get_smp_processor_id();
-	st->ev.hash = bpf_get_hash_recalc(skb);
-
+	fs_event_prepare(skb, st);
 	ev = events.ringbuf_reserve(sizeof(struct fs_event));
 	if (!ev) {
 		fs_count_lost();

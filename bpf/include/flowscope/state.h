@@ -70,6 +70,9 @@ struct fs_state {
 	__u8 lb_snat;             /* a NodePort SNAT: the source was translated too (st->lb_peer, nodeport.h) */
 	__u16 lb_frontend;        /* lb_xlate set: the frontend's id */
 	__u16 lb_port;            /* lb_xlate DNAT or RNAT: the frontend's port, host order */
+	__u16 l7_len;             /* l7_kind set: bytes the L7 capture wants (payload offset + the kind's caplen) */
+	__u8 l7_kind;             /* FS_L7_*: stage_ct chose the packet for the L7 ring (l7.h); 0: not */
+	__u8 l7_pad[5];
 	struct fs_event ev;       /* the event being built: its header only (data[] stays unused: packet bytes go
 	                           * straight to the ring), so it comes last */
 };

@@ -31,10 +31,10 @@ static __always_inline int fs_tail_call(struct __sk_buff *skb, struct fs_state *
 }
 
 /* A packet with nothing left for the next stages skips them, as long as those are the stages that come next (a
- * stage put between them through FS_NEXT_AFTER_* sees every packet): stage_policy has nothing to do with a
- * packet whose connection's verdict is current (FS_POLICY_PASS), stage_send_trace nothing with one the
- * aggregation silenced, which then passes at once. Each tail call skipped is a good part of the cost of a
- * packet of an established connection. */
+ * stage put between them through FS_NEXT_AFTER_* sees every packet): stage_policy has nothing to do with a packet
+ * whose connection's verdict is current (FS_POLICY_PASS), stage_send_trace nothing with one the aggregation
+ * silenced and no L7 capture wants, which then passes at once. Each tail call skipped is a good part of the cost of
+ * a packet of an established connection. */
 
 /* After a parse stage: on to stage_lb, or past it to conntrack when the packet has nothing for it (no service
  * exists, or it is not a TCP/UDP/SCTP packet at a pod's hook): a cluster without services pays no tail call. */
@@ -56,7 +56,7 @@ missed:
 static __always_inline int fs_after_policy(struct __sk_buff *skb, struct fs_state *st)
 {
 #if FS_NEXT_AFTER_POLICY == FS_CALL_SEND_TRACE
-	if (!st->emit)
+	if (!st->emit && !st->l7_kind)
 		return fs_trace_done(skb, st, TC_ACT_OK);
 #endif
 	fs_jump(skb, FS_NEXT_AFTER_POLICY);
