@@ -22,6 +22,7 @@ from records import (
     ether,
     ipv4,
     ipv6,
+    lab_registry,
     record,
     tcp,
     udp,
@@ -31,12 +32,15 @@ from flowscope.api.flow import flow_pb2
 from flowscope.common import names
 from flowscope.common.l7_ports import DEFAULT_L7_PORTS, parse_l7_ports
 from flowscope.observer import events
+from flowscope.observer.l7.counts import L7Counts
 from flowscope.observer.l7.names import NameCache, NameSets
 from flowscope.observer.l7.source import L7Source, Redaction
 from flowscope.observer.l7.store import L7Entry, L7Store
+from flowscope.observer.parser import FlowDecoder
 
 L7_CAPLEN = 1024
 MS = 1_000_000
+KNOWN = events.F_REPLY_KNOWN
 DNS_V6 = "fd00:200:2::21"
 
 
@@ -303,3 +307,62 @@ def test_an_empty_read_is_an_empty_batch_of_the_main_dtype() -> None:
     src, _ = source()
     out = src.read_batch(0)
     assert len(out) == 0 and out.dtype == events.event_dtype()
+
+
+# --- the decoder: reference records to Hubble's L7 flows ----------------------------------------------------
+
+
+def decoder_for(store: L7Store, counts: L7Counts | None = None) -> FlowDecoder:
+    decoder = FlowDecoder("node1", lab_registry(), b"instance-1")
+    decoder.l7, decoder.l7_counts = store, counts
+    return decoder
+
+
+def test_reference_records_decode_into_hubble_s_l7_flows() -> None:
+    query = l7(udp4(CLIENT_V4, DNS_V4, 40000, 53, dns_query("web.web.svc.lab")), ep_id=1001, flags=KNOWN)
+    answer = l7(
+        udp4(DNS_V4, CLIENT_V4, 53, 40000, dns_answer("web.web.svc.lab", ["10.200.1.12"])),
+        point=names.TRACE_TO_LXC,
+        ts=TS + 3 * MS,
+        ep_id=1001,
+        flags=KNOWN | events.F_REPLY,
+    )
+    src, store = source(np.concatenate([query, answer]))
+    out = src.read_batch(0)
+    decoder = decoder_for(store)
+    request, response = (decoder.decode(row, n) for n, row in enumerate(out))
+    for flow in (request, response):
+        assert flow.Type == flow_pb2.L7
+        assert (flow.event_type.type, flow.event_type.sub_type) == (129, 0)
+        assert flow.trace_observation_point == flow_pb2.UNKNOWN_POINT
+        assert flow.verdict == flow_pb2.FORWARDED
+        assert flow.traffic_direction == flow_pb2.EGRESS  # both halves, as from Hubble's egress proxy
+        assert flow.l4.UDP.destination_port + flow.l4.UDP.source_port == 40053
+    assert (request.source.pod_name, request.destination.pod_name) == ("client-7d9f", "coredns-abc")
+    assert (response.source.pod_name, response.destination.pod_name) == ("coredns-abc", "client-7d9f")
+    assert request.Summary == "DNS Query web.web.svc.lab. A"
+    assert response.Summary == 'DNS Answer "10.200.1.12" TTL: 30 (Proxy web.web.svc.lab. A)'
+    assert (request.is_reply.value, response.is_reply.value) == (False, True)
+    assert response.l7.type == flow_pb2.RESPONSE and response.l7.latency_ns == 3 * MS
+    assert list(response.l7.dns.ips) == ["10.200.1.12"]
+
+
+def test_an_evicted_entry_leaves_an_l7_flow_without_l7_fields_counted() -> None:
+    request = l7(tcp4(CLIENT_V4, SERVER_V4, 40000, 80, REQUEST))
+    store = L7Store(1)
+    src = L7Source(Ring(request, request), parse_l7_ports(DEFAULT_L7_PORTS), store)
+    first, second = src.read_batch(0), src.read_batch(0)
+    counts = L7Counts()
+    decoder = decoder_for(store, counts)
+    flow = decoder.decode(first[0], 1)
+    assert flow.Type == flow_pb2.L7 and not flow.HasField("l7")
+    assert flow.Summary.startswith("TCP Flags")
+    assert counts.evicted == 1
+    assert decoder.decode(second[0], 2).l7.http.method == "GET"
+
+
+def test_a_capture_cut_mid_message_marks_the_flow_truncated() -> None:
+    cut = REQUEST[:40]  # inside the Host header
+    src, store = source(l7(tcp4(CLIENT_V4, SERVER_V4, 40000, 80, cut)))
+    flow = decoder_for(store).decode(src.read_batch(0)[0], 1)
+    assert flow.l7.http.method == "GET" and flow.flowscope.truncated
