@@ -26,6 +26,7 @@ METHODS = frozenset(
 _REQUEST_LINE = re.compile(rb"([A-Z]{3,12}) ([\x21-\x7e]+) (HTTP/1\.[0-9])")
 # A request line the capture cut short: the method, the target as far as it goes, maybe part of the version.
 _REQUEST_START = re.compile(rb"([A-Z]{3,12}) ([\x21-\x7e]*)(?: [\x21-\x7e]*)?\r?")
+_STATUS_START = re.compile(rb"(HTTP/1\.[0-9]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?\r?")
 _STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
 _FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):(.*)")  # the value's OWS is stripped after: no backtracking
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})(?:;[^\r\n]*)?")
@@ -62,6 +63,9 @@ def parse_http(payload: bytes) -> list[HttpMessage]:
     messages: list[HttpMessage] = []
     offset = 0
     while offset < len(payload) and len(messages) < MAX_MESSAGES:
+        if payload.startswith(b"\r\n", offset):
+            offset += 2  # RFC 9112 2.2: an empty line before a request line is ignored (some clients send one)
+            continue
         parsed = _message_at(payload, offset)
         if parsed is None:
             break
@@ -91,7 +95,7 @@ def _message_at(payload: bytes, offset: int) -> tuple[HttpMessage, int] | None:
     """The message starting at offset and where the next one starts (-1: unknown, so stop); None: not HTTP."""
     lines, after, complete = _lines(payload, offset)
     if not lines:
-        return _cut_request(payload[offset:])
+        return _cut_start(payload[offset:])
     start = lines[0]
     fields, valid = _fields(lines[1:])
     truncated = not (complete and valid)
@@ -112,8 +116,11 @@ def _message_at(payload: bytes, offset: int) -> tuple[HttpMessage, int] | None:
     return message, _body_end(payload, after, fields, is_request, message)
 
 
-def _cut_request(rest: bytes) -> tuple[HttpMessage, int] | None:
-    """A request whose request line the capture cut: its method and as much of its target as there is."""
+def _cut_start(rest: bytes) -> tuple[HttpMessage, int] | None:
+    """A message whose start line the capture cut: a request's method and its target as far as it goes, or a
+    response's code; None when not even that much is there."""
+    if response := _STATUS_START.fullmatch(rest):
+        return HttpResponse(int(response[2]), response[1].decode(), (), True), -1
     start = _REQUEST_START.fullmatch(rest)
     if start is None or start[1].decode() not in METHODS or not start[2]:
         return None

@@ -105,3 +105,14 @@ def test_only_allow_listed_headers_are_kept() -> None:
 def test_field_values_lose_their_surrounding_whitespace_only() -> None:
     [request] = parse_http(b"GET / HTTP/1.1\r\nX-A: \t a  b" + b" " * 900 + b"c \t\r\n\r\n")
     assert isinstance(request, HttpRequest) and request.headers == (("X-A", "a  b" + " " * 900 + "c"),)
+
+
+def test_a_status_line_cut_after_its_code_still_gives_the_code() -> None:
+    assert parse_http(b"HTTP/1.1 50") == []
+    assert parse_http(b"HTTP/1.1 503 Serv") == [HttpResponse(503, "HTTP/1.1", (), truncated=True)]
+
+
+def test_empty_lines_between_messages_are_ignored() -> None:
+    segment = b"\r\nPOST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nok\r\nGET /b HTTP/1.1\r\n\r\n"
+    assert [m.url for m in parse_http(segment) if isinstance(m, HttpRequest)] == ["/a", "/b"]
+    assert parse_http(b"\r\n\r\n\r\n") == []
