@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ssl
+
 from flowscope.observer.l7.fuzzing import client_hello
 from flowscope.observer.l7.tls import TlsHello, parse_client_hello
 
@@ -33,3 +36,15 @@ def test_what_is_not_a_client_hello_gives_none() -> None:
     server_hello = HELLO[:5] + b"\x02" + HELLO[6:]
     for payload in (b"", HELLO[:5], b"\x17\x03\x03\x00\x10" + bytes(16), server_hello, b"GET / HTTP/1.1\r\n\r\n"):
         assert parse_client_hello(payload) is None, payload
+
+
+def test_a_real_openssl_client_hello() -> None:
+    """The hello Python's OpenSSL (as curl's) sends: TLS 1.3 key shares, the name after several extensions."""
+    outgoing = ssl.MemoryBIO()
+    client = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="Web.Web.svc.lab")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.do_handshake()
+    hello = outgoing.read()
+    assert parse_client_hello(hello) == TlsHello("web.web.svc.lab", truncated=False)
+    name_ends = hello.index(b"Web.Web.svc.lab") + len("Web.Web.svc.lab")
+    assert parse_client_hello(hello[:name_ends]) == TlsHello("web.web.svc.lab", truncated=True)
