@@ -26,12 +26,13 @@ class Column:
     right: bool = False
     drop_rank: int = 0  # removed first when the screen is narrow (higher goes first); 0 stays
     min_name: int = MIN_NAME  # it gives way only while the names would be narrower than this
+    share: int = 1  # of a shared column: how many names' widths it takes (the L7 request takes two)
 
 
 def layout(width: int, candidates: Sequence[Column]) -> tuple[list[Column], int]:
-    """The columns that fit `width` and the width of each shared (name) column."""
+    """The columns that fit `width` and the width of a name (a shared column takes `share` of those)."""
     columns = list(candidates)
-    shared = max(1, sum(1 for column in columns if not column.width))
+    shared = max(1, sum(column.share for column in columns if not column.width))
     while True:
         fixed = sum(column.width + 1 for column in columns if column.width) + 2
         name_width = (width - fixed) // shared

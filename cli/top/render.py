@@ -88,7 +88,7 @@ def table(snapshot: Snapshot, rows: np.ndarray, controls: Controls, width: int) 
         columns, name_width = layout(width, COLUMNS)
         sorted_title = {"last": "SEEN", "total": "FLOWS", "drops": "VERDICT"}
         cells_of = partial(_cells, snapshot)
-    placed = [(column, column.width or name_width) for column in columns]
+    placed = [(column, column.width or name_width * column.share) for column in columns]
     marked = "" if controls.freeze else sorted_title.get(controls.sort, f"{WINDOWS[controls.window]}s/s")
     text = Text(no_wrap=True, overflow="crop")
     titles = [fit(column.title + "▼" * (column.title == marked), size, column.right) for column, size in placed]
