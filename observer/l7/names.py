@@ -25,12 +25,14 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Protocol
 
 import numpy as np
 
+from flowscope.common.names import XLATED_FLAG
+from flowscope.observer.events import F_REPLY, F_REPLY_KNOWN
 from flowscope.observer.parser.columns import Side
 
 NANOS = 1_000_000_000
@@ -44,6 +46,7 @@ MAX_NAMES_PER_PAIR = 16
 _ADDRESS_OFFSET = {"src": 80, "dst": 96}  # saddr and daddr in struct fs_event
 _HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top 16 bits of the product pick the bucket
 _BUCKET_SHIFT = np.uint64(48)
+_REPLY = F_REPLY | F_REPLY_KNOWN  # both set: conntrack knew the connection and this is its reply
 
 Address = bytes  # 16 bytes, as the record holds it: IPv4 in the first 4, zeros after (observer/events.py)
 
@@ -178,8 +181,12 @@ class NameCache:
     Times are wall-clock ns (time.time_ns(), or a record's stamped ts), so they compare with the records'.
     """
 
-    def __init__(self, sets: NameSets, min_ttl_s: int = MIN_TTL_S) -> None:
+    def __init__(
+        self, sets: NameSets, min_ttl_s: int = MIN_TTL_S, frontend_ip: Callable[[int], str | None] | None = None
+    ) -> None:
+        """`frontend_ip` gives the address of a service frontend by the id a translated record carries."""
         self.sets = sets
+        self._frontend_ip = frontend_ip
         self._min_ttl_ns = min_ttl_s * NANOS
         self._clients: OrderedDict[Address, OrderedDict[Address, dict[str, int]]] = OrderedDict()
         self._pairs = 0
@@ -281,30 +288,64 @@ class NameCache:
     def annotate(self, batch: np.ndarray) -> None:
         """Set src_names / dst_names of a writable batch of records (before it is stored): dst_names = what the
         source calls the destination, src_names = what the destination calls the source (a reply's client is
-        its destination). Rows whose addresses have no names anywhere cost one vectorised test."""
+        its destination). Rows whose addresses have no names anywhere cost one vectorised test.
+
+        A record of a connection a service translated is named by the frontend its client asked for (the name
+        resolved to the ClusterIP), whatever addresses the packet had where it was seen: the backend's side of
+        the connection carries the service's name too."""
         if not self._pairs or not len(batch):
             return
         with self._lock:
             peers = self._peer_index()
-            dst_rows, src_rows = peers.rows(_fold(batch, "dst")), peers.rows(_fold(batch, "src"))
-            if not len(dst_rows) and not len(src_rows):
-                return
-            for column, rows, clients, named in (
-                ("dst_names", dst_rows, "saddr", "daddr"),
-                ("src_names", src_rows, "daddr", "saddr"),
-            ):
+            src = _Side(batch["saddr"], _fold(batch, "src"))
+            dst = _Side(batch["daddr"], _fold(batch, "dst"))
+            if self._frontend_ip is not None:
+                self._as_asked(batch, src, dst, self._frontend_ip)
+            for column, clients, named in (("dst_names", batch["saddr"], dst), ("src_names", batch["daddr"], src)):
+                rows = peers.rows(named.folded)
                 if len(rows):
-                    batch[column][rows] = self._name_set_ids(batch, rows, clients, named)
+                    batch[column][rows] = self._name_set_ids(clients[rows], named.addresses[rows], batch["ts"][rows])
 
-    def _name_set_ids(self, batch: np.ndarray, rows: np.ndarray, clients: str, named: str) -> list[int]:
-        """The name-set id of each row: what its `clients` address calls its `named` address. A batch holds
-        many packets of few connections, so each (client, peer) pair is looked up once per batch."""
+    def _as_asked(self, batch: np.ndarray, src: _Side, dst: _Side, frontend_ip: Callable[[int], str | None]) -> None:
+        """Put the frontend in place of the service's end of translated records: the destination of a request,
+        the source of a reply. Per distinct frontend in the batch, not per record."""
+        marked = np.flatnonzero(batch["policy_flags"] & XLATED_FLAG)
+        if not len(marked):
+            return
+        numbers, which = np.unique(batch["rule"][marked], return_inverse=True)
+        frontends = [record_address(frontend_ip(number) or "") for number in numbers.tolist()]
+        known = np.array([frontend is not None for frontend in frontends])[which]
+        raw = np.array([frontend or bytes(16) for frontend in frontends], dtype="V16")[which]
+        folded = np.array([_fold_one(frontend or bytes(16)) for frontend in frontends], dtype=np.uint64)[which]
+        reply = (batch["flags"][marked] & _REPLY) == _REPLY
+        for side, chosen in ((dst, known & ~reply), (src, known & reply)):
+            if chosen.any():
+                side.replace(marked[chosen], raw[chosen], folded[chosen])
+
+    def _name_set_ids(self, clients: np.ndarray, named: np.ndarray, ts: np.ndarray) -> list[int]:
+        """The name-set id of each row: what its client calls its named address. A batch holds many packets of
+        few connections, so each (client, peer) pair is looked up once per batch."""
         known: dict[tuple[bytes, bytes], int] = {}
         ids: list[int] = []
-        for pair in zip(batch[clients][rows].tolist(), batch[named][rows].tolist(), strict=True):
+        for pair in zip(clients.tolist(), named.tolist(), strict=True):
             set_id = known.get(pair)
             if set_id is None:
-                ts = int(batch["ts"][rows[len(ids)]])
-                set_id = known[pair] = self.sets.intern(self._lookup(pair[0], pair[1], ts))
+                set_id = known[pair] = self.sets.intern(self._lookup(pair[0], pair[1], int(ts[len(ids)])))
             ids.append(set_id)
         return ids
+
+
+class _Side:
+    """One end of a batch's records as annotate reads it: the addresses and their folds, copied only when a
+    translated record's frontend replaces some of them."""
+
+    def __init__(self, addresses: np.ndarray, folded: np.ndarray) -> None:
+        self.addresses = addresses
+        self.folded = folded
+        self._own = False
+
+    def replace(self, rows: np.ndarray, addresses: np.ndarray, folded: np.ndarray) -> None:
+        if not self._own:
+            self.addresses, self._own = self.addresses.copy(), True
+        self.addresses[rows] = addresses
+        self.folded[rows] = folded

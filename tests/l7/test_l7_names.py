@@ -34,6 +34,7 @@ from records import (
     tcp4,
 )
 
+from flowscope.common.names import XLATED_FLAG
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.events import F_REPLY, F_REPLY_KNOWN, event_dtype
 from flowscope.observer.flow_ring import FlowRing
@@ -231,6 +232,26 @@ def test_one_name_set_serves_every_record_with_the_same_names() -> None:
     cache.learn_dns(CLIENT, Answer("web.web.svc.lab.", (SERVER_V4,)), TS - NANOS)
     batch = annotated(cache, *[record(tcp4(sport=40000 + i)) for i in range(50)])
     assert len(set(batch["dst_names"].tolist())) == 1 and batch["dst_names"][0] != 0
+
+
+def test_a_translated_record_is_named_by_the_frontend_its_client_asked_for() -> None:
+    frontends = {7: "10.96.0.80"}
+    cache = NameCache(NameSets(), frontend_ip=frontends.get)
+    cache.learn_dns(CLIENT, Answer("web.web.svc.lab.", ("10.96.0.80",)), TS - NANOS)
+    xlated = {"policy_flags": XLATED_FLAG, "rule": 7}
+    to_backend = record(tcp4(flags=SYN), **xlated)  # past the translation: the backend's address
+    reply = record(tcp4(SERVER_V4, CLIENT_V4, 80, 40000, SYN | ACK), flags=REPLY, **xlated)
+    plain = record(tcp4(flags=SYN))  # the backend reached directly: not what the client resolved
+    unknown = record(tcp4(flags=SYN), policy_flags=XLATED_FLAG, rule=8)  # a frontend the agent does not know
+    to_frontend = record(tcp4(CLIENT_V4, "10.96.0.80", 40001, 80), **xlated)  # before the translation
+    batch = annotated(cache, to_backend, reply, plain, unknown, to_frontend)
+    assert [names_of(cache, batch, row) for row in range(5)] == [
+        ((), ("web.web.svc.lab",)),
+        (("web.web.svc.lab",), ()),
+        ((), ()),
+        ((), ()),
+        ((), ("web.web.svc.lab",)),
+    ]
 
 
 # --- flows ------------------------------------------------------------------------------------------------
