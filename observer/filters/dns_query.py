@@ -13,6 +13,7 @@ from collections.abc import Callable
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters import l7_rows
 from flowscope.observer.filters.base import FilterContext, Predicate
+from flowscope.observer.filters.http import searcher
 from flowscope.observer.filters.regex import compile_regex
 
 QueryTest = Callable[[str], bool]
@@ -22,15 +23,16 @@ def query_test(ff: flow_pb2.FlowFilter) -> QueryTest | None:
     """The test of a query name, or None when the filter sets no dns_query (FilterError for a bad pattern)."""
     if not ff.dns_query:
         return None
-    regexes = [compile_regex(pattern, "dns query") for pattern in ff.dns_query]
-    return lambda query: any(regex.search(query) for regex in regexes)
+    return searcher([compile_regex(pattern, "dns query") for pattern in ff.dns_query])
+
+
+def query_of(entry: l7_rows.L7Record) -> str | None:
+    return entry.dns_query if entry.kind == "dns" else None
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
     test = query_test(ff)
-    if test is None:
-        return []
-    return [l7_rows.matching(ctx.l7, lambda entry: entry.kind == "dns" and test(entry.dns_query))]
+    return [] if test is None else [l7_rows.matching(ctx.l7, query_of, test)]
 
 
 def flow_predicates(ff: flow_pb2.FlowFilter) -> list[Callable[[flow_pb2.Flow], bool]]:

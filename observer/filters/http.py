@@ -20,16 +20,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters import l7_rows
 from flowscope.observer.filters.base import FilterContext, FilterError, Predicate
-from flowscope.observer.filters.regex import compile_regex, shown
+from flowscope.observer.filters.regex import Regex, compile_regex, shown
 
 _STATUS_FULL = re.compile(r"[1-5][0-9]{2}")
 _STATUS_PREFIX = re.compile(r"([1-5][0-9]?)\+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_DISTINCT = 4096  # texts whose regex answer a filter remembers (names, URLs)
 
 
 @dataclass(frozen=True)
@@ -110,18 +112,30 @@ def _method_test(values: Iterable[str]) -> HttpTest:
 
 
 def _url_test(values: Iterable[str]) -> HttpTest:
-    regexes = [compile_regex(value, "http url") for value in values]
-    return lambda facts: bool(facts.url) and any(regex.search(facts.url) for regex in regexes)
+    searched = searcher([compile_regex(value, "http url") for value in values])
+    return lambda facts: bool(facts.url) and searched(facts.url)
 
 
 def _path_test(values: Iterable[str]) -> HttpTest:
-    regexes = [compile_regex(value, "http path") for value in values]
+    searched = searcher([compile_regex(value, "http path") for value in values])
 
-    def matches(facts: HttpFacts) -> bool:
-        path = url_path(facts.url) if facts.url else None
-        return path is not None and any(regex.search(path) for regex in regexes)
+    @lru_cache(maxsize=_DISTINCT)
+    def path_matches(url: str) -> bool:
+        path = url_path(url)
+        return path is not None and searched(path)
 
-    return matches
+    return lambda facts: bool(facts.url) and path_matches(facts.url)
+
+
+def searcher(regexes: list[Regex]) -> Callable[[str], bool]:
+    """Whether any of the expressions is found in a text, remembered for the last texts asked: L7 messages
+    repeat their names and URLs, and a regular expression costs far more than a dictionary look-up."""
+
+    @lru_cache(maxsize=_DISTINCT)
+    def found(text: str) -> bool:
+        return any(regex.search(text) for regex in regexes)
+
+    return found
 
 
 def _header_test(values: Iterable[flow_pb2.HTTPHeader]) -> HttpTest:
@@ -150,15 +164,7 @@ def http_tests(ff: flow_pb2.FlowFilter) -> list[HttpTest]:
 
 
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
-    return [l7_rows.matching(ctx.l7, _on_entries(test)) for test in http_tests(ff)]
-
-
-def _on_entries(test: HttpTest) -> Callable[[l7_rows.L7Record], bool]:
-    def matches(entry: l7_rows.L7Record) -> bool:
-        facts = facts_of_entry(entry)
-        return facts is not None and test(facts)
-
-    return matches
+    return [l7_rows.matching(ctx.l7, facts_of_entry, test) for test in http_tests(ff)]
 
 
 def flow_predicates(ff: flow_pb2.FlowFilter) -> list[Callable[[flow_pb2.Flow], bool]]:

@@ -14,7 +14,7 @@ only, not on how the store keeps them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from flowscope.common import names
 from flowscope.observer.filters.base import Batch
 
 EVENT_L7 = names.EVENT_TYPES["l7"]
+T = TypeVar("T")
 
 
 class L7Record(Protocol):
@@ -73,8 +74,13 @@ def l7_entries(batch: Batch, store: L7Lookup) -> tuple[np.ndarray, np.ndarray]:
     return rows, batch.derived(("l7-entries", id(store)), look_up)
 
 
-def matching(store: L7Lookup | None, test: Callable[[L7Record], bool]) -> Callable[[Batch], np.ndarray]:
-    """A predicate: the L7 records whose entry passes `test`; nothing at all without a store."""
+def matching(
+    store: L7Lookup | None, view: Callable[[L7Record], T | None], test: Callable[[T], bool]
+) -> Callable[[Batch], np.ndarray]:
+    """A predicate: the L7 records whose entry has a `view` (what one kind of filter reads of it: an HTTP
+    message's facts, a DNS query name) that passes `test`; nothing at all without a store. Each view is made
+    once per batch, however many filters of that kind read it, so `view` must be one function, not a new one
+    per filter."""
 
     def predicate(batch: Batch) -> np.ndarray:
         mask = np.zeros(len(batch), dtype=bool)
@@ -82,7 +88,14 @@ def matching(store: L7Lookup | None, test: Callable[[L7Record], bool]) -> Callab
             return mask
         rows, entries = l7_entries(batch, store)
         if len(rows):
-            mask[rows] = [entry is not None and test(entry) for entry in entries]
+
+            def viewed() -> np.ndarray:
+                views = np.empty(len(entries), dtype=object)
+                views[:] = [None if entry is None else view(entry) for entry in entries]
+                return views
+
+            views = batch.derived(("l7-view", id(store), view), viewed)
+            mask[rows] = [value is not None and test(value) for value in views]
         return mask
 
     return predicate
