@@ -261,3 +261,10 @@ def test_l7_filters_over_a_full_ring_with_one_l7_record_in_ten_stay_fast() -> No
         best = min(best, (time.perf_counter() - start) * 1e3)
     assert mask.sum() == sum(name in ("post_500", "nxdomain") for name in np.resize(list(MESSAGES), 6_553))
     assert best < 150, f"{best:.1f} ms"
+
+
+def test_an_l7_flow_has_sub_type_0_whatever_point_its_record_was_seen_at() -> None:
+    l7_at_0 = pb.EventTypeFilter(type=EVENT_L7, sub_type=0, match_sub_type=True)
+    assert only(event_type=[l7_at_0]) == [*MESSAGES, "evicted"]
+    from_endpoint = pb.EventTypeFilter(type=EVENT_L7, sub_type=names.TRACE_FROM_LXC, match_sub_type=True)
+    assert only(event_type=[from_endpoint]) == []
