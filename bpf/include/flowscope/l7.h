@@ -43,7 +43,7 @@
 #define FS_L7_TLS 3
 
 #define FS_L7_PORTS 65536
-#define FS_IDENTITY_RESERVED_MAX 256 /* identities below this are reserved ones (host, world, ...), never a pod's */
+#define FS_RESERVED_IDENTITY_MAX 256 /* identities below this are reserved ones (host, world, ...), never a pod's */
 
 #define FS_TLS_HANDSHAKE 0x16       /* TLS record type */
 #define FS_TLS_CLIENT_HELLO 0x01    /* handshake type, the byte after the 5-byte record header */
@@ -86,10 +86,10 @@ static __always_inline int fs_l7_side(struct fs_state *st, int reply)
 		return 1;
 	if (st->point == FS_TRACE_TO_LXC) {
 		fs_identities(st, FS_ID_SRC);
-		return st->ev.src_identity < FS_IDENTITY_RESERVED_MAX;
+		return st->ev.src_identity < FS_RESERVED_IDENTITY_MAX;
 	}
 	fs_identities(st, FS_ID_DST);
-	return st->ev.dst_identity < FS_IDENTITY_RESERVED_MAX;
+	return st->ev.dst_identity < FS_RESERVED_IDENTITY_MAX;
 }
 
 /* Whether the payload's first bytes at `off` look like `kind`: DNS always (its parser judges), HTTP a capital
