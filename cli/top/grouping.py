@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
 from flowscope.api.flow import flow_pb2
 from flowscope.cli.printer import fields
@@ -167,9 +166,10 @@ def l7_message(flow: flow_pb2.Flow) -> L7Message:
 
 def _path(url: str) -> str:
     """The path of a request's url, without query or fragment (they make a row per request, and are redacted
-    by default anyway): `http://web/status/404?x=1` and `/status/404` are both `/status/404`."""
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        path = url.partition("?")[0]
+    by default anyway): `http://web/status/404?x=1` and `/status/404` are both `/status/404`. By hand, not
+    urlsplit: this runs once per HTTP flow, and a url from the network need not be one urlsplit accepts."""
+    scheme, separator, rest = url.partition("://")
+    if separator and "/" not in scheme:
+        url = rest[len(rest.partition("/")[0]) :]  # the host goes
+    path = url.partition("?")[0].partition("#")[0]
     return path or "/"

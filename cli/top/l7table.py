@@ -7,7 +7,8 @@ the `latency_ns` the agent paired each response with. Latencies go into a histog
 per doubling (from 1 µs to 4 min), so p50 and p95 of every row are one cumulative sum over a small matrix,
 never a sort of samples, and a row costs the same however many answers it had; a percentile is the bucket's
 middle, within 10% of the true one. They cover the row's whole life in this view (since top started or the
-filter changed), where the rates cover the last 2/10/40 s.
+filter changed), where the rates cover the last 2/10/40 s. A snapshot recomputes them only for the rows that
+had an answer since the one before, so a frame's cost follows what changed, not how many rows there are.
 
 Not thread-safe on its own: FlowTable calls it under its lock.
 """
@@ -37,15 +38,16 @@ def latency_bin(latency_ns: int) -> int:
     return min(1 + int(math.log2(latency_ns / 1000.0) * STEPS_PER_DOUBLING), LATENCY_BINS - 1)
 
 
-def percentiles(histogram: np.ndarray, quantile: float) -> np.ndarray:
-    """The `quantile` of each row's latencies (ns; NaN for a row without any), for every row at once."""
-    if histogram.shape[0] == 0:
-        return np.zeros(0)
+def percentiles(histogram: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
+    """Each quantile of each row's latencies (ns; NaN for a row without any), for every row at once."""
     cumulative = np.cumsum(histogram, axis=1)
-    counts = cumulative[:, -1]
-    wanted = np.maximum(np.ceil(quantile * counts), 1)
-    bins = np.minimum((cumulative < wanted[:, None]).sum(axis=1), LATENCY_BINS - 1)
-    return np.where(counts > 0, _BIN_MIDDLE_NS[bins], np.nan)
+    counts = cumulative[:, -1] if histogram.shape[0] else np.zeros(0, np.int64)
+    results = []
+    for quantile in quantiles:
+        wanted = np.maximum(np.ceil(quantile * counts), 1)
+        bins = np.minimum((cumulative < wanted[:, None]).sum(axis=1), LATENCY_BINS - 1)
+        results.append(np.where(counts > 0, _BIN_MIDDLE_NS[bins], np.nan))
+    return results
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class L7Table:
         self._responses: list[int] = []
         self._errors: list[int] = []
         self._last_seen: list[float] = []
+        self._p50 = np.full(capacity, np.nan)
+        self._p95 = np.full(capacity, np.nan)
+        self._answered: set[int] = set()  # rows with a latency since the last snapshot: their percentiles moved
         self.messages = 0
 
     @property
@@ -105,6 +110,7 @@ class L7Table:
             self._errors[row] += message.error
             if message.latency_ns > 0:
                 self._latency[row, latency_bin(message.latency_ns)] += 1
+                self._answered.add(row)
         else:
             self._buckets.count(row, stamp)
             self._total[row] += 1
@@ -118,6 +124,8 @@ class L7Table:
         if row == self._latency.shape[0]:
             self._latency = np.concatenate([self._latency, np.zeros_like(self._latency)])
             self._status = np.concatenate([self._status, np.zeros_like(self._status)])
+            self._p50 = np.concatenate([self._p50, np.full(row, np.nan)])
+            self._p95 = np.concatenate([self._p95, np.full(row, np.nan)])
         self._index[key] = row
         self._keys.append(key)
         self._total.append(0)
@@ -130,7 +138,10 @@ class L7Table:
         """The numbers of every L7 row at `now`: numpy over the rows, no Python loop."""
         rows = len(self._keys)
         errors = np.array(self._errors, np.int64)
-        latency = self._latency[:rows]
+        if self._answered:
+            answered = np.fromiter(self._answered, np.int64, len(self._answered))
+            self._p50[answered], self._p95[answered] = percentiles(self._latency[answered], (0.50, 0.95))
+            self._answered.clear()
         return L7Snapshot(
             now=now,
             keys=self._keys[:rows],
@@ -139,8 +150,8 @@ class L7Table:
             responses=np.array(self._responses, np.int64),
             errors=errors,
             status=self._status[:rows].copy(),
-            p50=percentiles(latency, 0.50),
-            p95=percentiles(latency, 0.95),
+            p50=self._p50[:rows].copy(),
+            p95=self._p95[:rows].copy(),
             last_seen=np.array(self._last_seen, np.float64),
             drop=errors > 0,
             messages=self.messages,
