@@ -21,7 +21,7 @@ TCP_FLOWS = ["syn", "synack", "world", "denied", "policy", "ns6"]
         (["ICMPv4"], ["ping"]),
         (["icmpv6"], ["pong6"]),
         (["sctp"], ["sctp"]),
-        (["http", "dns", "kafka"], []),  # L7: flowscope has none
+        (["http", "dns", "kafka"], []),  # L7 kinds: none of these records is an L7 flow (test_filter_l7.py)
         (["dns", "udp"], ["dns", "kernel", "to_dns6"]),
     ],
 )
