@@ -35,7 +35,7 @@ import numpy as np
 
 from flowscope.api.flow import flow_pb2
 from flowscope.common.l7_ports import L7Port
-from flowscope.common.names import EVENT_TRACE, IPPROTO_TCP, IPPROTO_UDP
+from flowscope.common.names import DNS_RCODE_TEXT, EVENT_TRACE, IPPROTO_TCP, IPPROTO_UDP
 from flowscope.observer.events import HEADER_FIELDS, event_dtype
 from flowscope.observer.l7.counts import L7Counts
 from flowscope.observer.l7.dns import DnsMessage, parse_dns
@@ -53,20 +53,6 @@ OBSERVATION_SOURCE = "proxy"  # Cilium's DNSSourceProxy: what Hubble's DNS flows
 _KEEP = 0  # a reference "sequence number" meaning: pass the record through as it is (TLS)
 _HEADER_NAMES = tuple(name for name, _ in HEADER_FIELDS)
 _CLOCK_REFRESH_S = 1.0
-
-# gopacket's names of DNS response codes, which Hubble's Summary prints ("RCode: Non-Existent Domain").
-RCODE_TEXT = {
-    1: "Format Error",
-    2: "Server Failure",
-    3: "Non-Existent Domain",
-    4: "Not Implemented",
-    5: "Query Refused",
-    6: "Name Exists when it should not",
-    7: "RR Set Exists when it should not",
-    8: "RR Set that should exist does not",
-    9: "Server Not Authoritative for zone",
-    10: "Name not contained in zone",
-}
 
 
 class BatchReader(Protocol):
@@ -137,6 +123,7 @@ class L7Source:
         self._clock = WallClock()  # records carry kernel time until Ingest stamps them; names expire in wall time
         self._clock_read = time.monotonic()
         self._seen_dropped = self._seen_unpaired = 0
+        self._not_l7 = 0  # of the batch being read
 
     def read_batch(self, timeout: float) -> np.ndarray:
         batch = self._reader.read_batch(timeout)
@@ -145,28 +132,40 @@ class L7Source:
         self._refresh_clock()
         rows: list[int] = []
         seqs: list[int] = []
-        for row, record in enumerate(batch):
-            for seq in self._messages(record):
+        self._not_l7 = 0
+        # Columns as Python values once per batch: reading fields of one np.void at a time costs more than the
+        # parsing itself.
+        stride = batch.dtype["data"].itemsize
+        raw = np.ascontiguousarray(batch["data"]).tobytes()
+        columns = zip(
+            batch["ts"].tolist(),
+            batch["type"].tolist(),
+            batch["len_cap"].tolist(),
+            batch["saddr"].tolist(),
+            batch["daddr"].tolist(),
+            strict=True,
+        )
+        for row, (ts, event_type, len_cap, saddr, daddr) in enumerate(columns):
+            data = raw[row * stride : row * stride + len_cap]
+            for seq in self._messages(data, ts, event_type == EVENT_TRACE, saddr, daddr):
                 rows.append(row)
                 seqs.append(seq)
-        self._count_pairing()
+        self._count(messages=sum(1 for seq in seqs if seq != _KEEP))
         return self._references(batch, rows, seqs)
 
     # --- one record ----------------------------------------------------------------------------------------
 
-    def _messages(self, record: np.void) -> list[int]:
-        """The store sequence numbers of the record's L7 messages ([_KEEP] for a TLS record, [] for none)."""
-        data = record["data"].tobytes()[: int(record["len_cap"])]
+    def _messages(self, data: bytes, ts: int, tls: bool, saddr: bytes, daddr: bytes) -> list[int]:
+        """The store sequence numbers of one record's L7 messages ([_KEEP] for a TLS record, [] for none)."""
         packet = parse_packet(data)
-        tls = int(record["type"]) == EVENT_TRACE
         if not packet.l4 or packet.protocol not in (IPPROTO_TCP, IPPROTO_UDP):
             if not tls:
-                self.counts.add(not_l7=1)
+                self._not_l7 += 1
             return [_KEEP] if tls else []
         seen = _Seen(
-            ts=int(record["ts"]),
-            saddr=record["saddr"].tobytes(),
-            daddr=record["daddr"].tobytes(),
+            ts=ts,
+            saddr=saddr,
+            daddr=daddr,
             sport=packet.sport,
             dport=packet.dport,
             protocol=packet.protocol,
@@ -183,9 +182,8 @@ class L7Source:
         elif kind == "http":
             entries = self._http(seen, payload)
         if not entries:
-            self.counts.add(not_l7=1)
+            self._not_l7 += 1
             return []
-        self.counts.add(messages=len(entries))
         return [self.store.add(entry) for entry in entries]
 
     def _dns(self, seen: _Seen, payload: bytes) -> list[L7Entry]:
@@ -274,12 +272,14 @@ class L7Source:
         out["location"][referenced] = seq[referenced]
         return out
 
-    def _count_pairing(self) -> None:
+    def _count(self, messages: int) -> None:
+        """Add the batch's counts at once (the counters take a lock): its messages, what was not L7, and what
+        the pairing dropped or could not pair."""
         pairing = self.pairing
         dropped, unpaired = pairing.dropped - self._seen_dropped, pairing.unpaired - self._seen_unpaired
-        if dropped or unpaired:
-            self.counts.add(dropped=dropped, unpaired=unpaired)
-            self._seen_dropped, self._seen_unpaired = pairing.dropped, pairing.unpaired
+        self._seen_dropped, self._seen_unpaired = pairing.dropped, pairing.unpaired
+        if messages or self._not_l7 or dropped or unpaired:
+            self.counts.add(messages=messages, not_l7=self._not_l7, dropped=dropped, unpaired=unpaired)
 
     def _refresh_clock(self) -> None:
         now = time.monotonic()
@@ -338,7 +338,7 @@ def dns_entry(message: DnsMessage, l7_type: flow_pb2.L7FlowType, latency_ns: int
 def _answer_text(message: DnsMessage) -> str:
     """What Hubble's Summary says a response answered: an error's name, or the addresses and CNAMEs."""
     if message.rcode:
-        return f"RCode: {RCODE_TEXT.get(message.rcode, 'Unknown')}"
+        return f"RCode: {DNS_RCODE_TEXT.get(message.rcode, 'Unknown')}"
     parts = []
     if message.ips:
         parts.append(_quoted(",".join(message.ips)))

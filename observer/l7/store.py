@@ -22,10 +22,11 @@ lock is needed.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 DEFAULT_CAPACITY = 16383
-_ENTRY_OVERHEAD = 100  # the dataclass instance and its slot tuple, beyond the values: fitted to tracemalloc
+_PAIR = 56  # the tuple holding one header's name and value
+_ENTRY_OVERHEAD = 200  # the dataclass instance and its slot tuple, beyond the values: fitted to tracemalloc
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +51,18 @@ class L7Entry:
     http_headers: tuple[tuple[str, str], ...] = ()
 
 
-_FIELD_NAMES = tuple(field.name for field in fields(L7Entry))
-
-
 def entry_bytes(entry: L7Entry) -> int:
-    """An estimate of what one entry costs in memory: its values' sizes plus a measured fixed overhead."""
-    size = _ENTRY_OVERHEAD
-    for name in _FIELD_NAMES:
-        value = getattr(entry, name)
-        if isinstance(value, tuple):
-            size += sys.getsizeof(value) + sum(sys.getsizeof(k) + sys.getsizeof(v) + 56 for k, v in value)
-        elif not isinstance(value, bool) and value:  # small ints, False and "" are shared objects
-            size += sys.getsizeof(value)
+    """An estimate of what one entry costs in memory: its values' sizes plus a measured fixed overhead. Small
+    ints, booleans, "" and the kind literals are objects Python shares, so they cost the entry nothing."""
+    size = _ENTRY_OVERHEAD + sys.getsizeof(entry.layer7) + sys.getsizeof(entry.summary)
+    for text in (entry.dns_query, entry.http_method, entry.http_url, entry.http_path):
+        if text:
+            size += sys.getsizeof(text)
+    if entry.http_code > 256:
+        size += sys.getsizeof(entry.http_code)
+    if entry.http_headers:
+        size += sys.getsizeof(entry.http_headers)
+        size += sum(sys.getsizeof(k) + sys.getsizeof(v) + _PAIR for k, v in entry.http_headers)
     return size
 
 
