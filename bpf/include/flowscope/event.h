@@ -99,7 +99,9 @@
 	__u64 bytes;         /*  64: aggregate: bytes since the last report */                                        \
 	__u64 location;      /*  72: kernel drop: the address that freed the packet; overlay points (to-overlay,      \
 	                      *      from-overlay): the outer IPv4 source (bytes 0-3) and destination (4-7), network  \
-	                      *      order, 0 when the packet had no tunnel key (overlay.h) */                        \
+	                      *      order, 0 when the packet had no tunnel key (overlay.h); an L7 record's copy in   \
+	                      *      the flow ring (the agent's): its L7 store sequence number (observer/l7/)         \
+	                      */                                                                                      \
 	__u8 saddr[16];      /*  80 */                                                                                \
 	__u8 daddr[16];      /*  96 */                                                                                \
 	__u32 src_names;     /* 112: the agent's, never the datapath's (which writes 0): the DNS names (or TLS server \
