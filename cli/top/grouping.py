@@ -5,6 +5,10 @@ purpose: it is ephemeral, so keeping it would make every connection its own row 
 A reply is turned around (the compact printer shows it as `<-`) so both directions of a connection land in the
 same row, with the server's port. Names come from the network and are cleaned of control characters before a
 terminal ever sees them.
+
+An L7 flow (DNS, HTTP) belongs to a row of the L7 view instead: client → server, protocol/port, and what was
+asked (the DNS name and query types; the HTTP method and path, without the query string, which would make a
+row per request). Its response is turned around by its L7 type, and counts in its request's row.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from flowscope.cli.top.state import WINDOWS, Nodes, Snapshot
 
 HEADER_LINES, FOOTER_LINES = 2, 3
 CHROME = HEADER_LINES + 1 + FOOTER_LINES  # every line that is not a row: header, column titles, footer
+NO_L7 = "no L7 flows yet: agents report DNS and HTTP on the ports of their --l7-ports (v: back to connections)"
 
 
 COLUMNS = (
@@ -197,6 +198,9 @@ def frame(snapshot: Snapshot, order: np.ndarray, controls: Controls, server: str
     rows = order[controls.offset : controls.offset + controls.page]
     filler = controls.page - len(rows)
     parts: list[RenderableType] = [*header(controls), *refusal(controls, width), table(snapshot, rows, controls, width)]
+    if controls.shown == "l7" and not len(rows):  # an empty L7 view says where L7 flows come from
+        parts.append(Text(NO_L7, style="dim", no_wrap=True, overflow="ellipsis"))
+        filler -= 1
     if filler:
         parts.append(Text("\n" * (filler - 1)))
     parts += footer(snapshot, controls.offset, len(rows), server, controls.shown, controls.help)

@@ -221,6 +221,20 @@ def test_errors_and_slowest_sorts(server: FakeServer) -> None:
     assert controls("s").sort == "rate"
 
 
+def test_latency_percentiles_follow_new_answers_and_an_empty_view_says_why() -> None:
+    table = FlowTable(clock=lambda: NOW)
+    keys = controls("v")
+    lines = screen(table, keys, height=12)
+    assert len(lines) == 12 and lines[3].startswith("no L7 flows yet: agents report DNS and HTTP")
+    table.add_flow(top_samples.at(http_response("GET", "/", 200, 1.0), NOW))
+    assert table.snapshot().l7.p95[0] == pytest.approx(1e6, rel=0.1)
+    for _ in range(10):
+        table.add_flow(top_samples.at(http_response("GET", "http://web/?HUBBLE_REDACTED#top", 200, 50.0), NOW))
+    snapshot = table.snapshot()  # the row was answered since the last snapshot: its percentiles moved
+    assert len(snapshot.l7) == 1 and snapshot.l7.p95[0] == pytest.approx(50e6, rel=0.1)
+    assert snapshot.l7.p50[0] == pytest.approx(50e6, rel=0.1)
+
+
 def test_a_flow_whose_l7_entry_was_evicted_still_counts() -> None:
     table = FlowTable(clock=lambda: NOW)
     evicted = dns_query("web.web.svc.lab.")
