@@ -37,12 +37,12 @@ with socket.create_connection((sys.argv[1], 9000), timeout=5) as s:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     with Lab(f"t{os.getpid()}-names") as lab:
-        lab.up(traffic=False, agent=True)
+        lab.up(traffic=False, agent=True, relay=True)
         yield lab
 
 
-def observe(lab: Lab, *args: str) -> str:
-    server = f"unix://{lab.agent_socket('node1')}"
+def observe(lab: Lab, *args: str, server: str = "") -> str:
+    server = server or f"unix://{lab.agent_socket('node1')}"
     done = subprocess.run(
         [FLOWSCOPE, "observe", "--server", server, *args], capture_output=True, text=True, timeout=20, check=False
     )
@@ -90,6 +90,10 @@ def test_a_later_tcp_flow_to_a_resolved_address_carries_the_name(lab: Lab) -> No
 
     cli = observe(lab, "--to-fqdn", "*.svc.lab", "--to-port", "9000", "-o", "jsonpb")
     assert cli.count(name) >= len(flows)
+    through_relay = observe(
+        lab, "--to-fqdn", "*.svc.lab", "--to-port", "9000", "-o", "jsonpb", server=lab.relay_address
+    )
+    assert through_relay.count(name) >= len(flows)
 
 
 def test_a_service_name_follows_the_connection_past_its_translation(lab: Lab) -> None:
