@@ -5,6 +5,7 @@ and switched to with the `v` key in a real terminal."""
 from __future__ import annotations
 
 import io
+import os
 import statistics
 import threading
 import time
@@ -25,6 +26,7 @@ from flowscope.cli.top import render
 from flowscope.cli.top.controls import Controls
 from flowscope.cli.top.livefilter import LiveFilter
 from flowscope.cli.top.state import FlowTable
+from flowscope.lab import Lab
 
 NOW = 1_800_000_000.0
 SERVER = "unix:///run/flowscope/hubble.sock"
@@ -317,3 +319,30 @@ def test_top_l7_starts_in_the_l7_view(
     assert "REQUEST" in screen and "P95" in screen
     term.type("q")
     assert term.exit_code() == 0
+
+
+@pytest.mark.bpf
+def test_a_real_agents_dns_and_http_in_the_l7_view(terminal_for: Callable[..., Terminal]) -> None:
+    """The lab's client asks its DNS server and fetches a missing page; the agent's L7 flows, decoded by the
+    real datapath and parser, appear in `top --l7` as one DNS row and one HTTP row, answered, with latency."""
+    with Lab(f"t{os.getpid()}-topl7") as lab:
+        lab.up(traffic=False, agent=True)
+        dns, web = lab.pod("coredns"), lab.pod("web2")
+        assert lab.exec("client", ["dig", "+time=2", "+tries=1", "+short", f"@{dns.ipv4}", "web.web.svc.lab.", "A"])
+        curl = ["curl", "--silent", "--output", "/dev/null", "--write-out", "%{http_code}", "--max-time", "3"]
+        assert lab.exec("client", [*curl, f"http://{web.ipv4}/status/404"], check=False).stdout == "404"
+        term = terminal_for("--server", f"unix://{lab.agent_socket('node1')}", "--l7", cols=200)
+        screen = term.wait_for(
+            lambda text: "web.web.svc.lab. A" in text and "GET /status/404" in text and "4xx 1" in text,
+            "the client's DNS question and HTTP request, answered",
+            timeout=30,
+        )
+        dns_row = next(line for line in screen.splitlines() if "web.web.svc.lab. A" in line)
+        http_row = next(line for line in screen.splitlines() if "GET /status/404" in line)
+        assert dns_row.startswith("default/client") and "UDP/53" in dns_row and "NOERROR 1" in dns_row, screen
+        assert http_row.startswith("default/client") and "web/web2" in http_row and "TCP/80" in http_row, screen
+        for row in (dns_row, http_row):
+            p50, p95 = row.split()[-3:-1]
+            assert p50.endswith(("µs", "ms", "s")) and p95.endswith(("µs", "ms", "s")), row
+        term.type("q")
+        assert term.exit_code() == 0
