@@ -220,8 +220,11 @@ int stage_ct(struct __sk_buff *skb)
 	}
 	if (e && st->cfg.services_active)
 		fs_lb_remember(st, e);
-	if (st->cfg.l7_active) /* the only cost to other packets while no L7 port is configured */
+	if (st->cfg.l7_active) { /* the only cost to other packets while no L7 port is configured */
 		fs_l7_decide(skb, st);
+		if (st->l7_kind == FS_L7_TLS && e && st->policy_todo == FS_POLICY_PASS) /* counted just above */
+			fs_l7_report(e, st);
+	}
 	if (st->traced) {
 		if (e)
 			fs_trace_verdict_of(st, e);

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from dp_flows import IN, MEDIUM, NONE, OUT, PEER4, Conversation
 from dp_netns import VethPair, inside, run
-from dp_packets import ACK, IPPROTO_TCP, IPPROTO_UDP, PSH
+from dp_packets import ACK, FIN, IPPROTO_TCP, IPPROTO_UDP, PSH, SYN
 from dp_run import EP_ID, EP_IDENTITY, LOOPBACK, addr16
 
 from flowscope.common import names
@@ -202,6 +202,27 @@ def test_a_client_hello_is_one_trace_record_in_the_l7_ring_only(dp: Datapath, si
     events, records = send(dp, program, getattr(tls, send_tls)(PSH | ACK, b"\x17\x03\x03" * 4))
     assert len(records) == 0
     assert len(events) == (1 if aggregation == NONE else 0)
+
+
+def test_a_client_hello_the_aggregation_left_pending_reports_the_counts(dp: Datapath) -> None:
+    """At medium, a packet of an established connection entering a pod waits in the connection's counts for the
+    next report; a ClientHello's record is sent at once, so it is that report, and the next one counts after it."""
+    configure(dp, MEDIUM)
+    tls = Conversation(IPPROTO_TCP, pod_port=443)  # a client in the world, the pod the server
+    events, _ = send(dp, IN, tls.back(SYN))
+    assert len(events) == 1  # a new connection: reported
+    events, records = send(dp, IN, tls.back(ACK))
+    assert len(events) == len(records) == 0  # pending
+    hello = tls.back(PSH | ACK, CLIENT_HELLO)
+    events, records = send(dp, IN, hello)
+    assert len(events) == 0 and len(records) == 1
+    record = records[0]
+    assert int(record["type"]) == names.EVENT_TRACE and int(record["flags"]) & ev.F_AGGREGATE
+    assert int(record["packets"]) == 2  # the ACK and the ClientHello
+    assert int(record["bytes"]) == len(tls.back(ACK)) + len(hello)
+    send(dp, IN, tls.back(PSH | ACK, b"\x17\x03\x03\x00\x01x"))
+    events, _ = send(dp, IN, tls.back(FIN | ACK))
+    assert [int(e["packets"]) for e in events] == [2]  # the data and the FIN: the ClientHello was reported
 
 
 def test_a_dropped_packet_has_no_l7_record(dp: Datapath) -> None:

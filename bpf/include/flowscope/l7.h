@@ -28,12 +28,14 @@
 
 #include <uapi/linux/in.h>
 
+#include "flowscope/aggregate.h"
 #include "flowscope/config.h"
 #include "flowscope/emit.h"
 #include "flowscope/event.h"
 #include "flowscope/identity.h"
 #include "flowscope/lb.h"
 #include "flowscope/parse.h"
+#include "flowscope/report.h"
 #include "flowscope/state.h"
 
 /* What a port carries (fs_l7_port.udp, .tcp); common/l7_ports.py names them. */
@@ -145,6 +147,21 @@ static __always_inline void fs_l7_decide(struct __sk_buff *skb, struct fs_state 
 	want = off + caplen;
 	st->l7_len = want < FS_L7_CAPLEN ? want : FS_L7_CAPLEN;
 	st->l7_kind = kind;
+}
+
+/* A ClientHello's record is its trace event, sent whatever the aggregation decided. Where the aggregation had
+ * left the packet in its connection's pending counts (medium, at a point that reports), the record takes them,
+ * as any report does: otherwise the packet would be reported twice, by its record and by the next report. */
+static __always_inline void fs_l7_report(struct fs_ct_entry *e, struct fs_state *st)
+{
+	struct fs_ct_dir *d = &e->dir[st->ct_dir & 1];
+
+	if (st->emit || st->cfg.aggregation < FS_AGG_MEDIUM || st->ct_state == FS_CT_RELATED)
+		return; /* a report already, or counted as a packet traced on its own */
+	if (!fs_ct_trace_wanted(d, st))
+		return; /* a point the aggregation silences: counted as reported */
+	fs_claim(d, &st->ev, st->now);
+	st->emit = 1;
 }
 
 static __always_inline void fs_l7_count_lost(void)
