@@ -191,3 +191,17 @@ def test_observe_t_l7_through_the_relay_shows_them(lab: Lab) -> None:
     response = next(f for f in mine if f["l7"]["type"] == "RESPONSE")
     assert int(response["l7"]["latency_ns"]) > 0
     assert response["Summary"].startswith("DNS Answer ")
+
+
+def test_status_says_what_became_of_the_l7_messages(lab: Lab) -> None:
+    """`flowscope status` through the relay sums the nodes' L7 counts and store fill (run last: after traffic)."""
+    dns = lab.pod("coredns")
+    lab.exec("client", [*DIG, "+short", f"@{dns.ipv4}", "web.web.svc.lab.", "A"])
+    exchange(lab, "DNS Query web.web.svc.lab. A")
+    argv = [FLOWSCOPE, "status", "--server", lab.relay_address]
+    compact = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+    (line,) = [line for line in compact.splitlines() if line.startswith("L7 Messages: ")]
+    assert "/32,766 stored" in line  # two nodes' default stores
+    status = json.loads(subprocess.run([*argv, "-o", "json"], capture_output=True, text=True, check=True).stdout)
+    l7 = status["flowscope_l7"]
+    assert int(l7["messages"]) >= 2 and int(l7["stored"]) >= 2 and int(l7["memory_bytes"]) > 0
