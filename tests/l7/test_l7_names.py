@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,6 +183,19 @@ def test_the_cache_is_bounded_per_client_and_in_all(monkeypatch: pytest.MonkeyPa
     for ttl, name in ((30, "a.lab."), (60, "b.lab."), (90, "c.lab.")):
         cache.learn_dns(WORLD, Answer(name, (SERVER_V4,), ttl=ttl + MIN_TTL_S), TS)
     assert cache.lookup(WORLD, SERVER, TS) == ("b.lab", "c.lab")  # the name expiring first gave way
+
+
+def test_memory_bytes_follows_what_tracemalloc_measures() -> None:
+    tracemalloc.start()
+    try:
+        cache = fresh()
+        for i in range(5000):
+            answer = Answer(f"host{i}.example.com.", (f"10.9.{i // 250}.{i % 250 + 1}",), cnames=(f"c{i}.cdn.net.",))
+            cache.learn_dns(record_address(f"10.200.0.{i % 50 + 1}") or b"", answer, TS)
+        measured, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert abs(cache.memory_bytes() - measured) < 0.2 * measured, (cache.memory_bytes(), measured)
 
 
 # --- annotate ---------------------------------------------------------------------------------------------
