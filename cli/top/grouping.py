@@ -154,12 +154,13 @@ def l7_message(flow: flow_pb2.Flow) -> L7Message:
     protocol = f"{kind}/{destination_port}" if destination_port and destination_port != "0" else kind
     status, error = -1, False
     if record == "dns":
-        label, request = "DNS", f"{layer7.dns.query} {','.join(layer7.dns.qtypes)}".strip()
+        label, request = "DNS", f"{layer7.dns.query} {','.join(layer7.dns.qtypes)}".strip() or "?"
         if response:
             status, error = min(layer7.dns.rcode, DNS_OTHER_RCODE), layer7.dns.rcode != 0
     elif record == "http":
         http = layer7.http
-        label, request = "HTTP", f"{http.method} {_path(http.url)}".strip()
+        # A response the agent could not pair carries no method or url: `?`, not a made-up `/`.
+        label, request = "HTTP", f"{http.method} {_path(http.url)}" if http.method or http.url else "?"
         if response:
             status, error = (http.code // 100 if 100 <= http.code < 600 else 0), http.code >= 400
     else:

@@ -237,13 +237,18 @@ def test_latency_percentiles_follow_new_answers_and_an_empty_view_says_why() -> 
     assert snapshot.l7.p50[0] == pytest.approx(50e6, rel=0.1)
 
 
-def test_a_flow_whose_l7_entry_was_evicted_still_counts() -> None:
+def test_a_flow_whose_l7_entry_was_evicted_or_unpaired_still_counts() -> None:
     table = FlowTable(clock=lambda: NOW)
     evicted = dns_query("web.web.svc.lab.")
     evicted.ClearField("l7")
     table.add_flow(top_samples.at(evicted, NOW))
-    key = table.snapshot().l7.keys[0]
+    unpaired = http_response("", "", 502, 0.0)  # an answer whose request the agent never saw
+    table.add_flow(top_samples.at(unpaired, NOW))
+    snapshot = table.snapshot().l7
+    key = snapshot.keys[0]
     assert (key.kind, key.request, key.protocol, key.destination) == ("L7", "?", "UDP/53", "kube-system/coredns")
+    assert (snapshot.keys[1].kind, snapshot.keys[1].request, snapshot.keys[1].source) == ("HTTP", "?", "default/client")
+    assert snapshot.status[1].tolist() == [0, 0, 0, 0, 0, 1, 0] and str(snapshot.p95[1]) == "nan"
 
 
 def test_an_l7_frame_of_10000_rows_is_cheap() -> None:
@@ -305,7 +310,7 @@ def test_the_v_key_switches_to_the_l7_view_and_back(
     term.type("s")
     term.wait_for(lambda text: "sort: slowest p95" in text and "P95▼" in text, "the slowest sort")
     term.type("v")
-    term.wait_for(lambda text: "TCP/9000" in text and "L7 view" not in text, "the connections again")
+    term.wait_for(lambda text: "TCP/9000" in text and "L7 view (" not in text, "the connections again")
     term.type("q")
     assert term.exit_code() == 0
     assert term.restored()
