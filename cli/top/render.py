@@ -193,13 +193,22 @@ def _flow_stats(snapshot: Snapshot, span: str) -> Text:
     )
 
 
+def _empty_hint(snapshot: Snapshot, controls: Controls) -> str | None:
+    """What an empty view says: where L7 flows come from, or that the rows are in the other view (a filter
+    such as `-t l7` leaves the connections empty)."""
+    if controls.shown == "l7":
+        return NO_L7 if not len(snapshot) else f"no L7 flows yet; {len(snapshot):,} connections: v shows them"
+    return f"no connections; {len(snapshot.l7):,} L7 rows: v shows them" if len(snapshot.l7) else None
+
+
 def frame(snapshot: Snapshot, order: np.ndarray, controls: Controls, server: str, width: int, height: int) -> Group:
     """The whole screen: only `controls.page` rows from `controls.offset` are laid out."""
     rows = order[controls.offset : controls.offset + controls.page]
     filler = controls.page - len(rows)
     parts: list[RenderableType] = [*header(controls), *refusal(controls, width), table(snapshot, rows, controls, width)]
-    if controls.shown == "l7" and not len(rows):  # an empty L7 view says where L7 flows come from
-        parts.append(Text(NO_L7, style="dim", no_wrap=True, overflow="ellipsis"))
+    hint = _empty_hint(snapshot, controls) if not len(rows) else None
+    if hint:
+        parts.append(Text(hint, style="dim", no_wrap=True, overflow="ellipsis"))
         filler -= 1
     if filler:
         parts.append(Text("\n" * (filler - 1)))

@@ -230,6 +230,7 @@ def test_latency_percentiles_follow_new_answers_and_an_empty_view_says_why() -> 
     assert len(lines) == 12 and lines[3].startswith("no L7 flows yet: agents report DNS and HTTP")
     table.add_flow(top_samples.at(http_response("GET", "/", 200, 1.0), NOW))
     assert table.snapshot().l7.p95[0] == pytest.approx(1e6, rel=0.1)
+    assert screen(table, controls(), height=12)[3] == "no connections; 1 L7 rows: v shows them"  # e.g. with -t l7
     for _ in range(10):
         table.add_flow(top_samples.at(http_response("GET", "http://web/?HUBBLE_REDACTED#top", 200, 50.0), NOW))
     snapshot = table.snapshot()  # the row was answered since the last snapshot: its percentiles moved
