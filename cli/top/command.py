@@ -89,9 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise CliError("top needs a terminal for its screen and keys; for a stream of flows use 'observe -f'")
     with connect(ServerOptions.from_args(args)) as connection:
-        viewer = Viewer(connection, LiveFilter(args), initial_text(args), 1.0 / args.refresh)
-        viewer.controls.shown = "l7" if args.l7 else "flows"
-        return viewer.run(request)
+        shown = "l7" if args.l7 else "flows"
+        return Viewer(connection, LiveFilter(args), initial_text(args), 1.0 / args.refresh, shown).run(request)
 
 
 class Stream:
@@ -133,10 +132,12 @@ class Stream:
 class Viewer:
     """The screen loop: keys in, frames out, streams started and replaced."""
 
-    def __init__(self, connection: Connection, live_filter: LiveFilter, text: str, interval: float) -> None:
+    def __init__(
+        self, connection: Connection, live_filter: LiveFilter, text: str, interval: float, shown: str = "flows"
+    ) -> None:
         self.connection = connection
         self.filter = live_filter
-        self.controls = Controls(text, live_filter.error)
+        self.controls = Controls(text, live_filter.error, shown)
         self.interval = interval
         self.stream: Stream | None = None
         self.backoff = backoff()

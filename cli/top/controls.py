@@ -42,13 +42,13 @@ class FilterLine:
 class Controls:
     """The viewer's state between frames."""
 
-    def __init__(self, filter_text: str, validate: Callable[[str], str | None], view: str = "flows") -> None:
+    def __init__(self, filter_text: str, validate: Callable[[str], str | None], shown: str = "flows") -> None:
         self.filter_text = filter_text  # the filter the stream uses
         self.fallback: str | None = None  # the filter before it, to go back to if a server refuses this one
         self.refusal: str | None = None  # why a server refused the last filter applied, shown whole
         self.validate = validate
         self.editing: FilterLine | None = None
-        self.shown = view  # `v`: the connections (L3/L4 flows) or the L7 messages (DNS, HTTP)
+        self.shown = shown  # `v`: the connections (L3/L4 flows) or the L7 messages (DNS, HTTP)
         self.sort = "rate"
         self.window = 1  # index into WINDOWS that rate sorting uses: 10 s, steady enough to read
         self.freeze = False  # `f`: keep the order rows had when it was pressed, new rows at the end
@@ -63,7 +63,9 @@ class Controls:
     def sort_label(self) -> str:
         if self.sort == "rate":
             return f"rate {WINDOWS[self.window]}s"
-        return {"drops": "errors", "slow": "slowest p95"}.get(self.sort, self.sort) if self.shown == "l7" else self.sort
+        if self.shown == "l7":
+            return {"drops": "errors", "slow": "slowest p95"}.get(self.sort, self.sort)
+        return self.sort
 
     @property
     def help(self) -> str:

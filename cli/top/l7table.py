@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowscope.cli.top.buckets import WINDOWS, Buckets
+from flowscope.cli.top.buckets import Buckets
 from flowscope.cli.top.grouping import L7Key, L7Message
 
 STATUS_SLOTS = 7  # HTTP: code // 100 (0: no valid code); DNS: rcode 0-5, 6 any other
@@ -156,6 +156,3 @@ class L7Table:
             drop=errors > 0,
             messages=self.messages,
         )
-
-
-__all__ = ["WINDOWS", "L7Snapshot", "L7Table", "latency_bin", "percentiles"]
