@@ -50,7 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -387,9 +387,8 @@ class Window:
     answered: int
     wall: float  # seconds from just before the generator started until the agent had stored everything
     cpu: float  # the agent's CPU seconds in that time
-    l7_flows: int  # L7 flows the agent stored in the window
-    l7_with_fields: int  # of them, those whose L7 fields were still in the L7 store when read
-    lost: tuple[int, int]  # events the agent's counters say were lost in the window: (kernel buffer, agent queue)
+    counts: Counts  # what the agent's counters grew by in the window
+    l7_flows: int  # L7 flows GetFlows found in the window (counted only where asked; else 0)
     generator_seconds: float
 
     @property
@@ -398,34 +397,55 @@ class Window:
         return self.sent + self.answered
 
 
+@dataclass(frozen=True)
+class Counts:
+    """The agent's counters (ServerStatus), or how much they grew."""
+
+    seen_flows: int
+    kernel_buffer: int  # events lost: no room in the datapath's ring buffers (l7_events' included)
+    agent_queue: int  # events lost: read but not stored
+    l7_messages: int  # DNS and HTTP messages parsed and stored, one L7 flow each (flowscope_l7)
+    l7_unpaired: int  # responses without their request (no latency)
+    l7_dropped: int  # requests forgotten before their response came
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+
 class Bench:
     """The lab, its agent (`pid`) and the servers the load goes to."""
 
     def __init__(self, lab: Lab, pid: int) -> None:
         self.lab, self.pid = lab, pid
 
-    def status(self) -> tuple[int, int, int]:
-        """(flows the agent has seen, events lost in the kernel's buffers, events lost in its queue)."""
+    def status(self) -> Counts:
         from common import server_status
 
         status = server_status(self.lab)
-        lost = status.flowscope_lost
-        return int(status.seen_flows), int(lost.kernel_buffer), int(lost.agent_queue)
+        lost, l7 = status.flowscope_lost, status.flowscope_l7
+        return Counts(status.seen_flows, lost.kernel_buffer, lost.agent_queue, l7.messages, l7.unpaired, l7.dropped)
 
-    def settled(self, timeout: float = 30.0) -> tuple[int, int, int]:
+    def settled(self, timeout: float = 30.0) -> Counts:
         """Wait until the agent has stored what it was sent (seen_flows unchanged over 0.3 s); its status."""
         last = self.status()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(0.3)
             now = self.status()
-            if now[0] == last[0]:
+            if now.seen_flows == last.seen_flows:
                 return now
             last = now
         raise RuntimeError(f"the agent's seen_flows still grew after {timeout:g} s")
 
-    def l7_flows(self, since: float, until: float) -> tuple[int, int]:
-        """(L7 flows stored between since and until (wall clock), of them those with their L7 fields)."""
+    def store(self) -> tuple[int, int, int]:
+        """The L7 store: (entries in it, entries it holds, bytes they take)."""
+        from common import server_status
+
+        l7 = server_status(self.lab).flowscope_l7
+        return l7.stored, l7.capacity, l7.memory_bytes
+
+    def l7_flows(self, since: float, until: float) -> int:
+        """The L7 flows the agent serves between since and until (wall clock)."""
         import grpc
         from google.protobuf.field_mask_pb2 import FieldMask
         from google.protobuf.timestamp_pb2 import Timestamp
@@ -442,28 +462,25 @@ class Bench:
             whitelist=[flow_pb2.FlowFilter(event_type=[flow_pb2.EventTypeFilter(type=FS_EVENT_L7)])],
             field_mask=FieldMask(paths=["l7.type"]),
         )
-        flows = with_fields = 0
         with grpc.insecure_channel(f"unix://{self.lab.agent_socket('node1')}") as channel:
-            for response in observer_pb2_grpc.ObserverStub(channel).GetFlows(request, timeout=300):
-                if response.HasField("flow"):
-                    flows += 1
-                    with_fields += response.flow.HasField("l7")
-        return flows, with_fields
+            responses = observer_pb2_grpc.ObserverStub(channel).GetFlows(request, timeout=300)
+            return sum(response.HasField("flow") for response in responses)
 
-    def load(self, kind: str, rate: float, seconds: float, connections: int = 1) -> Window:
-        """One window of `kind` load ("idle": none, the same length) and what the agent did in it."""
+    def load(self, kind: str, rate: float, seconds: float, connections: int = 1, count_flows: bool = True) -> Window:
+        """One window of `kind` load ("idle": none, the same length) and what the agent did in it; with
+        `count_flows`, the L7 flows it serves for the window are counted too (after its CPU was read)."""
         from common import cpu_seconds
 
-        _, kernel0, queue0 = self.status()
+        before = self.status()
         since, t0, cpu0 = time.time(), time.monotonic(), cpu_seconds(self.pid)
         if kind == "idle":
             time.sleep(seconds)  # an idle window is a measurement of the agent doing nothing, not a wait
             report = {"sent": 0, "answered": 0, "seconds": seconds}
         else:
             report = self.generate(kind, rate, seconds, connections)
-        _, kernel1, queue1 = self.settled()
+        after = self.settled()
         cpu1, t1, until = cpu_seconds(self.pid), time.monotonic(), time.time()
-        flows, with_fields = self.l7_flows(since, until) if kind != "idle" else (0, 0)
+        flows = self.l7_flows(since, until) if kind != "idle" and count_flows else 0
         return Window(
             kind,
             rate,
@@ -471,9 +488,8 @@ class Bench:
             int(report["answered"]),
             t1 - t0,
             cpu1 - cpu0,
+            after - before,
             flows,
-            with_fields,
-            (kernel1 - kernel0, queue1 - queue0),
             float(report["seconds"]),
         )
 
@@ -520,19 +536,19 @@ def agent_cost(bench: Bench, rounds: int, seconds: float, dns_rate: float, http_
             per_message[kind].append(extra / max(load.l7_flows, 1) * 1e6)
             print(f"{kind}: {load}, idle {quiet.cpu:.2f} s in {quiet.wall:.1f} s", flush=True)
     lines = [
-        "| load | rate asked | L7 messages a window (requests + responses) | L7 flows stored a window "
+        "| load | rate asked | L7 messages a window (requests + responses) | L7 flows served a window "
         "| agent CPU: load window | idle window | **agent CPU per L7 message** (median, range) |",
         "|---|---|---|---|---|---|---|",
     ]
     names = {"dns": "DNS over UDP, one socket", "http": "HTTP/1.1 GET, one keep-alive connection"}
     for kind, rate in loads:
         messages = statistics.median(w.messages for w in busy[kind])
-        stored = statistics.median(w.l7_flows for w in busy[kind])
+        served = statistics.median(w.l7_flows for w in busy[kind])
         load_cpu = statistics.median(w.cpu / w.wall * 100 for w in busy[kind])
         idle_cpu = statistics.median(w.cpu / w.wall * 100 for w in idle[kind])
         us = per_message[kind]
         lines.append(
-            f"| {names[kind]} | {rate:g}/s | {messages:,.0f} | {stored:,.0f} | {load_cpu:.1f}% | {idle_cpu:.1f}% "
+            f"| {names[kind]} | {rate:g}/s | {messages:,.0f} | {served:,.0f} | {load_cpu:.1f}% | {idle_cpu:.1f}% "
             f"| **{statistics.median(us):.0f} µs** ({min(us):.0f} – {max(us):.0f}) |"
         )
     lines += [
@@ -542,7 +558,7 @@ def agent_cost(bench: Bench, rounds: int, seconds: float, dns_rate: float, http_
         f"on). DNS: queries for {DNS_NAME}. A from the client pod to the coredns pod (the lab's DNS server) over "
         f"one UDP socket; HTTP: GET {HTTP_PATH} from the client pod to the web pod (the lab's web server), one "
         "request at a time on one keep-alive connection. Agent CPU per message = (the load window's agent CPU − "
-        "the idle window's CPU rate × the load window's length) / the L7 flows stored in it; a window runs from "
+        "the idle window's CPU rate × the load window's length) / the L7 flows served for it; a window runs from "
         "just before the generator starts until the agent's seen_flows stops growing. CPU: the agent process's "
         "user + system time (all its threads, 10 ms ticks) over wall time. L7 flows: GetFlows with event type "
         "129 (`-t l7`) and since/until the window, read after the CPU was. Medians over the rounds.",
@@ -555,33 +571,34 @@ def rate_limits(
 ) -> list[str]:
     """The `rate` part's table."""
     lines = [
-        "| load | rate asked | achieved | L7 messages | L7 flows stored (with L7 fields) "
+        "| load | rate asked | achieved | L7 messages | stored by the agent | responses without their request "
         "| lost: kernel buffer, agent queue | result |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     best: dict[str, str] = {}
     for kind, rates, connections in (("dns", dns_rates, 1), ("http", http_rates, HTTP_CONNECTIONS)):
         for rate in rates:
-            results = [_rate_row(bench, kind, rate, min(seconds, 40_000 / (2 * rate)), connections, lines)]
+            results = [_rate_row(bench, kind, rate, seconds, connections, lines)]
             while len(results) < repeats and results[-1][0].startswith("no loss"):
-                results.append(_rate_row(bench, kind, rate, min(seconds, 40_000 / (2 * rate)), connections, lines))
+                results.append(_rate_row(bench, kind, rate, seconds, connections, lines))
             if any(not result.startswith("no loss") for result, _ in results):
                 break
             best[kind] = f"{min(achieved for _, achieved in results):,.0f}"
+    store = bench.store()
     lines += [
         "",
-        f"Each rate {repeats} times for {seconds:g} s or less (a window's flows must fit the agent's flow ring of "
-        "65,535 to be counted), one-node lab, the agent at its defaults. DNS: one UDP socket to the coredns pod "
-        f"(the lab's DNS server); HTTP: {HTTP_CONNECTIONS} keep-alive connections to the web pod (the lab's web "
-        "server), one request outstanding on each. Achieved: responses received per second (a query the DNS "
-        "server had no time for stays unanswered; the generator does not send it again). Lost: the agent's "
-        "counters over the window (kernel buffer: records the datapath's rings had no room for, l7_events' "
-        "included; agent queue: events read but not stored), and L7 messages exchanged (requests sent + responses "
-        "received) that no L7 flow stands for. With L7 fields: flows whose entry was still in the L7 store "
-        "(16,383 entries) when read back after the window; the others had been overwritten by newer ones. The rows "
-        "stop at the first rate with loss, or that the generator or the lab's server could not keep up with. "
-        f"Largest rate without loss: **DNS {best.get('dns', '—')} queries/s, HTTP {best.get('http', '—')} "
-        "requests/s**.",
+        f"Each rate {repeats} times for {seconds:g} s, one-node lab, the agent at its defaults. DNS: one UDP "
+        "socket to the coredns pod (the lab's DNS server); HTTP: "
+        f"{HTTP_CONNECTIONS} keep-alive connections to the web pod (the lab's web server), one request outstanding "
+        "on each. Achieved: responses received per second (a query the DNS server had no time for stays "
+        "unanswered; the generator does not send it again). L7 messages: requests sent + responses received. "
+        "Stored: what the agent's L7 counter (ServerStatus flowscope_l7.messages: parsed and stored, one L7 flow "
+        "each) grew by in the window. Lost: the agent's counters over the window (kernel buffer: records the "
+        "datapath's rings had no room for, l7_events' included; agent queue: events read but not stored); a "
+        "window loses when they grew or fewer messages were stored than exchanged. The rows stop at the first "
+        "rate with loss, or that the generator or the lab's server could not keep up with. The L7 store after "
+        f"the runs: {store[0]:,} of {store[1]:,} entries, {store[2] / 2**20:.1f} MiB. Largest rate without loss: "
+        f"**DNS {best.get('dns', '—')} queries/s, HTTP {best.get('http', '—')} requests/s**.",
     ]
     return lines
 
@@ -590,10 +607,10 @@ def _rate_row(
     bench: Bench, kind: str, rate: float, seconds: float, connections: int, lines: list[str]
 ) -> tuple[str, float]:
     """One window at `rate`, its row added to `lines`: (the verdict, responses per second)."""
-    w = bench.load(kind, rate, seconds, connections)
+    w = bench.load(kind, rate, seconds, connections, count_flows=False)
     achieved = w.answered / w.generator_seconds
-    missing = w.messages - w.l7_flows
-    if any(w.lost) or missing > 0:
+    missing = w.messages - w.counts.l7_messages
+    if w.counts.kernel_buffer or w.counts.agent_queue or missing > 0:
         result = f"**lost** {max(missing, 0):,} messages"
     elif w.sent < 0.9 * rate * seconds:
         result = "the generator could not send as fast"
@@ -604,8 +621,8 @@ def _rate_row(
     if w.answered < w.sent and result == "no loss":  # a UDP server drops what it has no time for: no L7 loss
         result += f" (the server answered {w.answered / w.sent:.1%})"
     lines.append(
-        f"| {kind.upper()} | {rate:g}/s | {achieved:,.0f}/s | {w.messages:,} | {w.l7_flows:,} ({w.l7_with_fields:,}) "
-        f"| {w.lost[0]:,}, {w.lost[1]:,} | {result} |"
+        f"| {kind.upper()} | {rate:g}/s | {achieved:,.0f}/s | {w.messages:,} | {w.counts.l7_messages:,} "
+        f"| {w.counts.l7_unpaired:,} | {w.counts.kernel_buffer:,}, {w.counts.agent_queue:,} | {result} |"
     )
     print(lines[-1], flush=True)
     return result, achieved
