@@ -1,9 +1,9 @@
 """What L7 visibility without a proxy costs (issue 14, item 7): the datapath on the packets it does not capture,
 the agent's CPU per DNS and per HTTP message, and the largest rates it takes without losing a message.
 
-    .venv/bin/python bench/l7_bench.py [--parts datapath,agent,rate] [--rounds 2000] [--seconds 10] [--write]
+    .venv/bin/python bench/l7_bench.py [--parts datapath,flood,agent,rate] [--before CHECKOUT] [--write]
 
-Three parts:
+Four parts (all but flood by default):
 
 datapath  Per packet, with BPF_PROG_TEST_RUN, L7 capture off and on taken in turns (a fraction of a millisecond
           each, so both meet the same speed of this machine, whose CPUs change speed by up to two times within a
@@ -14,20 +14,22 @@ datapath  Per packet, with BPF_PROG_TEST_RUN, L7 capture off and on taken in tur
           the client's packet, to_container the reply), and a DNS query and its response, which capture on
           copies into the l7_events ring (their row is the cost of an L7 packet; every run's record is checked
           to arrive). Figures: the kernel's mean per run of a call with `--repeat` runs (warm), the median over
-          rounds of on − off with a 90% bootstrap interval. The whole datapath before L7 against after on a real
-          64-byte UDP flood is bench/ab_bench.py's (the command is printed with the table).
+          rounds of on − off with a 90% bootstrap interval.
+flood     The whole datapath before L7 (`--before`: a checkout of 3ea3fae, `git worktree add` and its
+          scripts/setup) against this one with capture on, on a real 64-byte UDP flood: bench/ab_bench.py's
+          workers and paired windows.
 agent     A one-node lab and its agent at its default settings (monitor aggregation medium, L7 on the default
           ports). A load generator in the client pod (this file, `--load`): DNS queries over one UDP socket to
           the coredns pod at a fixed rate, reading the answers; or HTTP/1.1 GETs on keep-alive connections to the
           web pod, one request at a time on each. Windows of `--seconds` take turns: idle, DNS, idle, HTTP, for
           `--agent-rounds` rounds. A load window's agent CPU (cpu_seconds) from just before the generator starts
           until the agent has stored everything (its seen_flows no longer grows), minus the idle CPU rate of the
-          neighbouring idle window over the same time, divided by the L7 flows the agent stored in the window
+          neighbouring idle window over the same time, divided by the L7 flows the agent serves for the window
           (GetFlows with -t l7 and since/until, after the CPU was read).
 rate      The same lab and agent: DNS queries, then HTTP requests, at rising rates (`--dns-rates`,
-          `--http-rates`), each for a short window (the flows it makes must fit the agent's flow ring), until
-          events were lost (the agent's kernel-buffer and queue counters, or fewer L7 flows stored than messages
-          exchanged) or the generator or the lab's server could not keep up with the rate (said in the table).
+          `--http-rates`), each `--repeats` times, until a message was lost (the agent's kernel-buffer and queue
+          counters grew, or its L7 message counter grew by less than the messages exchanged) or the generator or
+          the lab's server could not keep up with the rate (said in the table).
 
 Everything it makes (the lab's namespaces, its agent and servers, the load generator) goes when it ends, also on
 Ctrl-C or SIGTERM.
@@ -612,6 +614,8 @@ def _rate_row(
     missing = w.messages - w.counts.l7_messages
     if w.counts.kernel_buffer or w.counts.agent_queue or missing > 0:
         result = f"**lost** {max(missing, 0):,} messages"
+    elif w.sent < 0.9 * rate * seconds and kind == "http":  # a request waits for a connection whose answer came
+        result = f"{connections} connections carry no more: an answer took {connections / achieved * 1e3:.1f} ms"
     elif w.sent < 0.9 * rate * seconds:
         result = "the generator could not send as fast"
     elif achieved < 0.9 * rate:
@@ -641,14 +645,17 @@ SUBSECTIONS = {
 
 
 def merged(existing: str, blocks: dict[str, str]) -> str:
-    """The section's body with the subsections of `blocks` replaced (or added) and the others kept."""
+    """The section's body with the subsections of `blocks` replaced (or added) and the others kept, and what
+    stands before the first subsection (a summary written by hand) left as it is."""
+    first = re.search(r"^### ", existing, re.MULTILINE)
+    preamble = existing[: first.start()].strip() if first else existing.strip()
     kept: dict[str, str] = {}
     for part, heading in SUBSECTIONS.items():
         match = re.search(rf"^{re.escape(heading)}\n.*?(?=^### |\Z)", existing, re.MULTILINE | re.DOTALL)
         if match:
             kept[part] = match.group(0).strip()
     kept.update({part: f"{SUBSECTIONS[part]}\n\n{block.strip()}" for part, block in blocks.items()})
-    return "\n\n".join(kept[part] for part in SUBSECTIONS if part in kept)
+    return "\n\n".join([*([preamble] if preamble else []), *(kept[part] for part in SUBSECTIONS if part in kept)])
 
 
 def write_results(blocks: dict[str, str]) -> None:
@@ -660,6 +667,15 @@ def write_results(blocks: dict[str, str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def tree() -> str:
+    """Which code ran: the commit, and whether the shared working tree had edits beyond it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE.parent)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=HERE.parent
+    )
+    return f"tree {head.stdout.strip()}" + (" with uncommitted edits" if dirty.stdout.strip() else "")
 
 
 def rates(text: str) -> list[float]:
@@ -705,7 +721,7 @@ def main() -> int:
 
     blocks: dict[str, str] = {}
     command = ".venv/bin/python bench/l7_bench.py " + " ".join(sys.argv[1:])
-    stamp = f"Command: `{command.replace(' --write', '').strip()}` ({time.strftime('%Y-%m-%d')})"
+    stamp = f"Command: `{command.replace(' --write', '').strip()}` ({time.strftime('%Y-%m-%d')}, {tree()})"
     if "datapath" in parts:
         blocks["datapath"] = "\n".join([stamp, "", *datapath_cost(args.rounds, args.repeat)])
     if "flood" in parts:
