@@ -65,6 +65,7 @@ PARTS = ("datapath", "flood", "agent", "rate")
 FS_EVENT_L7 = 129  # Cilium's MessageTypeAccessLog: an L7 flow
 DNS_NAME = "web.web.svc.lab"
 HTTP_PATH = "/"
+LOAD_NAMES = {"dns": "DNS", "http": "HTTP", "both": "DNS and HTTP at once"}
 HTTP_CONNECTIONS = 4  # rate: keep-alive connections, one request outstanding on each
 
 # datapath: the test packets' addresses (loopback, the test runs' device, is the client pod's endpoint) and ports
@@ -496,12 +497,27 @@ class Bench:
         )
 
     def generate(self, kind: str, rate: float, seconds: float, connections: int) -> dict[str, float]:
-        """Run the load generator in the client pod; its report."""
-        target = self.lab.pod("coredns" if kind == "dns" else "web").ipv4
-        argv = [sys.executable, str(HERE), "--load", kind, "--target", target, "--rate", f"{rate:g}"]
-        argv += ["--seconds", f"{seconds:g}", "--connections", str(connections)]
-        out = self.lab.exec("client", argv, timeout=seconds + 60).stdout
-        return dict(json.loads(out.strip().splitlines()[-1]))
+        """Run the load generator in the client pod ("both": a DNS and an HTTP one at once, each at `rate`); its
+        report (both: their sums)."""
+        from flowscope.lab.netns import exec_argv
+
+        procs = []
+        for load in ("dns", "http") if kind == "both" else (kind,):
+            target = self.lab.pod("coredns" if load == "dns" else "web").ipv4
+            argv = [sys.executable, str(HERE), "--load", load, "--target", target, "--rate", f"{rate:g}"]
+            argv += ["--seconds", f"{seconds:g}", "--connections", str(connections if load == "http" else 1)]
+            procs.append(subprocess.Popen(exec_argv(self.lab.netns("client"), argv), stdout=subprocess.PIPE, text=True))
+        reports = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=seconds + 60)
+            if proc.returncode:
+                raise RuntimeError(f"the {kind} load generator failed (exit {proc.returncode})")
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        return {
+            "sent": sum(report["sent"] for report in reports),
+            "answered": sum(report["answered"] for report in reports),
+            "seconds": max(report["seconds"] for report in reports),
+        }
 
 
 @contextmanager
@@ -569,7 +585,12 @@ def agent_cost(bench: Bench, rounds: int, seconds: float, dns_rate: float, http_
 
 
 def rate_limits(
-    bench: Bench, dns_rates: Sequence[float], http_rates: Sequence[float], seconds: float, repeats: int
+    bench: Bench,
+    dns_rates: Sequence[float],
+    http_rates: Sequence[float],
+    both_rates: Sequence[float],
+    seconds: float,
+    repeats: int,
 ) -> list[str]:
     """The `rate` part's table."""
     lines = [
@@ -578,11 +599,12 @@ def rate_limits(
         "|---|---|---|---|---|---|---|---|",
     ]
     best: dict[str, str] = {}
-    for kind, rates, connections in (("dns", dns_rates, 1), ("http", http_rates, HTTP_CONNECTIONS)):
+    series = (("dns", dns_rates), ("http", http_rates), ("both", both_rates))
+    for kind, rates in series:
         for rate in rates:
-            results = [_rate_row(bench, kind, rate, seconds, connections, lines)]
+            results = [_rate_row(bench, kind, rate, seconds, lines)]
             while len(results) < repeats and results[-1][0].startswith("no loss"):
-                results.append(_rate_row(bench, kind, rate, seconds, connections, lines))
+                results.append(_rate_row(bench, kind, rate, seconds, lines))
             if any(not result.startswith("no loss") for result, _ in results):
                 break
             best[kind] = f"{min(achieved for _, achieved in results):,.0f}"
@@ -590,9 +612,10 @@ def rate_limits(
     lines += [
         "",
         f"Each rate {repeats} times for {seconds:g} s, one-node lab, the agent at its defaults. DNS: one UDP "
-        "socket to the coredns pod (the lab's DNS server); HTTP: "
-        f"{HTTP_CONNECTIONS} keep-alive connections to the web pod (the lab's web server), one request outstanding "
-        "on each. Achieved: responses received per second (a query the DNS server had no time for stays "
+        f"socket to the coredns pod (the lab's DNS server); HTTP: {HTTP_CONNECTIONS} keep-alive connections to the "
+        "web pod (the lab's web server), one request outstanding on each; DNS and HTTP at once: both generators "
+        "together, each at the rate (the node's two CPUs then also run two generators and two servers beside the "
+        "agent). Achieved: responses received per second (a query the DNS server had no time for stays "
         "unanswered; the generator does not send it again). L7 messages: requests sent + responses received. "
         "Stored: what the agent's L7 counter (ServerStatus flowscope_l7.messages: parsed and stored, one L7 flow "
         "each) grew by in the window. Lost: the agent's counters over the window (kernel buffer: records the "
@@ -600,32 +623,35 @@ def rate_limits(
         "window loses when they grew or fewer messages were stored than exchanged. The rows stop at the first "
         "rate with loss, or that the generator or the lab's server could not keep up with. The L7 store after "
         f"the runs: {store[0]:,} of {store[1]:,} entries, {store[2] / 2**20:.1f} MiB. Largest rate without loss: "
-        f"**DNS {best.get('dns', '—')} queries/s, HTTP {best.get('http', '—')} requests/s**.",
+        f"**DNS {best.get('dns', '—')} queries/s, HTTP {best.get('http', '—')} requests/s**; both at once: "
+        f"{best.get('both', '—')} responses/s.",
     ]
     return lines
 
 
-def _rate_row(
-    bench: Bench, kind: str, rate: float, seconds: float, connections: int, lines: list[str]
-) -> tuple[str, float]:
-    """One window at `rate`, its row added to `lines`: (the verdict, responses per second)."""
-    w = bench.load(kind, rate, seconds, connections, count_flows=False)
+def _rate_row(bench: Bench, kind: str, rate: float, seconds: float, lines: list[str]) -> tuple[str, float]:
+    """One window at `rate` (both: DNS and HTTP each at it), its row added to `lines`: (the verdict, responses
+    per second)."""
+    w = bench.load(kind, rate, seconds, HTTP_CONNECTIONS, count_flows=False)
+    asked = rate * (2 if kind == "both" else 1)
     achieved = w.answered / w.generator_seconds
     missing = w.messages - w.counts.l7_messages
     if w.counts.kernel_buffer or w.counts.agent_queue or missing > 0:
         result = f"**lost** {max(missing, 0):,} messages"
-    elif w.sent < 0.9 * rate * seconds and kind == "http":  # a request waits for a connection whose answer came
-        result = f"{connections} connections carry no more: an answer took {connections / achieved * 1e3:.1f} ms"
-    elif w.sent < 0.9 * rate * seconds:
-        result = "the generator could not send as fast"
-    elif achieved < 0.9 * rate:
-        result = "the lab's server could not answer as fast"
+    elif w.sent < 0.9 * asked * seconds and kind == "http":  # a request waits for a connection whose answer came
+        took = HTTP_CONNECTIONS / achieved * 1e3
+        result = f"{HTTP_CONNECTIONS} connections carry no more: an answer took {took:.1f} ms"
+    elif w.sent < 0.9 * asked * seconds:
+        result = "the generators could not send as fast"
+    elif achieved < 0.9 * asked:
+        result = "the lab's servers could not answer as fast"
     else:
         result = "no loss"
     if w.answered < w.sent and result == "no loss":  # a UDP server drops what it has no time for: no L7 loss
         result += f" (the server answered {w.answered / w.sent:.1%})"
+    each = " each" if kind == "both" else ""
     lines.append(
-        f"| {kind.upper()} | {rate:g}/s | {achieved:,.0f}/s | {w.messages:,} | {w.counts.l7_messages:,} "
+        f"| {LOAD_NAMES[kind]} | {rate:g}/s{each} | {achieved:,.0f}/s | {w.messages:,} | {w.counts.l7_messages:,} "
         f"| {w.counts.l7_unpaired:,} | {w.counts.kernel_buffer:,}, {w.counts.agent_queue:,} | {result} |"
     )
     print(lines[-1], flush=True)
@@ -696,6 +722,7 @@ def main() -> int:
     parser.add_argument("--before", type=Path, help="flood: a checkout of 3ea3fae (git worktree + scripts/setup)")
     parser.add_argument("--flood-seconds", type=float, default=120.0, help="flood: seconds of the flood (120)")
     parser.add_argument("--window", type=float, default=0.1, help="flood: seconds each checkout runs in turn (0.1)")
+    parser.add_argument("--both-rates", default="2000,3000,4000", help="rate: each kind's rate, both at once")
     parser.add_argument("--repeats", type=int, default=2, help="rate: windows at each rate (2)")
     parser.add_argument("--write", action="store_true", help="record the figures in bench/RESULTS.md")
     # the load generator, run by the bench inside the client pod
@@ -736,7 +763,12 @@ def main() -> int:
                 run: dict[str, Callable[[], list[str]]] = {
                     "agent": lambda: agent_cost(bench, args.agent_rounds, args.seconds, args.dns_rate, args.http_rate),
                     "rate": lambda: rate_limits(
-                        bench, rates(args.dns_rates), rates(args.http_rates), args.seconds, args.repeats
+                        bench,
+                        rates(args.dns_rates),
+                        rates(args.http_rates),
+                        rates(args.both_rates),
+                        args.seconds,
+                        args.repeats,
                     ),
                 }
                 for part in ("agent", "rate"):
