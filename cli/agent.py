@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 from flowscope.cli.config import add_agent_flags, agent_settings
 from flowscope.cli.stall import add_stall_timeout
 from flowscope.common.capture import DEFAULT_CAPLEN
+from flowscope.common.l7_ports import DEFAULT_L7_PORTS, L7Port, parse_l7_ports
 from flowscope.common.paths import DEFAULT_SOCKET
+from flowscope.observer.l7.store import DEFAULT_CAPACITY as L7_STORE_SIZE
 
 if TYPE_CHECKING:
     from flowscope.common.tls import ServerTLS
@@ -52,6 +54,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=1024,
         help="the kernel's event buffer, in pages, a power of two (1024: 4 MiB)",
+    )
+    p.add_argument(
+        "--l7-ports",
+        type=_l7_ports,
+        default=DEFAULT_L7_PORTS,
+        metavar="SPEC",
+        help="ports whose DNS, HTTP and TLS ClientHello payload is captured for L7 flows: PROTOCOL/PORT=KIND[:CAPLEN],"
+        " comma-separated, or none (%(default)s)",
+    )
+    p.add_argument(
+        "--l7-keep-url-query",
+        action="store_true",
+        help="keep HTTP URLs' query strings in L7 flows (by default they read ?HUBBLE_REDACTED)",
+    )
+    p.add_argument(
+        "--l7-keep-userinfo",
+        action="store_true",
+        help="keep the user info (user:password@) of HTTP URLs in L7 flows (by default HUBBLE_REDACTED)",
+    )
+    p.add_argument(
+        "--l7-http-headers",
+        type=_header_names,
+        default=frozenset(),
+        metavar="NAME[,NAME]",
+        help="HTTP headers L7 flows keep, case-insensitive (default: none, every header is dropped)",
+    )
+    p.add_argument(
+        "--l7-store-size",
+        type=int,
+        default=L7_STORE_SIZE,
+        metavar="N",
+        help="L7 messages kept beside the flows, about 650 bytes each (%(default)s)",
     )
     p.add_argument("--tls-cert-file", type=Path, help="server certificate (turns on TLS for TCP)")
     p.add_argument("--tls-key-file", type=Path, help="server key")
@@ -123,9 +157,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _l7_ports(spec: str) -> tuple[L7Port, ...]:
+    try:
+        return parse_l7_ports(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _header_names(text: str) -> frozenset[str]:
+    names = frozenset(name.strip().lower() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give header names separated by commas, e.g. content-type,user-agent")
+    return names
+
+
 def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
     """The AgentConfig the flags describe (`tls`: what the TLS flags gave, already checked)."""
     from flowscope.observer.agent import AgentConfig
+    from flowscope.observer.l7.source import Redaction
 
     return AgentConfig(
         node_name=args.node_name,
@@ -138,6 +187,9 @@ def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
         ring_capacity=args.ring_capacity,
         caplen=args.caplen,
         ring_buffer_pages=args.ring_buffer_pages,
+        l7_ports=args.l7_ports,
+        l7_redaction=Redaction(args.l7_keep_url_query, args.l7_keep_userinfo, args.l7_http_headers),
+        l7_store_size=args.l7_store_size,
         tls=tls,
         kernel_drops=args.kernel_drops,
         kernel_drop_rate=args.kernel_drop_rate,

@@ -15,6 +15,7 @@ EVENT_DROP = 1
 EVENT_DEBUG = 2  # a datapath debug event: never a flow, routed to GetDebugEvents (observer/debug_events.py)
 EVENT_TRACE = 4
 EVENT_POLICY_VERDICT = 5
+EVENT_L7 = 129  # Cilium's access-log type: an L7 flow, its message in the agent's L7 store (observer/l7/store.py)
 EVENT_LOST = 255  # made by the agent, never by the kernel or sent as a flow: a LostEvent kept in the flow ring
 
 EVENT_TYPES: dict[str, int] = {
@@ -24,7 +25,7 @@ EVENT_TYPES: dict[str, int] = {
     "trace": EVENT_TRACE,
     "policy-verdict": EVENT_POLICY_VERDICT,
     "trace-sock": 14,
-    "l7": 129,
+    "l7": EVENT_L7,
     "agent": 130,
 }
 
@@ -237,4 +238,20 @@ POLICY_PROTOCOLS: dict[str, int] = {
 }
 POLICY_PROTOCOL_NAMES: dict[int, str] = {number: name for name, number in POLICY_PROTOCOLS.items()} | {
     IPPROTO_ICMPV6: "ICMPv6"
+}
+
+# DNS response codes (RFC 1035, 2136) as Hubble's Summary of a DNS answer names them: gopacket's words
+# ("DNS Answer RCode: Non-Existent Domain TTL: ..."). The agent's summaries and the CLI's made ones use these.
+DNS_RCODE_TEXT: dict[int, str] = {
+    0: "No Error",
+    1: "Format Error",
+    2: "Server Failure",
+    3: "Non-Existent Domain",
+    4: "Not Implemented",
+    5: "Query Refused",
+    6: "Name Exists when it should not",
+    7: "RR Set Exists when it should not",
+    8: "RR Set that should exist does not",
+    9: "Server Not Authoritative for zone",
+    10: "Name not contained in zone",
 }

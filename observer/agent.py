@@ -26,6 +26,7 @@ import numpy as np
 from flowscope.common.aggregation import AggregationSettings
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
 from flowscope.common.closing import Closing
+from flowscope.common.l7_ports import DEFAULT_L7_PORTS, L7Port, parse_l7_ports
 from flowscope.common.paths import DEFAULT_SOCKET, RUN_DIR, agent_lock_file, agent_lock_files
 from flowscope.common.streams import STALL_S
 from flowscope.common.tls import ServerTLS
@@ -40,8 +41,13 @@ from flowscope.observer.debug_events import DebugEvents
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
 from flowscope.observer.flow_ring import FlowRing, check_capacity
-from flowscope.observer.ingest import Ingest
+from flowscope.observer.ingest import BatchSource, Ingest
 from flowscope.observer.ipcache import ClusterIpcache
+from flowscope.observer.l7.counts import L7Counts
+from flowscope.observer.l7.names import NameCache, NameSets
+from flowscope.observer.l7.source import L7Source, Redaction
+from flowscope.observer.l7.store import DEFAULT_CAPACITY as L7_STORE_SIZE
+from flowscope.observer.l7.store import L7Store
 from flowscope.observer.metadata import Cluster
 from flowscope.observer.metadata_watch import MetadataWatcher
 from flowscope.observer.parser import FlowDecoder
@@ -73,6 +79,10 @@ class AgentConfig:
     ring_capacity: int = 65535
     caplen: int = DEFAULT_CAPLEN
     ring_buffer_pages: int = 1024  # 4 MiB of kernel buffer
+    # ports whose DNS/HTTP/TLS payload the datapath captures for L7 flows (common/l7_ports.py); () turns it off
+    l7_ports: tuple[L7Port, ...] = field(default_factory=lambda: parse_l7_ports(DEFAULT_L7_PORTS))
+    l7_redaction: Redaction = field(default_factory=Redaction)  # what of HTTP messages L7 flows keep: redacted
+    l7_store_size: int = L7_STORE_SIZE  # L7 messages kept beside the flow ring (observer/l7/store.py)
     tls: ServerTLS | None = None
     kernel_reasons: dict[int, str] = field(default_factory=dict)  # empty: the running kernel's, from BTF
     kernel_drops: bool = True  # report the kernel's own drops (skb:kfree_skb)
@@ -86,6 +96,8 @@ class AgentConfig:
         check_capacity(self.ring_capacity)
         check_caplen(self.caplen)
         check_control_listener(self.control_listen_address, self.tls)
+        if self.l7_store_size < 1:
+            raise ValueError(f"--l7-store-size must be at least 1, not {self.l7_store_size}")
         if self.cluster_file is not None and not self.cluster_file.exists():
             raise ValueError(f"cluster file {self.cluster_file} does not exist")
 
@@ -150,6 +162,10 @@ class Agent(Closing):
         self.kdrop = self._load_kernel_drops()
         reasons = cfg.kernel_reasons or (self.kdrop.reasons.names if self.kdrop else {})
         decoder = FlowDecoder(cfg.node_name, self.registry, secrets.token_bytes(8), reasons, KernelSymbols())
+        self.name_cache = NameCache(NameSets(), frontend_ip=self._frontend_ip)  # filled by the L7 source
+        decoder.name_sets = self.name_cache.sets
+        self.l7_store, self.l7_counts = L7Store(cfg.l7_store_size), L7Counts()
+        decoder.l7, decoder.l7_counts = self.l7_store, self.l7_counts
         self.state = NodeState(
             node_name=cfg.node_name,
             cluster_name=Cluster().name,  # until the metadata says (_follow_own_node)
@@ -162,6 +178,7 @@ class Agent(Closing):
         self.datapath: Datapath | None = Datapath(
             DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages), pin_dir=pins.pin_dir()
         )
+        self.datapath.set_l7_ports(cfg.l7_ports)
         self.metadata.subscribe("ipcache", ClusterIpcache(self.datapath, cfg.node_name).update)
         services = ClusterServices(self.datapath.lb, cfg.node_name, lambda: self.registry.snapshot.services.ids)
         self.metadata.subscribe("services", services.update)
@@ -244,16 +261,44 @@ class Agent(Closing):
             return None
 
     def _make_ingest(self, datapath: Datapath, kdrop: KernelDrops | None, dtype: np.dtype) -> Ingest:
-        """One ingest thread for both ring buffers; both count their full-buffer losses as the kernel's."""
+        """One ingest thread for every ring buffer: the datapath's events, its L7 records (when ports are
+        configured) and the kernel drop program's. Their full-buffer losses all count as the kernel's."""
         debug = DebugEvents(self.state.debug_events)
-        if kdrop is None:
-            return Ingest(datapath.reader(), self.ring, self.state.counts, datapath.lost_counts, dtype, debug=debug)
+        sources: list[BatchSource] = [datapath.reader()]
+        lost_counts = [datapath.lost_counts]
+        if self.config.l7_ports:
+            sources.append(self._l7_source(datapath, dtype))
+            lost_counts.append(datapath.l7_lost_counts)
+        if kdrop is not None:
+            sources.append(kdrop.reader())
+            lost_counts.append(kdrop.lost_counts)
 
         def kernel_lost() -> list[int]:
-            return [a + b for a, b in zip(datapath.lost_counts(), kdrop.lost_counts(), strict=True)]
+            return [sum(per_cpu) for per_cpu in zip(*(counts() for counts in lost_counts), strict=True)]
 
-        sources = [datapath.reader(), kdrop.reader()]
-        return Ingest(sources, self.ring, self.state.counts, kernel_lost, dtype, kdrop.rate_limited_counts, debug=debug)
+        rate_limited = kdrop.rate_limited_counts if kdrop is not None else None
+        annotate = self.name_cache.annotate
+        return Ingest(
+            sources, self.ring, self.state.counts, kernel_lost, dtype, rate_limited, debug=debug, annotate=annotate
+        )
+
+    def _l7_source(self, datapath: Datapath, dtype: np.dtype) -> L7Source:
+        """The L7 ring's reader, parsing into the L7 store and teaching the name cache (observer/l7/source.py)."""
+        cfg = self.config
+        return L7Source(
+            datapath.l7_reader(),
+            cfg.l7_ports,
+            self.l7_store,
+            names=self.name_cache,
+            redaction=cfg.l7_redaction,
+            counts=self.l7_counts,
+            dtype=dtype,
+        )
+
+    def _frontend_ip(self, number: int) -> str | None:
+        """The ClusterIP (or other frontend) a translated record's client asked for: the address its names are for."""
+        frontend = self.registry.snapshot.services.by_id.get(number)
+        return frontend.original.ip if frontend is not None else None
 
     def _reconcile_loop(self) -> None:
         """Interfaces come and go without the metadata changing (a pod restarted): look for them often."""

@@ -72,9 +72,11 @@ class Ingest(threading.Thread):
         rate_limited: Callable[[], list[int]] | None = None,
         subscribers: Sequence[Subscriber] = (),
         debug: Callable[[np.ndarray], None] | None = None,
+        annotate: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         """`kernel_lost` and `rate_limited` give cumulative per-CPU counts, summed over every source. Batches go
-        to the ring, then to `subscribers` in order; their debug records to `debug` (dropped without one)."""
+        to the ring, then to `subscribers` in order; their debug records to `debug` (dropped without one).
+        `annotate` may write each batch's agent-owned columns (the name-set ids) before anyone sees it."""
         super().__init__(name="ingest", daemon=True)
         self._sources = list(source) if isinstance(source, Sequence) else [source]
         if not self._sources:
@@ -83,6 +85,7 @@ class Ingest(threading.Thread):
         self._subscribers = (ring.write, *subscribers)
         self._counts = counts
         self._debug = debug
+        self._annotate = annotate
         self._kernel_lost = kernel_lost
         self._dtype = dtype
         self._clock = WallClock()
@@ -124,6 +127,8 @@ class Ingest(threading.Thread):
             batch = batch[~debug]
             if not len(batch):
                 return 0
+        if self._annotate is not None:
+            self._annotate(batch)
         batch.flags.writeable = False  # one array for every subscriber: none may change it under the others
         for subscriber in self._subscribers:
             subscriber(batch)

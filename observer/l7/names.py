@@ -212,13 +212,16 @@ class NameCache:
             for peer in ips:
                 self._learn(client, peer, names, expiry)
 
-    def learn_sni(self, client: Address, server: Address, name: str, now_ns: int) -> None:
-        """A TLS ClientHello from `client` to `server` naming the server it wants (SNI)."""
+    def learn_sni(self, client: Address, server: Address, name: str, now_ns: int) -> int:
+        """A TLS ClientHello from `client` to `server` naming the server it wants (SNI). Returns the id of the
+        name's own set (0 for no name), which the ClientHello's record carries so its flow can say which name
+        this very packet asked for, wherever in the hello it was (the flow ring keeps only its first bytes)."""
         canonical = canonical_name(name)
         if not canonical:
-            return
+            return 0
         with self._lock:
             self._learn(client, server, [canonical], now_ns + SNI_TTL_S * NANOS)
+        return self.sets.intern((canonical,))
 
     def _learn(self, client: Address, peer: Address, names: Iterable[str], expiry: int) -> None:
         if not any(peer):

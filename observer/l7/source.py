@@ -63,7 +63,7 @@ class NameLearner(Protocol):
     """What the source tells the name cache (observer/l7/names.py NameCache); addresses in the 16-byte form."""
 
     def learn_dns(self, client: bytes, message: DnsAnswer, now_ns: int) -> None: ...
-    def learn_sni(self, client: bytes, server: bytes, name: str, now_ns: int) -> None: ...
+    def learn_sni(self, client: bytes, server: bytes, name: str, now_ns: int) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -145,42 +145,33 @@ class L7Source:
             batch["daddr"].tolist(),
             strict=True,
         )
+        tls = 0
         for row, (ts, event_type, len_cap, saddr, daddr) in enumerate(columns):
             data = raw[row * stride : row * stride + len_cap]
-            for seq in self._messages(data, ts, event_type == EVENT_TRACE, saddr, daddr):
+            if event_type == EVENT_TRACE:
+                tls += 1
+                rows.append(row)
+                seqs.append(self._client_hello(data, ts, saddr, daddr))
+                continue
+            for seq in self._messages(data, ts, saddr, daddr):
                 rows.append(row)
                 seqs.append(seq)
-        self._count(messages=sum(1 for seq in seqs if seq != _KEEP))
+        self._count(messages=len(seqs) - tls)
         return self._references(batch, rows, seqs)
 
     # --- one record ----------------------------------------------------------------------------------------
 
-    def _messages(self, data: bytes, ts: int, tls: bool, saddr: bytes, daddr: bytes) -> list[int]:
-        """The store sequence numbers of one record's L7 messages ([_KEEP] for a TLS record, [] for none)."""
-        packet = parse_packet(data)
-        if not packet.l4 or packet.protocol not in (IPPROTO_TCP, IPPROTO_UDP):
-            if not tls:
-                self._not_l7 += 1
-            return [_KEEP] if tls else []
-        seen = _Seen(
-            ts=ts,
-            saddr=saddr,
-            daddr=daddr,
-            sport=packet.sport,
-            dport=packet.dport,
-            protocol=packet.protocol,
-            server_ip=packet.dst_ip,
-        )
-        payload = _payload(data, packet)
-        if tls:
-            self._client_hello(seen, payload)
-            return [_KEEP]
-        kind = self._kinds.get((seen.protocol, seen.dport)) or self._kinds.get((seen.protocol, seen.sport))
+    def _messages(self, data: bytes, ts: int, saddr: bytes, daddr: bytes) -> list[int]:
+        """The store sequence numbers of one record's L7 messages ([] for none)."""
+        found = _seen(data, ts, saddr, daddr)
         entries: list[L7Entry] = []
-        if kind == "dns":
-            entries = self._dns(seen, payload)
-        elif kind == "http":
-            entries = self._http(seen, payload)
+        if found is not None:
+            seen, payload = found
+            kind = self._kinds.get((seen.protocol, seen.dport)) or self._kinds.get((seen.protocol, seen.sport))
+            if kind == "dns":
+                entries = self._dns(seen, payload)
+            elif kind == "http":
+                entries = self._http(seen, payload)
         if not entries:
             self._not_l7 += 1
             return []
@@ -249,15 +240,23 @@ class L7Source:
             http_headers=headers,
         )
 
-    def _client_hello(self, seen: _Seen, payload: bytes) -> None:
+    def _client_hello(self, data: bytes, ts: int, saddr: bytes, daddr: bytes) -> int:
+        """A ClientHello's record passes as the trace record it is; its server name teaches the name cache, and
+        the name's set id goes into the record's `location` (0: none), for the decoder's Summary."""
+        found = _seen(data, ts, saddr, daddr)
+        if found is None or self._names is None:
+            return _KEEP
+        seen, payload = found
         hello = parse_client_hello(payload)
-        if hello is not None and hello.server_name and self._names is not None:
-            self._names.learn_sni(seen.saddr, seen.daddr, hello.server_name, self._wall(seen.ts))
+        if hello is None or not hello.server_name:
+            return _KEEP
+        return self._names.learn_sni(seen.saddr, seen.daddr, hello.server_name, self._wall(seen.ts))
 
     # --- the batch -----------------------------------------------------------------------------------------
 
     def _references(self, batch: np.ndarray, rows: list[int], seqs: list[int]) -> np.ndarray:
-        """The records Ingest stores: each chosen row's header, its packet's first bytes, its entry's seq."""
+        """The records Ingest stores: each chosen row's header, its packet's first bytes, and in `location` its
+        entry's seq (a ClientHello's: its server name's set id)."""
         out = np.zeros(len(rows), dtype=self._dtype)
         if not rows:
             return out
@@ -292,6 +291,23 @@ class L7Source:
 
 
 _PROTOCOLS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
+
+
+def _seen(data: bytes, ts: int, saddr: bytes, daddr: bytes) -> tuple[_Seen, bytes] | None:
+    """A record's packet as the parsers and the pairing need it, and its L4 payload; None without TCP or UDP."""
+    packet = parse_packet(data)
+    if not packet.l4 or packet.protocol not in (IPPROTO_TCP, IPPROTO_UDP):
+        return None
+    seen = _Seen(
+        ts=ts,
+        saddr=saddr,
+        daddr=daddr,
+        sport=packet.sport,
+        dport=packet.dport,
+        protocol=packet.protocol,
+        server_ip=packet.dst_ip,
+    )
+    return seen, _payload(data, packet)
 
 
 def _payload(data: bytes, packet: Packet) -> bytes:

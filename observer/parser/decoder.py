@@ -18,9 +18,17 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 import numpy as np
 
 from flowscope.api.flow import flow_pb2
-from flowscope.common.names import EVENT_POLICY_VERDICT, EVENT_TRACE, XLATED_FLAG
+from flowscope.common.names import (
+    EVENT_L7,
+    EVENT_POLICY_VERDICT,
+    EVENT_TRACE,
+    TRACE_FROM_LXC,
+    TRACE_TO_LXC,
+    XLATED_FLAG,
+)
 from flowscope.observer import events
 from flowscope.observer.endpoints import EndpointInfo, EndpointRegistry, Snapshot
+from flowscope.observer.l7.tls import parse_client_hello
 from flowscope.observer.parser.direction import IS_REPLY, REPLY_UNKNOWN, reply_state, traffic_direction
 from flowscope.observer.parser.endpoint_index import EndpointIndex, index_of
 from flowscope.observer.parser.fieldmask import FieldTree, prune
@@ -40,8 +48,12 @@ from flowscope.observer.parser.tunnel import fill_tunnel
 from flowscope.observer.parser.uuids import FlowIds
 
 if TYPE_CHECKING:
+    from flowscope.observer.l7.counts import L7Counts
+    from flowscope.observer.l7.names import NameSets
+    from flowscope.observer.l7.store import L7Store
     from flowscope.observer.policy import RuleOrigin
 
+_POD_POINTS = (TRACE_TO_LXC, TRACE_FROM_LXC)  # where the datapath captures L7 (and so ClientHellos)
 _TO_ENDPOINT = flow_pb2.TO_ENDPOINT  # Cilium's TO_LXC (0) on the wire: 0 means "unknown" there
 _NO_CPU = 0xFF
 _NANOS = 1_000_000_000
@@ -160,6 +172,9 @@ class FlowDecoder:
         self._kernel_reasons = dict(kernel_drop_reasons or {})
         self._locate = locate
         self.rules: Rules | None = None  # what the datapath's rule numbers stand for (the agent's policy)
+        self.name_sets: NameSets | None = None  # what the records' src_names/dst_names ids stand for
+        self.l7: L7Store | None = None  # the entries behind L7 records (type 129: location = the entry's seq)
+        self.l7_counts: L7Counts | None = None  # counts L7 flows sent after their entry was overwritten
         self._names = _Names(registry.snapshot)
 
     def _current_names(self) -> _Names:
@@ -186,6 +201,11 @@ class FlowDecoder:
         _fill_packet(flow, packet, names)
         fill_tunnel(flow, r.type, r.subtype, r.location, r.vni)
         _fill_endpoints(flow, r, packet, names)
+        if (r.src_names or r.dst_names) and self.name_sets is not None:
+            flow.source_names.extend(self.name_sets.names(r.src_names))
+            flow.destination_names.extend(self.name_sets.names(r.dst_names))
+        if packet.protocol == IPPROTO_TCP and packet.l4:
+            flow.Summary += _client_hello_text(r.data[: r.len_cap], packet.l4_offset, self._server_name(r))
         if names.services is not None:
             fill_services(flow, names.services, r)
         if r.rule and self.rules is not None and not r.policy_flags & XLATED_FLAG:
@@ -199,6 +219,8 @@ class FlowDecoder:
             _fill_tcp_flags(extra.tcp_flags_seen, r.tcp_flags_seen)
         if packet.truncated:
             flow.flowscope.truncated = True
+        if r.type == EVENT_L7:
+            self._fill_l7(flow, r.location)
         if fields is not None:
             prune(flow, fields)
         return flow
@@ -226,6 +248,32 @@ class FlowDecoder:
             interface = flow.interface
             interface.index = r.ifindex
             interface.name = self.registry.snapshot.interface_name(r.ifindex)
+
+    def _server_name(self, r: _Record) -> str:
+        """The server name a ClientHello's record carries (observer/l7/source.py: its set id in `location`, which
+        a trace record at a pod's hook has no other use for); "" for any other record."""
+        if r.type != EVENT_TRACE or not r.location or r.subtype not in _POD_POINTS or self.name_sets is None:
+            return ""
+        names = self.name_sets.names(r.location)
+        return names[0] if names else ""
+
+    def _fill_l7(self, flow: flow_pb2.Flow, seq: int) -> None:
+        """An L7 flow as Hubble's proxy flows are: Type L7, event type 129 with no sub-type, forwarded, its
+        Layer7 message and Summary from the L7 store. An entry already overwritten leaves an L7 flow with its
+        L3/L4 fields only, counted."""
+        flow.Type = flow_pb2.L7
+        flow.event_type.sub_type = 0
+        flow.verdict = flow_pb2.FORWARDED
+        entry = self.l7.get(seq) if self.l7 is not None else None
+        if entry is None:
+            if self.l7_counts is not None:
+                self.l7_counts.add(evicted=1)
+            return
+        flow.l7.ParseFromString(entry.layer7)
+        flow.is_reply.value = flow.reply = flow.l7.type == flow_pb2.RESPONSE
+        flow.Summary = entry.summary
+        if entry.truncated:
+            flow.flowscope.truncated = True
 
     def _fill_policy(self, flow: flow_pb2.Flow, rule: int, rules: Rules) -> None:
         """The rule behind a policy verdict: named in flowscope's part, and its policy where Hubble puts it, in
@@ -285,6 +333,23 @@ def _fill_endpoints(flow: flow_pb2.Flow, r: _Record, packet: Packet, names: _Nam
     source_is_endpoint = r.ep_id != 0 and names.index.entries[src_entry].id == r.ep_id
     direction = traffic_direction(r.type, r.subtype, r.flags, r.ep_id, r.policy_flags, source_is_endpoint)
     flow.traffic_direction = cast(flow_pb2.TrafficDirection, direction)
+
+
+def _client_hello_text(data: bytes, l4_offset: int, server_name: str = "") -> str:
+    """The Summary's suffix for a TCP segment that starts a TLS ClientHello (handshake record, version 3.x,
+    handshake type 1): ` (TLS ClientHello SNI web.web.svc.lab)`, or ` (TLS ClientHello)` when it sent no name;
+    "" for any other segment, after a test of three bytes. The name is usually past the bytes a flow record
+    keeps, so `server_name` (what the agent read in the whole capture) stands in when the bytes end first."""
+    if len(data) < l4_offset + 13:
+        return ""
+    start = l4_offset + (data[l4_offset + 12] >> 4) * 4
+    if data[start : start + 2] != b"\x16\x03" or data[start + 5 : start + 6] != b"\x01":
+        return ""
+    hello = parse_client_hello(data[start:])
+    if hello is None:
+        return ""
+    name = hello.server_name or server_name
+    return f" (TLS ClientHello SNI {name})" if name else " (TLS ClientHello)"
 
 
 def _fill_packet(flow: flow_pb2.Flow, packet: Packet, names: _Names) -> None:

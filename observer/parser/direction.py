@@ -6,6 +6,8 @@ Hubble decides direction per event kind:
   endpoint's own device, so where the packet was seen (the observation point) says which way it goes:
   FROM_LXC (and the other TO_* points that carry an endpoint's packet away) leave it, TO_LXC (and the FROM_*
   points) arrive. Proxy points are ambiguous and stay unknown.
+- L7 (type 129, subtype = the point): as a trace. A request leaving its client is EGRESS, and so is the
+  response arriving there (a reply), as both halves are in Hubble's flows from an egress proxy.
 - drop: at an endpoint, EGRESS when that endpoint owns the packet's source address, else INGRESS (drops are
   taken not to be replies).
 - policy verdict: the direction the policy was evaluated in, from policy_flags bits 0-1 (1 ingress, 2 egress).
@@ -61,7 +63,7 @@ def direction_key(
     Works element-wise on int arrays as on ints: only comparisons, +, * and & appear.
     """
     row = (
-        (event_type == names.EVENT_TRACE) * (subtype < _TRACE_POINTS) * (subtype + 1)
+        ((event_type == names.EVENT_TRACE) + (event_type == names.EVENT_L7)) * (subtype < _TRACE_POINTS) * (subtype + 1)
         + (event_type == names.EVENT_DROP) * _DROP_ROW
         + (event_type == names.EVENT_POLICY_VERDICT) * _POLICY_ROW
     )

@@ -65,6 +65,7 @@ class Packet:
     dport: int = 0  # ICMP: code
     tcp_flags: int | None = None  # FIN 0x01 ... CWR 0x80, NS 0x100; None when the flags byte was not captured
     truncated: bool = False  # the bytes ended inside a header
+    l4_offset: int = 0  # where the L4 header starts in the bytes (0: not reached); L7 parsing reads on from it
 
 
 def parse_packet(data: bytes) -> Packet:
@@ -94,6 +95,7 @@ def parse_packet(data: bytes) -> Packet:
     else:
         return packet
     if offset >= 0:
+        packet.l4_offset = offset
         _l4(data, offset, packet)
     return packet
 

@@ -136,5 +136,9 @@ def test_an_https_request_shows_its_server_name(lab: Lab) -> None:
     assert found, "no flow shows the ClientHello"
     assert {f.trace_observation_point for f in found} == {flow_pb2.FROM_ENDPOINT, flow_pb2.TO_ENDPOINT}
     assert all(web_name in f.destination_names for f in found)
+    # the client's own ClientHello record (its L7 capture) names the server in its Summary, though the name
+    # lies past the bytes a flow record keeps
+    sent = [f for f in found if f.trace_observation_point == flow_pb2.FROM_ENDPOINT]
+    assert any(f.Summary.endswith(f"(TLS ClientHello SNI {web_name})") for f in sent), [f.Summary for f in sent]
     compact = observe(lab, "--to-fqdn", web_name, "--to-port", "443")
     assert "TLS ClientHello" in compact
