@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,10 @@ from flowscope.observer.parser import EndpointIndex, FlowDecoder, index_of
 from flowscope.observer.parser.columns import Side
 from flowscope.observer.parser.direction import reply_states, traffic_directions
 from flowscope.observer.parser.uuids import FlowIds
+
+if TYPE_CHECKING:
+    from flowscope.observer.filters.l7_rows import L7Lookup
+    from flowscope.observer.l7.names import NameSets
 
 T = TypeVar("T")
 
@@ -37,6 +41,10 @@ class FilterContext:
     need it to tell this agent's uuids from others'. `snapshots` gives the registry's snapshot of the moment
     (the agent's registry); without it the filters keep `snapshot`, the one they were compiled against.
     `decoder` is the one the flows are sent with: filters that test the decoded flow (CEL) decode with it.
+    `l7` is the agent's L7 store: the entries behind its L7 records (type 129, `location` = the entry's
+    sequence number), which the L7 filters (http_*, dns_query) read; without it no record matches them.
+    `names` holds the name sets behind the records' src_names/dst_names ids (observer/l7/names.py), which
+    the FQDN filters read; without it no record has names.
     """
 
     node_name: str
@@ -45,6 +53,8 @@ class FilterContext:
     instance: bytes | None = None
     snapshots: Callable[[], Snapshot] | None = None
     decoder: FlowDecoder | None = None
+    l7: L7Lookup | None = None
+    names: NameSets | None = None
 
     @property
     def cluster(self) -> str:

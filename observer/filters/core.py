@@ -21,8 +21,11 @@ from flowscope.api.flow import flow_pb2
 from flowscope.observer.filters import (
     cel_expression,
     cluster_name,
+    dns_query,
     drop_reason,
     event_type,
+    fqdn,
+    http,
     identity,
     interface,
     ip,
@@ -63,6 +66,7 @@ FIELDS: tuple[FieldBuilder, ...] = (
     tcp_flags.build,
     ip_version.build,
     ip.build,
+    fqdn.build,
     interface.build,
     traffic_direction.build,
     identity.build,
@@ -70,6 +74,8 @@ FIELDS: tuple[FieldBuilder, ...] = (
     service.build,
     labels.build,
     cluster_name.build,
+    http.build,  # L7 fields: the store entries of the few L7 records, tested in Python
+    dns_query.build,
 )
 FLOW_FIELDS: tuple[FlowFieldBuilder, ...] = (cel_expression.build,)
 

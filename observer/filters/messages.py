@@ -10,12 +10,16 @@ this module cannot judge from a message is refused with FilterError rather than 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from flowscope.api.flow import flow_pb2
 from flowscope.common.filter_values import Network, protocol_name
 from flowscope.observer.filters.base import FilterError
 from flowscope.observer.filters.cel_expression import flow_tests
+from flowscope.observer.filters.dns_query import flow_predicates as dns_query_predicates
+from flowscope.observer.filters.fqdn import compile_fqdn_patterns, names_match
+from flowscope.observer.filters.http import flow_predicates as http_predicates
 from flowscope.observer.filters.ip import parse_networks
 from flowscope.observer.filters.label_selector import Selector
 from flowscope.observer.filters.labels import parse_selectors
@@ -28,9 +32,10 @@ Side = Callable[[flow_pb2.Flow], flow_pb2.Endpoint]
 
 _JUDGED = {
     *(f"{side}_{field}" for side in ("source", "destination")
-      for field in ("ip", "pod", "service", "label", "identity", "port", "cluster_name")),
+      for field in ("ip", "pod", "service", "label", "identity", "port", "cluster_name", "fqdn")),
     "protocol", "verdict", "traffic_direction", "reply", "event_type", "node_name", "node_labels", "tcp_flags",
     "ip_version", "uuid", "interface", "drop_reason_desc", "experimental",
+    "http_status_code", "http_method", "http_path", "http_url", "http_header", "dns_query",
 }  # fmt: skip
 _TCP_FLAGS = tuple(field.name for field in flow_pb2.TCPFlags.DESCRIPTOR.fields)
 
@@ -70,6 +75,8 @@ def _endpoint_predicates(ff: flow_pb2.FlowFilter) -> Iterable[FlowPredicate]:
             yield _endpoint_predicate(endpoint, _field_question("cluster_name", clusters))
         if ports := getattr(ff, f"{side}_port"):
             yield _port_predicate(set(parse_ports(ports, f"{side} port").tolist()), side)
+        if patterns := getattr(ff, f"{side}_fqdn"):
+            yield _names_predicate(compile_fqdn_patterns(patterns, f"{side} FQDN"), side)
 
 
 def _source(flow: flow_pb2.Flow) -> flow_pb2.Endpoint:
@@ -120,6 +127,10 @@ def _address_predicate(networks: list[Network], side: str) -> FlowPredicate:
         return any(ip in network for network in networks)
 
     return matches
+
+
+def _names_predicate(regex: re.Pattern[str], side: str) -> FlowPredicate:
+    return lambda flow: names_match(regex, flow.source_names if side == "source" else flow.destination_names)
 
 
 def _port_predicate(wanted: set[int], side: str) -> FlowPredicate:
@@ -174,6 +185,8 @@ def _flow_predicates(ff: flow_pb2.FlowFilter) -> Iterable[FlowPredicate]:
         )
     if reasons := set(ff.drop_reason_desc):
         yield lambda f: f.drop_reason_desc in reasons
+    yield from http_predicates(ff)  # l7.http, as the agent's L7 entries are tested (filters/http.py)
+    yield from dns_query_predicates(ff)
     yield from flow_tests(ff)  # cel_expression: the agent's own compiled expressions
 
 
