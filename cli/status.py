@@ -121,7 +121,27 @@ def _compact(status: observer_pb2.ServerStatusResponse) -> str:
         lines.append(f"Unavailable Nodes: {unavailable}")
         lines += [f"  - {name}" for name in names]
     lines += _lost_lines(status.flowscope_lost)
+    lines += _l7_lines(status.flowscope_l7)
     return "\n".join(lines)
+
+
+def _l7_lines(l7: observer_pb2.L7Status) -> list[str]:
+    """What became of L7 messages and how full the L7 store is, once the agent has made any."""
+    if not l7.messages and not l7.not_l7:
+        return []
+    problems = [
+        f"{count:,} {what}"
+        for what, count in (
+            ("not L7", l7.not_l7),
+            ("unpaired", l7.unpaired),
+            ("requests unanswered", l7.dropped),
+            ("sent without L7 fields", l7.evicted),
+        )
+        if count
+    ]
+    more = f" ({', '.join(problems)})" if problems else ""
+    store = f"{l7.stored:,}/{l7.capacity:,} stored, {l7.memory_bytes / 1e6:.1f} MB"
+    return [f"L7 Messages: {l7.messages:,}{more}; {store}"]
 
 
 def _lost_lines(lost: observer_pb2.LostCounts) -> list[str]:

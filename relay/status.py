@@ -82,6 +82,9 @@ def namespaces_of(connection: Connection, timeout: float) -> Any:
     return connection.stub.GetNamespaces.future(observer_pb2.GetNamespacesRequest(), timeout=timeout)
 
 
+L7_STATUS_FIELDS = tuple(field.name for field in observer_pb2.L7Status.DESCRIPTOR.fields)  # all sums
+
+
 def summarise(answers: list[Answer], started_ns: int) -> observer_pb2.ServerStatusResponse:
     """The cluster's ServerStatus: flow counts summed over the nodes that answered, the others named."""
     status = observer_pb2.ServerStatusResponse(uptime_ns=time.time_ns() - started_ns, version=VERSION)
@@ -98,6 +101,9 @@ def summarise(answers: list[Answer], started_ns: int) -> observer_pb2.ServerStat
         lost.agent_queue += node.flowscope_lost.agent_queue
         lost.ring_overrun += node.flowscope_lost.ring_overrun
         lost.rate_limited += node.flowscope_lost.rate_limited
+        l7, node_l7 = status.flowscope_l7, node.flowscope_l7
+        for field in L7_STATUS_FIELDS:
+            setattr(l7, field, getattr(l7, field) + getattr(node_l7, field))
     missing = [a.name for a in answers if not a.ok]
     status.num_connected_nodes.CopyFrom(wrappers_pb2.UInt32Value(value=len(answers) - len(missing)))
     status.num_unavailable_nodes.CopyFrom(wrappers_pb2.UInt32Value(value=len(missing)))

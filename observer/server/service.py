@@ -10,6 +10,7 @@ from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.api.relay import relay_pb2
 from flowscope.common.streams import FlowStreams
 from flowscope.observer.filters import FilterContext
+from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.server.events import EventSelection, select_events
 from flowscope.observer.server.getflows import FlowReader, InvalidRequest, select
 from flowscope.observer.server.state import VERSION, NodeState
@@ -31,6 +32,8 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
             instance=state.decoder.instance,
             decoder=state.decoder,
             snapshots=lambda: state.registry.snapshot,
+            names=state.decoder.name_sets,
+            l7=state.decoder.l7,
         )
         try:
             selection = select(request, ctx)
@@ -96,6 +99,7 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
                 ring_overrun=lost.ring_overrun,
                 rate_limited=lost.rate_limited,
             ),
+            flowscope_l7=l7_status(state.decoder),
         )
 
     def GetNodes(
@@ -124,3 +128,15 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
         return observer_pb2.GetNamespacesResponse(
             namespaces=[observer_pb2.Namespace(cluster=state.cluster_name, namespace=n) for n in names]
         )
+
+
+def l7_status(decoder: FlowDecoder) -> observer_pb2.L7Status:
+    """What became of the node's L7 messages, and its L7 store's fill (empty when the agent makes none)."""
+    counts, store = decoder.l7_counts, decoder.l7
+    status = observer_pb2.L7Status()
+    if counts is not None:
+        status.messages, status.not_l7, status.unpaired = counts.messages, counts.not_l7, counts.unpaired
+        status.dropped, status.evicted = counts.dropped, counts.evicted
+    if store is not None:
+        status.stored, status.capacity, status.memory_bytes = len(store), store.capacity, store.memory_bytes()
+    return status
