@@ -45,10 +45,14 @@ HUBBLE_FIELD_MASK = (
 )
 # ... and what flowscope's text formats print beyond that: the policy-verdict match and direction, the drop
 # reason enum, flowscope's own block (kernel drop reason, aggregated packet and byte counts), and the policies
-# behind a policy verdict (--print-policy-names; empty in every other flow, so they cost nothing when unasked).
+# behind a policy verdict (--print-policy-names; empty in every other flow, so they cost nothing when unasked),
+# and the DNS names the agent attached to the flow's addresses, which name an end that is no pod or service
+# (hubble's printer would show them too; its CLI's mask leaves them out).
 POLICY_FIELDS = ("egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by")
 FIELD_MASK = (
     *HUBBLE_FIELD_MASK,
+    "source_names",
+    "destination_names",
     "policy_match_type",
     "traffic_direction",
     "drop_reason_desc",

@@ -159,13 +159,16 @@ def _by(flow: flow_pb2.Flow, allowed: bool, policy_names: bool) -> str:
 
 
 def summary(flow: flow_pb2.Flow) -> str:
-    """The server's Summary (or the same words made here), authentication, and an aggregate's counts."""
+    """The server's Summary (or the same words made here), authentication, an aggregate's counts, and whether
+    an L7 message was cut short by the capture (its fields are the ones complete before the cut)."""
     text = flow.Summary or _made_summary(flow)
     if flow.auth_type != flow_pb2.DISABLED:
         text += "; " + flow_pb2.AuthType.Name(flow.auth_type)
     extra = flow.flowscope
     if extra.aggregated:
         text += f"; {_count(extra.packets, 'packet')}, {_count(extra.bytes, 'byte')}"
+    if extra.truncated and flow.HasField("l7"):
+        text += "; truncated"
     return text
 
 
@@ -197,12 +200,14 @@ def _made_summary(flow: flow_pb2.Flow) -> str:
 
 
 def _l7_summary(l7: flow_pb2.Layer7) -> str:
+    """Hubble's Summary of an L7 flow (cilium pkg/hubble/parser/seven), for flows that come without one."""
     record = l7.WhichOneof("record")
     if record == "dns":
         dns = l7.dns
-        query = f"{dns.query} {','.join(dns.qtypes)}".strip()
+        query = f"{dns.query} {','.join(dns.qtypes)}"
         if l7.type == flow_pb2.RESPONSE:
-            return f'DNS Answer "{",".join(dns.ips)}" TTL: {dns.ttl} ({dns.observation_source} {query})'
+            source = "Proxy" if dns.observation_source == "proxy" else "Query"
+            return f"DNS Answer {_dns_answer(dns)} TTL: {dns.ttl} ({source} {query})"
         return f"DNS Query {query}"
     if record == "http":
         http = l7.http
@@ -210,3 +215,17 @@ def _l7_summary(l7: flow_pb2.Layer7) -> str:
             return f"{http.protocol} {http.code} {l7.latency_ns // 1_000_000}ms ({http.method} {http.url})"
         return f"{http.protocol} {http.method} {http.url}"
     return ""
+
+
+def _dns_answer(dns: flow_pb2.DNS) -> str:
+    """An error's name, or the addresses and CNAMEs quoted as Go's %q quotes them."""
+    if dns.rcode:
+        return f"RCode: {names.DNS_RCODE_TEXT.get(dns.rcode, 'Unknown')}"
+    parts = [_quoted(",".join(dns.ips))] if dns.ips else []
+    if dns.cnames:
+        parts.append("CNAMEs: " + _quoted(",".join(dns.cnames)))
+    return " ".join(parts)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
