@@ -204,36 +204,38 @@ class L7Source:
         return entries
 
     def _http_request(self, message: HttpRequest, url: str, seen: _Seen) -> L7Entry:
-        headers = self._redaction.keep(message.headers)
-        http = flow_pb2.HTTP(method=message.method, url=url, protocol=message.protocol)
-        http.headers.extend(flow_pb2.HTTPHeader(key=k, value=v) for k, v in headers)
-        layer7 = flow_pb2.Layer7(type=REQUEST, http=http)
-        return L7Entry(
-            layer7=layer7.SerializeToString(),
-            summary=f"{message.protocol} {message.method} {url}",
-            truncated=message.truncated,
-            kind="http",
-            l7_type=REQUEST,
-            http_method=message.method,
-            http_url=url,
-            http_path=urlsplit(url).path,
-            http_headers=headers,
-        )
+        summary = f"{message.protocol} {message.method} {url}"
+        return self._http_entry(REQUEST, message, message.method, url, 0, summary)
 
     def _http_response(self, message: HttpResponse, request: PendingRequest | None, seen: _Seen) -> L7Entry:
-        headers = self._redaction.keep(message.headers)
+        """A response carries its request's method and url, as Hubble's do (empty when it had none)."""
         method, url = (request.method, request.url) if request else ("", "")
         latency = max(seen.ts - request.ts, 0) if request else 0
-        http = flow_pb2.HTTP(code=message.code, method=method, url=url, protocol=message.protocol)
+        summary = f"{message.protocol} {message.code} {latency // 1_000_000}ms ({method} {url})"
+        return self._http_entry(RESPONSE, message, method, url, latency, summary)
+
+    def _http_entry(
+        self,
+        l7_type: flow_pb2.L7FlowType,
+        message: HttpRequest | HttpResponse,
+        method: str,
+        url: str,
+        latency: int,
+        summary: str,
+    ) -> L7Entry:
+        """One HTTP message's entry: Hubble's Layer7 with the allow-listed headers, and the filters' columns."""
+        headers = self._redaction.keep(message.headers)
+        code = message.code if isinstance(message, HttpResponse) else 0
+        http = flow_pb2.HTTP(code=code, method=method, url=url, protocol=message.protocol)
         http.headers.extend(flow_pb2.HTTPHeader(key=k, value=v) for k, v in headers)
-        layer7 = flow_pb2.Layer7(type=RESPONSE, latency_ns=latency, http=http)
+        layer7 = flow_pb2.Layer7(type=l7_type, latency_ns=latency, http=http)
         return L7Entry(
             layer7=layer7.SerializeToString(),
-            summary=f"{message.protocol} {message.code} {latency // 1_000_000}ms ({method} {url})",
+            summary=summary,
             truncated=message.truncated,
             kind="http",
-            l7_type=RESPONSE,
-            http_code=message.code,
+            l7_type=l7_type,
+            http_code=code,
             http_method=method,
             http_url=url,
             http_path=urlsplit(url).path if url else "",
