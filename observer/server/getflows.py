@@ -7,7 +7,8 @@ them oldest first, and go on following if asked. Lost events never count toward 
 overtook gets a LostEvent (HUBBLE_RING_BUFFER) with the count, at most once a second.
 
 Filtering works on whole chunks of records at once (observer.filters); only the flows that are sent are decoded.
-This module knows nothing of gRPC: it yields responses and raises InvalidRequest, so it is easy to test.
+This module knows nothing of gRPC: it yields responses (as messages, or as the wire bytes the server sends) and
+raises InvalidRequest, so it is easy to test.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf import timestamp_pb2
@@ -26,10 +28,13 @@ from flowscope.common.names import EVENT_LOST
 from flowscope.observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FieldTree, FlowDecoder, compile_field_mask
+from flowscope.observer.parser.wire import ResponseWriter
 
 CHUNK = 4096
 LOST_EVENT_INTERVAL_S = 1.0
 FOLLOW_POLL_S = 0.25
+
+T = TypeVar("T")
 
 
 class InvalidRequest(ValueError):
@@ -83,6 +88,7 @@ class FlowReader:
         self._decoder = decoder
         self._sel = selection
         self._node = node_name
+        self._writer = ResponseWriter(node_name)
         self._on_overrun = on_overrun
         self._lost_pending = 0
         self._lost_sent_at = 0.0
@@ -126,6 +132,22 @@ class FlowReader:
     # --- the stream --------------------------------------------------------------------------------------
 
     def responses(self, active: Callable[[], bool]) -> Iterator[observer_pb2.GetFlowsResponse]:
+        """The stream as messages (tests, and whoever wants to look at the responses)."""
+        return self._stream(active, self._flow_message, self._wrap_lost)
+
+    def wire(self, active: Callable[[], bool]) -> Iterator[bytes]:
+        """The same stream as GetFlowsResponse wire bytes, ready for gRPC to send as they are: what the server
+        sends (observer/parser/wire.py says why)."""
+        return self._stream(active, self._flow_bytes, lambda lost: self._wrap_lost(lost).SerializeToString())
+
+    def _stream(
+        self,
+        active: Callable[[], bool],
+        flow_out: Callable[[np.void, int], T],
+        lost_out: Callable[[flow_pb2.LostEvent], T],
+    ) -> Iterator[T]:
+        """The selected records in order, each made into a response by `flow_out` (a flow's record and sequence
+        number) or `lost_out` (a lost event)."""
         sel, ring = self._sel, self._ring
         newest = ring.written
         pos = self._start(newest)
@@ -138,7 +160,9 @@ class FlowReader:
             if chunk.lost:
                 self._lost_pending += chunk.lost
                 self._on_overrun(chunk.lost)
-            yield from self._lost_event(force=end is not None and chunk.end_seq >= end)
+            lost = self._lost_event(force=end is not None and chunk.end_seq >= end)
+            if lost is not None:
+                yield lost_out(lost)
             if len(chunk.records) == 0:
                 if end is not None and chunk.first_seq >= end:
                     return
@@ -152,10 +176,9 @@ class FlowReader:
             for i in np.flatnonzero(self._matches(records, chunk.first_seq) | lost_rows):
                 record = records[i]
                 if lost_rows[i]:
-                    yield self._wrap_lost(self._decoder.decode_lost(record))
+                    yield lost_out(self._decoder.decode_lost(record))
                     continue
-                flow = self._decoder.decode(record, chunk.first_seq + int(i), self._sel.fields)
-                yield self._wrap_flow(flow, int(record["ts"]))
+                yield flow_out(record, chunk.first_seq + int(i))
                 sent += 1
                 if limit and sent >= limit:
                     return
@@ -163,26 +186,32 @@ class FlowReader:
                 return
             pos = chunk.end_seq
 
-    def _wrap_flow(self, flow: flow_pb2.Flow, ts_ns: int) -> observer_pb2.GetFlowsResponse:
+    def _flow_message(self, record: np.void, seq: int) -> observer_pb2.GetFlowsResponse:
         """The response carries the flow's time even when the field mask left it out of the flow."""
+        flow = self._decoder.decode(record, seq, self._sel.fields)
         response = observer_pb2.GetFlowsResponse(flow=flow, node_name=self._node)
-        response.time.FromNanoseconds(ts_ns)
+        response.time.FromNanoseconds(int(record["ts"]))
         return response
+
+    def _flow_bytes(self, record: np.void, seq: int) -> bytes:
+        flow = self._decoder.decode(record, seq, self._sel.fields)
+        return self._writer.flow(flow.SerializeToString(), int(record["ts"]))
 
     def _wrap_lost(self, lost: flow_pb2.LostEvent) -> observer_pb2.GetFlowsResponse:
         response = observer_pb2.GetFlowsResponse(lost_events=lost, node_name=self._node)
         response.time.CopyFrom(lost.last if lost.HasField("last") else _now())
         return response
 
-    def _lost_event(self, force: bool) -> Iterator[observer_pb2.GetFlowsResponse]:
-        """Report what the ring overwrote before this reader got to it, at most once a second."""
+    def _lost_event(self, force: bool) -> flow_pb2.LostEvent | None:
+        """What the ring overwrote before this reader got to it, if it is time to say so (at most once a second)."""
         now = time.monotonic()
-        if self._lost_pending and (force or now - self._lost_sent_at >= LOST_EVENT_INTERVAL_S):
-            lost = flow_pb2.LostEvent(source=flow_pb2.HUBBLE_RING_BUFFER, num_events_lost=self._lost_pending)
-            lost.last.CopyFrom(_now())
-            self._lost_pending = 0
-            self._lost_sent_at = now
-            yield self._wrap_lost(lost)
+        if not self._lost_pending or not (force or now - self._lost_sent_at >= LOST_EVENT_INTERVAL_S):
+            return None
+        lost = flow_pb2.LostEvent(source=flow_pb2.HUBBLE_RING_BUFFER, num_events_lost=self._lost_pending)
+        lost.last.CopyFrom(_now())
+        self._lost_pending = 0
+        self._lost_sent_at = now
+        return lost
 
 
 def _now() -> timestamp_pb2.Timestamp:

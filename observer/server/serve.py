@@ -27,13 +27,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from flowscope.api.observer import observer_pb2_grpc
 from flowscope.common.addresses import listen_target
 from flowscope.common.statuses import BriefStatuses
 from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ServerTLS
 from flowscope.common.write_side import Refusal, Service, guard, mutual
-from flowscope.observer.server.service import ObserverService
+from flowscope.observer.server.service import ObserverService, add_observer_service
 from flowscope.observer.server.state import NodeState
 
 HEALTH_SERVICE = "hubble.server.Observer"
@@ -80,7 +79,7 @@ class ObserverServer:
             Service(HEALTH_SERVICE, self._add_health, writes=False),
             Service(
                 "observer.Observer",
-                functools.partial(observer_pb2_grpc.add_ObserverServicer_to_server, observer),
+                functools.partial(add_observer_service, observer),
                 False,
             ),
             *(s for s in services if not s.writes),

@@ -1,8 +1,13 @@
-"""The node's observer.Observer service, as Hubble's agent serves it."""
+"""The node's observer.Observer service, as Hubble's agent serves it.
+
+GetFlows answers in wire bytes (FlowReader.wire), which its handler sends as they are: `add_observer_service`
+puts the service on a server that way; every other method keeps its generated handler.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import cast
 
 import grpc
 
@@ -21,9 +26,7 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
         self._state = state
         self._streams = streams or FlowStreams()
 
-    def GetFlows(
-        self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext
-    ) -> Iterator[observer_pb2.GetFlowsResponse]:
+    def GetFlows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         state = self._state
         ctx = FilterContext(
             node_name=state.node_name,
@@ -46,7 +49,7 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
             state.node_name,
             on_overrun=lambda n: state.counts.lost.add("ring_overrun", n),
         )
-        yield from self._streams.serve(reader.responses(lambda: self._active(context)), context)
+        yield from self._streams.serve(reader.wire(lambda: self._active(context)), context)
 
     def GetAgentEvents(
         self, request: observer_pb2.GetAgentEventsRequest, context: grpc.ServicerContext
@@ -140,3 +143,37 @@ def l7_status(decoder: FlowDecoder) -> observer_pb2.L7Status:
     if store is not None:
         status.stored, status.capacity, status.memory_bytes = len(store), store.capacity, store.memory_bytes()
     return status
+
+
+def add_observer_service(service: ObserverService, server: grpc.Server) -> None:
+    """Serve `service` on `server`: the generated handlers, but GetFlows's with no serializer, since its
+    responses are already bytes."""
+    handlers = dict(_generated_handlers(service))
+    handlers["GetFlows"] = grpc.unary_stream_rpc_method_handler(
+        service.GetFlows, request_deserializer=observer_pb2.GetFlowsRequest.FromString
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+    server.add_registered_method_handlers(_SERVICE, handlers)
+
+
+_SERVICE = "observer.Observer"
+
+
+class _Handlers:
+    """Stands in for a server to take the method handlers the generated code would register (so a method
+    added to the proto is served without a change here)."""
+
+    def __init__(self) -> None:
+        self.handlers: Mapping[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        """The generic form of the same handlers: not needed here."""
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]) -> None:
+        self.handlers = handlers
+
+
+def _generated_handlers(service: ObserverService) -> Mapping[str, grpc.RpcMethodHandler]:
+    recorder = _Handlers()
+    observer_pb2_grpc.add_ObserverServicer_to_server(service, cast(grpc.Server, recorder))
+    return recorder.handlers

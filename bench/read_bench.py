@@ -1,0 +1,230 @@
+"""How fast one agent answers `--last 20000` (issue 15): this checkout against another, side by side.
+
+    .venv/bin/python bench/read_bench.py --before CHECKOUT [--flows 20000] [--rounds 5] [--profile]
+
+Each checkout serves from a worker process of its own: the agent's own gRPC server (ObserverServer, its
+service, ring and decoder) on a unix socket, its ring filled with records of lab traffic (TCP both ways, UDP,
+IPv6), as an agent at aggregation `none` stores a flood. The client asks as the hubble CLI does: no field
+mask (its jsonpb output) and Hubble's default field mask (compact), and reads the responses raw (the bytes
+gRPC hands over, as the Go CLI's cost is outside Python) and as messages. Rounds alternate between the
+checkouts so a slow moment of the machine hurts both. The worker also serves a stream of ready-made response
+bytes, the floor of Python gRPC's cost per message, which no encoder can go below.
+
+`--profile` prints where this checkout's agent spends a `--last` request's time (cProfile, in process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+FLOOR_METHOD = "/bench.Floor/Send"
+GETFLOWS = "/observer.Observer/GetFlows"
+
+
+def ring_records(count: int) -> object:
+    """`count` records of lab traffic, a microsecond apart (imports flowscope: call it in a worker)."""
+    import numpy as np
+    from records import ACK, CLIENT_V6, PSH, SERVER_V6, SYN, TS, ether, ipv6, record, tcp, tcp4, udp4
+
+    from flowscope.observer import events
+
+    def kinds(port: int) -> list[np.ndarray]:
+        reply = events.F_REPLY | events.F_REPLY_KNOWN
+        return [
+            record(tcp4(sport=port, flags=SYN)),
+            record(tcp4(src="10.200.1.12", dst="10.200.1.11", sport=80, dport=port, flags=SYN | ACK), flags=reply),
+            record(tcp4(sport=port, flags=ACK | PSH)),
+            record(udp4(sport=port)),
+            record(ether(ipv6(CLIENT_V6, SERVER_V6, 6, tcp(port, 443, SYN)), 0x86DD)),
+        ]
+
+    batch = np.concatenate([kinds(20000 + i // 5)[i % 5] for i in range(count)])
+    batch["ts"] = TS + np.arange(count) * 1000
+    return batch
+
+
+def serve(checkout: Path, socket_path: Path, count: int) -> None:
+    """The worker: `checkout`'s agent server over a full ring, and the floor stream beside it."""
+    from checkouts import import_checkout
+
+    import_checkout(checkout)
+    import grpc
+    from records import lab_registry
+
+    from flowscope.observer import events
+    from flowscope.observer.flow_ring import FlowRing
+    from flowscope.observer.parser import FlowDecoder
+    from flowscope.observer.server.serve import ObserverServer
+    from flowscope.observer.server.state import NodeState
+
+    registry = lab_registry()
+    ring = FlowRing(65535, events.event_dtype())
+    ring.write(ring_records(count))
+    state = NodeState("node1", "lab", "", ring, FlowDecoder("node1", registry, b"bench"), registry)
+    server = ObserverServer(state, socket_path, None)
+    server.start()
+    floor = grpc.server(futures.ThreadPoolExecutor(2))
+    sample = _sample_response(state)
+
+    def send(request: bytes, context: object) -> Iterator[bytes]:
+        for _ in range(int(request or b"0")):
+            yield sample
+
+    handler = grpc.unary_stream_rpc_method_handler(send)
+    floor.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Floor", {"Send": handler}),))
+    floor.add_insecure_port(f"unix://{socket_path}.floor")
+    floor.start()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the parent closes it
+    floor.stop(0)
+    server.stop(0.1)
+
+
+def _sample_response(state: object) -> bytes:
+    from flowscope.api.observer import observer_pb2
+    from flowscope.observer.server.state import NodeState
+
+    assert isinstance(state, NodeState)
+    flow = state.decoder.decode(state.ring.read(state.ring.oldest, state.ring.oldest + 1).records[0], 1)
+    response = observer_pb2.GetFlowsResponse(flow=flow, node_name=state.node_name)
+    response.time.CopyFrom(flow.time)
+    return response.SerializeToString()
+
+
+class Worker:
+    def __init__(self, checkout: Path, count: int) -> None:
+        self.checkout = checkout
+        self.socket = Path(tempfile.mkdtemp(prefix="fs-read-")) / "hubble.sock"
+        command = [sys.executable, __file__, "--serve", str(checkout), str(self.socket), str(count)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the worker of {checkout} did not start")
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(10)
+        self.socket.unlink(missing_ok=True)
+        Path(f"{self.socket}.floor").unlink(missing_ok=True)
+        self.socket.parent.rmdir()
+
+
+def measure(worker: Worker, case: str, count: int) -> tuple[float, float, int]:
+    """(seconds, server CPU seconds, responses) of one request of `case`."""
+    import grpc
+    from google.protobuf.field_mask_pb2 import FieldMask
+    from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
+
+    from flowscope.api.observer import observer_pb2
+
+    mask = FieldMask(paths=HUBBLE_DEFAULT_MASK) if "compact" in case else None
+    request = observer_pb2.GetFlowsRequest(number=count, field_mask=mask)
+    decode: Callable[[bytes], object] | None = observer_pb2.GetFlowsResponse.FromString if "messages" in case else None
+    target = f"unix://{worker.socket}.floor" if case == "floor" else f"unix://{worker.socket}"
+    with grpc.insecure_channel(target) as channel:
+        if case == "floor":
+            call = channel.unary_stream(FLOOR_METHOD)
+            payload = str(count).encode()
+        else:
+            call = channel.unary_stream(GETFLOWS, response_deserializer=decode)
+            payload = request.SerializeToString()
+        cpu = worker.cpu_s()
+        start = time.perf_counter()
+        received = sum(1 for _ in call(payload, timeout=120))
+        return time.perf_counter() - start, worker.cpu_s() - cpu, received
+
+
+CASES = ("jsonpb raw", "jsonpb messages", "compact raw", "compact messages", "floor")
+
+
+def profile(count: int) -> None:
+    """Where the agent's time goes for one `--last count` (no mask), in this process."""
+    from records import lab_registry
+
+    from flowscope.api.observer import observer_pb2
+    from flowscope.observer import events
+    from flowscope.observer.filters import FilterContext
+    from flowscope.observer.flow_ring import FlowRing
+    from flowscope.observer.parser import FlowDecoder
+    from flowscope.observer.server.getflows import FlowReader, select
+
+    registry = lab_registry()
+    decoder = FlowDecoder("node1", registry, b"bench")
+    ring = FlowRing(65535, events.event_dtype())
+    ring.write(ring_records(count))
+    ctx = FilterContext(node_name="node1", snapshot=registry.snapshot, instance=decoder.instance)
+    selection = select(observer_pb2.GetFlowsRequest(number=count), ctx)
+
+    def run() -> int:
+        return sum(len(b) for b in FlowReader(ring, decoder, selection, "node1").wire(lambda: True))
+
+    start = time.perf_counter()
+    run()
+    print(f"in process, no profiler: {count} flows in {time.perf_counter() - start:.3f} s")
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", type=Path, help="the checkout to measure this one against")
+    parser.add_argument("--flows", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve[0]), Path(args.serve[1]), int(args.serve[2]))
+        return
+    if args.profile:
+        profile(args.flows)
+        return
+    sides = {"after": HERE.parent}
+    if args.before:
+        sides = {"before": args.before.resolve(), **sides}
+    workers = {name: Worker(path, args.flows) for name, path in sides.items()}
+    try:
+        results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+        for _ in range(args.rounds):
+            for case in CASES:
+                for name, worker in workers.items():
+                    results.setdefault((case, name), []).append(measure(worker, case, args.flows))
+    finally:
+        for worker in workers.values():
+            worker.close()
+    print(f"`--last {args.flows}`, medians of {args.rounds} alternating rounds")
+    print("| request, client reads | " + " | ".join(f"{n}: s, flows/s, server CPU µs/flow" for n in sides) + " |")
+    print("|---|" + "---|" * len(sides))
+    for case in CASES:
+        cells = []
+        for name in sides:
+            runs = results[(case, name)]
+            seconds = statistics.median(r[0] for r in runs)
+            cpu = statistics.median(r[1] for r in runs)
+            received = runs[0][2]
+            cells.append(f"{seconds:.3f} s, {received / seconds:,.0f}/s, {cpu / received * 1e6:.1f} µs")
+        print(f"| {case} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
