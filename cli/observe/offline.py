@@ -21,8 +21,6 @@ from google.protobuf import json_format
 from flowscope.api.observer import observer_pb2
 from flowscope.cli.errors import CliError, UsageError
 from flowscope.cli.observe.request import ALL_FLOWS
-from flowscope.observer.filters import FilterError
-from flowscope.observer.filters.messages import compile_flow_filters
 
 
 def add_input_flag(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +48,10 @@ def responses(
     lines: Iterable[str], request: observer_pb2.GetFlowsRequest, name: str = "input"
 ) -> Iterator[observer_pb2.GetFlowsResponse]:
     """The flow responses of `lines` the request selects, in the file's order."""
+    # The filters (and numpy under them) are imported when a file is read: every `observe` builds this flag.
+    from flowscope.observer.filters import FilterError
+    from flowscope.observer.filters.messages import compile_flow_filters
+
     try:
         keep = compile_flow_filters(request.whitelist, request.blacklist)
     except FilterError as exc:

@@ -3,7 +3,7 @@ coloured as hubble's printer does (hubble/pkg/printer), plus flowscope's kernel 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from flowscope.api.flow import flow_pb2
 from flowscope.cli.printer.sink import Segment
@@ -12,6 +12,10 @@ from flowscope.common.icmp import icmp_text
 
 HOST, PORT, IDENTITY = "cyan", "yellow", "magenta"
 GREEN, RED, YELLOW = "green", "red", "yellow"
+
+# Enum names by number, looked up once a flow: `Enum.values()` builds a list on every call.
+_VERDICT_NAMES = {value.number: value.name for value in flow_pb2.Verdict.DESCRIPTOR.values}
+_L7_TYPE_NAMES = {value.number: value.name for value in flow_pb2.L7FlowType.DESCRIPTOR.values}
 
 
 def ports(flow: flow_pb2.Flow) -> tuple[str, str]:
@@ -23,7 +27,9 @@ def ports(flow: flow_pb2.Flow) -> tuple[str, str]:
     return "", ""
 
 
-def _host(ip: str, port: str, namespace: str, pod: str, service: str, dns: list[str], translate: bool) -> list[Segment]:
+def _host(
+    ip: str, port: str, namespace: str, pod: str, service: str, dns: Sequence[str], translate: bool
+) -> list[Segment]:
     host = ip
     if translate:
         if pod:
@@ -38,35 +44,34 @@ def _host(ip: str, port: str, namespace: str, pod: str, service: str, dns: list[
     return [(host, HOST)]
 
 
+def _end(
+    endpoint: flow_pb2.Endpoint,
+    service: flow_pb2.Service | None,
+    address: str,
+    port: str,
+    dns: Sequence[str],
+    translate: bool,
+) -> list[Segment]:
+    """One end: a service's namespace wins over the endpoint's (`ns/service` for a frontend without a pod)."""
+    if service is None:
+        return _host(address, port, endpoint.namespace, endpoint.pod_name, "", dns, translate)
+    return _host(address, port, service.namespace, endpoint.pod_name, service.name, dns, translate)
+
+
 def endpoints(flow: flow_pb2.Flow, translate: bool = True) -> tuple[list[Segment], list[Segment]]:
     """Source and destination as `ns/pod:port`, `ns/service`, DNS names or the address."""
     if not flow.HasField("IP"):
         if flow.HasField("ethernet"):
             return [(flow.ethernet.source, HOST)], [(flow.ethernet.destination, HOST)]
         return [("", "")], [("", "")]
+    ip = flow.IP
     src_port, dst_port = ports(flow)
-    ends = []
-    for endpoint, service, has_service, address, port, dns in (
-        (
-            flow.source,
-            flow.source_service,
-            flow.HasField("source_service"),
-            flow.IP.source,
-            src_port,
-            flow.source_names,
-        ),
-        (
-            flow.destination,
-            flow.destination_service,
-            flow.HasField("destination_service"),
-            flow.IP.destination,
-            dst_port,
-            flow.destination_names,
-        ),
-    ):
-        namespace = service.namespace if has_service else endpoint.namespace
-        ends.append(_host(address, port, namespace, endpoint.pod_name, service.name, list(dns), translate))
-    return ends[0], ends[1]
+    source_service = flow.source_service if flow.HasField("source_service") else None
+    destination_service = flow.destination_service if flow.HasField("destination_service") else None
+    return (
+        _end(flow.source, source_service, ip.source, src_port, flow.source_names, translate),
+        _end(flow.destination, destination_service, ip.destination, dst_port, flow.destination_names, translate),
+    )
 
 
 def original_destination(flow: flow_pb2.Flow) -> list[Segment]:
@@ -96,7 +101,7 @@ def flow_type(flow: flow_pb2.Flow) -> str:
     """The observation point, drop reason, `policy-verdict:L3-L4 INGRESS`, or `http-request`..."""
     if flow.HasField("l7"):
         l7 = flow.l7
-        kind = flow_pb2.L7FlowType.Name(l7.type).lower() if l7.type in flow_pb2.L7FlowType.values() else "l7"
+        kind = _L7_TYPE_NAMES.get(l7.type, "L7").lower()
         record = l7.WhichOneof("record")
         if record == "dns":
             return f"dns-{kind} {l7.dns.observation_source}"
@@ -132,7 +137,7 @@ def verdict(flow: flow_pb2.Flow, policy_names: bool = False) -> Segment:
     """The verdict coloured by outcome; a policy verdict says ALLOWED, DENIED or AUDITED, and with
     `policy_names` (--print-policy-names) which policies of its direction did: `ALLOWED BY name (kind)`."""
     value = flow.verdict
-    text = flow_pb2.Verdict.Name(value) if value in flow_pb2.Verdict.values() else str(value)
+    text = _VERDICT_NAMES.get(value) or str(value)
     is_policy = flow.event_type.type == names.EVENT_POLICY_VERDICT
     if value in (flow_pb2.FORWARDED, flow_pb2.REDIRECTED):
         return ("ALLOWED" + _by(flow, True, policy_names) if is_policy else text, GREEN)

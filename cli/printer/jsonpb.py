@@ -4,17 +4,11 @@ output feeds jq and other tools unchanged."""
 
 from __future__ import annotations
 
-import json
-
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
 from flowscope.api.observer import observer_pb2
 from flowscope.cli.printer.base import FlowPrinter
+from flowscope.cli.printer.protojson import to_json
 
-
-def to_json(message: Message) -> str:
-    return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), separators=(",", ":"))
+__all__ = ["JsonPrinter", "to_json"]
 
 
 class JsonPrinter(FlowPrinter):

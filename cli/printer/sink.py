@@ -36,32 +36,57 @@ def wants_color(choice: str, stream: TextIO) -> bool:
 
 
 class Sink:
-    """Writes lines to one stream. `flush_each` (follow mode) pushes every line out as soon as it is made."""
+    """Writes lines to one stream. `flush_each` (follow mode) pushes every line out as soon as it is made.
+
+    Otherwise, into a file or a pipe, lines are gathered and written `BATCH` at a time: one write of many lines
+    costs what one write of one line does, and 20,000 writes were a tenth of `observe --last 20000`. A terminal
+    gets each line at once, as before (its order against stderr's lines is what a person sees)."""
+
+    BATCH = 512
 
     def __init__(self, stream: TextIO, color: bool = False, flush_each: bool = False) -> None:
         self.stream = stream
         self.color = color
         self.flush_each = flush_each
         self._console: Console | None = None
+        isatty = getattr(stream, "isatty", None)
+        self._gathers = not flush_each and not color and not (isatty and isatty())
+        self._pending: list[str] = []
 
     def line(self, segments: Iterable[Segment]) -> None:
-        parts = [(_escape(text), style) for text, style in segments]
         if self.color:
             from rich.text import Text
 
-            self.console().print(Text.assemble(*parts))
-        else:
-            self.stream.write("".join(text for text, _ in parts) + "\n")
-        if self.flush_each:
-            self.stream.flush()
+            self.console().print(Text.assemble(*[(_escape(text), style) for text, style in segments]))
+            if self.flush_each:
+                self.stream.flush()
+            return
+        text = "".join([text for text, _ in segments])
+        self._write(_escape(text) if _CONTROL.search(text) else text)  # the same, escaped per segment or whole
 
     def text(self, text: str) -> None:
         """Already-formatted text (JSON, aligned tables), written as it is."""
-        self.stream.write(text if text.endswith("\n") else text + "\n")
+        self._write(text[:-1] if text.endswith("\n") else text)
+
+    def _write(self, line: str) -> None:
+        """One line, without its newline."""
+        if self._gathers:
+            self._pending.append(line)
+            if len(self._pending) >= self.BATCH:
+                self._write_pending()
+            return
+        self.stream.write(line + "\n")
         if self.flush_each:
             self.stream.flush()
 
+    def _write_pending(self) -> None:
+        if self._pending:
+            self._pending.append("")  # the last line's newline
+            self.stream.write("\n".join(self._pending))
+            self._pending.clear()
+
     def flush(self) -> None:
+        self._write_pending()
         self.stream.flush()
 
     def console(self) -> Console:

@@ -1,0 +1,86 @@
+"""`-o json` is written by cli/printer/protojson.py, not json_format: it must give json_format's text exactly, on
+the printers' samples, on decoded records and on responses with every field set to awkward values."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import cli_samples as samples
+import pytest
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from records import ACK, SYN, lab_registry, record, tcp4, udp4
+
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.printer.protojson import slow_json, timestamp_text, to_json
+from flowscope.observer.parser import FlowDecoder
+
+STRINGS = ["", "a", "default/client", 'quote " and \\ back', "tab\tnew\nline\x01", "café ✓", "\U0001f600", "0"]
+INTS = {
+    FieldDescriptor.CPPTYPE_INT32: [0, 1, -1, 2**31 - 1, -(2**31)],
+    FieldDescriptor.CPPTYPE_UINT32: [0, 1, 2**32 - 1],
+    FieldDescriptor.CPPTYPE_INT64: [0, -1, 2**63 - 1, -(2**63)],
+    FieldDescriptor.CPPTYPE_UINT64: [0, 1, 2**64 - 1],
+}
+
+
+def _value(field: FieldDescriptor, rng: random.Random) -> Any:
+    kind = field.cpp_type
+    if kind == FieldDescriptor.CPPTYPE_ENUM:
+        numbers = [value.number for value in field.enum_type.values]
+        return rng.choice([*numbers, max(numbers) + 7])  # now and then a number this schema does not name
+    if kind == FieldDescriptor.CPPTYPE_STRING:
+        if field.type == FieldDescriptor.TYPE_BYTES:
+            return bytes(rng.randrange(256) for _ in range(rng.randrange(6)))
+        return rng.choice(STRINGS)
+    if kind == FieldDescriptor.CPPTYPE_BOOL:
+        return rng.choice([True, False])
+    if kind in INTS:
+        return rng.choice(INTS[kind])
+    raise AssertionError(f"no values for {field.full_name}")
+
+
+def _fill(message: Any, descriptor: Descriptor, rng: random.Random, depth: int) -> None:
+    """Sets a random half of the fields (every kind: oneofs, repeated, wrappers, enums), nested `depth` deep."""
+    for field in descriptor.fields:
+        if rng.random() < 0.5:
+            continue
+        if field.message_type is not None:
+            if depth == 0 or field.message_type.full_name == "google.protobuf.Any":
+                continue
+            if field.message_type.full_name == "google.protobuf.Timestamp":
+                stamp = getattr(message, field.name).add() if field.is_repeated else getattr(message, field.name)
+                stamp.seconds = rng.choice([0, 1_700_000_000, 253_402_300_799])
+                stamp.nanos = rng.choice([0, 5_000_000, 5_000, 5, 999_999_999])
+                continue
+            for _ in range(rng.randrange(1, 3) if field.is_repeated else 1):
+                child = getattr(message, field.name).add() if field.is_repeated else getattr(message, field.name)
+                child.SetInParent()
+                _fill(child, field.message_type, rng, depth - 1)
+        elif field.is_repeated:
+            getattr(message, field.name).extend(_value(field, rng) for _ in range(rng.randrange(1, 4)))
+        else:
+            setattr(message, field.name, _value(field, rng))
+
+
+def test_random_responses_print_as_json_format_prints_them() -> None:
+    rng = random.Random(15)
+    for _ in range(400):
+        response = observer_pb2.GetFlowsResponse()
+        _fill(response, response.DESCRIPTOR, rng, depth=4)
+        assert to_json(response) == slow_json(response)
+
+
+def test_samples_and_decoded_records_print_as_json_format_prints_them() -> None:
+    decoder = FlowDecoder("node1", lab_registry(), b"protojson")
+    decoded = [decoder.decode(record(packet)[0], seq) for seq, packet in enumerate((tcp4(flags=SYN | ACK), udp4()))]
+    responses = [*samples.canned(), *(samples.response(flow) for flow in decoded)]
+    for response in responses * 2:  # the second time from the remembered texts
+        assert to_json(response) == slow_json(response)
+
+
+@pytest.mark.parametrize("nanos", [0, 120_000_000, 120_300_000, 120_300_400])
+def test_timestamps_keep_0_3_6_or_9_digits(nanos: int) -> None:
+    stamp = samples.stamp()
+    stamp.nanos = nanos
+    assert timestamp_text(stamp) == f'"{stamp.ToJsonString()}"'
