@@ -30,10 +30,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -195,44 +196,136 @@ def measure_last(lab: Lab) -> dict[str, float]:
 
 
 # --- synthetic agents: the relay's own ceiling -------------------------------------------------------------
+#
+# Three agent processes speak the real GetFlows API from pre-encoded GetFlowsResponse bytes (a generic handler
+# without a response serializer sends them as they are), so what is measured is the relay, not the agents: each
+# stores `--last` history ready to send and, in follow mode, sends flows stamped with the time they leave at a
+# set rate (or as fast as the relay takes them). The relay runs in a process of its own, from this checkout
+# or from another checkout's relay/ folder (`--before`), side by side in one run.
+
+SYNTHETIC_NODES = ("node1", "node2", "node3")
+RATES = (10, 100, 1_000, 10_000, 50_000)  # flows per second, all nodes together
+HISTORY_STEP_NS = 3_000  # the stored flows of one node are this far apart; the nodes' interleave
+# The relay pings its agents every second; ours accept that (observer/server/serve.py), so these must too.
+PING_POLICY = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
-def serve_synthetic(nodes: list[str], folder: Path) -> None:
-    """Serve GetFlows as node `name` on folder/name.sock: in follow mode, flows stamped now, as fast as gRPC
-    takes them. Runs in a child process (`--synthetic`), so the agents' Python is not the relay's."""
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def time_field(ns: int) -> bytes:
+    """GetFlowsResponse.time (1001): what a real agent puts last on every response."""
+    return _field(1001, b"\x08" + _varint(ns // 1_000_000_000) + b"\x10" + _varint(ns % 1_000_000_000))
+
+
+def sample_flows(node: str) -> list[bytes]:
+    """Fields 1 (flow) and 1000 (node_name) of 16 flows shaped like a lab's, encoded once."""
     from flowscope.api.flow import flow_pb2
 
-    def agent(name: str) -> grpc.GenericRpcHandler:
-        template = observer_pb2.GetFlowsResponse(node_name=name)
-        f = template.flow
-        f.node_name, f.verdict, f.Summary = name, flow_pb2.FORWARDED, "UDP"
+    flows = []
+    for port in range(9000, 9016):
+        f = flow_pb2.Flow(node_name=node, verdict=flow_pb2.FORWARDED, Summary=f"TCP Flags: ACK {port}")
         f.IP.source, f.IP.destination, f.IP.ipVersion = "10.200.1.11", "10.200.2.11", flow_pb2.IPv4
-        f.l4.UDP.source_port, f.l4.UDP.destination_port = 40000, 9001
-        f.source.namespace, f.source.pod_name = "default", "client"
-        f.destination.namespace, f.destination.pod_name = "default", "server"
-        f.trace_observation_point = flow_pb2.TO_NETWORK
+        f.l4.TCP.source_port, f.l4.TCP.destination_port = 40000 + port, port
+        f.l4.TCP.flags.ACK = True
+        f.ethernet.source, f.ethernet.destination = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"
+        for endpoint, pod in ((f.source, "client"), (f.destination, "server")):
+            endpoint.ID, endpoint.identity, endpoint.namespace, endpoint.pod_name = 1234, 5678, "default", pod
+            endpoint.cluster_name = "lab"
+            endpoint.labels.extend([f"k8s:app={pod}", "k8s:io.kubernetes.pod.namespace=default"])
+        f.event_type.type = 4
+        f.trace_observation_point = flow_pb2.TO_ENDPOINT
+        f.traffic_direction = flow_pb2.INGRESS
+        f.is_reply.value = False
+        f.interface.index, f.interface.name = 7, "lxc-server"
+        flows.append(_field(1, f.SerializeToString()) + _field(1000, node.encode()))
+    return flows
 
-        def get_flows(request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
-            while context.is_active():
-                now = time.time_ns()
-                template.time.FromNanoseconds(now)
-                template.flow.time.FromNanoseconds(now)
-                yield template.SerializeToString()
 
-        handler = grpc.unary_stream_rpc_method_handler(
-            get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString
-        )
-        return grpc.method_handlers_generic_handler("observer.Observer", {"GetFlows": handler})
+def synthetic_agent(socket_path: Path, node: str, index: int, history: int, rate: float, newest: int) -> None:
+    """Serve GetFlows as `node` on socket_path until SIGTERM: `history` stored flows up to `newest` (the same
+    for every node: their histories interleave), then (follow) flows stamped now, `rate` per second (0: as
+    fast as the client takes them)."""
+    flows = sample_flows(node)
+    stored = [
+        flows[k % len(flows)] + time_field(newest - (history - k) * HISTORY_STEP_NS + index * 1_000)
+        for k in range(history)
+    ]
 
+    def live(context: grpc.ServicerContext) -> Iterator[bytes]:
+        start, sent = time.monotonic(), 0
+        while context.is_active():
+            due = int((time.monotonic() - start) * rate) - sent if rate else 256
+            if due <= 0:
+                time.sleep(max(0.0, min(0.05, start + (sent + 1) / rate - time.monotonic())))
+                continue
+            for _ in range(min(due, 256)):
+                yield flows[sent % len(flows)] + time_field(time.time_ns())
+                sent += 1
+
+    def get_flows(request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        if request.number:
+            yield from stored[-request.number :]
+        if request.follow:
+            yield from live(context)
+
+    handler = grpc.unary_stream_rpc_method_handler(
+        get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString
+    )
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    servers = []
-    for name in nodes:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        server.add_generic_rpc_handlers((agent(name),))
-        server.add_insecure_port(f"unix://{folder / name}.sock")
-        server.start()
-        servers.append(server)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=PING_POLICY)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("observer.Observer", {"GetFlows": handler}),))
+    server.add_insecure_port(f"unix://{socket_path}")
+    server.start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop(None)
+
+
+# The relay, from the relay/ folder given (empty: this checkout's), with every thread profiled when asked.
+RELAY_RUNNER = """
+import cProfile, pstats, signal, sys, threading, time
+code, address, profile_out, *peers = sys.argv[1:]
+import flowscope.relay
+if code:
+    flowscope.relay.__path__[:] = [code]
+from flowscope.relay.pool import Peer
+from flowscope.relay.server import RelayConfig, RelayServer
+profiles = []
+if profile_out:  # every thread, in CPU time (a thread waiting costs nothing)
+    bootstrap = threading.Thread._bootstrap_inner
+    def profiled(self):
+        profile = cProfile.Profile(time.thread_time)
+        profiles.append(profile)
+        profile.enable()
+        try:
+            bootstrap(self)
+        finally:
+            profile.disable()
+    threading.Thread._bootstrap_inner = profiled
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+config = RelayConfig(listen_address=address, peers=[Peer(*p.split("=", 1)) for p in peers], name="relay")
+server = RelayServer(config).start()
+signal.sigwait({signal.SIGTERM})
+if profile_out:
+    for profile in profiles:
+        profile.disable()
+    pstats.Stats(*profiles).dump_stats(profile_out)
+server.stop(0.2)
+"""
 
 
 def _with_parent() -> None:
@@ -240,57 +333,203 @@ def _with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
-def measure_synthetic(seconds: float) -> dict[str, float]:
-    """Follow through a relay (a `flowscope relay` process) fed by three synthetic agents; flows per second."""
-    import tempfile
+@contextmanager
+def synthetic_agents(folder: Path, history: int, rate: float) -> Iterator[list[str]]:
+    """Three synthetic agents (processes); yields their `name=unix://socket` peers once they serve."""
+    procs, peers, newest = [], [], str(time.time_ns() - 1_000_000_000)
+    for index, name in enumerate(SYNTHETIC_NODES):
+        path = folder / f"{name}.sock"
+        argv = [sys.executable, __file__, "--synthetic-agent", str(path), name, str(index), str(history), str(rate)]
+        argv.append(newest)
+        procs.append(subprocess.Popen(argv, preexec_fn=_with_parent))
+        peers.append(f"{name}=unix://{path}")
+    try:
+        for peer in peers:
+            with grpc.insecure_channel(peer.split("=", 1)[1]) as channel:
+                grpc.channel_ready_future(channel).result(timeout=30)
+        yield peers
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
 
+
+@contextmanager
+def relay_process(peers: list[str], code: str = "", profile: str = "") -> Iterator[tuple[str, int]]:
+    """A relay in front of `peers` (code: another relay/ folder); yields its address and pid once it serves."""
     from flowscope.lab.relay import free_address
 
-    folder = Path(tempfile.mkdtemp(prefix="fs-rbench-"))
-    nodes = ["node1", "node2", "node3"]
-    agents = subprocess.Popen([sys.executable, __file__, "--synthetic", str(folder), *nodes], preexec_fn=_with_parent)
     address = free_address()
-    peers = [f"{n}=unix://{folder / n}.sock" for n in nodes]
-    relay = subprocess.Popen(
-        [sys.executable, "-m", "flowscope.cli.main", "relay", "--listen-address", address, "--peers", *peers],
-        cwd=PROJECT,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_with_parent,
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RELAY_RUNNER, code, address, profile, *peers], cwd=PROJECT, preexec_fn=_with_parent
     )
     try:
-        channel = grpc.insecure_channel(address)
-        grpc.channel_ready_future(channel).result(timeout=15)
-        time.sleep(1.0)
-        get_flows = channel.unary_stream(
-            "/observer.Observer/GetFlows", request_serializer=observer_pb2.GetFlowsRequest.SerializeToString
-        )
-        call = get_flows(observer_pb2.GetFlowsRequest(follow=True))
-        count, lost, started, cpu0 = 0, 0, 0.0, 0.0
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        yield address, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _get_flows(channel: grpc.Channel) -> Any:
+    return channel.unary_stream(
+        "/observer.Observer/GetFlows", request_serializer=observer_pb2.GetFlowsRequest.SerializeToString
+    )
+
+
+def synthetic_last(address: str, pid: int) -> dict[str, float]:
+    """`--last 20000` of the three synthetic nodes through the relay: seconds to the last flow, relay CPU."""
+    with grpc.insecure_channel(address) as channel:
+        cpu0, start = cpu_seconds(pid), time.perf_counter()
+        flows = sum(1 for raw in _get_flows(channel)(observer_pb2.GetFlowsRequest(number=LAST)) if raw[:1] == b"\x0a")
+        seconds = time.perf_counter() - start
+        cpu = cpu_seconds(pid) - cpu0
+    return {"seconds": seconds, "flows": flows, "flows_per_s": flows / seconds, "cpu_us_per_flow": cpu / flows * 1e6}
+
+
+def synthetic_follow(address: str, pid: int, seconds: float) -> dict[str, float]:
+    """Follow for `seconds` after a warm-up: flows merged per second (read + lost) and relay CPU per flow; for
+    each flow read, receipt time minus its time (the agent stamped it as it sent it)."""
+    latencies: list[int] = []
+    count, lost, started, cpu0 = 0, 0, 0.0, 0.0
+    with grpc.insecure_channel(address) as channel:
+        call = _get_flows(channel)(observer_pb2.GetFlowsRequest(follow=True))
+        warm_up = time.monotonic() + 1.0
         for raw in call:
-            if not started and count == 1000:  # warmed up: start counting
-                count, started, cpu0 = 0, time.monotonic(), cpu_seconds(relay.pid)
-            count += 1
-            if b"\x1a" == raw[:1]:  # a lost event (field 3) from the relay's client buffer
+            now = time.time_ns()
+            if not started and time.monotonic() >= warm_up:
+                count, lost, latencies, started, cpu0 = 0, 0, [], time.monotonic(), cpu_seconds(pid)
+            kind = raw[:1]
+            if kind == b"\x0a":
+                count += 1
+                response = observer_pb2.GetFlowsResponse.FromString(raw)
+                latencies.append(now - (response.time.seconds * 1_000_000_000 + response.time.nanos))
+            elif kind == b"\x1a":  # a LostEvent: flows the relay dropped because this client was slow
                 lost += observer_pb2.GetFlowsResponse.FromString(raw).lost_events.num_events_lost
             if started and time.monotonic() - started >= seconds:
                 break
-        elapsed, cpu = time.monotonic() - started, cpu_seconds(relay.pid) - cpu0
+        elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu0
         call.cancel()
-        merged = count + lost  # what the relay took in and merged; `lost` of it the client was too slow for
-        return {
-            "flows_per_s": merged / elapsed,
-            "load": os.getloadavg()[0],
-            "delivered_per_s": count / elapsed,
-            "relay_cpu_us_per_flow": cpu / merged * 1e6,
-            "lost": lost,
-        }
+    merged = count + lost
+    ms = [x / 1e6 for x in latencies] or [float("nan")]
+    return {
+        "flows_per_s": merged / elapsed,
+        "delivered_per_s": count / elapsed,
+        "lost": lost,
+        "relay_cpu_us_per_flow": cpu / max(1, merged) * 1e6,
+        "p50_ms": percentile(ms, 0.5),
+        "p99_ms": percentile(ms, 0.99),
+        "max_ms": max(ms),
+        "load": os.getloadavg()[0],
+    }
+
+
+def relay_modules(folder: str) -> tuple[Any, Any]:
+    """wire and merge of another relay/ folder ("" for this checkout's), loaded beside this checkout's."""
+    import importlib
+
+    import flowscope.relay
+
+    ours = {name: sys.modules.pop(name) for name in list(sys.modules) if name.startswith("flowscope.relay.")}
+    path = list(flowscope.relay.__path__)
+    try:
+        if folder:
+            flowscope.relay.__path__[:] = [folder]
+        wire = importlib.import_module("flowscope.relay.wire")
+        merge = importlib.import_module("flowscope.relay.merge")
+        return wire, merge
     finally:
-        for proc in (relay, agents):
-            proc.terminate()
-            proc.wait(10)
-        for path in folder.iterdir():
-            path.unlink()
-        folder.rmdir()
+        for name in [name for name in sys.modules if name.startswith("flowscope.relay.")]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+        flowscope.relay.__path__[:] = path
+
+
+def merge_cost(wire: Any, merge: Any, per_node: int = LAST) -> float:
+    """µs per flow of the relay's own work on `--last` of three nodes, in one thread, no gRPC: each response
+    scanned and pushed as a node stream does (round robin over the nodes), taken as the client handler does."""
+    streams, base = {}, time.time_ns() - 60_000_000_000
+    for index, node in enumerate(SYNTHETIC_NODES):
+        flows = sample_flows(node)
+        start = base + index * 1_000
+        streams[node] = [flows[k % 16] + time_field(start + k * HISTORY_STEP_NS) for k in range(per_node)]
+    merger = merge.Merger(relay_name="relay")
+    for node in SYNTHETIC_NODES:
+        merger.open(node, history=True, ends=True)
+    taken = 0
+    started = time.perf_counter()
+    for k in range(per_node):
+        for node, stream in streams.items():
+            raw = stream[k]
+            scanned = wire.scan(raw)
+            merger.push(node, scanned.time_ns, raw)
+        if k % 64 == 63:
+            while batch := merger.take(0):
+                taken += len(batch)
+    for node in SYNTHETIC_NODES:
+        merger.close(node)
+    merger.finish()
+    while (batch := merger.take(0)) is not None:
+        taken += len(batch)
+    elapsed = time.perf_counter() - started
+    assert taken == per_node * len(SYNTHETIC_NODES), taken
+    return elapsed / taken * 1e6
+
+
+def measure_merge_cost(before: str, rounds: int) -> dict[str, list[float]]:
+    """merge_cost of this checkout's relay and `before`'s, alternating in this one process."""
+    codes = {"after": relay_modules("")} | ({"before": relay_modules(before)} if before else {})
+    results: dict[str, list[float]] = {}
+    for _ in range(max(3, rounds)):
+        for version, (wire, merge) in codes.items():
+            results.setdefault(version, []).append(merge_cost(wire, merge))
+            print("merge in-process", version, f"{results[version][-1]:.1f} µs/flow", flush=True)
+    return results
+
+
+def measure_synthetic(
+    seconds: float, before: str = "", rounds: int = 2
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Every synthetic figure for this checkout's relay ("after") and, with `before`, another relay/ folder's,
+    the two alternating within each setting so a slow minute of the machine hurts both alike."""
+    import tempfile
+
+    codes = {"after": ""} | ({"before": before} if before else {})
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+
+    def record(setting: str, version: str, figures: dict[str, float]) -> None:
+        results.setdefault(setting, {}).setdefault(version, []).append(figures)
+        print(setting, version, {k: round(v, 2) for k, v in figures.items()}, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="fs-rbench-") as tmp:
+        folder = Path(tmp)
+        with synthetic_agents(folder, LAST, 0) as peers:
+            for _ in range(rounds):
+                for version, code in codes.items():
+                    with relay_process(peers, code) as (address, pid):
+                        record("last", version, synthetic_last(address, pid))
+                        record("follow", version, synthetic_follow(address, pid, seconds))
+        for rate in RATES:
+            with synthetic_agents(folder, 0, rate / len(SYNTHETIC_NODES)) as peers:
+                for _ in range(rounds):
+                    for version, code in codes.items():
+                        with relay_process(peers, code) as (address, pid):
+                            record(f"rate {rate}", version, synthetic_follow(address, pid, max(3.0, seconds / 2)))
+    return results
+
+
+def profile_relay(seconds: float, folder: Path, code: str = "") -> None:
+    """A relay (code: another relay/ folder), every thread under cProfile, through `--last 20000`
+    (folder/last.prof) and, in a relay of its own, a follow run as fast as it goes (folder/follow.prof)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fs-rbench-") as tmp, synthetic_agents(Path(tmp), LAST, 0) as peers:
+        with relay_process(peers, code, str(folder / "last.prof")) as (address, pid):
+            print("last", synthetic_last(address, pid), flush=True)
+        with relay_process(peers, code, str(folder / "follow.prof")) as (address, pid):
+            print("follow", synthetic_follow(address, pid, seconds), flush=True)
 
 
 # --- the run -----------------------------------------------------------------------------------------------
@@ -355,16 +594,80 @@ Hubble's relay holds every flow up to 1 s (`sort-buffer-drain-timeout`); flowsco
 every node has passed its time, and at most 50 ms (`--sort-window`)."""
 
 
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def synthetic_report(results: dict[str, dict[str, list[dict[str, float]]]], used: str) -> str:
+    """The synthetic figures as a table, this checkout's relay beside the `--before` one when it ran."""
+    versions = [v for v in ("before", "after") if v in results["last"]]
+    head = " | ".join(versions)
+    rows = []
+
+    def row(name: str, setting: str, show: Callable[[list[dict[str, float]]], str]) -> None:
+        rows.append(f"| {name} | " + " | ".join(show(results[setting][v]) for v in versions) + " |")
+
+    row(
+        "`--last 20000`, 3 nodes (60,000 flows): seconds to the last",
+        "last",
+        lambda r: f"{_median(r, 'seconds'):.2f} s",
+    )
+    row(
+        "the same: merged flows/s, relay CPU per flow",
+        "last",
+        lambda r: f"{_median(r, 'flows_per_s'):,.0f}/s, {_median(r, 'cpu_us_per_flow'):.0f} µs",
+    )
+    row(
+        "follow, agents as fast as they can: merged flows/s (read by the client), relay CPU per flow",
+        "follow",
+        lambda r: (
+            f"{_median(r, 'flows_per_s'):,.0f}/s ({_median(r, 'delivered_per_s'):,.0f}/s), "
+            f"{_median(r, 'relay_cpu_us_per_flow'):.0f} µs"
+        ),
+    )
+    for rate in RATES:
+        row(
+            f"follow at {rate:,} flows/s: flow time to receipt p50 / p99 (max); relay CPU per flow",
+            f"rate {rate}",
+            lambda r: (
+                f"{_median(r, 'p50_ms'):.1f} / {_median(r, 'p99_ms'):.1f} ms ({_median(r, 'max_ms'):.0f}); "
+                f"{_median(r, 'relay_cpu_us_per_flow'):.0f} µs"
+                + (f", {sum(x['lost'] for x in r):,.0f} lost" if any(x["lost"] for x in r) else "")
+            ),
+        )
+    table = "\n".join(rows)
+    return f"""Command: `.venv/bin/python bench/relay_bench.py {used}`; medians of the rounds, before and after
+alternating.
+
+| figure | {head} |
+|---|{"---|" * len(versions)}
+{table}"""
+
+
 def main() -> int:
-    if len(sys.argv) > 2 and sys.argv[1] == "--synthetic":
-        serve_synthetic(sys.argv[3:], Path(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--synthetic-agent":
+        path, node, index, history, rate, newest = sys.argv[2:8]
+        synthetic_agent(Path(path), node, int(index), int(history), float(rate), int(newest))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run (10)")
     parser.add_argument("--rate", type=float, default=25.0, help="UDP exchanges per second per pair (25)")
     parser.add_argument("--stress-rate", type=float, default=200.0, help="the same, for the second run (200)")
     parser.add_argument("--write", action="store_true", help="replace the Relay section of bench/RESULTS.md")
+    parser.add_argument("--synthetic-only", action="store_true", help="only the synthetic agents' figures")
+    parser.add_argument("--before", default="", help="another checkout's relay/ folder, measured beside this one")
+    parser.add_argument("--rounds", type=int, default=2, help="synthetic runs of each relay per setting (2)")
+    parser.add_argument("--profile", type=Path, help="profile the relay (--before's, if given) into this folder")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        profile_relay(args.seconds, args.profile.resolve(), args.before)
+        return 0
+    if args.synthetic_only:
+        before = f" --before {args.before}" if args.before else ""
+        used = f"--synthetic-only --seconds {args.seconds:g} --rounds {args.rounds}{before}"
+        print(synthetic_report(measure_synthetic(args.seconds, args.before, args.rounds), used))
+        return 0
     used = f"--seconds {args.seconds:g} --rate {args.rate:g} --stress-rate {args.stress_rate:g}"
     with Lab(f"t{os.getpid()}-rbench", nodes=3, agent_command=AGENT) as lab:
         lab.up(traffic=False, agent=True, relay=True)
@@ -374,7 +677,7 @@ def main() -> int:
         print("rings:", fill(lab, LAST), flush=True)
         last = measure_last(lab)
         print(last, flush=True)
-    synthetic = measure_synthetic(args.seconds)
+    synthetic = measure_synthetic(args.seconds, rounds=1)["follow"]["after"][0]
     print(synthetic, flush=True)
     text = report(latencies, last, synthetic, used)
     print(text)

@@ -45,6 +45,7 @@ SLACK_NS = 5_000_000
 HELD_PER_NODE = 8192
 CLIENT_BUFFER = 8192
 BATCH = 512
+RELEASE_EVERY = 64  # pushes between two releases while the handler is busy sending
 _LAG_BUCKET_S = 1.0
 _EPSILON_S = 1e-9  # times compared in float seconds: a window of 50 ms is over at 49.999999999 ms
 _NEVER = -(1 << 62)
@@ -124,11 +125,13 @@ class Merger:
         self._arrivals: deque[tuple[float, int]] = deque()  # (arrival, ts) of held flows, oldest first
         self._ready: deque[bytes | _Gap] = deque()
         self._seq = 0
+        self._unreleased = 0  # pushes since the last release
         self._released_ts = _NEVER
         self._finished = False
         self._taker_waiting = False
         self._pushers_waiting = 0
         self._window_ns = int(self.window_s * 1e9)
+        self._release_every = max(1, min(RELEASE_EVERY, self.client_buffer))  # a small buffer fills as before
 
     # --- the node side -----------------------------------------------------------------------------------
 
@@ -147,30 +150,46 @@ class Merger:
             self._cond.notify_all()
 
     def push(self, node: str, time_ns: int, raw: bytes, cancelled: Callable[[], bool] = lambda: False) -> None:
-        """One response from a node's stream; waits while that node holds too many flows back."""
+        """One response from a node's stream; waits while that node holds too many flows back.
+
+        Held flows are let go in batches (`_release`), not at every push: when the handler is asleep waiting
+        for something to send, at every RELEASE_EVERY-th push, and by the handler itself when it comes back
+        for more. A push is then a heap insertion and a little bookkeeping, most of the relay's own cost.
+        """
         with self._cond:
             state = self._nodes.get(node)
-            while state is not None and not cancelled() and self._must_wait(state):
-                self._pushers_waiting += 1
-                self._cond.wait(0.1)
-                self._pushers_waiting -= 1
-                self._release(*self.clock())
-                state = self._nodes.get(node)
+            if state is not None and self._must_wait(state):
+                state = self._wait_for_room(node, cancelled)
             if state is None:  # closed meanwhile: the flow still goes out, in order if it can
                 state = _Node(live=True)
             wall, now = self.clock()
             state.last_arrival = now
-            state.last_ts = max(state.last_ts, time_ns)
+            if time_ns > state.last_ts:
+                state.last_ts = time_ns
             if not state.live and time_ns >= wall - self._window_ns:
                 state.live = True  # caught up with the present
             if state.live:
-                state.observe_lag(max(0, wall - time_ns), now)
+                state.observe_lag(wall - time_ns if wall > time_ns else 0, now)
             self._seq += 1
             heapq.heappush(self._heap, (time_ns, self._seq, node, raw, state.droppable))
             self._arrivals.append((now, time_ns))
             state.held += 1
-            self._release(wall, now)
-            self._wake()
+            self._unreleased += 1
+            if self._taker_waiting or self._unreleased >= self._release_every:
+                self._release(wall, now)
+                self._wake()
+
+    def _wait_for_room(self, node: str, cancelled: Callable[[], bool]) -> _Node | None:
+        """Wait (the lock held) until the node may push again; its state, or None once it closed."""
+        self._release(*self.clock())
+        state = self._nodes.get(node)
+        while state is not None and not cancelled() and self._must_wait(state):
+            self._pushers_waiting += 1
+            self._cond.wait(0.1)
+            self._pushers_waiting -= 1
+            self._release(*self.clock())
+            state = self._nodes.get(node)
+        return state
 
     def _wake(self) -> None:
         """Wake the client's handler only when it waits for something that is now there, and pushers
@@ -244,28 +263,42 @@ class Merger:
 
     def _release(self, wall: int, now: float) -> None:
         """Send on every held flow at or below the watermark, or held for a whole window (and all before it)."""
-        if not self._heap:
+        self._unreleased = 0
+        heap = self._heap
+        if not heap:
             self._arrivals.clear()
             return
         limit = self.watermark(wall, now)
-        live = all(state.live for state in self._nodes.values())
-        while live and self._arrivals and now - self._arrivals[0][0] >= self.window_s - _EPSILON_S:
-            limit = max(limit, self._arrivals.popleft()[1])
-        while self._heap and self._heap[0][0] <= limit:
-            time_ns, _, node, raw, droppable = heapq.heappop(self._heap)
-            state = self._nodes.get(node)
-            if state is not None:
-                state.held = max(0, state.held - 1)
-            self._deliver(time_ns, raw, droppable)
-
-    def _deliver(self, time_ns: int, raw: bytes, droppable: bool) -> None:
-        if time_ns < self._released_ts:
-            self.stats.late += 1
-        self._released_ts = max(self._released_ts, time_ns)
-        if len(self._ready) < self.client_buffer or not droppable:
-            self._ready.append(raw)
-            self.stats.merged += 1
+        nodes = self._nodes
+        if self._arrivals and all(state.live for state in nodes.values()):
+            arrivals, oldest = self._arrivals, now - self.window_s + _EPSILON_S
+            while arrivals and arrivals[0][0] <= oldest:
+                limit = max(limit, arrivals.popleft()[1])
+        if heap[0][0] > limit:
             return
+        ready, room, released = self._ready, self.client_buffer - len(self._ready), self._released_ts
+        late = merged = 0
+        while heap and heap[0][0] <= limit:
+            time_ns, _, node, raw, droppable = heapq.heappop(heap)
+            state = nodes.get(node)
+            if state is not None and state.held > 0:
+                state.held -= 1
+            if time_ns < released:
+                late += 1
+            else:
+                released = time_ns
+            if room > 0 or not droppable:
+                ready.append(raw)
+                room -= 1
+                merged += 1
+            else:
+                self._drop(time_ns)
+        self._released_ts = released
+        self.stats.late += late
+        self.stats.merged += merged
+
+    def _drop(self, time_ns: int) -> None:
+        """A live flow the client has no room for: counted into the LostEvent at the end of its buffer."""
         self.stats.dropped += 1
         self.on_drop(1)
         last = self._ready[-1]

@@ -9,8 +9,7 @@ job. Messages the relay makes itself (node status, lost events) are built with p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
@@ -41,8 +40,9 @@ def _head_class() -> type[Message]:
     pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
     field = descriptor_pb2.FieldDescriptorProto
     head = descriptor_pb2.DescriptorProto(name="Head")
+    head.oneof_decl.add(name="response_types")  # as in GetFlowsResponse: asking which is set copies nothing
     for name, number in (("flow", FLOW), ("node_status", NODE_STATUS), ("lost_events", LOST_EVENTS)):
-        head.field.add(name=name, number=number, type=field.TYPE_BYTES, label=field.LABEL_OPTIONAL)
+        head.field.add(name=name, number=number, type=field.TYPE_BYTES, label=field.LABEL_OPTIONAL, oneof_index=0)
     head.field.add(name="node_name", number=NODE_NAME, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
     head.field.add(
         name="time",
@@ -65,11 +65,13 @@ def _head_class() -> type[Message]:
 _Head = _head_class()
 
 
-@dataclass(frozen=True)
-class Scanned:
+class Scanned(NamedTuple):  # a tuple: made for every flow the relay forwards
     kind: int  # FLOW, NODE_STATUS, LOST_EVENTS, or 0 when the response carries none of them
     time_ns: int | None  # None when the response has no time at all
     named: bool  # node_name is set
+
+
+_KINDS = {"flow": FLOW, "node_status": NODE_STATUS, "lost_events": LOST_EVENTS, None: 0}
 
 
 def scan(raw: bytes) -> Scanned:
@@ -79,9 +81,10 @@ def scan(raw: bytes) -> Scanned:
     that, the flow's time or the lost event's `last`.
     """
     head: Any = _Head.FromString(raw)
-    kind = FLOW if head.flow else LOST_EVENTS if head.lost_events else NODE_STATUS if head.node_status else 0
+    kind = _KINDS[head.WhichOneof("response_types")]
     if head.HasField("time"):
-        return Scanned(kind, head.time.seconds * 1_000_000_000 + head.time.nanos, bool(head.node_name))
+        time = head.time
+        return Scanned(kind, time.seconds * 1_000_000_000 + time.nanos, bool(head.node_name))
     full = observer_pb2.GetFlowsResponse.FromString(raw)
     time_ns = None
     if full.HasField("flow") and full.flow.HasField("time"):
