@@ -1,6 +1,6 @@
 """How fast one agent answers `--last 20000` (issue 15): this checkout against another, side by side.
 
-    .venv/bin/python bench/read_bench.py --before CHECKOUT [--flows 20000] [--rounds 5] [--profile]
+    .venv/bin/python bench/read_bench.py [--before CHECKOUT ...] [--flows 20000] [--rounds 5] [--profile]
 
 Each checkout serves from a worker process of its own: the agent's own gRPC server (ObserverServer, its
 service, ring and decoder) on a unix socket, its ring filled with records of lab traffic (TCP both ways, UDP,
@@ -92,6 +92,39 @@ def serve(checkout: Path, socket_path: Path, count: int) -> None:
     sys.stdin.read()  # until the parent closes it
     floor.stop(0)
     server.stop(0.1)
+
+
+def encode_cost(checkout: Path, count: int, rounds: int) -> None:
+    """The worker of `--encode`: the best time `checkout`'s agent takes to make the wire bytes of a `--last
+    count` answer without gRPC (its own way: FlowReader.wire, or messages serialized as gRPC would)."""
+    from checkouts import import_checkout
+
+    import_checkout(checkout)
+    from records import lab_registry
+
+    from flowscope.api.observer import observer_pb2
+    from flowscope.observer import events
+    from flowscope.observer.filters import FilterContext
+    from flowscope.observer.flow_ring import FlowRing
+    from flowscope.observer.parser import FlowDecoder
+    from flowscope.observer.server.getflows import FlowReader, select
+
+    registry = lab_registry()
+    decoder = FlowDecoder("node1", registry, b"bench")
+    ring = FlowRing(65535, events.event_dtype())
+    ring.write(ring_records(count))
+    ctx = FilterContext(node_name="node1", snapshot=registry.snapshot, instance=decoder.instance)
+    selection = select(observer_pb2.GetFlowsRequest(number=count), ctx)
+    best = float("inf")
+    for _ in range(rounds):
+        reader = FlowReader(ring, decoder, selection, "node1")
+        start = time.perf_counter()
+        if hasattr(reader, "wire"):
+            sum(len(b) for b in reader.wire(lambda: True))
+        else:
+            sum(len(r.SerializeToString()) for r in reader.responses(lambda: True))
+        best = min(best, time.perf_counter() - start)
+    print(best)
 
 
 def _sample_response(state: object) -> bytes:
@@ -187,21 +220,30 @@ def profile(count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", type=Path, help="the checkout to measure this one against")
+    parser.add_argument(
+        "--before", type=Path, action="append", default=[], help="a checkout to measure this one against (repeatable)"
+    )
     parser.add_argument("--flows", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--encode", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(Path(args.serve[0]), Path(args.serve[1]), int(args.serve[2]))
         return
+    if args.encode:
+        encode_cost(Path(args.encode[0]), int(args.encode[1]), int(args.encode[2]))
+        return
     if args.profile:
         profile(args.flows)
         return
-    sides = {"after": HERE.parent}
-    if args.before:
-        sides = {"before": args.before.resolve(), **sides}
+    sides = {f"{path.name}": path.resolve() for path in args.before} | {"this checkout": HERE.parent}
+    encode: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(args.rounds):
+        for name, path in sides.items():
+            command = [sys.executable, __file__, "--encode", str(path), str(args.flows), "3"]
+            encode[name].append(float(subprocess.run(command, capture_output=True, text=True, check=True).stdout))
     workers = {name: Worker(path, args.flows) for name, path in sides.items()}
     try:
         results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
@@ -224,6 +266,8 @@ def main() -> None:
             received = runs[0][2]
             cells.append(f"{seconds:.3f} s, {received / seconds:,.0f}/s, {cpu / received * 1e6:.1f} µs")
         print(f"| {case} | " + " | ".join(cells) + " |")
+    cells = [f"{statistics.median(encode[n]):.3f} s, {args.flows / statistics.median(encode[n]):,.0f}/s" for n in sides]
+    print("| the agent's encoding alone, in process, best of 3, no gRPC | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

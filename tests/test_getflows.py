@@ -98,3 +98,14 @@ def test_a_request_is_not_told_of_losses_after_its_end() -> None:
     rest = list(stream)
     assert [r for r in rest if r.HasField("lost_events")] == []
     assert ports([first, *rest]) == list(range(40000, 40010))
+
+
+def test_first_n_ends_at_its_nth_flow_with_the_lost_events_before_it() -> None:
+    ring = FlowRing(63, events.event_dtype())
+    ring.write(flows(2))
+    ring.write(lost_record(ts=TS + 5000))
+    ring.write(flows(2, first_ts=TS + 6000, sport=40100))
+    ring.write(lost_record(ts=TS + 9000))
+    responses = list(reader(ring, first=True, number=3)[0].responses(lambda: True))
+    assert [r.WhichOneof("response_types") for r in responses] == ["flow", "flow", "lost_events", "flow"]
+    assert ports(responses) == [40000, 40001, 40100]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from google.protobuf.wrappers_pb2 import UInt64Value
 from records import (
     ACK,
     CLIENT,
@@ -35,7 +36,7 @@ from flowscope.observer import events
 from flowscope.observer.filters import FilterContext
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.parser.wire import ResponseWriter, timestamp
+from flowscope.observer.parser.wire import ResponseWriter, timestamp, varint
 from flowscope.observer.server.getflows import FlowReader, select
 
 REGISTRY = lab_registry()
@@ -97,3 +98,8 @@ def test_timestamps_and_node_names_as_protobuf_writes_them(ts_ns: int) -> None:
     stamp = observer_pb2.GetFlowsResponse().time
     stamp.FromNanoseconds(ts_ns)
     assert timestamp(ts_ns)[1:] == stamp.SerializeToString()
+
+
+@pytest.mark.parametrize("value", [1, 127, 128, 300, 16383, 16384, 2**21, 2**35, 2**63])
+def test_varints_as_protobuf_writes_them(value: int) -> None:
+    assert b"\x08" + varint(value) == UInt64Value(value=value).SerializeToString()
