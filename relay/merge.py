@@ -176,8 +176,9 @@ class Merger:
             state.held += 1
             self._unreleased += 1
             if self._taker_waiting or self._unreleased >= self._release_every:
+                earliest = self._heap[0][1] == self._seq  # the handler's sleep was planned without this flow
                 self._release(wall, now)
-                self._wake()
+                self._wake(replan=earliest)
 
     def _wait_for_room(self, node: str, cancelled: Callable[[], bool]) -> _Node | None:
         """Wait (the lock held) until the node may push again; its state, or None once it closed."""
@@ -191,10 +192,11 @@ class Merger:
             state = self._nodes.get(node)
         return state
 
-    def _wake(self) -> None:
-        """Wake the client's handler only when it waits for something that is now there, and pushers
+    def _wake(self, replan: bool = False) -> None:
+        """Wake the client's handler only when it waits for something that is now there, or (`replan`) for a
+        held flow due before it planned to wake up (an idle stream's handler sleeps up to TAKE_S), and pushers
         waiting for room: a thread woken for every flow costs more than the flow (a context switch each)."""
-        if (self._taker_waiting and self._ready) or self._pushers_waiting:
+        if (self._taker_waiting and (self._ready or replan)) or self._pushers_waiting:
             self._cond.notify_all()
 
     def _must_wait(self, state: _Node) -> bool:

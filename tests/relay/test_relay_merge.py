@@ -228,3 +228,20 @@ def test_a_node_holding_too_much_back_waits_for_the_others() -> None:
         out += batch
     times = [time_of(parse(d)) for d in out]
     assert times == sorted(times) and len(times) == 25
+
+
+def test_a_flow_pushed_while_the_handler_sleeps_goes_out_when_due_not_when_the_handler_looks_again() -> None:
+    """An idle stream's handler sleeps up to its timeout; a flow pushed meanwhile must not wait for that."""
+    m = Merger(relay_name="relay", window_s=0.05)  # the real clock
+    m.open("a", history=False)
+    m.open("b", history=False)  # idle: a's flow waits for it one window at most
+    received: list[float] = []
+    handler = threading.Thread(target=lambda: received.append(time.monotonic()) if m.take(5.0) else None)
+    handler.start()
+    deadline = time.monotonic() + 5
+    while not m._taker_waiting and time.monotonic() < deadline:  # the handler is asleep in take()
+        time.sleep(0.001)
+    pushed = time.monotonic()
+    m.push("a", time.time_ns(), raw("a", time.time_ns()))
+    handler.join(10)
+    assert received and received[0] - pushed < 1.0  # one window (50 ms) and scheduling; not the 5 s timeout
