@@ -135,6 +135,89 @@ def receive_only(socket_path: str, count: int) -> float:
         return received / (time.perf_counter() - start)
 
 
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    """One HTTP/2 frame: 24-bit length, type, flags, stream id, payload (RFC 9113 section 4.1)."""
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    """A header as HPACK's literal without indexing, new name, no Huffman (RFC 7541 section 6.2.2), short strings."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def receive_bare_http2(socket_path: str, count: int) -> tuple[int, float]:
+    """(flows, client CPU seconds) for GetFlows read over a bare HTTP/2 connection, each message parsed: what a
+    client that frames the stream itself would cost, beside grpcio's. A measuring probe, not a client: it asks
+    once, with one flow-control window large enough for the whole answer, and reads until the trailers."""
+    import socket
+
+    from flowscope.api.observer import observer_pb2
+
+    request = observer_pb2.GetFlowsRequest(number=count).SerializeToString()
+    headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/observer.Observer/GetFlows")]
+    headers += [(b":authority", b"localhost"), (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+    window = 2**31 - 1
+    opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, (4).to_bytes(2, "big") + window.to_bytes(4, "big"))
+    opening += _frame(8, 0, 0, (window - 65_535).to_bytes(4, "big"))  # the connection's window, as large
+    opening += _frame(1, 4, 1, b"".join(_literal(name, value) for name, value in headers))
+    opening += _frame(0, 1, 1, b"\x00" + len(request).to_bytes(4, "big") + request)
+    start, flows = time.process_time(), 0
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(socket_path)
+        sock.sendall(opening)
+        frames, messages, ended = bytearray(), bytearray(), False
+        while not ended:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            frames += chunk
+            at = 0
+            while len(frames) - at >= 9:
+                length, kind, flags = int.from_bytes(frames[at : at + 3], "big"), frames[at + 3], frames[at + 4]
+                if len(frames) - at - 9 < length:
+                    break
+                payload = bytes(frames[at + 9 : at + 9 + length])
+                at += 9 + length
+                if kind == 0:
+                    messages += payload
+                elif kind in (4, 6) and not flags & 1:  # SETTINGS and PING are acknowledged
+                    sock.sendall(_frame(kind, 1, 0, payload if kind == 6 else b""))
+                elif (kind == 1 and flags & 1) or kind in (3, 7):  # trailers, RST_STREAM, GOAWAY
+                    ended = True
+            del frames[:at]
+            at = 0
+            while len(messages) - at >= 5:
+                size = int.from_bytes(messages[at + 1 : at + 5], "big")
+                if len(messages) - at - 5 < size:
+                    break
+                observer_pb2.GetFlowsResponse.FromString(bytes(messages[at + 5 : at + 5 + size]))
+                flows += 1
+                at += 5 + size
+            del messages[:at]
+    return flows, time.process_time() - start
+
+
+def receive_cpu(socket_path: str, count: int) -> tuple[float, float]:
+    """Client CPU µs per flow received and parsed: grpcio, and a bare HTTP/2 reader."""
+    import grpc
+
+    from flowscope.api.observer import observer_pb2
+
+    with grpc.insecure_channel(f"unix://{socket_path}") as channel:
+        call = channel.unary_stream(
+            "/observer.Observer/GetFlows",
+            request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+            response_deserializer=observer_pb2.GetFlowsResponse.FromString,
+        )
+        start = time.process_time()
+        received = sum(1 for _ in call(observer_pb2.GetFlowsRequest(number=count)))
+        grpcio = (time.process_time() - start) / received * 1e6
+    flows, seconds = receive_bare_http2(socket_path, count)
+    if flows != count:
+        raise SystemExit(f"the bare HTTP/2 reader got {flows} flows of {count}")
+    return grpcio, seconds / flows * 1e6
+
+
 def start_up(cli: Path, socket_path: str) -> float:
     """Seconds `observe --last 1` takes: the fixed cost in every figure (imports, connecting, closing)."""
     command = [str(cli), "observe", "--server", f"unix://{socket_path}", "--last", "1"]
@@ -148,6 +231,9 @@ def compare(args: argparse.Namespace, socket_path: str, folder: Path) -> list[tu
     floor = max(receive_only(socket_path, args.flows) for _ in range(args.rounds))
     fixed = {side: min(start_up(cli, socket_path) for _ in range(args.rounds)) for side, cli in clis.items()}
     print(f"gRPC receive alone (grpcio, bytes, no parsing): {floor:,.0f} flows/s")
+    cpu = [receive_cpu(socket_path, args.flows) for _ in range(args.rounds)]
+    grpcio, bare = min(c[0] for c in cpu), min(c[1] for c in cpu)
+    print(f"client CPU per flow received and parsed: grpcio {grpcio:.1f} µs, a bare HTTP/2 reader {bare:.1f} µs")
     print(f"observe --last 1 (start-up, connect, close): before {fixed['before']:.2f} s, after {fixed['after']:.2f} s")
     rows = []
     for output in args.formats:
