@@ -741,12 +741,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        report = (
+        generated = (
             dns_load(args.target, args.rate, args.seconds)
             if args.load == "dns"
             else http_load(args.target, 80, args.rate, args.seconds, args.connections)
         )
-        print(json.dumps(report))
+        print(json.dumps(generated))
         return 0
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     if not parts or set(parts) - set(PARTS):
