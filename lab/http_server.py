@@ -34,6 +34,7 @@ class Handler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the stdlib reads the next request from the same buffered stream
     server_version = "flowscope-lab"
     timeout = 10  # an idle keep-alive connection is closed after this many seconds
+    disable_nagle_algorithm = True  # headers and body go as two writes: Nagle would hold the body for the ACK
 
     def do_GET(self) -> None:
         if not self._answered_by_route():

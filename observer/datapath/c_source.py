@@ -32,7 +32,7 @@ class DatapathConfig:
     ring_buffer_pages: int = 1024  # FS_RINGBUF_PAGES: the `events` ring buffer, in pages (4 MiB)
     wakeup_every: int = 64  # FS_WAKEUP_EVERY: wake the reader on every N-th event of a CPU
     l7_caplen: int = DEFAULT_L7_CAPLEN  # FS_L7_CAPLEN: packet bytes an L7 record can carry (bpf/.../l7.h)
-    l7_ring_buffer_pages: int = 256  # FS_L7_RINGBUF_PAGES: the `l7_events` ring buffer, in pages (1 MiB)
+    l7_ring_buffer_pages: int = 1024  # FS_L7_RINGBUF_PAGES: the `l7_events` ring buffer, in pages (4 MiB)
 
     def __post_init__(self) -> None:
         check_caplen(self.caplen)

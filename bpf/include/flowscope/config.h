@@ -11,7 +11,7 @@
 #endif
 
 #ifndef FS_L7_RINGBUF_PAGES
-#define FS_L7_RINGBUF_PAGES 256 /* size of the `l7_events` ring buffer in pages (l7.h); a power of two */
+#define FS_L7_RINGBUF_PAGES 1024 /* size of the `l7_events` ring buffer in pages (l7.h); a power of two */
 #endif
 
 #ifndef FS_WAKEUP_EVERY
