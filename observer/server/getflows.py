@@ -31,6 +31,7 @@ from flowscope.observer.parser import FieldTree, FlowDecoder, compile_field_mask
 from flowscope.observer.parser.wire import ResponseWriter
 
 CHUNK = 4096
+BATCH = 256  # responses made at once, then sent
 LOST_EVENT_INTERVAL_S = 1.0
 FOLLOW_POLL_S = 0.25
 
@@ -176,13 +177,16 @@ class FlowReader:
             rows = np.flatnonzero(self._matches(records, chunk.first_seq) | lost_rows)
             if limit:
                 rows = _up_to(rows, ~lost_rows[rows], limit - sent)
-            # The chunk's responses are all made before the first is sent: making them between gRPC's sends
-            # costs about a third more (bench/RESULTS.md, "Fast reads").
+            # Responses are made BATCH at a time before the first of them is sent: making each between gRPC's
+            # sends costs about a third more CPU (bench/RESULTS.md, "Fast reads"); BATCH bounds what that delays
+            # the first flow of a burst by (a few ms).
             first_seq, decode_lost = chunk.first_seq, self._decoder.decode_lost
-            yield from [
-                lost_out(decode_lost(records[i])) if lost_rows[i] else flow_out(records[i], first_seq + int(i))
-                for i in rows.tolist()
-            ]
+            selected = rows.tolist()
+            for start in range(0, len(selected), BATCH):
+                yield from [
+                    lost_out(decode_lost(records[i])) if lost_rows[i] else flow_out(records[i], first_seq + i)
+                    for i in selected[start : start + BATCH]
+                ]
             sent += int(np.count_nonzero(~lost_rows[rows]))
             if limit and sent >= limit:
                 return
