@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import descriptor, field_mask_pb2, message_factory, timestamp_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
@@ -256,6 +256,14 @@ def ask(servers: Servers, request: observer_pb2.GetFlowsRequest) -> dict[str, st
     return answers
 
 
+def asks_to_follow(body: bytes) -> bool:
+    """Whether random bytes happen to be a valid GetFlowsRequest with `follow` on."""
+    try:
+        return observer_pb2.GetFlowsRequest.FromString(body).follow
+    except DecodeError:
+        return False
+
+
 def ask_raw(servers: Servers, body: bytes) -> dict[str, str]:
     """`body` sent as a GetFlowsRequest's bytes: flows, or a refusal gRPC or the server gives in a few words."""
     answers = {}
@@ -357,6 +365,7 @@ def test_invalid_utf8_in_a_filter_string_is_refused_in_words(
 @settings(SETTINGS, max_examples=40)
 @given(body=st.binary(max_size=400))
 def test_bytes_that_are_no_request_are_refused_in_words(servers: Servers, body: bytes) -> None:
+    assume(not asks_to_follow(body))  # b"\x18\x01" is a real request: follow, which never ends by itself
     count(ask_raw(servers, body))
     assert_serving(servers)
 
