@@ -28,7 +28,7 @@ from flowscope.common.names import (
 )
 from flowscope.observer import events
 from flowscope.observer.endpoints import EndpointInfo, EndpointRegistry, Snapshot
-from flowscope.observer.l7.tls import parse_client_hello
+from flowscope.observer.l7.tls import TlsHello, parse_client_hello
 from flowscope.observer.parser.direction import IS_REPLY, REPLY_UNKNOWN, reply_state, traffic_direction
 from flowscope.observer.parser.endpoint_index import EndpointIndex, index_of
 from flowscope.observer.parser.fieldmask import FieldTree, prune
@@ -205,7 +205,10 @@ class FlowDecoder:
             flow.source_names.extend(self.name_sets.names(r.src_names))
             flow.destination_names.extend(self.name_sets.names(r.dst_names))
         if packet.protocol == IPPROTO_TCP and packet.l4:
-            flow.Summary += _client_hello_text(r.data[: r.len_cap], packet.l4_offset, self._server_name(r))
+            hello = _client_hello(r.data, r.len_cap, packet.l4_offset)
+            if hello is not None:
+                name = hello.server_name or self._server_name(r)
+                flow.Summary += f" (TLS ClientHello SNI {name})" if name else " (TLS ClientHello)"
         if names.services is not None:
             fill_services(flow, names.services, r)
         if r.rule and self.rules is not None and not r.policy_flags & XLATED_FLAG:
@@ -335,21 +338,16 @@ def _fill_endpoints(flow: flow_pb2.Flow, r: _Record, packet: Packet, names: _Nam
     flow.traffic_direction = cast(flow_pb2.TrafficDirection, direction)
 
 
-def _client_hello_text(data: bytes, l4_offset: int, server_name: str = "") -> str:
-    """The Summary's suffix for a TCP segment that starts a TLS ClientHello (handshake record, version 3.x,
-    handshake type 1): ` (TLS ClientHello SNI web.web.svc.lab)`, or ` (TLS ClientHello)` when it sent no name;
-    "" for any other segment, after a test of three bytes. The name is usually past the bytes a flow record
-    keeps, so `server_name` (what the agent read in the whole capture) stands in when the bytes end first."""
-    if len(data) < l4_offset + 13:
-        return ""
+def _client_hello(data: bytes, len_cap: int, l4_offset: int) -> TlsHello | None:
+    """The TLS ClientHello a TCP segment starts (handshake record, version 3.x, handshake type 1), as far as the
+    captured bytes go; None for any other segment, after a test of three bytes. Its server name is usually past
+    the bytes a flow record keeps: the record of the client's own hello carries it (`_server_name`)."""
+    if len_cap < l4_offset + 13:
+        return None
     start = l4_offset + (data[l4_offset + 12] >> 4) * 4
-    if data[start : start + 2] != b"\x16\x03" or data[start + 5 : start + 6] != b"\x01":
-        return ""
-    hello = parse_client_hello(data[start:])
-    if hello is None:
-        return ""
-    name = hello.server_name or server_name
-    return f" (TLS ClientHello SNI {name})" if name else " (TLS ClientHello)"
+    if data[start : start + 2] != b"\x16\x03" or data[start + 5 : start + 6] != b"\x01" or start + 6 > len_cap:
+        return None
+    return parse_client_hello(data[start:len_cap])
 
 
 def _fill_packet(flow: flow_pb2.Flow, packet: Packet, names: _Names) -> None:
