@@ -59,7 +59,10 @@ def test_rows_keys_live_filter_and_quit(
     server: FakeServer, feeding: Feeder, terminal_for: Callable[..., Terminal]
 ) -> None:
     term = terminal_for("--server", server.target, "--from-pod", "default/client")
-    screen = term.wait_for(lambda text: "NO_SOCKET" in text and "TCP/80" in text, "the rows")
+    # a frame reaches the pty in pieces: wait for its last lines (the footer's server) as well as the rows
+    screen = term.wait_for(
+        lambda text: "NO_SOCKET" in text and "TCP/80" in text and f"server {server.target}" in text, "the rows"
+    )
     assert not termios.tcgetattr(term.slave)[3] & (termios.ECHO | termios.ICANON)  # keys, not lines, meanwhile
     assert f"server {server.target}" in screen
     assert "filter: --from-pod default/client" in screen
