@@ -140,5 +140,5 @@ def test_an_https_request_shows_its_server_name(lab: Lab) -> None:
     # lies past the bytes a flow record keeps
     sent = [f for f in found if f.trace_observation_point == flow_pb2.FROM_ENDPOINT]
     assert any(f.Summary.endswith(f"(TLS ClientHello SNI {web_name})") for f in sent), [f.Summary for f in sent]
-    compact = observe(lab, "--to-fqdn", web_name, "--to-port", "443")
+    compact = observe(lab, "--all", "--to-fqdn", web_name, "--to-port", "443")  # the hello may be past the last 20
     assert "TLS ClientHello" in compact
