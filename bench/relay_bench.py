@@ -40,6 +40,7 @@ import grpc
 
 from common import cpu_seconds, update_results
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.common.protowire import varint
 from flowscope.lab import Lab
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -214,22 +215,13 @@ PING_POLICY = [
 ]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def time_field(ns: int) -> bytes:
     """GetFlowsResponse.time (1001): what a real agent puts last on every response."""
-    return _field(1001, b"\x08" + _varint(ns // 1_000_000_000) + b"\x10" + _varint(ns % 1_000_000_000))
+    return _field(1001, b"\x08" + varint(ns // 1_000_000_000) + b"\x10" + varint(ns % 1_000_000_000))
 
 
 def sample_flows(node: str) -> list[bytes]:

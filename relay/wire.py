@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError, Message
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
 from flowscope.api.relay import relay_pb2
+from flowscope.common.protowire import varint
 
 __all__ = ["DecodeError", "Scanned", "lost_events", "name_suffix", "node_status", "scan", "timestamp"]
 
@@ -94,19 +95,10 @@ def scan(raw: bytes) -> Scanned:
     return Scanned(kind, time_ns, bool(head.node_name))
 
 
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def name_suffix(node: str) -> bytes:
     """Bytes that, appended to a response without a node_name, set it (a later field wins in protobuf)."""
     name = node.encode()
-    return _encode_varint(NODE_NAME << 3 | _LEN) + _encode_varint(len(name)) + name
+    return varint(NODE_NAME << 3 | _LEN) + varint(len(name)) + name
 
 
 def timestamp(ns: int) -> timestamp_pb2.Timestamp:

@@ -10,26 +10,14 @@ node_name = 1000, time = 1001), so any Hubble client reads the same response (te
 
 from __future__ import annotations
 
+from flowscope.common.protowire import varint
+
 _NANOS = 1_000_000_000
 _FLOW = b"\x0a"  # field 1 (flow), length-delimited
 _NODE_NAME = b"\xc2\x3e"  # field 1000 (node_name), length-delimited
 _TIME = b"\xca\x3e"  # field 1001 (time), length-delimited
 _SECONDS = b"\x08"  # Timestamp.seconds, varint
 _NANOS_TAG = b"\x10"  # Timestamp.nanos, varint
-
-
-def varint(value: int) -> bytes:
-    """`value` (>= 0) as a protobuf varint."""
-    if value < 0x80:
-        return bytes((value,))
-    if value < 0x4000:  # a flow's length: two bytes
-        return bytes((value & 0x7F | 0x80, value >> 7))
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def timestamp(ts_ns: int) -> bytes:

@@ -32,11 +32,12 @@ from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 
 from flowscope.api.observer import observer_pb2
 from flowscope.common import names
+from flowscope.common.protowire import varint
 from flowscope.observer import events
 from flowscope.observer.filters import FilterContext
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.parser.wire import ResponseWriter, timestamp, varint
+from flowscope.observer.parser.wire import ResponseWriter, timestamp
 from flowscope.observer.server.getflows import FlowReader, select
 
 REGISTRY = lab_registry()
