@@ -12,7 +12,6 @@ import argparse
 import os
 import re
 import socket
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import grpc
 
 from flowscope.cli.errors import CliError, UsageError
 from flowscope.cli.timefmt import positive_duration
-from flowscope.cli.tls import presented_certificate
 from flowscope.common import paths
 from flowscope.common.closing import Closing
 from flowscope.common.tls import ClientTLS, TLSConfigError, UnreadableFile
@@ -30,6 +28,7 @@ DEFAULT_SOCKET = str(paths.DEFAULT_SOCKET)
 SERVER_ENV = "FLOWSCOPE_SERVER"
 SOCKET_ENV = "FLOWSCOPE_DEFAULT_SOCKET_PATH"
 TLS_PREFIX = "tls://"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 TLS_FILE_FLAGS = ("--tls-ca-cert-files", "--tls-client-cert-file", "--tls-client-key-file")  # errors name them so
 
 
@@ -194,6 +193,8 @@ def _open_channel(target: str, options: ServerOptions) -> grpc.Channel:
         address = host_port(target)
         if address is None:
             raise UsageError(f"--tls-allow-insecure needs a host:port server, not {target}")
+        from flowscope.cli.tls import presented_certificate  # cryptography: ~25 ms of start-up, for this flag only
+
         presented, name = presented_certificate(address, tls, options.timeout)
         return tls.channel(target, options.server_name or name, trust=presented)
     except UnreadableFile as exc:
@@ -203,34 +204,22 @@ def _open_channel(target: str, options: ServerOptions) -> grpc.Channel:
 
 
 def _wait_ready(channel: grpc.Channel, timeout: float) -> str | None:
-    """None once the channel is READY; else why not (gRPC's own reason when it fails to connect)."""
-    settled = threading.Event()
-    outcome: list[grpc.ChannelConnectivity] = []
+    """None once the server answers a call; else why not (gRPC's own reason when it fails to connect).
 
-    def watch(state: grpc.ChannelConnectivity) -> None:
-        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
-            outcome.append(state)
-            settled.set()
-
-    channel.subscribe(watch, try_to_connect=True)
+    The call is a health check made without waiting for the channel to be ready, so it connects and fails
+    as soon as connecting does, with gRPC's reason. Any answer proves the connection, a refusal too (a server
+    without the health service says UNIMPLEMENTED). Not `channel.subscribe`: its polling thread then holds
+    `channel.close()` for up to 0.2 s, which every short command would pay."""
+    check = channel.unary_unary(HEALTH_CHECK)  # bytes in and out: an empty HealthCheckRequest is no bytes
     try:
-        if not settled.wait(timeout):
-            return f"no answer within {timeout:g}s"
-    finally:
-        channel.unsubscribe(watch)
-    if outcome[0] == grpc.ChannelConnectivity.READY:
-        return None
-    return _failure_details(channel)
-
-
-def _failure_details(channel: grpc.Channel) -> str:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    try:
-        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        check(b"", timeout=timeout)
     except grpc.RpcError as exc:
-        return _last_error(str(exc.details() or exc.code().name))
-    return "connection failed"
+        code = exc.code()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no answer within {timeout:g}s"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return _last_error(str(exc.details() or code.name))
+    return None
 
 
 def _last_error(details: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import sys
@@ -15,7 +16,9 @@ from cli_runner import run_flowscope
 
 import flowscope.cli
 import flowscope.cli.connection
-from flowscope.cli.main import build_parser, main
+import flowscope.cli.observe
+from flowscope.cli.main import build_parser, commands, main
+from flowscope.cli.observe.request import build_request
 
 
 def closed_port() -> int:
@@ -195,9 +198,28 @@ def test_every_command_is_registered() -> None:
     assert listed == list(COMMANDS)
 
 
-def test_a_command_that_fails_to_import_fails_every_command_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No command quietly goes missing: the import error itself reaches the person, whatever they ran."""
+def test_a_command_that_fails_to_import_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No command quietly goes missing: the import error itself reaches the person who runs it, or asks for the
+    list of commands; the other commands, which no longer import it, still run."""
     monkeypatch.delattr(flowscope.cli, "policy", raising=False)
     monkeypatch.setitem(sys.modules, "flowscope.cli.policy", None)  # what `import` finds for a module it cannot load
-    with pytest.raises(ImportError, match=r"flowscope\.cli\.policy"):
+    for argv in (["policy", "show"], ["--help"], ["polcy"]):
+        with pytest.raises(ImportError, match=r"flowscope\.cli\.policy"):
+            main(argv)
+    with pytest.raises(SystemExit) as exited:
         main(["observe", "--help"])
+    assert exited.value.code == 0
+
+
+def test_a_command_alone_parses_as_among_all(capsys: pytest.CaptureFixture[str]) -> None:
+    """`flowscope X` builds X's parser alone (start-up); its help and its parsing are those of the whole parser."""
+    whole = build_parser()
+    (subparsers,) = (action for action in whole._actions if isinstance(action, argparse._SubParsersAction))
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        assert capsys.readouterr().out == subparsers.choices[name].format_help()
+    argv = ["observe", "--last", "5", "--from-pod", "default/client", "-o", "json"]
+    alone, among_all = build_parser(commands(argv)).parse_args(argv), whole.parse_args(argv)
+    assert build_request(alone) == build_request(among_all) and alone.output == among_all.output == "json"
+    assert alone.run is among_all.run is flowscope.cli.observe.run
