@@ -9,12 +9,15 @@ credentials are made, and a file that cannot be read is an UnreadableFile naming
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+
+ALPN = ["h2"]  # gRPC runs on HTTP/2, and says so in the TLS handshake
 
 
 class TLSConfigError(ValueError):
@@ -47,6 +50,24 @@ class ServerTLS:
             root_certificates=roots,
             require_client_auth=roots is not None,
         )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same, for a server that does its own TLS (common/h2grpc): TLS 1.2 or later, HTTP/2 by ALPN, and
+        with client CAs, no caller without a certificate one of them signed."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(ALPN)
+        read_file(self.key, "server key")  # an unreadable file is named as credentials() names it
+        read_file(self.cert, "server certificate")
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise UnreadableFile(f"cannot use server certificate {self.cert} and key {self.key}: {exc}") from None
+        if self.client_cas:
+            roots = b"".join(read_file(p, "client CA file") for p in self.client_cas)
+            context.load_verify_locations(cadata=roots.decode("ascii", "replace"))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
 
 def server_tls(
