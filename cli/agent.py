@@ -114,6 +114,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also report NOT_SPECIFIED kernel drops (every plain kfree_skb; noisy)",
     )
     add_stall_timeout(p)
+    p.add_argument(
+        "--compile-cache",
+        type=Path,
+        metavar="DIR",
+        help="where compiled programs are kept, so that a start with unchanged programs and kernel does not compile"
+        " (/var/cache/flowscope/datapath)",
+    )
+    p.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile the programs at every start, and neither read nor write the compile cache",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--uninstall",
@@ -195,8 +207,18 @@ def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
         kernel_drop_rate=args.kernel_drop_rate,
         report_unspecified_drops=args.report_unspecified_drops,
         stall_s=args.stall_timeout,
+        compile_cache=_compile_cache(args),
         **agent_settings(args),
     )
+
+
+def _compile_cache(args: argparse.Namespace) -> Path | None:
+    """Where the agent keeps compiled programs: the default folder unless a flag names another or turns it off."""
+    from flowscope.observer.datapath.compile_cache import DEFAULT_FOLDER
+
+    if args.no_compile_cache:
+        return None
+    return args.compile_cache or DEFAULT_FOLDER
 
 
 def uninstall() -> int:

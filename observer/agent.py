@@ -34,6 +34,8 @@ from flowscope.observer.agent_events import ClusterEvents
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
+from flowscope.observer.datapath.compile_cache import DEFAULT_FOLDER as COMPILE_CACHE_FOLDER
+from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.compiler_memory import release_compiler_memory
 from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
@@ -92,6 +94,8 @@ class AgentConfig:
     aggregation: AggregationSettings = field(default_factory=AggregationSettings)  # medium, 5s, syn,fin,rst
     policy_file: Path | None = None  # a network policy to enforce from the start
     stall_s: float = STALL_S  # a client that reads nothing this long has its flow stream ended (common/streams.py)
+    # compiled programs kept for the next start (observer/datapath/compile_cache.py); None: compile every time
+    compile_cache: Path | None = COMPILE_CACHE_FOLDER
 
     def check(self) -> None:
         check_capacity(self.ring_capacity)
@@ -177,7 +181,9 @@ class Agent(Closing):
             tls_enabled=cfg.tls is not None,
         )
         self.datapath: Datapath | None = Datapath(
-            DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages), pin_dir=pins.pin_dir()
+            DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages),
+            pin_dir=pins.pin_dir(),
+            cache=self._compile_cache(),
         )
         self.datapath.set_l7_ports(cfg.l7_ports)
         self._release_compiler_memory()  # both programs are compiled: the compiler is done for this process
@@ -255,6 +261,10 @@ class Agent(Closing):
             dropped >> 20,
         )
 
+    def _compile_cache(self) -> CompileCache | None:
+        folder = self.config.compile_cache
+        return CompileCache(folder) if folder is not None else None
+
     def _load_kernel_drops(self) -> KernelDrops | None:
         """The kfree_skb program, or None: without it the agent still observes, minus the kernel's drops."""
         cfg = self.config
@@ -266,7 +276,7 @@ class Agent(Closing):
                 reports_per_second=cfg.kernel_drop_rate,
                 report_unspecified=cfg.report_unspecified_drops,
             )
-            return KernelDrops(config)
+            return KernelDrops(config, cache=self._compile_cache())
         except Exception:
             log.exception("cannot load the kernel drop program; kernel drops will not be reported")
             return None

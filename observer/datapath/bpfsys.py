@@ -313,3 +313,86 @@ def enable_stats() -> int:
     returned fd is open, and go off with its last close (also when the process dies) unless someone else
     holds them on. They cost every program run two clock reads, so they are never left on."""
     return bpf(BPF_ENABLE_STATS, _EnableStatsAttr(type=BPF_STATS_RUN_TIME))
+
+
+BPF_MAP_CREATE = 0
+BPF_PROG_LOAD = 5
+BPF_OBJ_NAME_LEN = 16
+
+
+class _MapCreateAttr(ctypes.Structure):
+    _fields_ = [
+        ("map_type", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("numa_node", ctypes.c_uint32),
+        ("map_name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+def map_create(info: MapInfo) -> int:
+    """A new map of the same type, sizes, flags and name as `info` describes; its fd."""
+    attr = _MapCreateAttr(
+        map_type=info.type,
+        key_size=info.key_size,
+        value_size=info.value_size,
+        max_entries=info.max_entries,
+        map_flags=info.flags,
+        map_name=info.name.encode()[: BPF_OBJ_NAME_LEN - 1],
+    )
+    return bpf(BPF_MAP_CREATE, attr)
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+        ("kern_version", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+_VERIFIER_LOG_SIZE = 1 << 20
+
+
+def prog_load(prog_type: int, insns: bytes, license: str, name: str) -> int:
+    """Load a program (eBPF instructions, 8 bytes each, map fds already in place); its fd.
+
+    A program the verifier rejects is loaded again with the verifier's log, and its tail is in the OSError.
+    """
+    code = ctypes.create_string_buffer(insns, len(insns))
+    licence = ctypes.create_string_buffer(license.encode())
+    attr = _ProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=len(insns) // 8,
+        insns=ctypes.addressof(code),
+        license=ctypes.addressof(licence),
+        prog_name=name.encode()[: BPF_OBJ_NAME_LEN - 1],
+    )
+    try:
+        return bpf(BPF_PROG_LOAD, attr)
+    except OSError as exc:
+        log = ctypes.create_string_buffer(_VERIFIER_LOG_SIZE)
+        attr.log_level, attr.log_size, attr.log_buf = 1, _VERIFIER_LOG_SIZE, ctypes.addressof(log)
+        try:
+            return bpf(BPF_PROG_LOAD, attr)  # a load that failed once may pass (a transient ENOMEM)
+        except OSError:
+            tail = log.value.decode(errors="replace").strip().splitlines()[-3:]
+            raise OSError(exc.errno, f"loading {name}: {exc.strerror}: {' | '.join(tail)}") from None
+
+
+def prog_tag(fd: int) -> bytes:
+    """The kernel's tag of a loaded program: a hash of its instructions with map references left out, so two
+    loads of the same code over different maps have the same tag."""
+    info = _ProgInfo()
+    _get_info(fd, info)
+    return bytes(info.tag)

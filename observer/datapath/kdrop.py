@@ -31,6 +31,8 @@ from flowscope.common.closing import Closing
 from flowscope.observer.datapath.bpfsys import map_info
 from flowscope.observer.datapath.btf import Btf
 from flowscope.observer.datapath.c_source import BPF_DIR, translation_unit
+from flowscope.observer.datapath.cached_object import compile_or_load
+from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout
 from flowscope.observer.datapath.netns_maps import (
     node_namespaces,
@@ -72,7 +74,14 @@ def ensure_tracefs() -> None:
 class KernelDrops(Closing):
     """The loaded kfree_skb program, its ring buffer and counters, and the namespaces it reports for."""
 
-    def __init__(self, config: KernelDropConfig | None = None, btf: Btf | None = None, bpf_dir: Path = BPF_DIR) -> None:
+    def __init__(
+        self,
+        config: KernelDropConfig | None = None,
+        btf: Btf | None = None,
+        bpf_dir: Path = BPF_DIR,
+        cache: CompileCache | None = None,
+    ) -> None:
+        """`cache`: where compilations are kept (compile_cache.py); None: compile with bcc every time."""
         self.config = config or KernelDropConfig()
         btf = btf or Btf.load()
         self.layout = KernelLayout.of(btf)
@@ -85,7 +94,9 @@ class KernelDrops(Closing):
         }
         ensure_tracefs()
         cflags = [f"-I{bpf_dir / 'include'}", *(f"-D{name}={value}U" for name, value in defines.items())]
-        self._bpf = BPF(text=translation_unit(bpf_dir, MAIN_SOURCE).encode(), cflags=cflags)
+        # bcc writes the probe's argument struct from the tracepoint's format: the key must see it
+        tracepoint_format = (TRACEFS / "events" / "skb" / "kfree_skb" / "format").read_bytes()
+        self._bpf = compile_or_load(translation_unit(bpf_dir, MAIN_SOURCE), cflags, cache, extra_key=tracepoint_format)
         self._reader: RingReader | None = None
         self._closed = False
         self.node_netns = own_netns_inode()

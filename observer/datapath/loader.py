@@ -26,6 +26,8 @@ from flowscope.common.l7_ports import L7Port
 from flowscope.observer.datapath import ct_pins, pathtrace, pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
 from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
+from flowscope.observer.datapath.cached_object import compile_or_load
+from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.conntrack import ConntrackTable
 from flowscope.observer.datapath.lbmaps import LbMaps
 from flowscope.observer.datapath.maps import DatapathMaps, IpcacheEntries, IpcacheValue, RuntimeConfig
@@ -67,8 +69,14 @@ class Datapath(Closing):
     """
 
     def __init__(
-        self, config: DatapathConfig | None = None, bpf_dir: Path = BPF_DIR, pin_dir: Path | None = None
+        self,
+        config: DatapathConfig | None = None,
+        bpf_dir: Path = BPF_DIR,
+        pin_dir: Path | None = None,
+        cache: CompileCache | None = None,
     ) -> None:
+        """`cache`: where compilations are kept (compile_cache.py); a start that finds this one there loads the
+        programs without compiling. None: compile with bcc every time."""
         self.config = config or DatapathConfig()
         self._pin_dir = pin_dir
         # where connections live in the conntrack tables: random for new tables, so that no one can pick keys that
@@ -76,6 +84,7 @@ class Datapath(Closing):
         self.ct_seed = secrets.randbits(32)
         self.ct_continued = False  # whether the conntrack tables are an earlier agent's
         ct_flags = []
+        ct_tables: dict[str, Path] = {}
         if pin_dir is not None:
             pins.ensure_bpffs()
             ct_folder = ct_pins.folder(pin_dir)
@@ -85,13 +94,16 @@ class Datapath(Closing):
             self.ct_continued = kept is not None
             self.ct_seed = self.ct_seed if kept is None else kept
             ct_flags = [f'-DFS_CT_PIN_DIR="{ct_folder}"']
+            ct_tables = {name: ct_folder / name for name in ct_pins.TABLES}
         # the packet-path tracepoints (bpf/pathtrace.c) read sk_buffs at offsets from BTF: without them, sessions
         # follow packets through the tc hooks only
         kernel_flags = pathtrace.kernel_flags()
         self.kernel_hops = bool(kernel_flags)
-        self._bpf = BPF(
-            text=translation_unit(bpf_dir).encode(),
-            cflags=[*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U", *ct_flags, *kernel_flags],
+        self._bpf = compile_or_load(
+            translation_unit(bpf_dir),
+            [*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U", *ct_flags, *kernel_flags],
+            cache,
+            pins=ct_tables,
         )
         try:
             self._slots = tail_call_slots(bpf_dir)
@@ -123,8 +135,9 @@ class Datapath(Closing):
         self._closed = False
 
     @property
-    def bpf(self) -> BPF:
-        """The bcc object: its maps and programs by name, for the packet-path tracer (pathtrace.py)."""
+    def bpf(self) -> Any:
+        """The bcc object (or the compile cache's stand-in, cached_object.py): its maps and programs by name, for
+        the packet-path tracer (pathtrace.py)."""
         return self._bpf
 
     # programs and the tail-call array
