@@ -6,6 +6,7 @@ unavailable or failed) unless --debug asks for the informational ones too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flowscope.api.observer import observer_pb2
@@ -41,6 +42,13 @@ class FlowPrinter:
             self.printed += 1
         elif kind == "node_status" and self._shows(response.node_status):
             self.node_status(response)
+
+    def write_bytes(self, batch: Iterable[bytes]) -> None:
+        """GetFlowsResponses as the wire brought them, printed as `write` prints them parsed. A reader that has
+        the bytes hands them over as they are: a printer that can write from bytes (json) skips the parsing;
+        the others parse here. Bytes that are not a GetFlowsResponse raise protobuf's DecodeError."""
+        for data in batch:
+            self.write(observer_pb2.GetFlowsResponse.FromString(data))
 
     def _shows(self, status: relay_pb2.NodeStatusEvent) -> bool:
         serious = status.state_change in (relay_pb2.NODE_ERROR, relay_pb2.NODE_UNAVAILABLE)

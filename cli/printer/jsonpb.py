@@ -4,14 +4,34 @@ output feeds jq and other tools unchanged."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flowscope.api.observer import observer_pb2
 from flowscope.cli.printer.base import FlowPrinter
-from flowscope.cli.printer.protojson import to_json
+from flowscope.cli.printer.protojson import NotCanonical, to_json, wire_json
 
 __all__ = ["JsonPrinter", "to_json"]
 
+_RESPONSE = observer_pb2.GetFlowsResponse.DESCRIPTOR
+_FLOW_FIRST = b"\x0a"  # GetFlowsResponse.flow (field 1, length-delimited) as the first field
+
 
 class JsonPrinter(FlowPrinter):
+    def write_bytes(self, batch: Iterable[bytes]) -> None:
+        """A flow's response is written from its bytes, never parsed (protojson.wire_json); anything else (node
+        status, lost events, bytes protojson leaves to json_format) goes through `write`."""
+        for data in batch:
+            if data[:1] == _FLOW_FIRST:
+                try:
+                    text = wire_json(data, _RESPONSE)
+                except NotCanonical:
+                    pass
+                else:  # the one member of the response's oneof was the flow: wire_json checks that
+                    self.out.text(text)
+                    self.printed += 1
+                    continue
+            self.write(observer_pb2.GetFlowsResponse.FromString(data))
+
     def flow(self, response: observer_pb2.GetFlowsResponse) -> None:
         self.out.text(to_json(response))
 

@@ -1,15 +1,23 @@
 """Protobuf messages as compact JSON text, the same text as `json.dumps(MessageToDict(message,
-preserving_proto_field_name=True), separators=(",", ":"))` at a fraction of its cost.
+preserving_proto_field_name=True), separators=(",", ":"))` at a fraction of its cost, written from the message's
+wire bytes.
 
 Why: json_format walks every field of every message through a chain of Python calls and builds a dict that
-json.dumps then walks again; for a Flow that is ~150 us, which caps `observe -o json` near 6,000 flows/s. Here
-each message type is compiled once into a table of field writers (the key text already quoted, the conversion
-chosen by the field's type), and a message is written as the joined output of its set fields in ListFields
-order, which is the order json_format uses. The rules are json_format's: enums by name (by number when this
-schema does not know the value), 64-bit integers as strings, bytes as base64, wrappers as their value,
-Timestamps as RFC 3339 with 0, 3, 6 or 9 digits, strings escaped to ASCII as json.dumps escapes them. A type
-this writer does not cover (floats, maps, Any, Duration, Struct...) is handed to json_format as it is, so it is
-never wrong, only slower; tests/cli compare both on a corpus.
+json.dumps then walks again; for a Flow that is ~150 us, which caps `observe -o json` near 6,000 flows/s. The
+CLI receives bytes and wants text, and most of a flow's bytes repeat from flow to flow (endpoints, addresses,
+interface, event type): so the text is written from the bytes, without making message objects, and the text of
+a repeating submessage is remembered by its bytes. Each message type is compiled once into a table keyed by wire
+tag (field number and wire type together) holding the field's quoted key and how its value is written.
+
+The rules are json_format's: fields in field-number order (ListFields' order), enums by name (by number when
+this schema does not know the value), 64-bit integers as strings, bytes as base64, wrappers as their value,
+Timestamps as RFC 3339 with 0, 3, 6 or 9 digits, strings escaped to ASCII as json.dumps escapes them.
+
+Only canonical bytes take this path: fields in increasing number order, each singular field once, at most one
+member of a oneof, no unknown fields, values in their type's range, strings in UTF-8. Protobuf's serializers
+write such bytes (upb, Go) and so does the agent's encoder. Anything else raises NotCanonical inside and the
+message goes to json_format, as does a type this writer does not cover (floats, maps, Any, Duration, Struct...):
+never wrong, only slower. tests/cli compare both on a corpus.
 """
 
 from __future__ import annotations
@@ -19,32 +27,60 @@ import datetime
 import json
 from collections.abc import Callable
 from functools import cache
+from itertools import pairwise
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from google.protobuf import descriptor_pool, json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-
-Writer = Callable[[Any], str]
+from google.protobuf.message_factory import GetMessageClass
 
 _EPOCH = datetime.datetime(1970, 1, 1)
 _WRAPPERS = "google/protobuf/wrappers.proto"
-_REMEMBERED = 4096  # texts kept for each message type
 _TIMESTAMP = "google.protobuf.Timestamp"
 # Every other well-known type has a JSON form of its own: json_format writes those.
 _SPECIAL = {"google.protobuf.Any", "google.protobuf.Duration", "google.protobuf.FieldMask"}
 _SPECIAL |= {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+_REMEMBERED = 4096  # texts kept for each message type
+
+_U64 = 1 << 64
+_I32_LOW = _U64 - (1 << 31)  # the smallest varint that is a negative int32 (sign-extended to 64 bits)
+
+PayloadText = Callable[[bytes], str]
+
+
+class NotCanonical(Exception):
+    """Bytes (or a type) this writer leaves to json_format."""
 
 
 def to_json(message: Message) -> str:
     """The message as one line of JSON, byte for byte what json_format and json.dumps make of it."""
-    return _writer(message.DESCRIPTOR)(message)
+    try:
+        return wire_json(message.SerializeToString(), message.DESCRIPTOR)
+    except NotCanonical:
+        return slow_json(message)
+
+
+def wire_json(data: bytes, descriptor: Any) -> str:
+    """The message of type `descriptor` (a Descriptor) whose wire bytes are `data`, as to_json writes it parsed;
+    NotCanonical for bytes (or types) left to the parser and json_format."""
+    try:
+        return _message_text(descriptor)(data)
+    except NotCanonical:
+        raise
+    except Exception as exc:  # truncated bytes, bad UTF-8, a time out of range: json_format says what is wrong
+        raise NotCanonical from exc
 
 
 def slow_json(message: Message) -> str:
     """json_format's own rendering, the reference this module matches (and its fallback)."""
     return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), separators=(",", ":"))
+
+
+def timestamp_text(stamp: Any) -> str:
+    """Timestamp.ToJsonString's text."""
+    return to_json(stamp)
 
 
 @cache
@@ -54,11 +90,9 @@ def _seconds_text(seconds: int) -> str:
     return (_EPOCH + datetime.timedelta((seconds - day_seconds) // 86_400, day_seconds)).isoformat()
 
 
-def timestamp_text(stamp: Any) -> str:
-    """Timestamp.ToJsonString's text, with the date of each second made once."""
-    seconds, nanos = stamp.seconds, stamp.nanos
+def _time_text(seconds: int, nanos: int) -> str:
     if not 0 <= nanos < 1_000_000_000 or not -62_135_596_800 <= seconds <= 253_402_300_799:
-        return slow_json(stamp)  # out of range: json_format raises as it does
+        raise NotCanonical  # out of range: json_format raises as it does
     date = _seconds_text(seconds)
     if nanos == 0:
         return f'"{date}Z"'
@@ -67,6 +101,193 @@ def timestamp_text(stamp: Any) -> str:
     if nanos % 1_000 == 0:
         return f'"{date}.{nanos // 1_000:06d}Z"'
     return f'"{date}.{nanos:09d}Z"'
+
+
+def _message_text(descriptor: Descriptor) -> PayloadText:
+    """How a message of this type is written from its bytes (made once per type, on first use: types refer to
+    each other, so a field's writer asks for its type's at its first value)."""
+    writer = _message_writers.get(descriptor.full_name)
+    if writer is None:
+        writer = _message_writers[descriptor.full_name] = _make_message_text(descriptor)
+    return writer
+
+
+_message_writers: dict[str, PayloadText] = {}
+
+
+def _make_message_text(descriptor: Descriptor) -> PayloadText:
+    if descriptor.full_name == _TIMESTAMP:
+        return _timestamp
+    try:
+        changing = _CHANGING.get(descriptor.full_name)
+        write = _split_writer(descriptor, changing) if changing else _fields_writer(descriptor)
+    except NotCanonical:  # a wrapper, a type with a JSON form of its own, floats, maps
+        message_class = GetMessageClass(descriptor)
+        return _remembered(lambda payload: slow_json(message_class.FromString(payload)))
+    return write
+
+
+def _fields_writer(descriptor: Descriptor) -> PayloadText:
+    """The writer of a plain message: its bytes parsed (in C) as its shadow, whose submessages stay bytes, and
+    each field present written by the table: its key and how its value is written."""
+    parse, table = _table(descriptor)
+
+    def write(payload: bytes) -> str:
+        message = parse(payload)
+        if message.ByteSize() != len(payload):
+            raise NotCanonical
+        pieces = []
+        for field, item in message.ListFields():
+            key, value, repeated = table[field]
+            pieces.append(key + "[" + ",".join(map(value, item)) + "]" if repeated else key + value(item))
+        return "{" + ",".join(pieces) + "}"
+
+    return write
+
+
+def _numbered_pieces(descriptor: Descriptor) -> Callable[[bytes], list[tuple[int, str]]]:
+    """(field number, `"key":value`) for each field present in the bytes, in field-number order."""
+    parse, table = _table(descriptor)
+
+    def pieces(payload: bytes) -> list[tuple[int, str]]:
+        message = parse(payload)
+        if message.ByteSize() != len(payload):
+            raise NotCanonical
+        written = []
+        for field, item in message.ListFields():
+            key, value, repeated = table[field]
+            written.append(
+                (field.number, key + "[" + ",".join(map(value, item)) + "]" if repeated else key + value(item))
+            )
+        return written
+
+    return pieces
+
+
+_Table = dict[FieldDescriptor, tuple[str, Callable[[Any], str], bool]]
+
+
+def _table(descriptor: Descriptor) -> tuple[Callable[[bytes], Message], _Table]:
+    """The parser of the type's shadow, and for each of the shadow's fields its key, how a value is written and
+    whether it is a list. A shadow that re-serializes to fewer or more bytes than it was parsed from was not read
+    as written (a field twice, a default value written out, unpacked numbers): the writers raise NotCanonical."""
+    if descriptor.full_name in _SPECIAL or descriptor.file.name == _WRAPPERS:
+        raise NotCanonical
+    shadow = _shadow(descriptor)
+    table: _Table = {}
+    for field in descriptor.fields:
+        key = encode_basestring_ascii(field.name) + ":"
+        table[shadow.fields_by_name[field.name]] = (key, _value_writer(field), field.is_repeated)
+    return GetMessageClass(shadow).FromString, table
+
+
+# The fields of a flow that change from one flow to the next; the rest (endpoints, addresses, interface, event
+# type, node...) come again and again together, and their text is remembered as one block.
+_CHANGING = {"flow.Flow": ("time", "uuid", "l4", "Summary", "flowscope")}
+
+
+def _split_writer(descriptor: Descriptor, changing: tuple[str, ...]) -> PayloadText:
+    """The writer of a message whose `changing` fields are new in every value and whose other fields repeat as a
+    block: the bytes are parsed as a shadow that knows the changing fields alone, so the other fields' bytes
+    stay together as unknown fields; those bytes key the remembered text of the block, which is cut where the
+    changing fields go, to keep field-number order."""
+    view = _shadow(descriptor, changing)
+    parse = GetMessageClass(view).FromString
+    fields = sorted((field for field in descriptor.fields if field.name in changing), key=lambda field: field.number)
+    if any(field.containing_oneof is not None or field.is_repeated for field in fields):
+        raise NotCanonical  # a oneof split between the two, or a list: never the case for the types in _CHANGING
+    table = {
+        view.fields_by_name[field.name]: (slot, encode_basestring_ascii(field.name) + ":", _value_writer(field))
+        for slot, field in enumerate(fields)
+    }
+    blocks = _remembered_blocks(descriptor, [field.number for field in fields])
+    size = 2 * len(fields) + 1
+
+    def write(payload: bytes) -> str:
+        message = parse(payload)
+        if message.ByteSize() != len(payload):
+            raise NotCanonical
+        pieces: list[str] = [""] * size  # block, changing field, block, ..., block
+        for field, item in message.ListFields():
+            slot, key, value = table[field]
+            pieces[2 * slot + 1] = key + value(item)
+            message.ClearField(field.name)
+        pieces[::2] = blocks(message.SerializeToString())
+        return "{" + ",".join(filter(None, pieces)) + "}"
+
+    return write
+
+
+def _remembered_blocks(descriptor: Descriptor, cuts: list[int]) -> Callable[[bytes], list[str]]:
+    """The text of the repeating fields' bytes as len(cuts) + 1 pieces: the fields before the first cut, between
+    the first and the second... (each piece `"key":value,...` or empty)."""
+    whole = _numbered_pieces(descriptor)
+    texts: dict[bytes, list[str]] = {}
+
+    def blocks(payload: bytes) -> list[str]:
+        parts = texts.get(payload)
+        if parts is None:
+            if len(texts) >= _REMEMBERED:
+                texts.clear()
+            pieces = whole(payload)
+            bounds = [0, *cuts, 1 << 30]
+            parts = texts[payload] = [
+                ",".join([piece for number, piece in pieces if low < number < high]) for low, high in pairwise(bounds)
+            ]
+        return parts
+
+    return blocks
+
+
+def _value_writer(field: FieldDescriptor) -> Callable[[Any], str]:
+    """How one value of the field, as its shadow holds it, is written."""
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_MESSAGE:
+        message_type = field.message_type
+        assert message_type is not None  # a message field has its type
+        return _late(message_type)
+    if kind == FieldDescriptor.TYPE_STRING:
+        return encode_basestring_ascii
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return lambda data: '"' + base64.b64encode(data).decode() + '"'
+    if kind == FieldDescriptor.TYPE_ENUM:
+        names = _enum_names(field)
+        return lambda number: names.get(number) or str(number)
+    if kind == FieldDescriptor.TYPE_BOOL:
+        return lambda flag: "true" if flag else "false"
+    if kind in _INT64_TYPES:
+        return lambda number: f'"{number}"'
+    if kind in _INT32_TYPES:
+        return int.__repr__
+    raise NotCanonical  # float and double: json_format's rules for NaN, infinities and shortest floats
+
+
+def _late(descriptor: Descriptor) -> PayloadText:
+    """The writer of a submessage type: types refer to each other (and to themselves), so a type's writer is
+    made when its first value is written. Values of types that repeat are remembered here, by their bytes."""
+    write: PayloadText | None = None
+
+    def text(payload: bytes) -> str:
+        nonlocal write
+        if write is None:
+            write = _message_text(descriptor)
+        return write(payload)
+
+    return _remembered(text) if _repeats(descriptor) else text
+
+
+_INT32_TYPES = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_SINT32}
+_INT32_TYPES |= {FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_SFIXED32}
+_INT64_TYPES = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64}
+_INT64_TYPES |= {FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def _enum_names(field: FieldDescriptor) -> dict[int, str]:
+    enum = field.enum_type
+    assert enum is not None  # an enum field has its type
+    if enum.full_name == "google.protobuf.NullValue" or enum.is_closed or _has_json_enum_names():
+        raise NotCanonical
+    return {number: encode_basestring_ascii(value.name) for number, value in enum.values_by_number.items()}
 
 
 def _has_json_enum_names() -> bool:
@@ -78,97 +299,85 @@ def _has_json_enum_names() -> bool:
     return True
 
 
+_SHADOWS = descriptor_pool.DescriptorPool()
+
+
 @cache
-def _writer(descriptor: Descriptor) -> Writer:
-    """The writer for one message type: made once, on first use (types refer to each other, hence the cache)."""
-    if descriptor.file.name == _WRAPPERS:
-        inner = _value_writer(descriptor.fields_by_name["value"])
-        if inner is None:
-            return slow_json
-        return lambda message: inner(message.value)  # a wrapper is its value, even a default one
-    if descriptor.full_name == _TIMESTAMP:
-        return timestamp_text
-    if descriptor.full_name in _SPECIAL:
-        return slow_json
-    table: dict[FieldDescriptor, Writer] = {}
+def _shadow(descriptor: Descriptor, only: tuple[str, ...] = ()) -> Descriptor:
+    """The type's shadow: the same fields, numbers, oneofs and presence, but each message field as `bytes` and
+    each enum as int32 (an open enum holds any int32), so parsing it leaves submessages as their bytes. With
+    `only`, the shadow knows those fields alone and keeps the others' bytes as unknown fields."""
+    if any(field.message_type and field.message_type.GetOptions().map_entry for field in descriptor.fields):
+        raise NotCanonical  # maps: json_format writes them
+    name = descriptor.full_name.replace("_", "__").replace(".", "_") + ("_changing" if only else "")
+    shadow = descriptor_pb2.FileDescriptorProto(name=f"shadow/{name}.proto", package="shadow", syntax="proto3")
+    message = shadow.message_type.add(name=name)
+    for oneof in descriptor.oneofs:
+        if not _synthetic(oneof):
+            message.oneof_decl.add(name=oneof.name)
     for field in descriptor.fields:
-        value = _value_writer(field)
-        if value is None or (field.message_type is not None and field.message_type.GetOptions().map_entry):
-            return slow_json
-        key = encode_basestring_ascii(field.name) + ":"
-        table[field] = _repeated(key, value) if field.is_repeated else _single(key, value)
-
-    def write(message: Any) -> str:
-        try:
-            return "{" + ",".join([table[field](value) for field, value in message.ListFields()]) + "}"
-        except KeyError:  # an extension: json_format names those
-            return slow_json(message)
-
-    return write
-
-
-def _single(key: str, value: Writer) -> Writer:
-    return lambda item: key + value(item)
-
-
-def _repeated(key: str, value: Writer) -> Writer:
-    return lambda items: key + "[" + ",".join([value(item) for item in items]) + "]"
+        if only and field.name not in only:
+            continue
+        kind = _SHADOW_KINDS.get(field.type, field.type)
+        copy = message.field.add(name=field.name, number=field.number, type=kind)
+        copy.label = copy.LABEL_REPEATED if field.is_repeated else copy.LABEL_OPTIONAL
+        group = field.containing_oneof
+        if group is not None and not _synthetic(group):
+            copy.oneof_index = [oneof for oneof in descriptor.oneofs if not _synthetic(oneof)].index(group)
+        elif field.has_presence and not field.is_repeated:
+            copy.proto3_optional = True  # a message, proto3 `optional`: a synthetic oneof, after the real ones
+    for copy in message.field:
+        if copy.proto3_optional:
+            copy.oneof_index = len(message.oneof_decl)
+            message.oneof_decl.add(name="_" + copy.name)
+    _SHADOWS.Add(shadow)
+    return _SHADOWS.FindMessageTypeByName(f"shadow.{name}")
 
 
-def _value_writer(field: FieldDescriptor) -> Writer | None:
-    """How one value of the field is written, or None for the kinds left to json_format."""
-    kind = field.cpp_type
-    if kind == FieldDescriptor.CPPTYPE_MESSAGE:
-        message_type = field.message_type
-        assert message_type is not None  # a message field has its type
-        if _repeats(message_type):
-            return _remembered(message_type)
-        return lambda message: _writer(message_type)(message)
-    if kind == FieldDescriptor.CPPTYPE_ENUM:
-        return _enum_writer(field)
-    if kind == FieldDescriptor.CPPTYPE_STRING:
-        if field.type == FieldDescriptor.TYPE_BYTES:
-            return lambda data: '"' + base64.b64encode(data).decode() + '"'
-        return encode_basestring_ascii
-    if kind == FieldDescriptor.CPPTYPE_BOOL:
-        return lambda flag: "true" if flag else "false"
-    if kind in (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64):
-        return lambda number: f'"{number}"'
-    if kind in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32):
-        return int.__repr__
-    return None  # float and double: json_format's rules for NaN, infinities and shortest floats
+_SHADOW_KINDS = {
+    FieldDescriptor.TYPE_MESSAGE: FieldDescriptor.TYPE_BYTES,
+    FieldDescriptor.TYPE_ENUM: FieldDescriptor.TYPE_INT32,
+}
+
+
+def _synthetic(oneof: Any) -> bool:
+    """A proto3 `optional` field's own oneof, which JSON does not see."""
+    return len(oneof.fields) == 1 and oneof.name == "_" + oneof.fields[0].name
+
+
+def _timestamp(payload: bytes) -> str:
+    """A Timestamp as RFC 3339. A response repeats its flow's time, hence the memory of the last one."""
+    global _last_time
+    if payload == _last_time[0]:
+        return _last_time[1]
+    stamp = timestamp_pb2.Timestamp.FromString(payload)
+    if stamp.ByteSize() != len(payload):
+        raise NotCanonical
+    text = _time_text(stamp.seconds, stamp.nanos)
+    _last_time = (payload, text)
+    return text
+
+
+_last_time = (b"", "")
 
 
 def _repeats(descriptor: Descriptor) -> bool:
     """Whether values of this type come again and again (endpoints, interfaces, ports, addresses): any plain
     message without a time of its own. A Flow, a response, a Timestamp are new every time."""
-    plain = descriptor.file.name != _WRAPPERS and descriptor.full_name not in _SPECIAL
-    return plain and not any(
-        field.message_type and field.message_type.full_name == _TIMESTAMP for field in descriptor.fields
-    )
+    return not any(field.message_type and field.message_type.full_name == _TIMESTAMP for field in descriptor.fields)
 
 
-def _remembered(descriptor: Descriptor) -> Writer:
-    """The type's writer with a memory of what it wrote, keyed by the value's wire bytes (serialising a message is
-    ~10 times cheaper than writing its JSON). Forgotten whole when full: a bound, and a cheap one."""
+def _remembered(write: PayloadText) -> PayloadText:
+    """`write` with a memory of what it wrote, keyed by the bytes. Forgotten whole when full: a bound, and a
+    cheap one."""
     texts: dict[bytes, str] = {}
 
-    def write(message: Any) -> str:
-        key = message.SerializeToString()
-        text = texts.get(key)
+    def remembered(payload: bytes) -> str:
+        text = texts.get(payload)
         if text is None:
             if len(texts) >= _REMEMBERED:
                 texts.clear()
-            text = texts[key] = _writer(descriptor)(message)
+            text = texts[payload] = write(payload)
         return text
 
-    return write
-
-
-def _enum_writer(field: FieldDescriptor) -> Writer | None:
-    enum = field.enum_type
-    assert enum is not None  # an enum field has its type
-    if enum.full_name == "google.protobuf.NullValue" or enum.is_closed or _has_json_enum_names():
-        return None
-    names = {number: encode_basestring_ascii(value.name) for number, value in enum.values_by_number.items()}
-    return lambda number: names.get(number) or int.__repr__(number)
+    return remembered

@@ -1,18 +1,23 @@
 """`-o json` is written by cli/printer/protojson.py, not json_format: it must give json_format's text exactly, on
-the printers' samples, on decoded records and on responses with every field set to awkward values."""
+the printers' samples, on decoded records and on responses with every field set to awkward values, from messages
+and straight from their wire bytes; bytes a parser would read otherwise than they look are left to the parser."""
 
 from __future__ import annotations
 
+import io
 import random
 from typing import Any
 
 import cli_samples as samples
 import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError
 from records import ACK, SYN, lab_registry, record, tcp4, udp4
 
+from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
-from flowscope.cli.printer.protojson import slow_json, timestamp_text, to_json
+from flowscope.cli.printer import PrintOptions, Sink, make_printer
+from flowscope.cli.printer.protojson import NotCanonical, slow_json, timestamp_text, to_json, wire_json
 from flowscope.observer.parser import FlowDecoder
 
 STRINGS = ["", "a", "default/client", 'quote " and \\ back', "tab\tnew\nline\x01", "café ✓", "\U0001f600", "0"]
@@ -69,6 +74,7 @@ def test_random_responses_print_as_json_format_prints_them() -> None:
         response = observer_pb2.GetFlowsResponse()
         _fill(response, response.DESCRIPTOR, rng, depth=4)
         assert to_json(response) == slow_json(response)
+        assert wire_json(response.SerializeToString(), response.DESCRIPTOR) == slow_json(response)
 
 
 def test_samples_and_decoded_records_print_as_json_format_prints_them() -> None:
@@ -77,6 +83,74 @@ def test_samples_and_decoded_records_print_as_json_format_prints_them() -> None:
     responses = [*samples.canned(), *(samples.response(flow) for flow in decoded)]
     for response in responses * 2:  # the second time from the remembered texts
         assert to_json(response) == slow_json(response)
+        assert wire_json(response.SerializeToString(), response.DESCRIPTOR) == slow_json(response)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (numbers below 16, short payloads)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def _printed(output: str, batch: list[bytes], from_bytes: bool) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    printer = make_printer(output, Sink(out), Sink(err), PrintOptions(debug=True))
+    if from_bytes:
+        printer.write_bytes(batch)
+    else:
+        for data in batch:
+            printer.write(observer_pb2.GetFlowsResponse.FromString(data))
+    printer.close()
+    return out.getvalue(), err.getvalue()
+
+
+def _unusual(flow: flow_pb2.Flow) -> list[bytes]:
+    """Responses whose bytes protobuf reads otherwise than field by field: a submessage twice (merged), a
+    scalar twice (the last wins), a default written out, fields out of order, an unknown field, two members of
+    the response's oneof (the last wins); and bytes cut short."""
+    flow_bytes = flow.SerializeToString()
+    ip_again = _field(5, flow_pb2.IP(destination="10.9.9.9").SerializeToString())
+    verdict_zero = b"\x10\x00"  # verdict = 0, written out
+    lost = observer_pb2.GetFlowsResponse(lost_events=flow_pb2.LostEvent(num_events_lost=3)).SerializeToString()
+    tail = observer_pb2.GetFlowsResponse(node_name="n", time=flow.time).SerializeToString()
+    flows = [
+        flow_bytes + ip_again,
+        flow_bytes + verdict_zero,
+        verdict_zero + flow_bytes,
+        flow_bytes + _field(11, b"other-node"),  # node_name twice
+        _field(6, flow.l4.SerializeToString()) + flow_bytes,  # l4 first, then every field again
+        flow_bytes + b"\xf8\x07\x01",  # field 127, unknown
+    ]
+    framed = [b"\x0a" + bytes([len(data)]) + data + tail for data in flows]
+    truncated = framed[0][: len(framed[0]) // 2]
+    return [*framed, b"\x0a" + bytes([len(flow_bytes)]) + flow_bytes + lost, truncated]
+
+
+def test_unusual_bytes_print_as_the_parsed_message_prints() -> None:
+    flows = [samples.tcp_flow(), samples.kernel_drop(), samples.aggregated_flow(), samples.udp_dns_flow()]
+    for flow in flows:
+        for data in _unusual(flow):
+            try:
+                observer_pb2.GetFlowsResponse.FromString(data)
+            except DecodeError:
+                with pytest.raises(DecodeError):
+                    _printed("json", [data], from_bytes=True)
+                continue
+            assert _printed("json", [data], from_bytes=True) == _printed("json", [data], from_bytes=False)
+
+
+def test_bytes_that_do_not_read_field_by_field_are_not_written_from_the_wire() -> None:
+    for data in _unusual(samples.tcp_flow()):
+        with pytest.raises(NotCanonical):
+            wire_json(data, observer_pb2.GetFlowsResponse.DESCRIPTOR)
+
+
+@pytest.mark.parametrize("output", ["compact", "dict", "json", "jsonpb", "table"])
+def test_every_printer_prints_bytes_as_it_prints_messages(output: str) -> None:
+    decoder = FlowDecoder("node1", lab_registry(), b"protojson")
+    decoded = [decoder.decode(record(packet)[0], seq) for seq, packet in enumerate((tcp4(flags=SYN | ACK), udp4()))]
+    responses = [*samples.canned(), *(samples.response(flow) for flow in decoded)]
+    batch = [response.SerializeToString() for response in responses]
+    assert _printed(output, batch, from_bytes=True) == _printed(output, batch, from_bytes=False)
 
 
 @pytest.mark.parametrize("nanos", [0, 120_000_000, 120_300_000, 120_300_400])
