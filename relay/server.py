@@ -26,6 +26,7 @@ from flowscope.api.observer import observer_pb2
 from flowscope.common.addresses import listen_target
 from flowscope.common.counters import Counters
 from flowscope.common.flow_requests import time_window
+from flowscope.common.h2grpc.server import Server
 from flowscope.common.statuses import BriefStatuses
 from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ClientTLS, ServerTLS
@@ -195,7 +196,7 @@ class RelayServer:
             listener.add_generic_rpc_handlers((Refusal(writes, self._where_writes_live()),))
         address = listen_target(config.listen_address)
         if config.server_tls is not None:
-            self.port = listener.add_secure_port(address, config.server_tls.credentials())
+            self.port = listener.add_secure_port(address, config.server_tls)
         else:
             self.port = listener.add_insecure_port(address)
         if self.port == 0:
@@ -206,11 +207,11 @@ class RelayServer:
                 raise OSError(f"cannot listen on {config.socket_path}")
 
     def _server(self, services: Sequence[Service]) -> grpc.Server:
-        server = grpc.server(
+        # common/h2grpc's server: merged flows leave in batches, not one gRPC send each; it never sets
+        # SO_REUSEPORT, so a second relay on the same port fails to bind instead of silently sharing it.
+        server = Server(
             self.streams.executor("relay"),
             maximum_concurrent_rpcs=self.streams.max_rpcs,
-            # Without this, a second relay on the same port would share it with the first, silently.
-            options=[("grpc.so_reuseport", 0)],
             interceptors=[BriefStatuses()],
         )
         for service in services:

@@ -8,7 +8,10 @@ restarted server binds at once while the old connections linger in TIME_WAIT.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import stat
 from typing import Any
 
 BACKLOG = 128
@@ -23,6 +26,7 @@ def bind(address: str, reuse_port: bool = False) -> tuple[list[socket.socket], i
     other sockets that ask for it bind the same port (SO_REUSEPORT)."""
     if address.startswith("unix:"):
         path = address.removeprefix("unix://") if address.startswith("unix://") else address.removeprefix("unix:")
+        _remove_socket_file(path)
         return [_listening(socket.AF_UNIX, path)], 0
     host, colon, port_text = address.rpartition(":")
     if not colon or not port_text.isdigit():
@@ -50,6 +54,14 @@ def bind(address: str, reuse_port: bool = False) -> tuple[list[socket.socket], i
     if not sockets:
         raise BindError("; ".join(errors))
     return sockets, port
+
+
+def _remove_socket_file(path: str) -> None:
+    """A socket file left at `path` (by a server that was killed) is removed, as grpcio does before binding:
+    whoever starts a server there owns the path. Anything else at the path stays, and the bind fails."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
 
 
 def _listening(

@@ -51,7 +51,7 @@ class _CallDetails(grpc.HandlerCallDetails):
     invocation_metadata: tuple[tuple[str, Any], ...]
 
 
-class Server:
+class Server(grpc.Server):  # a grpc.Server to the generated add_XServicer_to_server functions
     def __init__(
         self,
         executor: concurrent.futures.ThreadPoolExecutor,
@@ -104,12 +104,17 @@ class Server:
     def add_insecure_port(self, address: str) -> int:
         return self._listen(address, None)
 
-    def add_secure_port(self, address: str, tls: ServerTLS | ssl.SSLContext) -> int:
+    def add_secure_port(self, address: str, tls: ServerTLS | ssl.SSLContext | grpc.ServerCredentials) -> int:
+        """TLS from a ServerTLS (or a ready ssl.SSLContext); grpcio's credentials hide their files, so they
+        cannot be taken here."""
+        if isinstance(tls, grpc.ServerCredentials):
+            raise TypeError("give the ServerTLS itself, not its grpcio credentials()")
         context = tls if isinstance(tls, ssl.SSLContext) else tls.ssl_context()
         return self._listen(address, context)
 
     def _listen(self, address: str, context: ssl.SSLContext | None) -> int:
-        """The port bound (0 for a unix socket); RuntimeError when the address cannot be bound, as grpcio."""
+        """The port bound (1 for a unix socket, as grpcio answers: callers take 0 for a failure); RuntimeError
+        when the address cannot be bound, as grpcio."""
         try:
             sockets, port = bind(address, reuse_port=self._reuse_port)
         except BindError as exc:
@@ -118,7 +123,7 @@ class Server:
             self._listeners.append((sock, context))
             if self._started:
                 self._accept_in_thread(sock, context)
-        return port
+        return port or 1
 
     # Life.
 
@@ -174,12 +179,24 @@ class Server:
                 return self._stopped
             self._stopped = stopped = threading.Event()
             connections = list(self._connections)
+            self._lock.notify_all()
         for sock, _ in self._listeners:
             _close_listener(sock)
         for connection in connections:
             connection.goaway()
         threading.Thread(target=self._wind_down, args=(grace, stopped), name="h2grpc-stop", daemon=True).start()
         return stopped
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        """Whether the server stopped within `timeout` (waits for stop() to be called, then to finish)."""
+        until = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._stopped is None:
+                if until is not None and time.monotonic() >= until:
+                    return False
+                self._lock.wait(None if until is None else until - time.monotonic())
+            stopped = self._stopped
+        return stopped.wait(None if until is None else max(0.0, until - time.monotonic()))
 
     def _wind_down(self, grace: float | None, stopped: threading.Event) -> None:
         until = time.monotonic() + (grace or 0.0)

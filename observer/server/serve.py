@@ -28,6 +28,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowscope.common.addresses import listen_target
+from flowscope.common.h2grpc.server import Server
 from flowscope.common.statuses import BriefStatuses
 from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ServerTLS
@@ -37,13 +38,6 @@ from flowscope.observer.server.state import NodeState
 
 HEALTH_SERVICE = "hubble.server.Observer"
 CONTROL_FLAG = "--control-listen-address"
-# A relay pings each agent once a second to find out a node that stopped answering (relay/dial.py), also
-# while a follow stream is idle; a gRPC server's default policy answers that with GOAWAY, ending the stream.
-PING_POLICY: list[tuple[str, int]] = [
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
-    ("grpc.http2.max_ping_strikes", 0),  # 0: never GOAWAY for pings
-]
 
 
 class ControlListenerError(ValueError):
@@ -92,21 +86,22 @@ class ObserverServer:
             # The unix socket is local and guarded by file permissions: no TLS on it, like Hubble's.
             private.add_insecure_port(f"unix://{socket_path}")
         if control_address and tls is not None:
-            private.add_secure_port(listen_target(control_address), tls.credentials())
+            private.add_secure_port(listen_target(control_address), tls)
         if listen_address:
             public = self._server(read_only)
             public.add_generic_rpc_handlers((Refusal(writes, self._where_writes_live(control_address)),))
             address = listen_target(listen_address)
             if tls is not None:
-                public.add_secure_port(address, tls.credentials())
+                public.add_secure_port(address, tls)
             else:
                 public.add_insecure_port(address)
 
     def _server(self, services: Sequence[Service]) -> grpc.Server:
-        server = grpc.server(
+        # common/h2grpc's server: a stream's flows leave in batches, not one gRPC send each; it answers the
+        # relay's pings (once a second, also while a stream is idle) without ever sending GOAWAY for them.
+        server = Server(
             self.streams.executor("grpc"),
             maximum_concurrent_rpcs=self.streams.max_rpcs,
-            options=PING_POLICY,
             interceptors=[BriefStatuses()],
         )
         for service in services:
