@@ -10,7 +10,9 @@ message for a few microseconds. Compile the mask once per request, then pass it 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import cast
 
 from google.protobuf.descriptor import Descriptor
@@ -40,8 +42,14 @@ def compile_field_mask(paths: Iterable[str], descriptor: Descriptor | None = Non
     """The pruning plan of a field mask's paths ("source.identity", "l4"); ValueError for an unknown field.
 
     A path to a field keeps all of it, whatever longer paths below it say. The message is flow.Flow unless
-    another descriptor is given.
+    another descriptor is given. The same paths give the same plan object: the decoder keeps what it made for
+    a mask by the plan (FlowDecoder.decode), so every request that sends hubble's default mask shares it.
     """
+    return _compiled(tuple(paths), descriptor or cast(Descriptor, flow_pb2.Flow.DESCRIPTOR))
+
+
+@lru_cache(maxsize=64)
+def _compiled(paths: tuple[str, ...], descriptor: Descriptor) -> FieldTree:
     tree: _Paths = {}
     for path in paths:
         node: _Paths | None = tree
@@ -53,7 +61,7 @@ def compile_field_mask(paths: Iterable[str], descriptor: Descriptor | None = Non
                 node[part] = None
             else:
                 node = node.setdefault(part, {})
-    return _plan(tree, descriptor or cast(Descriptor, flow_pb2.Flow.DESCRIPTOR))
+    return _plan(tree, descriptor)
 
 
 def _plan(tree: _Paths, descriptor: Descriptor) -> FieldTree:
@@ -89,3 +97,17 @@ def prune(message: Message, tree: FieldTree) -> bool:
             else:
                 message.ClearField(name)
     return kept
+
+
+def restrict(tree: FieldTree, names: AbstractSet[str]) -> FieldTree:
+    """The plan of `tree` for the top-level fields in `names` only: pruning with it leaves every other field as
+    it is. A message pruned once already and then written again in those fields only needs no more."""
+    return FieldTree(
+        clear=tuple(name for name in tree.clear if name in names),
+        below=tuple((name, below) for name, below in tree.below if name in names),
+    )
+
+
+def keeps_whole(tree: FieldTree | None, name: str) -> bool:
+    """Whether pruning with `tree` (None: no mask) leaves the top-level field `name` as it is."""
+    return tree is None or (name not in tree.clear and all(below != name for below, _ in tree.below))

@@ -18,6 +18,7 @@ _NODE_NAME = b"\xc2\x3e"  # field 1000 (node_name), length-delimited
 _TIME = b"\xca\x3e"  # field 1001 (time), length-delimited
 _SECONDS = b"\x08"  # Timestamp.seconds, varint
 _NANOS_TAG = b"\x10"  # Timestamp.nanos, varint
+_FLOW_TIME = b"\x0a"  # Flow.time: field 1, length-delimited
 
 
 def timestamp(ts_ns: int) -> bytes:
@@ -37,3 +38,12 @@ class ResponseWriter:
     def flow(self, flow: bytes, ts_ns: int) -> bytes:
         """The response carrying `flow` (a Flow's serialized bytes) seen at `ts_ns`."""
         return b"".join((_FLOW, varint(len(flow)), flow, self._node, _TIME, timestamp(ts_ns)))
+
+    def timed_flow(self, flow: bytes, ts_ns: int) -> bytes:
+        """The response `flow` makes, for a flow holding its whole time (no field mask kept a part of Flow.time).
+
+        That time comes first in the flow's bytes (Flow.time is field 1) as the very Timestamp the response
+        repeats, so it is taken from there (a length byte and at most 11 bytes of body) instead of encoded again.
+        """
+        time = flow[1 : flow[1] + 2] if flow[:1] == _FLOW_TIME else timestamp(ts_ns)
+        return b"".join((_FLOW, varint(len(flow)), flow, self._node, _TIME, time))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from google.protobuf import timestamp_pb2
@@ -28,6 +28,7 @@ from flowscope.common.names import EVENT_LOST
 from flowscope.observer.filters import Batch, FilterContext, FilterError, Predicate, compile_filters
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FieldTree, FlowDecoder, compile_field_mask
+from flowscope.observer.parser.fieldmask import keeps_whole
 from flowscope.observer.parser.wire import ResponseWriter
 
 CHUNK = 4096
@@ -90,6 +91,7 @@ class FlowReader:
         self._sel = selection
         self._node = node_name
         self._writer = ResponseWriter(node_name)
+        self._whole_time = keeps_whole(selection.fields, "time")  # the response's time can be the flow's bytes
         self._on_overrun = on_overrun
         self._lost_pending = 0
         self._lost_sent_at = 0.0
@@ -144,11 +146,11 @@ class FlowReader:
     def _stream(
         self,
         active: Callable[[], bool],
-        flow_out: Callable[[np.void, int], T],
+        flow_out: Callable[[tuple[Any, ...], int], T],
         lost_out: Callable[[flow_pb2.LostEvent], T],
     ) -> Iterator[T]:
-        """The selected records in order, each made into a response by `flow_out` (a flow's record and sequence
-        number) or `lost_out` (a lost event)."""
+        """The selected records in order, each made into a response by `flow_out` (a flow record's values, as
+        `record.item()` gives them, and its sequence number) or `lost_out` (a lost event)."""
         sel, ring = self._sel, self._ring
         newest = ring.written
         pos = self._start(newest)
@@ -180,12 +182,13 @@ class FlowReader:
             # Responses are made BATCH at a time before the first of them is sent: making each between gRPC's
             # sends costs about a third more CPU (bench/RESULTS.md, "Fast reads"); BATCH bounds what that delays
             # the first flow of a burst by (a few ms).
+            # A batch's records become Python values in one call (tolist), not one record at a time.
             first_seq, decode_lost = chunk.first_seq, self._decoder.decode_lost
-            selected = rows.tolist()
-            for start in range(0, len(selected), BATCH):
+            for start in range(0, len(rows), BATCH):
+                batch = rows[start : start + BATCH]
                 yield from [
-                    lost_out(decode_lost(records[i])) if lost_rows[i] else flow_out(records[i], first_seq + i)
-                    for i in selected[start : start + BATCH]
+                    lost_out(decode_lost(records[i])) if lost_rows[i] else flow_out(values, first_seq + i)
+                    for i, values in zip(batch.tolist(), records[batch].tolist(), strict=True)
                 ]
             sent += int(np.count_nonzero(~lost_rows[rows]))
             if limit and sent >= limit:
@@ -194,16 +197,18 @@ class FlowReader:
                 return
             pos = chunk.end_seq
 
-    def _flow_message(self, record: np.void, seq: int) -> observer_pb2.GetFlowsResponse:
+    def _flow_message(self, values: tuple[Any, ...], seq: int) -> observer_pb2.GetFlowsResponse:
         """The response carries the flow's time even when the field mask left it out of the flow."""
-        flow = self._decoder.decode(record, seq, self._sel.fields)
+        flow = self._decoder.decode_values(values, seq, self._sel.fields)
         response = observer_pb2.GetFlowsResponse(flow=flow, node_name=self._node)
-        response.time.FromNanoseconds(int(record["ts"]))
+        response.time.FromNanoseconds(values[0])  # the record's ts, its first field
         return response
 
-    def _flow_bytes(self, record: np.void, seq: int) -> bytes:
-        flow = self._decoder.decode(record, seq, self._sel.fields)
-        return self._writer.flow(flow.SerializeToString(), int(record["ts"]))
+    def _flow_bytes(self, values: tuple[Any, ...], seq: int) -> bytes:
+        flow = self._decoder.decode_values(values, seq, self._sel.fields)
+        if self._whole_time:
+            return self._writer.timed_flow(flow.SerializeToString(), values[0])
+        return self._writer.flow(flow.SerializeToString(), values[0])
 
     def _wrap_lost(self, lost: flow_pb2.LostEvent) -> observer_pb2.GetFlowsResponse:
         response = observer_pb2.GetFlowsResponse(lost_events=lost, node_name=self._node)

@@ -79,8 +79,11 @@ def readers(mask: list[str] | None) -> tuple[FlowReader, FlowReader]:
     return tuple(FlowReader(ring, DECODER, select(request, ctx), "node1") for _ in range(2))  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("mask", [None, HUBBLE_DEFAULT_MASK, ["source.labels", "l4.TCP", "flowscope"]])
+@pytest.mark.parametrize(
+    "mask", [None, HUBBLE_DEFAULT_MASK, ["source.labels", "l4.TCP", "flowscope"], ["time.nanos", "l4"], ["uuid"]]
+)
 def test_wire_bytes_are_the_responses_serialized(mask: list[str] | None) -> None:
+    """Also with a mask that keeps a part of the flow's time: the response's own time is whole all the same."""
     by_message, by_wire = readers(mask)
     messages = list(by_message.responses(lambda: True))
     wire = list(by_wire.wire(lambda: True))
