@@ -31,10 +31,12 @@ from itertools import pairwise
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, timestamp_pb2
+from google.protobuf import descriptor_pool, json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+
+from flowscope.cli.printer.shadow import CHANGING, NotCanonical, Split, parsed, parser, shadow
 
 _EPOCH = datetime.datetime(1970, 1, 1)
 _WRAPPERS = "google/protobuf/wrappers.proto"
@@ -48,10 +50,6 @@ _U64 = 1 << 64
 _I32_LOW = _U64 - (1 << 31)  # the smallest varint that is a negative int32 (sign-extended to 64 bits)
 
 PayloadText = Callable[[bytes], str]
-
-
-class NotCanonical(Exception):
-    """Bytes (or a type) this writer leaves to json_format."""
 
 
 def to_json(message: Message) -> str:
@@ -119,7 +117,7 @@ def _make_message_text(descriptor: Descriptor) -> PayloadText:
     if descriptor.full_name == _TIMESTAMP:
         return _timestamp
     try:
-        changing = _CHANGING.get(descriptor.full_name)
+        changing = CHANGING.get(descriptor.full_name)
         write = _split_writer(descriptor, changing) if changing else _fields_writer(descriptor)
     except NotCanonical:  # a wrapper, a type with a JSON form of its own, floats, maps
         message_class = GetMessageClass(descriptor)
@@ -135,7 +133,7 @@ def _fields_writer(descriptor: Descriptor) -> PayloadText:
     def write(payload: bytes) -> str:
         message = parse(payload)
         if message.ByteSize() != len(payload):
-            raise NotCanonical
+            raise NotCanonical  # (shadow.parsed, written out: this runs for every message)
         pieces = []
         for field, item in message.ListFields():
             key, value, repeated = table[field]
@@ -150,15 +148,11 @@ def _numbered_pieces(descriptor: Descriptor) -> Callable[[bytes], list[tuple[int
     parse, table = _table(descriptor)
 
     def pieces(payload: bytes) -> list[tuple[int, str]]:
-        message = parse(payload)
-        if message.ByteSize() != len(payload):
-            raise NotCanonical
         written = []
-        for field, item in message.ListFields():
+        for field, item in parsed(parse, payload).ListFields():
             key, value, repeated = table[field]
-            written.append(
-                (field.number, key + "[" + ",".join(map(value, item)) + "]" if repeated else key + value(item))
-            )
+            text = key + "[" + ",".join(map(value, item)) + "]" if repeated else key + value(item)
+            written.append((field.number, text))
         return written
 
     return pieces
@@ -167,52 +161,41 @@ def _numbered_pieces(descriptor: Descriptor) -> Callable[[bytes], list[tuple[int
 _Table = dict[FieldDescriptor, tuple[str, Callable[[Any], str], bool]]
 
 
-def _table(descriptor: Descriptor) -> tuple[Callable[[bytes], Message], _Table]:
+def _table(descriptor: Descriptor) -> tuple[Any, _Table]:
     """The parser of the type's shadow, and for each of the shadow's fields its key, how a value is written and
-    whether it is a list. A shadow that re-serializes to fewer or more bytes than it was parsed from was not read
-    as written (a field twice, a default value written out, unpacked numbers): the writers raise NotCanonical."""
+    whether it is a list."""
     if descriptor.full_name in _SPECIAL or descriptor.file.name == _WRAPPERS:
         raise NotCanonical
-    shadow = _shadow(descriptor)
+    fields = shadow(descriptor).fields_by_name
     table: _Table = {}
     for field in descriptor.fields:
         key = encode_basestring_ascii(field.name) + ":"
-        table[shadow.fields_by_name[field.name]] = (key, _value_writer(field), field.is_repeated)
-    return GetMessageClass(shadow).FromString, table
-
-
-# The fields of a flow that change from one flow to the next; the rest (endpoints, addresses, interface, event
-# type, node...) come again and again together, and their text is remembered as one block.
-_CHANGING = {"flow.Flow": ("time", "uuid", "l4", "Summary", "flowscope")}
+        table[fields[field.name]] = (key, _value_writer(field), field.is_repeated)
+    return parser(descriptor), table
 
 
 def _split_writer(descriptor: Descriptor, changing: tuple[str, ...]) -> PayloadText:
     """The writer of a message whose `changing` fields are new in every value and whose other fields repeat as a
-    block: the bytes are parsed as a shadow that knows the changing fields alone, so the other fields' bytes
-    stay together as unknown fields; those bytes key the remembered text of the block, which is cut where the
-    changing fields go, to keep field-number order."""
-    view = _shadow(descriptor, changing)
-    parse = GetMessageClass(view).FromString
+    block (shadow.Split): the block's text is remembered by its bytes, cut where the changing fields go, to keep
+    field-number order."""
+    split = Split(descriptor, changing)
     fields = sorted((field for field in descriptor.fields if field.name in changing), key=lambda field: field.number)
     if any(field.containing_oneof is not None or field.is_repeated for field in fields):
-        raise NotCanonical  # a oneof split between the two, or a list: never the case for the types in _CHANGING
+        raise NotCanonical  # a oneof split between the two, or a list: never the case for the types in CHANGING
     table = {
-        view.fields_by_name[field.name]: (slot, encode_basestring_ascii(field.name) + ":", _value_writer(field))
+        split.view.fields_by_name[field.name]: (slot, encode_basestring_ascii(field.name) + ":", _value_writer(field))
         for slot, field in enumerate(fields)
     }
     blocks = _remembered_blocks(descriptor, [field.number for field in fields])
     size = 2 * len(fields) + 1
 
     def write(payload: bytes) -> str:
-        message = parse(payload)
-        if message.ByteSize() != len(payload):
-            raise NotCanonical
+        present, rest = split(payload)
         pieces: list[str] = [""] * size  # block, changing field, block, ..., block
-        for field, item in message.ListFields():
+        for field, item in present:
             slot, key, value = table[field]
             pieces[2 * slot + 1] = key + value(item)
-            message.ClearField(field.name)
-        pieces[::2] = blocks(message.SerializeToString())
+        pieces[::2] = blocks(rest)
         return "{" + ",".join(filter(None, pieces)) + "}"
 
     return write
@@ -297,52 +280,6 @@ def _has_json_enum_names() -> bool:
     except KeyError:
         return False
     return True
-
-
-_SHADOWS = descriptor_pool.DescriptorPool()
-
-
-@cache
-def _shadow(descriptor: Descriptor, only: tuple[str, ...] = ()) -> Descriptor:
-    """The type's shadow: the same fields, numbers, oneofs and presence, but each message field as `bytes` and
-    each enum as int32 (an open enum holds any int32), so parsing it leaves submessages as their bytes. With
-    `only`, the shadow knows those fields alone and keeps the others' bytes as unknown fields."""
-    if any(field.message_type and field.message_type.GetOptions().map_entry for field in descriptor.fields):
-        raise NotCanonical  # maps: json_format writes them
-    name = descriptor.full_name.replace("_", "__").replace(".", "_") + ("_changing" if only else "")
-    shadow = descriptor_pb2.FileDescriptorProto(name=f"shadow/{name}.proto", package="shadow", syntax="proto3")
-    message = shadow.message_type.add(name=name)
-    for oneof in descriptor.oneofs:
-        if not _synthetic(oneof):
-            message.oneof_decl.add(name=oneof.name)
-    for field in descriptor.fields:
-        if only and field.name not in only:
-            continue
-        kind = _SHADOW_KINDS.get(field.type, field.type)
-        copy = message.field.add(name=field.name, number=field.number, type=kind)
-        copy.label = copy.LABEL_REPEATED if field.is_repeated else copy.LABEL_OPTIONAL
-        group = field.containing_oneof
-        if group is not None and not _synthetic(group):
-            copy.oneof_index = [oneof for oneof in descriptor.oneofs if not _synthetic(oneof)].index(group)
-        elif field.has_presence and not field.is_repeated:
-            copy.proto3_optional = True  # a message, proto3 `optional`: a synthetic oneof, after the real ones
-    for copy in message.field:
-        if copy.proto3_optional:
-            copy.oneof_index = len(message.oneof_decl)
-            message.oneof_decl.add(name="_" + copy.name)
-    _SHADOWS.Add(shadow)
-    return _SHADOWS.FindMessageTypeByName(f"shadow.{name}")
-
-
-_SHADOW_KINDS = {
-    FieldDescriptor.TYPE_MESSAGE: FieldDescriptor.TYPE_BYTES,
-    FieldDescriptor.TYPE_ENUM: FieldDescriptor.TYPE_INT32,
-}
-
-
-def _synthetic(oneof: Any) -> bool:
-    """A proto3 `optional` field's own oneof, which JSON does not see."""
-    return len(oneof.fields) == 1 and oneof.name == "_" + oneof.fields[0].name
 
 
 def _timestamp(payload: bytes) -> str:
