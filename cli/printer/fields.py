@@ -19,7 +19,10 @@ _L7_TYPE_NAMES = {value.number: value.name for value in flow_pb2.L7FlowType.DESC
 
 
 def ports(flow: flow_pb2.Flow) -> tuple[str, str]:
-    l4 = flow.l4
+    return layer4_ports(flow.l4)
+
+
+def layer4_ports(l4: flow_pb2.Layer4) -> tuple[str, str]:
     kind = l4.WhichOneof("protocol")
     if kind in ("TCP", "UDP", "SCTP"):
         layer = getattr(l4, kind)
@@ -27,17 +30,19 @@ def ports(flow: flow_pb2.Flow) -> tuple[str, str]:
     return "", ""
 
 
-def _host(
-    ip: str, port: str, namespace: str, pod: str, service: str, dns: Sequence[str], translate: bool
-) -> list[Segment]:
-    host = ip
+def _host(ip: str, namespace: str, pod: str, service: str, dns: Sequence[str], translate: bool) -> str:
     if translate:
         if pod:
-            host = f"{namespace}/{pod}" if namespace else pod
-        elif service:
-            host = f"{namespace}/{service}" if namespace else service
-        elif dns:
-            host = ",".join(dns)
+            return f"{namespace}/{pod}" if namespace else pod
+        if service:
+            return f"{namespace}/{service}" if namespace else service
+        if dns:
+            return ",".join(dns)
+    return ip
+
+
+def with_port(host: str, port: str) -> list[Segment]:
+    """`host:port` (`[v6]:port`), or the host alone when the flow has no port."""
     if port and port != "0":
         shown = f"[{host}]" if ":" in host else host
         return [(shown + ":", HOST), (port, PORT)]
@@ -48,30 +53,39 @@ def _end(
     endpoint: flow_pb2.Endpoint,
     service: flow_pb2.Service | None,
     address: str,
-    port: str,
     dns: Sequence[str],
     translate: bool,
-) -> list[Segment]:
+) -> str:
     """One end: a service's namespace wins over the endpoint's (`ns/service` for a frontend without a pod)."""
     if service is None:
-        return _host(address, port, endpoint.namespace, endpoint.pod_name, "", dns, translate)
-    return _host(address, port, service.namespace, endpoint.pod_name, service.name, dns, translate)
+        return _host(address, endpoint.namespace, endpoint.pod_name, "", dns, translate)
+    return _host(address, service.namespace, endpoint.pod_name, service.name, dns, translate)
 
 
-def endpoints(flow: flow_pb2.Flow, translate: bool = True) -> tuple[list[Segment], list[Segment]]:
-    """Source and destination as `ns/pod:port`, `ns/service`, DNS names or the address."""
+def hosts(flow: flow_pb2.Flow, translate: bool = True) -> tuple[str, str] | None:
+    """The ends of an IP flow without their ports (each shown `with_port`): `ns/pod`, `ns/service`, DNS names or
+    the address. None for a flow without IP."""
     if not flow.HasField("IP"):
-        if flow.HasField("ethernet"):
-            return [(flow.ethernet.source, HOST)], [(flow.ethernet.destination, HOST)]
-        return [("", "")], [("", "")]
+        return None
     ip = flow.IP
-    src_port, dst_port = ports(flow)
     source_service = flow.source_service if flow.HasField("source_service") else None
     destination_service = flow.destination_service if flow.HasField("destination_service") else None
     return (
-        _end(flow.source, source_service, ip.source, src_port, flow.source_names, translate),
-        _end(flow.destination, destination_service, ip.destination, dst_port, flow.destination_names, translate),
+        _end(flow.source, source_service, ip.source, flow.source_names, translate),
+        _end(flow.destination, destination_service, ip.destination, flow.destination_names, translate),
     )
+
+
+def endpoints(flow: flow_pb2.Flow, translate: bool = True) -> tuple[list[Segment], list[Segment]]:
+    """Source and destination as `ns/pod:port`, `ns/service`, DNS names or the address; MAC addresses for a
+    flow without IP."""
+    ends = hosts(flow, translate)
+    if ends is None:
+        if flow.HasField("ethernet"):
+            return [(flow.ethernet.source, HOST)], [(flow.ethernet.destination, HOST)]
+        return [("", "")], [("", "")]
+    src_port, dst_port = ports(flow)
+    return with_port(ends[0], src_port), with_port(ends[1], dst_port)
 
 
 def original_destination(flow: flow_pb2.Flow) -> list[Segment]:
@@ -166,7 +180,12 @@ def _by(flow: flow_pb2.Flow, allowed: bool, policy_names: bool) -> str:
 def summary(flow: flow_pb2.Flow) -> str:
     """The server's Summary (or the same words made here), authentication, an aggregate's counts, and whether
     an L7 message was cut short by the capture (its fields are the ones complete before the cut)."""
-    text = flow.Summary or _made_summary(flow)
+    return (flow.Summary or _made_summary(flow)) + summary_suffix(flow)
+
+
+def summary_suffix(flow: flow_pb2.Flow) -> str:
+    """What the summary says after the words: authentication, an aggregate's counts, truncation."""
+    text = ""
     if flow.auth_type != flow_pb2.DISABLED:
         text += "; " + flow_pb2.AuthType.Name(flow.auth_type)
     extra = flow.flowscope
