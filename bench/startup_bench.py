@@ -3,7 +3,9 @@
     .venv/bin/python bench/startup_bench.py [--before CHECKOUT] [--rounds 5] [--full-ring]
 
 On a one-node lab with a ping from the client pod to the server pod every 10 ms, each round starts this
-checkout's agent and (with --before) another checkout's, in alternating order, and measures:
+checkout's agent cold (an empty compile cache: it compiles, and records what it compiled) and warm (the compile
+cache filled by an unmeasured start before the rounds: it loads without compiling), and (with --before) another
+checkout's agent, in alternating order, and measures:
 - start-up: from launching `flowscope agent` to the time of the first flow it stored (the flow's own time, so
   the figure is when the datapath saw the packet, not when a client asked), and the agent's CPU time (user +
   system) when that flow was read: on a busy machine the wall time swings with the load, the CPU time much less;
@@ -19,12 +21,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -111,20 +116,36 @@ def fill_ring(lab: Lab) -> None:
         udp64_pps(lab, 1)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """An agent to start: its command, and the flags that say which compile cache it uses (none for a checkout
+    from before the cache)."""
+
+    command: list[str]
+    cache: Path | None = None  # a folder kept across the rounds: warm
+    cold_cache: bool = False  # a new empty folder at every start: cold
+
+    def flags(self, scratch: Path) -> list[str]:
+        if self.cold_cache:
+            folder = Path(tempfile.mkdtemp(dir=scratch))
+            return ["--compile-cache", str(folder)]
+        return ["--compile-cache", str(self.cache)] if self.cache is not None else []
+
+
 @contextmanager
-def agent(lab: Lab, command: Sequence[str]) -> Iterator[int]:
+def agent(lab: Lab, command: Sequence[str], flags: Sequence[str] = ()) -> Iterator[int]:
     """The lab's agent on node1 at monitor aggregation none (its pid), given as long as a busy machine needs."""
     lab.agent_command = list(command)
-    (daemon,) = lab.start_agents(timeout=START_TIMEOUT_S, extra_args=["--monitor-aggregation", "none"])
+    (daemon,) = lab.start_agents(timeout=START_TIMEOUT_S, extra_args=["--monitor-aggregation", "none", *flags])
     try:
         yield daemon.pid
     finally:
         lab.stop(daemon)
 
 
-def one_start(lab: Lab, command: Sequence[str], full_ring: bool) -> dict[str, object]:
+def one_start(lab: Lab, command: Sequence[str], full_ring: bool, flags: Sequence[str] = ()) -> dict[str, object]:
     launched = time.time_ns()
-    with agent(lab, command) as pid:
+    with agent(lab, command, flags) as pid:
         result: dict[str, object] = {"startup": first_flow_s(lab, launched), "cpu": cpu_seconds(pid)}
         result["rss"], result["parts"], result["maps"] = rss(pid), smaps(pid), bpf_maps_mapped(pid)
         if full_ring:
@@ -150,11 +171,12 @@ def main() -> int:
     parser.add_argument("--full-ring", action="store_true", help="also measure memory with a full flow ring")
     args = parser.parse_args()
 
-    this = Path(__file__).resolve().parent.parent
-    commands = {"this checkout": [str(this / ".venv/bin/flowscope")]}
+    this = [str(Path(__file__).resolve().parent.parent / ".venv/bin/flowscope")]
+    scratch = Path(tempfile.mkdtemp(prefix="startup-bench-"))
+    variants = {"this checkout, cold": Variant(this, cold_cache=True), "this checkout, warm": Variant(this, scratch)}
     if args.before:
-        commands = {"before": [str(args.before.resolve() / ".venv/bin/flowscope")], **commands}
-    runs: dict[str, list[dict[str, object]]] = {name: [] for name in commands}
+        variants = {"before": Variant([str(args.before.resolve() / ".venv/bin/flowscope")]), **variants}
+    runs: dict[str, list[dict[str, object]]] = {name: [] for name in variants}
     with Lab(f"s{os.getpid()}") as lab:
         lab.up(traffic=False, agent=False)
         pinger = subprocess.Popen(
@@ -162,10 +184,12 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
         )
         try:
+            one_start(lab, this, False, variants["this checkout, warm"].flags(scratch))  # fills the warm cache
             for round_number in range(args.rounds):
-                order = list(commands) if round_number % 2 == 0 else list(reversed(commands))
+                order = list(variants) if round_number % 2 == 0 else list(reversed(variants))
                 for name in order:
-                    result = one_start(lab, commands[name], args.full_ring)
+                    variant = variants[name]
+                    result = one_start(lab, variant.command, args.full_ring, variant.flags(scratch))
                     runs[name].append(result)
                     rss_full = f", full ring {result['rss full'] / MIB:.0f} MiB" if args.full_ring else ""  # type: ignore[operator]
                     print(
@@ -177,6 +201,7 @@ def main() -> int:
         finally:
             pinger.terminate()
             pinger.wait()
+            shutil.rmtree(scratch, ignore_errors=True)
 
     names = list(runs)
     print("| | " + " | ".join(names) + " |")

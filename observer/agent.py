@@ -33,12 +33,15 @@ from flowscope.common.tls import ServerTLS
 from flowscope.observer.agent_events import ClusterEvents
 from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
-from flowscope.observer.datapath import Datapath, DatapathConfig, pins, reclaim
+from flowscope.observer.datapath import Datapath, DatapathConfig, kdrop, pins, reclaim
+from flowscope.observer.datapath.btf import running_kernel
+from flowscope.observer.datapath.cached_object import precompile
 from flowscope.observer.datapath.compile_cache import DEFAULT_FOLDER as COMPILE_CACHE_FOLDER
 from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.compiler_memory import release_compiler_memory
 from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
+from flowscope.observer.datapath.loader import DatapathSource
 from flowscope.observer.datapath.pathtrace import PathTracer
 from flowscope.observer.debug_events import DebugEvents
 from flowscope.observer.endpoints import EndpointRegistry
@@ -158,6 +161,7 @@ class Agent(Closing):
         leftovers = reclaim()
         if leftovers:
             log.info("reclaimed %d tcx links (and their pins) left by an earlier agent", leftovers)
+        datapath_source = self._precompile()
         self.metadata = MetadataWatcher(cfg.cluster_file)
         self.metadata.start()
         self.registry = EndpointRegistry(cfg.node_name)
@@ -181,9 +185,7 @@ class Agent(Closing):
             tls_enabled=cfg.tls is not None,
         )
         self.datapath: Datapath | None = Datapath(
-            DatapathConfig(caplen=cfg.caplen, ring_buffer_pages=cfg.ring_buffer_pages),
-            pin_dir=pins.pin_dir(),
-            cache=self._compile_cache(),
+            self._datapath_config(), pin_dir=pins.pin_dir(), cache=self._compile_cache(), source=datapath_source
         )
         self.datapath.set_l7_ports(cfg.l7_ports)
         self._release_compiler_memory()  # both programs are compiled: the compiler is done for this process
@@ -265,18 +267,35 @@ class Agent(Closing):
         folder = self.config.compile_cache
         return CompileCache(folder) if folder is not None else None
 
+    def _datapath_config(self) -> DatapathConfig:
+        return DatapathConfig(caplen=self.config.caplen, ring_buffer_pages=self.config.ring_buffer_pages)
+
+    def _kernel_drop_config(self) -> KernelDropConfig:
+        cfg = self.config
+        return KernelDropConfig(
+            caplen=cfg.caplen, reports_per_second=cfg.kernel_drop_rate, report_unspecified=cfg.report_unspecified_drops
+        )
+
+    def _precompile(self) -> DatapathSource:
+        """Start compiling both programs, side by side in child processes, unless the compile cache has them
+        (cached_object.precompile): they are loaded from it once the agent has set up the rest. What the
+        datapath is compiled from; the conntrack seed is decided here."""
+        cache = self._compile_cache()
+        source = DatapathSource.prepare(self._datapath_config(), pin_dir=pins.pin_dir())
+        precompile(source.compilation, cache)
+        if self.config.kernel_drops:
+            try:
+                precompile(kdrop.compilation(self._kernel_drop_config(), running_kernel()), cache)
+            except Exception as exc:  # loading it says what is wrong, and the agent goes on without it
+                log.debug("kernel drop program: not compiled ahead (%s)", exc)
+        return source
+
     def _load_kernel_drops(self) -> KernelDrops | None:
         """The kfree_skb program, or None: without it the agent still observes, minus the kernel's drops."""
-        cfg = self.config
-        if not cfg.kernel_drops:
+        if not self.config.kernel_drops:
             return None
         try:
-            config = KernelDropConfig(
-                caplen=cfg.caplen,
-                reports_per_second=cfg.kernel_drop_rate,
-                report_unspecified=cfg.report_unspecified_drops,
-            )
-            return KernelDrops(config, cache=self._compile_cache())
+            return KernelDrops(self._kernel_drop_config(), running_kernel(), cache=self._compile_cache())
         except Exception:
             log.exception("cannot load the kernel drop program; kernel drops will not be reported")
             return None

@@ -21,6 +21,7 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -264,3 +265,10 @@ class Btf:
                 value -= 1 << 64
             values[self.string(name_off)] = value
         return values
+
+
+@cache
+def running_kernel() -> Btf:
+    """The running kernel's BTF, read and indexed once a process (kdrop.c and the packet-path offsets both need
+    it at start-up; it changes only with the kernel)."""
+    return Btf.load()

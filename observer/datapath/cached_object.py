@@ -1,11 +1,12 @@
 """Compiling with bcc, or loading what an earlier compilation left in the compile cache: one call for both.
 
-    bpf = compile_or_load(text, cflags, cache, pins={"ct4": ...})
+    bpf = compile_or_load(Compilation(text, tuple(cflags), pins={"ct4": ...}), cache)
     fn = bpf.load_func(b"from_container", BPF.SCHED_CLS)   # .fd
     table = bpf[b"config"]                                  # a bcc Table over the map
     bpf.cleanup()
 
-A miss (or no cache) is bcc's BPF, as before, whose output is recorded for next time. A hit is a CachedObject:
+With no cache it is bcc's BPF, as before. With one, a miss is compiled by bcc in a child process that records
+its output in the cache (compile_worker.py), and then loaded as a hit is. A hit is a CachedObject:
 the maps created (or opened where pinned), the programs loaded when asked for, with the parts of bcc's interface
 the agent uses, so the code that holds it cannot tell. Its tables are bcc's own Table classes over our fds.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from bcc.libbcc import lib
 
 from flowscope.observer.datapath.bpfsys import map_create, obj_get, obj_pin, prog_load
 from flowscope.observer.datapath.compile_cache import CompileCache, CompiledObject, MapRecord, NotCacheable, relocated
+from flowscope.observer.datapath.compile_worker import Compiling
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +47,59 @@ _TABLE_CLASSES: dict[int, type] = {
 _NAME_PREFIXES = ("kprobe__", "kretprobe__", "tracepoint__", "raw_tracepoint__", "kfunc__", "kretfunc__", "lsm__")
 
 
-def compile_or_load(
-    text: str,
-    cflags: Sequence[str],
-    cache: CompileCache | None,
-    *,
-    pins: Mapping[str, Path] | None = None,
-    extra_key: bytes = b"",
-) -> Any:
-    """bcc's BPF for `text` compiled with `cflags`, or, when `cache` holds this compilation, a CachedObject.
+@dataclass(frozen=True)
+class Compilation:
+    """One compilation by bcc: the C text and -D flags; the tables the C declares pinned, and where (a warm start
+    opens or makes the pins as bcc does); anything else bcc reads while compiling that the text and flags do not
+    say (kdrop.c: the tracepoint's format), for the cache's key."""
 
-    `pins`: the tables the C declares pinned, and where (a warm start opens or makes the pins as bcc does).
-    `extra_key`: anything else bcc reads while compiling that the text and flags do not say.
-    """
+    text: str
+    cflags: tuple[str, ...]
+    pins: Mapping[str, Path] = field(default_factory=dict)
+    extra_key: bytes = b""
+
+    def key(self, cache: CompileCache) -> str:
+        return cache.key(self.text, self.cflags, self.extra_key)
+
+
+# compilations started in children and not yet waited for, by key (this process's)
+_compiling: dict[str, Compiling] = {}
+
+
+def precompile(compilation: Compilation, cache: CompileCache | None) -> None:
+    """Start compiling into the cache in a child process, unless the cache has it (or it is being compiled): the
+    compile_or_load() of the same compilation later waits for it. Two started early compile side by side."""
     if cache is None:
-        return BPF(text=text.encode(), cflags=list(cflags))
-    key = cache.key(text, cflags, extra_key)
+        return
+    key = compilation.key(cache)
+    if key not in _compiling and not cache.path(key).exists():
+        _compiling[key] = Compiling.start(cache.folder, key, compilation.text, compilation.cflags, compilation.pins)
+
+
+def compile_or_load(compilation: Compilation, cache: CompileCache | None) -> Any:
+    """The compilation's programs and maps: with no cache, bcc's BPF compiled here, as ever; with one, a
+    CachedObject of its entry, compiled first in a child when it has none (compile_worker.py), so that clang and
+    LLVM never run in this process. A compilation that cannot be cached is compiled here."""
+    if cache is None:
+        return _bcc(compilation)
+    key = compilation.key(cache)
     compiled = cache.get(key)
     if compiled is not None:
         log.info("compile cache: loading the programs compiled earlier (%s)", cache.path(key).name)
         return CachedObject(compiled, cache, key)
-    bpf = BPF(text=text.encode(), cflags=list(cflags))
-    try:
-        cache.put(key, CompiledObject.of(bpf, pins))
-    except NotCacheable as exc:
-        log.warning("compile cache: this compilation cannot be cached (%s)", exc)
-    return bpf
+    compiling = _compiling.pop(key, None) or Compiling.start(
+        cache.folder, key, compilation.text, compilation.cflags, compilation.pins
+    )
+    made = compiling.wait()
+    compiled = cache.get(key) if made else None
+    if compiled is None:  # not cacheable, or the folder could not be written (the child said why)
+        return _bcc(compilation)
+    log.info("compile cache: compiled and stored (%s)", cache.path(key).name)
+    return CachedObject(compiled, cache, key)
+
+
+def _bcc(compilation: Compilation) -> Any:
+    return BPF(text=compilation.text.encode(), cflags=list(compilation.cflags))
 
 
 class CachedObject:

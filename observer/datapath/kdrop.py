@@ -29,9 +29,9 @@ from bcc import BPF
 from flowscope.common.capture import DEFAULT_CAPLEN, check_caplen
 from flowscope.common.closing import Closing
 from flowscope.observer.datapath.bpfsys import map_info
-from flowscope.observer.datapath.btf import Btf
+from flowscope.observer.datapath.btf import Btf, running_kernel
 from flowscope.observer.datapath.c_source import BPF_DIR, translation_unit
-from flowscope.observer.datapath.cached_object import compile_or_load
+from flowscope.observer.datapath.cached_object import Compilation, compile_or_load
 from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout
 from flowscope.observer.datapath.netns_maps import (
@@ -71,6 +71,21 @@ def ensure_tracefs() -> None:
     subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)], check=True, capture_output=True)
 
 
+def compilation(config: KernelDropConfig, btf: Btf, bpf_dir: Path = BPF_DIR) -> Compilation:
+    """bpf/kdrop.c with the running kernel's offsets and drop reasons (from BTF) and the config as defines."""
+    defines = {
+        **KernelLayout.of(btf).defines(),
+        **DropReasons.of(btf).defines(),
+        "FS_CAPLEN": config.caplen,
+        "FS_KDROP_RINGBUF_PAGES": config.ring_buffer_pages,
+    }
+    ensure_tracefs()
+    cflags = (f"-I{bpf_dir / 'include'}", *(f"-D{name}={value}U" for name, value in defines.items()))
+    # bcc writes the probe's argument struct from the tracepoint's format: the cache's key must see it
+    tracepoint_format = (TRACEFS / "events" / "skb" / "kfree_skb" / "format").read_bytes()
+    return Compilation(translation_unit(bpf_dir, MAIN_SOURCE), cflags, extra_key=tracepoint_format)
+
+
 class KernelDrops(Closing):
     """The loaded kfree_skb program, its ring buffer and counters, and the namespaces it reports for."""
 
@@ -83,20 +98,10 @@ class KernelDrops(Closing):
     ) -> None:
         """`cache`: where compilations are kept (compile_cache.py); None: compile with bcc every time."""
         self.config = config or KernelDropConfig()
-        btf = btf or Btf.load()
+        btf = btf or running_kernel()
         self.layout = KernelLayout.of(btf)
         self.reasons = DropReasons.of(btf)
-        defines = {
-            **self.layout.defines(),
-            **self.reasons.defines(),
-            "FS_CAPLEN": self.config.caplen,
-            "FS_KDROP_RINGBUF_PAGES": self.config.ring_buffer_pages,
-        }
-        ensure_tracefs()
-        cflags = [f"-I{bpf_dir / 'include'}", *(f"-D{name}={value}U" for name, value in defines.items())]
-        # bcc writes the probe's argument struct from the tracepoint's format: the key must see it
-        tracepoint_format = (TRACEFS / "events" / "skb" / "kfree_skb" / "format").read_bytes()
-        self._bpf = compile_or_load(translation_unit(bpf_dir, MAIN_SOURCE), cflags, cache, extra_key=tracepoint_format)
+        self._bpf = compile_or_load(compilation(self.config, btf, bpf_dir), cache)
         self._reader: RingReader | None = None
         self._closed = False
         self.node_netns = own_netns_inode()

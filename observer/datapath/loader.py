@@ -16,6 +16,7 @@ import ctypes
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from flowscope.common.l7_ports import L7Port
 from flowscope.observer.datapath import ct_pins, pathtrace, pins, tick_clock
 from flowscope.observer.datapath.bpfsys import map_info, obj_pin
 from flowscope.observer.datapath.c_source import BPF_DIR, DatapathConfig, cflags, tail_call_slots, translation_unit
-from flowscope.observer.datapath.cached_object import compile_or_load
+from flowscope.observer.datapath.cached_object import Compilation, compile_or_load
 from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.conntrack import ConntrackTable
 from flowscope.observer.datapath.lbmaps import LbMaps
@@ -62,6 +63,41 @@ def uninstall() -> tuple[int, bool]:
     return removed, had_pins
 
 
+@dataclass(frozen=True)
+class DatapathSource:
+    """What the datapath is compiled from: bpf/datapath.c and its -D flags, which depend on the conntrack tables
+    pinned in the namespace (their seed) and on the kernel (the packet-path offsets from BTF)."""
+
+    compilation: Compilation
+    ct_seed: int  # where connections live in the conntrack tables (cttable.h)
+    ct_continued: bool  # whether the conntrack tables are an earlier agent's
+    kernel_hops: bool  # whether the packet-path tracepoints are compiled in
+
+    @classmethod
+    def prepare(
+        cls, config: DatapathConfig | None = None, bpf_dir: Path = BPF_DIR, pin_dir: Path | None = None
+    ) -> DatapathSource:
+        """Decide the seed: random for new tables, so that no one can pick keys that crowd one place (cttable.h);
+        pinned tables an earlier agent left keep theirs (ct_pins.py), and tables that do not fit are removed."""
+        seed, kept = secrets.randbits(32), None
+        ct_flags: list[str] = []
+        ct_tables: dict[str, Path] = {}
+        if pin_dir is not None:
+            pins.ensure_bpffs()
+            ct_folder = ct_pins.folder(pin_dir)
+            ct_folder.mkdir(parents=True, exist_ok=True)  # bcc pins into a folder that exists
+            kept = ct_pins.kept_seed(ct_folder, ct_pins.Layout.compiled(bpf_dir))
+            seed = seed if kept is None else kept
+            ct_flags = [f'-DFS_CT_PIN_DIR="{ct_folder}"']
+            ct_tables = {name: ct_folder / name for name in ct_pins.TABLES}
+        # the packet-path tracepoints (bpf/pathtrace.c) read sk_buffs at offsets from BTF: without them, sessions
+        # follow packets through the tc hooks only
+        kernel_flags = pathtrace.kernel_flags()
+        flags = (*cflags(config or DatapathConfig(), bpf_dir), f"-DFS_CT_SEED={seed}U", *ct_flags, *kernel_flags)
+        compilation = Compilation(translation_unit(bpf_dir), flags, pins=ct_tables)
+        return cls(compilation, seed, kept is not None, bool(kernel_flags))
+
+
 class Datapath(Closing):
     """The loaded programs and maps of one compilation, and where they are attached.
 
@@ -74,44 +110,24 @@ class Datapath(Closing):
         bpf_dir: Path = BPF_DIR,
         pin_dir: Path | None = None,
         cache: CompileCache | None = None,
+        source: DatapathSource | None = None,
     ) -> None:
         """`cache`: where compilations are kept (compile_cache.py); a start that finds this one there loads the
-        programs without compiling. None: compile with bcc every time."""
+        programs without compiling. None: compile with bcc every time, here. `source`: what
+        DatapathSource.prepare() gave for this config and pin folder (the agent prepares it early, to have it
+        compiled while it sets up the rest)."""
         self.config = config or DatapathConfig()
         self._pin_dir = pin_dir
-        # where connections live in the conntrack tables: random for new tables, so that no one can pick keys that
-        # crowd one place (cttable.h); pinned tables an earlier agent left keep theirs (ct_pins.py)
-        self.ct_seed = secrets.randbits(32)
-        self.ct_continued = False  # whether the conntrack tables are an earlier agent's
-        ct_flags = []
-        ct_tables: dict[str, Path] = {}
-        if pin_dir is not None:
-            pins.ensure_bpffs()
-            ct_folder = ct_pins.folder(pin_dir)
-            ct_folder.mkdir(parents=True, exist_ok=True)  # bcc pins into a folder that exists
-            layout = ct_pins.Layout.compiled(bpf_dir)
-            kept = ct_pins.kept_seed(ct_folder, layout)
-            self.ct_continued = kept is not None
-            self.ct_seed = self.ct_seed if kept is None else kept
-            ct_flags = [f'-DFS_CT_PIN_DIR="{ct_folder}"']
-            ct_tables = {name: ct_folder / name for name in ct_pins.TABLES}
-        # the packet-path tracepoints (bpf/pathtrace.c) read sk_buffs at offsets from BTF: without them, sessions
-        # follow packets through the tc hooks only
-        kernel_flags = pathtrace.kernel_flags()
-        self.kernel_hops = bool(kernel_flags)
-        self._bpf = compile_or_load(
-            translation_unit(bpf_dir),
-            [*cflags(self.config, bpf_dir), f"-DFS_CT_SEED={self.ct_seed}U", *ct_flags, *kernel_flags],
-            cache,
-            pins=ct_tables,
-        )
+        source = source or DatapathSource.prepare(self.config, bpf_dir, pin_dir)
+        self.ct_seed, self.ct_continued, self.kernel_hops = source.ct_seed, source.ct_continued, source.kernel_hops
+        self._bpf = compile_or_load(source.compilation, cache)
         try:
             self._slots = tail_call_slots(bpf_dir)
             names = [hook.program for hook in Hook] + list(self._slots.values()) + list(TOOL_PROGRAMS)
             self._programs = {name: self._bpf.load_func(name.encode(), BPF.SCHED_CLS) for name in names}
             self.fill_tail_calls()
             if pin_dir is not None:
-                ct_pins.record(self._bpf, layout, self.ct_seed)
+                ct_pins.record(self._bpf, ct_pins.Layout.compiled(bpf_dir), self.ct_seed)
                 obj_pin(self._bpf[b"calls"].map_fd, str(pin_dir / "calls"))
         except BaseException:
             if pin_dir is not None:

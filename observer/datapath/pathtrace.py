@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flowscope.observer.datapath.btf import Btf, BtfError
+from flowscope.observer.datapath.btf import BtfError, running_kernel
 from flowscope.observer.datapath.c_source import header_define
 from flowscope.observer.datapath.kdrop_layout import DropReasons, KernelLayout, KernelLayoutError
 from flowscope.observer.datapath.netns_maps import node_namespaces, own_netns_inode, write_namespaces
@@ -84,7 +84,7 @@ def hop_dtype(caplen: int) -> np.dtype:
 @cache
 def _layout_defines() -> tuple[str, ...]:
     try:
-        btf = Btf.load()
+        btf = running_kernel()
         defines = {**KernelLayout.of(btf).defines(), **DropReasons.of(btf).defines()}
     except (OSError, KernelLayoutError, BtfError) as exc:
         log.warning("packet-path sessions: no kernel hops (%s)", exc)

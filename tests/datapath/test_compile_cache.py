@@ -6,6 +6,7 @@ attached on a warm load as bcc attaches it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import struct
@@ -19,10 +20,11 @@ import pytest
 from bcc import BPF
 from bcc.libbcc import lib
 
-from flowscope.observer.datapath import pathtrace, tick_clock
+from flowscope.observer.datapath import kdrop, pathtrace, tick_clock
 from flowscope.observer.datapath.bpfsys import MapInfo, map_info, prog_info, prog_tag
+from flowscope.observer.datapath.btf import running_kernel
 from flowscope.observer.datapath.c_source import DatapathConfig, cflags, tail_call_slots, translation_unit
-from flowscope.observer.datapath.cached_object import CachedObject, compile_or_load
+from flowscope.observer.datapath.cached_object import CachedObject, Compilation, _compiling, compile_or_load, precompile
 from flowscope.observer.datapath.compile_cache import (
     CompileCache,
     CompiledObject,
@@ -30,7 +32,7 @@ from flowscope.observer.datapath.compile_cache import (
     ProgramRecord,
     _map_refs,
 )
-from flowscope.observer.datapath.kdrop import KernelDrops
+from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
 from flowscope.observer.datapath.loader import TOOL_PROGRAMS
 from flowscope.observer.datapath.netns_maps import netns_inode
 from flowscope.observer.datapath.tc import Hook
@@ -41,11 +43,12 @@ from kdrop_helpers import read_until, remove_netns, scratch_netns, send_in
 pytestmark = pytest.mark.bpf
 
 TEXT = translation_unit()
-FLAGS = [
+FLAGS = (
     *cflags(DatapathConfig(ring_buffer_pages=64, l7_ring_buffer_pages=64)),
     "-DFS_CT_SEED=7U",
     *pathtrace.kernel_flags(),
-]
+)
+COMPILATION = Compilation(TEXT, FLAGS)
 SCHED_CLS = [hook.program for hook in Hook] + list(tail_call_slots().values()) + list(TOOL_PROGRAMS)
 RAW_TRACEPOINTS = list(pathtrace.TRACEPOINTS.values()) if pathtrace.kernel_flags() else []
 
@@ -73,33 +76,46 @@ def maps(bpf: Any, names: list[str]) -> dict[str, MapInfo]:
 
 @pytest.fixture(scope="module")
 def cold(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CompileCache, dict[str, Any], dict[str, Any]]]:
-    """One compilation by bcc, cached: the cache, and what bcc loaded (programs, maps)."""
+    """The cache after one cold start (compiled in a child, recorded, loaded from the entry), and what bcc itself
+    loads for the same compilation in this process (programs, maps), to compare with."""
     cache = CompileCache(tmp_path_factory.mktemp("compile-cache"))
-    bpf = compile_or_load(TEXT, FLAGS, cache)
+    reference = compile_or_load(COMPILATION, None)
     try:
-        assert isinstance(bpf, BPF)
-        entry = cache.get(cache.key(TEXT, FLAGS))
-        assert entry is not None
-        yield cache, programs(bpf), maps(bpf, [m.name for m in entry.maps])
+        assert isinstance(reference, BPF)
+        entry = None
+        first = compile_or_load(COMPILATION, cache)
+        try:
+            assert isinstance(first, CachedObject)
+            entry = cache.get(COMPILATION.key(cache))
+            assert entry is not None
+            names = [m.name for m in entry.maps]
+            assert programs(first) == programs(reference)
+            assert maps(first, names) == maps(reference, names)
+        finally:
+            first.cleanup()
+        yield cache, programs(reference), maps(reference, names)
     finally:
-        bpf.cleanup()
+        reference.cleanup()
 
 
-def test_a_warm_load_gives_the_kernel_the_same_programs(cold: tuple[CompileCache, dict, dict]) -> None:
-    cache, cold_programs, cold_maps = cold
-    warm = compile_or_load(TEXT, FLAGS, cache)
+def test_a_warm_load_gives_the_kernel_the_same_programs(
+    cold: tuple[CompileCache, dict, dict], caplog: pytest.LogCaptureFixture
+) -> None:
+    cache, bcc_programs, bcc_maps = cold
+    caplog.set_level(logging.INFO)
+    warm = compile_or_load(COMPILATION, cache)
     try:
-        assert isinstance(warm, CachedObject)
-        assert len(cold_programs) >= 16
-        assert programs(warm) == cold_programs
-        assert maps(warm, list(cold_maps)) == cold_maps
+        assert "loading the programs compiled earlier" in caplog.text  # no child compiled it again
+        assert len(bcc_programs) >= 16
+        assert programs(warm) == bcc_programs
+        assert maps(warm, list(bcc_maps)) == bcc_maps
     finally:
         warm.cleanup()
 
 
 def test_a_warm_load_runs_and_its_tables_read_and_write(cold: tuple[CompileCache, dict, dict]) -> None:
     cache, _programs, _maps = cold
-    warm = compile_or_load(TEXT, FLAGS, cache)
+    warm = compile_or_load(COMPILATION, cache)
     try:
         assert isinstance(warm, CachedObject)
         # a program run by the kernel (BPF_PROG_TEST_RUN), reading the clock through its maps
@@ -119,26 +135,33 @@ def test_a_warm_load_runs_and_its_tables_read_and_write(cold: tuple[CompileCache
         warm.cleanup()
 
 
-def test_a_change_in_the_text_a_flag_or_the_callers_input_misses(cold: tuple[CompileCache, dict, dict]) -> None:
+def test_a_change_in_the_text_a_flag_or_the_callers_input_misses(
+    cold: tuple[CompileCache, dict, dict], caplog: pytest.LogCaptureFixture
+) -> None:
     cache, _programs, _maps = cold
-    key = cache.key(TEXT, FLAGS)
-    other_flag = [flag.replace("FS_CT_SEED=7U", "FS_CT_SEED=8U") for flag in FLAGS]
-    assert len({key, cache.key(TEXT + " ", FLAGS), cache.key(TEXT, other_flag), cache.key(TEXT, FLAGS, b"x")}) == 4
-    assert cache.key(TEXT, FLAGS) == key  # and the same inputs hit
-    changed = compile_or_load(TEXT, other_flag, cache)
-    try:
-        assert isinstance(changed, BPF)  # compiled, not loaded from the entry of the other seed
-    finally:
-        changed.cleanup()
-    assert cache.get(cache.key(TEXT, other_flag)) is not None
+    key = COMPILATION.key(cache)
+    other_seed = tuple(flag.replace("FS_CT_SEED=7U", "FS_CT_SEED=8U") for flag in FLAGS)
+    others = [
+        Compilation(TEXT + " ", FLAGS),
+        Compilation(TEXT, other_seed),
+        Compilation(TEXT, FLAGS, extra_key=b"x"),
+        Compilation(TEXT, (*FLAGS, "-DFS_UNUSED=1")),
+    ]
+    assert len({key, *(other.key(cache) for other in others)}) == 5
+    assert COMPILATION.key(cache) == key  # and the same inputs hit
+    caplog.set_level(logging.INFO)
+    changed = compile_or_load(others[1], cache)
+    changed.cleanup()
+    assert "compiled and stored" in caplog.text  # not loaded from the entry of the other seed
+    assert cache.get(others[1].key(cache)) is not None
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty"])
 def test_a_damaged_entry_is_compiled_and_written_again(
-    cold: tuple[CompileCache, dict, dict], tmp_path: Path, damage: str
+    cold: tuple[CompileCache, dict, dict], tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = CompileCache(tmp_path)
-    key = cold[0].key(TEXT, FLAGS)
+    key = COMPILATION.key(cache)
     shutil.copy(cold[0].path(key), cache.path(key))
     data = cache.path(key).read_bytes()
     if damage == "truncated":  # a kill -9 while writing, had it not been for the rename
@@ -151,15 +174,33 @@ def test_a_damaged_entry_is_compiled_and_written_again(
     assert cache.get(key) is None and not cache.path(key).exists()
 
     cache.path(key).write_bytes(data)
-    rebuilt = compile_or_load(TEXT, FLAGS, cache)
+    caplog.set_level(logging.INFO)
+    rebuilt = compile_or_load(COMPILATION, cache)
+    rebuilt.cleanup()
+    assert "compiled and stored" in caplog.text
+    assert cache.path(key).read_bytes() == cold[0].path(key).read_bytes()  # the same compilation, the same bytes
+
+
+def test_a_compilation_that_fails_says_why(tmp_path: Path) -> None:
+    broken = Compilation("int f(void) { return no_such_name; }\n", ())
+    with pytest.raises(RuntimeError, match="no_such_name"):
+        compile_or_load(broken, CompileCache(tmp_path))
+    assert list(tmp_path.glob("*.bpfobj")) == []
+
+
+def test_compilations_started_early_run_side_by_side(cold: tuple[CompileCache, dict, dict], tmp_path: Path) -> None:
+    """precompile() starts children; compile_or_load() of the same compilations waits for them."""
+    cache = CompileCache(tmp_path)
+    shutil.copy(cold[0].path(COMPILATION.key(cold[0])), cache.path(COMPILATION.key(cache)))
+    kdrop_compilation = kdrop.compilation(KernelDropConfig(), running_kernel())
+    precompile(COMPILATION, cache)  # in the cache: nothing to start
+    precompile(kdrop_compilation, cache)
+    assert list(_compiling) == [kdrop_compilation.key(cache)]
+    loaded = compile_or_load(kdrop_compilation, cache)
     try:
-        assert isinstance(rebuilt, BPF)
+        assert isinstance(loaded, CachedObject) and not _compiling
     finally:
-        rebuilt.cleanup()
-    assert cache.path(key).read_bytes() == cold[0].path(key).read_bytes()
-    again = compile_or_load(TEXT, FLAGS, cache)
-    assert isinstance(again, CachedObject)
-    again.cleanup()
+        loaded.cleanup()
 
 
 def test_the_folder_keeps_the_entries_used_last(cold: tuple[CompileCache, dict, dict], tmp_path: Path) -> None:
@@ -203,12 +244,14 @@ def test_a_warm_kernel_drop_program_is_attached_and_reports(tmp_path: Path) -> N
     cache = CompileCache(tmp_path)
     netns = scratch_netns("cc")
     try:
-        with KernelDrops(cache=cache) as cold:
-            cold_tag = prog_tag(cold.program_fd())
+        with KernelDrops() as bcc_loaded:  # compiled by bcc here
+            bcc_tag = prog_tag(bcc_loaded.program_fd())
+        with KernelDrops(cache=cache) as cold:  # compiled in a child, loaded from the entry
+            assert prog_tag(cold.program_fd()) == bcc_tag
         assert len(cache.entries()) == 1
         with KernelDrops(cache=cache) as warm:
             assert isinstance(warm._bpf, CachedObject)
-            assert prog_tag(warm.program_fd()) == cold_tag
+            assert prog_tag(warm.program_fd()) == bcc_tag
             warm.set_namespaces({netns_inode(netns) or 0: 5})
             warm.configure(reports_per_second=0)
             send_in(netns, "127.0.0.1", 7099, 41099)
