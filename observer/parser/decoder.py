@@ -32,7 +32,7 @@ from flowscope.observer.endpoints import EndpointInfo, EndpointRegistry, Snapsho
 from flowscope.observer.l7.tls import TlsHello, parse_client_hello
 from flowscope.observer.parser.direction import IS_REPLY, REPLY_UNKNOWN, reply_state, traffic_direction
 from flowscope.observer.parser.endpoint_index import EndpointIndex, index_of
-from flowscope.observer.parser.fieldmask import FieldTree, prune, restrict
+from flowscope.observer.parser.fieldmask import FieldTree, keeps_whole, prune, restrict
 from flowscope.observer.parser.packet import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -43,16 +43,18 @@ from flowscope.observer.parser.packet import (
     complete_from_header,
     parse_packet,
 )
-from flowscope.observer.parser.services import fill_services
+from flowscope.observer.parser.services import fill_services, frontend_of
 from flowscope.observer.parser.summary import summarize
 from flowscope.observer.parser.tunnel import fill_tunnel
 from flowscope.observer.parser.uuids import FlowIds
+from flowscope.observer.parser.wire import FlowPieces
 
 if TYPE_CHECKING:
     from flowscope.observer.l7.counts import L7Counts
     from flowscope.observer.l7.names import NameSets
     from flowscope.observer.l7.store import L7Store
     from flowscope.observer.policy import RuleOrigin
+    from flowscope.observer.service_table import FrontendInfo
 
 _POD_POINTS = (TRACE_TO_LXC, TRACE_FROM_LXC)  # where the datapath captures L7 (and so ClientHellos)
 _TO_ENDPOINT = flow_pb2.TO_ENDPOINT  # Cilium's TO_LXC (0) on the wire: 0 means "unknown" there
@@ -60,12 +62,9 @@ _NO_CPU = 0xFF
 _NANOS = 1_000_000_000
 _ENUM_MAX = 0x7FFF_FFFF  # protobuf enums are int32; the record's drop_reason is a __u32
 _PORTED = {IPPROTO_TCP: "TCP", IPPROTO_UDP: "UDP", IPPROTO_SCTP: "SCTP"}  # Layer4's field for their ports
-# The fields `FlowDecoder._fill_own` writes into a copy of a flow's shape; a field mask prunes them once more.
-_OWN_FIELDS = frozenset(
+# The fields `FlowDecoder._fill_rare` writes into a flow made from its shape; a field mask prunes them once more.
+_RARE_FIELDS = frozenset(
     {
-        "time",
-        "uuid",
-        "l4",
         "source_names",
         "destination_names",
         "Summary",
@@ -84,6 +83,7 @@ _OWN_FIELDS = frozenset(
         "l7",
     }
 )
+_PIECES_FIELDS = ("time", "uuid", "l4")  # what FlowPieces writes per flow: a mask keeps each whole, or no pieces
 
 
 class _Record(NamedTuple):
@@ -146,7 +146,7 @@ class _Names:
         self.services = snapshot.services or None  # None: a plain test per flow while no service exists
         self._endpoints: dict[tuple[int, int], flow_pb2.Endpoint] = {}
         self._addresses: dict[bytes, str] = {}
-        self.shapes: dict[tuple[object, ...], flow_pb2.Flow] = {}
+        self.shapes: dict[tuple[object, ...], _Shape] = {}
         self._masks: dict[int, _Masked] = {}
 
     def endpoint(self, entry: int, identity: int) -> flow_pb2.Endpoint:
@@ -183,22 +183,40 @@ class _Names:
         return masked
 
 
+class _Shape:
+    """What flows of one key share (FlowDecoder.decode): the flow as a message, and its bytes in pieces."""
+
+    __slots__ = ("direction", "flow", "pieces", "ports")
+
+    def __init__(self, flow: flow_pb2.Flow, ports: str) -> None:
+        self.flow = flow
+        self.ports = ports  # the Layer4 field whose ports are each flow's own ("": none)
+        self.pieces = FlowPieces(flow, time=True, uuid=True, ports=ports)
+        self.direction = flow.traffic_direction
+
+
 class _Masked:
-    """The shapes of flows as one field mask leaves them, and the mask's plan for the fields each flow sets."""
+    """The shapes' pieces as one field mask leaves them, and the mask's plan for the fields rare flows write."""
 
     def __init__(self, fields: FieldTree) -> None:
         self.fields = fields  # held, so that no other mask is given its id while this one is in use
-        self.own = restrict(fields, _OWN_FIELDS)
-        self.shapes: dict[tuple[object, ...], flow_pb2.Flow] = {}
+        self.rare = restrict(fields, _RARE_FIELDS)
+        kept = {name: keeps_whole(fields, name) for name in _PIECES_FIELDS}
+        # A mask that keeps a part of the time, the uuid or l4 has no pieces: its flows are pruned as messages.
+        self.exact = all(kept[name] or name in fields.clear for name in _PIECES_FIELDS)
+        self._time, self._uuid, self._l4 = kept["time"], kept["uuid"], kept["l4"]
+        self._pieces: dict[tuple[object, ...], FlowPieces] = {}
 
-    def shape(self, key: tuple[object, ...], whole: flow_pb2.Flow) -> flow_pb2.Flow:
-        pruned = self.shapes.get(key)
-        if pruned is None:
+    def pieces(self, key: tuple[object, ...], shape: _Shape) -> FlowPieces:
+        pieces = self._pieces.get(key)
+        if pieces is None:
             pruned = flow_pb2.Flow()
-            pruned.CopyFrom(whole)
+            pruned.CopyFrom(shape.flow)
             prune(pruned, self.fields)
-            _bounded(self.shapes, 1024)[key] = pruned
-        return pruned
+            ports = shape.ports if self._l4 else ""
+            pieces = FlowPieces(pruned, time=self._time, uuid=self._uuid, ports=ports)
+            _bounded(self._pieces, 1024)[key] = pieces
+        return pieces
 
 
 _K = TypeVar("_K")
@@ -261,27 +279,56 @@ class FlowDecoder:
     def decode_values(self, values: tuple[Any, ...], seq: int, fields: FieldTree | None = None) -> flow_pb2.Flow:
         """`decode` for a record's fields as Python values, as `record.item()` gives them: a batch of records'
         `tolist()` gives them for a third of the cost per record."""
+        made = self._made(values, seq, fields)
+        return made if isinstance(made, flow_pb2.Flow) else flow_pb2.Flow.FromString(made)
+
+    def encode_values(self, values: tuple[Any, ...], seq: int, fields: FieldTree | None = None) -> bytes:
+        """The serialized flow of `decode_values`, byte for byte, made without a message for most flows."""
+        made = self._made(values, seq, fields)
+        return made if isinstance(made, bytes) else made.SerializeToString()
+
+    def _made(self, values: tuple[Any, ...], seq: int, fields: FieldTree | None) -> bytes | flow_pb2.Flow:
+        """The flow's bytes, or its message when it has rare fields of its own (names, a TLS ClientHello, a
+        service, a policy rule, counts, L7): those are written into the message made from the bytes."""
         r = _Record._make(values)
         packet = _packet_of(r)
         names = self._current_names()
         key = _shape_key(r, packet)
         shape = names.shapes.get(key)
         if shape is None:
-            shape = _bounded(names.shapes)[key] = self._shape(r, packet, names)
-        flow = flow_pb2.Flow()
-        if fields is None:
-            flow.CopyFrom(shape)
-            self._fill_own(flow, r, seq, packet, names, shape)
-        else:  # the shape pruned once, then what the flow writes of its own pruned again
-            masked = names.masked(fields)
-            flow.CopyFrom(masked.shape(key, shape))
-            self._fill_own(flow, r, seq, packet, names, shape)
-            prune(flow, masked.own)
+            ports = _PORTED.get(packet.protocol, "") if packet.l4 else ""
+            shape = _bounded(names.shapes)[key] = _Shape(self._shape(r, packet, names), ports)
+        hello = _client_hello(r.data, r.len_cap, packet.l4_offset) if shape.ports == "TCP" else None
+        frontend = frontend_of(names.services, r) if names.services is not None else None
+        rare = (
+            hello is not None
+            or frontend is not None
+            or r.flags & events.F_AGGREGATE
+            or r.type == EVENT_L7
+            or ((r.src_names or r.dst_names) and self.name_sets is not None)
+            or (r.rule and self.rules is not None and not r.policy_flags & XLATED_FLAG)
+        )
+        uuid = self.ids.uuid(seq)
+        masked = None if fields is None else names.masked(fields)
+        if masked is not None and not masked.exact:  # the whole flow, pruned as a message
+            flow = flow_pb2.Flow.FromString(shape.pieces.flow(r.ts, uuid, packet.sport, packet.dport))
+            if rare:
+                self._fill_rare(flow, r, names, shape, hello, frontend)
+            prune(flow, masked.fields)
+            return flow
+        pieces = shape.pieces if masked is None else masked.pieces(key, shape)
+        data = pieces.flow(r.ts, uuid, packet.sport, packet.dport)
+        if not rare:
+            return data
+        flow = flow_pb2.Flow.FromString(data)
+        self._fill_rare(flow, r, names, shape, hello, frontend)
+        if masked is not None:
+            prune(flow, masked.rare)
         return flow
 
     def _shape(self, r: _Record, packet: Packet, names: _Names) -> flow_pb2.Flow:
-        """What a flow shares with every flow of its key: all but what `_fill_own` writes. (Its ports are those of
-        the record it is made from: `_fill_own` writes each flow's own over them.)"""
+        """What a flow shares with every flow of its key: all but its time and uuid, the ports FlowPieces writes,
+        and what `_fill_rare` writes. (Its ports are those of the record it is made from.)"""
         flow = flow_pb2.Flow()
         self._fill_event(flow, r, names)
         flow.node_labels.extend(names.node_labels)
@@ -298,27 +345,26 @@ class FlowDecoder:
             flow.flowscope.truncated = True
         return flow
 
-    def _fill_own(
-        self, flow: flow_pb2.Flow, r: _Record, seq: int, packet: Packet, names: _Names, shape: flow_pb2.Flow
+    def _fill_rare(
+        self,
+        flow: flow_pb2.Flow,
+        r: _Record,
+        names: _Names,
+        shape: _Shape,
+        hello: TlsHello | None,
+        frontend: FrontendInfo | None,
     ) -> None:
-        """What is this flow's own, written over a copy of its shape: only the fields named in _OWN_FIELDS."""
-        time = flow.time
-        time.seconds, time.nanos = divmod(r.ts, _NANOS)
-        flow.uuid = self.ids.uuid(seq)
-        if packet.l4 and packet.protocol in _PORTED:
-            _fill_ports(flow, packet)
+        """What only some flows have of their own, written into the message: only fields in _RARE_FIELDS."""
         if (r.src_names or r.dst_names) and self.name_sets is not None:
             flow.source_names.extend(self.name_sets.names(r.src_names))
             flow.destination_names.extend(self.name_sets.names(r.dst_names))
-        if packet.protocol == IPPROTO_TCP and packet.l4:
-            hello = _client_hello(r.data, r.len_cap, packet.l4_offset)
-            if hello is not None:
-                name = hello.server_name or self._server_name(r)
-                flow.Summary += f" (TLS ClientHello SNI {name})" if name else " (TLS ClientHello)"
-        if names.services is not None:
-            fill_services(flow, names.services, r)
+        if hello is not None:
+            name = hello.server_name or self._server_name(r)
+            flow.Summary += f" (TLS ClientHello SNI {name})" if name else " (TLS ClientHello)"
+        if frontend is not None:
+            fill_services(flow, frontend, r)
         if r.rule and self.rules is not None and not r.policy_flags & XLATED_FLAG:
-            self._fill_policy(flow, r.rule, self.rules, r.verdict, shape.traffic_direction)
+            self._fill_policy(flow, r.rule, self.rules, r.verdict, shape.direction)
         if r.flags & events.F_AGGREGATE:
             extra = flow.flowscope
             extra.packets, extra.bytes = r.packets, r.bytes
@@ -467,12 +513,6 @@ def _shape_key(r: _Record, packet: Packet) -> tuple[object, ...]:
         packet.truncated,
         *ports,
     )
-
-
-def _fill_ports(flow: flow_pb2.Flow, packet: Packet) -> None:
-    """The ports of a TCP, UDP or SCTP flow, over those of the flow its shape was made from."""
-    ports = getattr(flow.l4, _PORTED[packet.protocol])
-    ports.source_port, ports.destination_port = packet.sport, packet.dport
 
 
 def _fill_endpoints(flow: flow_pb2.Flow, r: _Record, packet: Packet, names: _Names) -> None:

@@ -21,7 +21,7 @@ from flowscope.api.flow import flow_pb2
 from flowscope.common.names import XLATED_FLAG
 from flowscope.observer.events import F_IPV6, F_L4, F_REPLY, F_REPLY_KNOWN
 from flowscope.observer.parser.columns import Side, has_l4, is_ipv6
-from flowscope.observer.service_table import KEY_DTYPE, ServiceTable, key_of
+from flowscope.observer.service_table import KEY_DTYPE, FrontendInfo, ServiceTable, key_of
 
 _REPLY = F_REPLY | F_REPLY_KNOWN  # both set: conntrack knew the connection and this is its reply
 
@@ -47,22 +47,22 @@ class Header(Protocol):
     def daddr(self) -> bytes: ...
 
 
-def fill_services(flow: flow_pb2.Flow, table: ServiceTable, r: Header) -> None:
-    """Name the service of one record, and on a translated one the frontend its client addressed."""
-    reply = r.flags & _REPLY == _REPLY
-    translated = r.policy_flags & XLATED_FLAG
-    if translated:
-        frontend = table.by_id.get(r.rule)
-    elif r.flags & F_L4:
-        address, port = (r.saddr, r.sport) if reply else (r.daddr, r.dport)
-        frontend = table.by_key.get(key_of(address, port, r.l4_proto, bool(r.flags & F_IPV6)))
-    else:
-        return
-    if frontend is None:
-        return
-    if translated:
+def frontend_of(table: ServiceTable, r: Header) -> FrontendInfo | None:
+    """The frontend one record names: by the id the datapath marked it with, or by where it was sent (its
+    source, for a reply)."""
+    if r.policy_flags & XLATED_FLAG:
+        return table.by_id.get(r.rule)
+    if r.flags & F_L4:
+        address, port = (r.saddr, r.sport) if r.flags & _REPLY == _REPLY else (r.daddr, r.dport)
+        return table.by_key.get(key_of(address, port, r.l4_proto, bool(r.flags & F_IPV6)))
+    return None
+
+
+def fill_services(flow: flow_pb2.Flow, frontend: FrontendInfo, r: Header) -> None:
+    """Name the service of one record's frontend, and on a translated record the frontend its client addressed."""
+    if r.policy_flags & XLATED_FLAG:
         flow.flowscope.original_destination.CopyFrom(frontend.original)
-    (flow.source_service if reply else flow.destination_service).CopyFrom(frontend.service)
+    (flow.source_service if r.flags & _REPLY == _REPLY else flow.destination_service).CopyFrom(frontend.service)
 
 
 def service_ids(records: np.ndarray, table: ServiceTable, side: Side) -> np.ndarray:

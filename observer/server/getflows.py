@@ -205,10 +205,10 @@ class FlowReader:
         return response
 
     def _flow_bytes(self, values: tuple[Any, ...], seq: int) -> bytes:
-        flow = self._decoder.decode_values(values, seq, self._sel.fields)
+        flow = self._decoder.encode_values(values, seq, self._sel.fields)
         if self._whole_time:
-            return self._writer.timed_flow(flow.SerializeToString(), values[0])
-        return self._writer.flow(flow.SerializeToString(), values[0])
+            return self._writer.timed_flow(flow, values[0])
+        return self._writer.flow(flow, values[0])
 
     def _wrap_lost(self, lost: flow_pb2.LostEvent) -> observer_pb2.GetFlowsResponse:
         response = observer_pb2.GetFlowsResponse(lost_events=lost, node_name=self._node)
