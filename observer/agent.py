@@ -35,7 +35,7 @@ from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, kdrop, pins, reclaim
 from flowscope.observer.datapath.btf import running_kernel
-from flowscope.observer.datapath.cached_object import precompile
+from flowscope.observer.datapath.cached_object import compiler_ran, precompile
 from flowscope.observer.datapath.compile_cache import DEFAULT_FOLDER as COMPILE_CACHE_FOLDER
 from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.compiler_memory import release_compiler_memory
@@ -188,7 +188,8 @@ class Agent(Closing):
             self._datapath_config(), pin_dir=pins.pin_dir(), cache=self._compile_cache(), source=datapath_source
         )
         self.datapath.set_l7_ports(cfg.l7_ports)
-        self._release_compiler_memory()  # both programs are compiled: the compiler is done for this process
+        if compiler_ran():  # not when both came from the compile cache
+            self._release_compiler_memory()  # both programs are compiled: the compiler is done for this process
         self.metadata.subscribe("ipcache", ClusterIpcache(self.datapath, cfg.node_name).update)
         services = ClusterServices(self.datapath.lb, cfg.node_name, lambda: self.registry.snapshot.services.ids)
         self.metadata.subscribe("services", services.update)

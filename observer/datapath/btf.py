@@ -102,6 +102,9 @@ class Btf:
         self._strings = blob[hdr_len + str_off : hdr_len + str_off + str_len]
         self._offsets = self._index(self._types_start, self._types_start + type_len)
         self._name_offs: np.ndarray | None = None  # every type's name offset, made on the first lookup
+        # answers already given: the kernel drop program and the packet-path offsets ask the same questions
+        self._found: dict[tuple[str, tuple[int, ...]], int] = {}
+        self._fields: dict[tuple[str, str], Field] = {}
 
     @classmethod
     def load(cls, path: Path = VMLINUX) -> Btf:
@@ -188,8 +191,11 @@ class Btf:
 
     def find(self, name: str, kinds: tuple[int, ...] = (STRUCT, UNION)) -> int:
         """The id of the named type of one of `kinds` (a complete struct, never its forward declaration)."""
+        if (name, kinds) in self._found:
+            return self._found[name, kinds]
         for type_id in self._named(name):
             if self.kind(type_id) in kinds:
+                self._found[name, kinds] = type_id
                 return type_id
         raise BtfError(f"no {'/'.join(map(str, kinds))}-kind type named {name!r} in this kernel's BTF")
 
@@ -218,6 +224,11 @@ class Btf:
 
     def field(self, struct_name: str, path: str) -> Field:
         """Where `struct <struct_name>`'s member `path` ("nd_net.net", "ns.inum") lies, and its size."""
+        if (struct_name, path) not in self._fields:
+            self._fields[struct_name, path] = self._field(struct_name, path)
+        return self._fields[struct_name, path]
+
+    def _field(self, struct_name: str, path: str) -> Field:
         type_id = self.find(struct_name)
         offset_bits = 0
         for part in path.split("."):

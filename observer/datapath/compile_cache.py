@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -295,6 +296,7 @@ def _toolchain() -> bytes:
     return f"bcc {BCC_VERSION} {identity}".encode()
 
 
+@functools.cache
 def _kernel_digest() -> bytes:
     """The running kernel: its release and build, and its BTF (the offsets compiled in come from it)."""
     uname = os.uname()
