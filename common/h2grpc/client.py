@@ -1,0 +1,688 @@
+"""A reader for one server-streaming gRPC call on a connection of its own: how GetFlows is read, fast.
+
+grpcio hands a Python client one message per trip through its core (~40-50 µs of CPU a message). Here the
+stream's bytes come in with recv(1 MiB), h2 keeps HTTP/2's state, and the messages of a whole read come out
+at once (`Stream.batches()`), so a flow costs little more than its bytes. The call keeps grpcio's meaning:
+iterating yields each message's bytes in order, and a call that ends other than OK raises a StreamError, a
+grpc.RpcError with code() and details() as grpcio would have given them, so `except grpc.RpcError` code
+paths stay as they are.
+
+The connection is made when the stream is first read, on the reading thread: a `cancel()` from another thread
+then stops even a connect in progress. The stream's windows are large (16 MiB) and given back in bulk, so the
+server is never held back by this reader; what it sends is only held back by how fast we read. With
+`keepalive_s`, an idle stream PINGs the server and a server that does not answer within twice that ends the
+stream UNAVAILABLE (a node that froze or whose network went away, which no reset will ever report).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from flowscope.common.h2grpc.messages import (
+    MAX_MESSAGE,
+    MessageSplitter,
+    ProtocolError,
+    decode_details,
+    format_timeout,
+    framed,
+    status_code,
+)
+from flowscope.common.tls import ClientTLS, read_file
+
+WINDOW = 16 * 1024 * 1024  # what the server may send before we say we read it
+READ_SIZE = 1024 * 1024
+USER_AGENT = "flowscope-h2grpc/1"
+DATA, END_STREAM, PADDED = 0x0, 0x1, 0x8  # the DATA frame's type and flags (RFC 9113 section 6.1)
+CANCELLED_DETAILS = "Locally cancelled by application!"  # grpcio's words
+
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+class StreamError(grpc.RpcError):
+    """A call that ended other than OK, raised by iteration as grpcio raises its own."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Metadata = ()) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code = code
+        self._details = details
+        self._trailing = trailing
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> Metadata:
+        return self._trailing
+
+    def __str__(self) -> str:
+        return f"<StreamError of RPC that terminated with:\n\tstatus = {self._code}\n\tdetails = {self._details!r}\n>"
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a target is: a unix socket path, or a host and port to resolve."""
+
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @property
+    def authority(self) -> str:
+        if self.path:
+            return "localhost"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_target(target: str) -> Address:
+    """A target as grpc takes it: unix:///path, unix:path, host:port, [v6]:port, dns:///host:port, ipv4:a:p,
+    ipv6:[a]:p; a host without port is port 443, as gRPC's default."""
+    if target.startswith("unix:"):
+        rest = target[len("unix:") :]
+        path = "/" + rest.lstrip("/") if rest.startswith("//") else rest
+        if not path:
+            raise ValueError(f"{target!r} names no socket")
+        return Address(path=path)
+    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        if target.startswith(scheme):
+            target = target[len(scheme) :]
+            break
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        port = rest.removeprefix(":") or "443"
+    elif target.count(":") == 1:
+        host, _, port = target.partition(":")
+    elif ":" in target:  # a bare IPv6 address
+        host, port = target, "443"
+    else:
+        host, port = target, "443"
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{target!r} has no valid port")
+    return Address(host=host or "localhost", port=int(port))
+
+
+def ssl_context(tls: ClientTLS, trust: bytes | None = None) -> ssl.SSLContext:
+    """TLS as the client's flags ask: its CAs (or only `trust` when given, or the system's when neither), its
+    certificate when it has one, HTTP/2 by ALPN, TLS 1.2 at least."""
+    ca_what, cert_what, key_what = tls.described_as
+    cas = b"".join(read_file(p, ca_what) for p in tls.server_cas)  # read even when unused: a bad file is named
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    roots = trust or cas
+    if roots:
+        context.load_verify_locations(cadata=roots.decode("ascii", "replace"))
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if tls.cert is not None and tls.key is not None:
+        read_file(tls.cert, cert_what)
+        read_file(tls.key, key_what)
+        context.load_cert_chain(tls.cert, tls.key)
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+class Stream:
+    """One server-streaming call's responses, as bytes; see the module docstring."""
+
+    def __init__(
+        self,
+        target: str,
+        method: str,
+        request: bytes,
+        *,
+        tls: ClientTLS | None,
+        server_name: str,
+        trust: bytes | None,
+        timeout: float | None,
+        metadata: Sequence[tuple[str, str]],
+        keepalive_s: float | None,
+        connect_timeout: float,
+        max_message: int,
+    ) -> None:
+        self._target = target
+        self._method = method
+        self._request = request
+        self._tls = tls
+        self._server_name = server_name
+        self._trust = trust
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._timeout = timeout
+        self._metadata = tuple(metadata)
+        self._keepalive_s = keepalive_s if keepalive_s and keepalive_s > 0 else None
+        self._connect_timeout = connect_timeout
+        self._splitter = MessageSplitter(max_message)
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._h2: h2.connection.H2Connection | None = None
+        self._stream_id = 0
+        self._cancelled = False
+        self._started = False
+        self._ended = False
+        self._code: grpc.StatusCode | None = None
+        self._details: str | None = None
+        self._initial: Metadata = ()
+        self._trailing: Metadata = ()
+        self._status_seen = False
+        self._unacknowledged = 0
+        self._ping_sent_at: float | None = None
+        self._last_heard = 0.0
+        self._frames = bytearray()  # received bytes not yet a whole frame
+        self._inbox = memoryview(bytearray(READ_SIZE))
+        self._read_timeout: float | None = None
+        self._outgoing = b""  # what of the request the server's window has not taken yet
+        self._receiving = False  # the response's headers came: DATA frames are ours to read
+
+    # What grpcio's call object offers.
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def details(self) -> str | None:
+        return self._details
+
+    def is_active(self) -> bool:
+        return not self._ended
+
+    def initial_metadata(self) -> Metadata:
+        return self._initial
+
+    def trailing_metadata(self) -> Metadata:
+        return self._trailing
+
+    def cancel(self) -> None:
+        """From any thread: the call ends CANCELLED; a read blocked on the socket returns at once."""
+        if self._ended:
+            return
+        self._cancelled = True
+        sock = self._sock
+        if sock is None:
+            return
+        if not isinstance(sock, ssl.SSLSocket):  # one TLS object may not be written while another thread reads it
+            with self._lock:
+                self._send_reset(h2.errors.ErrorCodes.CANCEL)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the socket's own shutdown: no TLS close_notify
+
+    def __iter__(self) -> Iterator[bytes]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[bytes]]:
+        """The messages a read from the socket completed, a list at a time, until the call ends."""
+        try:
+            self._start()
+            while not self._ended:
+                messages = self._read()
+                if messages:
+                    yield messages
+        finally:
+            if not self._ended:  # the reader stopped reading before the end: that is a cancel
+                self._cancelled = True
+                self._end(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS)
+            self._close()
+        if self._code is not grpc.StatusCode.OK:
+            assert self._code is not None
+            raise StreamError(self._code, self._details or "", self._trailing)
+
+    # Opening the call.
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self._cancelled:
+            self._end(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS)
+            return
+        try:
+            address = parse_target(self._target)
+        except ValueError as exc:
+            self._end(grpc.StatusCode.UNAVAILABLE, str(exc))
+            return
+        try:
+            sock = self._connect(address)
+        except StreamError as exc:
+            self._end(exc.code(), exc.details())
+            return
+        self._sock = sock
+        if self._cancelled:  # cancelled while connecting
+            self._end(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS)
+            return
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        conn = self._h2 = h2.connection.H2Connection(config)
+        conn.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 1 << 20,
+            },
+        )
+        conn.initiate_connection()
+        conn.increment_flow_control_window(WINDOW - 65_535)  # the connection's window, as large as a stream's
+        self._stream_id = conn.get_next_available_stream_id()
+        secure = isinstance(sock, ssl.SSLSocket)
+        headers = [
+            (":method", "POST"),
+            (":scheme", "https" if secure else "http"),
+            (":path", self._method),
+            (":authority", self._server_name or address.authority),
+            ("te", "trailers"),
+            ("content-type", "application/grpc"),
+            ("user-agent", USER_AGENT),
+        ]
+        if self._deadline is not None:
+            headers.append(("grpc-timeout", format_timeout(max(0.0, self._deadline - time.monotonic()))))
+        headers += [(name.lower(), value) for name, value in self._metadata]
+        conn.send_headers(self._stream_id, headers)
+        self._outgoing = framed(self._request)
+        self._send_request()
+        self._last_heard = time.monotonic()
+        with self._lock:
+            self._flush()
+
+    def _send_request(self) -> None:
+        """As much of the request as the server's windows take (a request larger than them waits for its
+        WINDOW_UPDATEs), in frames it accepts; the last one ends our side of the stream."""
+        conn = self._h2
+        assert conn is not None
+        while self._outgoing:
+            room = min(conn.local_flow_control_window(self._stream_id), conn.max_outbound_frame_size)
+            if room <= 0:
+                return
+            chunk, self._outgoing = self._outgoing[:room], self._outgoing[room:]
+            conn.send_data(self._stream_id, chunk, end_stream=not self._outgoing)
+
+    def _connect(self, address: Address) -> socket.socket:
+        """A connected socket (TLS done when asked), or a StreamError UNAVAILABLE that says why not."""
+        timeout = self._connect_timeout
+        if self._deadline is not None:
+            timeout = min(timeout, max(0.001, self._deadline - time.monotonic()))
+        where = f"unix:{address.path}" if address.path else address.authority
+        try:
+            if address.path:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock = sock  # a cancel meanwhile shuts it down
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(address.path)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((address.host, address.port), timeout=timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except TimeoutError:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if self._past_deadline() else grpc.StatusCode.UNAVAILABLE
+            raise StreamError(code, f"failed to connect to all addresses; last error: {where}: timed out") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StreamError(
+                grpc.StatusCode.UNAVAILABLE, f"failed to connect to all addresses; last error: {where}: {reason}"
+            ) from None
+        if self._tls is None or address.path:
+            return sock
+        try:
+            context = ssl_context(self._tls, self._trust)
+            secure = context.wrap_socket(sock, server_hostname=self._server_name or address.host)
+        except (OSError, ValueError) as exc:
+            sock.close()
+            raise StreamError(
+                grpc.StatusCode.UNAVAILABLE, f"failed to connect to all addresses; last error: {where}: {exc}"
+            ) from None
+        if secure.selected_alpn_protocol() != "h2":
+            secure.close()
+            raise StreamError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"failed to connect to all addresses; last error: {where}: the server did not agree to HTTP/2",
+            )
+        return secure
+
+    # Reading it.
+
+    def _read(self) -> list[bytes]:
+        """One read's worth of messages; ends the call when the read says it is over."""
+        sock, conn = self._sock, self._h2
+        assert sock is not None and conn is not None
+        wait = self._wait_s()
+        if wait is not None and wait <= 0:
+            self._on_timer()
+            return []
+        if wait is None or self._read_timeout is None or wait < self._read_timeout or wait > 2 * self._read_timeout:
+            sock.settimeout(wait)  # a read that wakes a little early only looks again: the timeout rarely changes
+            self._read_timeout = wait
+        try:
+            count = sock.recv_into(self._inbox)  # into a buffer kept: recv(1 MiB) allocates 1 MiB, ~20 µs a read
+        except TimeoutError:
+            self._on_timer()
+            return []
+        except OSError as exc:
+            count = 0
+            if not self._cancelled:
+                self._lost(exc.strerror or str(exc))
+                return []
+        if self._cancelled:
+            self._end(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS)
+            return []
+        if not count:
+            self._lost("Socket closed")
+            return []
+        self._last_heard = time.monotonic()
+        self._ping_sent_at = None  # whatever it sent, the peer is alive
+        with self._lock:
+            messages = self._route(self._inbox[:count])
+            if self._unacknowledged >= WINDOW // 4 and not self._ended:
+                self._give_back(self._unacknowledged)
+                self._unacknowledged = 0
+            self._flush()
+        return messages
+
+    def _route(self, data: memoryview) -> list[bytes]:
+        """The frames `data` completes, in order: our stream's DATA straight into the message splitter, every
+        other frame (headers, trailers, settings, pings, resets, GOAWAY) through h2.
+
+        h2 costs ~15 µs a frame, and a grpcio server sends each message in a frame of its own; reading DATA
+        frames here costs ~1 µs. h2 then never sees our DATA, so its count of our windows never shrinks and the
+        windows are given back here too (`_give_back`)."""
+        buffer = self._frames
+        buffer += data
+        size, at, control = len(buffer), 0, 0  # control: where the frames h2 has not seen yet begin
+        payload = bytearray()
+        messages: list[bytes] = []
+        mine, receiving = self._stream_id, self._receiving
+        while size - at >= 9 and not self._ended:
+            length = int.from_bytes(buffer[at : at + 3], "big")
+            end = at + 9 + length
+            if end > size:
+                break
+            kind, flags = buffer[at + 3], buffer[at + 4]
+            ours = kind == DATA and int.from_bytes(buffer[at + 5 : at + 9], "big") & 0x7FFFFFFF == mine
+            if ours and control < at:  # the frames before this DATA go first: they may be the response's headers
+                messages += self._split(payload)
+                payload.clear()
+                self._to_h2(bytes(buffer[control:at]))
+                control, receiving = at, self._receiving
+            if not ours or not receiving or self._ended:
+                at = end
+                continue
+            self._unacknowledged += length
+            body, stop = at + 9, end
+            if flags & PADDED and length:
+                body += 1
+                stop -= buffer[at + 9]
+            payload += buffer[body:stop]
+            at = control = end
+            if flags & END_STREAM:
+                messages += self._split(payload)
+                payload.clear()
+                self._ended_without_trailers()
+        messages += self._split(payload)
+        if control < at and not self._ended:
+            self._to_h2(bytes(buffer[control:at]))
+        del buffer[:at]
+        return messages
+
+    def _split(self, payload: bytearray) -> list[bytes]:
+        if not payload or self._ended:
+            return []
+        try:
+            return self._splitter.feed(bytes(payload))
+        except ProtocolError as exc:
+            self._send_reset(h2.errors.ErrorCodes.CANCEL)
+            self._end(exc.code, exc.details)
+            return []
+
+    def _to_h2(self, frames: bytes) -> None:
+        assert self._h2 is not None
+        try:
+            events = self._h2.receive_data(frames)
+        except h2.exceptions.ProtocolError as exc:
+            self._end(grpc.StatusCode.INTERNAL, f"HTTP/2 error from the server: {exc}")
+            return
+        self._handle(events)
+
+    def _give_back(self, amount: int) -> None:
+        """WINDOW_UPDATE for the connection and our stream (caller holds the lock)."""
+        increment = amount.to_bytes(4, "big")
+        update = b"\x00\x00\x04\x08\x00"
+        out = update + b"\x00\x00\x00\x00" + increment + update + self._stream_id.to_bytes(4, "big") + increment
+        assert self._sock is not None
+        try:
+            self._sock.settimeout(self._connect_timeout)
+            self._read_timeout = None
+            self._sock.sendall(out)
+        except OSError:
+            pass
+
+    def _handle(self, events: list[h2.events.Event]) -> None:
+        mine = self._stream_id
+        for event in events:
+            if self._ended:
+                return
+            if isinstance(event, h2.events.DataReceived):  # DATA before the response's headers
+                self._send_reset(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self._end(grpc.StatusCode.INTERNAL, "the server sent data before the response's headers")
+            elif isinstance(event, h2.events.ResponseReceived):
+                self._response_headers(_text(event.headers), event.stream_ended is not None)
+            elif isinstance(event, h2.events.TrailersReceived):
+                self._trailers(_text(event.headers))
+            elif isinstance(event, h2.events.StreamEnded):
+                if event.stream_id == mine:
+                    self._ended_without_trailers()
+            elif isinstance(event, h2.events.StreamReset):
+                if event.stream_id == mine:
+                    self._reset_by_server(event.error_code)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self._goaway(event)
+        if self._outgoing and not self._ended:
+            self._send_request()
+
+    def _response_headers(self, headers: list[tuple[str, str]], ended: bool) -> bool:
+        """The response's headers (or all of a trailers-only response); True when they end the call."""
+        values = dict(headers)
+        status = values.get(":status", "")
+        if status != "200":
+            self._send_reset(h2.errors.ErrorCodes.CANCEL)
+            self._end(_http_status_code(status), f"Received http2 header with status: {status}")
+            return True
+        if ended or "grpc-status" in values:
+            self._trailers(headers)
+            return True
+        if not values.get("content-type", "").startswith("application/grpc"):
+            self._send_reset(h2.errors.ErrorCodes.CANCEL)
+            self._end(grpc.StatusCode.UNKNOWN, f"invalid content-type: {values.get('content-type', '')!r}")
+            return True
+        self._initial = tuple((k, v) for k, v in headers if not k.startswith(":"))
+        self._receiving = True
+        return False
+
+    def _trailers(self, headers: list[tuple[str, str]]) -> None:
+        values = dict(headers)
+        self._trailing = tuple((k, v) for k, v in headers if not k.startswith(":") and not k.startswith("grpc-"))
+        number = values.get("grpc-status")
+        if number is None or not number.isdigit():
+            self._end(grpc.StatusCode.UNKNOWN, "the server ended the call without a grpc-status")
+            return
+        code = status_code(int(number))
+        details = decode_details(values.get("grpc-message", ""))
+        if code is grpc.StatusCode.OK and self._splitter.partial:
+            code, details = grpc.StatusCode.INTERNAL, "the stream ended inside a message"
+        self._end(code, details)
+
+    def _ended_without_trailers(self) -> None:
+        if not self._ended:
+            self._end(grpc.StatusCode.INTERNAL, "the server ended the stream without trailers")
+
+    def _reset_by_server(self, error: int) -> None:
+        codes = {
+            int(h2.errors.ErrorCodes.REFUSED_STREAM): grpc.StatusCode.UNAVAILABLE,
+            int(h2.errors.ErrorCodes.CANCEL): grpc.StatusCode.CANCELLED,
+            int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM): grpc.StatusCode.RESOURCE_EXHAUSTED,
+            int(h2.errors.ErrorCodes.INADEQUATE_SECURITY): grpc.StatusCode.PERMISSION_DENIED,
+        }
+        self._end(codes.get(int(error), grpc.StatusCode.INTERNAL), f"Received RST_STREAM with error code {int(error)}")
+
+    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """A server going away lets streams it already took end; any other GOAWAY ends ours now."""
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        if event.error_code == h2.errors.ErrorCodes.NO_ERROR and last >= self._stream_id:
+            return  # ours was taken: it ends as it will
+        reason = "too_many_pings" if event.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM else "GOAWAY"
+        self._end(grpc.StatusCode.UNAVAILABLE, f"the server closed the connection ({reason})")
+
+    # Time: the deadline and keepalive.
+
+    def _wait_s(self) -> float | None:
+        """How long the next read may block before the deadline or keepalive needs a look."""
+        now = time.monotonic()
+        waits = []
+        if self._deadline is not None:
+            waits.append(self._deadline - now)
+        if self._keepalive_s is not None:
+            if self._ping_sent_at is None:
+                waits.append(self._last_heard + self._keepalive_s - now)
+            else:
+                waits.append(self._ping_sent_at + 2 * self._keepalive_s - now)
+        return max(0.0, min(waits)) if waits else None
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        if self._past_deadline():
+            with self._lock:
+                self._send_reset(h2.errors.ErrorCodes.CANCEL)
+            self._end(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            return
+        if self._keepalive_s is None:
+            return
+        if self._ping_sent_at is None:
+            if now - self._last_heard >= self._keepalive_s:
+                self._ping_sent_at = now
+                with self._lock:
+                    assert self._h2 is not None
+                    self._h2.ping(b"keepaliv")
+                    self._flush()
+        elif now - self._ping_sent_at >= 2 * self._keepalive_s:
+            self._end(grpc.StatusCode.UNAVAILABLE, "keepalive watchdog timeout: the server did not answer a ping")
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    # Ending it.
+
+    def _lost(self, reason: str) -> None:
+        self._end(grpc.StatusCode.UNAVAILABLE, reason)
+
+    def _end(self, code: grpc.StatusCode, details: str) -> None:
+        if not self._ended:
+            self._ended = True
+            self._code, self._details = code, details
+
+    def _send_reset(self, error: h2.errors.ErrorCodes) -> None:
+        """RST_STREAM for our stream if it is still open (caller holds the lock); a dead socket is no error."""
+        conn = self._h2
+        if conn is None or self._ended:
+            return
+        try:
+            conn.reset_stream(self._stream_id, error)
+        except h2.exceptions.H2Error:
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what h2 has queued (caller holds the lock); a socket that broke is noticed by the next read."""
+        conn, sock = self._h2, self._sock
+        if conn is None or sock is None:
+            return
+        out = conn.data_to_send()
+        if not out:
+            return
+        try:
+            sock.settimeout(self._connect_timeout)
+            self._read_timeout = None
+            sock.sendall(out)
+        except OSError:
+            pass
+
+    def _close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        conn = self._h2
+        if conn is not None and not self._cancelled:  # a cancel already shut the socket down
+            with self._lock:
+                try:
+                    conn.close_connection()
+                    sock.settimeout(0.1)
+                    sock.sendall(conn.data_to_send())
+                except (OSError, h2.exceptions.H2Error):
+                    pass
+        sock.close()
+
+
+def _text(headers: Iterable[tuple[str | bytes, str | bytes]]) -> list[tuple[str, str]]:
+    """Headers as text (h2 gives text already, as configured; bytes would be a header it could not decode)."""
+
+    def text(value: str | bytes) -> str:
+        return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+    return [(text(name), text(value)) for name, value in headers]
+
+
+def _http_status_code(status: str) -> grpc.StatusCode:
+    """gRPC's reading of an HTTP status that is not 200 (its http-grpc-status-mapping.md)."""
+    return {
+        "400": grpc.StatusCode.INTERNAL,
+        "401": grpc.StatusCode.UNAUTHENTICATED,
+        "403": grpc.StatusCode.PERMISSION_DENIED,
+        "404": grpc.StatusCode.UNIMPLEMENTED,
+        "429": grpc.StatusCode.UNAVAILABLE,
+        "502": grpc.StatusCode.UNAVAILABLE,
+        "503": grpc.StatusCode.UNAVAILABLE,
+        "504": grpc.StatusCode.UNAVAILABLE,
+    }.get(status, grpc.StatusCode.UNKNOWN)
+
+
+def open_stream(
+    target: str,
+    method: str,
+    request: bytes,
+    *,
+    tls: ClientTLS | None = None,
+    server_name: str = "",
+    trust: bytes | None = None,
+    timeout: float | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
+    keepalive_s: float | None = None,
+    connect_timeout: float = 5.0,
+    max_message: int = MAX_MESSAGE,
+) -> Stream:
+    """A server-streaming call of `method` with `request` (its bytes) on a connection of its own to `target`;
+    nothing happens until it is read. TLS when `tls` is given (never on a unix socket)."""
+    return Stream(
+        target,
+        method,
+        request,
+        tls=tls,
+        server_name=server_name,
+        trust=trust,
+        timeout=timeout,
+        metadata=metadata,
+        keepalive_s=keepalive_s,
+        connect_timeout=connect_timeout,
+        max_message=max_message,
+    )
