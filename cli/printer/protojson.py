@@ -285,8 +285,9 @@ def _has_json_enum_names() -> bool:
 def _timestamp(payload: bytes) -> str:
     """A Timestamp as RFC 3339. A response repeats its flow's time, hence the memory of the last one."""
     global _last_time
-    if payload == _last_time[0]:
-        return _last_time[1]
+    last = _last_time  # one read: another thread may write the next
+    if payload == last[0]:
+        return last[1]
     stamp = timestamp_pb2.Timestamp.FromString(payload)
     if stamp.ByteSize() != len(payload):
         raise NotCanonical
