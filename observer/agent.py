@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from flowscope.observer.attachments import Attachments
 from flowscope.observer.control import Control
 from flowscope.observer.datapath import Datapath, DatapathConfig, kdrop, pins, reclaim
 from flowscope.observer.datapath.btf import running_kernel
-from flowscope.observer.datapath.cached_object import compiler_ran, precompile
+from flowscope.observer.datapath.cached_object import precompile
 from flowscope.observer.datapath.compile_cache import DEFAULT_FOLDER as COMPILE_CACHE_FOLDER
 from flowscope.observer.datapath.compile_cache import CompileCache
 from flowscope.observer.datapath.compiler_memory import release_compiler_memory
@@ -56,6 +57,7 @@ from flowscope.observer.l7.store import DEFAULT_CAPACITY as L7_STORE_SIZE
 from flowscope.observer.l7.store import L7Store
 from flowscope.observer.metadata import Cluster
 from flowscope.observer.metadata_watch import MetadataWatcher
+from flowscope.observer.metrics import DEFAULT_HANDLERS as DEFAULT_METRICS
 from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.server.peer import peer_service
 from flowscope.observer.server.serve import ObserverServer, check_control_listener
@@ -67,6 +69,9 @@ from flowscope.observer.trace.hops import HopContext
 from flowscope.observer.trace.service import tracer_service
 from flowscope.observer.trace.sessions import SessionManager
 from flowscope.observer.wallclock import WallClock
+
+if TYPE_CHECKING:
+    from flowscope.observer.metrics.node import NodeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +104,9 @@ class AgentConfig:
     stall_s: float = STALL_S  # a client that reads nothing this long has its flow stream ended (common/streams.py)
     # compiled programs kept for the next start (observer/datapath/compile_cache.py); None: compile every time
     compile_cache: Path | None = COMPILE_CACHE_FOLDER
+    metrics_address: str | None = None  # serve Prometheus metrics here (observer/metrics); None: no metrics
+    metrics: str = DEFAULT_METRICS  # the handlers, in Hubble's --metrics syntax
+    metrics_bpf_stats: bool = False  # hold kernel BPF statistics on, for the programs' run counts and times
 
     def check(self) -> None:
         check_capacity(self.ring_capacity)
@@ -108,6 +116,12 @@ class AgentConfig:
             raise ValueError(f"--l7-store-size must be at least 1, not {self.l7_store_size}")
         if self.cluster_file is not None and not self.cluster_file.exists():
             raise ValueError(f"cluster file {self.cluster_file} does not exist")
+        if self.metrics_address is not None:
+            from flowscope.observer.metrics.registry import check_metrics
+            from flowscope.observer.metrics.server import split_address
+
+            split_address(self.metrics_address)
+            check_metrics(self.metrics)
 
 
 class NodeLock:
@@ -188,8 +202,9 @@ class Agent(Closing):
             self._datapath_config(), pin_dir=pins.pin_dir(), cache=self._compile_cache(), source=datapath_source
         )
         self.datapath.set_l7_ports(cfg.l7_ports)
-        if compiler_ran():  # not when both came from the compile cache
-            self._release_compiler_memory()  # both programs are compiled: the compiler is done for this process
+        # both programs are loaded: the compiler is done for this process. Also when both came from the compile
+        # cache: loading libbcc alone makes ~45 MiB of LLVM's and clang's pages resident
+        self._release_compiler_memory()
         self.metadata.subscribe("ipcache", ClusterIpcache(self.datapath, cfg.node_name).update)
         services = ClusterServices(self.datapath.lb, cfg.node_name, lambda: self.registry.snapshot.services.ids)
         self.metadata.subscribe("services", services.update)
@@ -210,6 +225,7 @@ class Agent(Closing):
             self.datapath, self.registry, cfg.aggregation, cfg.policy_file, on_policy_change=events.policy_changed
         )
         decoder.rules = self.control.policy.rules
+        self.metrics = self._metrics(reasons)
         self.ingest = self._make_ingest(self.datapath, self.kdrop, dtype)
         self.ingest.start()
         tls_enabled, stopping = cfg.tls is not None, self.state.stopping
@@ -319,9 +335,35 @@ class Agent(Closing):
 
         rate_limited = kdrop.rate_limited_counts if kdrop is not None else None
         annotate = self.name_cache.annotate
+        subscribers = [self.metrics.subscriber] if self.metrics is not None else []
         return Ingest(
-            sources, self.ring, self.state.counts, kernel_lost, dtype, rate_limited, debug=debug, annotate=annotate
+            sources,
+            self.ring,
+            self.state.counts,
+            kernel_lost,
+            dtype,
+            rate_limited,
+            subscribers=subscribers,
+            debug=debug,
+            annotate=annotate,
         )
+
+    def _metrics(self, kernel_reasons: Mapping[int, str]) -> NodeMetrics | None:
+        """Prometheus metrics (observer/metrics), when an address is given: counted on the ingest thread."""
+        cfg = self.config
+        if cfg.metrics_address is None:
+            return None
+        from flowscope.observer.metrics.agent_metrics import AgentParts
+        from flowscope.observer.metrics.batch import Sources
+        from flowscope.observer.metrics.node import NodeMetrics
+
+        sources = Sources(lambda: self.registry.snapshot, self.name_cache.sets, self.l7_store, kernel_reasons)
+        parts = AgentParts(self.state.counts, self.ring, l7_store=self.l7_store, open_streams=self._open_streams)
+        return NodeMetrics(cfg.metrics_address, cfg.metrics, sources, parts, bpf_stats=cfg.metrics_bpf_stats)
+
+    def _open_streams(self) -> int:
+        server = getattr(self, "server", None)
+        return server.streams.open if server is not None else 0
 
     def _l7_source(self, datapath: Datapath, dtype: np.dtype) -> L7Source:
         """The L7 ring's reader, parsing into the L7 store and teaching the name cache (observer/l7/source.py)."""
@@ -375,6 +417,10 @@ class Agent(Closing):
         if ingest is not None:
             ingest.stop()
             ingest.join(timeout=2)
+        metrics = getattr(self, "metrics", None)
+        if metrics is not None:
+            metrics.close()
+            self.metrics = None
         sessions = getattr(self, "sessions", None)
         if sessions is not None:
             sessions.close()

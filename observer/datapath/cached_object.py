@@ -98,17 +98,7 @@ def compile_or_load(compilation: Compilation, cache: CompileCache | None) -> Any
     return CachedObject(compiled, cache, key)
 
 
-_compiled_here = False
-
-
-def compiler_ran() -> bool:
-    """Whether bcc compiled in this process (there is then compiler memory to hand back: compiler_memory.py)."""
-    return _compiled_here
-
-
 def _bcc(compilation: Compilation) -> Any:
-    global _compiled_here
-    _compiled_here = True
     return BPF(text=compilation.text.encode(), cflags=list(compilation.cflags))
 
 
