@@ -8,7 +8,9 @@ IPv6), as an agent at aggregation `none` stores a flood. The client asks as the 
 mask (its jsonpb output) and Hubble's default field mask (compact), and reads the responses raw (the bytes
 gRPC hands over, as the Go CLI's cost is outside Python) and as messages. Rounds alternate between the
 checkouts so a slow moment of the machine hurts both. The worker also serves a stream of ready-made response
-bytes, the floor of Python gRPC's cost per message, which no encoder can go below.
+bytes, the floor of a Python gRPC server's cost per message, which no encoder can go below: from grpcio's
+server ("floor") and, in a checkout that has it, from common/h2grpc's Server ("floor h2grpc"), which sends a
+stream's messages in batches.
 
 `--profile` prints where this checkout's agent spends a `--last` request's time (cProfile, in process).
 """
@@ -85,12 +87,21 @@ def serve(checkout: Path, socket_path: Path, count: int) -> None:
             yield sample
 
     handler = grpc.unary_stream_rpc_method_handler(send)
-    floor.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Floor", {"Send": handler}),))
-    floor.add_insecure_port(f"unix://{socket_path}.floor")
-    floor.start()
-    print("ready", flush=True)
+    floors = [floor]
+    try:
+        from flowscope.common.h2grpc.server import Server
+
+        floors.append(Server(futures.ThreadPoolExecutor(2)))
+    except ImportError:  # a checkout from before common/h2grpc
+        pass
+    for each, suffix in zip(floors, (".floor", ".floor-h2"), strict=False):
+        each.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Floor", {"Send": handler}),))
+        each.add_insecure_port(f"unix://{socket_path}{suffix}")
+        each.start()
+    print("ready h2grpc" if len(floors) > 1 else "ready", flush=True)
     sys.stdin.read()  # until the parent closes it
-    floor.stop(0)
+    for each in floors:
+        each.stop(0)
     server.stop(0.1)
 
 
@@ -145,8 +156,10 @@ class Worker:
         command = [sys.executable, __file__, "--serve", str(checkout), str(self.socket), str(count)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
-        if self.process.stdout.readline().strip() != "ready":
+        ready = self.process.stdout.readline().split()
+        if ready[:1] != ["ready"]:
             raise SystemExit(f"the worker of {checkout} did not start")
+        self.h2grpc = ready[1:] == ["h2grpc"]  # it serves the floor from common/h2grpc's Server too
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -158,6 +171,7 @@ class Worker:
         self.process.wait(10)
         self.socket.unlink(missing_ok=True)
         Path(f"{self.socket}.floor").unlink(missing_ok=True)
+        Path(f"{self.socket}.floor-h2").unlink(missing_ok=True)
         self.socket.parent.rmdir()
 
 
@@ -172,9 +186,10 @@ def measure(worker: Worker, case: str, count: int) -> tuple[float, float, int]:
     mask = FieldMask(paths=HUBBLE_DEFAULT_MASK) if "compact" in case else None
     request = observer_pb2.GetFlowsRequest(number=count, field_mask=mask)
     decode: Callable[[bytes], object] | None = observer_pb2.GetFlowsResponse.FromString if "messages" in case else None
-    target = f"unix://{worker.socket}.floor" if case == "floor" else f"unix://{worker.socket}"
+    floors = {"floor": ".floor", "floor h2grpc": ".floor-h2"}
+    target = f"unix://{worker.socket}{floors.get(case, '')}"
     with grpc.insecure_channel(target) as channel:
-        if case == "floor":
+        if case in floors:
             call = channel.unary_stream(FLOOR_METHOD)
             payload = str(count).encode()
         else:
@@ -186,7 +201,7 @@ def measure(worker: Worker, case: str, count: int) -> tuple[float, float, int]:
         return time.perf_counter() - start, worker.cpu_s() - cpu, received
 
 
-CASES = ("jsonpb raw", "jsonpb messages", "compact raw", "compact messages", "floor")
+CASES = ("jsonpb raw", "jsonpb messages", "compact raw", "compact messages", "floor", "floor h2grpc")
 
 
 def profile(count: int) -> None:
@@ -250,7 +265,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for case in CASES:
                 for name, worker in workers.items():
-                    results.setdefault((case, name), []).append(measure(worker, case, args.flows))
+                    if case != "floor h2grpc" or worker.h2grpc:
+                        results.setdefault((case, name), []).append(measure(worker, case, args.flows))
     finally:
         for worker in workers.values():
             worker.close()
@@ -260,7 +276,10 @@ def main() -> None:
     for case in CASES:
         cells = []
         for name in sides:
-            runs = results[(case, name)]
+            runs = results.get((case, name), [])
+            if not runs:
+                cells.append("n/a")
+                continue
             seconds = statistics.median(r[0] for r in runs)
             cpu = statistics.median(r[1] for r in runs)
             received = runs[0][2]

@@ -28,6 +28,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 
 from flowscope.common.h2grpc.call import Call, run
 from flowscope.common.h2grpc.messages import ProtocolError, parse_timeout
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # Request headers that are the protocol's, not the caller's metadata.
 _RESERVED = {b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding"}
+MAX_STREAMS = 2**31 - 1
 CLOSE_S = 2.0  # how long a closing connection's writer may take to send what it holds
 
 
@@ -51,6 +53,11 @@ class Connection:
         self._transport = transport
         self._peer = peer
         self._h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        # As many streams as a client opens (h2 would take 100 and break the connection at the 101st; grpcio
+        # sets no limit): the server's maximum_concurrent_rpcs refuses calls past it, one by one.
+        self._h2.local_settings = h2.settings.Settings(
+            client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS}
+        )
         self._calls: dict[int, Call] = {}
         self._ready: dict[Call, None] = {}  # calls with something to send (insertion-ordered)
         self._stalled: set[Call] = set()  # calls whose data waits for a window

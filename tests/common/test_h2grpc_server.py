@@ -293,6 +293,23 @@ def test_many_streams_at_once_each_arrive_whole(served: tuple[Calls, str]) -> No
             assert all(pool.map(read, [8 + 97 * i for i in range(24)]))
 
 
+def test_hundreds_of_streams_open_at_once_on_one_connection(tmp_path: Path) -> None:
+    calls = Calls()
+    server = Server(futures.ThreadPoolExecutor(max_workers=320))
+    server.add_generic_rpc_handlers((calls.handler(),))
+    server.add_insecure_port(f"unix://{tmp_path}/s.sock")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"unix://{tmp_path}/s.sock") as channel:
+            idle = channel.unary_stream("/test.Calls/Idle")
+            streams = [idle(b"", timeout=WAIT_S * 2) for _ in range(300)]
+            assert all(next(stream) == b"first" for stream in streams)
+            calls.release.set()
+            assert all(list(stream) == [] for stream in streams)
+    finally:
+        server.stop(None).wait(WAIT_S)
+
+
 def test_stop_lets_calls_end_within_grace_then_cancels_them(tmp_path: Path) -> None:
     calls = Calls()
     server, _ = start(calls, f"unix://{tmp_path}/s.sock")
