@@ -161,7 +161,7 @@ class Call:
         self.space.notify_all()
         if self.request_queue is not None:
             self.request_queue.put(_END)
-        self.connection.ready(self)
+        self.connection.ready(self, ended=True)
         self.connection.ended(self)
         callbacks, self._callbacks = self._callbacks, []
         return callbacks

@@ -78,8 +78,11 @@ class Connection:
 
     # What calls and the server ask (the lock held, or taken here).
 
-    def ready(self, call: Call) -> None:
-        """`call` has something to send: wake the writer if it sleeps."""
+    def ready(self, call: Call, ended: bool = False) -> None:
+        """`call` has something to send: wake the writer if it sleeps. A call waiting for a window waits on,
+        unless it `ended` (a reset, or trailers after dropped data, need no window)."""
+        if ended:
+            self._stalled.discard(call)
         if call not in self._stalled:
             self._ready[call] = None
             self._wake()
@@ -264,7 +267,11 @@ def _metadata(name: bytes, value: bytes) -> tuple[str, Any]:
 
 
 def _later(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
-    return lambda: run(callbacks)
+    """The callbacks of a call the client ended, run in a thread of their own: one may take a while (ending
+    a packet-path session detaches tracepoints), and the reader must go on answering PINGs meanwhile."""
+    if not callbacks:
+        return lambda: None
+    return threading.Thread(target=run, args=(callbacks,), name="h2grpc-callbacks", daemon=True).start
 
 
 def _shutdown(sock: socket.socket) -> None:
