@@ -225,8 +225,13 @@ class CompileCache:
         """The entry of `key`, or None: none, or partial or corrupt (which is removed, to be written again)."""
         path = self.path(key)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as entry:
+                untrusted = _writable_by_others(self.folder) or _writable_by_others(entry.fileno())
+                data = entry.read()
         except OSError:
+            return None
+        if untrusted:
+            log.warning("compile cache: %s or its folder may be written by others than us; compiling", path)
             return None
         digest, _, payload = data.partition(b"\n")
         try:
@@ -283,6 +288,13 @@ class CompileCache:
             with contextlib.suppress(OSError):
                 if temp.stat().st_mtime < time.time() - 600:  # older than any write in progress
                     temp.unlink()
+
+
+def _writable_by_others(what: Path | int) -> bool:
+    """Whether someone other than this process's user could have written it: an entry becomes programs in the
+    kernel, so one that anybody else could have put there is never loaded."""
+    stat = os.stat(what)
+    return stat.st_uid != os.geteuid() or bool(stat.st_mode & 0o022)
 
 
 def _toolchain() -> bytes:

@@ -181,6 +181,21 @@ def test_a_damaged_entry_is_compiled_and_written_again(
     assert cache.path(key).read_bytes() == cold[0].path(key).read_bytes()  # the same compilation, the same bytes
 
 
+def test_an_entry_others_could_write_is_not_loaded(cold: tuple[CompileCache, dict, dict], tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    key = COMPILATION.key(cache)
+    shutil.copy(cold[0].path(key), cache.path(key))
+    tmp_path.chmod(0o700)
+    assert cache.get(key) is not None
+    cache.path(key).chmod(0o666)
+    assert cache.get(key) is None
+    cache.path(key).chmod(0o600)
+    tmp_path.chmod(0o777)
+    assert cache.get(key) is None
+    tmp_path.chmod(0o700)
+    assert cache.get(key) is not None
+
+
 def test_a_compilation_that_fails_says_why(tmp_path: Path) -> None:
     broken = Compilation("int f(void) { return no_such_name; }\n", ())
     with pytest.raises(RuntimeError, match="no_such_name"):
