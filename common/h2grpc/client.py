@@ -47,6 +47,7 @@ WINDOW = 16 * 1024 * 1024  # what the server may send before we say we read it
 READ_SIZE = 1024 * 1024
 USER_AGENT = "flowscope-h2grpc/1"
 DATA, END_STREAM, PADDED = 0x0, 0x1, 0x8  # the DATA frame's type and flags (RFC 9113 section 6.1)
+GOAWAY = 0x7
 CANCELLED_DETAILS = "Locally cancelled by application!"  # grpcio's words
 
 
@@ -411,6 +412,14 @@ class Stream:
             if end > size:
                 break
             kind, flags = buffer[at + 3], buffer[at + 4]
+            if kind == GOAWAY:  # read here: h2 refuses every frame after one, and a server that goes away
+                messages += self._split(payload)  # gracefully still sends our stream's end (and pings)
+                payload.clear()
+                if control < at:
+                    self._to_h2(bytes(buffer[control:at]))
+                self._goaway(int.from_bytes(buffer[at + 9 : at + 13], "big") & 0x7FFFFFFF, buffer[at + 13 : end])
+                at = control = end
+                continue
             ours = kind == DATA and int.from_bytes(buffer[at + 5 : at + 9], "big") & 0x7FFFFFFF == mine
             if ours and control < at:  # the frames before this DATA go first: they may be the response's headers
                 messages += self._split(payload)
@@ -487,8 +496,8 @@ class Stream:
             elif isinstance(event, h2.events.StreamReset):
                 if event.stream_id == mine:
                     self._reset_by_server(event.error_code)
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self._goaway(event)
+            elif isinstance(event, h2.events.ConnectionTerminated):  # only for GOAWAY of h2's own making
+                self._end(grpc.StatusCode.UNAVAILABLE, f"the connection ended: error code {event.error_code}")
         if self._outgoing and not self._ended:
             self._send_request()
 
@@ -537,13 +546,16 @@ class Stream:
         }
         self._end(codes.get(int(error), grpc.StatusCode.INTERNAL), f"Received RST_STREAM with error code {int(error)}")
 
-    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
-        """A server going away lets streams it already took end; any other GOAWAY ends ours now."""
-        last = event.last_stream_id if event.last_stream_id is not None else 0
-        if event.error_code == h2.errors.ErrorCodes.NO_ERROR and last >= self._stream_id:
-            return  # ours was taken: it ends as it will
-        reason = "too_many_pings" if event.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM else "GOAWAY"
-        self._end(grpc.StatusCode.UNAVAILABLE, f"the server closed the connection ({reason})")
+    def _goaway(self, last_stream_id: int, payload: bytes | bytearray) -> None:
+        """A server going away lets the streams it already took end as they will; any other GOAWAY (an error,
+        or ours not taken) ends ours now, UNAVAILABLE as gRPC names it."""
+        error = int.from_bytes(payload[:4], "big")
+        if error == h2.errors.ErrorCodes.NO_ERROR and last_stream_id >= self._stream_id:
+            return
+        debug = bytes(payload[4:]).decode("utf-8", "replace")
+        reason = f"GOAWAY received; Error code: {error}" + (f"; Debug Text: {debug}" if debug else "")
+        self._send_reset(h2.errors.ErrorCodes.CANCEL)
+        self._end(grpc.StatusCode.UNAVAILABLE, reason)
 
     # Time: the deadline and keepalive.
 

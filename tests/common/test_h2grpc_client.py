@@ -60,6 +60,7 @@ class Served:
     target: str
     options: dict[str, Any]
     calls: Calls
+    server: grpc.Server
 
     def open(self, method: str, request: Any = None, **options: Any) -> Stream:
         body = json.dumps(request or {}).encode()
@@ -98,7 +99,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         options = {"tls": client, "server_name": "server.test"}
     server.start()
     try:
-        yield Served(target, options, calls)
+        yield Served(target, options, calls, server)
     finally:
         server.stop(None)
 
@@ -177,6 +178,18 @@ def test_a_reader_that_stops_reading_cancels_the_call(served: Served) -> None:
         assert message == b"first"
         break
     assert served.calls.cancelled.wait(10)  # the server heard of it: its callback ran
+
+
+def test_a_server_that_stops_ends_the_stream_unavailable(served: Served) -> None:
+    """grpcio's server says GOAWAY and then pings: h2 would call every frame after a GOAWAY an error."""
+    stream = served.open("Forever")
+    got: list[bytes] = []
+    with pytest.raises(StreamError) as raised:
+        for message in stream:
+            got.append(message)
+            served.server.stop(None)
+    assert got == [b"first"]
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
 def test_tls_with_a_certificate_it_does_not_trust_is_unavailable(served: Served, tmp_path: Path) -> None:
