@@ -5,19 +5,18 @@ wire bytes.
 Why: json_format walks every field of every message through a chain of Python calls and builds a dict that
 json.dumps then walks again; for a Flow that is ~150 us, which caps `observe -o json` near 6,000 flows/s. The
 CLI receives bytes and wants text, and most of a flow's bytes repeat from flow to flow (endpoints, addresses,
-interface, event type): so the text is written from the bytes, without making message objects, and the text of
-a repeating submessage is remembered by its bytes. Each message type is compiled once into a table keyed by wire
-tag (field number and wire type together) holding the field's quoted key and how its value is written.
+interface, event type, node). So a message is parsed in C as its shadow (cli/printer/shadow.py), whose
+submessages stay bytes, and each type is compiled once into a table of its fields' quoted keys and value
+writers; the text of a submessage whose values repeat is remembered by its bytes, and a flow's repeating fields
+are written as one block remembered by their bytes together (shadow.Split), so a flow costs little more than
+its time, ports, uuid and summary.
 
 The rules are json_format's: fields in field-number order (ListFields' order), enums by name (by number when
 this schema does not know the value), 64-bit integers as strings, bytes as base64, wrappers as their value,
-Timestamps as RFC 3339 with 0, 3, 6 or 9 digits, strings escaped to ASCII as json.dumps escapes them.
-
-Only canonical bytes take this path: fields in increasing number order, each singular field once, at most one
-member of a oneof, no unknown fields, values in their type's range, strings in UTF-8. Protobuf's serializers
-write such bytes (upb, Go) and so does the agent's encoder. Anything else raises NotCanonical inside and the
-message goes to json_format, as does a type this writer does not cover (floats, maps, Any, Duration, Struct...):
-never wrong, only slower. tests/cli compare both on a corpus.
+Timestamps as RFC 3339 with 0, 3, 6 or 9 digits, strings escaped to ASCII as json.dumps escapes them, unknown
+fields left out. Bytes a parser would read otherwise than their shadow does (a field twice, a default written
+out: shadow.NotCanonical), and types this writer does not cover (floats, maps, Any, Duration, Struct...) go to
+json_format: never wrong, only slower. tests/cli compare both on a corpus, from messages and from bytes.
 """
 
 from __future__ import annotations
@@ -45,9 +44,6 @@ _TIMESTAMP = "google.protobuf.Timestamp"
 _SPECIAL = {"google.protobuf.Any", "google.protobuf.Duration", "google.protobuf.FieldMask"}
 _SPECIAL |= {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
 _REMEMBERED = 4096  # texts kept for each message type
-
-_U64 = 1 << 64
-_I32_LOW = _U64 - (1 << 31)  # the smallest varint that is a negative int32 (sign-extended to 64 bits)
 
 PayloadText = Callable[[bytes], str]
 
@@ -133,7 +129,7 @@ def _fields_writer(descriptor: Descriptor) -> PayloadText:
     def write(payload: bytes) -> str:
         message = parse(payload)
         if message.ByteSize() != len(payload):
-            raise NotCanonical  # (shadow.parsed, written out: this runs for every message)
+            raise NotCanonical  # shadow.parsed, written out: this runs for every message
         pieces = []
         for field, item in message.ListFields():
             key, value, repeated = table[field]
@@ -248,6 +244,8 @@ def _value_writer(field: FieldDescriptor) -> Callable[[Any], str]:
 def _late(descriptor: Descriptor) -> PayloadText:
     """The writer of a submessage type: types refer to each other (and to themselves), so a type's writer is
     made when its first value is written. Values of types that repeat are remembered here, by their bytes."""
+    if descriptor.full_name == _TIMESTAMP:
+        return _timestamp  # one in every flow and response: no indirection
     write: PayloadText | None = None
 
     def text(payload: bytes) -> str:
