@@ -4,8 +4,9 @@ The agent keeps raw records and decodes only the flows a client asks for (docs/r
 "Storage"), so this runs once per flow sent, and its cost is per-flow latency for every `hubble observe`. It
 reads the record's fields in one go (`record.item()`, or a batch's `tolist()`), parses the captured bytes in
 plain Python, and makes what flows share (endpoints, node, interface, event type, addresses, Summary: the
-flow's shape) once per snapshot and key, copying it into each flow in C and writing only each flow's own fields
-(time, uuid, ports, counts...) from Python: setting every field from Python was most of the cost.
+flow's shape) once per snapshot and key. A flow is then its shape's bytes with its own time, uuid and ports
+written between them (wire.FlowPieces); only a flow with rarer fields of its own becomes a message to fill.
+Setting every field of a message from Python was most of the cost (~17 us a flow against ~1).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import builtins
 import socket
 from collections.abc import Callable, Mapping
 from functools import cache
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 import numpy as np
@@ -184,12 +186,13 @@ class _Names:
 
 
 class _Shape:
-    """What flows of one key share (FlowDecoder.decode): the flow as a message, and its bytes in pieces."""
+    """What flows of one key share (FlowDecoder.decode): its bytes, whole and in pieces. Kept as bytes, not as
+    a message: ~1 KiB a shape, not ~2.5."""
 
-    __slots__ = ("direction", "flow", "pieces", "ports")
+    __slots__ = ("direction", "pieces", "ports", "serialized")
 
     def __init__(self, flow: flow_pb2.Flow, ports: str) -> None:
-        self.flow = flow
+        self.serialized = flow.SerializeToString()
         self.ports = ports  # the Layer4 field whose ports are each flow's own ("": none)
         self.pieces = FlowPieces(flow, time=True, uuid=True, ports=ports)
         self.direction = flow.traffic_direction
@@ -210,8 +213,7 @@ class _Masked:
     def pieces(self, key: tuple[object, ...], shape: _Shape) -> FlowPieces:
         pieces = self._pieces.get(key)
         if pieces is None:
-            pruned = flow_pb2.Flow()
-            pruned.CopyFrom(shape.flow)
+            pruned = flow_pb2.Flow.FromString(shape.serialized)
             prune(pruned, self.fields)
             ports = shape.ports if self._l4 else ""
             pieces = FlowPieces(pruned, time=self._time, uuid=self._uuid, ports=ports)
@@ -269,10 +271,11 @@ class FlowDecoder:
         """The flow of one stored record; `fields` (compile_field_mask) keeps only the fields asked for.
 
         Most of a flow repeats from flow to flow: the endpoints, node, interface, event type, addresses, verdict
-        and Summary of a connection's packets are the same. So the flow is made in two parts: its shape, made
-        once per distinct key of what it is made of (`_shape_key`) and copied whole (in C) into each flow, and
-        what is its own (time, uuid, ports, counts, names, services, policy, L7), written into the copy. Setting
-        the fields one by one from Python cost ~17 us a flow, the copy ~1 us.
+        and Summary of a connection's packets are the same. So a flow is made in two parts: its shape, made once
+        per distinct key of what it is made of (`_shape_key`) and kept as a message and as serialized pieces, and
+        what is its own: the time, uuid and ports every flow has, written as bytes between the pieces, and the
+        names, ClientHello, service, policy rule, counts and L7 some flows have, written into the message made
+        from those bytes (`_fill_rare`).
         """
         return self.decode_values(cast(tuple[Any, ...], record.item()), seq, fields)  # a structured record: a tuple
 
@@ -479,40 +482,40 @@ def _packet_of(r: _Record) -> Packet:
     return packet
 
 
+# What `FlowDecoder._shape` reads of a record and of its packet (their `location` and ports: `_shape_key`).
+_SHAPE_COLUMNS = itemgetter(
+    *(
+        _Record._fields.index(name)
+        for name in (
+            "type",
+            "subtype",
+            "flags",
+            "ifindex",
+            "ep_id",
+            "src_identity",
+            "dst_identity",
+            "trace_reason",
+            "verdict",
+            "policy_flags",
+            "drop_reason",
+            "tcp_flags_seen",
+            "vni",
+        )
+    )
+)
+_SHAPE_PACKET = attrgetter(
+    "src_mac", "dst_mac", "ethertype", "ip_version", "src_ip", "dst_ip", "protocol", "l4", "tcp_flags", "truncated"
+)
+
+
 def _shape_key(r: _Record, packet: Packet) -> tuple[object, ...]:
     """Everything `FlowDecoder._shape` reads, and so what a flow may share a shape by (a snapshot's names aside:
     the shapes go with the snapshot). The ports of TCP, UDP and SCTP are each flow's own; ICMP's type and code
     make its Summary, so they are part of its shape. An L7 record's `location` numbers its L7 entry, which the
     shape does not read."""
-    ports = () if packet.protocol in _PORTED else (packet.sport, packet.dport)
+    ports = None if packet.protocol in _PORTED else (packet.sport, packet.dport)
     location = 0 if r.type == EVENT_L7 else r.location
-    return (
-        r.type,
-        r.subtype,
-        r.flags,
-        r.ifindex,
-        r.ep_id,
-        r.src_identity,
-        r.dst_identity,
-        r.trace_reason,
-        r.verdict,
-        r.policy_flags,
-        r.drop_reason,
-        r.tcp_flags_seen,
-        r.vni,
-        location,
-        packet.src_mac,
-        packet.dst_mac,
-        packet.ethertype,
-        packet.ip_version,
-        packet.src_ip,
-        packet.dst_ip,
-        packet.protocol,
-        packet.l4,
-        packet.tcp_flags,
-        packet.truncated,
-        *ports,
-    )
+    return (_SHAPE_COLUMNS(r), _SHAPE_PACKET(packet), location, ports)
 
 
 def _fill_endpoints(flow: flow_pb2.Flow, r: _Record, packet: Packet, names: _Names) -> None:

@@ -97,20 +97,19 @@ class FlowPieces:
         """The flow's bytes: the shape's with this flow's time, uuid and (when they are its own) ports."""
         l4 = self._l4
         if self._ported_tag:
-            ported = (b"\x08" + varint(sport) if sport else b"") + (b"\x10" + varint(dport) if dport else b"")
-            ported += self._ported_rest
-            inner = self._ported_tag + varint(len(ported)) + ported
-            l4 = _L4_TAG + varint(len(inner)) + inner
-        return b"".join(
-            (
-                _FLOW_TIME + timestamp(ts_ns) if self._time else b"",
-                self._head,
-                l4,
-                self._middle,
-                _UUID_TAG + varint(len(uuid)) + uuid.encode() if self._uuid else b"",
-                self._tail,
+            ported = b"".join(
+                (
+                    b"\x08" + varint(sport) if sport else b"",
+                    b"\x10" + varint(dport) if dport else b"",
+                    self._ported_rest,
+                )
             )
-        )
+            inner = b"".join((self._ported_tag, varint(len(ported)), ported))
+            l4 = b"".join((_L4_TAG, varint(len(inner)), inner))
+        time = _FLOW_TIME + timestamp(ts_ns) if self._time else b""
+        if not self._uuid:
+            return b"".join((time, self._head, l4, self._middle, self._tail))
+        return b"".join((time, self._head, l4, self._middle, _UUID_TAG, varint(len(uuid)), uuid.encode(), self._tail))
 
 
 def _fields(message: Message, wanted: Callable[[int], bool]) -> bytes:
