@@ -7,20 +7,26 @@ cache and exits, taking the compiler with it; the agent then loads the entry as 
 early (`start`), bpf/kdrop.c and bpf/datapath.c compile side by side while the agent sets up the rest.
 
 The child creates the maps bcc creates while compiling, and they go with it, except the pinned ones (the
-conntrack tables): it pins them as bcc does, and the agent opens the pins, as a later agent would.
+conntrack tables): it pins them as bcc does, and the agent opens the pins, as a later agent would. It dies with
+the agent (a killed agent leaves no compiler running); an entry it had not finished is never seen (the cache
+writes under a temporary name).
 
     python -m flowscope.observer.datapath.compile_worker < request.json   # exit 0: the entry is in the cache
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+PR_SET_PDEATHSIG = 1
 NOT_CACHEABLE = 3  # the child's exit status when bcc's output cannot be cached (the agent compiles itself)
 FAILED = 2  # the compilation failed; its stderr says why
 
@@ -36,7 +42,10 @@ class Compiling:
     def start(
         cls, folder: Path, key: str, text: str, cflags: Sequence[str], pins: Mapping[str, Path] | None
     ) -> Compiling:
+        """Start the child. It is killed when the thread that started it ends (PR_SET_PDEATHSIG follows the
+        thread), so start it from a thread that outlives the wait: the agent's main thread does."""
         request = {
+            "parent": os.getpid(),
             "folder": str(folder),
             "key": key,
             "text": text,
@@ -81,6 +90,7 @@ def main() -> int:
     from flowscope.observer.datapath.compile_cache import CompileCache, CompiledObject, NotCacheable
 
     request = json.load(sys.stdin)
+    _die_with(int(request["parent"]))
     try:
         bpf = BPF(text=request["text"].encode(), cflags=request["cflags"])
     except Exception as exc:
@@ -93,6 +103,14 @@ def main() -> int:
         return NOT_CACHEABLE
     CompileCache(Path(request["folder"])).put(request["key"], compiled)
     return 0
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the agent that started us ends (a killed agent's compilation has nobody to wait for it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it ended before the line above
+        os._exit(FAILED)
 
 
 if __name__ == "__main__":
