@@ -19,14 +19,13 @@ import numpy as np
 from flowscope.api.flow import flow_pb2
 from flowscope.common.names import EVENT_L7, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 from flowscope.observer.endpoints import Snapshot
-from flowscope.observer.events import F_IPV6
+from flowscope.observer.events import F_IPV6, F_REPLY, F_REPLY_KNOWN
 from flowscope.observer.filters.base import Batch
 from flowscope.observer.filters.l7_rows import L7Lookup, L7Record
 from flowscope.observer.l7.names import NameSets
 from flowscope.observer.metrics.labels import Column
 from flowscope.observer.parser import EndpointIndex, index_of
 from flowscope.observer.parser.columns import Side, has_ip, has_l4
-from flowscope.observer.parser.direction import IS_REPLY
 
 # Hubble's v1.FlowProtocol: the L7 protocol when the flow has an L7 record, else the L4 one, else none.
 PROTOCOLS = ("Unknown flow", "TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP", "DNS", "HTTP", "Unknown L7")
@@ -134,7 +133,8 @@ class MetricsBatch:
     @cached_property
     def replies(self) -> np.ndarray:
         """flow.reply of each record: conntrack's word, or for an L7 flow whether its message is a response."""
-        reply = self._batch.reply_states() == IS_REPLY
+        both = F_REPLY_KNOWN | F_REPLY
+        reply = (self.records["flags"] & both) == both  # reply_state() == IS_REPLY, on the byte itself
         if len(self.l7_rows):
             responses = [e is not None and e.l7_type == flow_pb2.RESPONSE for e in self.l7_entries]
             known = np.array([e is not None for e in self.l7_entries], dtype=bool)

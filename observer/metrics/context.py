@@ -150,12 +150,21 @@ class ContextOptions:
         return [self._column(batch, label) for label in self.labels]
 
     def _column(self, batch: MetricsBatch, label: Label) -> Column:
+        """A label's values, made once per batch for every handler asking the same (handlers often share
+        their context options); a fallback is looked at only when some record has no value before it."""
         if label.side is None:
             return Column.table(batch.directions, DIRECTIONS)
-        column = self._option(batch, label.side, label.options[0])
-        for fallback in label.options[1:]:
-            column = column.otherwise(self._option(batch, label.side, fallback))
-        return column
+        side = label.side
+
+        def make() -> Column:
+            column = self._option(batch, side, label.options[0])
+            for fallback in label.options[1:]:
+                if not column.is_empty().any():
+                    break
+                column = column.otherwise(self._option(batch, side, fallback))
+            return column
+
+        return batch.memo(("context", side, label.options), make)
 
     def _option(self, batch: MetricsBatch, side: Side, option: str) -> Column:
         if option == "ip":

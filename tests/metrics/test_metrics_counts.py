@@ -4,6 +4,9 @@ context options do."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 from hubble_reference import key, reference, scraped
@@ -38,6 +41,7 @@ from records import (
 from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.metrics.batch import Sources
+from flowscope.observer.metrics.labels import Column, distinct_rows
 from flowscope.observer.metrics.registry import make_handlers, overflow_counter
 from flowscope.observer.metrics.subscriber import MetricsSubscriber
 from flowscope.observer.parser import FlowDecoder
@@ -201,3 +205,25 @@ def test_ingested_events_by_source_and_type() -> None:
     assert ingested[("datapath", "drop")] == 1
     assert ingested[("datapath", "policy-verdict")] == 2
     assert sum(ingested.values()) == len(mixed_batch())
+
+
+class Numbers(Sequence[str]):
+    """The names "0", "1", ... of `size` codes, without making them all."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return str(index)
+
+
+@pytest.mark.parametrize("size", [3, 70_000, 1 << 31])  # bincount, one-dimensional unique, structured unique
+def test_distinct_rows_whatever_the_number_of_label_sets(size: int) -> None:
+    rng = np.random.default_rng(7)
+    codes = [rng.integers(0, 3, 500), rng.integers(0, size, 500), rng.integers(0, size, 500)]
+    columns = [Column(c, Numbers(max(3, size))) for c in codes]
+    expected = Counter(zip(*(c.tolist() for c in codes), strict=True))
+    assert dict(distinct_rows(columns)) == expected
