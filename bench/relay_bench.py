@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +40,8 @@ import grpc
 
 from common import cpu_seconds, update_results
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.common.h2grpc.client import open_stream
+from flowscope.common.h2grpc.server import Server
 from flowscope.common.protowire import varint
 from flowscope.lab import Lab
 
@@ -207,12 +209,6 @@ def measure_last(lab: Lab) -> dict[str, float]:
 SYNTHETIC_NODES = ("node1", "node2", "node3")
 RATES = (10, 100, 1_000, 10_000, 50_000)  # flows per second, all nodes together
 HISTORY_STEP_NS = 3_000  # the stored flows of one node are this far apart; the nodes' interleave
-# The relay pings its agents every second; ours accept that (observer/server/serve.py), so these must too.
-PING_POLICY = [
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
-    ("grpc.http2.max_ping_strikes", 0),
-]
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -279,7 +275,9 @@ def synthetic_agent(socket_path: Path, node: str, index: int, history: int, rate
         get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString
     )
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=PING_POLICY)
+    # The agents' own server (common/h2grpc): grpcio's would cost each agent ~40 µs of CPU a flow, on the CPUs
+    # the relay runs on. It answers the relay's pings, every second, as the agents do.
+    server = Server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("observer.Observer", {"GetFlows": handler}),))
     server.add_insecure_port(f"unix://{socket_path}")
     server.start()
@@ -365,19 +363,23 @@ def relay_process(peers: list[str], code: str = "", profile: str = "") -> Iterat
         proc.wait(30)
 
 
-def _get_flows(channel: grpc.Channel) -> Any:
-    return channel.unary_stream(
-        "/observer.Observer/GetFlows", request_serializer=observer_pb2.GetFlowsRequest.SerializeToString
-    )
+def read_flows(address: str, request: observer_pb2.GetFlowsRequest) -> Generator[bytes, None, None]:
+    """The relay's responses, read by common/h2grpc's reader: a grpcio client's ~40 µs of CPU a message would
+    make the client the ceiling of the figures, and take the CPUs the relay runs on."""
+    stream = open_stream(address, "/observer.Observer/GetFlows", request.SerializeToString())
+    try:
+        for batch in stream.batches():
+            yield from batch
+    finally:
+        stream.cancel()
 
 
 def synthetic_last(address: str, pid: int) -> dict[str, float]:
     """`--last 20000` of the three synthetic nodes through the relay: seconds to the last flow, relay CPU."""
-    with grpc.insecure_channel(address) as channel:
-        cpu0, start = cpu_seconds(pid), time.perf_counter()
-        flows = sum(1 for raw in _get_flows(channel)(observer_pb2.GetFlowsRequest(number=LAST)) if raw[:1] == b"\x0a")
-        seconds = time.perf_counter() - start
-        cpu = cpu_seconds(pid) - cpu0
+    cpu0, start = cpu_seconds(pid), time.perf_counter()
+    flows = sum(1 for raw in read_flows(address, observer_pb2.GetFlowsRequest(number=LAST)) if raw[:1] == b"\x0a")
+    seconds = time.perf_counter() - start
+    cpu = cpu_seconds(pid) - cpu0
     return {"seconds": seconds, "flows": flows, "flows_per_s": flows / seconds, "cpu_us_per_flow": cpu / flows * 1e6}
 
 
@@ -386,24 +388,23 @@ def synthetic_follow(address: str, pid: int, seconds: float) -> dict[str, float]
     each flow read, receipt time minus its time (the agent stamped it as it sent it)."""
     latencies: list[int] = []
     count, lost, started, cpu0 = 0, 0, 0.0, 0.0
-    with grpc.insecure_channel(address) as channel:
-        call = _get_flows(channel)(observer_pb2.GetFlowsRequest(follow=True))
-        warm_up = time.monotonic() + 1.0
-        for raw in call:
-            now = time.time_ns()
-            if not started and time.monotonic() >= warm_up:
-                count, lost, latencies, started, cpu0 = 0, 0, [], time.monotonic(), cpu_seconds(pid)
-            kind = raw[:1]
-            if kind == b"\x0a":
-                count += 1
-                response = observer_pb2.GetFlowsResponse.FromString(raw)
-                latencies.append(now - (response.time.seconds * 1_000_000_000 + response.time.nanos))
-            elif kind == b"\x1a":  # a LostEvent: flows the relay dropped because this client was slow
-                lost += observer_pb2.GetFlowsResponse.FromString(raw).lost_events.num_events_lost
-            if started and time.monotonic() - started >= seconds:
-                break
-        elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu0
-        call.cancel()
+    responses = read_flows(address, observer_pb2.GetFlowsRequest(follow=True))
+    warm_up = time.monotonic() + 1.0
+    for raw in responses:
+        now = time.time_ns()
+        if not started and time.monotonic() >= warm_up:
+            count, lost, latencies, started, cpu0 = 0, 0, [], time.monotonic(), cpu_seconds(pid)
+        kind = raw[:1]
+        if kind == b"\x0a":
+            count += 1
+            response = observer_pb2.GetFlowsResponse.FromString(raw)
+            latencies.append(now - (response.time.seconds * 1_000_000_000 + response.time.nanos))
+        elif kind == b"\x1a":  # a LostEvent: flows the relay dropped because this client was slow
+            lost += observer_pb2.GetFlowsResponse.FromString(raw).lost_events.num_events_lost
+        if started and time.monotonic() - started >= seconds:
+            break
+    elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu0
+    responses.close()
     merged = count + lost
     ms = [x / 1e6 for x in latencies] or [float("nan")]
     return {

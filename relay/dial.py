@@ -5,10 +5,13 @@ template, at a unix socket named after it: the relay then reaches agents on the 
 file system, as the lab's relay does (lab/relay.py says why). Unix sockets are always plaintext, as the
 agent serves them; TCP uses TLS when the relay was given client TLS.
 
-A node that dies is noticed when its connection is reset (a killed agent, a stopped namespace). One that stops
-answering without a reset (a frozen process, a cut-off network) is noticed by keepalive pings: one a second,
-also on an idle follow stream, and a ping unanswered for a second closes the connection, which ends its
-streams as UNAVAILABLE. Our agents' servers accept pings that often (observer/server/serve.py); a gRPC server's
+Flows are read on a connection of each GetFlows stream's own (common/h2grpc/client.py: grpcio's ~40 µs of
+CPU per message was most of the relay's cost); the peer's gRPC channel stays for whether it is there and for
+its other calls. A node that dies is noticed when its connection is reset (a killed agent, a stopped
+namespace). One that stops answering without a reset (a frozen process, a cut-off network) is noticed by
+keepalive pings: on the channel, one a second, a ping unanswered for a second closing it; on a follow stream,
+one after each second without a byte from the node, and one unanswered for two seconds ends the stream as
+UNAVAILABLE. Our agents' servers accept pings that often (observer/server/serve.py); a gRPC server's
 default policy, Hubble's agents' included, answers more than one every five minutes on an idle stream with
 GOAWAY (gRPC then pings less often by itself): `flowscope relay --peer-keepalive 0` turns them off.
 """
@@ -19,13 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import grpc.experimental
 
 from flowscope.common.addresses import dial_target
+from flowscope.common.h2grpc.client import Stream, open_stream
 from flowscope.common.tls import ClientTLS
 from flowscope.relay.backoff import Backoff, channel_options
 
 MAX_MESSAGE = 16 * 1024 * 1024
+GET_FLOWS = "/observer.Observer/GetFlows"
 KEEPALIVE_S = 1.0  # a ping after this long without one, and this long for its answer
 
 
@@ -64,6 +68,18 @@ class Dialer:
     def secure(self, target: str) -> bool:
         return self.tls is not None and not is_unix(target)
 
+    def open_flows(self, target: str, request: bytes, server_name: str = "") -> Stream:
+        """A GetFlows stream to `target` on a connection of its own, with this relay's TLS and keepalive."""
+        return open_stream(
+            target,
+            GET_FLOWS,
+            request,
+            tls=self.tls if self.secure(target) else None,
+            server_name=server_name,
+            keepalive_s=self.keepalive_s,
+            max_message=MAX_MESSAGE,
+        )
+
     def channel(self, target: str, server_name: str = "") -> grpc.Channel:
         options: list[tuple[str, Any]] = [
             *channel_options(self.backoff or Backoff()),
@@ -72,9 +88,6 @@ class Dialer:
             # One connection per agent per relay, not shared with other channels of this process, so closing
             # a peer's channel really closes its connection.
             ("grpc.use_local_subchannel_pool", 1),
-            # Read each stream on the thread that iterates it, not through a thread of gRPC's: a hand-off
-            # between threads per flow was most of the relay's cost (it more than doubles its throughput).
-            (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
         ]
         if not self.secure(target):
             return grpc.insecure_channel(target, options=options)

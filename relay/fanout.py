@@ -15,12 +15,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import grpc
 
 from flowscope.api.observer import observer_pb2
 from flowscope.api.relay import relay_pb2
+from flowscope.common.h2grpc.client import Stream
 from flowscope.relay import wire
 from flowscope.relay.backoff import Backoff
 from flowscope.relay.merge import Merger
@@ -76,7 +76,7 @@ class NodeStream(threading.Thread):
         self._fanout = fanout
         self._announce_connect = not connected  # the start-of-stream events already named it otherwise
         self._stop_event = threading.Event()
-        self._call: Any = None
+        self._call: Stream | None = None
         self.final_error: grpc.StatusCode | None = None  # why it gave up, when it did
         self.final_message = ""
 
@@ -103,7 +103,7 @@ class NodeStream(threading.Thread):
             if again and request.follow:
                 attempt = resumed(request, last + 1 if last is not None else fanout.started_ns)
             opened = time.monotonic()
-            code = self._read(connection.get_flows, attempt, history=has_history(request) and not again)
+            code = self._read(connection, attempt, history=has_history(request) and not again)
             ended = code is None and (not request.follow or past_until(request))
             if self.stopped or self.final_error is not None or ended:
                 return
@@ -124,7 +124,7 @@ class NodeStream(threading.Thread):
         return None
 
     def _read(
-        self, get_flows: Callable[..., Any], request: observer_pb2.GetFlowsRequest, history: bool
+        self, connection: Connection, request: observer_pb2.GetFlowsRequest, history: bool
     ) -> grpc.StatusCode | None:
         """Stream the node's responses into the merger; None when it ended well, else the error's code.
 
@@ -132,7 +132,7 @@ class NodeStream(threading.Thread):
         client hears it before the stream can end.
         """
         fanout, merger = self._fanout, self._fanout.merger
-        call = get_flows(request)
+        call = connection.get_flows(request)
         self._call = call
         if self.stopped:
             call.cancel()
@@ -142,21 +142,22 @@ class NodeStream(threading.Thread):
             self._announce_connect = False
         suffix = wire.name_suffix(self.node)
         try:
-            for raw in call:
-                try:
-                    scanned = wire.scan(raw)
-                except wire.DecodeError:
-                    log.warning("node %s sent a response that is not a GetFlowsResponse", self.node)
-                    continue
-                if not scanned.named:
-                    raw += suffix
-                if scanned.kind == wire.NODE_STATUS:  # the node is itself a relay
-                    merger.announce(raw)
-                    continue
-                # No time (or a zero one, as a field mask without `time` can leave): order it as it arrives.
-                time_ns = scanned.time_ns or time.time_ns()
-                merger.push(self.node, time_ns, raw, self._stop_event.is_set)
-                fanout.last_ns[self.node] = max(time_ns, fanout.last_ns.get(self.node, time_ns))
+            for batch in call.batches():
+                for raw in batch:
+                    try:
+                        scanned = wire.scan(raw)
+                    except wire.DecodeError:
+                        log.warning("node %s sent a response that is not a GetFlowsResponse", self.node)
+                        continue
+                    if not scanned.named:
+                        raw += suffix
+                    if scanned.kind == wire.NODE_STATUS:  # the node is itself a relay
+                        merger.announce(raw)
+                        continue
+                    # No time (or a zero one, as a field mask without `time` can leave): order it as it arrives.
+                    time_ns = scanned.time_ns or time.time_ns()
+                    merger.push(self.node, time_ns, raw, self._stop_event.is_set)
+                    fanout.last_ns[self.node] = max(time_ns, fanout.last_ns.get(self.node, time_ns))
             if request.follow and not self.stopped and not past_until(request):
                 fanout.announce(relay_pb2.NODE_ERROR, [self.node], "the node ended the stream")
                 return grpc.StatusCode.UNAVAILABLE
