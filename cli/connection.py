@@ -14,6 +14,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -22,6 +23,9 @@ from flowscope.cli.timefmt import positive_duration
 from flowscope.common import paths
 from flowscope.common.closing import Closing
 from flowscope.common.tls import ClientTLS, TLSConfigError, UnreadableFile
+
+if TYPE_CHECKING:
+    from flowscope.common.h2grpc.client import Stream
 
 DEFAULT_SERVER = "localhost:4245"
 DEFAULT_SOCKET = str(paths.DEFAULT_SOCKET)
@@ -103,15 +107,45 @@ def grpc_target(address: str) -> str:
 
 
 class Connection(Closing):
-    """An open channel to a server that answered, and how to name it in messages."""
+    """A server that answered, how to reach it (TLS, the name its certificate must give, a certificate trusted as
+    it was shown), and how to name it in messages.
 
-    def __init__(self, channel: grpc.Channel, target: str, options: ServerOptions) -> None:
-        self.channel = channel
+    Unary calls and the streams other than flows go through a grpcio channel, opened when first used; flow
+    streams are read through common/h2grpc (`stream`), on a connection of their own, without grpcio's ~40 µs
+    per message. A command that only reads flows (`observe`, `top`) never opens a channel at all."""
+
+    def __init__(self, target: str, options: ServerOptions, dial: Dial | None = None) -> None:
         self.target = target
         self.options = options
+        self.dial = dial or Dial()
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def channel(self) -> grpc.Channel:
+        if self._channel is None:
+            self._channel = self.dial.channel(self.target)
+        return self._channel
+
+    def stream(self, method: str, request: bytes, timeout: float | None = None) -> Stream:
+        """A server-streaming call of `method` (its full path) on a connection of its own; nothing is sent
+        until it is read. Its responses are bytes; it ends or fails as a grpcio call would."""
+        from flowscope.common.h2grpc.client import open_stream  # h2: only for the commands that read streams
+
+        dial = self.dial
+        return open_stream(
+            self.target,
+            method,
+            request,
+            tls=dial.tls,
+            server_name=dial.server_name,
+            trust=dial.trust,
+            timeout=timeout,
+            connect_timeout=self.options.timeout,
+        )
 
     def close(self) -> None:
-        self.channel.close()
+        if self._channel is not None:
+            self._channel.close()
 
     def error(self, exc: grpc.RpcError) -> CliError:
         """One line for a failed call: the server's own reason, or what happened to the connection."""
@@ -124,17 +158,33 @@ class Connection(Closing):
         return CliError(f"server error: {code.name}: {details}")
 
 
-def connect(options: ServerOptions) -> Connection:
-    """A connection to the first candidate that answers; CliError naming every address tried otherwise."""
+@dataclass(frozen=True)
+class Dial:
+    """TLS as the flags ask for it (None: plaintext), made once per target and used by every call to it."""
+
+    tls: ClientTLS | None = None
+    server_name: str = ""  # the name the server's certificate must give; its address's host when empty
+    trust: bytes | None = None  # certificates trusted as they are (--tls-allow-insecure), instead of the CAs
+
+    def channel(self, target: str) -> grpc.Channel:
+        if self.tls is None:
+            return grpc.insecure_channel(target)
+        return self.tls.channel(target, self.server_name or None, trust=self.trust)
+
+
+def connect(options: ServerOptions, *, channel: bool = True) -> Connection:
+    """A connection to the first candidate that answers; CliError naming every address tried otherwise.
+    `channel`: the command calls through a grpcio channel, so the server is checked through one; False when it
+    only reads flow streams (`Connection.stream`), which are checked the way they are read."""
     failures: list[str] = []
     for target in options.candidates():
         reason = _probe(target, options.timeout)
         if reason is None:
-            channel = _open_channel(target, options)
-            reason = _wait_ready(channel, options.timeout)
+            connection = Connection(target, options, _dial(target, options))
+            reason = _answers(connection, channel)
             if reason is None:
-                return Connection(channel, target, options)
-            channel.close()
+                return connection
+            connection.close()
             if not options.tls and "socket closed" in reason.lower():
                 reason += "; a TLS server? try tls:// or --tls"
         failures.append(f"{target} ({reason})")
@@ -176,11 +226,11 @@ def host_port(target: str) -> tuple[str, int] | None:
     return host.strip("[]") or "localhost", int(port)
 
 
-def _open_channel(target: str, options: ServerOptions) -> grpc.Channel:
-    """A plaintext channel, or a TLS one: the CAs given (or the system's), the server name to expect, a client
-    certificate; with --tls-allow-insecure, trusting the certificate the server presents and a name in it."""
+def _dial(target: str, options: ServerOptions) -> Dial:
+    """Plaintext, or TLS: the CAs given (or the system's), the server name to expect, a client certificate;
+    with --tls-allow-insecure, trusting the certificate the server presents and a name in it."""
     if not options.tls:
-        return grpc.insecure_channel(target)
+        return Dial()
     try:
         tls = ClientTLS(
             tuple(Path(file) for file in options.ca_files),
@@ -189,30 +239,35 @@ def _open_channel(target: str, options: ServerOptions) -> grpc.Channel:
             described_as=TLS_FILE_FLAGS,
         )
         if not options.allow_insecure:
-            return tls.channel(target, options.server_name)
+            tls.credentials()  # reads the files now: one that cannot be read is a usage error, not a failed call
+            return Dial(tls, options.server_name or "")
         address = host_port(target)
         if address is None:
             raise UsageError(f"--tls-allow-insecure needs a host:port server, not {target}")
         from flowscope.cli.tls import presented_certificate  # cryptography: ~25 ms of start-up, for this flag only
 
         presented, name = presented_certificate(address, tls, options.timeout)
-        return tls.channel(target, options.server_name or name, trust=presented)
+        return Dial(tls, options.server_name or name or "", trust=presented)
     except UnreadableFile as exc:
         raise CliError(str(exc)) from None
     except TLSConfigError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _wait_ready(channel: grpc.Channel, timeout: float) -> str | None:
-    """None once the server answers a call; else why not (gRPC's own reason when it fails to connect).
+def _answers(connection: Connection, channel: bool) -> str | None:
+    """None once the server answers a call; else why not (the transport's own reason when it fails to connect).
 
-    The call is a health check made without waiting for the channel to be ready, so it connects and fails
-    as soon as connecting does, with gRPC's reason. Any answer proves the connection, a refusal too (a server
-    without the health service says UNIMPLEMENTED). Not `channel.subscribe`: its polling thread then holds
-    `channel.close()` for up to 0.2 s, which every short command would pay."""
-    check = channel.unary_unary(HEALTH_CHECK)  # bytes in and out: an empty HealthCheckRequest is no bytes
+    The call is a health check, through the channel or as a stream, made without waiting for the channel to
+    be ready, so it connects and fails as soon as connecting does. Any answer proves the connection, a refusal
+    too (a server without the health service says UNIMPLEMENTED). Not `channel.subscribe`: its polling thread
+    then holds `channel.close()` for up to 0.2 s, which every short command would pay."""
+    timeout = connection.options.timeout
     try:
-        check(b"", timeout=timeout)
+        if channel:  # bytes in and out: an empty HealthCheckRequest is no bytes
+            connection.channel.unary_unary(HEALTH_CHECK)(b"", timeout=timeout)
+        else:
+            for _ in connection.stream(HEALTH_CHECK, b"", timeout=timeout):
+                pass
     except grpc.RpcError as exc:
         code = exc.code()
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -226,4 +281,4 @@ def _last_error(details: str) -> str:
     """gRPC's reason without its wrapping: `failed to connect to all addresses; last error: UNKNOWN:
     ipv4:127.0.0.1:4245: Tls handshake failed (...): ...: OK` → `Tls handshake failed (...): ...`."""
     reason = details.split("last error:", 1)[-1].strip().removesuffix(": OK")
-    return re.sub(r"^(?:[A-Z_]+: )?(?:(?:ipv4|ipv6|unix):\S+?: )?", "", reason) or details
+    return re.sub(r"^(?:[A-Z_]+: )?(?:(?:ipv4|ipv6|unix):\S+?: |\S+:\d+: )?", "", reason) or details

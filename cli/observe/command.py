@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
                 printer.close()
         return 0
     # Ctrl-C ends a follow with what was printed standing, and exit 0, like hubble.
-    with connect(ServerOptions.from_args(args)) as connection, Interrupts() as interrupts:
+    with connect(ServerOptions.from_args(args), channel=False) as connection, Interrupts() as interrupts:
         try:
-            for response in follow.responses(connection, request, interrupts, _say):
-                printer.write(response)
+            for batch in follow.batches(connection, request, interrupts, _say):
+                printer.write_bytes(batch)
         finally:
             printer.close()
     return 0

@@ -21,12 +21,12 @@ import grpc
 from rich.console import Console, Group
 from rich.live import Live
 
-from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.api.observer import observer_pb2
 from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import CliError
 from flowscope.cli.interrupts import EXIT_CODE, Interrupts
 from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
-from flowscope.cli.observe.follow import backoff
+from flowscope.cli.observe.follow import GET_FLOWS, backoff, parse
 from flowscope.cli.observe.request import raw_filters_yaml
 from flowscope.cli.top import render
 from flowscope.cli.top.controls import Action, Controls
@@ -88,19 +88,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise CliError("top needs a terminal for its screen and keys; for a stream of flows use 'observe -f'")
-    with connect(ServerOptions.from_args(args)) as connection:
+    with connect(ServerOptions.from_args(args), channel=False) as connection:
         shown = "l7" if args.l7 else "flows"
         return Viewer(connection, LiveFilter(args), initial_text(args), 1.0 / args.refresh, shown).run(request)
 
 
 class Stream:
     """One GetFlows call feeding one FlowTable from a daemon thread; `stop` cancels it. How it ended is for the
-    viewer to read: `ended_at`, and `lost` (why, when asking again may help) or `refused` (when it cannot)."""
+    viewer to read: `ended_at`, and `lost` (why, when asking again may help) or `refused` (when it cannot).
+    Read through common/h2grpc (`Connection.stream`), as observe reads it: a read's responses at a time."""
 
     def __init__(self, connection: Connection, request: observer_pb2.GetFlowsRequest, table: FlowTable) -> None:
         self.table = table
         self._connection = connection
-        self._call = observer_pb2_grpc.ObserverStub(connection.channel).GetFlows(request)
+        self._call = connection.stream(GET_FLOWS, request.SerializeToString())
         self.ended_at: float | None = None
         self.received = False  # a response came: the server answered, so the backoff starts over
         self.lost: str | None = None  # why it ended, to be asked again
@@ -110,9 +111,10 @@ class Stream:
 
     def _ingest(self) -> None:
         try:
-            for response in self._call:
+            for batch in self._call.batches():
                 self.received = True
-                self.table.add(response)
+                for data in batch:
+                    self.table.add(parse(data))
             self.lost = "the server ended the stream"
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:

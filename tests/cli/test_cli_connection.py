@@ -173,6 +173,33 @@ def test_mutual_tls(certificates: dict[str, tuple[Path, Path]], capsys: pytest.C
         assert main([*base, "--tls-client-cert-file", str(cert)]) == 2
 
 
+def test_observe_reads_flows_over_tls_and_mutual_tls(
+    certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """observe reads its stream through common/h2grpc, not grpcio: the same TLS flags, the same one-line refusals."""
+    key, cert = certificates["client.test"]
+    ca = str(certificates["server.test"][1])
+    flows = [samples.response(samples.tcp_flow())]
+    with tls_server(certificates, mutual=True) as server:
+        server.observer.flows = flows
+        base = ["observe", "--server", f"tls://{server.target}", "--tls-ca-cert-files", ca, "--timeout", "2s"]
+        assert main([*base, "--tls-client-cert-file", str(cert), "--tls-client-key-file", str(key)]) == 0
+        assert "default/client:34567" in capsys.readouterr().out
+        assert main(base) == 1  # no client certificate
+        err = capsys.readouterr().err
+        assert err.startswith("flowscope: error: ") and err.count("\n") == 1
+    with tls_server(certificates) as server:
+        server.observer.flows = flows
+        assert main(["observe", "--server", f"tls://{server.target}", "--tls-allow-insecure"]) == 0
+        assert "default/client:34567" in capsys.readouterr().out
+        assert main(["observe", "--server", f"tls://{server.target}", "--timeout", "2s"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"flowscope: error: cannot connect to {server.target} (") and err.count("\n") == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in err
+        assert main(["observe", "--server", server.target, "--timeout", "2s"]) == 1
+        assert "a TLS server? try tls:// or --tls" in capsys.readouterr().err
+
+
 # --- loading the commands -------------------------------------------------------------------------
 
 
