@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
@@ -244,10 +244,10 @@ def sample_flows(node: str) -> list[bytes]:
     return flows
 
 
-def synthetic_agent(socket_path: Path, node: str, index: int, history: int, rate: float, newest: int) -> None:
-    """Serve GetFlows as `node` on socket_path until SIGTERM: `history` stored flows up to `newest` (the same
-    for every node: their histories interleave), then (follow) flows stamped now, `rate` per second (0: as
-    fast as the client takes them)."""
+def synthetic_agent(socket_path: Path, node: str, index: int, history: int, rate: float, newest: int) -> Server:
+    """A server of GetFlows as `node` on socket_path: `history` stored flows up to `newest` (the same for every
+    node: their histories interleave), then (follow) flows stamped now, `rate` per second (0: as fast as the
+    client takes them)."""
     flows = sample_flows(node)
     stored = [
         flows[k % len(flows)] + time_field(newest - (history - k) * HISTORY_STEP_NS + index * 1_000)
@@ -274,15 +274,25 @@ def synthetic_agent(socket_path: Path, node: str, index: int, history: int, rate
     handler = grpc.unary_stream_rpc_method_handler(
         get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString
     )
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     # The agents' own server (common/h2grpc): grpcio's would cost each agent ~40 µs of CPU a flow, on the CPUs
     # the relay runs on. It answers the relay's pings, every second, as the agents do.
     server = Server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("observer.Observer", {"GetFlows": handler}),))
     server.add_insecure_port(f"unix://{socket_path}")
     server.start()
+    return server
+
+
+def serve_synthetic(spec: str, history: int, rate: float, newest: int) -> None:
+    """The child of synthetic_agents: the agents of `spec` (JSON [[socket path, node, index], ...]) in this
+    process, until SIGTERM."""
+    import json
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    servers = [synthetic_agent(Path(p), node, i, history, rate, newest) for p, node, i in json.loads(spec)]
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    server.stop(None)
+    for server in servers:
+        server.stop(None)
 
 
 # The relay, from the relay/ folder given (empty: this checkout's), with every thread profiled when asked.
@@ -324,15 +334,19 @@ def _with_parent() -> None:
 
 
 @contextmanager
-def synthetic_agents(folder: Path, history: int, rate: float) -> Iterator[list[str]]:
-    """Three synthetic agents (processes); yields their `name=unix://socket` peers once they serve."""
+def synthetic_agents(
+    folder: Path, history: int, rate: float, nodes: Sequence[str] = SYNTHETIC_NODES, per_process: int = 1
+) -> Iterator[list[str]]:
+    """Synthetic agents, `per_process` in each process; yields their `name=unix://socket` peers once they serve."""
+    import json
+
     procs, peers, newest = [], [], str(time.time_ns() - 1_000_000_000)
-    for index, name in enumerate(SYNTHETIC_NODES):
-        path = folder / f"{name}.sock"
-        argv = [sys.executable, __file__, "--synthetic-agent", str(path), name, str(index), str(history), str(rate)]
-        argv.append(newest)
+    agents = [(str(folder / f"{name}.sock"), name, index) for index, name in enumerate(nodes)]
+    for at in range(0, len(agents), per_process):
+        spec = json.dumps(agents[at : at + per_process])
+        argv = [sys.executable, __file__, "--synthetic-agent", spec, str(history), str(rate), newest]
         procs.append(subprocess.Popen(argv, preexec_fn=_with_parent))
-        peers.append(f"{name}=unix://{path}")
+    peers = [f"{name}=unix://{path}" for path, name, _ in agents]
     try:
         for peer in peers:
             with grpc.insecure_channel(peer.split("=", 1)[1]) as channel:
@@ -513,6 +527,76 @@ def measure_synthetic(
     return results
 
 
+MANY_LAST = 2_000  # `--last` per node in front of many nodes (50 nodes: 100,000 flows)
+AGENTS_PER_PROCESS = 10
+
+
+def at_rest(peers: list[str], code: str) -> tuple[int, float]:
+    """RSS (bytes) and CPU (seconds a second) of a relay connected to `peers` and asked nothing."""
+    from common import rss_bytes
+
+    with relay_process(peers, code) as (_, pid):
+        time.sleep(3.0)  # connections made, first pings answered
+        cpu0 = cpu_seconds(pid)
+        time.sleep(3.0)
+        return rss_bytes(pid), (cpu_seconds(pid) - cpu0) / 3.0
+
+
+def many_figures(peers: list[str], code: str, seconds: float) -> dict[str, float]:
+    """One relay's figures in front of all of `peers`: at rest (against 3 of them), `--last`, follow."""
+    count = len(peers)
+    few_rss, few_cpu = at_rest(peers[:3], code)
+    many_rss, many_cpu = at_rest(peers, code)
+    figures = {
+        "RSS (MiB)": many_rss / 2**20,
+        "RSS per node beyond 3 (MiB)": (many_rss - few_rss) / (count - 3) / 2**20,
+        "CPU at rest per node beyond 3 (ms/s)": (many_cpu - few_cpu) / (count - 3) * 1e3,
+    }
+    with relay_process(peers, code) as (address, pid):
+        time.sleep(2.0)  # every node connected before the request
+        cpu0, start = cpu_seconds(pid), time.perf_counter()
+        flows = sum(
+            1 for raw in read_flows(address, observer_pb2.GetFlowsRequest(number=MANY_LAST)) if raw[:1] == b"\x0a"
+        )
+        figures[f"--last {MANY_LAST}: flows"] = flows
+        figures[f"--last {MANY_LAST}: seconds"] = time.perf_counter() - start
+        figures[f"--last {MANY_LAST}: relay CPU per flow (µs)"] = (cpu_seconds(pid) - cpu0) / flows * 1e6
+        follow = synthetic_follow(address, pid, seconds)
+    figures["follow: merged flows/s"] = follow["flows_per_s"]
+    figures["follow: delivered flows/s"] = follow["delivered_per_s"]
+    figures["follow: relay CPU per flow (µs)"] = follow["relay_cpu_us_per_flow"]
+    return figures
+
+
+def measure_many(count: int, seconds: float, before: str = "", rounds: int = 2) -> str:
+    """A relay in front of `count` synthetic nodes: `--last` across them, follow as fast as they send, and what
+    each node costs the relay at rest (RSS and CPU, against a relay of 3 nodes), beside `before`'s relay."""
+    import tempfile
+
+    codes = {"after": ""} | ({"before": before} if before else {})
+    names = [f"node{k + 1}" for k in range(count)]
+    rows: dict[str, dict[str, list[float]]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="fs-rbench-") as tmp,
+        synthetic_agents(Path(tmp), MANY_LAST, 0, names, AGENTS_PER_PROCESS) as peers,
+    ):
+        for _ in range(rounds):
+            for version, code in codes.items():
+                for figure, value in many_figures(peers, code, seconds).items():
+                    rows.setdefault(figure, {}).setdefault(version, []).append(value)
+                    print(f"{count} nodes", version, figure, round(value, 2), flush=True)
+    versions = list(codes)[::-1]
+    table = "\n".join(
+        f"| {figure} | " + " | ".join(f"{statistics.median(values[v]):,.2f}" for v in versions) + " |"
+        for figure, values in rows.items()
+    )
+    return f"""A relay in front of {count} synthetic nodes ({AGENTS_PER_PROCESS} agents a process), medians of {rounds}:
+
+| figure | {" | ".join(versions)} |
+|---|{"---|" * len(versions)}
+{table}"""
+
+
 def profile_relay(seconds: float, folder: Path, code: str = "") -> None:
     """A relay (code: another relay/ folder), every thread under cProfile, through `--last 20000`
     (folder/last.prof) and, in a relay of its own, a follow run as fast as it goes (folder/follow.prof)."""
@@ -645,8 +729,8 @@ alternating.
 
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--synthetic-agent":
-        path, node, index, history, rate, newest = sys.argv[2:8]
-        synthetic_agent(Path(path), node, int(index), int(history), float(rate), int(newest))
+        spec, history, rate, newest = sys.argv[2:6]
+        serve_synthetic(spec, int(history), float(rate), int(newest))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run (10)")
@@ -657,7 +741,11 @@ def main() -> int:
     parser.add_argument("--before", default="", help="another checkout's relay/ folder, measured beside this one")
     parser.add_argument("--rounds", type=int, default=2, help="synthetic runs of each relay per setting (2)")
     parser.add_argument("--profile", type=Path, help="profile the relay (--before's, if given) into this folder")
+    parser.add_argument("--nodes", type=int, help="only a relay in front of this many synthetic nodes (e.g. 50)")
     args = parser.parse_args()
+    if args.nodes:
+        print(measure_many(args.nodes, args.seconds, args.before, args.rounds))
+        return 0
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         profile_relay(args.seconds, args.profile.resolve(), args.before)
