@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter
 from flowscope.observer.metrics.dns import DnsHandler
 from flowscope.observer.metrics.drop import DropHandler
 from flowscope.observer.metrics.flow import FlowHandler
+from flowscope.observer.metrics.flows_to_world import FlowsToWorldHandler
 from flowscope.observer.metrics.handler import Handler
 from flowscope.observer.metrics.http import HttpHandler
 from flowscope.observer.metrics.icmp import IcmpHandler
@@ -27,6 +28,7 @@ HANDLERS: dict[str, type[Handler]] = {
         PolicyHandler,
         DnsHandler,
         HttpHandler,
+        FlowsToWorldHandler,
     )
 }
 

@@ -36,7 +36,8 @@ def key(metric: str, /, **labels: str) -> Key:
 
 
 def reference(flows: Iterable[flow_pb2.Flow], kernel_names: bool = True) -> Counter[Key]:
-    """Every default handler's counts (flow, drop, tcp, port-distribution, icmp, policy) plus dns and http."""
+    """Every handler's counts with its default options: flow, drop, tcp, port-distribution, icmp, policy, dns,
+    http and flows-to-world."""
     counts: Counter[Key] = Counter()
     for flow in flows:
         event_type = flow.event_type.type
@@ -95,6 +96,9 @@ def reference(flows: Iterable[flow_pb2.Flow], kernel_names: bool = True) -> Coun
             counts[
                 key("hubble_policy_verdicts_total", direction=direction, match=match, action=verdict(flow).lower())
             ] += 1
+        to_world = any(label.startswith("reserved:world") for label in flow.destination.labels)
+        if to_world and flow.verdict == flow_pb2.FORWARDED and flow.HasField("is_reply") and not flow.is_reply.value:
+            counts[key("hubble_flows_to_world_total", protocol=protocol(flow), verdict=verdict(flow))] += 1
         _l7(flow, direction, counts)
     return counts
 

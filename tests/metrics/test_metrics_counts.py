@@ -49,7 +49,7 @@ from flowscope.observer.parser import FlowDecoder
 KERNEL_REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET"}
 KNOWN = events.F_REPLY_KNOWN
 REPLY = events.F_REPLY_KNOWN | events.F_REPLY
-ALL = "flow,drop,tcp,port-distribution,icmp,policy,dns,http"
+ALL = "flow,drop,tcp,port-distribution,icmp,policy,dns,http,flows-to-world"
 
 
 def mixed_batch() -> np.ndarray:
@@ -73,6 +73,9 @@ def mixed_batch() -> np.ndarray:
         record(ether(ipv6(CLIENT_V6, SERVER_V6, 58, icmp6(128)), 0x86DD), flags=KNOWN),
         record(ether(ipv6(CLIENT_V6, SERVER_V6, 58, icmp6(135)), 0x86DD)),
         record(tcp4(WORLD_V4, SERVER_V4, 50000, 80), subtype=names.TRACE_FROM_NETWORK, ep_id=0, ifindex=2),
+        record(tcp4(SERVER_V4, WORLD_V4, 41000, 443), flags=KNOWN, subtype=names.TRACE_TO_NETWORK, ep_id=0, ifindex=2),
+        record(tcp4(SERVER_V4, WORLD_V4, 41000, 443, ACK), flags=KNOWN, **{**egress, "ep_id": 1002, "ifindex": 12}),
+        record(udp4(SERVER_V4, WORLD_V4, 41000, 53), flags=REPLY, subtype=names.TRACE_TO_NETWORK, ep_id=0, ifindex=2),
         record(
             tcp4(flags=SYN),
             type=names.EVENT_DROP,
@@ -141,7 +144,7 @@ def test_exact_values_of_the_labels_hubble_gives() -> None:
     assert counts[key("hubble_drop_total", reason="POLICY_DENIED", protocol="TCP")] == 1
     assert counts[key("hubble_drop_total", reason="NO_SOCKET", protocol="UDP")] == 1
     assert counts[key("hubble_drop_total", reason=str(0xFFFF_FFF0), protocol="TCP")] == 1
-    assert counts[key("hubble_tcp_flags_total", flag="SYN", family="IPv4")] == 4  # the policy verdict too
+    assert counts[key("hubble_tcp_flags_total", flag="SYN", family="IPv4")] == 5  # the policy verdict too
     assert counts[key("hubble_tcp_flags_total", flag="SYN-ACK", family="IPv4")] == 1
     assert counts[key("hubble_tcp_flags_total", flag="SYN", family="IPv6")] == 1
     assert counts[key("hubble_tcp_flags_total", flag="RST", family="IPv4")] == 1
@@ -154,6 +157,12 @@ def test_exact_values_of_the_labels_hubble_gives() -> None:
         "hubble_flows_processed_total", protocol="TCP", type="Trace", subtype="to-endpoint", verdict="FORWARDED"
     )
     assert counts[flows] == 6
+    assert counts[key("hubble_flows_to_world_total", protocol="TCP", verdict="FORWARDED")] == 2
+
+
+def test_flows_to_world_options() -> None:
+    counts = scraped(families(counted(mixed_batch(), "flows-to-world:syn-only;port;any-drop")[0]))
+    assert counts == {key("hubble_flows_to_world_total", protocol="TCP", verdict="FORWARDED", port="443"): 1}
 
 
 def test_context_labels_with_fallback() -> None:
