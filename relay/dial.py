@@ -68,15 +68,18 @@ class Dialer:
     def secure(self, target: str) -> bool:
         return self.tls is not None and not is_unix(target)
 
-    def open_flows(self, target: str, request: bytes, server_name: str = "") -> Stream:
-        """A GetFlows stream to `target` on a connection of its own, with this relay's TLS and keepalive."""
+    def open_flows(
+        self, target: str, request: bytes, server_name: str = "", keepalive_s: float | None = None
+    ) -> Stream:
+        """A GetFlows stream to `target` on a connection of its own, with this relay's TLS and keepalive (or
+        `keepalive_s`, for a peer that asked for fewer pings)."""
         return open_stream(
             target,
             GET_FLOWS,
             request,
             tls=self.tls if self.secure(target) else None,
             server_name=server_name,
-            keepalive_s=self.keepalive_s,
+            keepalive_s=self.keepalive_s if keepalive_s is None else keepalive_s,
             max_message=MAX_MESSAGE,
         )
 

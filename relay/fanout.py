@@ -164,6 +164,8 @@ class NodeStream(threading.Thread):
             return None
         except grpc.RpcError as exc:
             code, why = exc.code(), exc.details() or exc.code().name
+            if "too_many_pings" in why:
+                connection.calm_down()
             if self.stopped:
                 return code
             if code in FINAL or not request.follow:

@@ -58,6 +58,7 @@ class Connection:
     def __init__(self, peer: Peer, dialer: Dialer, on_change: Callable[[], None]) -> None:
         self.peer = peer
         self.dialer = dialer
+        self.keepalive_s = dialer.keepalive_s  # of its flow streams; grows when the peer finds it too often
         self.target = dialer.target(peer.name, peer.address)
         self.tls = dialer.secure(self.target)
         self.channel = dialer.channel(self.target, peer.server_name)
@@ -79,7 +80,14 @@ class Connection:
         """A GetFlows stream of this peer, on a connection of its own: its responses come as bytes, a read at a
         time, for the relay to forward without decoding (relay/wire.py) and without grpcio's ~40 µs a message
         (common/h2grpc/client.py). The channel stays for the rest: whether the peer is there, and its status."""
-        return self.dialer.open_flows(self.target, request.SerializeToString(), self.peer.server_name)
+        return self.dialer.open_flows(self.target, request.SerializeToString(), self.peer.server_name, self.keepalive_s)
+
+    def calm_down(self) -> None:
+        """The peer said our pings were too many (GOAWAY "too_many_pings", a gRPC server's default policy on an
+        idle stream): ping it half as often from now on, as gRPC's own clients do."""
+        if self.keepalive_s > 0:
+            self.keepalive_s *= 2
+            log.info("node %s asks for fewer pings: one every %g s", self.peer.name, self.keepalive_s)
 
     def _watch(self, state: grpc.ChannelConnectivity) -> None:
         if self._closed:

@@ -300,3 +300,14 @@ def test_a_cancel_before_the_first_read_connects_nowhere(tmp_path: Path) -> None
     with pytest.raises(StreamError) as raised:
         list(stream)
     assert raised.value.code() is grpc.StatusCode.CANCELLED
+
+
+def test_a_grpc_server_that_finds_the_pings_too_many_says_so(served: Served) -> None:
+    """grpcio's default policy answers pings on a stream that sends nothing with GOAWAY "too_many_pings": the
+    stream ends UNAVAILABLE with those words, which the relay reads as "ping less often"."""
+    if isinstance(served.server, Server):
+        pytest.skip("h2grpc's Server answers every ping")
+    with pytest.raises(StreamError) as raised:
+        list(served.open("Forever", keepalive_s=0.1, timeout=30))
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "too_many_pings" in raised.value.details()
