@@ -13,6 +13,7 @@ agent every second, also while a stream is idle, to notice one that vanished.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import logging
 import queue
@@ -262,7 +263,10 @@ class Connection:
 def _metadata(name: bytes, value: bytes) -> tuple[str, Any]:
     key = name.decode("ascii", "replace")
     if key.endswith("-bin"):
-        return key, base64.b64decode(value + b"=" * (-len(value) % 4))
+        try:
+            return key, base64.b64decode(value + b"=" * (-len(value) % 4))
+        except binascii.Error:  # not base64: the bytes as they came, rather than the connection dropped
+            return key, value
     return key, value.decode("utf-8", "replace")
 
 
