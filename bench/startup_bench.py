@@ -3,7 +3,8 @@
     .venv/bin/python bench/startup_bench.py [--before CHECKOUT] [--rounds 5] [--full-ring]
 
 On a one-node lab with a ping from the client pod to the server pod every 10 ms, each round starts this
-checkout's agent cold (an empty compile cache: it compiles, and records what it compiled) and warm (the compile
+checkout's agent with --no-compile-cache (compiling in its own process, as before the cache), cold (an empty
+compile cache: child processes compile and record, the agent loads what they recorded) and warm (the compile
 cache filled by an unmeasured start before the rounds: it loads without compiling), and (with --before) another
 checkout's agent, in alternating order, and measures:
 - start-up: from launching `flowscope agent` to the time of the first flow it stored (the flow's own time, so
@@ -132,8 +133,11 @@ class Variant:
     command: list[str]
     cache: Path | None = None  # a folder kept across the rounds: warm
     cold_cache: bool = False  # a new empty folder at every start: cold
+    no_cache: bool = False  # compiled in the agent's process, as before the cache
 
     def flags(self, scratch: Path) -> list[str]:
+        if self.no_cache:
+            return ["--no-compile-cache"]
         if self.cold_cache:
             folder = Path(tempfile.mkdtemp(dir=scratch))
             return ["--compile-cache", str(folder)]
@@ -185,7 +189,11 @@ def main() -> int:
 
     this = [str(Path(__file__).resolve().parent.parent / ".venv/bin/flowscope")]
     scratch = Path(tempfile.mkdtemp(prefix="startup-bench-"))
-    variants = {"this checkout, cold": Variant(this, cold_cache=True), "this checkout, warm": Variant(this, scratch)}
+    variants = {
+        "this checkout, --no-compile-cache": Variant(this, no_cache=True),
+        "this checkout, cold": Variant(this, cold_cache=True),
+        "this checkout, warm": Variant(this, scratch),
+    }
     if args.before:
         variants = {"before": Variant([str(args.before.resolve() / ".venv/bin/flowscope")]), **variants}
     runs: dict[str, list[dict[str, object]]] = {name: [] for name in variants}
