@@ -18,19 +18,26 @@ _FLOW_FIRST = b"\x0a"  # GetFlowsResponse.flow (field 1, length-delimited) as th
 
 class JsonPrinter(FlowPrinter):
     def write_bytes(self, batch: Iterable[bytes]) -> None:
-        """A flow's response is written from its bytes, never parsed (protojson.wire_json); anything else (node
-        status, lost events, bytes protojson leaves to json_format) goes through `write`."""
+        """A flow's response is written from its bytes, never parsed (protojson.wire_json), and a batch's lines
+        go out together; anything else (node status, lost events, bytes protojson leaves to json_format) goes
+        through `write`, in its place."""
+        lines: list[str] = []
         for data in batch:
             if data[:1] == _FLOW_FIRST:
                 try:
-                    text = wire_json(data, _RESPONSE)
+                    lines.append(wire_json(data, _RESPONSE))
+                    continue  # the one member of the response's oneof was the flow: wire_json checks that
                 except NotCanonical:
                     pass
-                else:  # the one member of the response's oneof was the flow: wire_json checks that
-                    self.out.text(text)
-                    self.printed += 1
-                    continue
+            self._write_lines(lines)
             self.write(observer_pb2.GetFlowsResponse.FromString(data))
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: list[str]) -> None:
+        if lines:
+            self.out.texts(lines)
+            self.printed += len(lines)
+            lines.clear()
 
     def flow(self, response: observer_pb2.GetFlowsResponse) -> None:
         self.out.text(to_json(response))

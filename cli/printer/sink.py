@@ -68,6 +68,17 @@ class Sink:
         """Already-formatted text (JSON, aligned tables), written as it is."""
         self._write(text[:-1] if text.endswith("\n") else text)
 
+    def texts(self, lines: list[str]) -> None:
+        """Lines of already-formatted text without their newlines, as `text` writes them, in one go."""
+        if self._gathers:
+            self._pending += lines
+            if len(self._pending) >= self.BATCH:
+                self._write_pending()
+            return
+        self.stream.write("\n".join(lines) + "\n")
+        if self.flush_each:
+            self.stream.flush()
+
     def _write(self, line: str) -> None:
         """One line, without its newline."""
         if self._gathers:
