@@ -41,7 +41,8 @@ DENIED = key("hubble_drop_total", reason="POLICY_DENY", protocol="UDP")
 def lab() -> Iterator[Lab]:
     with Lab(f"t{os.getpid()}-metrics") as lab:
         lab.up(traffic=False, agent=False)
-        lab.start_agents(extra_args=["--metrics-address", f":{METRICS_PORT}", "--metrics", HANDLERS])
+        metrics = ["--metrics-address", f":{METRICS_PORT}", "--metrics", HANDLERS, "--metrics-bpf-stats"]
+        lab.start_agents(extra_args=metrics)
         apply_policy(lab, POLICY)
         yield lab
 
@@ -115,6 +116,14 @@ def test_metrics_count_what_the_flows_say(lab: Lab) -> None:
     assert {"flowscope_flow_ring_flows", "flowscope_l7_store_capacity", "flowscope_getflows_streams"} <= set(agent)
     lost = {s.labels["source"] for f in families for s in f.samples if s.name == "hubble_lost_events_total"}  # type: ignore[attr-defined]
     assert lost == {"perf_event_ring_buffer", "observer_events_queue", "hubble_ring_buffer"}
+    # BPF statistics held on (--metrics-bpf-stats): the programs that saw the packets counted their runs.
+    runs = {
+        s.labels["program"]: s.value
+        for f in families
+        for s in f.samples
+        if s.name == "flowscope_bpf_program_runs_total"
+    }  # type: ignore[attr-defined]
+    assert sum(runs.values()) > 0, runs
 
 
 def test_prometheus_scrapes_the_drop_count(lab: Lab, tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ def test_bad_metrics_addresses(address: str) -> None:
     [
         (["--metrics-address", ":9965", "--metrics", "flow:sourceContext=podd"], "unknown context 'podd'"),
         (["--metrics-address", "9965"], "give HOST:PORT"),
+        (["--metrics", "flow"], "--metrics needs --metrics-address"),
     ],
 )
 def test_the_agent_refuses_to_start_with_one_line(flags: list[str], says: str, tmp_path: Path) -> None:
