@@ -31,6 +31,7 @@ import numpy as np
 
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.endpoints import EndpointInfo
+from flowscope.observer.events import F_IPV6
 from flowscope.observer.metrics.batch import MetricsBatch
 from flowscope.observer.metrics.labels import Column
 from flowscope.observer.metrics.options import MetricsOptionError
@@ -197,22 +198,20 @@ def _fallbacks(text: str, key: str, handler: str) -> tuple[str, ...]:
 
 
 def _ips(batch: MetricsBatch, side: Side) -> Column:
-    """The flow's address on one side, as text ("" where the flow has no IP)."""
-    raw = addresses(batch.records, side)["raw"]
-    v6 = (batch.records["flags"] & 1) != 0
-    key = np.where(batch.ip, raw, b"")
-    distinct, codes = np.unique(key, return_inverse=True)
-    family_of = dict(zip(key.tolist(), v6.tolist(), strict=True))
-    values = [_address_text(packed, family_of[packed]) for packed in distinct.tolist()]
-    return Column(codes.reshape(-1), values)
-
-
-def _address_text(packed: bytes, v6: bool) -> str:
-    if not packed and not v6:
-        return ""
-    if v6:
-        return socket.inet_ntop(socket.AF_INET6, packed.ljust(16, b"\0"))
-    return socket.inet_ntop(socket.AF_INET, packed.ljust(16, b"\0")[:4])
+    """The flow's address on one side, as text ("" where the flow has no IP): each distinct address of the
+    batch written once."""
+    raw = addresses(batch.records, side)["raw"]  # numpy drops an S16's trailing zero bytes: put them back
+    v6 = (batch.records["flags"] & F_IPV6) != 0
+    codes = np.zeros(len(batch), dtype=np.int64)
+    values = [""]
+    for rows, family, width in ((batch.ip & ~v6, socket.AF_INET, 4), (batch.ip & v6, socket.AF_INET6, 16)):
+        where = np.flatnonzero(rows)
+        if not len(where):
+            continue
+        distinct, inverse = np.unique(raw[where], return_inverse=True)
+        codes[where] = len(values) + inverse.reshape(-1)
+        values += [socket.inet_ntop(family, packed.ljust(16, b"\0")[:width]) for packed in distinct.tolist()]
+    return Column(codes, values)
 
 
 def _dns(batch: MetricsBatch, side: Side) -> Column:

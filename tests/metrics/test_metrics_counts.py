@@ -236,3 +236,19 @@ def test_distinct_rows_whatever_the_number_of_label_sets(size: int) -> None:
     columns = [Column(c, Numbers(max(3, size))) for c in codes]
     expected = Counter(zip(*(c.tolist() for c in codes), strict=True))
     assert dict(distinct_rows(columns)) == expected
+
+
+def test_ip_context_writes_both_families_as_the_flow_does() -> None:
+    records = batch_of(
+        record(tcp4("93.184.0.0", SERVER_V4, 50000, 80), flags=KNOWN),  # trailing zero bytes in the address
+        record(ether(ipv6(CLIENT_V6, "fd00::", 6, tcp(40001, 443, SYN)), 0x86DD), flags=KNOWN),
+        record(ether(b"\x00" * 28, 0x0806)),  # no IP: ""
+    )
+    registry, _ = counted(records, "flow:sourceContext=ip;destinationContext=ip")
+    pairs = {
+        (s.labels["source"], s.labels["destination"])
+        for f in families(registry)
+        for s in f.samples  # type: ignore[attr-defined]
+        if s.name == "hubble_flows_processed_total"
+    }
+    assert pairs == {("93.184.0.0", SERVER_V4), (CLIENT_V6, "fd00::"), ("", "")}
