@@ -544,6 +544,8 @@ def at_rest(peers: list[str], code: str) -> tuple[int, float]:
 
 def many_figures(peers: list[str], code: str, seconds: float) -> dict[str, float]:
     """One relay's figures in front of all of `peers`: at rest (against 3 of them), `--last`, follow."""
+    from common import rss_bytes
+
     count = len(peers)
     few_rss, few_cpu = at_rest(peers[:3], code)
     many_rss, many_cpu = at_rest(peers, code)
@@ -562,6 +564,7 @@ def many_figures(peers: list[str], code: str, seconds: float) -> dict[str, float
         figures[f"--last {MANY_LAST}: seconds"] = time.perf_counter() - start
         figures[f"--last {MANY_LAST}: relay CPU per flow (µs)"] = (cpu_seconds(pid) - cpu0) / flows * 1e6
         follow = synthetic_follow(address, pid, seconds)
+        figures["follow: RSS after (MiB)"] = rss_bytes(pid) / 2**20
     figures["follow: merged flows/s"] = follow["flows_per_s"]
     figures["follow: delivered flows/s"] = follow["delivered_per_s"]
     figures["follow: relay CPU per flow (µs)"] = follow["relay_cpu_us_per_flow"]
