@@ -4,8 +4,8 @@ The agent keeps raw records and decodes only the flows a client asks for (docs/r
 "Storage"), so this runs once per flow sent, and its cost is per-flow latency for every `hubble observe`. It
 reads the record's fields in one go (`record.item()`, or a batch's `tolist()`), parses the captured bytes in
 plain Python, and makes what flows share (endpoints, node, interface, event type, addresses, Summary: the
-flow's shape) once per snapshot and key. A flow is then its shape's bytes with its own time, uuid and ports
-written between them (wire.FlowPieces); only a flow with rarer fields of its own becomes a message to fill.
+flow's shape) once per snapshot and key. A flow is then its shape's bytes with its own time, uuid, ports and
+counts written between them (wire.FlowPieces); only a flow with rarer fields of its own becomes a message to fill.
 Setting every field of a message from Python was most of the cost (~17 us a flow against ~1).
 """
 
@@ -85,7 +85,7 @@ _RARE_FIELDS = frozenset(
         "l7",
     }
 )
-_PIECES_FIELDS = ("time", "uuid", "l4")  # what FlowPieces writes per flow: a mask keeps each whole, or no pieces
+_PIECES_FIELDS = ("time", "uuid", "l4", "flowscope")  # where FlowPieces writes each flow's own
 
 
 class _Record(NamedTuple):
@@ -189,12 +189,13 @@ class _Shape:
     """What flows of one key share (FlowDecoder.decode): its bytes, whole and in pieces. Kept as bytes, not as
     a message: ~1 KiB a shape, not ~2.5."""
 
-    __slots__ = ("direction", "pieces", "ports", "serialized")
+    __slots__ = ("counts", "direction", "pieces", "ports", "serialized")
 
-    def __init__(self, flow: flow_pb2.Flow, ports: str) -> None:
+    def __init__(self, flow: flow_pb2.Flow, ports: str, counts: bool) -> None:
         self.serialized = flow.SerializeToString()
         self.ports = ports  # the Layer4 field whose ports are each flow's own ("": none)
-        self.pieces = FlowPieces(flow, time=True, uuid=True, ports=ports)
+        self.counts = counts  # an aggregated report's: its packet and byte counts are its own
+        self.pieces = FlowPieces(flow, time=True, uuid=True, ports=ports, counts=counts)
         self.direction = flow.traffic_direction
 
 
@@ -204,20 +205,25 @@ class _Masked:
     def __init__(self, fields: FieldTree) -> None:
         self.fields = fields  # held, so that no other mask is given its id while this one is in use
         self.rare = restrict(fields, _RARE_FIELDS)
-        kept = {name: keeps_whole(fields, name) for name in _PIECES_FIELDS}
-        # A mask that keeps a part of the time, the uuid or l4 has no pieces: its flows are pruned as messages.
-        self.exact = all(kept[name] or name in fields.clear for name in _PIECES_FIELDS)
-        self._time, self._uuid, self._l4 = kept["time"], kept["uuid"], kept["l4"]
-        self._pieces: dict[tuple[object, ...], FlowPieces] = {}
+        self._kept = {name: keeps_whole(fields, name) for name in _PIECES_FIELDS}
+        self._cleared = {name: name in fields.clear for name in _PIECES_FIELDS}
+        self._pieces: dict[tuple[object, ...], FlowPieces | None] = {}
 
-    def pieces(self, key: tuple[object, ...], shape: _Shape) -> FlowPieces:
-        pieces = self._pieces.get(key)
-        if pieces is None:
+    def pieces(self, key: tuple[object, ...], shape: _Shape) -> FlowPieces | None:
+        """The pieces of a shape's flows under this mask; None when it keeps a part of a field the pieces write
+        (`time.nanos`, `l4.TCP.source_port`...): those flows are pruned as messages."""
+        if key in self._pieces:
+            return self._pieces[key]
+        kept, cleared = self._kept, self._cleared
+        written = ("time", "uuid", *(("l4",) if shape.ports else ()), *(("flowscope",) if shape.counts else ()))
+        pieces = None
+        if all(kept[name] or cleared[name] for name in written):
             pruned = flow_pb2.Flow.FromString(shape.serialized)
             prune(pruned, self.fields)
-            ports = shape.ports if self._l4 else ""
-            pieces = FlowPieces(pruned, time=self._time, uuid=self._uuid, ports=ports)
-            _bounded(self._pieces, 1024)[key] = pieces
+            ports = shape.ports if kept["l4"] else ""
+            counts = shape.counts and kept["flowscope"]
+            pieces = FlowPieces(pruned, time=kept["time"], uuid=kept["uuid"], ports=ports, counts=counts)
+        _bounded(self._pieces, 1024)[key] = pieces
         return pieces
 
 
@@ -273,9 +279,9 @@ class FlowDecoder:
         Most of a flow repeats from flow to flow: the endpoints, node, interface, event type, addresses, verdict
         and Summary of a connection's packets are the same. So a flow is made in two parts: its shape, made once
         per distinct key of what it is made of (`_shape_key`) and kept as a message and as serialized pieces, and
-        what is its own: the time, uuid and ports every flow has, written as bytes between the pieces, and the
-        names, ClientHello, service, policy rule, counts and L7 some flows have, written into the message made
-        from those bytes (`_fill_rare`).
+        what is its own: the time, uuid, ports and (aggregated reports) counts, written as bytes between the
+        pieces, and the names, ClientHello, service, policy rule and L7 some flows have, written into the message
+        made from those bytes (`_fill_rare`).
         """
         return self.decode_values(cast(tuple[Any, ...], record.item()), seq, fields)  # a structured record: a tuple
 
@@ -292,7 +298,7 @@ class FlowDecoder:
 
     def _made(self, values: tuple[Any, ...], seq: int, fields: FieldTree | None) -> bytes | flow_pb2.Flow:
         """The flow's bytes, or its message when it has rare fields of its own (names, a TLS ClientHello, a
-        service, a policy rule, counts, L7): those are written into the message made from the bytes."""
+        service, a policy rule, L7): those are written into the message made from the bytes."""
         r = _Record._make(values)
         packet = _packet_of(r)
         names = self._current_names()
@@ -300,27 +306,30 @@ class FlowDecoder:
         shape = names.shapes.get(key)
         if shape is None:
             ports = _PORTED.get(packet.protocol, "") if packet.l4 else ""
-            shape = _bounded(names.shapes)[key] = _Shape(self._shape(r, packet, names), ports)
+            counts = bool(r.flags & events.F_AGGREGATE)
+            shape = _bounded(names.shapes)[key] = _Shape(self._shape(r, packet, names), ports, counts)
         hello = _client_hello(r.data, r.len_cap, packet.l4_offset) if shape.ports == "TCP" else None
         frontend = frontend_of(names.services, r) if names.services is not None else None
         rare = (
             hello is not None
             or frontend is not None
-            or r.flags & events.F_AGGREGATE
             or r.type == EVENT_L7
             or ((r.src_names or r.dst_names) and self.name_sets is not None)
             or (r.rule and self.rules is not None and not r.policy_flags & XLATED_FLAG)
         )
         uuid = self.ids.uuid(seq)
         masked = None if fields is None else names.masked(fields)
-        if masked is not None and not masked.exact:  # the whole flow, pruned as a message
-            flow = flow_pb2.Flow.FromString(shape.pieces.flow(r.ts, uuid, packet.sport, packet.dport))
+        pieces = shape.pieces if masked is None else masked.pieces(key, shape)
+        if pieces is None:  # the mask keeps a part of what the pieces write: the whole flow, pruned as a message
+            assert masked is not None
+            flow = flow_pb2.Flow.FromString(
+                shape.pieces.flow(r.ts, uuid, packet.sport, packet.dport, r.packets, r.bytes)
+            )
             if rare:
                 self._fill_rare(flow, r, names, shape, hello, frontend)
             prune(flow, masked.fields)
             return flow
-        pieces = shape.pieces if masked is None else masked.pieces(key, shape)
-        data = pieces.flow(r.ts, uuid, packet.sport, packet.dport)
+        data = pieces.flow(r.ts, uuid, packet.sport, packet.dport, r.packets, r.bytes)
         if not rare:
             return data
         flow = flow_pb2.Flow.FromString(data)
@@ -330,8 +339,8 @@ class FlowDecoder:
         return flow
 
     def _shape(self, r: _Record, packet: Packet, names: _Names) -> flow_pb2.Flow:
-        """What a flow shares with every flow of its key: all but its time and uuid, the ports FlowPieces writes,
-        and what `_fill_rare` writes. (Its ports are those of the record it is made from.)"""
+        """What a flow shares with every flow of its key: all but its time and uuid, the ports and counts
+        FlowPieces writes, and what `_fill_rare` writes. (Its ports are those of the record it is made from.)"""
         flow = flow_pb2.Flow()
         self._fill_event(flow, r, names)
         flow.node_labels.extend(names.node_labels)
@@ -368,9 +377,6 @@ class FlowDecoder:
             fill_services(flow, frontend, r)
         if r.rule and self.rules is not None and not r.policy_flags & XLATED_FLAG:
             self._fill_policy(flow, r.rule, self.rules, r.verdict, shape.direction)
-        if r.flags & events.F_AGGREGATE:
-            extra = flow.flowscope
-            extra.packets, extra.bytes = r.packets, r.bytes
         if r.type == EVENT_L7:
             self._fill_l7(flow, r.location)
 

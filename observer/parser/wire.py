@@ -64,52 +64,71 @@ class ResponseWriter:
 _FLOW_FIELDS = flow_pb2.Flow.DESCRIPTOR.fields_by_name
 _L4 = _FLOW_FIELDS["l4"].number
 _UUID = _FLOW_FIELDS["uuid"].number
+_FLOWSCOPE = _FLOW_FIELDS["flowscope"].number
 _UUID_TAG = varint(_UUID << 3 | 2)
 _L4_TAG = varint(_L4 << 3 | 2)
-_PORTS = 2  # source_port = 1, destination_port = 2 in TCP, UDP and SCTP alike
+_SOURCE_PORT = flow_pb2.TCP.DESCRIPTOR.fields_by_name["source_port"].number  # 1 in TCP, UDP and SCTP alike
+_PACKETS = flow_pb2.FlowscopeFlow.DESCRIPTOR.fields_by_name["packets"].number  # bytes: the next
 
 
 class FlowPieces:
-    """A flow's bytes around what differs from flow to flow of one shape: its time, uuid and ports.
+    """A flow's bytes around what differs from flow to flow of one shape: its time, uuid, ports and counts.
 
     Protobuf writes a message's fields in field-number order (tests/parser/test_parser_wire.py checks it), so the
     bytes of a flow are its time (field 1), the shape's fields 2-5, its l4 (6), the shape's fields 7-33, its
-    uuid (34) and the shape's fields from 35 on. The shape's parts are serialized once, by protobuf; each flow
-    writes only the time, the uuid and the ports of its l4 around them. `time`, `uuid`: whether the flow has
-    them (a field mask may leave them out); `ports`: the Layer4 field (TCP, UDP, SCTP) whose ports are the
-    flow's own, or "" when the shape's l4 is the flow's as it is.
+    uuid (34), the shape's fields from 35 on and, last, flowscope's part (160000). The shape's parts are
+    serialized once, by protobuf; each flow writes only its time, uuid, the ports in its l4 and the packet and
+    byte counts in its flowscope part between them. `time`, `uuid`: whether the flow has them (a field mask may
+    leave them out); `ports`: the Layer4 field (TCP, UDP, SCTP) whose ports are the flow's own, or "" when the
+    shape's l4 is the flow's as it is; `counts`: whether the flow's flowscope part has counts of its own.
     """
 
-    def __init__(self, shape: flow_pb2.Flow, *, time: bool, uuid: bool, ports: str) -> None:
+    def __init__(self, shape: flow_pb2.Flow, *, time: bool, uuid: bool, ports: str, counts: bool) -> None:
         self._time, self._uuid = time, uuid
         self._head = _fields(shape, lambda number: number < _L4)
-        self._middle = _fields(shape, lambda number: _L4 < number < _UUID)
-        self._tail = _fields(shape, lambda number: number > _UUID)
         self._l4 = b"" if ports else _fields(shape, lambda number: number == _L4)
-        self._ported_tag = b""
-        self._ported_rest = b""
+        self._middle = _fields(shape, lambda number: _L4 < number < _UUID)
+        self._tail = _fields(shape, lambda number: number > _UUID and not (counts and number >= _FLOWSCOPE))
+        self._end = _fields(shape, lambda number: number > _FLOWSCOPE) if counts else b""
+        self._ports = None
         if ports:
-            field = flow_pb2.Layer4.DESCRIPTOR.fields_by_name[ports]
-            self._ported_tag = varint(field.number << 3 | 2)
-            self._ported_rest = _fields(getattr(shape.l4, ports), lambda number: number > _PORTS)
+            tag = varint(flow_pb2.Layer4.DESCRIPTOR.fields_by_name[ports].number << 3 | 2)
+            self._ports = _Pair(tag, getattr(shape.l4, ports), _SOURCE_PORT)
+        self._counts = _Pair(varint(_FLOWSCOPE << 3 | 2), shape.flowscope, _PACKETS) if counts else None
 
-    def flow(self, ts_ns: int, uuid: str, sport: int, dport: int) -> bytes:
-        """The flow's bytes: the shape's with this flow's time, uuid and (when they are its own) ports."""
+    def flow(self, ts_ns: int, uuid: str, sport: int, dport: int, packets: int, byte_count: int) -> bytes:
+        """The flow's bytes: the shape's with this flow's time, uuid and (when they are its own) ports and counts."""
         l4 = self._l4
-        if self._ported_tag:
-            ported = b"".join(
-                (
-                    b"\x08" + varint(sport) if sport else b"",
-                    b"\x10" + varint(dport) if dport else b"",
-                    self._ported_rest,
-                )
-            )
-            inner = b"".join((self._ported_tag, varint(len(ported)), ported))
-            l4 = b"".join((_L4_TAG, varint(len(inner)), inner))
+        if self._ports is not None:
+            ported = self._ports.field(sport, dport)
+            l4 = b"".join((_L4_TAG, varint(len(ported)), ported))
         time = _FLOW_TIME + timestamp(ts_ns) if self._time else b""
-        if not self._uuid:
-            return b"".join((time, self._head, l4, self._middle, self._tail))
-        return b"".join((time, self._head, l4, self._middle, _UUID_TAG, varint(len(uuid)), uuid.encode(), self._tail))
+        uuid_field = b"".join((_UUID_TAG, varint(len(uuid)), uuid.encode())) if self._uuid else b""
+        counts = b"" if self._counts is None else self._counts.field(packets, byte_count)
+        return b"".join((time, self._head, l4, self._middle, uuid_field, self._tail, counts, self._end))
+
+
+class _Pair:
+    """A field of the shape whose message holds two varint fields of each flow's own, one after the other (the
+    ports of TCP, UDP and SCTP; flowscope's packet and byte counts): its bytes before and after them."""
+
+    def __init__(self, tag: bytes, message: Message, first: int) -> None:
+        self._tag = tag
+        self._before = _fields(message, lambda number: number < first)
+        self._after = _fields(message, lambda number: number > first + 1)
+        self._first, self._second = varint(first << 3), varint((first + 1) << 3)
+
+    def field(self, first: int, second: int) -> bytes:
+        """The field with these two values (left out when 0, as protobuf does)."""
+        body = b"".join(
+            (
+                self._before,
+                self._first + varint(first) if first else b"",
+                self._second + varint(second) if second else b"",
+                self._after,
+            )
+        )
+        return b"".join((self._tag, varint(len(body)), body))
 
 
 def _fields(message: Message, wanted: Callable[[int], bool]) -> bytes:

@@ -21,6 +21,7 @@ from flowscope.observer.policy import RuleOrigin
 MASKS = [
     None,
     HUBBLE_DEFAULT_MASK,
+    ["time", "uuid", "l4", "flowscope", "source"],
     ["source.labels", "l4.TCP.source_port", "flowscope.packets", "time.nanos", "Summary", "ingress_allowed_by"],
     ["uuid", "event_type.sub_type", "verdict", "is_reply", "source_names", "egress_denied_by", "flowscope.policy_rule"],
 ]

@@ -80,7 +80,8 @@ def readers(mask: list[str] | None) -> tuple[FlowReader, FlowReader]:
 
 
 @pytest.mark.parametrize(
-    "mask", [None, HUBBLE_DEFAULT_MASK, ["source.labels", "l4.TCP", "flowscope"], ["time.nanos", "l4"], ["uuid"]]
+    "mask",
+    [None, HUBBLE_DEFAULT_MASK, ["source.labels", "l4.TCP", "flowscope"], ["time.nanos", "l4"], ["uuid", "flowscope"]],
 )
 def test_wire_bytes_are_the_responses_serialized(mask: list[str] | None) -> None:
     """Also with a mask that keeps a part of the flow's time: the response's own time is whole all the same."""
