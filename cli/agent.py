@@ -15,6 +15,7 @@ from flowscope.common.capture import DEFAULT_CAPLEN
 from flowscope.common.l7_ports import DEFAULT_L7_PORTS, L7Port, parse_l7_ports
 from flowscope.common.paths import DEFAULT_SOCKET
 from flowscope.observer.l7.store import DEFAULT_CAPACITY as L7_STORE_SIZE
+from flowscope.observer.metrics.options import DEFAULT_HANDLERS as DEFAULT_METRICS
 
 if TYPE_CHECKING:
     from flowscope.common.tls import ServerTLS
@@ -113,6 +114,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also report NOT_SPECIFIED kernel drops (every plain kfree_skb; noisy)",
     )
+    p.add_argument(
+        "--metrics-address",
+        metavar="ADDRESS",
+        help="serve Prometheus metrics on this address, e.g. :9965 (Hubble's port); none when not given",
+    )
+    p.add_argument(
+        "--metrics",
+        metavar="HANDLERS",
+        help="the metric handlers, as Hubble's option: 'flow:sourceContext=namespace|pod;destinationContext="
+        f"namespace drop tcp ...' ({DEFAULT_METRICS}; also dns, http, flows-to-world)",
+    )
+    p.add_argument(
+        "--metrics-bpf-stats",
+        action="store_true",
+        help="hold kernel BPF statistics on for the programs' run counts and times in the metrics"
+        " (every program run then pays two clock reads)",
+    )
     add_stall_timeout(p)
     p.add_argument(
         "--compile-cache",
@@ -208,6 +226,9 @@ def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
         report_unspecified_drops=args.report_unspecified_drops,
         stall_s=args.stall_timeout,
         compile_cache=_compile_cache(args),
+        metrics_address=args.metrics_address or None,
+        metrics=args.metrics or None,
+        metrics_bpf_stats=args.metrics_bpf_stats,
         **agent_settings(args),
     )
 

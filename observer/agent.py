@@ -105,7 +105,7 @@ class AgentConfig:
     # compiled programs kept for the next start (observer/datapath/compile_cache.py); None: compile every time
     compile_cache: Path | None = COMPILE_CACHE_FOLDER
     metrics_address: str | None = None  # serve Prometheus metrics here (observer/metrics); None: no metrics
-    metrics: str = DEFAULT_METRICS  # the handlers, in Hubble's --metrics syntax
+    metrics: str | None = None  # the handlers, in Hubble's --metrics syntax; None: DEFAULT_METRICS
     metrics_bpf_stats: bool = False  # hold kernel BPF statistics on, for the programs' run counts and times
 
     def check(self) -> None:
@@ -116,12 +116,14 @@ class AgentConfig:
             raise ValueError(f"--l7-store-size must be at least 1, not {self.l7_store_size}")
         if self.cluster_file is not None and not self.cluster_file.exists():
             raise ValueError(f"cluster file {self.cluster_file} does not exist")
+        if self.metrics is not None and self.metrics_address is None:
+            raise ValueError("--metrics needs --metrics-address (where to serve them, e.g. :9965)")
         if self.metrics_address is not None:
             from flowscope.observer.metrics.registry import check_metrics
             from flowscope.observer.metrics.server import split_address
 
             split_address(self.metrics_address)
-            check_metrics(self.metrics)
+            check_metrics(self.metrics or DEFAULT_METRICS)
 
 
 class NodeLock:
@@ -359,7 +361,8 @@ class Agent(Closing):
 
         sources = Sources(lambda: self.registry.snapshot, self.name_cache.sets, self.l7_store, kernel_reasons)
         parts = AgentParts(self.state.counts, self.ring, l7_store=self.l7_store, open_streams=self._open_streams)
-        return NodeMetrics(cfg.metrics_address, cfg.metrics, sources, parts, bpf_stats=cfg.metrics_bpf_stats)
+        handlers = cfg.metrics or DEFAULT_METRICS
+        return NodeMetrics(cfg.metrics_address, handlers, sources, parts, bpf_stats=cfg.metrics_bpf_stats)
 
     def _open_streams(self) -> int:
         server = getattr(self, "server", None)
