@@ -8,6 +8,7 @@ import argparse
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -131,11 +132,8 @@ def format_timestamp(stamp: Timestamp | None, layout: str = "StampMilli") -> str
     """A timestamp in one of the --time-format layouts, in UTC as hubble prints it; `N/A` when unset."""
     if stamp is None or (stamp.seconds == 0 and stamp.nanos == 0):
         return "N/A"
-    moment = datetime.fromtimestamp(stamp.seconds, UTC)
+    moment, date, clock, stamp_prefix = _second(stamp.seconds)
     nanos = stamp.nanos
-    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-    clock = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-    stamp_prefix = f"{_MONTHS[moment.month - 1]} {moment.day:>2} {clock}"
     match layout:
         case "Stamp":
             return stamp_prefix
@@ -162,6 +160,16 @@ def format_timestamp(stamp: Timestamp | None, layout: str = "StampMilli") -> str
             return f"{date}T{moment.hour:02d}:{moment.minute:02d}Z"
         case _:
             return f"{stamp_prefix}.{nanos // 1_000_000:03d}"
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> tuple[datetime, str, str, str]:
+    """A second's moment, date, clock and Stamp prefix: flows come in time order, so one second's text serves
+    every flow of that second (made per flow, it was a quarter of `observe -o compact`'s printing)."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+    clock = f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    return moment, date, clock, f"{_MONTHS[moment.month - 1]} {moment.day:>2} {clock}"
 
 
 def _trimmed_fraction(value: int, digits: int) -> str:
