@@ -22,15 +22,17 @@ import cProfile
 import io
 import os
 import pstats
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -111,13 +113,22 @@ def server(socket_path: str, count: int) -> Iterator[None]:
         child.wait(10)
 
 
-def observe(cli: Path, socket_path: str, count: int, output: str, into: Path) -> float:
-    """Seconds `cli observe --last count -o output` takes, its standard output written to `into`."""
+def observe(cli: Path, socket_path: str, count: int, output: str, into: Path) -> tuple[float, float]:
+    """Seconds `cli observe --last count -o output` takes, its standard output written to `into`: wall time, and
+    the command's CPU time (user + system), which a machine shared with other work changes much less."""
     command = [str(cli), "observe", "--server", f"unix://{socket_path}", "--last", str(count), "-o", output]
     with into.open("wb") as out:
-        start = time.perf_counter()
-        subprocess.run(command, stdout=out, check=True)
-        return time.perf_counter() - start
+        return timed(command, out)
+
+
+def timed(command: list[str], out: IO[bytes] | int) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of `command` (the CPU from the children's rusage, before and after)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, stdout=out, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - used.ru_utime + after.ru_stime - used.ru_stime
 
 
 def receive_only(socket_path: str, count: int) -> float:
@@ -138,70 +149,24 @@ def receive_only(socket_path: str, count: int) -> float:
         return received / (time.perf_counter() - start)
 
 
-def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    """One HTTP/2 frame: 24-bit length, type, flags, stream id, payload (RFC 9113 section 4.1)."""
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """A header as HPACK's literal without indexing, new name, no Huffman (RFC 7541 section 6.2.2), short strings."""
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
-def receive_bare_http2(socket_path: str, count: int) -> tuple[int, float]:
-    """(flows, client CPU seconds) for GetFlows read over a bare HTTP/2 connection, each message parsed: what a
-    client that frames the stream itself would cost, beside grpcio's. A measuring probe, not a client: it asks
-    once, with one flow-control window large enough for the whole answer, and reads until the trailers."""
-    import socket
-
+def receive_h2grpc(socket_path: str, count: int) -> tuple[int, float]:
+    """(flows, client CPU seconds) for GetFlows read by common/h2grpc's stream reader, each message parsed: the
+    reader the CLI and the relay use in place of grpcio's."""
     from flowscope.api.observer import observer_pb2
+    from flowscope.common.h2grpc.client import open_stream
 
     request = observer_pb2.GetFlowsRequest(number=count).SerializeToString()
-    headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/observer.Observer/GetFlows")]
-    headers += [(b":authority", b"localhost"), (b"content-type", b"application/grpc"), (b"te", b"trailers")]
-    window = 2**31 - 1
-    opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, (4).to_bytes(2, "big") + window.to_bytes(4, "big"))
-    opening += _frame(8, 0, 0, (window - 65_535).to_bytes(4, "big"))  # the connection's window, as large
-    opening += _frame(1, 4, 1, b"".join(_literal(name, value) for name, value in headers))
-    opening += _frame(0, 1, 1, b"\x00" + len(request).to_bytes(4, "big") + request)
     start, flows = time.process_time(), 0
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(socket_path)
-        sock.sendall(opening)
-        frames, messages, ended = bytearray(), bytearray(), False
-        while not ended:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            frames += chunk
-            at = 0
-            while len(frames) - at >= 9:
-                length, kind, flags = int.from_bytes(frames[at : at + 3], "big"), frames[at + 3], frames[at + 4]
-                if len(frames) - at - 9 < length:
-                    break
-                payload = bytes(frames[at + 9 : at + 9 + length])
-                at += 9 + length
-                if kind == 0:
-                    messages += payload
-                elif kind in (4, 6) and not flags & 1:  # SETTINGS and PING are acknowledged
-                    sock.sendall(_frame(kind, 1, 0, payload if kind == 6 else b""))
-                elif (kind == 1 and flags & 1) or kind in (3, 7):  # trailers, RST_STREAM, GOAWAY
-                    ended = True
-            del frames[:at]
-            at = 0
-            while len(messages) - at >= 5:
-                size = int.from_bytes(messages[at + 1 : at + 5], "big")
-                if len(messages) - at - 5 < size:
-                    break
-                observer_pb2.GetFlowsResponse.FromString(bytes(messages[at + 5 : at + 5 + size]))
-                flows += 1
-                at += 5 + size
-            del messages[:at]
+    stream = open_stream(f"unix://{socket_path}", "/observer.Observer/GetFlows", request)
+    for batch in stream.batches():
+        for message in batch:
+            observer_pb2.GetFlowsResponse.FromString(message)
+        flows += len(batch)
     return flows, time.process_time() - start
 
 
 def receive_cpu(socket_path: str, count: int) -> tuple[float, float]:
-    """Client CPU µs per flow received and parsed: grpcio, and a bare HTTP/2 reader."""
+    """Client CPU µs per flow received and parsed: grpcio, and common/h2grpc's reader."""
     import grpc
 
     from flowscope.api.observer import observer_pb2
@@ -215,42 +180,56 @@ def receive_cpu(socket_path: str, count: int) -> tuple[float, float]:
         start = time.process_time()
         received = sum(1 for _ in call(observer_pb2.GetFlowsRequest(number=count)))
         grpcio = (time.process_time() - start) / received * 1e6
-    flows, seconds = receive_bare_http2(socket_path, count)
+    flows, seconds = receive_h2grpc(socket_path, count)
     if flows != count:
-        raise SystemExit(f"the bare HTTP/2 reader got {flows} flows of {count}")
+        raise SystemExit(f"the h2grpc reader got {flows} flows of {count}")
     return grpcio, seconds / flows * 1e6
 
 
-def start_up(cli: Path, socket_path: str) -> float:
-    """Seconds `observe --last 1` takes: the fixed cost in every figure (imports, connecting, closing)."""
+def start_up(cli: Path, socket_path: str) -> tuple[float, float]:
+    """Wall and CPU seconds `observe --last 1` takes: the fixed cost in every figure (imports, connecting,
+    closing)."""
     command = [str(cli), "observe", "--server", f"unix://{socket_path}", "--last", "1"]
-    start = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    return timed(command, subprocess.DEVNULL)
 
 
 def compare(args: argparse.Namespace, socket_path: str, folder: Path) -> list[tuple[str, float, float]]:
     clis = {"before": args.before / ".venv/bin/flowscope", "after": ROOT / ".venv/bin/flowscope"}
     floor = max(receive_only(socket_path, args.flows) for _ in range(args.rounds))
-    fixed = {side: min(start_up(cli, socket_path) for _ in range(args.rounds)) for side, cli in clis.items()}
+    fixed = {side: best_of(start_up(cli, socket_path) for _ in range(args.rounds)) for side, cli in clis.items()}
     print(f"gRPC receive alone (grpcio, bytes, no parsing): {floor:,.0f} flows/s")
     cpu = [receive_cpu(socket_path, args.flows) for _ in range(args.rounds)]
-    grpcio, bare = min(c[0] for c in cpu), min(c[1] for c in cpu)
-    print(f"client CPU per flow received and parsed: grpcio {grpcio:.1f} µs, a bare HTTP/2 reader {bare:.1f} µs")
-    print(f"observe --last 1 (start-up, connect, close): before {fixed['before']:.2f} s, after {fixed['after']:.2f} s")
+    grpcio, h2grpc = min(c[0] for c in cpu), min(c[1] for c in cpu)
+    print(f"client CPU per flow received and parsed: grpcio {grpcio:.1f} µs, common/h2grpc's reader {h2grpc:.1f} µs")
+    (before_wall, before_cpu), (after_wall, after_cpu) = fixed["before"], fixed["after"]
+    print(
+        f"observe --last 1 (start-up, connect, close): before {before_wall:.2f} s ({before_cpu:.2f} s CPU), "
+        f"after {after_wall:.2f} s ({after_cpu:.2f} s CPU)"
+    )
     rows = []
     for output in args.formats:
-        best = {"before": float("inf"), "after": float("inf")}
+        runs: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
         for _ in range(args.rounds):
             for side, cli in clis.items():
-                best[side] = min(best[side], observe(cli, socket_path, args.flows, output, folder / side))
+                runs[side].append(observe(cli, socket_path, args.flows, output, folder / side))
             before, after = ((folder / side).read_bytes() for side in ("before", "after"))
             if before != after:
                 raise SystemExit(f"-o {output}: this checkout prints other bytes than {args.before}")
         lines = (folder / "after").read_bytes().count(b"\n")
-        rows.append((output, args.flows / best["before"], args.flows / best["after"]))
-        print(f"-o {output:8} before {rows[-1][1]:9,.0f} flows/s   after {rows[-1][2]:9,.0f} flows/s  ({lines} lines)")
+        (before_wall, before_cpu), (after_wall, after_cpu) = best_of(runs["before"]), best_of(runs["after"])
+        rows.append((output, args.flows / before_wall, args.flows / after_wall))
+        figures = {
+            side: f"{args.flows / wall:9,.0f} flows/s ({args.flows / cpu:7,.0f} per CPU-s)"
+            for side, (wall, cpu) in (("before", (before_wall, before_cpu)), ("after", (after_wall, after_cpu)))
+        }
+        print(f"-o {output:8} before {figures['before']}   after {figures['after']}  ({lines} lines)")
     return rows
+
+
+def best_of(runs: Iterable[tuple[float, float]]) -> tuple[float, float]:
+    """The least wall time and the least CPU time of several runs (each the least disturbed by other work)."""
+    walls, cpus = zip(*runs, strict=True)
+    return min(walls), min(cpus)
 
 
 def profile(args: argparse.Namespace, socket_path: str, folder: Path) -> None:
@@ -272,7 +251,8 @@ def profile(args: argparse.Namespace, socket_path: str, folder: Path) -> None:
 
 
 def format_cost(count: int) -> None:
-    """The child of --stages: µs per flow to parse a response and to print it in each format into memory, in the
+    """The child of --stages: µs of CPU per flow to parse a response and to print it in each format into memory,
+    from parsed responses and from their bytes (`FORMAT<-bytes`: what a reader holding bytes pays), in the
     checkout whose python runs this file (its own printers), as one JSON line."""
     import json
 
@@ -280,16 +260,26 @@ def format_cost(count: int) -> None:
     from flowscope.cli.printer import PrintOptions, Sink, make_printer
 
     encoded = corpus(count)
-    start = time.perf_counter()
+    start = time.process_time()
     responses = [observer_pb2.GetFlowsResponse.FromString(data) for data in encoded]
-    costs = {"parse": (time.perf_counter() - start) / count * 1e6}
+    costs = {"parse": (time.process_time() - start) / count * 1e6}
     for output in FORMATS:
         printer = make_printer(output, Sink(io.StringIO()), Sink(io.StringIO()), PrintOptions())
-        start = time.perf_counter()
+        start = time.process_time()
         for response in responses:
             printer.write(response)
         printer.close()
-        costs[output] = (time.perf_counter() - start) / count * 1e6
+        costs[output] = (time.process_time() - start) / count * 1e6
+    for output in FORMATS:  # from the bytes a reader holds: parsed here, or written from them (write_bytes)
+        printer = make_printer(output, Sink(io.StringIO()), Sink(io.StringIO()), PrintOptions())
+        start = time.process_time()
+        if hasattr(printer, "write_bytes"):
+            printer.write_bytes(encoded)
+        else:
+            for data in encoded:
+                printer.write(observer_pb2.GetFlowsResponse.FromString(data))
+        printer.close()
+        costs[output + "<-bytes"] = (time.process_time() - start) / count * 1e6
     print(json.dumps(costs))
 
 
