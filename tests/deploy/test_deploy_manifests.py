@@ -94,7 +94,15 @@ def test_the_agents_ports_are_the_ones_it_listens_on() -> None:
     args = parse(c.argv())
     assert c.pod["hostNetwork"] is True
     assert c.port("grpc") == port_of(args.listen_address) == 4244
-    assert {p["containerPort"] for p in c.spec["ports"]} == {port_of(args.listen_address)}
+    assert c.port("metrics") == port_of(args.metrics_address) == 9965
+    assert {p["containerPort"] for p in c.spec["ports"]} == {
+        port_of(args.listen_address),
+        port_of(args.metrics_address),
+    }
+    annotations = c.annotations
+    assert annotations["prometheus.io/port"] == str(c.port("metrics"))
+    metrics = find("Service", "flowscope-agent-metrics")
+    assert [(p["port"], p["targetPort"]) for p in metrics["spec"]["ports"]] == [(9965, "metrics")]
     # the exec probes ask the socket the agent serves on
     for command in exec_probes(c).values():
         probe = parse(command[1:])
