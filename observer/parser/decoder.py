@@ -199,6 +199,9 @@ class _Shape:
         self.direction = flow.traffic_direction
 
 
+_NOT_MADE = object()  # what _Masked.pieces has not made yet (None is one of its answers)
+
+
 class _Masked:
     """The shapes' pieces as one field mask leaves them, and the mask's plan for the fields rare flows write."""
 
@@ -212,8 +215,9 @@ class _Masked:
     def pieces(self, key: tuple[object, ...], shape: _Shape) -> FlowPieces | None:
         """The pieces of a shape's flows under this mask; None when it keeps a part of a field the pieces write
         (`time.nanos`, `l4.TCP.source_port`...): those flows are pruned as messages."""
-        if key in self._pieces:
-            return self._pieces[key]
+        known = self._pieces.get(key, _NOT_MADE)  # one lookup: another thread may empty the dict between two
+        if known is not _NOT_MADE:
+            return cast(FlowPieces | None, known)
         kept, cleared = self._kept, self._cleared
         written = ("time", "uuid", *(("l4",) if shape.ports else ()), *(("flowscope",) if shape.counts else ()))
         pieces = None
@@ -278,7 +282,7 @@ class FlowDecoder:
 
         Most of a flow repeats from flow to flow: the endpoints, node, interface, event type, addresses, verdict
         and Summary of a connection's packets are the same. So a flow is made in two parts: its shape, made once
-        per distinct key of what it is made of (`_shape_key`) and kept as a message and as serialized pieces, and
+        per distinct key of what it is made of (`_shape_key`) and kept serialized, whole and in pieces, and
         what is its own: the time, uuid, ports and (aggregated reports) counts, written as bytes between the
         pieces, and the names, ClientHello, service, policy rule and L7 some flows have, written into the message
         made from those bytes (`_fill_rare`).
@@ -286,8 +290,8 @@ class FlowDecoder:
         return self.decode_values(cast(tuple[Any, ...], record.item()), seq, fields)  # a structured record: a tuple
 
     def decode_values(self, values: tuple[Any, ...], seq: int, fields: FieldTree | None = None) -> flow_pb2.Flow:
-        """`decode` for a record's fields as Python values, as `record.item()` gives them: a batch of records'
-        `tolist()` gives them for a third of the cost per record."""
+        """`decode` for a record's fields as Python values, as `record.item()` gives them (a batch of records'
+        `tolist()` gives them for less per record)."""
         made = self._made(values, seq, fields)
         return made if isinstance(made, flow_pb2.Flow) else flow_pb2.Flow.FromString(made)
 
