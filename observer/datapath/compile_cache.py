@@ -39,7 +39,6 @@ from bcc import __version__ as BCC_VERSION
 from bcc.libbcc import lib
 
 from flowscope.observer.datapath.bpfsys import MapInfo, map_info, obj_get
-from flowscope.observer.datapath.btf import VMLINUX
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +310,8 @@ def _toolchain() -> bytes:
 @functools.cache
 def _kernel_digest() -> bytes:
     """The running kernel: its release and build, and its BTF (the offsets compiled in come from it)."""
+    from flowscope.observer.datapath.btf import VMLINUX  # here: the compile worker never needs btf's numpy
+
     uname = os.uname()
     h = hashlib.sha256(f"{uname.release}\0{uname.version}\0{uname.machine}".encode())
     with contextlib.suppress(OSError):
