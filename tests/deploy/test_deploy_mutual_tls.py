@@ -27,6 +27,7 @@ pytestmark = pytest.mark.bpf
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
 RELAY_PORT = 4245  # free inside the lab node's own network namespace
+LAB_FLAGS = ("--node-name", "--cluster-file", "--device", "--socket")
 
 
 def openssl(*args: str) -> None:
@@ -87,12 +88,13 @@ def test_the_relay_reads_the_agent_over_mutual_tls_as_the_manifests_configure_th
     agent_secret = secret(tmp_path / "agent", ca, ca_key, "flowscope-agent", f"*.{cluster}.{TLS_DOMAIN}", "serverAuth")
     relay_secret = secret(tmp_path / "relay", ca, ca_key, "flowscope-relay", "flowscope-relay", "clientAuth")
 
-    # The agent: the lab's own flags (node name, cluster file, device, socket), then the manifest's TLS flags.
+    # The agent: the lab's flags for what is the lab's (node name, cluster file, device, socket), the manifest's
+    # for the rest (TLS, listen and metrics addresses, compile cache).
     agent_args = parse(agent.argv())
-    tls_flags = [arg for arg in with_secret_at(agent, agent_secret) if arg.startswith("--tls-")]
-    assert len(tls_flags) == 3
+    manifests = [arg for arg in with_secret_at(agent, agent_secret)[1:] if arg.split("=")[0] not in LAB_FLAGS]
+    assert len([arg for arg in manifests if arg.startswith("--tls-")]) == 3
     lab.up(traffic=False, agent=False)
-    lab.start_agents(extra_args=tls_flags)
+    lab.start_agents(extra_args=manifests)
 
     # The relay: the manifest's arguments; the peer Service is the node's address at the Service's port.
     node = lab.topology.nodes[0]
@@ -140,6 +142,12 @@ def test_the_relay_reads_the_agent_over_mutual_tls_as_the_manifests_configure_th
     assert lab.exec(node.name, [FLOWSCOPE, "status", *with_cert], check=False).returncode == 0
     refused = lab.exec(node.name, [FLOWSCOPE, "status", *agent_tls], check=False)
     assert refused.returncode != 0, refused.stdout
+
+    # The metrics port of the manifest serves Prometheus' text, with the flows counted.
+    metrics_port = agent.port("metrics")
+    metrics = lab.exec(node.name, ["curl", "-sf", f"http://{node.ipv4}:{metrics_port}/metrics"], check=False)
+    assert metrics.returncode == 0, metrics.stderr
+    assert "hubble_flows_processed_total{" in metrics.stdout
 
 
 def wait_for(
