@@ -1,0 +1,136 @@
+"""Flow logs of a real agent in a lab: after a ping and a curl, the files hold exactly the flows GetFlows gives for
+the exporters' filters (same uuids), field-masked where asked; `observe --input-file` reads them back with its
+filters; the dynamic configuration adds, changes and removes exporters while the agent runs, and a bad one is
+refused with its line while the running exporters go on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conntrack.agent_control import flows
+from waiting import wait_for
+
+from flowscope.api.flow import flow_pb2
+from flowscope.lab import Lab
+from flowscope.lab.daemons import Daemon
+
+pytestmark = pytest.mark.bpf
+
+FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
+CLIENT = [flow_pb2.FlowFilter(source_pod=["default/client"]), flow_pb2.FlowFilter(destination_pod=["default/client"])]
+ALLOW = '{"source_pod":["default/client"]}, {"destination_pod":["default/client"]}'  # Hubble's list: two filters
+ICMP = """
+  - name: icmp
+    filePath: {folder}/icmp.log
+    fieldMask: [time, source, destination, l4, verdict]
+    includeFilters:
+      - protocol: [icmp]
+"""
+TCP = """
+  - name: tcp
+    filePath: {folder}/tcp.log
+    includeFilters:
+      - protocol: [tcp]
+        source_pod: [default/client]
+"""
+
+
+class Node1:
+    """The lab and its node1 agent exporting to `folder`."""
+
+    def __init__(self, lab: Lab, agent: Daemon, folder: Path) -> None:
+        self.lab, self.agent, self.folder = lab, agent, folder
+        self.config = folder / "flowlogs.yaml"
+
+    def lines(self, name: str) -> list[dict[str, object]]:
+        path = self.folder / name
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def uuids(self, name: str) -> list[str]:
+        return [line["flow"]["uuid"] for line in self.lines(name) if "flow" in line]  # type: ignore[index]
+
+    def configure(self, *entries: str) -> None:
+        temporary = self.config.with_suffix(".new")
+        temporary.write_text("flowLogs:\n" + "".join(e.format(folder=self.folder) for e in entries))
+        os.replace(temporary, self.config)
+
+    def log(self) -> str:
+        return Path(self.agent.log).read_text(errors="replace")
+
+    def ping(self) -> None:
+        self.lab.exec("client", ["ping", "-c", "2", "-i", "0.2", "-W", "2", self.lab.pod("server").ipv4])
+
+    def curl(self) -> None:
+        url = f"http://{self.lab.pod('web').ipv4}/status/200"
+        self.lab.exec("client", ["curl", "--silent", "--output", "/dev/null", "--max-time", "3", url], check=False)
+
+
+@pytest.fixture(scope="module")
+def node1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node1]:
+    folder = tmp_path_factory.mktemp("flowlogs")
+    with Lab(f"t{os.getpid()}-export") as lab:
+        lab.up(traffic=False, agent=False)
+        (folder / "flowlogs.yaml").write_text("flowLogs:\n" + ICMP.format(folder=folder))
+        args = ["--export-file", str(folder / "all.log"), "--export-allowlist", ALLOW]
+        args += ["--flowlogs-config", str(folder / "flowlogs.yaml")]
+        (agent,) = lab.start_agents(["node1"], extra_args=args)
+        yield Node1(lab, agent, folder)
+
+
+def test_the_files_hold_the_flows_getflows_gives_for_their_filters(node1: Node1) -> None:
+    node1.ping()
+    node1.curl()
+    wanted = [f.uuid for f in flows(node1.lab, *CLIENT)]
+    icmp = [f.uuid for f in flows(node1.lab, flow_pb2.FlowFilter(protocol=["icmp"]))]
+    assert len(icmp) >= 4 and len(wanted) > len(icmp)
+    wait_for(lambda: set(wanted) <= set(node1.uuids("all.log")), timeout=15)
+    all_uuids = node1.uuids("all.log")
+    assert len(all_uuids) == len(set(all_uuids))
+    assert set(all_uuids) == {f.uuid for f in flows(node1.lab, *CLIENT)}  # nothing the allowlist leaves out
+    wait_for(lambda: len(node1.lines("icmp.log")) >= len(icmp), timeout=15)
+    masked = node1.lines("icmp.log")
+    assert all(set(line["flow"]) <= {"time", "source", "destination", "l4", "verdict"} for line in masked)  # type: ignore[arg-type]
+    assert all(line["node_name"] == "node1" and "time" in line for line in masked)
+    assert all("ICMPv4" in line["flow"]["l4"] for line in masked)  # type: ignore[index]
+
+
+def test_observe_input_file_reads_the_flow_log_back_with_its_filters(node1: Node1) -> None:
+    node1.ping()
+    icmp = {f.uuid for f in flows(node1.lab, flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"]))}
+    wait_for(lambda: icmp <= set(node1.uuids("all.log")), timeout=15)
+    argv = [FLOWSCOPE, "observe", "--input-file", str(node1.folder / "all.log"), "-o", "jsonpb"]
+    argv += ["--protocol", "icmp", "--from-pod", "default/client"]
+    read = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert read.returncode == 0, read.stderr
+    read_uuids = [json.loads(line)["flow"]["uuid"] for line in read.stdout.splitlines()]
+    assert set(read_uuids) == {u for u in icmp if u in set(node1.uuids("all.log"))} and len(read_uuids) >= 4
+
+
+def test_exporters_change_while_the_agent_runs_and_a_bad_file_keeps_them(node1: Node1) -> None:
+    node1.configure(ICMP, TCP)  # tcp added
+    wait_for(lambda: "flow log tcp started" in node1.log(), timeout=10)
+    node1.curl()
+    wait_for(lambda: len(node1.uuids("tcp.log")) >= 3, timeout=15)
+    assert all(line["flow"]["l4"].get("TCP") for line in node1.lines("tcp.log"))  # type: ignore[index]
+
+    node1.configure(TCP)  # icmp removed
+    wait_for(lambda: "flow log icmp removed" in node1.log(), timeout=10)
+    before = node1.lines("icmp.log")
+    node1.ping()
+    pings = {f.uuid for f in flows(node1.lab, flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"]))}
+    wait_for(lambda: pings <= set(node1.uuids("all.log")), timeout=15)
+    assert node1.lines("icmp.log") == before
+
+    node1.config.write_text("flowLogs:\n  - name: tcp\n    filePath: [\n")
+    wait_for(lambda: "refused" in node1.log(), timeout=10)
+    assert "flowlogs.yaml:4: not YAML" in node1.log()
+    count = len(node1.uuids("tcp.log"))
+    node1.curl()
+    wait_for(lambda: len(node1.uuids("tcp.log")) >= count + 3, timeout=15)
+    os.kill(node1.agent.pid, 0)  # the agent runs on
