@@ -143,21 +143,7 @@ class NodeStream(threading.Thread):
         suffix = wire.name_suffix(self.node)
         try:
             for batch in call.batches():
-                for raw in batch:
-                    try:
-                        scanned = wire.scan(raw)
-                    except wire.DecodeError:
-                        log.warning("node %s sent a response that is not a GetFlowsResponse", self.node)
-                        continue
-                    if not scanned.named:
-                        raw += suffix
-                    if scanned.kind == wire.NODE_STATUS:  # the node is itself a relay
-                        merger.announce(raw)
-                        continue
-                    # No time (or a zero one, as a field mask without `time` can leave): order it as it arrives.
-                    time_ns = scanned.time_ns or time.time_ns()
-                    merger.push(self.node, time_ns, raw, self._stop_event.is_set)
-                    fanout.last_ns[self.node] = max(time_ns, fanout.last_ns.get(self.node, time_ns))
+                self._merge(batch, suffix)
             if request.follow and not self.stopped and not past_until(request):
                 fanout.announce(relay_pb2.NODE_ERROR, [self.node], "the node ended the stream")
                 return grpc.StatusCode.UNAVAILABLE
@@ -175,6 +161,35 @@ class NodeStream(threading.Thread):
         finally:
             self._call = None
             merger.close(self.node)
+
+    def _merge(self, batch: list[bytes], suffix: bytes) -> None:
+        """One read's responses into the merger, together (one hold of its lock); a node status (the node is
+        itself a relay) goes out between the flows before and after it."""
+        merger, flows = self._fanout.merger, list[tuple[int, bytes]]()
+        for raw in batch:
+            try:
+                scanned = wire.scan(raw)
+            except wire.DecodeError:
+                log.warning("node %s sent a response that is not a GetFlowsResponse", self.node)
+                continue
+            if not scanned.named:
+                raw += suffix
+            if scanned.kind == wire.NODE_STATUS:
+                self._push(flows)
+                flows = []
+                merger.announce(raw)
+                continue
+            # No time (or a zero one, as a field mask without `time` can leave): order it as it arrives.
+            flows.append((scanned.time_ns or time.time_ns(), raw))
+        self._push(flows)
+
+    def _push(self, flows: list[tuple[int, bytes]]) -> None:
+        if not flows:
+            return
+        fanout = self._fanout
+        fanout.merger.push_many(self.node, flows, self._stop_event.is_set)
+        newest = max(time_ns for time_ns, _ in flows)
+        fanout.last_ns[self.node] = max(newest, fanout.last_ns.get(self.node, newest))
 
 
 class RejectedRequest(ValueError):

@@ -150,35 +150,44 @@ class Merger:
             self._cond.notify_all()
 
     def push(self, node: str, time_ns: int, raw: bytes, cancelled: Callable[[], bool] = lambda: False) -> None:
-        """One response from a node's stream; waits while that node holds too many flows back.
+        """One response from a node's stream; waits while that node holds too many flows back."""
+        self.push_many(node, [(time_ns, raw)], cancelled)
+
+    def push_many(
+        self, node: str, flows: list[tuple[int, bytes]], cancelled: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Responses (time, bytes) of one read from a node's stream, in their order, under one hold of the lock
+        and one reading of the clock (they arrived together); waits while that node holds too many back.
 
         Held flows are let go in batches (`_release`), not at every push: when the handler is asleep waiting
         for something to send, at every RELEASE_EVERY-th push, and by the handler itself when it comes back
         for more. A push is then a heap insertion and a little bookkeeping, most of the relay's own cost.
         """
         with self._cond:
-            state = self._nodes.get(node)
-            if state is not None and self._must_wait(state):
-                state = self._wait_for_room(node, cancelled)
-            if state is None:  # closed meanwhile: the flow still goes out, in order if it can
-                state = _Node(live=True)
             wall, now = self.clock()
-            state.last_arrival = now
-            if time_ns > state.last_ts:
-                state.last_ts = time_ns
-            if not state.live and time_ns >= wall - self._window_ns:
-                state.live = True  # caught up with the present
-            if state.live:
-                state.observe_lag(wall - time_ns if wall > time_ns else 0, now)
-            self._seq += 1
-            heapq.heappush(self._heap, (time_ns, self._seq, node, raw, state.droppable))
-            self._arrivals.append((now, time_ns))
-            state.held += 1
-            self._unreleased += 1
-            if self._taker_waiting or self._unreleased >= self._release_every:
-                earliest = self._heap[0][1] == self._seq  # the handler's sleep was planned without this flow
-                self._release(wall, now)
-                self._wake(replan=earliest)
+            for time_ns, raw in flows:
+                state = self._nodes.get(node)
+                if state is not None and self._must_wait(state):
+                    state = self._wait_for_room(node, cancelled)
+                    wall, now = self.clock()
+                if state is None:  # closed meanwhile: the flow still goes out, in order if it can
+                    state = _Node(live=True)
+                state.last_arrival = now
+                if time_ns > state.last_ts:
+                    state.last_ts = time_ns
+                if not state.live and time_ns >= wall - self._window_ns:
+                    state.live = True  # caught up with the present
+                if state.live:
+                    state.observe_lag(wall - time_ns if wall > time_ns else 0, now)
+                self._seq += 1
+                heapq.heappush(self._heap, (time_ns, self._seq, node, raw, state.droppable))
+                self._arrivals.append((now, time_ns))
+                state.held += 1
+                self._unreleased += 1
+                if self._taker_waiting or self._unreleased >= self._release_every:
+                    earliest = self._heap[0][1] == self._seq  # the handler's sleep was planned without this flow
+                    self._release(wall, now)
+                    self._wake(replan=earliest)
 
     def _wait_for_room(self, node: str, cancelled: Callable[[], bool]) -> _Node | None:
         """Wait (the lock held) until the node may push again; its state, or None once it closed."""
