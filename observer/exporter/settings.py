@@ -67,8 +67,8 @@ def flow_filter(value: Any, what: str) -> flow_pb2.FlowFilter:
         raise ValueError(f"{what}: a FlowFilter is an object, not {type(value).__name__}")
     try:
         return json_format.ParseDict(value, flow_pb2.FlowFilter())
-    except json_format.ParseError as exc:
-        raise ValueError(f"{what}: {exc}") from None
+    except json_format.ParseError as exc:  # its first line says what; the rest lists every field there is
+        raise ValueError(f"{what}: {str(exc).splitlines()[0]}") from None
 
 
 def from_args(args: argparse.Namespace) -> ExportSettings:

@@ -1,0 +1,132 @@
+"""What flow logs cost the agent: its CPU per event with the file exporter off and on, under the same flood.
+
+    .venv/bin/python bench/export_bench.py [--rate 100000] [--seconds 4] [--rounds 3]
+
+A one-node lab without background traffic; per round, one agent per variant in turn (alternating, so a slow
+minute of this shared machine hurts every variant alike), at monitor aggregation none, while iperf3 sends
+64-byte UDP datagrams client -> server paced so that the agent ingests about `--rate` events/s (follow_bench's
+flood). The agent's CPU time (user + system, all threads) is read around the flood and until its count
+settles. The variants:
+
+- off: no exporter
+- all: --export-file, every flow exported, whole
+- masked: --export-file --export-fieldmask with a handful of fields (time, verdict, IPs, l4, endpoints' names)
+- none-selected: --export-file with an allowlist no flood flow matches (the cost of selecting alone)
+
+Exported flows are the lines written (the file is large enough never to rotate, and removed after each run).
+Reported: the median µs of agent CPU per event, and per exported flow what exporting adds to the `off` agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from follow_bench import events_per_packet, flood, settle
+
+from common import cpu_seconds, server_status
+from flowscope.lab import Lab
+
+MASK = "time,verdict,IP,l4,source.namespace,source.pod_name,destination.namespace,destination.pod_name"
+VARIANTS: dict[str, list[str]] = {
+    "off": [],
+    "all": ["--export-file", "{path}"],
+    "masked": ["--export-file", "{path}", "--export-fieldmask", MASK],
+    "none-selected": ["--export-file", "{path}", "--export-allowlist", '{"protocol":["sctp"]}'],
+}
+NO_ROTATION = ["--export-file-max-size-mb", "100000"]
+
+
+@contextmanager
+def agent(lab: Lab, extra_args: Sequence[str]) -> Iterator[int]:
+    """The lab's agent on node1 with `extra_args` (its pid), at monitor aggregation none (the lab's)."""
+    lab.agent_command = None
+    (daemon,) = lab.start_agents(extra_args=extra_args)
+    try:
+        yield daemon.pid
+    finally:
+        lab.stop(daemon)
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    events: int
+    exported: int
+    cpu_s: float
+
+    @property
+    def us_per_event(self) -> float:
+        return self.cpu_s / max(1, self.events) * 1e6
+
+
+def lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with open(path, "rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+
+
+def one_run(lab: Lab, folder: Path, variant: str, rate: float, seconds: float) -> Run:
+    path = folder / f"{variant}.log"
+    args = [arg.replace("{path}", str(path)) for arg in VARIANTS[variant]]
+    with agent(lab, [*args, *NO_ROTATION] if args else []) as pid:
+        per_packet = events_per_packet(lab)  # also warms the agent up
+        before = lines(path)
+        start, cpu0 = server_status(lab).seen_flows, cpu_seconds(pid)
+        flood(lab, rate / per_packet, seconds)
+        settle(lambda: server_status(lab).seen_flows)
+        settle(lambda: lines(path), quiet_s=0.5)
+        end, cpu1 = server_status(lab).seen_flows, cpu_seconds(pid)
+    exported = lines(path) - before
+    path.unlink(missing_ok=True)
+    return Run(variant, end - start, exported, cpu1 - cpu0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=100_000, help="events/s the agent should ingest")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    runs: list[Run] = []
+    with Lab("xbench") as lab, tempfile.TemporaryDirectory(prefix="export-bench-") as folder:
+        lab.up(traffic=False, agent=False)
+        for round_number in range(args.rounds):
+            order = list(VARIANTS) if round_number % 2 == 0 else list(reversed(VARIANTS))
+            for variant in order:
+                run = one_run(lab, Path(folder), variant, args.rate, args.seconds)
+                runs.append(run)
+                print(
+                    f"round {round_number + 1} {variant:14} {run.events:>9,} events {run.exported:>9,} exported"
+                    f" {run.cpu_s:6.2f} s CPU {run.us_per_event:6.2f} us/event",
+                    flush=True,
+                )
+    per_event = {v: statistics.median(r.us_per_event for r in runs if r.variant == v) for v in VARIANTS}
+    rates = {v: statistics.median(r.events / args.seconds for r in runs if r.variant == v) for v in VARIANTS}
+    exported = {v: statistics.median(r.exported / max(1, r.events) for r in runs if r.variant == v) for v in VARIANTS}
+    rows = [
+        "| variant | events/s | exported/event | agent CPU µs/event | added µs/event | added µs/exported flow |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant in VARIANTS:
+        added = per_event[variant] - per_event["off"]
+        per_flow = f"{added / exported[variant]:.2f}" if exported[variant] > 0 and variant != "off" else "—"
+        rows.append(
+            f"| {variant} | {rates[variant]:,.0f} | {exported[variant]:.2f} | {per_event[variant]:.2f} |"
+            f" {'—' if variant == 'off' else f'{added:+.2f}'} | {per_flow} |"
+        )
+    print("\n".join(rows))
+    print("command:", " ".join([".venv/bin/python", "bench/export_bench.py", *sys.argv[1:]]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    raise SystemExit(main())
