@@ -217,6 +217,15 @@ class ExportSubscriber:
             self._sink.close()
         except Exception:
             log.exception("exporter %s: closing its sink failed", self.name)
+        counts = self.counts
+        log.info(
+            "exporter %s closed: %d flows exported, %d filtered out, %d failed, %d dropped",
+            self.name,
+            counts.exported,
+            counts.filtered,
+            counts.failed,
+            counts.dropped,
+        )
 
     def _export(self, batch: np.ndarray) -> None:
         with self._held.lock:
