@@ -8,7 +8,7 @@ code, because setuptools cannot discover renamed packages by itself.
 import runpy
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
 STAGES = ("common", "observer", "relay", "cli", "lab")
@@ -34,8 +34,17 @@ package_dir = {name: path for stage in STAGES for name, path in mapped(f"flowsco
 package_dir |= mapped("flowscope.api", GENERATED)
 package_dir["flowscope.bpf"] = "bpf"  # the datapath's C sources, compiled by bcc when the agent starts
 
+# `-o json` writes protobuf's JSON from wire bytes in C (cli/printer/protojson.py says why); its stub is data.
+jsonwire = Extension("flowscope.cli.printer.jsonwire", ["cli/printer/jsonwire.c"], extra_compile_args=["-O3"])
+
 setup(
     packages=sorted(package_dir),
     package_dir=package_dir,
-    package_data={"flowscope.bpf": ["*.c", "include/**/*.h"], "flowscope.api": ["**/*.pyi", "**/py.typed"]},
+    package_data={
+        "flowscope.bpf": ["*.c", "include/**/*.h"],
+        "flowscope.api": ["**/*.pyi", "**/py.typed"],
+        "flowscope.cli.printer": ["jsonwire.pyi"],
+        "flowscope.observer.history": ["schema/*.sql", "schema/cluster/*.sql"],  # the history schema's migrations
+    },
+    ext_modules=[jsonwire],
 )

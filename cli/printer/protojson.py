@@ -35,7 +35,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-from flowscope.cli.printer.shadow import CHANGING, NotCanonical, Split, parsed, parser, shadow
+from flowscope.cli.printer import jsonwire
+from flowscope.cli.printer.shadow import CHANGING, NotCanonical, Split, _synthetic, parsed, parser, shadow
 
 _EPOCH = datetime.datetime(1970, 1, 1)
 _WRAPPERS = "google/protobuf/wrappers.proto"
@@ -58,7 +59,20 @@ def to_json(message: Message) -> str:
 
 def wire_json(data: bytes, descriptor: Any) -> str:
     """The message of type `descriptor` (a Descriptor) whose wire bytes are `data`, as to_json writes it parsed;
-    NotCanonical for bytes (or types) left to the parser and json_format."""
+    NotCanonical for bytes (or types) left to the parser and json_format. Written in C (compiled_json), or in
+    Python when C leaves the bytes (python_wire_json)."""
+    text = compiled_json(data, descriptor)
+    return python_wire_json(data, descriptor) if text is None else text
+
+
+def compiled_json(data: bytes, descriptor: Descriptor) -> str | None:
+    """The text cli/printer/jsonwire.c writes of the bytes; None for bytes or types it leaves to Python."""
+    schema, index = compiled(descriptor)
+    return schema.write(index, data)
+
+
+def python_wire_json(data: bytes, descriptor: Any) -> str:
+    """wire_json in Python: the reference beside C, and its fallback."""
     try:
         return _message_text(descriptor)(data)
     except NotCanonical:
@@ -317,3 +331,84 @@ def _remembered(write: PayloadText) -> PayloadText:
         return text
 
     return remembered
+
+
+# The C writer's tables (cli/printer/jsonwire.c), made from the descriptors: the kinds below are its enums.
+_KIND = {
+    FieldDescriptor.TYPE_INT32: 0,
+    FieldDescriptor.TYPE_INT64: 1,
+    FieldDescriptor.TYPE_UINT32: 2,
+    FieldDescriptor.TYPE_UINT64: 3,
+    FieldDescriptor.TYPE_SINT32: 4,
+    FieldDescriptor.TYPE_SINT64: 5,
+    FieldDescriptor.TYPE_FIXED32: 6,
+    FieldDescriptor.TYPE_FIXED64: 7,
+    FieldDescriptor.TYPE_SFIXED32: 8,
+    FieldDescriptor.TYPE_SFIXED64: 9,
+    FieldDescriptor.TYPE_BOOL: 10,
+    FieldDescriptor.TYPE_ENUM: 11,
+    FieldDescriptor.TYPE_STRING: 12,
+    FieldDescriptor.TYPE_BYTES: 13,
+    FieldDescriptor.TYPE_MESSAGE: 14,
+}
+_UNSUPPORTED = 15  # floats, groups, maps, enums json_format names otherwise: present, they go to Python
+_PLAIN, _TIMESTAMP_KIND, _WRAPPER, _UNSUPPORTED_TYPE = range(4)
+_MAX_ONEOFS = 64
+
+
+@cache
+def compiled(descriptor: Descriptor) -> tuple[jsonwire.Schema, int]:
+    """The C writer of the type and of every type it reaches, and the type's index among them."""
+    tables: list[jsonwire.TypeTable] = []
+    indices: dict[str, int] = {}
+
+    def index(message_type: Descriptor) -> int:
+        found = indices.get(message_type.full_name)
+        if found is None:
+            found = indices[message_type.full_name] = len(tables)
+            tables.append((_UNSUPPORTED_TYPE, [], b""))  # its place, while its fields refer to it
+            tables[found] = _type_table(message_type, index)
+        return found
+
+    root = index(descriptor)
+    return jsonwire.Schema(tables), root
+
+
+def _type_table(descriptor: Descriptor, index: Callable[[Descriptor], int]) -> jsonwire.TypeTable:
+    """A type as the C writer's table: how it is written (plain, Timestamp, wrapper, left to Python) and its
+    fields. A wrapper keeps json_format's text of its empty value, written when the value is not."""
+    oneofs = [oneof for oneof in descriptor.oneofs if not _synthetic(oneof)]
+    fields = [_field_table(field, oneofs, index) for field in descriptor.fields]
+    if descriptor.full_name == _TIMESTAMP:
+        return (_TIMESTAMP_KIND, fields, b"")
+    if descriptor.file.name == _WRAPPERS:
+        if any(kind == _UNSUPPORTED for _, _, kind, *_ in fields):
+            return (_UNSUPPORTED_TYPE, [], b"")  # FloatValue, DoubleValue
+        return (_WRAPPER, fields, slow_json(GetMessageClass(descriptor)()).encode())
+    if descriptor.full_name in _SPECIAL or len(oneofs) > _MAX_ONEOFS:
+        return (_UNSUPPORTED_TYPE, [], b"")
+    return (_PLAIN, fields, b"")
+
+
+def _field_table(field: FieldDescriptor, oneofs: list[Any], index: Callable[[Descriptor], int]) -> jsonwire.FieldTable:
+    kind = _KIND.get(field.type, _UNSUPPORTED)
+    names: list[tuple[int, bytes]] = []
+    message_index = -1
+    if kind == _KIND[FieldDescriptor.TYPE_ENUM]:
+        try:
+            names = [(number, name.encode()) for number, name in _enum_names(field).items()]
+        except NotCanonical:
+            kind = _UNSUPPORTED
+    elif kind == _KIND[FieldDescriptor.TYPE_MESSAGE]:
+        message_type = field.message_type
+        assert message_type is not None  # a message field has its type
+        if message_type.GetOptions().map_entry:
+            kind = _UNSUPPORTED
+        else:
+            message_index = index(message_type)
+    group = field.containing_oneof
+    oneof = oneofs.index(group) if group in oneofs else -1
+    key = (encode_basestring_ascii(field.name) + ":").encode()
+    packed = field.is_packed and kind != _UNSUPPORTED
+    presence = field.has_presence and not field.is_repeated
+    return (field.number, key, kind, field.is_repeated, packed, presence, oneof, message_index, names)

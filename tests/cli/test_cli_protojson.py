@@ -1,6 +1,7 @@
 """`-o json` is written by cli/printer/protojson.py, not json_format: it must give json_format's text exactly, on
 the printers' samples, on decoded records and on responses with every field set to awkward values, from messages
-and straight from their wire bytes; bytes a parser would read otherwise than they look are left to the parser."""
+and straight from their wire bytes, both by the C writer (cli/printer/jsonwire.c) and by the Python one it falls
+back to; bytes a parser would read otherwise than they look are left to the parser, and no bytes crash C."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ from records import ACK, SYN, lab_registry, record, tcp4, udp4
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
 from flowscope.cli.printer import PrintOptions, Sink, make_printer
-from flowscope.cli.printer.protojson import NotCanonical, slow_json, timestamp_text, to_json, wire_json
+from flowscope.cli.printer.protojson import (
+    NotCanonical,
+    compiled_json,
+    python_wire_json,
+    slow_json,
+    timestamp_text,
+    to_json,
+    wire_json,
+)
 from flowscope.observer.parser import FlowDecoder
 
 STRINGS = ["", "a", "default/client", 'quote " and \\ back', "tab\tnew\nline\x01", "café ✓", "\U0001f600", "0"]
@@ -73,8 +82,17 @@ def test_random_responses_print_as_json_format_prints_them() -> None:
     for _ in range(400):
         response = observer_pb2.GetFlowsResponse()
         _fill(response, response.DESCRIPTOR, rng, depth=4)
-        assert to_json(response) == slow_json(response)
-        assert wire_json(response.SerializeToString(), response.DESCRIPTOR) == slow_json(response)
+        _assert_written_as_json_format_writes(response)
+
+
+def _assert_written_as_json_format_writes(response: observer_pb2.GetFlowsResponse) -> None:
+    """By every path: from the message, from its bytes, by C (which must write it: nothing in it is unusual) and
+    by the Python writer C falls back to."""
+    expected, data = slow_json(response), response.SerializeToString()
+    assert to_json(response) == expected
+    assert wire_json(data, response.DESCRIPTOR) == expected
+    assert compiled_json(data, response.DESCRIPTOR) == expected
+    assert python_wire_json(data, response.DESCRIPTOR) == expected
 
 
 def test_samples_and_decoded_records_print_as_json_format_prints_them() -> None:
@@ -82,8 +100,7 @@ def test_samples_and_decoded_records_print_as_json_format_prints_them() -> None:
     decoded = [decoder.decode(record(packet)[0], seq) for seq, packet in enumerate((tcp4(flags=SYN | ACK), udp4()))]
     responses = [*samples.canned(), *(samples.response(flow) for flow in decoded)]
     for response in responses * 2:  # the second time from the remembered texts
-        assert to_json(response) == slow_json(response)
-        assert wire_json(response.SerializeToString(), response.DESCRIPTOR) == slow_json(response)
+        _assert_written_as_json_format_writes(response)
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -141,8 +158,61 @@ def test_unusual_bytes_print_as_the_parsed_message_prints(output: str) -> None:
 
 def test_bytes_that_do_not_read_field_by_field_are_not_written_from_the_wire() -> None:
     for data in _unusual(samples.tcp_flow()):
+        assert compiled_json(data, observer_pb2.GetFlowsResponse.DESCRIPTOR) is None
         with pytest.raises(NotCanonical):
             wire_json(data, observer_pb2.GetFlowsResponse.DESCRIPTOR)
+
+
+def _mutated(data: bytes, rng: random.Random) -> bytes:
+    """The bytes with a few bytes changed, inserted or removed, or cut short."""
+    changed = bytearray(data)
+    for _ in range(rng.randrange(1, 4)):
+        at = rng.randrange(len(changed) + 1)
+        match rng.randrange(4):
+            case 0 if changed[at:]:
+                changed[at] = rng.randrange(256)
+            case 1:
+                del changed[at : at + rng.randrange(1, 4)]
+            case 2:
+                changed.insert(at, rng.randrange(256))
+            case _:
+                del changed[at:]
+    return bytes(changed)
+
+
+def test_c_writes_any_bytes_as_json_format_or_leaves_them() -> None:
+    """Random and mutated bytes: C gives None (the parser then says what is wrong, or json_format writes them) or
+    exactly json_format's text of what the parser reads; never anything else, never a crash."""
+    rng = random.Random(1515)
+    descriptor = observer_pb2.GetFlowsResponse.DESCRIPTOR
+    seeds = [samples.response(samples.tcp_flow()).SerializeToString()]
+    for _ in range(100):
+        response = observer_pb2.GetFlowsResponse()
+        _fill(response, descriptor, rng, depth=4)
+        seeds.append(response.SerializeToString())
+    written = 0
+    for count in range(20_000):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(40))) if count % 10 == 0 else None
+        data = data if data is not None else _mutated(rng.choice(seeds), rng)
+        text = compiled_json(data, descriptor)
+        if text is not None:
+            assert text == slow_json(observer_pb2.GetFlowsResponse.FromString(data)), data
+            written += 1
+    assert written > 1000  # mutations that keep the bytes readable are written by C, not all left to Python
+
+
+def test_types_json_format_writes_by_rules_of_its_own_are_left_to_python() -> None:
+    """A double, an Any: json_format's rules (shortest floats, type URLs), so C leaves them; absent, C writes the
+    rest of the message."""
+    status = observer_pb2.ServerStatusResponse(num_flows=3, flows_rate=0.5)
+    assert compiled_json(status.SerializeToString(), status.DESCRIPTOR) is None
+    assert wire_json(status.SerializeToString(), status.DESCRIPTOR) == slow_json(status)
+    status.ClearField("flows_rate")
+    assert compiled_json(status.SerializeToString(), status.DESCRIPTOR) == slow_json(status)
+    flow = samples.tcp_flow()
+    flow.extensions.Pack(flow_pb2.IP(source="10.0.0.1"))
+    assert compiled_json(flow.SerializeToString(), flow.DESCRIPTOR) is None
+    assert wire_json(flow.SerializeToString(), flow.DESCRIPTOR) == slow_json(flow)
 
 
 def _plain(response: observer_pb2.GetFlowsResponse) -> observer_pb2.GetFlowsResponse:
@@ -167,6 +237,9 @@ def test_every_printer_prints_bytes_as_it_prints_messages(output: str, options: 
     responses += [_plain(response) for response in responses]
     batch = [response.SerializeToString() for response in responses * 2]  # the second time from what is remembered
     assert _printed(output, batch, True, **options) == _printed(output, batch, False, **options)
+    if output.startswith("json"):  # the flows at least were written by C
+        flows = [data for data in batch if data[:1] == b"\x0a"]
+        assert flows and all(compiled_json(data, observer_pb2.GetFlowsResponse.DESCRIPTOR) for data in flows)
 
 
 def test_compact_lines_of_plain_flows_are_made_from_their_bytes() -> None:
