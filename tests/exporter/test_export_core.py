@@ -131,3 +131,14 @@ def test_a_sink_that_stops_stops_the_exporter_and_everything_after_counts_as_fai
     ingest(ring, subscriber, mixed())
     subscriber.close()
     assert sink.batches == [] and subscriber.counts.failed == 10 and subscriber.counts.exported == 0
+
+
+def test_nothing_after_the_end_time_is_exported_but_lost_events_are() -> None:
+    sink = ListSink()
+    ring, subscriber, _ = pipeline(ExportSpec(end_ns=TS + 1500), sink)
+    batch = np.concatenate([mixed(), lost_record(ts=TS + 9000)])
+    ingest(ring, subscriber, batch)
+    subscriber.close()
+    responses = sink.responses()
+    assert [r.WhichOneof("response_types") for r in responses] == ["flow", "flow", "lost_events"]
+    assert (subscriber.counts.exported, subscriber.counts.filtered) == (2, 3)
