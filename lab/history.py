@@ -16,39 +16,45 @@ import socket
 import subprocess
 import time
 import urllib.request
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+
+from flowscope.lab import netns
 
 SERVER = "clickhouse-server"
 CLUSTER = "flowscope"
 SHARDS = ("shard1", "shard2")  # the databases the test cluster's two shards write into
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+def free_port(namespace: str | None = None) -> int:
+    with netns.inside(namespace) if namespace else nullcontext(), socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 @dataclass
 class ClickHouse:
-    """One server, started in `folder` on loopback ports; `url` is its HTTP interface."""
+    """One server, started in `folder` on loopback ports (of network namespace `namespace`, when given: where
+    a lab's agents reach it); `url` is its HTTP interface there."""
 
     folder: Path
     http_port: int
     tcp_port: int
+    namespace: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, folder: Path, http_port: int = 0, timeout: float = 60.0) -> ClickHouse:
+    def start(cls, folder: Path, http_port: int = 0, timeout: float = 60.0, namespace: str | None = None) -> ClickHouse:
         """Write the configuration and start the server; return once it answers /ping."""
         if shutil.which(SERVER) is None:
             raise RuntimeError(f"{SERVER} is not installed (scripts/setup installs Debian's clickhouse-server)")
-        server = cls(folder, http_port or free_port(), free_port())
+        server = cls(folder, http_port or free_port(namespace), free_port(namespace), namespace)
         server._configure()
         log = (folder / "stdout.log").open("ab")
+        argv = [SERVER, f"--config-file={folder / 'config.xml'}"]
         server.process = subprocess.Popen(
-            [SERVER, f"--config-file={folder / 'config.xml'}"],
+            netns.exec_argv(namespace, argv) if namespace else argv,
             cwd=folder,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -68,6 +74,10 @@ class ClickHouse:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def inside(self) -> AbstractContextManager[None]:
+        """Where the server's loopback is: its namespace (sockets made within keep it), or here."""
+        return netns.inside(self.namespace) if self.namespace else nullcontext()
+
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -79,7 +89,7 @@ class ClickHouse:
                 )
                 raise RuntimeError(f"clickhouse-server exited with {self.process.returncode}: {log}")
             try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as reply:
+                with self.inside(), urllib.request.urlopen(f"{self.url}/ping", timeout=1) as reply:
                     if reply.read().strip() == b"Ok.":
                         return
             except OSError:
@@ -98,7 +108,7 @@ class ClickHouse:
     def restart(self, timeout: float = 60.0) -> None:
         """Stop and start the same server again: same folder, same ports, same data."""
         self.stop()
-        fresh = ClickHouse.start(self.folder, self.http_port, timeout)
+        fresh = ClickHouse.start(self.folder, self.http_port, timeout, self.namespace)
         fresh.tcp_port = self.tcp_port
         self.process = fresh.process
 
@@ -182,3 +192,26 @@ def stop_folder(folder: Path) -> None:
     if pid and cmdline.exists() and str(folder) in cmdline.read_bytes().decode(errors="replace"):
         stop_pid(pid)
     pid_file.unlink(missing_ok=True)
+
+
+def lab_folder(state_dir: Path) -> Path:
+    return state_dir / "clickhouse"
+
+
+def start_for_lab(state_dir: Path) -> ClickHouse:
+    """`lab up --history`: a ClickHouse in the lab's state folder, on a loopback port of this (the root)
+    namespace, where the lab's relay writes the merged flows of every node and the CLI reads them back; it
+    outlives the `lab up` that started it, and `lab down` stops it (stop_for_lab)."""
+    server = ClickHouse.start(lab_folder(state_dir))
+    (lab_folder(state_dir) / "url").write_text(server.url + "\n")
+    return server
+
+
+def lab_url(state_dir: Path) -> str | None:
+    """The URL of the lab's ClickHouse, when it has one."""
+    path = lab_folder(state_dir) / "url"
+    return path.read_text().strip() if path.exists() else None
+
+
+def stop_for_lab(state_dir: Path) -> None:
+    stop_folder(lab_folder(state_dir))
