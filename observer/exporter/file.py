@@ -24,7 +24,6 @@ import re
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,8 +31,8 @@ from flowscope.api.observer import observer_pb2
 from flowscope.cli.printer.protojson import slow_json, wire_json
 from flowscope.cli.printer.shadow import NotCanonical
 from flowscope.observer.exporter.core import ExportFailed
+from flowscope.observer.exporter.settings import Rotation
 
-MEGABYTE = 1024 * 1024
 STDOUT = "stdout"
 _BACKUP_TIME = "%Y-%m-%dT%H-%M-%S"
 _EXPORT_EVENT = observer_pb2.ExportEvent.DESCRIPTOR
@@ -48,27 +47,14 @@ def export_event_line(response: bytes) -> bytes:
     return text.encode() + b"\n"
 
 
-@dataclass(frozen=True)
-class Rotation:
-    """Lumberjack's settings: Hubble's --export-file-max-size-mb, --export-file-max-backups, --export-file-compress."""
-
-    max_size_mb: float = 10
-    max_backups: int = 5
-    compress: bool = False
-
-    @property
-    def max_bytes(self) -> int:
-        return int(self.max_size_mb * MEGABYTE)
-
-
 class FileSink:
     """Writes each exported batch as JSON lines to `path`, rotating by size; flushed after each batch."""
 
     messages = False
 
-    def __init__(self, path: str | Path, rotation: Rotation = Rotation()) -> None:
+    def __init__(self, path: str | Path, rotation: Rotation | None = None) -> None:
         self.path = str(path)
-        self._rotation = rotation
+        self._rotation = rotation or Rotation()
         self._file: IO[bytes] | None = None
         self._size = 0
 

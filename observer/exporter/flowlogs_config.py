@@ -24,8 +24,7 @@ import yaml
 from google.protobuf import timestamp_pb2
 
 from flowscope.observer.exporter.core import ExportSpec
-from flowscope.observer.exporter.file import Rotation
-from flowscope.observer.exporter.settings import FileExport, flow_filter
+from flowscope.observer.exporter.settings import FileExport, Rotation, flow_filter
 
 _FIELDS = {
     "name",

@@ -17,7 +17,21 @@ from google.protobuf import json_format
 
 from flowscope.api.flow import flow_pb2
 from flowscope.observer.exporter.core import ExportSpec
-from flowscope.observer.exporter.file import Rotation
+
+MEGABYTE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Lumberjack's settings: Hubble's --export-file-max-size-mb, --export-file-max-backups, --export-file-compress."""
+
+    max_size_mb: float = 10
+    max_backups: int = 5
+    compress: bool = False
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_size_mb * MEGABYTE)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from flowscope.api.observer import observer_pb2
 from flowscope.cli.observe.offline import responses as read_back
 from flowscope.observer.counts import LostCounts
 from flowscope.observer.exporter.core import ExportSpec, ExportSubscriber, Selection
-from flowscope.observer.exporter.file import FileSink, Rotation, backups
+from flowscope.observer.exporter.file import FileSink, backups
+from flowscope.observer.exporter.settings import Rotation
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.parser import FlowDecoder
 
