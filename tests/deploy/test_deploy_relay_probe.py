@@ -1,19 +1,23 @@
-"""The relay's probes in deploy/kubernetes/relay.yaml: a relay started with the manifest's own arguments (its
-certificate files made here, its port one that is free here) answers the gRPC health check that Kubernetes'
+"""The relay's probes in deploy/kubernetes/relay.yaml: a relay started with the manifest's own arguments, as the
+pod's security context runs it (its user and groups, no capability; its certificate files made here, readable
+through the pod's fsGroup only; its port one that is free here), answers the gRPC health check that Kubernetes'
 gRPC probe makes, as the kubelet makes it: plaintext, grpc.health.v1 Check for the probe's service name."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from deploy_manifests import container, parse
+from deploy_manifests import Container, container, parse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
@@ -36,28 +40,53 @@ def self_signed(folder: Path) -> None:
     (folder / "ca.crt").write_bytes((folder / "tls.crt").read_bytes())
 
 
+def as_the_pod_runs(c: Container) -> list[str]:
+    """A command prefix with the pod's user, group and fsGroup, no capability and no new privileges."""
+    pod = c.pod["securityContext"]
+    security = c.spec["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"]} and security["allowPrivilegeEscalation"] is False
+    return [
+        "setpriv", f"--reuid={pod['runAsUser']}", f"--regid={pod['runAsGroup']}", f"--groups={pod['fsGroup']}",
+        "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--",
+    ]  # fmt: skip
+
+
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[tuple[int, dict]]:
-    """The manifest's relay, its Secret's files under tmp_path and its port a free one; stopped afterwards."""
+def relay() -> Iterator[tuple[int, dict, Path]]:
+    """The manifest's relay, as its pod runs it (user, groups, no capability), its Secret's files in a folder of
+    their own with the Secret's mode and the pod's fsGroup (as the kubelet mounts them) and its port a free one;
+    stopped and removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (to run the relay as the pod's user)")
     c = container("flowscope-relay", "relay")
     (mount,) = [m for m in c.spec["volumeMounts"] if m["name"] == "tls"]
-    self_signed(tmp_path)
-    port = free_port()
-    argv = [arg.replace(mount["mountPath"], str(tmp_path)) for arg in c.argv()]
-    listen = parse(c.argv()).listen_address
-    argv[argv.index(f"--listen-address={listen}")] = f"--listen-address=127.0.0.1:{port}"
-    process = subprocess.Popen([FLOWSCOPE, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    (volume,) = [v for v in c.pod["volumes"] if v["name"] == "tls"]
+    group = c.pod["securityContext"]["fsGroup"]
+    folder = Path(tempfile.mkdtemp(prefix="flowscope-relay-"))
+    process = None
     try:
-        yield port, c.spec
+        self_signed(folder)
+        for path in folder.iterdir():
+            os.chown(path, 0, group)
+            os.chmod(path, volume["secret"]["defaultMode"])
+        os.chown(folder, 0, group)
+        os.chmod(folder, 0o750)
+        port = free_port()
+        argv = [arg.replace(mount["mountPath"], str(folder)) for arg in c.argv()]
+        listen = parse(c.argv()).listen_address
+        argv[argv.index(f"--listen-address={listen}")] = f"--listen-address=127.0.0.1:{port}"
+        with (folder / "relay.log").open("w") as log:
+            process = subprocess.Popen([*as_the_pod_runs(c), FLOWSCOPE, *argv], stdout=log, stderr=log, cwd="/")
+        yield port, c.spec, folder / "relay.log"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(folder)
 
 
 def kubelet_check(port: int, service: str) -> int | None:
@@ -70,8 +99,8 @@ def kubelet_check(port: int, service: str) -> int | None:
     return int(reply.status)
 
 
-def test_the_relay_answers_the_kubelets_grpc_probe_as_serving(relay: tuple[int, dict]) -> None:
-    port, spec = relay
+def test_the_relay_answers_the_kubelets_grpc_probe_as_serving(relay: tuple[int, dict, Path]) -> None:
+    port, spec, log = relay
     for kind in ("readinessProbe", "livenessProbe"):
         service = spec[kind]["grpc"]["service"]
         deadline = time.monotonic() + 60  # a relay starts in well under a second; the bound is for a busy machine
@@ -79,4 +108,4 @@ def test_the_relay_answers_the_kubelets_grpc_probe_as_serving(relay: tuple[int, 
         while status != health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
             time.sleep(0.1)
             status = kubelet_check(port, service)
-        assert status == health_pb2.HealthCheckResponse.SERVING, (kind, service, status)
+        assert status == health_pb2.HealthCheckResponse.SERVING, (kind, service, status, log.read_text()[-2000:])
