@@ -8,21 +8,9 @@ its bytes, an Array as a LEB128 count and its items. The date column is left out
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
 
-from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
-
-_TCP_FLAG_NAMES = tuple(field.name for field in flow_pb2.TCPFlags.DESCRIPTOR.fields)
-
-
-def _uint(width: int) -> Callable[[Any], bytes]:
-    return struct.Struct(f"<{ {1: 'B', 2: 'H', 4: 'I', 8: 'Q'}[width] }").pack
-
-
-def _int(width: int) -> Callable[[Any], bytes]:
-    return struct.Struct(f"<{ {1: 'b', 4: 'i'}[width] }").pack
 
 
 def leb128(number: int) -> bytes:
@@ -39,77 +27,52 @@ def leb128(number: int) -> bytes:
 
 def _string(value: str | bytes) -> bytes:
     data = value.encode() if isinstance(value, str) else value
-    return leb128(len(data)) + data
+    size = len(data)
+    return (bytes((size,)) if size < 0x80 else leb128(size)) + data
 
 
-def _strings(values: Any) -> bytes:
+def _strings(values: Sequence[str]) -> bytes:
     return leb128(len(values)) + b"".join(_string(v) for v in values)
 
 
-_U8, _U16, _U32, _U64, _I8, _I32 = _uint(1), _uint(2), _uint(4), _uint(8), _int(1), _int(4)
-
-# (column, its encoder), in the order rows are written; the names follow observer/history/schema/001_flows.sql.
-COLUMNS: tuple[tuple[str, Callable[[Any], bytes]], ...] = (
-    ("time_ns", _U64),
-    ("node", _string),
-    ("uuid", _string),
-    ("verdict", _U8),
-    ("drop_reason", _U32),
-    ("type", _U8),
-    ("event_type", _I32),
-    ("event_subtype", _I32),
-    ("observation_point", _U8),
-    ("traffic_direction", _U8),
-    ("is_reply", _I8),
-    ("ip_version", _U8),
-    ("source_ip", _string),
-    ("destination_ip", _string),
-    ("l4", _string),
-    ("source_port", _U16),
-    ("destination_port", _U16),
-    ("tcp_flags", _strings),
-    ("source_namespace", _string),
-    ("source_pod", _string),
-    ("source_workload", _string),
-    ("source_identity", _U32),
-    ("source_labels", _strings),
-    ("source_names", _strings),
-    ("destination_namespace", _string),
-    ("destination_pod", _string),
-    ("destination_workload", _string),
-    ("destination_identity", _U32),
-    ("destination_labels", _strings),
-    ("destination_names", _strings),
-    ("interface", _string),
-    ("l7", _string),
-    ("l7_type", _U8),
-    ("l7_latency_ns", _U64),
-    ("dns_query", _string),
-    ("dns_rcode", _U32),
-    ("http_method", _string),
-    ("http_url", _string),
-    ("http_code", _U32),
-    ("flow", _string),
-)
-COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+# The INSERT names its columns, so a row may list them in any order: the fixed-width ones first, packed by one
+# struct, then the strings and arrays. Names follow observer/history/schema/001_flows.sql.
+FIXED = struct.Struct("<QBIBiiBBbBHHIIBQII")
+FIXED_COLUMNS = (
+    "time_ns", "verdict", "drop_reason", "type", "event_type", "event_subtype", "observation_point",
+    "traffic_direction", "is_reply", "ip_version", "source_port", "destination_port", "source_identity",
+    "destination_identity", "l7_type", "l7_latency_ns", "dns_rcode", "http_code",
+)  # fmt: skip
+STRING_COLUMNS = (
+    "node", "uuid", "source_ip", "destination_ip", "l4", "source_namespace", "source_pod", "source_workload",
+    "destination_namespace", "destination_pod", "destination_workload", "interface", "l7", "dns_query",
+    "http_method", "http_url", "flow",
+)  # fmt: skip
+ARRAY_COLUMNS = ("tcp_flags", "source_labels", "source_names", "destination_labels", "destination_names")
+COLUMN_NAMES = (*FIXED_COLUMNS, *STRING_COLUMNS, *ARRAY_COLUMNS)
 
 
-def values(response: observer_pb2.GetFlowsResponse, flow_bytes: bytes | None = None) -> tuple[Any, ...]:
-    """A flow response's column values; the node is the response's (a relay's flows carry their node)."""
+def row_binary(response: observer_pb2.GetFlowsResponse) -> bytes:
+    """One flow response as a RowBinary row of COLUMN_NAMES; the node is the response's (a relay's flows carry
+    their node's name)."""
     f = response.flow
-    src, dst = f.source, f.destination
-    kind = f.l4.WhichOneof("protocol") or ""
-    ports = (0, 0)
-    if kind in ("TCP", "UDP", "SCTP"):
-        layer4 = getattr(f.l4, kind)
-        ports = (layer4.source_port, layer4.destination_port)
-    flags = [name for name in _TCP_FLAG_NAMES if getattr(f.l4.TCP.flags, name)] if kind == "TCP" else []
-    l7 = f.l7.WhichOneof("record") or ""
-    ns = response.time.ToNanoseconds() if response.HasField("time") else f.time.ToNanoseconds()
-    return (
-        ns,
-        response.node_name or f.node_name,
-        f.uuid,
+    src, dst, l4, l7 = f.source, f.destination, f.l4, f.l7
+    kind = l4.WhichOneof("protocol") or ""
+    sport = dport = 0
+    flags: list[str] = []
+    if kind == "TCP":
+        tcp = l4.TCP
+        sport, dport = tcp.source_port, tcp.destination_port
+        flags = [field.name for field, value in tcp.flags.ListFields() if value]
+    elif kind in ("UDP", "SCTP"):
+        layer = getattr(l4, kind)
+        sport, dport = layer.source_port, layer.destination_port
+    record = l7.WhichOneof("record") or ""
+    dns, http = l7.dns, l7.http
+    time = response.time if response.HasField("time") else f.time
+    ip = f.IP
+    fixed = FIXED.pack(
+        time.seconds * 1_000_000_000 + time.nanos,
         f.verdict,
         f.drop_reason_desc,
         f.Type,
@@ -118,41 +81,37 @@ def values(response: observer_pb2.GetFlowsResponse, flow_bytes: bytes | None = N
         f.trace_observation_point,
         f.traffic_direction,
         (1 if f.is_reply.value else 0) if f.HasField("is_reply") else -1,
-        f.IP.ipVersion,
-        f.IP.source,
-        f.IP.destination,
+        ip.ipVersion,
+        sport,
+        dport,
+        src.identity,
+        dst.identity,
+        l7.type,
+        l7.latency_ns,
+        dns.rcode,
+        http.code,
+    )
+    strings = (
+        response.node_name or f.node_name,
+        f.uuid,
+        ip.source,
+        ip.destination,
         kind,
-        ports[0],
-        ports[1],
-        flags,
         src.namespace,
         src.pod_name,
         src.workloads[0].name if src.workloads else "",
-        src.identity,
-        list(src.labels),
-        list(f.source_names),
         dst.namespace,
         dst.pod_name,
         dst.workloads[0].name if dst.workloads else "",
-        dst.identity,
-        list(dst.labels),
-        list(f.destination_names),
         f.interface.name,
-        l7,
-        f.l7.type,
-        f.l7.latency_ns,
-        f.l7.dns.query,
-        f.l7.dns.rcode,
-        f.l7.http.method,
-        f.l7.http.url,
-        f.l7.http.code,
-        flow_bytes if flow_bytes is not None else f.SerializeToString(),
+        record,
+        dns.query,
+        http.method,
+        http.url,
+        f.SerializeToString(),
     )
-
-
-def row_binary(response: observer_pb2.GetFlowsResponse) -> bytes:
-    """One flow response as a RowBinary row of COLUMNS."""
-    return b"".join(encode(value) for (_, encode), value in zip(COLUMNS, values(response), strict=True))
+    arrays = (flags, src.labels, f.source_names, dst.labels, f.destination_names)
+    return fixed + b"".join(map(_string, strings)) + b"".join(map(_strings, arrays))
 
 
 class RowReader:
