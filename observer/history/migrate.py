@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flowscope.observer.history.clickhouse import ClickHouse, quote
@@ -58,7 +58,8 @@ def applied(client: ClickHouse) -> set[int]:
 
 
 def migrate(client: ClickHouse, cluster: bool = False) -> list[str]:
-    """Apply what is not applied yet; the names of the files applied now."""
+    """Apply what is not applied yet (the URL's database created first); the names of the files applied now."""
+    create_database(client)
     done = applied(client)
     now = []
     for migration in migrations(cluster):
@@ -70,6 +71,23 @@ def migrate(client: ClickHouse, cluster: bool = False) -> list[str]:
         log.info("history schema: applied %s", migration.name)
         now.append(migration.name)
     return now
+
+
+def create_database(client: ClickHouse) -> None:
+    """The database the URL names, when it is not there yet (asked without it: it may not exist)."""
+    endpoint = client.endpoint
+    if endpoint.database == "default":
+        return
+    params = tuple((key, value) for key, value in endpoint.params if key != "database")
+    server = ClickHouse(replace(endpoint, params=params), client.timeout)
+    try:
+        server.execute(f"CREATE DATABASE IF NOT EXISTS {_identifier(endpoint.database)}")
+    finally:
+        server.close()
+
+
+def _identifier(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def table_for(cluster: bool) -> str:

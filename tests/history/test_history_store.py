@@ -57,6 +57,9 @@ def test_the_migrator_applies_each_file_once(server: ClickHouse) -> None:
     assert migrate.migrate(client, cluster=True) == []
     tables = client.execute("SHOW TABLES").decode().split()
     assert {"flows", "flows_all", migrate.LEDGER} <= set(tables)
+    Client.connect(server.url).execute("DROP DATABASE IF EXISTS made_by_migrator")
+    absent = Client.connect(f"{server.url}/?database=made_by_migrator")
+    assert migrate.migrate(absent) == ["001_flows.sql"]  # the URL's database is created first
 
 
 def test_flows_come_back_whole_in_time_order_with_filters(server: ClickHouse) -> None:
