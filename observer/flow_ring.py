@@ -90,8 +90,11 @@ class FlowRing:
         end = min(end, self._written)
         lost = 0
         if start < self.oldest:
-            lost = min(self.oldest, end) - start  # only what this read asked for
-            start = self.oldest
+            # Only what this read asked for is lost to it, and the next read starts where this one ended: a
+            # reader lapped by more than one read's worth counts every record it missed, one read at a time.
+            skipped_to = min(self.oldest, end)
+            lost = skipped_to - start
+            start = skipped_to
         if end <= start:
             return Chunk(first_seq=max(start, end), records=self._slots[:0].copy(), lost=lost)
         records = self._take(start, end)

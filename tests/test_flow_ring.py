@@ -46,6 +46,21 @@ def test_a_batch_larger_than_the_ring_keeps_the_newest() -> None:
     assert (chunk.first_seq, chunk.lost, list(chunk.records["ts"])) == (7, 7, [7, 8, 9])
 
 
+def test_a_reader_lapped_by_more_than_a_read_counts_every_record_it_missed() -> None:
+    """A follower reading a chunk at a time from far behind: each read counts its own part as lost and says
+    where to go on from, so the counts add up to exactly what was overwritten (it once jumped to the oldest
+    record after counting one chunk: the rest of the lap was lost without a LostEvent)."""
+    ring = FlowRing(7, DTYPE)
+    ring.write(batch(0, 30))  # 23..29 remain
+    pos, lost, seen = 0, 0, []
+    while pos < ring.written:
+        chunk = ring.read(pos, pos + 4)
+        lost += chunk.lost
+        seen += list(chunk.records["ts"])
+        pos = chunk.end_seq if len(chunk.records) else chunk.first_seq
+    assert (lost, seen) == (23, list(range(23, 30)))
+
+
 def test_reading_past_the_end_is_clipped() -> None:
     ring = FlowRing(15, DTYPE)
     ring.write(batch(0, 3))
