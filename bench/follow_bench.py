@@ -7,37 +7,41 @@ observation point). `flowscope observe --follow -o jsonpb` reads the agent's soc
 counts (flows, and the num_events_lost of every LostEvent), while iperf3 sends 64-byte UDP datagrams client →
 server at a paced rate chosen so the agent ingests about the asked events/s. Once the flood ends and the agent's
 count settles, the client is given time to drain. Per rate: events the agent ingested in the window (ServerStatus
-seen_flows), what the kernel lost before the agent (kernel_buffer), the flows the client printed, the events its
-LostEvents reported, and the difference that nobody accounted for (it must be 0: a flow is either delivered or
-reported lost). The agent's and the client's CPU per flow are beside them.
+seen_flows), what the kernel lost before the agent (kernel_buffer) and how much of it LostEvents told the client, the
+flows the client printed, the events its other LostEvents reported (the agent's ring lapping the client), and the
+difference that nobody accounted for (it must be 0: an event the agent took in is either delivered or reported
+lost). The agent's and the client's CPU per flow are beside them.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import json
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from common import FLOWSCOPE, IPERF_PORT, agent, cpu_seconds, server_status, update_results
 from flowscope.lab import Lab
 
-_LOST = re.compile(rb'"lost_events":\{[^}]*"num_events_lost":"?(\d+)')
+KERNEL = "PERF_EVENT_RING_BUFFER"  # lost before the agent: never among its ingested events
 
 
 @dataclass
 class Tally:
-    """What the follow client printed so far."""
+    """What the follow client printed so far: flows, and the events its LostEvents reported, by source."""
 
     flows: int = 0
-    lost: int = 0
     lines: int = 0
+    lost: dict[str, int] = field(default_factory=dict)
+
+    def lost_in(self, source: str) -> int:
+        return self.lost.get(source, 0)
 
 
 def count(pipe: BinaryIO, tally: Tally) -> None:
@@ -49,8 +53,12 @@ def count(pipe: BinaryIO, tally: Tally) -> None:
         whole, tail = data[:cut], data[cut:]
         tally.lines += whole.count(b"\n")
         tally.flows += whole.count(b'{"flow":')
-        if b"lost_events" in whole:
-            tally.lost += sum(int(n) for n in _LOST.findall(whole))
+        if b"lost_events" in whole:  # a few lines a second: read whole
+            for line in whole.splitlines():
+                if line.startswith(b'{"lost_events":'):
+                    lost = json.loads(line)["lost_events"]
+                    source = lost.get("source", "UNKNOWN_LOST_EVENTS_SOURCE")
+                    tally.lost[source] = tally.lost_in(source) + int(lost.get("num_events_lost", 0))
 
 
 def settle(read: Callable[[], int], quiet_s: float = 1.0, limit_s: float = 60.0) -> None:
@@ -97,14 +105,16 @@ class Run:
     rate: float
     ingested: int
     seconds: float
-    kernel_lost: int
+    kernel_lost: int  # the agent's count of what its kernel ring buffer could not take
+    kernel_reported: int  # LostEvents the client got for those (PERF_EVENT_RING_BUFFER)
     delivered: int
-    reported_lost: int
+    reported_lost: int  # LostEvents the client got for events the agent had (its ring, its queues)
     agent_cpu_s: float
     client_cpu_s: float
 
     @property
     def unaccounted(self) -> int:
+        """Events the agent took in that the client neither got nor was told it lost."""
         return self.ingested - self.delivered - self.reported_lost
 
     def cells(self) -> list[str]:
@@ -112,7 +122,7 @@ class Run:
             self.variant,
             f"{self.rate:,.0f}",
             f"{self.ingested:,} ({self.ingested / self.seconds:,.0f}/s)",
-            f"{self.kernel_lost:,}",
+            f"{self.kernel_lost:,} ({self.kernel_reported:,})",
             f"{self.delivered:,}",
             f"{self.reported_lost:,}",
             f"{self.unaccounted:,}",
@@ -125,7 +135,7 @@ HEADER = [
     "",
     "asked events/s",
     "ingested (per s)",
-    "kernel lost",
+    "kernel lost (reported to the client)",
     "delivered to the client",
     "reported lost (LostEvents)",
     "unaccounted",
@@ -147,7 +157,7 @@ def one_rate(lab: Lab, variant: str, flowscope: str, agent_pid: int, rate: float
     try:
         settle(lambda: tally.lines)  # connected, and what the agent had before is read
         start = server_status(lab)
-        agent0, client0, flows0, lost0 = cpu_seconds(agent_pid), cpu_seconds(client.pid), tally.flows, tally.lost
+        agent0, client0, flows0, lost0 = cpu_seconds(agent_pid), cpu_seconds(client.pid), tally.flows, dict(tally.lost)
         flood(lab, rate / per_packet, seconds)
         settle(lambda: server_status(lab).seen_flows)
         settle(lambda: tally.lines, quiet_s=2.0)
@@ -157,14 +167,17 @@ def one_rate(lab: Lab, variant: str, flowscope: str, agent_pid: int, rate: float
         client.terminate()
         client.wait(timeout=30)
         reader.join(timeout=30)
+    lost = {source: n - lost0.get(source, 0) for source, n in tally.lost.items()}
+    kernel_reported = lost.pop(KERNEL, 0)
     return Run(
         variant,
         rate,
         end.seen_flows - start.seen_flows,
         seconds,
         end.flowscope_lost.kernel_buffer - start.flowscope_lost.kernel_buffer,
+        kernel_reported,
         tally.flows - flows0,
-        tally.lost - lost0,
+        sum(lost.values()),
         agent_cpu,
         client_cpu,
     )
