@@ -26,6 +26,7 @@ enum { T_PLAIN, T_TIMESTAMP, T_WRAPPER, T_UNSUPPORTED, T_KINDS };
 #define DEPTH 64      /* deeper nesting goes to the Python path */
 #define DENSE 256     /* field numbers below this are found by index, the others by binary search */
 #define MAX_ONEOFS 64 /* oneofs seen are a bit mask */
+#define BLOCK (1 << 16) /* a block of lines ends past this many bytes: kept in cache, and below mmap's size */
 
 typedef struct {
     int32_t number;
@@ -141,13 +142,18 @@ static int put_string(Buffer *out, const unsigned char *p, Py_ssize_t length) {
     const unsigned char *end = p + length;
     out->data[out->length++] = '"';
     while (p < end) {
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p <= 0x7e && *p != '"' && *p != '\\')
+            p++;
+        if (p > run) { /* most strings are printable ASCII throughout: copied as they are */
+            memcpy(out->data + out->length, run, p - run);
+            out->length += p - run;
+            if (p == end)
+                break;
+        }
         unsigned char c = *p;
         if (c < 0x80) {
             p++;
-            if (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') {
-                out->data[out->length++] = (char)c;
-                continue;
-            }
             char escape = 0;
             switch (c) {
             case '"': escape = '"'; break;
@@ -821,12 +827,13 @@ static PyObject *schema_write(Schema *schema, PyObject *const *args, Py_ssize_t 
     return text_of_bytes(schema, index, args[1]);
 }
 
-/* lines(type index, batch, start, lead, into): the texts of batch[start:] appended to `into`, up to the first
- * message that does not begin with the bytes `lead` or that is unusual; where that one is (len(batch): none).
- * One call for a batch: a reader's batch of flows costs one Python call, not one per flow. */
-static PyObject *schema_lines(Schema *schema, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyList_Check(args[1]) || !PyBytes_Check(args[3]) || !PyList_Check(args[4])) {
-        PyErr_SetString(PyExc_TypeError, "lines(type index, batch: list, start, lead: bytes, into: list)");
+/* block(type index, batch, start, lead) -> (text, stop): the texts of batch[start:stop] as one str, a line each
+ * joined by newlines, stopping at the first message that does not begin with the bytes `lead` or that is
+ * unusual, or once the text is BLOCK bytes long (stop < len(batch): the caller goes on from there). One call
+ * and one str for a run of flows: no str per line to make, join and free again (each a copy of ~1 kB). */
+static PyObject *schema_block(Schema *schema, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyList_Check(args[1]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "block(type index, batch: list, start, lead: bytes)");
         return NULL;
     }
     Py_ssize_t index = PyLong_AsSsize_t(args[0]);
@@ -838,32 +845,41 @@ static PyObject *schema_lines(Schema *schema, PyObject *const *args, Py_ssize_t 
     const char *lead = PyBytes_AS_STRING(args[3]);
     Py_ssize_t lead_length = PyBytes_GET_SIZE(args[3]);
     PyObject *batch = args[1];
-    for (; at >= 0 && at < PyList_GET_SIZE(batch); at++) {
+    Buffer *out = &schema->out;
+    out->length = 0;
+    for (; at >= 0 && at < PyList_GET_SIZE(batch) && out->length < BLOCK; at++) {
         PyObject *data = PyList_GET_ITEM(batch, at);
         if (!PyBytes_Check(data) || PyBytes_GET_SIZE(data) < lead_length ||
             memcmp(PyBytes_AS_STRING(data), lead, lead_length) != 0)
             break;
-        PyObject *text = text_of_bytes(schema, index, data);
-        if (!text)
+        Py_ssize_t mark = out->length;
+        if (mark && put_char(out, '\n') < 0)
             return NULL;
-        if (text == Py_None) {
-            Py_DECREF(text);
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+        int result = write_message(schema, &schema->types[index], p, p + PyBytes_GET_SIZE(data), 0);
+        if (result == ERROR)
+            return NULL;
+        if (result == UNUSUAL) {
+            out->length = mark;
             break;
         }
-        int appended = PyList_Append(args[4], text);
-        Py_DECREF(text);
-        if (appended < 0)
-            return NULL;
     }
-    return PyLong_FromSsize_t(at);
+    PyObject *text = PyUnicode_New(out->length, 127);
+    if (text)
+        memcpy(PyUnicode_DATA(text), out->data, out->length);
+    if (out->capacity > 1 << 22) { /* a big batch's room is not kept */
+        PyMem_Free(out->data);
+        out->data = NULL;
+        out->length = out->capacity = 0;
+    }
+    return text ? Py_BuildValue("(Nn)", text, at) : NULL;
 }
 
 static PyMethodDef schema_methods[] = {
     {"write", (PyCFunction)(void (*)(void))schema_write, METH_FASTCALL,
      "write(type index, data) -> str | None: the message's JSON text, None when the Python path must write it"},
-    {"lines", (PyCFunction)(void (*)(void))schema_lines, METH_FASTCALL,
-     "lines(type index, batch, start, lead, into) -> int: texts appended to `into` up to the first message "
-     "not led by `lead` or unusual; its position"},
+    {"block", (PyCFunction)(void (*)(void))schema_block, METH_FASTCALL,
+     "block(type index, batch, start, lead) -> (text, stop): batch[start:stop]'s texts, one line each"},
     {NULL, NULL, 0, NULL},
 };
 
