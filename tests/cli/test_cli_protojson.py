@@ -256,3 +256,39 @@ def test_timestamps_keep_0_3_6_or_9_digits(nanos: int) -> None:
     stamp = samples.stamp()
     stamp.nanos = nanos
     assert timestamp_text(stamp) == f'"{stamp.ToJsonString()}"'
+
+
+@pytest.mark.parametrize("output", ["json", "jsonpb"])
+def test_long_mixed_batches_print_from_bytes_as_parsed(output: str) -> None:
+    """Runs of flows longer than one of C's blocks, broken by lost events, node status and bytes C leaves to
+    Python, in one batch: the same lines, in the same order, on the same streams as the parsed messages."""
+    rng = random.Random(99)
+    flows = [response.SerializeToString() for response in samples.canned() if response.HasField("flow")]
+    others = [response.SerializeToString() for response in samples.canned() if not response.HasField("flow")]
+    others += [data for data in _unusual(samples.tcp_flow()) if _parses(data)]
+    batch = [rng.choice(flows) for _ in range(600)]
+    for at in sorted(rng.sample(range(len(batch)), 12), reverse=True):
+        batch.insert(at, rng.choice(others))
+    assert _printed(output, batch, True) == _printed(output, batch, False)
+
+
+def _parses(data: bytes) -> bool:
+    try:
+        observer_pb2.GetFlowsResponse.FromString(data)
+    except DecodeError:
+        return False
+    return True
+
+
+def test_mutated_bytes_print_as_parsed_or_raise_as_the_parser_does() -> None:
+    rng = random.Random(7)
+    seeds = [response.SerializeToString() for response in samples.canned()]
+    for _ in range(2000):
+        data = _mutated(rng.choice(seeds), rng)
+        try:
+            parsed = _printed("json", [data], from_bytes=False)
+        except DecodeError:
+            with pytest.raises(DecodeError):
+                _printed("json", [data], from_bytes=True)
+            continue
+        assert _printed("json", [data], from_bytes=True) == parsed
