@@ -87,7 +87,7 @@ def server_cpu(server: ClickHouse) -> float:
 @contextmanager
 def fresh_server(namespace: str | None = None) -> Iterator[ClickHouse]:
     with tempfile.TemporaryDirectory(prefix="history-bench-") as folder:
-        server = ClickHouse.start(Path(folder), namespace=namespace)
+        server = ClickHouse.start(Path(folder), namespace=namespace, die_with_parent=True)
         try:
             yield server
         finally:

@@ -9,6 +9,7 @@ chosen by the replica's default_database), so the Distributed schema can be trie
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -42,14 +43,23 @@ class ClickHouse:
     http_port: int
     tcp_port: int
     namespace: str | None = None
+    die_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, folder: Path, http_port: int = 0, timeout: float = 60.0, namespace: str | None = None) -> ClickHouse:
-        """Write the configuration and start the server; return once it answers /ping."""
+    def start(
+        cls,
+        folder: Path,
+        http_port: int = 0,
+        timeout: float = 60.0,
+        namespace: str | None = None,
+        die_with_parent: bool = False,
+    ) -> ClickHouse:
+        """Write the configuration and start the server; return once it answers /ping. `die_with_parent`: the
+        server gets SIGKILL when this process dies (tests, benchmarks: a kill -9'd run leaves no server)."""
         if shutil.which(SERVER) is None:
             raise RuntimeError(f"{SERVER} is not installed (scripts/setup installs Debian's clickhouse-server)")
-        server = cls(folder, http_port or free_port(namespace), free_port(namespace), namespace)
+        server = cls(folder, http_port or free_port(namespace), free_port(namespace), namespace, die_with_parent)
         server._configure()
         log = (folder / "stdout.log").open("ab")
         argv = [SERVER, f"--config-file={folder / 'config.xml'}"]
@@ -60,6 +70,7 @@ class ClickHouse:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
         log.close()
         (folder / "pid").write_text(f"{server.process.pid}\n")
@@ -108,7 +119,7 @@ class ClickHouse:
     def restart(self, timeout: float = 60.0) -> None:
         """Stop and start the same server again: same folder, same ports, same data."""
         self.stop()
-        fresh = ClickHouse.start(self.folder, self.http_port, timeout, self.namespace)
+        fresh = ClickHouse.start(self.folder, self.http_port, timeout, self.namespace, self.die_with_parent)
         fresh.tcp_port = self.tcp_port
         self.process = fresh.process
 
@@ -155,6 +166,11 @@ class ClickHouse:
 </yandex>
 """
         )
+
+
+def _die_with_parent() -> None:
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def stop_pid(pid: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:

@@ -22,7 +22,7 @@ needs_clickhouse = pytest.mark.skipif(
 
 @contextmanager
 def clickhouse(folder: Path) -> Iterator[ClickHouse]:
-    server = ClickHouse.start(folder)
+    server = ClickHouse.start(folder, die_with_parent=True)
     try:
         yield server
     finally:

@@ -72,7 +72,7 @@ def history_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryLab
     folder = tmp_path_factory.mktemp("history")
     with Lab(f"t{os.getpid()}-hist") as lab:
         lab.up(traffic=False, agent=False, history=True)
-        node_clickhouse = ClickHouse.start(folder / "node1", namespace=lab.netns("node1"))
+        node_clickhouse = ClickHouse.start(folder / "node1", namespace=lab.netns("node1"), die_with_parent=True)
         try:
             args = ["--export-clickhouse", node_clickhouse.url]
             lab.start_agents(["node1"], extra_args=args)
