@@ -37,6 +37,7 @@ from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
 from flowscope.lab.history import ClickHouse
 from flowscope.observer.history.clickhouse import ClickHouse as Client
+from flowscope.observer.history.clickhouse import ClickHouseError
 from flowscope.observer.history.writer import ClickHouseWriter, WriterOptions
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
@@ -204,6 +205,7 @@ def agent(args: argparse.Namespace) -> None:
     from flowscope.lab import Lab
 
     variants = ["off", "clickhouse"]
+    stored_before = 0
     runs: dict[str, list[tuple[float, int, int]]] = {v: [] for v in variants}
     with Lab("hbench") as lab:
         lab.up(traffic=False, agent=False)
@@ -218,27 +220,38 @@ def agent(args: argparse.Namespace) -> None:
                         start, cpu0 = server_status(lab).seen_flows, cpu_seconds(daemon.pid)
                         flood(lab, args.rate / per_packet, args.seconds)
                         settle(lambda: server_status(lab).seen_flows)
+                        if variant != "off":  # the writer's thread is done too: what it stores stopped growing
+                            settle(lambda: _stored(server), quiet_s=2.0)
                         end, cpu1 = server_status(lab).seen_flows, cpu_seconds(daemon.pid)
                     finally:
                         lab.stop(daemon)  # the writer sends what it holds as it closes
-                    with server.inside():
-                        stored = (
-                            int(Client.connect(server.url).execute("SELECT count() FROM flows") or 0)
-                            if variant != "off"
-                            else 0
-                        )
+                    stored = _stored(server) - stored_before if variant != "off" else 0
+                    stored_before += stored
                     runs[variant].append((cpu1 - cpu0, end - start, stored))
                     print(
-                        f"round {number + 1} {variant:10} {end - start:>9,} events {cpu1 - cpu0:6.2f} s CPU"
-                        f" {(cpu1 - cpu0) / max(1, end - start) * 1e6:6.2f} us/event",
+                        f"round {number + 1} {variant:10} {end - start:>9,} events {stored:>9,} stored"
+                        f" {cpu1 - cpu0:6.2f} s CPU {(cpu1 - cpu0) / max(1, end - start) * 1e6:6.2f} us/event",
                         flush=True,
                     )
     per_event = {v: statistics.median(c / max(1, e) * 1e6 for c, e, _ in runs[v]) for v in variants}
-    print("| variant | agent CPU µs/event | added µs/event |\n|---|---|---|")
+    share = {v: statistics.median(s / max(1, e) for _, e, s in runs[v]) for v in variants}
+    print("| variant | agent CPU µs/event | added µs/event | stored/event |\n|---|---|---|---|")
     off = per_event["off"]
     for v in variants:
         added = "—" if v == "off" else f"{per_event[v] - off:+.2f}"
-        print(f"| {v} | {per_event[v]:.2f} | {added} |")
+        print(f"| {v} | {per_event[v]:.2f} | {added} | {share[v]:.2f} |")
+
+
+def _stored(server: ClickHouse) -> int:
+    """Rows in the flows table of a server in a lab's namespace (0 before the writer made the table)."""
+    with server.inside():
+        client = Client.connect(server.url)
+        try:
+            return int(client.execute("SELECT count() FROM flows"))
+        except ClickHouseError:
+            return 0
+        finally:
+            client.close()
 
 
 def main() -> int:
