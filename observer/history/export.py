@@ -19,6 +19,5 @@ def history_subscriber(
     url: str, options: WriterOptions, decoder: FlowDecoder, written: Callable[[], int], lost: LostCounts
 ) -> ExportSubscriber:
     """An ingest subscriber that stores every flow of this agent in ClickHouse at `url`."""
-    return ExportSubscriber(
-        "clickhouse", Selection(ExportSpec(), decoder), ClickHouseWriter(url, options), written, lost
-    )
+    writer = ClickHouseWriter(url, options, on_lost=lambda flows: lost.add("agent_queue", flows))
+    return ExportSubscriber("clickhouse", Selection(ExportSpec(), decoder), writer, written, lost)

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +63,15 @@ class ClickHouseWriter:
 
     messages = True
 
-    def __init__(self, url: str, options: WriterOptions = WriterOptions()) -> None:
+    def __init__(
+        self, url: str, options: WriterOptions = WriterOptions(), on_lost: Callable[[int], None] | None = None
+    ) -> None:
+        """`on_lost(n)`: told of every n flows given up (the agent counts them as its queue's lost events, so
+        `flowscope status` and GetFlows' LostEvents show them)."""
         self.url = url
         self.options = options
         self.counts = WriterCounts()
+        self._on_lost = on_lost
         self._client = ClickHouse.connect(url)
         self._insert = f"INSERT INTO {table_for(options.cluster)} ({', '.join(COLUMN_NAMES)}) FORMAT RowBinary"
         self._rows: deque[bytes] = deque()
@@ -97,7 +102,7 @@ class ClickHouseWriter:
             if len(self._rows) >= self.options.batch_rows:
                 self._ready.notify()
         if len(rows) > room:
-            self.counts.add(undelivered=len(rows) - room)
+            self._lose(len(rows) - room)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued is stored (True) or `timeout` passed."""
@@ -172,7 +177,7 @@ class ClickHouseWriter:
             for _ in range(max(0, excess)):
                 self._rows.pop()
         if excess > 0:
-            self.counts.add(undelivered=excess)
+            self._lose(excess)
 
     def _housekeeping(self) -> None:
         """The schema once (ClickHouse may have been down at start), retention every hour."""
@@ -195,8 +200,13 @@ class ClickHouseWriter:
 
     def _give_up(self, rows: int) -> None:
         if rows:
-            self.counts.add(undelivered=rows)
+            self._lose(rows)
             log.error("history: %d flows not delivered to ClickHouse at %s (closing)", rows, self.url)
+
+    def _lose(self, flows: int) -> None:
+        self.counts.add(undelivered=flows)
+        if self._on_lost is not None:
+            self._on_lost(flows)
 
     def _report_loss(self) -> None:
         lost = self.counts.undelivered

@@ -116,13 +116,14 @@ def test_the_writer_keeps_its_buffer_through_a_restart(server: ClickHouse) -> No
 
 def test_what_does_not_fit_the_buffer_is_counted_lost(tmp_path: Path) -> None:
     url = "http://127.0.0.1:9/?database=nowhere"  # nothing listens on the discard port
-    writer = ClickHouseWriter(url, WriterOptions(max_rows=100, batch_rows=50, interval_s=0.05))
+    told: list[int] = []  # the agent adds these to its queue's lost events (status, GetFlows' LostEvents)
+    writer = ClickHouseWriter(url, WriterOptions(max_rows=100, batch_rows=50, interval_s=0.05), on_lost=told.append)
     writer.export(made_up(250, NOW))
-    assert writer.counts.undelivered == 150  # at once, on the exporter's thread: it never waits
+    assert writer.counts.undelivered == 150 == sum(told)  # at once, on the exporter's thread: it never waits
     wait_for(lambda: writer.counts.failed_inserts >= 1, timeout=10)
     assert writer.pending == 100
     writer.close(timeout=0.5)
-    assert writer.counts.undelivered == 250 and writer.counts.delivered == 0
+    assert writer.counts.undelivered == 250 == sum(told) and writer.counts.delivered == 0
 
 
 def test_retention_drops_old_daily_partitions(server: ClickHouse) -> None:
