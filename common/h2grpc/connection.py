@@ -67,6 +67,7 @@ class Connection:
         self._work = threading.Condition(self.lock)
         self._closing = False  # stop reading new calls; the writer ends once it has sent what it holds
         self._refusing = False  # GOAWAY sent: new streams are refused
+        self._pending = bytearray()  # bytes to send ahead of h2's next ones (our own GOAWAY)
         self._writer = threading.Thread(target=self._write_loop, name="h2grpc-writer", daemon=True)
         self.reader = threading.Thread(target=self._read_loop, name="h2grpc-reader", daemon=True)
 
@@ -97,18 +98,25 @@ class Connection:
         self._stalled.discard(call)
 
     def goaway(self) -> None:
-        """Tell the client no new call will be taken here (running ones go on)."""
+        """Tell the client no new call will be taken here (running ones go on).
+
+        The GOAWAY is written here, not by h2: h2 closes its connection state with one, and then takes any
+        frame the client still sends (a PING, a WINDOW_UPDATE for a running stream) as a protocol error that
+        it answers with a second GOAWAY (PROTOCOL_ERROR), the running calls cancelled without their trailers.
+        With h2 left open, pings are answered and windows grow as before; new streams are refused (`_request`)."""
         with self.lock:
             if not self._refusing:
                 self._refusing = True
-                with contextlib.suppress(h2.exceptions.H2Error):
-                    self._h2.close_connection(last_stream_id=self._h2.highest_inbound_stream_id)
+                self._pending += self._h2.data_to_send() + goaway_frame(self._h2.highest_inbound_stream_id)
                 self._control = True
                 self._wake()
 
     def cancel_all(self) -> None:
+        """End every running call (the server stops and their grace is over): their handlers are released and
+        their callbacks run, and nothing more is sent for them: the connection closes next, which a client
+        takes as the server gone (UNAVAILABLE, as from grpcio's server), where a reset would say CANCELLED."""
         with self.lock:
-            callbacks = [c for call in list(self._calls.values()) for c in call.end_now(reset=True)]
+            callbacks = [c for call in list(self._calls.values()) for c in call.end_now(reset=False)]
         run(callbacks)
 
     def close(self) -> None:
@@ -150,6 +158,7 @@ class Connection:
 
     def _collect(self) -> bytes:
         h2conn = self._h2
+        pending, self._pending = bytes(self._pending), bytearray()  # what went before, in its order
         ready, self._ready = self._ready, {}
         for call in ready:
             try:
@@ -158,7 +167,7 @@ class Connection:
             except (h2.exceptions.H2Error, KeyError) as exc:  # the stream closed under it: nothing to send
                 log.debug("stream %d of %s: %s", call.stream_id, self._peer.address, exc)
                 self.forget(call)
-        return h2conn.data_to_send()
+        return pending + h2conn.data_to_send()
 
     # The reader.
 
@@ -258,6 +267,11 @@ class Connection:
     def _start(self, call: Call, actions: list[Callable[[], None]]) -> None:
         call.started = True
         actions.append(lambda: self.server.run(call))
+
+
+def goaway_frame(last_stream_id: int, error: int = 0) -> bytes:
+    """A GOAWAY frame (RFC 9113 section 6.8): the last stream the server took, and why it goes (NO_ERROR)."""
+    return b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + last_stream_id.to_bytes(4, "big") + error.to_bytes(4, "big")
 
 
 def _metadata(name: bytes, value: bytes) -> tuple[str, Any]:
