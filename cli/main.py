@@ -34,6 +34,7 @@ COMMANDS = {
     "bpf": "flowscope.cli.bpf",
     "ct": "flowscope.cli.ct",
     "top": "flowscope.cli.top",
+    "map": "flowscope.cli.map",
 }
 
 

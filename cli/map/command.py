@@ -1,0 +1,228 @@
+"""`flowscope map`: who talks to whom, drawn as a graph in the terminal, live, or once as a picture.
+
+It reads GetFlows as `top` does (top's Stream: a daemon thread feeding a table; here top's FlowTable grown into
+a MapTable that also counts edges), with observe's filters and server flags, starting with the last 40 s; the
+main thread waits for keys and redraws once a second (the map changes slowly, and a frame costs CPU in
+proportion to what is on screen). A broken stream is asked again after observe -f's backoff, a refused filter
+goes back to the one before, as in top.
+
+`--once` reads the last 40 s of the ring (a request that ends, not a followed one), draws one map and exits:
+to the terminal, or to `--svg`, `--html`, `--png` and `--dot` files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+
+from flowscope.api.observer import observer_pb2
+from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
+from flowscope.cli.errors import CliError
+from flowscope.cli.interrupts import EXIT_CODE, Interrupts
+from flowscope.cli.map import export
+from flowscope.cli.map.controls import MapControls
+from flowscope.cli.map.frame import frame
+from flowscope.cli.map.graph import MapTable
+from flowscope.cli.map.nodes import GROUPINGS
+from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
+from flowscope.cli.observe.follow import backoff
+from flowscope.cli.observe.request import build_request, raw_filters_yaml
+from flowscope.cli.top.command import Stream
+from flowscope.cli.top.controls import Action
+from flowscope.cli.top.keys import RawTerminal, read_keys
+from flowscope.cli.top.livefilter import BACKFILL, LiveFilter, initial_request, initial_text
+
+FASTEST = 0.1  # seconds between frames when keys ask for more
+PICTURE_WIDTH = 140  # columns of a picture when no terminal says otherwise
+ONCE_TIMEOUT = 30.0
+MAP_FIELDS = (
+    "time,verdict,drop_reason,drop_reason_desc,IP,l4,source,destination,Type,node_name,event_type,"
+    "source_service,destination_service,is_reply,l7,flowscope,Summary"
+)  # seconds --once waits for the server to send the window
+
+DESCRIPTION = """\
+A live map of who talks to whom: workloads grouped by namespace (the world, the host and remote nodes as
+boxes of their own, services as the entry to their backends), sources left and destinations right, edges
+labelled with protocol/port and flows/s (over 10 s), red when flows were dropped (with their share over 40 s),
+yellow when L7 answers were errors (HTTP 5xx, DNS NXDOMAIN/SERVFAIL). Boxes keep their place as traffic
+changes; what does not fit the terminal is folded into "+N more" (the quietest first). Takes observe's filter
+and server flags; starts with the last 40 s.
+
+Keys: arrows or h/j/k/l select a node, Enter focuses it (its edges only, and its latest flows), Esc goes back,
+/ edits the filter (observe's flags, as in top), p pauses, q quits.
+
+--once reads the last 40 s, draws the map once and exits; with --svg/--html/--png/--dot FILE it writes it there.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "map",
+        usage="flowscope map [--by app|pod|identity] [--once [--svg F] [--html F] [--png F] [--dot F]] [filters]",
+        help="live map of who talks to whom: edges, rates, drops, L7 errors",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    add_selector_flags(parser)
+    add_filter_flags(parser)
+    add_server_flags(parser)
+    parser.add_argument(
+        "--by", choices=GROUPINGS, default="app", help="what a box is: app label (default), pod, identity"
+    )
+    parser.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS", help="seconds between frames (1)")
+    pictures = parser.add_argument_group("pictures (with --once)")
+    pictures.add_argument("--once", action="store_true", help="read the last 40 s, draw once, exit")
+    pictures.add_argument("--svg", type=Path, metavar="FILE", help="write the map as SVG")
+    pictures.add_argument("--html", type=Path, metavar="FILE", help="write the map as HTML")
+    pictures.add_argument("--png", type=Path, metavar="FILE", help="write the map as PNG (needs rsvg-convert)")
+    pictures.add_argument("--dot", type=Path, metavar="FILE", help="write the map as Graphviz text ('-': stdout)")
+    pictures.add_argument("--width", type=int, default=None, help="columns of a picture (the terminal's, else 140)")
+    # What observe's request building reads from its output flags: the fields a map reads (labels among them,
+    # which the text outputs' default mask leaves out), asked for as JSON output asks for a custom mask.
+    parser.set_defaults(run=run, output="json", field_mask=[MAP_FIELDS], use_default_field_masks=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    request = initial_request(args)
+    if args.print_raw_filters:
+        sys.stdout.write(raw_filters_yaml(request))
+        return 0
+    pictures = [args.svg, args.html, args.png, args.dot]
+    if any(pictures) and not args.once:
+        raise CliError("--svg, --html, --png and --dot write one picture: add --once")
+    if args.refresh < 0.1:
+        raise CliError(f"--refresh must be at least 0.1 s, not {args.refresh:g}")
+    with connect(ServerOptions.from_args(args), channel=False) as connection:
+        if args.once:
+            return _once(connection, args)
+        if not (sys.stdout.isatty() and sys.stdin.isatty()):
+            raise CliError("map needs a terminal for its screen and keys; for a picture use 'map --once --svg F'")
+        return Viewer(connection, LiveFilter(args), initial_text(args), args).run(request)
+
+
+def _once_request(args: argparse.Namespace) -> observer_pb2.GetFlowsRequest:
+    """The window as a request that ends: the last 40 s unless the selectors chose otherwise."""
+    args = copy.copy(args)
+    args.follow = False
+    if not (args.last or args.all or args.since or args.first):
+        args.since = BACKFILL
+    return build_request(args)
+
+
+def _once(connection: Connection, args: argparse.Namespace) -> int:
+    table = MapTable(args.by)
+    stream = Stream(connection, _once_request(args), table)
+    deadline = time.monotonic() + ONCE_TIMEOUT
+    while stream.ended_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stream.stop()
+    if stream.refused or (stream.lost and stream.lost != "the server ended the stream"):
+        raise CliError(stream.refused or stream.lost or "")
+    snapshot = table.map_snapshot()
+    console = Console(highlight=False, markup=False, emoji=False)
+    width = args.width or (console.size.width if console.is_terminal else PICTURE_WIDTH)
+    console = Console(highlight=False, markup=False, emoji=False, width=width)
+    picture = frame(snapshot, None, connection.target, args.by, width, 10_000)
+    if args.dot is not None:
+        text = export.dot(snapshot)
+        sys.stdout.write(text) if str(args.dot) == "-" else args.dot.write_text(text)
+    for path, write in ((args.svg, export.write_svg), (args.html, export.write_html), (args.png, export.write_png)):
+        if path is not None:
+            write(picture, width, path)
+    if not any((args.svg, args.html, args.png, args.dot)):
+        console.print(picture)
+    return 0
+
+
+class Viewer:
+    """The screen loop: keys in, frames out, streams started and replaced (as top's)."""
+
+    def __init__(self, connection: Connection, live_filter: LiveFilter, text: str, args: argparse.Namespace) -> None:
+        self.connection = connection
+        self.filter = live_filter
+        self.controls = MapControls(text, live_filter.error)
+        self.by = args.by
+        self.interval = args.refresh
+        self.stream: Stream | None = None
+        self.backoff = backoff()
+        self.retry_at: float | None = None
+
+    def run(self, request: observer_pb2.GetFlowsRequest) -> int:
+        console = Console(highlight=False, markup=False, emoji=False)
+        self.stream = Stream(self.connection, request, MapTable(self.by))
+        try:
+            with (
+                Interrupts() as interrupts,
+                RawTerminal(sys.stdin.fileno()) as terminal,
+                Live(
+                    console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
+                ) as live,
+            ):
+                return self._loop(terminal.fd, console, live, interrupts)
+        finally:
+            self.stream.stop()
+
+    def _loop(self, fd: int, console: Console, live: Live, interrupts: Interrupts) -> int:
+        due = 0.0
+        while True:
+            keys = read_keys(fd, due - time.monotonic())
+            if interrupts.stopped:
+                return EXIT_CODE
+            for key in keys:
+                if key == "eof":
+                    return 0
+                action = self.controls.handle(key)
+                if action is Action.QUIT:
+                    return 0
+                if action is Action.FILTER:
+                    self._restart(self.filter.request(self.controls.filter.filter_text), MapTable(self.by))
+                due = min(due, time.monotonic() + FASTEST)
+            now = time.monotonic()
+            if now >= due:
+                self._retry(now)
+                live.update(self.build(console.size.width, console.size.height), refresh=True)
+                due = now + self.interval
+
+    def build(self, width: int, height: int) -> Group:
+        assert self.stream is not None
+        table = self.stream.table
+        assert isinstance(table, MapTable)
+        snapshot = self.controls.view(table.map_snapshot)
+        return frame(snapshot, self.controls, self.connection.target, self.by, width, height)
+
+    def _restart(self, request: observer_pb2.GetFlowsRequest, table: MapTable) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+        self.stream = Stream(self.connection, request, table)
+        self.retry_at = None
+
+    def _retry(self, now: float) -> None:
+        """As top's: a broken stream resumed on the same table after the backoff's wait (new flows only), a
+        refused filter replaced by the one before it."""
+        stream = self.stream
+        assert stream is not None
+        if stream.received and self.backoff.attempts:
+            self.backoff.reset()
+        if stream.ended_at is None:
+            return
+        table = stream.table
+        assert isinstance(table, MapTable)
+        if stream.refused is not None:
+            refused, stream.refused = stream.refused, None
+            if self.controls.filter.refuse(refused):
+                self._restart(self.filter.request(self.controls.filter.filter_text), MapTable(self.by))
+        elif stream.final:
+            return
+        elif self.retry_at is None:
+            delay = self.backoff.next()
+            self.retry_at = stream.ended_at + delay
+            table.set_error(f"retrying in {delay:g}s: {stream.lost or 'the stream ended'}")
+        elif now >= self.retry_at:
+            self._restart(self.filter.request(self.controls.filter.filter_text, backfill=None), table)

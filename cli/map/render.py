@@ -1,0 +1,172 @@
+"""The map drawn: namespace boxes in columns, edges between them with their labels, and (in the focus view) a
+node's edges and latest flows as lines of text below.
+
+An edge leaves its source's box on a line of its own (`├`), carries its label (`TCP/9000 24/s`), turns in a
+lane of the gap between the columns that belongs to its destination, and arrives with `▶` on the destination's
+first line; edges into the same node share its lane, so they read as one trunk merging in. An edge to a node
+that is not in the next column ends in a stub naming it (`──▶ web/web`). Drops colour an edge red, L7 errors
+(HTTP 5xx, DNS NXDOMAIN/SERVFAIL) yellow; red is drawn last so it stays visible where edges overlap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from flowscope.cli.map.canvas import RIGHT, Canvas
+from flowscope.cli.map.graph import MapSnapshot
+from flowscope.cli.map.layout import NAME_WIDTH, Layout, Placed, arrange
+
+LABEL_WIDTH = 30  # longest edge label drawn; longer ones are cut
+MAX_LANES = 10  # vertical lanes in one gap; more destinations share them
+DROP, ERROR, SELECTED = "bold red", "yellow", "reverse"
+
+
+@dataclass(frozen=True)
+class Picture:
+    lines: list[Text]
+    layout: Layout
+
+
+def rate_text(rate: float) -> str:
+    if rate >= 10:
+        return f"{rate:.0f}/s"
+    if rate >= 0.05:
+        return f"{rate:.1f}/s"
+    return "0/s"
+
+
+def share_text(share: float) -> str:
+    return "<1%" if share < 0.01 else f"{share * 100:.0f}%"
+
+
+def label(snapshot: MapSnapshot, edge: int) -> str:
+    """`TCP/9000 24/s`, with `2% dropped` and `5% L7 errors` when there are any."""
+    text = f"{snapshot.edges[edge].protocol} {rate_text(float(snapshot.rate[edge]))}"
+    if snapshot.drop_share[edge] > 0:
+        text += f" {share_text(float(snapshot.drop_share[edge]))} dropped"
+    if snapshot.error_share[edge] > 0:
+        text += f" {share_text(float(snapshot.error_share[edge]))} L7 errors"
+    return text
+
+
+def style(snapshot: MapSnapshot, edge: int) -> str:
+    if snapshot.drop_share[edge] > 0:
+        return DROP
+    return ERROR if snapshot.error_share[edge] > 0 else ""
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def draw(
+    snapshot: MapSnapshot,
+    nodes: Collection[int],
+    edges: Collection[int],
+    width: int,
+    height: int,
+    selected: int | None = None,
+) -> Picture:
+    """The map of `nodes` and the `edges` among them in `width` x `height` (fewer lines when it needs fewer)."""
+    layout = arrange(snapshot, nodes, edges, height)
+    columns = len(layout.columns)
+    box_widths = [0] * columns
+    for placed in layout.placed.values():
+        node = snapshot.nodes[placed.node]
+        title = len(_cut(node.namespace, NAME_WIDTH)) + 6 if node.namespace else 0
+        box_widths[placed.column] = max(box_widths[placed.column], len(_cut(node.label, NAME_WIDTH)) + 4, title)
+    labels = {edge: label(snapshot, edge) for placed in layout.placed.values() for edge in placed.edges}
+    gaps = [0] * columns
+    lanes: list[dict[int, int]] = [{} for _ in range(columns)]  # per gap: destination node → lane
+    for placed in sorted(layout.placed.values(), key=lambda p: (p.column, p.top)):
+        for edge in placed.edges:
+            target = layout.placed.get(snapshot.edges[edge].destination)
+            if target is None:
+                continue
+            text = labels[edge]
+            if target.column != placed.column + 1:
+                text += " ──▶ " + snapshot.nodes[target.node].full
+            gaps[placed.column] = max(gaps[placed.column], min(len(text), LABEL_WIDTH + 24) + 4)
+    for placed in sorted(layout.placed.values(), key=lambda p: p.top):
+        if placed.column > 0:
+            gap = lanes[placed.column - 1]
+            gap.setdefault(placed.node, len(gap) % MAX_LANES)
+    lane_room = [min(len(lanes[column]), MAX_LANES) + 3 for column in range(columns)]
+    spare = width - sum(box_widths) - sum(lane_room) - sum(gaps)
+    while spare < 0 and max(gaps, default=0) > 16:  # too wide: the widest gap gives a column at a time
+        widest = gaps.index(max(gaps))
+        gaps[widest] -= 1
+        spare += 1
+    lefts, x = [], 0
+    for column in range(columns):
+        lefts.append(x)
+        x += box_widths[column] + gaps[column] + lane_room[column]
+    canvas = Canvas(max(width, 1), max(layout.height, 1))
+    for group in layout.groups:
+        if group.namespace:
+            left = lefts[group.column]
+            right = left + box_widths[group.column] - 1
+            canvas.box(left, group.top, right, group.bottom)
+            canvas.write(left + 2, group.top, f" {_cut(group.namespace, NAME_WIDTH)} ", limit=right)
+    for placed in layout.placed.values():
+        node = snapshot.nodes[placed.node]
+        left = lefts[placed.column]
+        name = _cut(node.label, NAME_WIDTH)
+        canvas.write(left + 2, placed.top, name, SELECTED if placed.node == selected else "")
+        if not node.namespace and placed.edges:  # boxless: its edges fan out from right after the name
+            spine = left + 3 + len(name)
+            canvas.vertical(spine, placed.top, placed.top + len(placed.edges) - 1)
+            for line in range(len(placed.edges)):
+                canvas.horizontal(placed.top + line, spine, left + box_widths[placed.column] - 1)
+        hidden = layout.hidden_edges.get(placed.node)
+        if hidden:
+            canvas.write(left + 4, placed.top + len(placed.edges), f"+{hidden} more", "dim")
+    for column, (line, count) in layout.more.items():
+        canvas.write(lefts[column] + 2, line, f"+{count} more", "dim")
+    drawn = [(placed, line, edge) for placed in layout.placed.values() for line, edge in enumerate(placed.edges)]
+    order = {"": 0, ERROR: 1, DROP: 2}
+    drawn.sort(key=lambda item: order[style(snapshot, item[2])])
+    for placed, line, edge in drawn:
+        target = layout.placed.get(snapshot.edges[edge].destination)
+        if target is None:
+            continue
+        _edge(canvas, snapshot, edge, labels[edge], placed.column, placed.top + line, target, lefts, box_widths, lanes)
+    return Picture(canvas.lines(layout.height), layout)
+
+
+def _edge(
+    canvas: Canvas,
+    snapshot: MapSnapshot,
+    edge: int,
+    text: str,
+    column: int,
+    y: int,
+    target: Placed,
+    lefts: list[int],
+    box_widths: list[int],
+    lanes: list[dict[int, int]],
+) -> None:
+    paint = style(snapshot, edge)
+    start = lefts[column] + box_widths[column] - 1
+    canvas.mark(start, y, RIGHT, paint)
+    if target.column != column + 1:  # a stub naming where it goes
+        limit = lefts[column + 1] - 3 - len(lanes[column]) if column + 1 < len(lefts) else canvas.width
+        name = f" ──▶ {snapshot.nodes[target.node].full}"
+        canvas.horizontal(y, start, start + 1, paint)
+        canvas.write(start + 2, y, f" {_cut(text, limit - start - 3 - len(name))}{name}", paint, limit=limit)
+        return
+    arrival = lefts[target.column] - 1
+    lane = arrival - 2 - lanes[column].get(target.node, 0)
+    canvas.horizontal(y, start, lane, paint)
+    canvas.vertical(lane, y, target.top, paint)
+    canvas.horizontal(target.top, lane, arrival - 1, paint)
+    canvas.write(arrival, target.top, "▶", paint)
+    canvas.write(start + 2, y, f" {_cut(text, lane - start - 4)} ", paint, limit=lane)
+
+
+def clock(stamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(stamp))
