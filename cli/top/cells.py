@@ -1,5 +1,5 @@
 """The columns of `flowscope top` and the words in their cells: fixed widths, counts in 6 characters, rates,
-ages and latencies, and the layout that drops the least needed columns first on a narrow screen.
+ages and latencies, sparklines, and the layout that drops the least needed columns first on a narrow screen.
 
 Every column has a fixed width except the names (and the L7 view's request), which share what is left, so a
 row is one line of text cut and padded to those widths.
@@ -11,12 +11,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from rich.cells import cell_len, set_cell_size
 
 MIN_NAME = 14  # narrowest shared column before the extra columns (40 s rate, packets, bytes, 2 s rate) go
 NARROW_NAME = 8  # ... and before the reason, flows and last-seen columns go: at 80 columns they stay
 
 Cell = tuple[str, str]  # text and style
+BARS = "▁▂▃▄▅▆▇█"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ def duration(nanoseconds: float) -> Cell:
     return (f"{nanoseconds:.0f}ns", "")
 
 
+def cut(text: str, width: int) -> str:
+    """At most `width` terminal cells: cut short with an ellipsis, never padded."""
+    return text if cell_len(text) <= width else set_cell_size(text, max(width - 1, 0)) + "…"
+
+
 def fit(text: str, width: int, right: bool = False) -> str:
     """Exactly `width` terminal cells: cut short with an ellipsis, or padded."""
     length = cell_len(text)
@@ -89,3 +96,17 @@ def fit(text: str, width: int, right: bool = False) -> str:
         return set_cell_size(text, width - 1) + "…"
     padding = " " * (width - length)
     return padding + text if right else text + padding
+
+
+def sparkline(counts: np.ndarray, width: int) -> str:
+    """Counts per second (oldest first) drawn in `width` characters, each the sum of an equal share of the
+    seconds (60 s in 15: 4 s a bar). Bars are scaled to the row's own busiest bar, since a row is read for its
+    shape (steady, bursty, stopped) while the rate columns compare rows; a bar with no flows is blank, so one
+    flow is never mistaken for silence."""
+    edges = np.linspace(0, len(counts), width + 1).astype(np.int64)[:-1]
+    sums = np.add.reduceat(counts.astype(np.int64), edges) if len(counts) else np.zeros(width, np.int64)
+    top = int(sums.max()) if len(sums) else 0
+    if top == 0:
+        return " " * width
+    levels = np.ceil(sums * len(BARS) / top).astype(np.int64)  # 1..8 for any count above zero
+    return "".join(BARS[level - 1] if level else " " for level in levels.tolist())

@@ -1,5 +1,13 @@
 """What the keys of `flowscope top` change: the view (connections or L7), sort key, frozen order, pause, scroll
-position, the filter line.
+position and selected row, the connection opened on its latest flows, the filter line.
+
+The selected row leads the scrolling: ↑/↓ move it and the page with it (it is the top row until the last page,
+where it walks down to the last row), so scrolling reads as it always did and every row can be selected. Enter
+opens the selected connection (its latest flows below the table); Enter or Esc closes it. The connection is
+kept by its key, not its place, so it stays opened while rows reorder, and through a new filter.
+
+`s` on an opened connection is kept for starting a packet-path session on it (`flowscope trace`): flowpanel's
+`trace_arguments` gives the session's filter flags for the row, and the panel shows that command today.
 
 Kept apart from the terminal and from rich so it can be driven key by key in tests. `handle` returns an
 `Action` only for what the command itself must do (quit, reconnect with a new filter); everything else is
@@ -14,13 +22,16 @@ from enum import Enum
 
 import numpy as np
 
+from flowscope.cli.top.grouping import RowKey
 from flowscope.cli.top.state import WINDOWS, Rows, Snapshot, sort_order
 
 SORTS = {"r": "rate", "l": "last", "d": "drops", "t": "total", "s": "slow"}
 VIEWS = ("flows", "l7")  # `v` goes round them
 HELP = {
     "flows": "q quit  / filter  v L7 view  r rate (again: window)  l last seen  d drops  t total  f freeze  p pause  "
-    "↑↓ PgUp PgDn",
+    "↑↓ PgUp PgDn  Enter flows",
+    "opened": "q quit  Enter/Esc close the flows  / filter  v L7 view  r rate  l last seen  d drops  t total  "
+    "f freeze  p pause  ↑↓ select",
     "l7": "q quit  / filter  v connections  r rate (again: window)  l last seen  d errors  t total  s slowest p95  "
     "f freeze  p pause  ↑↓ PgUp PgDn",
 }
@@ -56,6 +67,9 @@ class Controls:
         self.pause = False  # `p`: keep showing one snapshot (the stream is still counted meanwhile)
         self.paused: Snapshot | None = None  # that snapshot, captured by the next frame
         self.offset = 0  # first visible row
+        self.selected = 0  # the row Enter opens, a place in the view's order (connections only)
+        self.opening = False  # Enter was pressed: the next view opens the selected row
+        self.opened: RowKey | None = None  # the connection whose latest flows are shown
         self.page = 20  # visible rows, set by each frame for PgUp/PgDn
         self.rows = 0  # rows in the last frame, to keep scrolling inside them
 
@@ -69,7 +83,7 @@ class Controls:
 
     @property
     def help(self) -> str:
-        return HELP[self.shown]
+        return HELP["opened" if self.opened is not None and self.shown == "flows" else self.shown]
 
     def handle(self, key: str) -> Action | None:
         """Apply one key (a character or a name from `keys.decode`)."""
@@ -80,9 +94,14 @@ class Controls:
         if key == "/":
             text = self.filter_text + " " if self.filter_text else ""  # ready for the next flag
             self.editing = FilterLine(text, self.validate(text))
+        elif key == "enter" and self.shown == "flows":
+            self.opening, self.opened = self.opened is None, None
+        elif key == "esc":
+            self.opening, self.opened = False, None
         elif key == "v":
             self.shown = VIEWS[(VIEWS.index(self.shown) + 1) % len(VIEWS)]
-            self.freeze, self.frozen, self.offset = False, None, 0  # a frozen order is of the other view's rows
+            self.freeze, self.frozen, self.offset, self.selected = False, None, 0, 0  # a frozen order is of the other
+            self.opening, self.opened = False, None  # view's rows, and so is an opened one
             if self.sort == "slow" and self.shown != "l7":
                 self.sort = "rate"
         elif key in SORTS and not (SORTS[key] == "slow" and self.shown != "l7"):  # only L7 rows have latency
@@ -90,7 +109,7 @@ class Controls:
                 self.window = (self.window + 1) % len(WINDOWS)
             self.sort = SORTS[key]
             self.freeze = False  # choosing a sort means wanting it now
-            self.offset = 0
+            self.offset = self.selected = 0
         elif key == "f":
             self.freeze = not self.freeze
         elif key in ("p", " "):
@@ -112,12 +131,17 @@ class Controls:
     def _scroll(self, key: str) -> None:
         moves = {"up": -1, "down": 1, "pgup": -self.page, "pgdn": self.page, "k": -1, "j": 1}
         if key in moves:
-            self.offset += moves[key]
+            self.selected += moves[key]
         elif key in ("home", "g"):
-            self.offset = 0
+            self.selected = 0
         elif key in ("end", "G"):
-            self.offset = self.rows
-        self.offset = max(0, min(self.offset, self.rows - self.page))
+            self.selected = self.rows
+        self._follow()
+
+    def _follow(self) -> None:
+        """Keep the selected row inside the rows, and the page at it (the last page holds the last rows)."""
+        self.selected = max(0, min(self.selected, self.rows - 1))
+        self.offset = max(0, min(self.selected, self.rows - self.page))
 
     def _edit(self, line: FilterLine, key: str) -> Action | None:
         if key == "ctrl-c":
@@ -132,7 +156,7 @@ class Controls:
             if line.text.strip() == self.filter_text:
                 return None
             self.fallback, self.filter_text, self.refusal = self.filter_text, line.text.strip(), None
-            self.freeze, self.pause, self.offset = False, False, 0
+            self.freeze, self.pause, self.offset, self.selected = False, False, 0, 0
             return Action.FILTER
         if key == "backspace":
             line.text = line.text[:-1]
@@ -166,5 +190,7 @@ class Controls:
         else:  # rows are never removed, so rows new since the freeze are exactly the higher indexes
             order = np.concatenate([self.frozen, np.arange(len(self.frozen), len(rows))])
         self.rows = len(order)
-        self.offset = max(0, min(self.offset, self.rows - self.page))
+        self._follow()
+        if self.opening and self.shown == "flows" and self.rows:
+            self.opening, self.opened = False, snapshot.keys[int(order[self.selected])]
         return snapshot, order

@@ -2,14 +2,21 @@
 /status/404`, `web.web.svc.lab. A`), the answers by status (`2xx 12 4xx 3`, `NOERROR 5 NXDOMAIN 1`),
 requests per second, errors and the p50/p95 latency of the answers.
 
-The status words are built for the visible rows only, at the refresh rate, like every other cell.
+The status words are built for the visible rows only, at the refresh rate, like every other cell. The
+connection view's L7 column is made of the same words (`connection_cell`): a connection's busiest request, its
+answers by status over all its L7 rows, and that request's p50/p95.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+from rich.cells import cell_len
+
 from flowscope.cli.top.buckets import WINDOWS
-from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, duration, human, rate
-from flowscope.cli.top.l7table import L7Snapshot
+from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, cut, duration, human, rate
+from flowscope.cli.top.l7table import Connection, L7Snapshot
 
 L7_COLUMNS = (
     Column("SOURCE", 0),
@@ -32,11 +39,15 @@ _HTTP_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx", "")
 _DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other")
 
 
+def _words(kind: str, counts: np.ndarray) -> str:
+    """Answers by status slot: `2xx 12 4xx 3`, `NOERROR 5 NXDOMAIN 1`."""
+    names = _DNS_RCODES if kind == "DNS" else _HTTP_CLASSES
+    return " ".join(f"{names[slot]} {human(float(count))}" for slot, count in enumerate(counts) if count)
+
+
 def status(snapshot: L7Snapshot, row: int) -> Cell:
     """The row's answers by status slot, fewest words first: `2xx 12 4xx 3`; red when any was an error."""
-    names = _DNS_RCODES if snapshot.keys[row].kind == "DNS" else _HTTP_CLASSES
-    counts = snapshot.status[row]
-    words = " ".join(f"{names[slot]} {human(float(count))}" for slot, count in enumerate(counts) if count)
+    words = _words(snapshot.keys[row].kind, snapshot.status[row])
     if not words:
         return ("no answer", "dim") if snapshot.total[row] else ("", "")
     return (words, "red" if snapshot.errors[row] else "green")
@@ -61,3 +72,24 @@ def l7_cells(snapshot: L7Snapshot, row: int) -> dict[str, Cell]:
     for index, window in enumerate(WINDOWS):
         cells[f"{window}s/s"] = rate(float(snapshot.rates[index, row]))
     return cells
+
+
+L7_CELL = 34  # the connection view's L7 column
+
+
+def connection_cell(snapshot: L7Snapshot, connection: Connection) -> Cell:
+    """A connection's L7 in one cell: its busiest request (`+N` more asked on it), the answers of all of them
+    by status, and that request's p50/p95 (`GET /api +2 2xx 40 5xx 1 1.2ms/8.0ms`); the request is what is cut
+    when it does not fit. Red when any answer was an error; empty for a connection without L7."""
+    rows = snapshot.of_connection(connection)
+    if not rows:
+        return ("", "")
+    busiest = max(rows, key=lambda row: (int(snapshot.total[row]), -row))
+    kind = snapshot.keys[busiest].kind
+    p50, p95 = float(snapshot.p50[busiest]), float(snapshot.p95[busiest])
+    latency = "" if math.isnan(p95) else f"{duration(p50)[0]}/{duration(p95)[0]}"
+    more = f" +{len(rows) - 1}" if len(rows) > 1 else ""
+    tail = " ".join(part for part in (_words(kind, snapshot.status[rows].sum(axis=0)), latency) if part)
+    request = cut(snapshot.keys[busiest].request, L7_CELL - cell_len(more) - cell_len(tail) - 1)
+    errors = int(snapshot.errors[rows].sum())
+    return (f"{request}{more} {tail}".rstrip(), "red" if errors else "magenta")

@@ -23,6 +23,8 @@ import numpy as np
 from flowscope.cli.top.buckets import Buckets
 from flowscope.cli.top.grouping import L7Key, L7Message
 
+Connection = tuple[str, str, str]  # source, destination, protocol/port: what an L7 row and a connection share
+
 STATUS_SLOTS = 7  # HTTP: code // 100 (0: no valid code); DNS: rcode 0-5, 6 any other
 STEPS_PER_DOUBLING = 4
 LATENCY_BINS = 2 + 28 * STEPS_PER_DOUBLING  # under 1 µs, then 1 µs .. 2^28 µs (4.5 min), the last one open
@@ -66,6 +68,12 @@ class L7Snapshot:
     last_seen: np.ndarray
     drop: np.ndarray  # rows with errors: what the `d` sort puts first
     messages: int  # L7 flows counted
+    by_connection: dict[Connection, list[int]]  # the rows of each client → server, protocol/port (may name rows
+    # added after this snapshot: read through `of_connection`)
+
+    def of_connection(self, connection: Connection) -> list[int]:
+        """This snapshot's L7 rows of a connection (source, destination, protocol/port as top's rows say them)."""
+        return [row for row in self.by_connection.get(connection, ()) if row < len(self.keys)]
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -93,6 +101,7 @@ class L7Table:
         self._p50 = np.full(capacity, np.nan)
         self._p95 = np.full(capacity, np.nan)
         self._answered: set[int] = set()  # rows with a latency since the last snapshot: their percentiles moved
+        self._by_connection: dict[Connection, list[int]] = {}  # for the connection view's L7 column
         self.messages = 0
 
     @property
@@ -128,6 +137,7 @@ class L7Table:
             self._p95 = np.concatenate([self._p95, np.full(row, np.nan)])
         self._index[key] = row
         self._keys.append(key)
+        self._by_connection.setdefault((key.source, key.destination, key.protocol), []).append(row)
         self._total.append(0)
         self._responses.append(0)
         self._errors.append(0)
@@ -155,4 +165,5 @@ class L7Table:
             last_seen=np.array(self._last_seen, np.float64),
             drop=errors > 0,
             messages=self.messages,
+            by_connection=dict(self._by_connection),  # the lists only grow, and only past `rows`
         )

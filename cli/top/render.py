@@ -1,11 +1,15 @@
 """One frame of `flowscope top`: header, the visible slice of the view's rows (connections, or L7 messages:
-l7render.py), footer.
+l7render.py), the opened connection's latest flows (flowpanel.py), footer.
 
 Rendering costs time linear in the rows laid out, so only the rows on screen ever are, and every column has
 a fixed width, so a row is one line of text cut and padded to those widths (see `table`). When the screen is
 narrow, the least needed columns go first, rather than squeezing names to dots; the ones that say what happened
 (the drop reason, how many flows, when last) give way only once names would be shorter than NARROW_NAME. The
 frame is built from a Snapshot, at the refresh rate, never per flow.
+
+A connection's last minute is a sparkline (LAST 60s), and once there are L7 flows a connection with L7 has an
+L7 column (its busiest request, answers by status, p50/p95: l7render.connection_cell); both are the first to go
+on a narrow screen (the L7 view shows the L7 whole, and rates say how busy).
 """
 
 from __future__ import annotations
@@ -18,23 +22,27 @@ import numpy as np
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, fit, human, layout, rate
+from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, fit, human, layout, rate, sparkline
 from flowscope.cli.top.controls import Controls
-from flowscope.cli.top.l7render import L7_COLUMNS, SORTED_TITLES, l7_cells
+from flowscope.cli.top.l7render import L7_CELL, L7_COLUMNS, SORTED_TITLES, connection_cell, l7_cells
 from flowscope.cli.top.state import WINDOWS, Nodes, Snapshot
 
 HEADER_LINES, FOOTER_LINES = 2, 3
 CHROME = HEADER_LINES + 1 + FOOTER_LINES  # every line that is not a row: header, column titles, footer
+SELECTED = "on grey23"  # the row Enter opens
 NO_L7 = "no L7 flows yet: agents report DNS and HTTP on the ports of their --l7-ports (v: back to connections)"
 
 
+SPARK, L7 = "LAST 60s", "L7"
 COLUMNS = (
     Column("SOURCE", 0),
     Column("DESTINATION", 0),
     Column("PROTO", 9),
     Column("VERDICT", 9),
     Column("REASON", 14, drop_rank=1, min_name=NARROW_NAME),
+    Column(L7, L7_CELL, drop_rank=8),  # only once there are L7 flows
     *(Column(f"{window}s/s", 7, right=True, drop_rank={2: 4, 10: 0, 40: 7}[window]) for window in WINDOWS),
+    Column(SPARK, 15, drop_rank=9),  # 4 s a bar
     Column("FLOWS", 7, right=True, drop_rank=2, min_name=NARROW_NAME),
     Column("PKTS", 7, right=True, drop_rank=6),
     Column("BYTES", 7, right=True, drop_rank=5),
@@ -56,7 +64,8 @@ def refusal(controls: Controls, width: int) -> list[Text]:
     return [Text(line, style="bold red", no_wrap=True, overflow="crop") for line in lines]
 
 
-def _cells(snapshot: Snapshot, row: int) -> dict[str, Cell]:
+def _cells(snapshot: Snapshot, titles: frozenset[str], row: int) -> dict[str, Cell]:
+    """The row's cells; the sparkline and the L7 cell only when their columns are on screen (`titles`)."""
     key = snapshot.keys[row]
     aggregated = bool(snapshot.aggregated[row])
     cells: dict[str, Cell] = {
@@ -72,6 +81,10 @@ def _cells(snapshot: Snapshot, row: int) -> dict[str, Cell]:
     }
     for index, window in enumerate(WINDOWS):
         cells[f"{window}s/s"] = rate(float(snapshot.rates[index, row]))
+    if SPARK in titles:
+        cells[SPARK] = (sparkline(snapshot.history.of(row), 15), "green")
+    if L7 in titles:
+        cells[L7] = connection_cell(snapshot.l7, (key.source, key.destination, key.protocol))
     return cells
 
 
@@ -86,21 +99,25 @@ def table(snapshot: Snapshot, rows: np.ndarray, controls: Controls, width: int) 
         sorted_title = SORTED_TITLES
         cells_of = partial(l7_cells, snapshot.l7)
     else:
-        columns, name_width = layout(width, COLUMNS)
+        columns, name_width = layout(width, COLUMNS if len(snapshot.l7) else [c for c in COLUMNS if c.title != L7])
         sorted_title = {"last": "SEEN", "total": "FLOWS", "drops": "VERDICT"}
-        cells_of = partial(_cells, snapshot)
+        cells_of = partial(_cells, snapshot, frozenset(column.title for column in columns))
     placed = [(column, column.width or name_width * column.share) for column in columns]
     marked = "" if controls.freeze else sorted_title.get(controls.sort, f"{WINDOWS[controls.window]}s/s")
     text = Text(no_wrap=True, overflow="crop")
     titles = [fit(column.title + "▼" * (column.title == marked), size, column.right) for column, size in placed]
     text.append(" ".join(titles) + " ", style="bold reverse")
-    for row in rows:
+    selected = controls.selected - controls.offset if controls.shown == "flows" else -1
+    for position, row in enumerate(rows):
         cells = cells_of(int(row))
         text.append("\n")
+        start = len(text)
         for column, size in placed:
             value, style = cells[column.title]
             text.append(fit(value, size, column.right), style=style or None)
             text.append(" ")
+        if position == selected:
+            text.stylize(SELECTED, start, len(text))
     return text
 
 
@@ -201,8 +218,17 @@ def _empty_hint(snapshot: Snapshot, controls: Controls) -> str | None:
     return f"no connections; {len(snapshot.l7):,} L7 rows: v shows them" if len(snapshot.l7) else None
 
 
-def frame(snapshot: Snapshot, order: np.ndarray, controls: Controls, server: str, width: int, height: int) -> Group:
-    """The whole screen: only `controls.page` rows from `controls.offset` are laid out."""
+def frame(
+    snapshot: Snapshot,
+    order: np.ndarray,
+    controls: Controls,
+    server: str,
+    width: int,
+    height: int,
+    below: list[Text] | None = None,
+) -> Group:
+    """The whole screen: only `controls.page` rows from `controls.offset` are laid out; `below` them, the opened
+    connection's flows (counted out of the page already)."""
     rows = order[controls.offset : controls.offset + controls.page]
     filler = controls.page - len(rows)
     parts: list[RenderableType] = [*header(controls), *refusal(controls, width), table(snapshot, rows, controls, width)]
@@ -212,5 +238,6 @@ def frame(snapshot: Snapshot, order: np.ndarray, controls: Controls, server: str
         filler -= 1
     if filler:
         parts.append(Text("\n" * (filler - 1)))
+    parts += below or []
     parts += footer(snapshot, controls.offset, len(rows), server, controls.shown, controls.help)
     return Group(*parts)

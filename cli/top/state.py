@@ -12,13 +12,18 @@ Buckets go by the flow's own time, so a backfill (`--since 40s`) lands in the se
 clock ahead of ours: by the largest flow time − arrival time seen, so they still count as live). It is never
 moved back for flows that look old: in a quiet stream or a backfill that is what they are, and taking them
 for a slow server clock would show stale flows as current. A server behind ours shows its flows as old as
-they look.
+they look. The same buckets, a minute of them, draw each row's sparkline.
+
+The latest flows of one connection (Enter on its row) come from a ring of the last RECENT flows of every row,
+taken when the row is opened, and from the flows of that row alone after it: a flow costs one append, and a
+quiet connection opened in a busy stream still shows what came after (never more than SHOWN flows kept).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,11 +33,14 @@ import numpy as np
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
 from flowscope.api.relay import relay_pb2
-from flowscope.cli.top.buckets import WINDOWS, Buckets
+from flowscope.cli.top.buckets import WINDOWS, Buckets, History
 from flowscope.cli.top.grouping import RowKey, l7_message, row_key
 from flowscope.cli.top.l7table import L7Snapshot, L7Table
 
 __all__ = ["WINDOWS", "FlowTable", "Nodes", "Snapshot", "sort_order"]
+
+RECENT = 2048  # flows of every row kept, to open a row with the flows it already had
+SHOWN = 50  # flows of the opened row kept
 
 
 @dataclass
@@ -79,7 +87,8 @@ class Snapshot:
     lost: int
     nodes: Nodes
     error: str | None
-    l7: L7Snapshot  # the L7 rows, for the L7 view
+    l7: L7Snapshot  # the L7 rows, for the L7 view and the connections' L7 column
+    history: History  # the last minute of every row, second by second: the sparklines
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -110,6 +119,10 @@ class FlowTable:
         self.lost = 0
         self.nodes = Nodes()
         self.error: str | None = None
+        self._recent: deque[tuple[int, flow_pb2.Flow]] = deque(maxlen=RECENT)
+        self._opened: RowKey | None = None  # the row whose flows are kept (Enter)
+        self._opened_row = -1  # its index, once it has one
+        self._opened_flows: deque[flow_pb2.Flow] = deque(maxlen=SHOWN)
 
     def add(self, response: observer_pb2.GetFlowsResponse) -> None:
         """Count one GetFlowsResponse: a flow into its row, lost events and node status into the footer."""
@@ -142,6 +155,9 @@ class FlowTable:
             self._total[row] += 1
             if stamp > self._last_seen[row]:
                 self._last_seen[row] = stamp
+            self._recent.append((row, flow))
+            if row == self._opened_row:
+                self._opened_flows.append(flow)
             if extra.aggregated:
                 self._aggregated[row] = True
                 self._packets[row] += extra.packets
@@ -173,6 +189,24 @@ class FlowTable:
             self._offset = stamp - arrival
         return stamp
 
+    def open(self, key: RowKey | None) -> None:
+        """Keep the flows of the row `key` (None: of none) from now on, starting with those of the last RECENT
+        flows that were its."""
+        with self._lock:
+            self._opened = key
+            self._opened_row = self._index.get(key, -1) if key is not None else -1
+            row = self._opened_row
+            self._opened_flows = deque((flow for seen, flow in self._recent if seen == row >= 0), maxlen=SHOWN)
+
+    @property
+    def opened(self) -> RowKey | None:
+        return self._opened
+
+    def opened_flows(self) -> list[flow_pb2.Flow]:
+        """The opened row's latest flows, oldest first."""
+        with self._lock:
+            return list(self._opened_flows)
+
     def set_error(self, message: str) -> None:
         with self._lock:
             self.error = message
@@ -182,6 +216,8 @@ class FlowTable:
         self._buckets.make_room(row + 1)
         self._index[key] = row
         self._keys.append(key)
+        if key == self._opened:
+            self._opened_row = row  # opened before its first flow (a new filter's table)
         self._total.append(0)
         self._packets.append(0)
         self._bytes.append(0)
@@ -214,6 +250,7 @@ class FlowTable:
                 nodes=self.nodes.copy(),
                 error=self.error,
                 l7=self.l7.snapshot(now),
+                history=self._buckets.history(rows, now),
             )
         return snapshot
 

@@ -13,6 +13,7 @@ from flowscope.api.flow import flow_pb2
 from flowscope.api.relay import relay_pb2
 from flowscope.cli.main import build_parser
 from flowscope.cli.top import render
+from flowscope.cli.top.cells import BARS
 from flowscope.cli.top.controls import Controls
 from flowscope.cli.top.livefilter import LiveFilter
 from flowscope.cli.top.state import FlowTable
@@ -54,10 +55,10 @@ def test_rows_header_and_footer() -> None:
     assert lines[0] == "flowscope top  sort: rate 10s"
     assert lines[1] == "filter: --namespace default"
     assert lines[2].split() == [
-        *("SOURCE", "DESTINATION", "PROTO", "VERDICT", "REASON", "2s/s", "10s/s▼", "40s/s"),
+        *("SOURCE", "DESTINATION", "PROTO", "VERDICT", "REASON", "2s/s", "10s/s▼", "40s/s", "LAST", "60s"),
         *("FLOWS", "PKTS", "BYTES", "SEEN"),
     ]
-    rows = [line.split() for line in lines[3:7]]
+    rows = [[word for word in line.split() if word.strip(BARS)] for line in lines[3:7]]  # the numbers
     policy_drop = ("default/client", "default/server", "TCP/80", "DROPPED", "POLICY_DENIED")
     assert rows[0] == [*policy_drop, "2.0", "0.40", "0.10", "4", "-", "-", "now"]
     assert rows[1][:4] == ["default/client", "default/server", "TCP/80", "FORWARDED"]
