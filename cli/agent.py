@@ -14,6 +14,8 @@ from flowscope.cli.stall import add_stall_timeout
 from flowscope.common.capture import DEFAULT_CAPLEN
 from flowscope.common.l7_ports import DEFAULT_L7_PORTS, L7Port, parse_l7_ports
 from flowscope.common.paths import DEFAULT_SOCKET
+from flowscope.observer.exporter.flags import add_export_flags
+from flowscope.observer.history.flags import add_export_flags as add_history_flags
 from flowscope.observer.l7.store import DEFAULT_CAPACITY as L7_STORE_SIZE
 from flowscope.observer.metrics.options import DEFAULT_HANDLERS as DEFAULT_METRICS
 
@@ -131,6 +133,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="hold kernel BPF statistics on for the programs' run counts and times in the metrics"
         " (every program run then pays two clock reads)",
     )
+    add_export_flags(p)
+    add_history_flags(p)
     add_stall_timeout(p)
     p.add_argument(
         "--compile-cache",
@@ -176,9 +180,8 @@ def run(args: argparse.Namespace) -> int:
     except TLSConfigError as exc:
         print(f"flowscope agent: {exc}", file=sys.stderr)
         return 2
-    config = config_from(args, tls)
     try:
-        agent = Agent(config)
+        agent = Agent(config_from(args, tls))
     except (RuntimeError, ValueError, OSError) as exc:
         print(f"flowscope agent: {exc}", file=sys.stderr)
         return 1
@@ -204,6 +207,8 @@ def _header_names(text: str) -> frozenset[str]:
 def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
     """The AgentConfig the flags describe (`tls`: what the TLS flags gave, already checked)."""
     from flowscope.observer.agent import AgentConfig
+    from flowscope.observer.exporter.settings import from_args as export_settings
+    from flowscope.observer.history.flags import writer_options
     from flowscope.observer.l7.source import Redaction
 
     return AgentConfig(
@@ -229,6 +234,9 @@ def config_from(args: argparse.Namespace, tls: ServerTLS | None) -> AgentConfig:
         metrics_address=args.metrics_address or None,
         metrics=args.metrics or None,
         metrics_bpf_stats=args.metrics_bpf_stats,
+        export=export_settings(args),
+        export_clickhouse=args.export_clickhouse,
+        history=writer_options(args),
         **agent_settings(args),
     )
 

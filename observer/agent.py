@@ -47,7 +47,10 @@ from flowscope.observer.datapath.pathtrace import PathTracer
 from flowscope.observer.debug_events import DebugEvents
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
+from flowscope.observer.exporter.settings import ExportSettings
 from flowscope.observer.flow_ring import FlowRing, check_capacity
+from flowscope.observer.history.clickhouse import check_url as check_clickhouse_url
+from flowscope.observer.history.writer import WriterOptions
 from flowscope.observer.ingest import BatchSource, Ingest
 from flowscope.observer.ipcache import ClusterIpcache
 from flowscope.observer.l7.counts import L7Counts
@@ -64,6 +67,7 @@ from flowscope.observer.server.serve import ObserverServer, check_control_listen
 from flowscope.observer.server.state import NodeState
 from flowscope.observer.services import ClusterServices
 from flowscope.observer.services_check import ProblemLog
+from flowscope.observer.subscribers import Subscriber
 from flowscope.observer.trace.filter import RegistryPods
 from flowscope.observer.trace.hops import HopContext
 from flowscope.observer.trace.service import tracer_service
@@ -71,6 +75,8 @@ from flowscope.observer.trace.sessions import SessionManager
 from flowscope.observer.wallclock import WallClock
 
 if TYPE_CHECKING:
+    from flowscope.observer.exporter.core import ExportSubscriber
+    from flowscope.observer.exporter.flowlogs import AgentFlowLogs
     from flowscope.observer.metrics.node import NodeMetrics
 
 log = logging.getLogger(__name__)
@@ -107,6 +113,9 @@ class AgentConfig:
     metrics_address: str | None = None  # serve Prometheus metrics here (observer/metrics); None: no metrics
     metrics: str | None = None  # the handlers, in Hubble's --metrics syntax; None: DEFAULT_METRICS
     metrics_bpf_stats: bool = False  # hold kernel BPF statistics on, for the programs' run counts and times
+    export: ExportSettings = field(default_factory=ExportSettings)  # flow logs (observer/exporter); none by default
+    export_clickhouse: str | None = None  # store every flow in ClickHouse here (observer/history); None: no history
+    history: WriterOptions = field(default_factory=WriterOptions)  # how (cluster table, retention)
 
     def check(self) -> None:
         check_capacity(self.ring_capacity)
@@ -118,6 +127,8 @@ class AgentConfig:
             raise ValueError(f"cluster file {self.cluster_file} does not exist")
         if self.metrics is not None and self.metrics_address is None:
             raise ValueError("--metrics needs --metrics-address (where to serve them, e.g. :9965)")
+        if self.export_clickhouse is not None:
+            check_clickhouse_url(self.export_clickhouse)
         if self.metrics_address is not None:
             from flowscope.observer.metrics.registry import check_metrics
             from flowscope.observer.metrics.server import split_address
@@ -228,6 +239,8 @@ class Agent(Closing):
         )
         decoder.rules = self.control.policy.rules
         self.metrics = self._metrics(reasons)
+        self.flow_logs = self._flow_logs(decoder)
+        self.history = self._history(decoder)
         self.ingest = self._make_ingest(self.datapath, self.kdrop, dtype)
         self.ingest.start()
         tls_enabled, stopping = cfg.tls is not None, self.state.stopping
@@ -337,7 +350,11 @@ class Agent(Closing):
 
         rate_limited = kdrop.rate_limited_counts if kdrop is not None else None
         annotate = self.name_cache.annotate
-        subscribers = [self.metrics.subscriber] if self.metrics is not None else []
+        subscribers: list[Subscriber] = [self.metrics.subscriber] if self.metrics is not None else []
+        if self.flow_logs is not None:
+            subscribers.append(self.flow_logs.flow_logs)  # after the ring's write: exported flows get its uuids
+        if self.history is not None:
+            subscribers.append(self.history)  # likewise
         return Ingest(
             sources,
             self.ring,
@@ -363,6 +380,23 @@ class Agent(Closing):
         parts = AgentParts(self.state.counts, self.ring, l7_store=self.l7_store, open_streams=self._open_streams)
         handlers = cfg.metrics or DEFAULT_METRICS
         return NodeMetrics(cfg.metrics_address, handlers, sources, parts, bpf_stats=cfg.metrics_bpf_stats)
+
+    def _flow_logs(self, decoder: FlowDecoder) -> AgentFlowLogs | None:
+        """The flow-log exporters (observer/exporter), when asked for: behind the ingest thread, never on it."""
+        if not self.config.export.enabled:
+            return None
+        from flowscope.observer.exporter.flowlogs import AgentFlowLogs
+
+        return AgentFlowLogs(self.config.export, decoder, lambda: self.ring.written, self.state.counts.lost)
+
+    def _history(self, decoder: FlowDecoder) -> ExportSubscriber | None:
+        """Every flow to ClickHouse (observer/history), when asked for: behind the ingest thread, never on it."""
+        if self.config.export_clickhouse is None:
+            return None
+        from flowscope.observer.history.export import history_subscriber
+
+        url, options = self.config.export_clickhouse, self.config.history
+        return history_subscriber(url, options, decoder, lambda: self.ring.written, self.state.counts.lost)
 
     def _open_streams(self) -> int:
         server = getattr(self, "server", None)
@@ -424,6 +458,14 @@ class Agent(Closing):
         if metrics is not None:
             metrics.close()
             self.metrics = None
+        flow_logs = getattr(self, "flow_logs", None)
+        if flow_logs is not None:
+            flow_logs.close()  # after ingest: what it handed over is written
+            self.flow_logs = None
+        history = getattr(self, "history", None)
+        if history is not None:
+            history.close()
+            self.history = None
         sessions = getattr(self, "sessions", None)
         if sessions is not None:
             sessions.close()
