@@ -14,7 +14,8 @@ from pathlib import Path
 
 def link_tree(checkout: Path) -> Path:
     """The folder holding `checkout`'s flowscope package; SystemExit, saying what to do, when there is none."""
-    trees = sorted(checkout.glob("build/__editable__.*/flowscope"))
+    # The newest: a checkout that gained a C extension has a platform-named tree beside its old pure-Python one.
+    trees = sorted(checkout.glob("build/__editable__.*/flowscope"), key=lambda tree: tree.stat().st_mtime)
     if not trees:
         raise SystemExit(
             f"{checkout} has no build/__editable__.*/flowscope: run {checkout}/scripts/setup there first (a checkout"
