@@ -22,14 +22,16 @@ LEAVE_ALTERNATE_SCREEN, SHOW_CURSOR = "\x1b[?1049l", "\x1b[?25h"
 
 
 class Terminal:
-    """`flowscope top ARGS` in a pseudo-terminal of `rows` x `cols`."""
+    """`flowscope top ARGS` (or another full-screen command: `map`) in a pseudo-terminal of `rows` x `cols`."""
 
-    def __init__(self, args: list[str], env: dict[str, str], rows: int = 30, cols: int = 150) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], rows: int = 30, cols: int = 150, command: str = "top"
+    ) -> None:
         self.master, self.slave = pty.openpty()
         fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.settings = termios.tcgetattr(self.slave)
         self.process = subprocess.Popen(
-            [*flowscope_command(), "top", *args],
+            [*flowscope_command(), command, *args],
             stdin=self.slave,
             stdout=self.slave,
             stderr=self.slave,

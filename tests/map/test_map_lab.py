@@ -1,0 +1,111 @@
+"""`flowscope map` on a real agent: a one-node lab with traffic, drawn in a pseudo-terminal and as pictures.
+
+The live map must show the lab's client talking to its server (TCP/9000) and to the cluster DNS (UDP/53), turn
+an edge red once the client sends to a port nobody listens on (the kernel drops those datagrams: NO_SOCKET),
+and focus a node on Enter; `--once --svg` must write an SVG that parses and shows the same edges, and `--dot`
+Graphviz text naming them."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cli_runner import run_flowscope
+from top_terminal import Terminal
+
+from flowscope.lab import Lab
+
+pytestmark = pytest.mark.bpf
+
+CLOSED_PORT = 9999
+SEND = """
+import socket, sys, time
+end = time.monotonic() + float(sys.argv[3])
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+    while time.monotonic() < end:
+        udp.sendto(b"nobody listens", (sys.argv[1], int(sys.argv[2])))
+        time.sleep(0.05)
+"""
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with Lab(f"t{os.getpid()}-map") as lab:
+        lab.up(traffic=True, agent=True)
+        yield lab
+
+
+def server(lab: Lab) -> str:
+    return f"unix://{lab.agent_socket('node1')}"
+
+
+def send_to_closed_port(lab: Lab, seconds: float) -> threading.Thread:
+    """Datagrams from the client to the server pod's closed port, for `seconds`, in the background."""
+    address = lab.topology.pod("server").ipv4
+    argv = [sys.executable, "-c", SEND, address, str(CLOSED_PORT), str(seconds)]
+    thread = threading.Thread(target=lab.exec, args=("client", argv), kwargs={"timeout": seconds + 30}, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_live_map_shows_the_labs_edges_a_drop_in_red_and_a_focused_node(
+    lab: Lab, map_terminal: Callable[..., Terminal]
+) -> None:
+    term = map_terminal("--server", server(lab))
+    term.wait_for(
+        lambda text: all(word in text for word in ("client", "server", "TCP/9000", "UDP/53", "kube-dns")),
+        "the client's edges to its server and to the DNS",
+        timeout=40,
+    )
+    sender = send_to_closed_port(lab, 20)
+    term.wait_for(lambda text: f"UDP/{CLOSED_PORT}" in text and "dropped" in text, "the edge to the closed port")
+    frame = term.text.rsplit("\x1b[H", 1)[-1]
+    # rich's bold red (1;31) starts the run of text that holds the edge's label.
+    assert re.search(rf"\x1b\[1;31m[^\x1b]*UDP/{CLOSED_PORT} [0-9.]+/s [0-9<]+% dropped", frame), frame
+    # Walk the nodes until the client is selected, then focus it: its edges listed, and its latest flows.
+    for _ in range(30):
+        term.type("\r")
+        screen = term.wait_for(lambda text: "focus:" in text, "a focused node")
+        if "focus: default/client" in screen:
+            break
+        term.type("\x1b")
+        term.wait_for(lambda text: "focus:" not in text, "the whole map again")
+        term.type("j")
+    screen = term.wait_for(
+        lambda text: "default/client → default/server  TCP/9000" in text and "latest flows" in text,
+        "the client's edges and latest flows",
+    )
+    assert re.search(rf"default/client → default/server  UDP/{CLOSED_PORT} .*dropped", screen), screen
+    term.type("\x1b")
+    term.wait_for(lambda text: "focus:" not in text and "TCP/9000" in text, "the whole map after Esc")
+    term.type("q")
+    assert term.exit_code() == 0
+    assert term.restored()
+    sender.join(timeout=60)
+
+
+def test_once_writes_an_svg_and_graphviz_with_the_same_edges(lab: Lab, tmp_path: Path) -> None:
+    term_free = ("--server", server(lab), "--once", "--width", "150")
+    svg, dot = tmp_path / "map.svg", tmp_path / "map.dot"
+    deadline_runs = 20
+    for _ in range(deadline_runs):  # the lab's first seconds may not have every edge yet
+        done = run_flowscope("map", *term_free, "--svg", str(svg), "--dot", str(dot), timeout=60)
+        assert done.returncode == 0, done.stderr
+        if "TCP/9000" in dot.read_text() and "UDP/53" in dot.read_text():
+            break
+    root = ElementTree.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    text = "".join(element.text or "" for element in root.iter("{http://www.w3.org/2000/svg}text"))
+    text = text.replace("\xa0", " ")
+    for words in ("client", "server", "TCP/9000", "UDP/53", "◆ kube-dns"):
+        assert words in text, text
+    edges = set(re.findall(r'^  "([^"]+)" -> "([^"]+)" \[label="(\S+) ', dot.read_text(), re.MULTILINE))
+    assert ("default/client", "default/server", "TCP/9000") in edges
+    assert ("default/client", "svc:kube-system/kube-dns", "UDP/53") in edges
+    assert ("svc:kube-system/kube-dns", "kube-system/kube-dns", "UDP/53") in edges

@@ -1,0 +1,115 @@
+"""The map's state and layout on flows made here: which edge a flow counts on, boxes that keep their place as
+traffic changes, what does not fit folded into `+N more`, and the Graphviz text read back."""
+
+from __future__ import annotations
+
+import re
+
+from map_flows import flow, response
+from rich.console import Console
+
+from flowscope.api.flow import flow_pb2
+from flowscope.cli.map import export
+from flowscope.cli.map.frame import frame
+from flowscope.cli.map.graph import MapSnapshot, MapTable
+from flowscope.cli.map.layout import arrange
+
+NOW = 1_800_000_000.0
+
+
+def table_of(*flows: flow_pb2.Flow) -> MapTable:
+    table = MapTable(clock=lambda: NOW)
+    for made in flows:
+        table.add(response(made))
+    return table
+
+
+def everything(snapshot: MapSnapshot, height: int = 60) -> dict[str, tuple[int, int]]:
+    """Each node's (column, first line) with every node and edge shown."""
+    layout = arrange(snapshot, range(len(snapshot.nodes)), range(len(snapshot.edges)), height)
+    return {snapshot.nodes[node].full: (p.column, p.top) for node, p in layout.placed.items()}
+
+
+def edges(snapshot: MapSnapshot) -> set[tuple[str, str, str]]:
+    return {(snapshot.nodes[e.source].full, snapshot.nodes[e.destination].full, e.protocol) for e in snapshot.edges}
+
+
+def test_a_flow_counts_on_one_edge_replies_turned_around_services_as_the_entry() -> None:
+    table = table_of(
+        flow("default/client", "default/server", 9000, NOW - 1),
+        flow("default/server", "default/client", 9000, NOW - 1, reply=True),
+        flow("default/client", "world", 53, NOW - 1, udp=True, service="kube-system/kube-dns"),
+        flow("default/client", "kube-system/dns", 53, NOW - 1, udp=True, service="kube-system/kube-dns"),
+    )
+    snapshot = table.map_snapshot()
+    assert edges(snapshot) == {
+        ("default/client", "default/server", "TCP/9000"),
+        ("default/client", "svc:kube-system/kube-dns", "UDP/53"),
+        ("svc:kube-system/kube-dns", "kube-system/dns", "UDP/53"),
+    }
+    (tcp,) = [i for i, e in enumerate(snapshot.edges) if e.protocol == "TCP/9000"]
+    assert snapshot.total[tcp] == 2  # the reply counts in its connection's edge
+
+
+def test_adding_edges_moves_no_existing_node() -> None:
+    base = [
+        flow("default/client", "default/server", 9000, NOW - 2),
+        flow("default/client", "kube-system/dns", 53, NOW - 2, udp=True),
+        flow("web/web", "default/server", 9000, NOW - 2),
+    ]
+    before = everything(table_of(*base).map_snapshot())
+    # A new source and a new destination, in namespaces old and new: appended, nothing moves.
+    grown = table_of(*base, flow("world", "web/web", 80, NOW - 1), flow("web/web", "other/db", 5432, NOW - 1))
+    after = everything(grown.map_snapshot())
+    assert {name: after[name] for name in before} == before
+    assert set(after) - set(before) == {"(world)", "other/db"}
+
+
+def test_an_existing_box_that_gains_an_edge_keeps_its_column_and_order() -> None:
+    base = [flow("default/client", "default/server", 9000, NOW - 2), flow("web/web", "default/db", 1, NOW - 2)]
+    before = everything(table_of(*base).map_snapshot())
+    after = everything(table_of(*base, flow("default/client", "default/db", 5432, NOW - 1)).map_snapshot())
+    assert {name: after[name][0] for name in before} == {name: place[0] for name, place in before.items()}
+    assert sorted(before, key=lambda name: before[name]) == sorted(before, key=lambda name: after[name])
+
+
+def test_what_does_not_fit_is_folded_into_more_the_quietest_first() -> None:
+    flows = [flow(f"ns{index}/app{index}", "default/server", 80, NOW - 1) for index in range(40)]
+    flows += [flow("ns0/app0", "default/server", 80, NOW - 1) for _ in range(50)]  # the busiest source
+    snapshot = table_of(*flows).map_snapshot()
+    layout = arrange(snapshot, range(len(snapshot.nodes)), range(len(snapshot.edges)), 20)
+    assert layout.height <= 20
+    shown = {snapshot.nodes[node].full for node in layout.placed}
+    assert "ns0/app0" in shown and "default/server" in shown
+    _, folded = layout.more[0]
+    assert folded == 40 - sum(1 for name in shown if name.startswith("ns"))
+    console = Console(width=120)
+    with console.capture() as capture:
+        console.print(frame(snapshot, None, "test", "app", 120, 24))
+    assert re.search(r"^  \+\d+ more$", capture.get(), re.MULTILINE)  # the screen folds its own share
+
+
+def test_drops_are_red_and_their_share_is_shown() -> None:
+    table = table_of(
+        flow("default/client", "default/server", 9000, NOW - 1),
+        flow("default/client", "default/server", 9000, NOW - 1, verdict=flow_pb2.DROPPED),
+    )
+    console = Console(width=120, force_terminal=True, color_system="standard")
+    with console.capture() as capture:
+        console.print(frame(table.map_snapshot(), None, "test", "app", 120, 24))
+    text = capture.get()
+    assert re.search(r"\x1b\[1;31m[^\x1b]*TCP/9000 [0-9.]+/s 50% dropped", text), text
+
+
+def test_dot_reads_back_as_the_edges() -> None:
+    snapshot = table_of(
+        flow("default/client", "default/server", 9000, NOW - 1),
+        flow("default/client", "kube-system/dns", 53, NOW - 1, udp=True, verdict=flow_pb2.DROPPED),
+        flow("world", "web/web", 80, NOW - 1),
+    ).map_snapshot()
+    text = export.dot(snapshot)
+    assert text.startswith("digraph flowscope {") and text.rstrip().endswith("}")
+    found = set(re.findall(r'^  "([^"]+)" -> "([^"]+)" \[label="(\S+) ', text, re.MULTILINE))
+    assert found == edges(snapshot)
+    assert re.search(r'"default/client" -> "kube-system/dns" \[label="UDP/53 [^"]*100% dropped", color=red', text)
+    assert re.search(r'subgraph "cluster_default" \{\n    label="default";\n    "default/client"', text)
