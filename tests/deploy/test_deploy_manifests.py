@@ -219,3 +219,18 @@ def test_the_images_entry_point_is_the_script_deploy_ships() -> None:
     assert 'ENTRYPOINT ["/usr/local/bin/flowscope-entrypoint"]' in text
     subprocess.run(["sh", "-n", str(DEPLOY / "entrypoint.sh")], check=True)
     assert KUSTOMIZATION.exists()
+
+
+def test_the_flow_logs_configmap_is_one_the_agent_takes_and_writes_to_the_nodes_disk() -> None:
+    from flowscope.observer.exporter.flowlogs_config import parse_flowlogs
+    from flowscope.observer.parser import compile_field_mask
+
+    agent = container(*AGENT)
+    path = parse(agent.argv()).flowlogs_config
+    volume = agent.mount_of(str(path))[1]
+    exporters = parse_flowlogs(find("ConfigMap", volume["configMap"]["name"])["data"][path.name])
+    assert exporters
+    for exporter in exporters:
+        compile_field_mask(exporter.spec.field_mask)  # every path is a Flow field
+        mount, volume = agent.mount_of(exporter.path)
+        assert volume["hostPath"]["path"] == mount["mountPath"] and not mount.get("readOnly"), exporter.path

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from deploy_manifests import Container, container, parse
+from deploy_manifests import Container, container, find, parse
 
 from flowscope.lab import Lab
 from flowscope.observer.server.peer import TLS_DOMAIN
@@ -50,10 +50,26 @@ def secret(folder: Path, ca: Path, ca_key: Path, name: str, dns: str, usage: str
     return folder
 
 
-def with_secret_at(c: Container, folder: Path) -> list[str]:
-    """The container's arguments, its TLS Secret's mount path replaced by `folder`."""
-    (mount,) = [m for m in c.spec["volumeMounts"] if m["name"] == "tls"]
-    return [arg.replace(mount["mountPath"], str(folder)) for arg in c.argv()]
+def with_files_at(c: Container, secret: Path, folder: Path) -> list[str]:
+    """The container's arguments with its files where this test put them: its TLS Secret's in `secret`, each
+    ConfigMap's written out under `folder` (node paths in them, such as flow-log files, moved under `folder` too)."""
+    argv = c.argv()
+    node_paths = {m["mountPath"]: str(folder / m["name"]) for m in c.spec["volumeMounts"] if m["name"] == "flowlogs"}
+    for mount in c.spec["volumeMounts"]:
+        volume = next(v for v in c.pod["volumes"] if v["name"] == mount["name"])
+        if "secret" in volume:
+            target = secret
+        elif "configMap" in volume:
+            target = folder / mount["name"]
+            target.mkdir()
+            for key, text in find("ConfigMap", volume["configMap"]["name"])["data"].items():
+                for node_path, here in node_paths.items():
+                    text = text.replace(node_path, here)
+                (target / key).write_text(text)
+        else:
+            continue
+        argv = [arg.replace(mount["mountPath"], str(target)) for arg in argv]
+    return argv
 
 
 def replaced(argv: list[str], flag: str, value: str) -> list[str]:
@@ -89,9 +105,15 @@ def test_the_relay_reads_the_agent_over_mutual_tls_as_the_manifests_configure_th
     relay_secret = secret(tmp_path / "relay", ca, ca_key, "flowscope-relay", "flowscope-relay", "clientAuth")
 
     # The agent: the lab's flags for what is the lab's (node name, cluster file, device, socket), the manifest's
-    # for the rest (TLS, listen and metrics addresses, compile cache).
+    # for the rest (TLS, listen and metrics addresses, flow logs, compile cache).
+    (tmp_path / "agent-files").mkdir()
+    (tmp_path / "relay-files").mkdir()
     agent_args = parse(agent.argv())
-    manifests = [arg for arg in with_secret_at(agent, agent_secret)[1:] if arg.split("=")[0] not in LAB_FLAGS]
+    manifests = [
+        arg
+        for arg in with_files_at(agent, agent_secret, tmp_path / "agent-files")[1:]
+        if arg.split("=")[0] not in LAB_FLAGS
+    ]
     assert len([arg for arg in manifests if arg.startswith("--tls-")]) == 3
     lab.up(traffic=False, agent=False)
     lab.start_agents(extra_args=manifests)
@@ -100,7 +122,7 @@ def test_the_relay_reads_the_agent_over_mutual_tls_as_the_manifests_configure_th
     node = lab.topology.nodes[0]
     service_port = parse(relay.argv()).peer_service.rsplit(":", 1)[1]
     assert int(service_port) == int(agent_args.listen_address.rsplit(":", 1)[1])
-    argv = with_secret_at(relay, relay_secret)
+    argv = with_files_at(relay, relay_secret, tmp_path / "relay-files")
     argv = replaced(argv, "--peer-service", f"{node.ipv4}:{service_port}")
     server_name = parse(relay.argv()).peer_service_tls_server_name
     argv = replaced(argv, "--peer-service-tls-server-name", server_name.replace(".default.", f".{cluster}."))
