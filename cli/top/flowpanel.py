@@ -58,20 +58,20 @@ def height(screen_height: int) -> int:
 
 
 def trace_arguments(key: RowKey) -> list[str]:
-    """`flowscope trace` filter flags that pick this connection's packets: pods by name, other ends by address,
-    the destination port and the protocol."""
+    """`flowscope trace` filter flags that pick this connection's packets: the protocol and destination port
+    (first: a narrow title cuts the end), then pods by name and other ends by address."""
     arguments: list[str] = []
+    kind, _, port = key.protocol.partition("/")
+    if kind in ("TCP", "UDP", "SCTP"):
+        arguments += ["--protocol", kind.lower()]
+        if port:
+            arguments += ["--to-port", port]
     for side, name in (("from", key.source), ("to", key.destination)):
         address = name.split(" (", 1)[0]  # `10.0.0.1 (host)`: the reserved identity is not an address
         if "/" in name and " " not in name:
             arguments += [f"--{side}-pod", name]
         elif address and address != "?":
             arguments += [f"--{side}-ip", address]
-    kind, _, port = key.protocol.partition("/")
-    if kind in ("TCP", "UDP", "SCTP"):
-        arguments += ["--protocol", kind.lower()]
-        if port:
-            arguments += ["--to-port", port]
     return arguments
 
 
@@ -80,7 +80,7 @@ def panel(key: RowKey, flows: list[flow_pb2.Flow], lines: int) -> list[Text]:
     last, as `observe` shows them."""
     title = Text.assemble(
         (f" {key.source} → {key.destination} {key.protocol} {key.verdict} ", "bold reverse"),
-        f"  latest {min(len(flows), lines - 1)} of its flows  ·  Enter/Esc close  ·  trace: ",
+        f" latest {min(len(flows), lines - 1)} · trace: ",
         ("flowscope trace " + " ".join(trace_arguments(key)), "dim"),
         no_wrap=True,
         overflow="ellipsis",

@@ -39,9 +39,9 @@ _HTTP_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx", "")
 _DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other")
 
 
-def _words(kind: str, counts: np.ndarray) -> str:
-    """Answers by status slot: `2xx 12 4xx 3`, `NOERROR 5 NXDOMAIN 1`."""
-    names = _DNS_RCODES if kind == "DNS" else _HTTP_CLASSES
+def _words(kind: str, counts: np.ndarray, short: bool = False) -> str:
+    """Answers by status slot: `2xx 12 4xx 3`, `NOERROR 5 NXDOMAIN 1` (`short`: `ok 5 NXDOMAIN 1`)."""
+    names = (("ok", *_DNS_RCODES[1:]) if short else _DNS_RCODES) if kind == "DNS" else _HTTP_CLASSES
     return " ".join(f"{names[slot]} {human(float(count))}" for slot, count in enumerate(counts) if count)
 
 
@@ -74,13 +74,15 @@ def l7_cells(snapshot: L7Snapshot, row: int) -> dict[str, Cell]:
     return cells
 
 
-L7_CELL = 34  # the connection view's L7 column
+L7_CELL = 44  # the connection view's L7 column
+_REQUEST_AT_LEAST = 10  # cells of the request kept however long the answers' words are
 
 
 def connection_cell(snapshot: L7Snapshot, connection: Connection) -> Cell:
     """A connection's L7 in one cell: its busiest request (`+N` more asked on it), the answers of all of them
-    by status, and that request's p50/p95 (`GET /api +2 2xx 40 5xx 1 1.2ms/8.0ms`); the request is what is cut
-    when it does not fit. Red when any answer was an error; empty for a connection without L7."""
+    by status (DNS's NOERROR as `ok`), and that request's p50/p95 (`GET /api +2 2xx 40 5xx 1 1.2ms/8.0ms`); the
+    request is what is cut when it does not fit, down to a few cells. Red when any answer was an error; empty
+    for a connection without L7."""
     rows = snapshot.of_connection(connection)
     if not rows:
         return ("", "")
@@ -89,7 +91,8 @@ def connection_cell(snapshot: L7Snapshot, connection: Connection) -> Cell:
     p50, p95 = float(snapshot.p50[busiest]), float(snapshot.p95[busiest])
     latency = "" if math.isnan(p95) else f"{duration(p50)[0]}/{duration(p95)[0]}"
     more = f" +{len(rows) - 1}" if len(rows) > 1 else ""
-    tail = " ".join(part for part in (_words(kind, snapshot.status[rows].sum(axis=0)), latency) if part)
-    request = cut(snapshot.keys[busiest].request, L7_CELL - cell_len(more) - cell_len(tail) - 1)
+    tail = " ".join(part for part in (_words(kind, snapshot.status[rows].sum(axis=0), short=True), latency) if part)
+    room = max(L7_CELL - cell_len(more) - cell_len(tail) - 1, _REQUEST_AT_LEAST)
+    request = cut(snapshot.keys[busiest].request, room)
     errors = int(snapshot.errors[rows].sum())
     return (f"{request}{more} {tail}".rstrip(), "red" if errors else "magenta")

@@ -21,7 +21,7 @@ from flowscope.cli.top.state import FlowTable
 
 READ_SECONDS = 2.0  # after the backfill (the last 40 s), live flows for the 2 s rate column to mean something
 ROWS = 60  # rows in a picture at most
-WIDTH = 160  # a picture's width when the output is not a terminal
+WIDTH = 200  # a picture's width (and --once's into a pipe): room for the L7 column and the sparklines
 
 
 def write(table: FlowTable, shown: str, server: str, svg: Path | None, html: Path | None, width: int | None) -> None:

@@ -1,11 +1,15 @@
-"""`flowscope top` on a real agent: a one-node lab with traffic, its flows on the screen, `q` to leave."""
+"""`flowscope top` on a real agent: a one-node lab with traffic, its flows on the screen, a connection opened
+on its latest flows, `q` to leave; and the table written once as an SVG."""
 
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cli_runner import run_flowscope
 from top_terminal import Terminal
 
 from flowscope.lab import Lab
@@ -43,3 +47,38 @@ def test_a_real_agents_connections(lab: Lab, terminal_for: Callable[..., Termina
     term.type("q")
     assert term.exit_code() == 0
     assert term.restored()
+
+
+def test_enter_opens_a_connections_latest_flows(lab: Lab, terminal_for: Callable[..., Terminal]) -> None:
+    term = terminal_for("--server", f"unix://{lab.agent_socket('node1')}", "--to-port", "9000", cols=160)
+    term.wait_for(lambda text: "default/client" in text and "TCP/9000" in text, "the client's connection", timeout=30)
+    term.type("\r")
+    screen = term.wait_for(
+        lambda text: "Enter/Esc close" in text and "trace: flowscope trace" in text and ":9000 (ID:" in text,
+        "the opened connection's flows, as observe prints them",
+    )
+    title = next(line for line in screen.splitlines() if "trace: flowscope trace" in line)
+    assert "TCP/9000" in title and "--to-port 9000" in title, screen
+    flows = [line for line in screen.splitlines() if ":9000 (ID:" in line]
+    assert all(" -> " in line or " <- " in line for line in flows), screen
+    assert all("default/client:" in line and "default/server:9000" in line for line in flows), screen
+    term.type("\x1b")
+    term.wait_for(lambda text: "Enter/Esc close" not in text and "Enter flows" in text, "the flows closed")
+    term.type("q")
+    assert term.exit_code() == 0
+    assert term.restored()
+
+
+def test_once_writes_the_labs_table_as_an_svg(lab: Lab, env: dict[str, str], short_tmp: Path) -> None:
+    picture = short_tmp / "top.svg"
+    done = run_flowscope(
+        "top", "--server", f"unix://{lab.agent_socket('node1')}", "--once", "--svg", str(picture), env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    root = ElementTree.parse(picture).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    text = "".join(root.itertext()).replace("\xa0", " ")
+    rows = [line for line in text.splitlines() if "default/client" in line and "default/server" in line]
+    assert any("TCP/9000" in row and "FORWARDED" in row for row in rows), text[-3000:]
+    assert "nodes 1 seen in flows: node1" in text
