@@ -16,6 +16,7 @@ import argparse
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 from rich.console import Console, Group
@@ -28,7 +29,7 @@ from flowscope.cli.interrupts import EXIT_CODE, Interrupts
 from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
 from flowscope.cli.observe.follow import GET_FLOWS, backoff, parse
 from flowscope.cli.observe.request import raw_filters_yaml
-from flowscope.cli.top import render
+from flowscope.cli.top import flowpanel, picture, render
 from flowscope.cli.top.controls import Action, Controls
 from flowscope.cli.top.keys import RawTerminal, read_keys
 from flowscope.cli.top.livefilter import LiveFilter, initial_request, initial_text
@@ -49,7 +50,11 @@ answers (since top started or the filter changed; within 10%).
 
 Keys: q quit, / edit the filter (observe's flags, checked as typed; Enter applies, Esc cancels), v switch
 between connections and L7, r sort by rate (again: 2s/10s/40s window), l last seen, d drops (L7: errors)
-first, t total, s slowest p95 (L7), f freeze the order, p pause, arrows/PgUp/PgDn/Home/End scroll.
+first, t total, s slowest p95 (L7), f freeze the order, p pause, arrows/PgUp/PgDn/Home/End scroll (the
+selected row leads), Enter opens the selected connection's latest flows below the table (Enter/Esc close).
+
+--once prints the table after a short read (the last 40 s, then 2 s of live flows) and exits; --svg FILE and
+--html FILE write it as a picture instead.
 """
 
 
@@ -67,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_server_flags(parser)
     parser.add_argument("--refresh", type=_hertz, default=4.0, metavar="HZ", help="frames a second, 4 to 10 (4)")
     parser.add_argument("--l7", action="store_true", help="start in the L7 view (DNS, HTTP); key v switches")
+    once = parser.add_argument_group("once")
+    once.add_argument("--once", action="store_true", help="print the table after a short read, then exit")
+    once.add_argument("--svg", type=Path, metavar="FILE", help="write the table as an SVG picture (implies --once)")
+    once.add_argument("--html", type=Path, metavar="FILE", help="write the table as HTML (implies --once)")
+    once.add_argument("--width", type=int, metavar="COLS", help="the --once table's width (a picture's: 200)")
     # What observe's request building reads from its output flags: text output, the default field mask.
     parser.set_defaults(run=run, output="compact", field_mask=[], use_default_field_masks=True)
 
@@ -86,11 +96,30 @@ def run(args: argparse.Namespace) -> int:
     if args.print_raw_filters:
         sys.stdout.write(raw_filters_yaml(request))
         return 0
+    if args.once or args.svg or args.html:
+        return _once(args, request)
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         raise CliError("top needs a terminal for its screen and keys; for a stream of flows use 'observe -f'")
     with connect(ServerOptions.from_args(args), channel=False) as connection:
         shown = "l7" if args.l7 else "flows"
         return Viewer(connection, LiveFilter(args), initial_text(args), 1.0 / args.refresh, shown).run(request)
+
+
+def _once(args: argparse.Namespace, request: observer_pb2.GetFlowsRequest) -> int:
+    """Read for picture.READ_SECONDS (or until the stream ends), then print or write the table once."""
+    with connect(ServerOptions.from_args(args), channel=False) as connection:
+        stream = Stream(connection, request, FlowTable())
+        try:
+            deadline = time.monotonic() + picture.READ_SECONDS
+            while stream.ended_at is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stream.stop()
+        if stream.refused or (stream.lost and not stream.received):
+            raise CliError(stream.refused or stream.lost or "")
+        shown = "l7" if args.l7 else "flows"
+        picture.write(stream.table, shown, connection.target, args.svg, args.html, args.width)
+    return 0
 
 
 class Stream:
@@ -185,9 +214,17 @@ class Viewer:
     def build(self, width: int, height: int) -> Group:
         """One frame from a fresh snapshot (or the paused one): the work done 4-10 times a second."""
         assert self.stream is not None
-        self.controls.page = render.visible_rows(height, len(render.refusal(self.controls, width)))
-        snapshot, order = self.controls.view(self.stream.table.snapshot)
-        return render.frame(snapshot, order, self.controls, self.connection.target, width, height)
+        table = self.stream.table
+        opened = self.controls.opened is not None or self.controls.opening
+        below = flowpanel.height(height) if opened and self.controls.shown == "flows" else 0
+        self.controls.page = render.visible_rows(height, len(render.refusal(self.controls, width)) + below)
+        snapshot, order = self.controls.view(table.snapshot)
+        if table.opened != self.controls.opened:  # opened or closed by a key, or a new filter's table
+            table.open(self.controls.opened)
+        panel = None
+        if self.controls.opened is not None and below:
+            panel = flowpanel.panel(self.controls.opened, table.opened_flows(), below)
+        return render.frame(snapshot, order, self.controls, self.connection.target, width, height, panel)
 
     def _restart(self, request: observer_pb2.GetFlowsRequest, table: FlowTable) -> None:
         if self.stream is not None:
