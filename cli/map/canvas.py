@@ -89,6 +89,6 @@ class Canvas:
                     line.append("".join(run), style or None)
                     run, style = [], styles[x]
                 run.append(char)
-            line.append("".join(run).rstrip() if not style else "".join(run), style or None)
+            line.append("".join(run).rstrip() if not style else "".join(run), style or None)  # no trailing blanks
             result.append(line)
         return result

@@ -118,7 +118,8 @@ def draw(
         name = _cut(node.label, NAME_WIDTH)
         canvas.write(left + 2, placed.top, name, SELECTED if placed.node == selected else "")
         if not node.namespace and placed.edges:  # boxless: its edges fan out from right after the name
-            spine = left + 3 + len(name)
+            spine = left + 4 + len(name)
+            canvas.horizontal(placed.top, spine - 1, spine)
             canvas.vertical(spine, placed.top, placed.top + len(placed.edges) - 1)
             for line in range(len(placed.edges)):
                 canvas.horizontal(placed.top + line, spine, left + box_widths[placed.column] - 1)
