@@ -156,9 +156,11 @@ def _edge(
     canvas.mark(start, y, RIGHT, paint)
     if target.column != column + 1:  # a stub naming where it goes
         limit = lefts[column + 1] - 3 - len(lanes[column]) if column + 1 < len(lefts) else canvas.width
-        name = f" ──▶ {snapshot.nodes[target.node].full}"
+        room = limit - start - 3
+        name = snapshot.nodes[target.node].full
+        name = _cut(name, max(10, room - len(text) - 5))  # the label first: a name cut short still says enough
         canvas.horizontal(y, start, start + 1, paint)
-        canvas.write(start + 2, y, f" {_cut(text, limit - start - 3 - len(name))}{name}", paint, limit=limit)
+        canvas.write(start + 2, y, f" {_cut(text, room - len(name) - 5)} ──▶ {name}", paint, limit=limit)
         return
     arrival = lefts[target.column] - 1
     lane = arrival - 2 - lanes[column].get(target.node, 0)
