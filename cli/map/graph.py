@@ -98,6 +98,8 @@ class MapTable(FlowTable):
         self._edge_answers = Buckets(capacity)
         self._edge_errors = Buckets(capacity)
         self._edge_recent: deque[Recent] = deque(maxlen=RECENT)
+        self._map_pods: dict[tuple[str, str, int], Node] = {}  # by namespace, pod and identity (a relabelled pod's
+        # identity changes with its labels, so it gets a new entry)
 
     def add_flow(self, flow: flow_pb2.Flow) -> None:
         super().add_flow(flow)
@@ -130,8 +132,8 @@ class MapTable(FlowTable):
 
     def _ends(self, flow: flow_pb2.Flow) -> tuple[Node, Node, str, bool]:
         """The edge's two boxes and protocol/port, in the connection's direction (outside the lock)."""
-        source = endpoint_node(flow.source, flow.IP.source, self.by)
-        destination = endpoint_node(flow.destination, flow.IP.destination, self.by)
+        source = self._endpoint(flow.source, flow.IP.source)
+        destination = self._endpoint(flow.destination, flow.IP.destination)
         source_port, destination_port = fields.ports(flow)
         reply = flow.HasField("is_reply") and flow.is_reply.value
         service = flow.destination_service if flow.HasField("destination_service") else None
@@ -147,6 +149,17 @@ class MapTable(FlowTable):
         kind = flow.l4.WhichOneof("protocol") or ""
         protocol = f"{kind}/{destination_port}" if destination_port and destination_port != "0" else kind
         return source, destination, protocol, reply
+
+    def _endpoint(self, endpoint: flow_pb2.Endpoint, address: str) -> Node:
+        """endpoint_node, remembered per pod: a pod's labels do not change between its flows, and reading them
+        again is most of what a flow costs here. Addresses are not remembered (the world has too many)."""
+        if not endpoint.pod_name:
+            return endpoint_node(endpoint, address, self.by)
+        key = (endpoint.namespace, endpoint.pod_name, endpoint.identity)
+        node = self._map_pods.get(key)
+        if node is None:
+            node = self._map_pods[key] = endpoint_node(endpoint, address, self.by)
+        return node
 
     def _edge(self, source: Node, destination: Node, protocol: str, reply: bool) -> int:
         """The edge's index, made on first sight with its boxes (called under the lock)."""
