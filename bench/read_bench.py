@@ -6,11 +6,12 @@ Each checkout serves from a worker process of its own: the agent's own gRPC serv
 service, ring and decoder) on a unix socket, its ring filled with records of lab traffic (TCP both ways, UDP,
 IPv6), as an agent at aggregation `none` stores a flood. The client asks as the hubble CLI does: no field
 mask (its jsonpb output) and Hubble's default field mask (compact), and reads the responses raw (the bytes
-gRPC hands over, as the Go CLI's cost is outside Python) and as messages. Rounds alternate between the
-checkouts so a slow moment of the machine hurts both. The worker also serves a stream of ready-made response
-bytes, the floor of a Python gRPC server's cost per message, which no encoder can go below: from grpcio's
-server ("floor") and, in a checkout that has it, from common/h2grpc's Server ("floor h2grpc"), which sends a
-stream's messages in batches.
+gRPC hands over, as the Go CLI's cost is outside Python) and as messages, with grpcio's client and with
+common/h2grpc's reader (~1 µs of client CPU a flow, near a Go client's: the time is then the server's).
+Rounds alternate between the checkouts so a slow moment of the machine hurts both. The worker also serves a
+stream of ready-made response bytes, the floor of a Python gRPC server's cost per message, which no encoder
+can go below: from grpcio's server ("floor") and, in a checkout that has it, from common/h2grpc's Server
+("floor h2grpc"), which sends a stream's messages in batches.
 
 `--profile` prints where this checkout's agent spends a `--last` request's time (cProfile, in process).
 """
@@ -188,6 +189,14 @@ def measure(worker: Worker, case: str, count: int) -> tuple[float, float, int]:
     decode: Callable[[bytes], object] | None = observer_pb2.GetFlowsResponse.FromString if "messages" in case else None
     floors = {"floor": ".floor", "floor h2grpc": ".floor-h2"}
     target = f"unix://{worker.socket}{floors.get(case, '')}"
+    if case.endswith(FAST_CLIENT):  # a client that costs ~1 µs a flow, as a Go client does: the server is measured
+        from flowscope.common.h2grpc.client import open_stream
+
+        cpu = worker.cpu_s()
+        start = time.perf_counter()
+        stream = open_stream(target, GETFLOWS, request.SerializeToString(), timeout=120)
+        received = sum(len(batch) for batch in stream.batches())
+        return time.perf_counter() - start, worker.cpu_s() - cpu, received
     with grpc.insecure_channel(target) as channel:
         if case in floors:
             call = channel.unary_stream(FLOOR_METHOD)
@@ -201,7 +210,17 @@ def measure(worker: Worker, case: str, count: int) -> tuple[float, float, int]:
         return time.perf_counter() - start, worker.cpu_s() - cpu, received
 
 
-CASES = ("jsonpb raw", "jsonpb messages", "compact raw", "compact messages", "floor", "floor h2grpc")
+FAST_CLIENT = ", h2grpc reader"
+CASES = (
+    "jsonpb raw",
+    "jsonpb messages",
+    "compact raw",
+    "compact messages",
+    "floor",
+    "floor h2grpc",
+    "jsonpb raw" + FAST_CLIENT,
+    "compact raw" + FAST_CLIENT,
+)
 
 
 def profile(count: int) -> None:
