@@ -87,5 +87,9 @@ class History:
 
     def of(self, row: int) -> np.ndarray:
         """The row's counts of the HISTORY whole seconds before the current one, oldest first."""
-        seconds = [(self.second - back) % RING for back in range(HISTORY, 0, -1)]
-        return self.counts[seconds, row]
+        return self.of_rows(np.array([row]))[:, 0]
+
+    def of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(HISTORY, len(rows)) counts of those rows, oldest second first: a frame's visible rows at once."""
+        seconds = np.array([(self.second - back) % RING for back in range(HISTORY, 0, -1)])
+        return self.counts[seconds[:, None], rows]

@@ -99,14 +99,24 @@ def fit(text: str, width: int, right: bool = False) -> str:
 
 
 def sparkline(counts: np.ndarray, width: int) -> str:
-    """Counts per second (oldest first) drawn in `width` characters, each the sum of an equal share of the
-    seconds (60 s in 15: 4 s a bar). Bars are scaled to the row's own busiest bar, since a row is read for its
-    shape (steady, bursty, stopped) while the rate columns compare rows; a bar with no flows is blank, so one
-    flow is never mistaken for silence."""
-    edges = np.linspace(0, len(counts), width + 1).astype(np.int64)[:-1]
-    sums = np.add.reduceat(counts.astype(np.int64), edges) if len(counts) else np.zeros(width, np.int64)
-    top = int(sums.max()) if len(sums) else 0
-    if top == 0:
-        return " " * width
-    levels = np.ceil(sums * len(BARS) / top).astype(np.int64)  # 1..8 for any count above zero
-    return "".join(BARS[level - 1] if level else " " for level in levels.tolist())
+    """One row's counts per second (oldest first) in `width` characters: see `sparklines`."""
+    return sparklines(counts.reshape(-1, 1), width)[0]
+
+
+def sparklines(counts: np.ndarray, width: int) -> list[str]:
+    """Counts per second of several rows (seconds x rows, oldest first) drawn in `width` characters each, a
+    bar being the sum of an equal share of the seconds (60 s in 15: 4 s a bar); all rows at once, in numpy,
+    since a frame draws one per visible row. Bars are scaled to the row's own busiest bar, since a row is read
+    for its shape (steady, bursty, stopped) while the rate columns compare rows; a bar with no flows is blank,
+    so one flow is never mistaken for silence."""
+    seconds, rows = counts.shape
+    if not seconds:
+        return [" " * width] * rows
+    edges = np.linspace(0, seconds, width + 1).astype(np.int64)[:-1]
+    sums = np.add.reduceat(counts.astype(np.int64), edges, axis=0)  # (width, rows)
+    top = np.maximum(sums.max(axis=0), 1)
+    levels = np.ceil(sums * len(BARS) / top).astype(np.int64)  # 1..8 for any count above zero, 0 for none
+    return ["".join(bars) for bars in _GLYPHS[levels].T.tolist()]
+
+
+_GLYPHS = np.array([" ", *BARS])

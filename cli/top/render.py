@@ -22,7 +22,7 @@ import numpy as np
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, fit, human, layout, rate, sparkline
+from flowscope.cli.top.cells import NARROW_NAME, Cell, Column, age, fit, human, layout, rate, sparklines
 from flowscope.cli.top.controls import Controls
 from flowscope.cli.top.l7render import L7_CELL, L7_COLUMNS, SORTED_TITLES, connection_cell, l7_cells
 from flowscope.cli.top.state import WINDOWS, Nodes, Snapshot
@@ -34,6 +34,7 @@ NO_L7 = "no L7 flows yet: agents report DNS and HTTP on the ports of their --l7-
 
 
 SPARK, L7 = "LAST 60s", "L7"
+SPARK_WIDTH = 15  # 4 s a bar
 COLUMNS = (
     Column("SOURCE", 0),
     Column("DESTINATION", 0),
@@ -42,7 +43,7 @@ COLUMNS = (
     Column("REASON", 14, drop_rank=1, min_name=NARROW_NAME),
     Column(L7, L7_CELL, drop_rank=8),  # only once there are L7 flows
     *(Column(f"{window}s/s", 7, right=True, drop_rank={2: 4, 10: 0, 40: 7}[window]) for window in WINDOWS),
-    Column(SPARK, 15, drop_rank=9),  # 4 s a bar
+    Column(SPARK, SPARK_WIDTH, drop_rank=9),
     Column("FLOWS", 7, right=True, drop_rank=2, min_name=NARROW_NAME),
     Column("PKTS", 7, right=True, drop_rank=6),
     Column("BYTES", 7, right=True, drop_rank=5),
@@ -64,8 +65,9 @@ def refusal(controls: Controls, width: int) -> list[Text]:
     return [Text(line, style="bold red", no_wrap=True, overflow="crop") for line in lines]
 
 
-def _cells(snapshot: Snapshot, titles: frozenset[str], row: int) -> dict[str, Cell]:
-    """The row's cells; the sparkline and the L7 cell only when their columns are on screen (`titles`)."""
+def _cells(snapshot: Snapshot, titles: frozenset[str], sparks: dict[int, str], row: int) -> dict[str, Cell]:
+    """The row's cells; the sparkline (drawn for all visible rows at once: `sparks`) and the L7 cell only when
+    their columns are on screen (`titles`)."""
     key = snapshot.keys[row]
     aggregated = bool(snapshot.aggregated[row])
     cells: dict[str, Cell] = {
@@ -82,7 +84,7 @@ def _cells(snapshot: Snapshot, titles: frozenset[str], row: int) -> dict[str, Ce
     for index, window in enumerate(WINDOWS):
         cells[f"{window}s/s"] = rate(float(snapshot.rates[index, row]))
     if SPARK in titles:
-        cells[SPARK] = (sparkline(snapshot.history.of(row), 15), "green")
+        cells[SPARK] = (sparks[row], "green")
     if L7 in titles:
         cells[L7] = connection_cell(snapshot.l7, (key.source, key.destination, key.protocol))
     return cells
@@ -101,7 +103,9 @@ def table(snapshot: Snapshot, rows: np.ndarray, controls: Controls, width: int) 
     else:
         columns, name_width = layout(width, COLUMNS if len(snapshot.l7) else [c for c in COLUMNS if c.title != L7])
         sorted_title = {"last": "SEEN", "total": "FLOWS", "drops": "VERDICT"}
-        cells_of = partial(_cells, snapshot, frozenset(column.title for column in columns))
+        on_screen = frozenset(column.title for column in columns)
+        drawn = sparklines(snapshot.history.of_rows(rows), SPARK_WIDTH) if SPARK in on_screen else []
+        cells_of = partial(_cells, snapshot, on_screen, dict(zip(rows.tolist(), drawn, strict=False)))
     placed = [(column, column.width or name_width * column.share) for column in columns]
     marked = "" if controls.freeze else sorted_title.get(controls.sort, f"{WINDOWS[controls.window]}s/s")
     text = Text(no_wrap=True, overflow="crop")

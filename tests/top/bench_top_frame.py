@@ -1,11 +1,14 @@
 """How long one frame of `flowscope top` takes with 10,000 distinct rows (a busy cluster's connections).
 
-    .venv/bin/python tests/top/bench_top_frame.py [ROWS] [WIDTH] [HEIGHT]
+    .venv/bin/python tests/top/bench_top_frame.py [ROWS] [WIDTH] [HEIGHT] [--checkout PATH]
 
 Prints the median and worst of: the snapshot (rates of every row, under the table's lock), the order (sort of
 every row), laying out the frame (the visible rows only), and rich rendering it to a terminal-sized console
-(what Live.refresh does), for each sort key. A frame is built 4-10 times a second, so the total must stay well
-under 100 ms.
+(what Live.refresh does), for each sort key, and the median CPU time of a whole frame. A frame is built 4-10
+times a second, so the total must stay well under 100 ms. Then the CPU time the table's ingest takes per flow.
+
+--checkout PATH measures another checkout's top (a `git worktree add` with its own scripts/setup) with this
+script: run it once with and once without, alternating, to compare before and after on a shared machine.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1] / "cli")]
+_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(_ROOT), str(_ROOT / "tests" / "cli")]
+if __name__ == "__main__" and "--checkout" in sys.argv:  # another checkout's flowscope, before anything imports it
+    sys.path.insert(0, str(_ROOT / "bench"))
+    from checkouts import import_checkout
+
+    import_checkout(Path(sys.argv[sys.argv.index("--checkout") + 1]))
+    del sys.argv[sys.argv.index("--checkout") : sys.argv.index("--checkout") + 2]
 
 from rich.console import Console  # noqa: E402
 
@@ -53,8 +63,9 @@ def measure(rows: int, width: int, height: int, frames: int = 30) -> dict[str, d
         controls = Controls("", lambda text: None)
         controls.handle(sort_key)
         controls.page = render.visible_rows(height)
-        timings: dict[str, list[float]] = {"snapshot+order": [], "layout": [], "render": [], "total": []}
+        timings: dict[str, list[float]] = {"snapshot+order": [], "layout": [], "render": [], "total": [], "cpu": []}
         for _ in range(frames):
+            cpu = time.process_time()
             start = time.perf_counter()
             snapshot, order = controls.view(table.snapshot)
             viewed = time.perf_counter()
@@ -67,12 +78,31 @@ def measure(rows: int, width: int, height: int, frames: int = 30) -> dict[str, d
             timings["layout"].append(built - viewed)
             timings["render"].append(done - built)
             timings["total"].append(done - start)
+            timings["cpu"].append(time.process_time() - cpu)
         results[controls.sort_label] = {
             f"{name} {stat}": fn(values) * 1000
             for name, values in timings.items()
             for stat, fn in (("median", statistics.median), ("max", max))
         }
     return results
+
+
+def ingest_cost(rows: int, flows: int = 100_000) -> float:
+    """CPU microseconds a flow costs the table (add_flow, the ingest thread's work), over `rows` rows."""
+    import cli_samples
+
+    now = time.time()
+    table = FlowTable(clock=lambda: now)
+    samples = []
+    for row in range(rows):
+        flow = cli_samples.tcp_flow()
+        flow.source.pod_name = f"client-{row}"
+        flow.time.seconds = int(now) - row % 30
+        samples.append(flow)
+    start = time.process_time()
+    for index in range(flows):
+        table.add_flow(samples[index % rows])
+    return (time.process_time() - start) / flows * 1e6
 
 
 def main() -> None:
@@ -84,6 +114,7 @@ def main() -> None:
         parts = "  ".join(f"{name} {value:.2f}" for name, value in timing.items() if "median" in name)
         worst = timing["total max"]
         print(f"  sort {sort_label:<9} {parts}  (worst total {worst:.2f})")
+    print(f"ingest: {ingest_cost(rows):.2f} us CPU a flow")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def test_the_l7_cell_is_red_when_an_answer_was_an_error() -> None:
     snapshot = table.snapshot()
     key = snapshot.keys[0]
     assert key.destination == f"{WEB[1].namespace}/{WEB[1].pod_name}"
-    cell = render._cells(snapshot, frozenset({render.L7}), 0)[render.L7]
+    cell = render._cells(snapshot, frozenset({render.L7}), {}, 0)[render.L7]
     assert cell[0].startswith("GET /x 5xx 1 ") and cell[1] == "red"
 
 
