@@ -67,6 +67,9 @@ def _footer(snapshot: MapSnapshot, controls: MapControls | None) -> list[Text]:
     line = Text(f"flows {table.flows}  {rate:.1f}/s  drops {table.drops}  lost {table.lost}", no_wrap=True)
     if table.nodes.seen:
         line.append(f"  nodes {len(table.nodes.seen)} seen in flows: {', '.join(sorted(table.nodes.seen))}")
+    if table.nodes.unavailable:
+        down = ", ".join(f"{node} ({why})" for node, why in sorted(table.nodes.unavailable.items()))
+        line.append(f"  unavailable: {down}", style="red")
     if table.error:
         line.append(f"  {table.error}", style="red")
     lines = [line]

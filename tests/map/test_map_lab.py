@@ -3,12 +3,13 @@
 The live map must show the lab's client talking to its server (TCP/9000) and to the cluster DNS (UDP/53), turn
 an edge red once the client sends to a port nobody listens on (the kernel drops those datagrams: NO_SOCKET),
 and focus a node on Enter; `--once --svg` must write an SVG that parses and shows the same edges, and `--dot`
-Graphviz text naming them."""
+Graphviz text naming them (and `--html`, and `--png` where rsvg-convert is installed, files of their kinds)."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import threading
 import xml.etree.ElementTree as ElementTree
@@ -19,6 +20,7 @@ import pytest
 from cli_runner import run_flowscope
 from top_terminal import Terminal
 
+from flowscope.cli.map import export
 from flowscope.lab import Lab
 
 pytestmark = pytest.mark.bpf
@@ -92,10 +94,12 @@ def test_the_live_map_shows_the_labs_edges_a_drop_in_red_and_a_focused_node(
 
 def test_once_writes_an_svg_and_graphviz_with_the_same_edges(lab: Lab, tmp_path: Path) -> None:
     term_free = ("--server", server(lab), "--once", "--width", "150")
-    svg, dot = tmp_path / "map.svg", tmp_path / "map.dot"
-    deadline_runs = 20
-    for _ in range(deadline_runs):  # the lab's first seconds may not have every edge yet
-        done = run_flowscope("map", *term_free, "--svg", str(svg), "--dot", str(dot), timeout=60)
+    svg, dot, html, png = (tmp_path / f"map.{kind}" for kind in ("svg", "dot", "html", "png"))
+    pictures = ["--svg", str(svg), "--dot", str(dot), "--html", str(html)]
+    if shutil.which(export.PNG_CONVERTER):
+        pictures += ["--png", str(png)]
+    for _ in range(20):  # the lab's first seconds may not have every edge yet
+        done = run_flowscope("map", *term_free, *pictures, timeout=60)
         assert done.returncode == 0, done.stderr
         if "TCP/9000" in dot.read_text() and "UDP/53" in dot.read_text():
             break
@@ -105,6 +109,9 @@ def test_once_writes_an_svg_and_graphviz_with_the_same_edges(lab: Lab, tmp_path:
     text = text.replace("\xa0", " ")
     for words in ("client", "server", "TCP/9000", "UDP/53", "◆ kube-dns"):
         assert words in text, text
+    assert "TCP/9000" in html.read_text() and "<html" in html.read_text()
+    if shutil.which(export.PNG_CONVERTER):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     edges = set(re.findall(r'^  "([^"]+)" -> "([^"]+)" \[label="(\S+) ', dot.read_text(), re.MULTILINE))
     assert ("default/client", "default/server", "TCP/9000") in edges
     assert ("default/client", "svc:kube-system/kube-dns", "UDP/53") in edges
