@@ -4,12 +4,16 @@ the selected row and its opened flows, and the table written once as a picture."
 from __future__ import annotations
 
 import io
+import threading
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import cli_samples
 import numpy as np
 import top_samples
+from cli_fake_server import FakeServer
+from cli_runner import run_flowscope
 from rich.console import Console
 from test_top_l7 import WEB, exchange, http_request, http_response
 
@@ -222,3 +226,27 @@ def test_once_writes_the_table_as_an_svg(tmp_path: Path) -> None:
         assert word in text
     assert "q quit" not in text  # no keys in a picture
     assert "default/server" in html.read_text()
+
+
+def test_once_prints_the_table_without_a_terminal(server: FakeServer, env: dict[str, str]) -> None:
+    def feed() -> None:  # once top follows: the fake server's follow mode sends only what is pushed
+        server.observer.following.wait(30)
+        for flow in (top_samples.connection("client", "server", 9000), cli_samples.kernel_drop()):
+            server.push(top_samples.response(flow, time.time() - 0.5))
+
+    threading.Thread(target=feed, daemon=True).start()
+    done = run_flowscope("top", "--server", server.target, "--once", "--width", "180", env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("flowscope top")
+    assert any("default/client" in line and "default/server" in line and "TCP/9000" in line for line in lines)
+    assert any("DROPPED" in line and "NO_SOCKET" in line for line in lines)
+    assert "rows 2 (showing 1-2)" in done.stdout and "q quit" not in done.stdout
+    assert "\x1b" not in done.stdout  # a pipe gets plain text
+    assert max(len(line) for line in lines) <= 180
+
+
+def test_once_says_in_one_line_when_it_cannot_write_the_picture(server: FakeServer, env: dict[str, str]) -> None:
+    done = run_flowscope("top", "--server", server.target, "--svg", "/nonexistent/dir/top.svg", env=env)
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "cannot write /nonexistent/dir/top.svg" in done.stderr
