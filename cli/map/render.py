@@ -91,10 +91,8 @@ def draw(
             if target.column != placed.column + 1:
                 text += " ──▶ " + snapshot.nodes[target.node].full
             gaps[placed.column] = max(gaps[placed.column], min(len(text), LABEL_WIDTH + 24) + 4)
-    for placed in sorted(layout.placed.values(), key=lambda p: p.top):
-        if placed.column > 0:
-            gap = lanes[placed.column - 1]
-            gap.setdefault(placed.node, len(gap) % MAX_LANES)
+    for column in range(columns - 1):
+        lanes[column] = _lanes(layout, snapshot, column)
     lane_room = [min(len(lanes[column]), MAX_LANES) + 3 for column in range(columns)]
     spare = width - sum(box_widths) - sum(lane_room) - sum(gaps)
     while spare < 0 and max(gaps, default=0) > 16:  # too wide: the widest gap gives a column at a time
@@ -137,6 +135,45 @@ def draw(
             continue
         _edge(canvas, snapshot, edge, labels[edge], placed.column, placed.top + line, target, lefts, box_widths, lanes)
     return Picture(canvas.lines(layout.height), layout)
+
+
+def _lanes(layout: Layout, snapshot: MapSnapshot, column: int) -> dict[int, int]:
+    """The lane of each destination in the gap right of `column` (0: the one nearest the destinations).
+
+    An edge runs along its source's row to its destination's lane; an arrival runs along its destination's
+    first row from the lane to the box. On a row where both happen they overlap, and read as one line, unless
+    the edge leaving turns before the arrival starts: its destination's lane must be left of the arriving one's.
+    Lanes are ordered to keep those constraints (a topological order; where they go round in a circle, the
+    lowest destination goes left first), else the lower a destination the further left its lane, which keeps
+    downward edges clear of arrivals by itself."""
+    placed = layout.placed
+    rows: dict[int, int] = {}  # destination's first row → destination
+    departures: list[tuple[int, int]] = []  # (row, destination)
+    for source in placed.values():
+        if source.column != column:
+            continue
+        for line, edge in enumerate(source.edges):
+            target = placed.get(snapshot.edges[edge].destination)
+            if target is not None and target.column == column + 1:
+                rows[target.top] = target.node
+                departures.append((source.top + line, target.node))
+    targets = sorted(set(rows.values()), key=lambda node: -placed[node].top)
+    left_of: dict[int, set[int]] = {node: set() for node in targets}  # node → destinations that must be right of it
+    for row, destination in departures:
+        other = rows.get(row)
+        if other is not None and other != destination:
+            left_of[destination].add(other)
+    waiting = {node: sum(node in right for right in left_of.values()) for node in targets}
+    order: list[int] = []
+    remaining = list(targets)  # lowest first
+    while remaining:
+        ready = [node for node in remaining if waiting[node] == 0] or remaining[:1]
+        node = ready[0]
+        remaining.remove(node)
+        order.append(node)
+        for right in left_of[node]:
+            waiting[right] -= 1
+    return {node: (len(order) - 1 - position) % MAX_LANES for position, node in enumerate(order)}
 
 
 def _edge(
