@@ -39,7 +39,8 @@ FASTEST = 0.1  # seconds between frames when keys ask for more (10 Hz)
 
 DESCRIPTION = """\
 A live view of flows grouped by connection (source → destination, protocol/port, verdict, drop reason), with
-flows/s over 2, 10 and 40 s, the packets and bytes of aggregated flows, drops in red, and a footer with
+flows/s over 2, 10 and 40 s, a sparkline of the last minute, the packets and bytes of aggregated flows, drops
+in red, once there are L7 flows a connection's busiest request (answers by status, p50/p95), and a footer with
 flows/s, drops, lost events and node status. Takes observe's filter and server flags; starts with the last
 40 s unless --last, --all or --since says otherwise.
 
