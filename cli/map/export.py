@@ -24,8 +24,14 @@ def recorded(picture: Group, width: int) -> Console:
     return console
 
 
+def svg(picture: Group, width: int) -> str:
+    """rich's SVG, told to keep its whitespace: its runs of spaces are no-break spaces, which rsvg-convert
+    (and any renderer following XML's default) still collapses, moving every box after them to the left."""
+    return recorded(picture, width).export_svg(title="flowscope map").replace("<svg ", '<svg xml:space="preserve" ', 1)
+
+
 def write_svg(picture: Group, width: int, path: Path) -> None:
-    path.write_text(recorded(picture, width).export_svg(title="flowscope map"))
+    path.write_text(svg(picture, width))
 
 
 def write_html(picture: Group, width: int, path: Path) -> None:
@@ -36,8 +42,9 @@ def write_png(picture: Group, width: int, path: Path) -> None:
     converter = shutil.which(PNG_CONVERTER)
     if converter is None:
         raise CliError(f"--png needs {PNG_CONVERTER} (Debian: apt install librsvg2-bin); --svg works without it")
-    svg = recorded(picture, width).export_svg(title="flowscope map")
-    done = subprocess.run([converter, "--format", "png", "--output", str(path)], input=svg.encode(), check=False)
+    done = subprocess.run(
+        [converter, "--format", "png", "--output", str(path)], input=svg(picture, width).encode(), check=False
+    )
     if done.returncode != 0:
         raise CliError(f"{PNG_CONVERTER} could not turn the map into {path} (exit {done.returncode})")
 
