@@ -118,6 +118,7 @@ class Connection(Closing):
         self.target = target
         self.options = options
         self.dial = dial or Dial()
+        self.metadata: tuple[tuple[str, str], ...] = ()  # sent with every flow stream (observe --history-from-relay)
         self._channel: grpc.Channel | None = None
 
     @property
@@ -141,6 +142,7 @@ class Connection(Closing):
             trust=dial.trust,
             timeout=timeout,
             connect_timeout=self.options.timeout,
+            metadata=self.metadata,
         )
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ import time
 
 from flowscope.cli.errors import CliError
 from flowscope.lab import Lab, LabStatus
+from flowscope.lab import history as lab_history
 from flowscope.lab.topology import LABS_DIR, MAX_NODES, TUNNEL_DEVICE, TUNNELS
 
 UP_DESCRIPTION = """\
@@ -49,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--no-traffic", dest="traffic", action="store_false", help="start no traffic generator")
     up.add_argument("--no-agent", dest="agent", action="store_false", help="start no flowscope agents")
     up.add_argument("--recreate", action="store_true", help=f"rebuild a lab that is already up ({LOST})")
+    up.add_argument(
+        "--history",
+        action="store_true",
+        help="start a ClickHouse for the lab (loopback port, data in the lab's state folder) that its relay writes"
+        " every node's flows to: read them back with `observe --history URL` (docs/history.md)",
+    )
     up.set_defaults(run=run_up)
 
     down = commands.add_parser("down", help="stop a lab's programs and remove its namespaces")
@@ -73,8 +80,8 @@ def run_up(args: argparse.Namespace) -> int:
             return _already_up(present, args)
         if present.exists:
             print(f'recreating lab "{lab.name}": {LOST}', flush=True)
-        lab.up(traffic=args.traffic, agent=args.agent)
-    except (ValueError, RuntimeError, OSError) as exc:
+        lab.up(traffic=args.traffic, agent=args.agent, history=args.history)
+    except (ValueError, RuntimeError, OSError, TimeoutError) as exc:
         raise CliError(f"lab up: {exc}") from exc
     print(f'lab "{lab.name}" is up ({time.monotonic() - started:.1f}s)\n')
     print(describe(lab.status()))
@@ -82,6 +89,8 @@ def run_up(args: argparse.Namespace) -> int:
     print("\ntry:")
     print(f"  ip netns exec {client.netns} curl -s http://[{web.ipv6}]/")
     print(f"  ip netns exec {client.netns} dig @{dns.ipv4} {web.fqdn} AAAA")
+    if (history := lab_history.lab_url(lab.state_dir)) is not None:
+        print(f"  flowscope observe --history {history} --since 10m")
     return 0
 
 

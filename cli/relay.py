@@ -30,6 +30,7 @@ from flowscope.cli.errors import CliError
 from flowscope.cli.stall import add_stall_timeout
 from flowscope.cli.timefmt import non_negative_duration, positive_duration
 from flowscope.common.paths import DEFAULT_SOCKET
+from flowscope.observer.history.flags import add_export_flags as add_history_flags
 
 if TYPE_CHECKING:
     from flowscope.relay.server import RelayConfig
@@ -104,6 +105,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ping each node this often, and name it unavailable when a ping is not answered as long; 0: off (1s)",
     )
     add_stall_timeout(p)
+    add_history_flags(p)
+    p.add_argument(
+        "--history",
+        metavar="URL",
+        help="answer GetFlows calls marked as history questions (observe --history-from-relay) from ClickHouse at URL",
+    )
     tls = p.add_argument_group("TLS")
     tls.add_argument("--tls-server-cert-file", type=Path, metavar="FILE", help="the relay's certificate")
     tls.add_argument("--tls-server-key-file", type=Path, metavar="FILE", help="the relay's key")
@@ -127,6 +134,8 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
     """The RelayConfig the flags describe; CliError when they contradict each other."""
     from flowscope.common.addresses import listen_target
     from flowscope.common.tls import TLSConfigError, server_tls
+    from flowscope.observer.history.clickhouse import check_url as check_clickhouse_url
+    from flowscope.observer.history.flags import writer_options
     from flowscope.relay.peers import parse_static
     from flowscope.relay.server import RelayConfig
     from flowscope.relay.tls import client_tls
@@ -157,7 +166,13 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
             stall_s=args.stall_timeout,
             socket_path=args.socket,
             peer_control_port=args.peer_control_port,
+            export_clickhouse=args.export_clickhouse,
+            history_url=args.history,
+            history=writer_options(args),
         )
+        for url in (config.export_clickhouse, config.history_url):
+            if url is not None:
+                check_clickhouse_url(url)
         check_peer_control(config.peer_control_port, config.client_tls)
     except (ValueError, TLSConfigError) as exc:
         raise CliError(f"relay: {exc}") from exc
@@ -188,7 +203,11 @@ def run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    relay.start()
+    try:
+        relay.start()
+    except (OSError, ValueError) as exc:  # e.g. a TLS file it cannot read, found as the first peer is dialled
+        relay.stop()
+        raise CliError(f"relay: {exc}") from exc
     sources = [f"peer service {config.peer_service}"] if config.peer_service else []
     sources += [f"{len(config.peers)} static peers"] if config.peers else []
     tls = (

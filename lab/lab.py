@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from flowscope.lab import daemons, netns, network
+from flowscope.lab import history as lab_history
 from flowscope.lab.agent import agent_service, prepare_socket, remove_leftovers, start_timeout, wait_healthy
 from flowscope.lab.agent import leftovers as agent_leftovers
 from flowscope.lab.daemons import Daemon
@@ -196,12 +197,16 @@ class Lab:
 
     def start_relay(self, timeout: float = 10.0) -> Daemon:
         """Start the lab's relay in the root namespace; wait until it answers and (within timeout) reaches
-        every node, which it does when the agents serve peer.Peer."""
+        every node, which it does when the agents serve peer.Peer. With the lab's ClickHouse (`up(history=
+        True)`), the relay writes the merged flows there and answers history questions from it."""
         address = self._relay_address or (DEFAULT_ADDRESS if self.default_socket else free_address())
         state = self._state()
         state.relay = address
         state.save(self.state_file)
-        (daemon,) = self._start([relay_service(self.topology, address)])
+        service = relay_service(self.topology, address)
+        if (history_url := lab_history.lab_url(self.state_dir)) is not None:
+            service.argv.extend(["--export-clickhouse", history_url, "--history", history_url])
+        (daemon,) = self._start([service])
         wait_relay(daemon, address, len(self.nodes), timeout)
         return daemon
 
@@ -214,13 +219,14 @@ class Lab:
 
     # Its life.
 
-    def up(self, *, traffic: bool = True, agent: bool = True, relay: bool | None = None) -> Lab:
+    def up(self, *, traffic: bool = True, agent: bool = True, relay: bool | None = None, history: bool = False) -> Lab:
         """Build the lab (removing an earlier one of the same name first); all or nothing.
 
-        `relay` defaults to: the lab of `flowscope lab up` (default_socket) with agents and several nodes.
+        `relay` defaults to: the lab of `flowscope lab up` (default_socket) with agents and several nodes, or
+        with `history` (a ClickHouse of the lab's own, lab/history.py, which the relay writes).
         """
         if relay is None:
-            relay = self.default_socket and agent and len(self.nodes) > 1
+            relay = (self.default_socket and agent and len(self.nodes) > 1) or (history and agent)
         self.down()
         topology = self.topology
         state = LabState(
@@ -238,6 +244,8 @@ class Lab:
             network.build(topology)
             topology.cluster().save(self.cluster_file)
             write_www(topology)
+            if history:
+                lab_history.start_for_lab(self.state_dir)
             self._start(servers(topology))
             if agent:
                 self.start_agents()
@@ -267,6 +275,7 @@ class Lab:
         remove_leftovers(left)
         for socket in state.agents.values() if state else []:
             Path(socket).unlink(missing_ok=True)
+        lab_history.stop_for_lab(self.state_dir)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def status(self) -> LabStatus:

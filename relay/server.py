@@ -31,9 +31,11 @@ from flowscope.common.statuses import BriefStatuses
 from flowscope.common.streams import STALL_S, FlowStreams
 from flowscope.common.tls import ClientTLS, ServerTLS
 from flowscope.common.write_side import Refusal, Service, claim, guard, mutual
+from flowscope.observer.history.writer import WriterOptions
 from flowscope.relay import status
 from flowscope.relay.dial import KEEPALIVE_S, Dialer
 from flowscope.relay.fanout import Fanout, RejectedRequest
+from flowscope.relay.history import HistoryAnswers, RelayHistoryWriter, is_history_call
 from flowscope.relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
 from flowscope.relay.peers import PeerServiceFollower
 from flowscope.relay.pool import Peer, PeerPool
@@ -63,6 +65,9 @@ class RelayConfig:
     stall_s: float = STALL_S  # a client that reads nothing this long has its stream ended (common/streams.py)
     socket_path: Path | None = None  # a local unix socket, serving write services too (file permissions say who)
     peer_control_port: int | None = None  # the agents' control listeners (mutual TLS), for packet-path sessions
+    export_clickhouse: str | None = None  # store the merged flows in ClickHouse here (relay/history.py)
+    history_url: str | None = None  # answer GetFlows calls marked as history questions from ClickHouse here
+    history: WriterOptions = field(default_factory=WriterOptions)  # the cluster table, retention
 
 
 @dataclass
@@ -97,6 +102,9 @@ class RelayObserver:
             time_window(request)
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if is_history_call(context.invocation_metadata()):
+            yield from self._history(request, context)
+            return
         config = self._config
         merger = Merger(config.name, config.window_s, config.client_buffer, on_drop=self._dropped)
         fanout = Fanout(request, self._pool, merger)
@@ -109,6 +117,24 @@ class RelayObserver:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             self._stats.add(merged=merger.stats.merged, late=merger.stats.late, clients=-1)
+
+    def _history(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """A history question, answered from ClickHouse (relay/history.py)."""
+        from flowscope.observer.filters import FilterError
+        from flowscope.observer.history.clickhouse import ClickHouseError
+
+        url = self._config.history_url
+        if url is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "this relay has no history (start it with --history URL)"
+            )
+            return
+        try:
+            yield from HistoryAnswers(url, self._config.history.cluster).answer(request)
+        except (ValueError, FilterError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except ClickHouseError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     def _dropped(self, count: int) -> None:
         self._stats.add(dropped=count)
@@ -171,6 +197,7 @@ class RelayServer:
         self.stats = RelayStats()
         self._stopping = threading.Event()
         self._servers: list[grpc.Server] = []
+        self.history: RelayHistoryWriter | None = None
         dialer = Dialer(config.client_tls, config.socket_template, keepalive_s=config.keepalive_s)
         self.pool = PeerPool(dialer)
         self.follower = (
@@ -238,6 +265,9 @@ class RelayServer:
             guard(self.config.socket_path)
         for name in (HEALTH_SERVICE, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.export_clickhouse is not None:
+            url, options = self.config.export_clickhouse, self.config.history
+            self.history = RelayHistoryWriter(url, options, self.pool, self.config.name, self._stopping).start()
         return self
 
     def stop(self, grace: float = 1.0) -> None:
@@ -250,6 +280,9 @@ class RelayServer:
         for event in stopped:
             event.wait(grace + 1)
         self.streams.close()
+        if self.history is not None:
+            self.history.close()
+            self.history = None
         self.pool.close()
         if self.config.socket_path is not None:
             self.config.socket_path.unlink(missing_ok=True)

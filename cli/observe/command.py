@@ -8,7 +8,7 @@ import sys
 from flowscope.cli.connection import ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import UsageError
 from flowscope.cli.interrupts import Interrupts
-from flowscope.cli.observe import follow, offline
+from flowscope.cli.observe import follow, history, offline
 from flowscope.cli.observe.events import KINDS, run_events
 from flowscope.cli.observe.flags import add_filter_flags, add_format_flags, add_selector_flags
 from flowscope.cli.observe.request import build_request, raw_filters_yaml
@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_format_flags(parser)
     add_server_flags(parser)
     offline.add_input_flag(parser)
+    history.add_history_flags(parser)
     parser.set_defaults(run=run)
 
 
@@ -64,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(raw_filters_yaml(request))
         return 0
     printer = _printer(args)
+    if args.history is not None:
+        try:
+            for response in history.responses(args, request):
+                printer.write(response)
+        finally:
+            printer.close()
+        return 0
     if args.input_file is not None:
         with offline.opened(args.input_file) as lines:
             try:
@@ -74,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # Ctrl-C ends a follow with what was printed standing, and exit 0, like hubble.
     with connect(ServerOptions.from_args(args), channel=False) as connection, Interrupts() as interrupts:
+        if args.history_from_relay:
+            history.check(request)
+            connection.metadata = (history.HISTORY_METADATA,)
         try:
             for batch in follow.batches(connection, request, interrupts, _say):
                 printer.write_bytes(batch)

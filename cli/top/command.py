@@ -23,6 +23,7 @@ from rich.console import Console, Group
 from rich.live import Live
 
 from flowscope.api.observer import observer_pb2
+from flowscope.cli import history_top
 from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import CliError
 from flowscope.cli.interrupts import EXIT_CODE, Interrupts
@@ -78,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     once.add_argument("--svg", type=Path, metavar="FILE", help="write the table as an SVG picture (implies --once)")
     once.add_argument("--html", type=Path, metavar="FILE", help="write the table as HTML (implies --once)")
     once.add_argument("--width", type=int, metavar="COLS", help="the --once table's width (a picture's: 200)")
+    history_top.add_history_flags(parser)
     # What observe's request building reads from its output flags: text output, the default field mask.
     parser.set_defaults(run=run, output="compact", field_mask=[], use_default_field_masks=True)
 
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_raw_filters:
         sys.stdout.write(raw_filters_yaml(request))
         return 0
+    if args.history is not None:
+        return history_top.run(args, request)
     if args.once or args.svg or args.html:
         return _once(args, request)
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
