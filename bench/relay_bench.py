@@ -571,23 +571,48 @@ def many_figures(peers: list[str], code: str, seconds: float) -> dict[str, float
     return figures
 
 
-def measure_many(count: int, seconds: float, before: str = "", rounds: int = 2) -> str:
+def paced_figures(address: str, pid: int, rate: int, seconds: float) -> dict[str, float]:
+    """Follow through a relay whose nodes send `rate` flows a second in all: latency, delivery, relay CPU."""
+    time.sleep(2.0)  # every node connected before the request
+    follow = synthetic_follow(address, pid, seconds)
+    return {
+        f"follow at {rate:,} flows/s in all: p50 (ms)": follow["p50_ms"],
+        f"follow at {rate:,} flows/s in all: p99 (ms)": follow["p99_ms"],
+        f"follow at {rate:,} flows/s in all: max (ms)": follow["max_ms"],
+        f"follow at {rate:,} flows/s in all: delivered flows/s": follow["delivered_per_s"],
+        f"follow at {rate:,} flows/s in all: relay CPU per flow (µs)": follow["relay_cpu_us_per_flow"],
+    }
+
+
+def measure_many(
+    count: int, seconds: float, before: str = "", rounds: int = 2, rates: Sequence[int] = (), paced_only: bool = False
+) -> str:
     """A relay in front of `count` synthetic nodes: `--last` across them, follow as fast as they send, and what
-    each node costs the relay at rest (RSS and CPU, against a relay of 3 nodes), beside `before`'s relay."""
+    each node costs the relay at rest (RSS and CPU, against a relay of 3 nodes), then follow latency with the
+    nodes sending `rates` flows a second in all, beside `before`'s relay (the two alternating)."""
     import tempfile
 
     codes = {"after": ""} | ({"before": before} if before else {})
     names = [f"node{k + 1}" for k in range(count)]
     rows: dict[str, dict[str, list[float]]] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="fs-rbench-") as tmp,
-        synthetic_agents(Path(tmp), MANY_LAST, 0, names, AGENTS_PER_PROCESS) as peers,
-    ):
-        for _ in range(rounds):
-            for version, code in codes.items():
-                for figure, value in many_figures(peers, code, seconds).items():
-                    rows.setdefault(figure, {}).setdefault(version, []).append(value)
-                    print(f"{count} nodes", version, figure, round(value, 2), flush=True)
+
+    def record(version: str, figures: dict[str, float]) -> None:
+        for figure, value in figures.items():
+            rows.setdefault(figure, {}).setdefault(version, []).append(value)
+            print(f"{count} nodes", version, figure, round(value, 2), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="fs-rbench-") as tmp:
+        if not paced_only:
+            with synthetic_agents(Path(tmp), MANY_LAST, 0, names, AGENTS_PER_PROCESS) as peers:
+                for _ in range(rounds):
+                    for version, code in codes.items():
+                        record(version, many_figures(peers, code, seconds))
+        for rate in rates:
+            with synthetic_agents(Path(tmp), 0, rate / count, names, AGENTS_PER_PROCESS) as peers:
+                for _ in range(rounds):
+                    for version, code in codes.items():
+                        with relay_process(peers, code) as (address, pid):
+                            record(version, paced_figures(address, pid, rate, seconds))
     versions = list(codes)[::-1]
     table = "\n".join(
         f"| {figure} | " + " | ".join(f"{statistics.median(values[v]):,.2f}" for v in versions) + " |"
@@ -745,9 +770,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="synthetic runs of each relay per setting (2)")
     parser.add_argument("--profile", type=Path, help="profile the relay (--before's, if given) into this folder")
     parser.add_argument("--nodes", type=int, help="only a relay in front of this many synthetic nodes (e.g. 50)")
+    parser.add_argument(
+        "--node-rates", default="200,1000", help="with --nodes: follow latency at these flows/s in all (200,1000)"
+    )
+    parser.add_argument("--paced-only", action="store_true", help="with --nodes: only the --node-rates runs")
     args = parser.parse_args()
     if args.nodes:
-        print(measure_many(args.nodes, args.seconds, args.before, args.rounds))
+        rates = [int(r) for r in args.node_rates.split(",") if r]
+        print(measure_many(args.nodes, args.seconds, args.before, args.rounds, rates, args.paced_only))
         return 0
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)

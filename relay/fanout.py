@@ -218,6 +218,7 @@ class Fanout:
         """The merged stream, until it is over or `active()` turns false; every node stream stops after."""
         unsubscribe = self.pool.subscribe(self._on_pool) if self.request.follow else None
         try:
+            self.merger.client_reading()
             self._start()
             while active():
                 if self.request.follow and past_until(self.request) and not self._running():

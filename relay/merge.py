@@ -21,9 +21,18 @@ counted as late: out of order, but never held.
 
 Two bounds keep memory in check. History is never dropped: a node sending it waits (its gRPC stream stops,
 so its agent pauses) while it holds many flows back for the others, or while the client has a full buffer
-of responses not taken yet. Live flows are never waited for: past the client buffer they are dropped,
-counted, and the client gets a LostEvent where the gap is, so a slow client never stalls the relay, its
-agents or other clients.
+of responses not taken yet. Live flows wait the same way while the client is taking (it came for more within
+TAKER_STALL_S): the relay then reads its nodes only as fast as the client reads it, TCP holds each agent's
+sender, and what an agent's ring overwrites meanwhile reaches the client as that agent's LostEvent, forwarded
+like a flow. Reading on and dropping instead would spend the relay's CPU on flows nobody gets: 50 node
+readers always runnable crowd out the one thread sending to the client. Once the client stops taking (its
+handler blocked in a send for TAKER_STALL_S), live flows are no longer waited for: past the client buffer
+they are dropped, counted, and the client gets a LostEvent where the gap is, so a client that reads nothing
+never stalls its node streams for long (an agent ends a stream whose sends waited 30 s).
+
+Pushers that wait for room are woken once the client buffer is down to half, one at a time, in the order
+they began to wait: each passes the turn on when it has pushed its read and room is left. 50 node threads
+woken together for every batch taken would be 50 threads runnable at once, the crowd that starves the sender.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ HELD_PER_NODE = 8192
 CLIENT_BUFFER = 8192
 BATCH = 512
 RELEASE_EVERY = 64  # pushes between two releases while the handler is busy sending
+TAKER_STALL_S = 1.0  # a client whose handler has not come for more in this long is not waited for
+ROOM_CHECK_S = 0.1  # how often a pusher waiting for room looks at whether its stream or the client stopped
 _LAG_BUCKET_S = 1.0
 _EPSILON_S = 1e-9  # times compared in float seconds: a window of 50 ms is over at 49.999999999 ms
 _NEVER = -(1 << 62)
@@ -117,9 +128,12 @@ class Merger:
     clock: Clock = system_clock
     on_drop: Callable[[int], None] = lambda count: None
     stats: MergeStats = field(default_factory=MergeStats)
+    taker_stall_s: float = TAKER_STALL_S
 
     def __post_init__(self) -> None:
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the handler waiting for flows; pushers waiting for held ones
+        self._room = threading.Condition(lock)  # pushers waiting for room in the client buffer
         self._nodes: dict[str, _Node] = {}
         self._heap: list[tuple[int, int, str, bytes, bool]] = []  # (time, seq, node, response, droppable)
         self._arrivals: deque[tuple[float, int]] = deque()  # (arrival, ts) of held flows, oldest first
@@ -129,7 +143,10 @@ class Merger:
         self._released_ts = _NEVER
         self._finished = False
         self._taker_waiting = False
-        self._pushers_waiting = 0
+        self._pushers_waiting = 0  # waiting for their held flows to go
+        self._room_waiting = 0  # waiting for room in the client buffer
+        self._taken_at = float("-inf")  # when the handler last came for more (monotonic)
+        self._resume = self.client_buffer // 2  # room-waiters go on once the client buffer is down to this
         self._window_ns = int(self.window_s * 1e9)
         self._release_every = max(1, min(RELEASE_EVERY, self.client_buffer))  # a small buffer fills as before
 
@@ -148,6 +165,7 @@ class Merger:
             self._nodes.pop(node, None)
             self._release(*self.clock())
             self._cond.notify_all()
+            self._room.notify_all()
 
     def push(self, node: str, time_ns: int, raw: bytes, cancelled: Callable[[], bool] = lambda: False) -> None:
         """One response from a node's stream; waits while that node holds too many flows back."""
@@ -188,15 +206,22 @@ class Merger:
                     earliest = self._heap[0][1] == self._seq  # the handler's sleep was planned without this flow
                     self._release(wall, now)
                     self._wake(replan=earliest)
+            if self._room_waiting and len(self._ready) < self.client_buffer:
+                self._room.notify()  # room left after this node's read: the next node waiting may go on
 
     def _wait_for_room(self, node: str, cancelled: Callable[[], bool]) -> _Node | None:
         """Wait (the lock held) until the node may push again; its state, or None once it closed."""
         self._release(*self.clock())
         state = self._nodes.get(node)
         while state is not None and not cancelled() and self._must_wait(state):
-            self._pushers_waiting += 1
-            self._cond.wait(0.1)
-            self._pushers_waiting -= 1
+            if state.held >= self.held_per_node:
+                self._pushers_waiting += 1
+                self._cond.wait(ROOM_CHECK_S)
+                self._pushers_waiting -= 1
+            else:
+                self._room_waiting += 1
+                self._room.wait(ROOM_CHECK_S)
+                self._room_waiting -= 1
             self._release(*self.clock())
             state = self._nodes.get(node)
         return state
@@ -211,7 +236,13 @@ class Merger:
     def _must_wait(self, state: _Node) -> bool:
         if state.held >= self.held_per_node:
             return True
-        return not state.droppable and len(self._ready) >= self.client_buffer
+        if len(self._ready) < self.client_buffer:
+            return False
+        return not state.droppable or self._client_taking(self.clock()[1])
+
+    def _client_taking(self, now: float) -> bool:
+        """Whether the client's handler came for more lately: live flows then wait for room too."""
+        return self._taker_waiting or now - self._taken_at < self.taker_stall_s
 
     def announce(self, raw: bytes) -> None:
         """A response that goes out next, ahead of held flows (node status changes)."""
@@ -224,8 +255,15 @@ class Merger:
         with self._cond:
             self._finished = True
             self._cond.notify_all()
+            self._room.notify_all()
 
     # --- the client side ---------------------------------------------------------------------------------
+
+    def client_reading(self) -> None:
+        """The client's handler is about to take: live flows wait for it from now on, while it keeps coming back
+        (the node streams start before its first take, and 50 of them fill the buffer before it gets there)."""
+        with self._cond:
+            self._taken_at = self.clock()[1]
 
     def take(self, timeout: float) -> list[bytes] | None:
         """Responses ready to send, oldest first, waiting up to `timeout`; None once the merge is over."""
@@ -236,7 +274,11 @@ class Merger:
                 self._release(wall, now)
                 if self._ready:
                     out = self._pop_ready()
-                    self._cond.notify_all()  # room for history waiting on a full buffer
+                    self._taken_at = now
+                    if self._room_waiting and len(self._ready) <= self._resume:
+                        self._room.notify()  # one; it passes the turn on while there is room
+                    if self._pushers_waiting:  # their held flows may have gone out just now
+                        self._cond.notify_all()
                     return out
                 if self._finished and not self._nodes and not self._heap:
                     return None
@@ -288,6 +330,7 @@ class Merger:
         if heap[0][0] > limit:
             return
         ready, room, released = self._ready, self.client_buffer - len(self._ready), self._released_ts
+        taking = self._client_taking(now)  # live flows past the buffer are kept: their pushers wait next
         late = merged = 0
         while heap and heap[0][0] <= limit:
             time_ns, _, node, raw, droppable = heapq.heappop(heap)
@@ -298,7 +341,7 @@ class Merger:
                 late += 1
             else:
                 released = time_ns
-            if room > 0 or not droppable:
+            if room > 0 or not droppable or taking:
                 ready.append(raw)
                 room -= 1
                 merged += 1

@@ -44,7 +44,7 @@ from flowscope.common.h2grpc.messages import (
 from flowscope.common.tls import ClientTLS, read_file
 
 WINDOW = 16 * 1024 * 1024  # what the server may send before we say we read it
-READ_SIZE = 256 * 1024  # ~600 flows a read; a relay holds one such buffer per node per client, touched as filled
+READ_SIZE = 256 * 1024  # ~600 flows a read: what one reader of one stream takes at a time (open_stream's read_size)
 USER_AGENT = "flowscope-h2grpc/1"
 DATA, END_STREAM, PADDED = 0x0, 0x1, 0x8  # the DATA frame's type and flags (RFC 9113 section 6.1)
 GOAWAY = 0x7
@@ -155,6 +155,7 @@ class Stream:
         keepalive_s: float | None,
         connect_timeout: float,
         max_message: int,
+        read_size: int,
     ) -> None:
         self._target = target
         self._method = method
@@ -184,7 +185,7 @@ class Stream:
         self._ping_sent_at: float | None = None
         self._last_heard = 0.0
         self._frames = bytearray()  # received bytes not yet a whole frame
-        self._inbox = memoryview(bytearray(READ_SIZE))
+        self._inbox = memoryview(bytearray(read_size))
         self._read_timeout: float | None = None
         self._outgoing = b""  # what of the request the server's window has not taken yet
         self._receiving = False  # the response's headers came: DATA frames are ours to read
@@ -684,9 +685,12 @@ def open_stream(
     keepalive_s: float | None = None,
     connect_timeout: float = 5.0,
     max_message: int = MAX_MESSAGE,
+    read_size: int = READ_SIZE,
 ) -> Stream:
     """A server-streaming call of `method` with `request` (its bytes) on a connection of its own to `target`;
-    nothing happens until it is read. TLS when `tls` is given (never on a unix socket)."""
+    nothing happens until it is read. TLS when `tls` is given (never on a unix socket). `read_size` is the
+    stream's read buffer, held (and touched whole) for as long as the stream lasts: a relay holds one per node
+    per client and takes a smaller one."""
     return Stream(
         target,
         method,
@@ -699,4 +703,5 @@ def open_stream(
         keepalive_s=keepalive_s,
         connect_timeout=connect_timeout,
         max_message=max_message,
+        read_size=read_size,
     )

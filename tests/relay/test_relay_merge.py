@@ -245,3 +245,54 @@ def test_a_flow_pushed_while_the_handler_sleeps_goes_out_when_due_not_when_the_h
     m.push("a", time.time_ns(), raw("a", time.time_ns()))
     handler.join(10)
     assert received and received[0] - pushed < 1.0  # one window (50 ms) and scheduling; not the 5 s timeout
+
+
+def taking_client(m: Merger) -> None:
+    """The client's handler has just taken something: from now on it counts as reading."""
+    m.announce(b"start")
+    assert m.take(0) == [b"start"]
+
+
+def test_live_flows_wait_for_a_client_that_is_taking_and_none_is_lost() -> None:
+    """Back-pressure: a live node's stream stops while the client's buffer is full and the client is reading it,
+    so the relay reads no more than its client takes (the node's agent then reports what it missed)."""
+    m = Merger(relay_name="relay", window_s=0.01, client_buffer=4, taker_stall_s=30.0)  # the real clock
+    m.open("a", history=False)
+    taking_client(m)
+    pushed = threading.Event()
+    start = time.time_ns()
+
+    def send() -> None:
+        for i in range(40):
+            m.push("a", start + i * MS, raw("a", start + i * MS))
+        pushed.set()
+
+    threading.Thread(target=send, daemon=True).start()
+    out: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while len(out) < 40 and time.monotonic() < deadline:
+        out += m.take(0.1) or []
+    assert pushed.wait(30)
+    assert [(time_of(parse(d)) - start) // MS for d in out] == list(range(40))  # no LostEvent among them
+    assert m.stats.dropped == 0
+
+
+def test_once_the_client_stops_taking_live_flows_are_dropped_and_the_node_goes_on() -> None:
+    m = Merger(relay_name="relay", window_s=0.01, client_buffer=3, taker_stall_s=0.2)  # the real clock
+    m.open("a", history=False)
+    taking_client(m)
+    pushed = threading.Event()
+    start = time.time_ns()
+
+    def send() -> None:
+        for i in range(20):
+            m.push("a", start + i * MS, raw("a", start + i * MS))
+        pushed.set()
+
+    threading.Thread(target=send, daemon=True).start()
+    assert pushed.wait(30)  # it waited for room a while, then no longer: the client took nothing for 0.2 s
+    out = [parse(d) for d in m.take(0) or []]
+    kinds = [r.WhichOneof("response_types") for r in out]
+    assert kinds[:3] == ["flow", "flow", "flow"] and kinds[-1] == "lost_events" and m.stats.dropped > 0
+    flows = sum(kind == "flow" for kind in kinds)
+    assert flows + out[-1].lost_events.num_events_lost == 20  # every flow went out or is counted lost
