@@ -19,26 +19,22 @@ import time
 from pathlib import Path
 
 from rich.console import Console, Group
-from rich.live import Live
 
 from flowscope.api.observer import observer_pb2
 from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import CliError
-from flowscope.cli.interrupts import EXIT_CODE, Interrupts
 from flowscope.cli.map import export
 from flowscope.cli.map.controls import MapControls
 from flowscope.cli.map.frame import frame
 from flowscope.cli.map.graph import MapTable
 from flowscope.cli.map.nodes import GROUPINGS
 from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
-from flowscope.cli.observe.follow import backoff
 from flowscope.cli.observe.request import build_request, raw_filters_yaml
-from flowscope.cli.top.command import Stream
 from flowscope.cli.top.controls import Action
-from flowscope.cli.top.keys import RawTerminal, read_keys
 from flowscope.cli.top.livefilter import BACKFILL, LiveFilter, initial_request, initial_text
+from flowscope.cli.top.screen import Screen
+from flowscope.cli.top.stream import Stream
 
-FASTEST = 0.1  # seconds between frames when keys ask for more
 PICTURE_WIDTH = 140  # columns of a picture when no terminal says otherwise
 ONCE_TIMEOUT = 30.0
 MAP_FIELDS = (
@@ -141,54 +137,19 @@ def _once(connection: Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-class Viewer:
-    """The screen loop: keys in, frames out, streams started and replaced (as top's)."""
+class Viewer(Screen):
+    """map's screen: the graph, redrawn every --refresh seconds (the loop is top's, cli/top/screen.py)."""
 
     def __init__(self, connection: Connection, live_filter: LiveFilter, text: str, args: argparse.Namespace) -> None:
-        self.connection = connection
-        self.filter = live_filter
         self.controls = MapControls(text, live_filter.error)
         self.by = args.by
-        self.interval = args.refresh
-        self.stream: Stream | None = None
-        self.backoff = backoff()
-        self.retry_at: float | None = None
+        super().__init__(connection, live_filter, self.controls.filter, args.refresh)
 
-    def run(self, request: observer_pb2.GetFlowsRequest) -> int:
-        console = Console(highlight=False, markup=False, emoji=False)
-        self.stream = Stream(self.connection, request, MapTable(self.by))
-        try:
-            with (
-                Interrupts() as interrupts,
-                RawTerminal(sys.stdin.fileno()) as terminal,
-                Live(
-                    console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
-                ) as live,
-            ):
-                return self._loop(terminal.fd, console, live, interrupts)
-        finally:
-            self.stream.stop()
+    def new_table(self) -> MapTable:
+        return MapTable(self.by)
 
-    def _loop(self, fd: int, console: Console, live: Live, interrupts: Interrupts) -> int:
-        due = 0.0
-        while True:
-            keys = read_keys(fd, due - time.monotonic())
-            if interrupts.stopped:
-                return EXIT_CODE
-            for key in keys:
-                if key == "eof":
-                    return 0
-                action = self.controls.handle(key)
-                if action is Action.QUIT:
-                    return 0
-                if action is Action.FILTER:
-                    self._restart(self.filter.request(self.controls.filter.filter_text), MapTable(self.by))
-                due = min(due, time.monotonic() + FASTEST)
-            now = time.monotonic()
-            if now >= due:
-                self._retry(now)
-                live.update(self.build(console.size.width, console.size.height), refresh=True)
-                due = now + self.interval
+    def handle(self, key: str) -> Action | None:
+        return self.controls.handle(key)
 
     def build(self, width: int, height: int) -> Group:
         assert self.stream is not None
@@ -196,33 +157,3 @@ class Viewer:
         assert isinstance(table, MapTable)
         snapshot = self.controls.view(table.map_snapshot)
         return frame(snapshot, self.controls, self.connection.target, self.by, width, height)
-
-    def _restart(self, request: observer_pb2.GetFlowsRequest, table: MapTable) -> None:
-        if self.stream is not None:
-            self.stream.stop()
-        self.stream = Stream(self.connection, request, table)
-        self.retry_at = None
-
-    def _retry(self, now: float) -> None:
-        """As top's: a broken stream resumed on the same table after the backoff's wait (new flows only), a
-        refused filter replaced by the one before it."""
-        stream = self.stream
-        assert stream is not None
-        if stream.received and self.backoff.attempts:
-            self.backoff.reset()
-        if stream.ended_at is None:
-            return
-        table = stream.table
-        assert isinstance(table, MapTable)
-        if stream.refused is not None:
-            refused, stream.refused = stream.refused, None
-            if self.controls.filter.refuse(refused):
-                self._restart(self.filter.request(self.controls.filter.filter_text), MapTable(self.by))
-        elif stream.final:
-            return
-        elif self.retry_at is None:
-            delay = self.backoff.next()
-            self.retry_at = stream.ended_at + delay
-            table.set_error(f"retrying in {delay:g}s: {stream.lost or 'the stream ended'}")
-        elif now >= self.retry_at:
-            self._restart(self.filter.request(self.controls.filter.filter_text, backfill=None), table)

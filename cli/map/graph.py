@@ -1,7 +1,7 @@
 """The state behind `flowscope map`: flows counted on the edges between boxes, and snapshots for frames.
 
 `MapTable` is top's FlowTable (so the footer's flows, drops, lost events and node status, and top's reading
-thread, cli/top/command.Stream, come with it) that also counts each flow on one edge of the graph. Each flow
+thread, cli/top/stream.Stream, come with it) that also counts each flow on one edge of the graph. Each flow
 counts once: a flow to a service's address (no backend chosen yet) on client → service, a flow that reached a
 backend through a service on service → backend, any other on source → destination. A reply is turned around
 as top turns it (its connection's direction, with the server's port), so both directions are one edge.

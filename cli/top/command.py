@@ -14,29 +14,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
-import grpc
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Group
 
 from flowscope.api.observer import observer_pb2
 from flowscope.cli import history_top
 from flowscope.cli.connection import Connection, ServerOptions, add_server_flags, connect
 from flowscope.cli.errors import CliError
-from flowscope.cli.interrupts import EXIT_CODE, Interrupts
 from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
-from flowscope.cli.observe.follow import GET_FLOWS, backoff, parse
 from flowscope.cli.observe.request import raw_filters_yaml
 from flowscope.cli.top import flowpanel, picture, render
 from flowscope.cli.top.controls import Action, Controls
-from flowscope.cli.top.keys import RawTerminal, read_keys
 from flowscope.cli.top.livefilter import LiveFilter, initial_request, initial_text
+from flowscope.cli.top.screen import Screen
 from flowscope.cli.top.state import FlowTable
-
-FASTEST = 0.1  # seconds between frames when keys ask for more (10 Hz)
+from flowscope.cli.top.stream import Stream
 
 DESCRIPTION = """\
 A live view of flows grouped by connection (source → destination, protocol/port, verdict, drop reason), with
@@ -127,94 +121,20 @@ def _once(args: argparse.Namespace, request: observer_pb2.GetFlowsRequest) -> in
     return 0
 
 
-class Stream:
-    """One GetFlows call feeding one FlowTable from a daemon thread; `stop` cancels it. How it ended is for the
-    viewer to read: `ended_at`, and `lost` (why, when asking again may help) or `refused` (when it cannot).
-    Read through common/h2grpc (`Connection.stream`), as observe reads it: a read's responses at a time."""
-
-    def __init__(self, connection: Connection, request: observer_pb2.GetFlowsRequest, table: FlowTable) -> None:
-        self.table = table
-        self._connection = connection
-        self._call = connection.stream(GET_FLOWS, request.SerializeToString())
-        self.ended_at: float | None = None
-        self.received = False  # a response came: the server answered, so the backoff starts over
-        self.lost: str | None = None  # why it ended, to be asked again
-        self.final = False  # the server refused the request: asking again would only be refused again
-        self.refused: str | None = None  # its reason, until the viewer reads it
-        threading.Thread(target=self._ingest, name="top-ingest", daemon=True).start()
-
-    def _ingest(self) -> None:
-        try:
-            for batch in self._call.batches():
-                self.received = True
-                for data in batch:
-                    self.table.add(parse(data))
-            self.lost = "the server ended the stream"
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                self.final = True
-                self.refused = self._connection.error(exc).message
-            elif exc.code() != grpc.StatusCode.CANCELLED:
-                self.lost = self._connection.error(exc).message
-        except Exception as exc:  # a flow this code cannot read: say so in the footer, not over the screen
-            self.lost = f"stopped reading flows: {type(exc).__name__}: {exc}"
-        finally:
-            self.ended_at = time.monotonic()
-
-    def stop(self) -> None:
-        self._call.cancel()
-
-
-class Viewer:
-    """The screen loop: keys in, frames out, streams started and replaced."""
+class Viewer(Screen):
+    """top's screen: the connections (or L7) table, with the selected connection's latest flows below it."""
 
     def __init__(
         self, connection: Connection, live_filter: LiveFilter, text: str, interval: float, shown: str = "flows"
     ) -> None:
-        self.connection = connection
-        self.filter = live_filter
         self.controls = Controls(text, live_filter.error, shown)
-        self.interval = interval
-        self.stream: Stream | None = None
-        self.backoff = backoff()
-        self.retry_at: float | None = None  # when the ended stream is asked for again
+        super().__init__(connection, live_filter, self.controls, interval)
 
-    def run(self, request: observer_pb2.GetFlowsRequest) -> int:
-        console = Console(highlight=False, markup=False, emoji=False)
-        self.stream = Stream(self.connection, request, FlowTable())
-        try:  # Ctrl-C and SIGTERM end the loop below, which unwinds and gives the terminal back (cli/interrupts.py)
-            with (
-                Interrupts() as interrupts,
-                RawTerminal(sys.stdin.fileno()) as terminal,
-                Live(
-                    console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
-                ) as live,
-            ):
-                return self._loop(terminal.fd, console, live, interrupts)
-        finally:
-            self.stream.stop()
+    def new_table(self) -> FlowTable:
+        return FlowTable()
 
-    def _loop(self, fd: int, console: Console, live: Live, interrupts: Interrupts) -> int:
-        due = 0.0
-        while True:
-            now = time.monotonic()
-            keys = read_keys(fd, due - now)
-            if interrupts.stopped:
-                return EXIT_CODE
-            for key in keys:
-                if key == "eof":  # nobody left to see the screen
-                    return 0
-                action = self.controls.handle(key)
-                if action is Action.QUIT:
-                    return 0
-                if action is Action.FILTER:
-                    self._restart(self.filter.request(self.controls.filter_text), FlowTable())
-                due = min(due, time.monotonic() + FASTEST)
-            now = time.monotonic()
-            if now >= due:
-                self._retry(now)
-                live.update(self.build(console.size.width, console.size.height), refresh=True)
-                due = now + self.interval
+    def handle(self, key: str) -> Action | None:
+        return self.controls.handle(key)
 
     def build(self, width: int, height: int) -> Group:
         """One frame from a fresh snapshot (or the paused one): the work done 4-10 times a second."""
@@ -230,34 +150,3 @@ class Viewer:
         if self.controls.opened is not None and below:
             panel = flowpanel.panel(self.controls.opened, table.opened_flows(), below)
         return render.frame(snapshot, order, self.controls, self.connection.target, width, height, panel)
-
-    def _restart(self, request: observer_pb2.GetFlowsRequest, table: FlowTable) -> None:
-        if self.stream is not None:
-            self.stream.stop()
-        self.stream = Stream(self.connection, request, table)
-        self.retry_at = None
-
-    def _retry(self, now: float) -> None:
-        """A stream that broke is resumed on the same table after the backoff's wait, named in the footer, with
-        new flows only (none counted twice); a refused one is replaced by the filter before it, or left ended
-        when there is none."""
-        stream = self.stream
-        assert stream is not None
-        if stream.received and self.backoff.attempts:
-            self.backoff.reset()
-        ended, refused = stream.ended_at, stream.refused
-        if ended is None:
-            return
-        if refused is not None:
-            stream.refused = None  # read once: the stream stays ended, never retried
-            if self.controls.refuse(refused):
-                self._restart(self.filter.request(self.controls.filter_text), FlowTable())
-        elif stream.final:
-            return
-        elif self.retry_at is None:
-            delay = self.backoff.next()
-            self.retry_at = ended + delay
-            # "retrying" first: gRPC's reasons can be long, and a narrow footer cuts the end.
-            stream.table.set_error(f"retrying in {delay:g}s: {stream.lost or 'the stream ended'}")
-        elif now >= self.retry_at:
-            self._restart(self.filter.request(self.controls.filter_text, backfill=None), stream.table)
