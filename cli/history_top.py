@@ -11,41 +11,28 @@ from rich.console import Console
 from rich.table import Table
 
 from flowscope.api.observer import observer_pb2
-from flowscope.cli.errors import CliError, UsageError
+from flowscope.cli.errors import UsageError
+from flowscope.cli.observe.history import add_clickhouse_flags, clickhouse
 
 
 def add_history_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("history (ClickHouse)")
-    group.add_argument(
-        "--history",
-        metavar="URL",
-        help="who talked most in the --since/--until window of ClickHouse's flow history at URL (a table, once)",
+    group = add_clickhouse_flags(
+        parser,
+        "who talked most in the --since/--until window of ClickHouse's flow history at URL (a table, once)",
+        "read the cluster's Distributed table",
     )
-    group.add_argument("--history-cluster", action="store_true", help="read the cluster's Distributed table")
     group.add_argument("--rows", type=int, default=20, metavar="N", help="with --history: the N busiest (20)")
 
 
 def run(args: argparse.Namespace, request: observer_pb2.GetFlowsRequest) -> int:
-    from flowscope.observer.filters import FilterError
-    from flowscope.observer.history.clickhouse import ClickHouse, ClickHouseError
     from flowscope.observer.history.migrate import table_for
     from flowscope.observer.history.top import top_talkers
 
     if args.follow:
         raise UsageError("--history reads what was stored: it cannot --follow")
     request.follow = False  # top's live request follows; a window of the history is over
-    try:
-        client = ClickHouse.connect(args.history)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
+    with clickhouse(args.history) as client:
         talkers = top_talkers(client, request, table_for(args.history_cluster), args.rows)
-    except FilterError as exc:
-        raise UsageError(str(exc)) from None
-    except ClickHouseError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        client.close()
     table = Table("SOURCE", "DESTINATION", "PROTO", "VERDICT", "FLOWS", "FIRST SEEN", "LAST SEEN", box=None)
     for t in talkers:
         verdict = f"[red]{t.verdict}[/red]" if t.verdict in ("DROPPED", "ERROR") else t.verdict
