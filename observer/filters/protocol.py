@@ -31,16 +31,21 @@ def l7_kind(entry: l7_rows.L7Record) -> str:
     return entry.kind
 
 
+def protocol_names(ff: flow_pb2.FlowFilter) -> list[str]:
+    """The filter's protocols, lowered; an unknown one is the request's error (the ring's filter and the
+    history's SQL read them alike)."""
+    try:
+        return [protocol_name(name) for name in ff.protocol]
+    except ValueError as exc:
+        raise FilterError(f"invalid protocol filter: {exc}") from None
+
+
 def build(ff: flow_pb2.FlowFilter, ctx: FilterContext) -> list[Predicate]:
     if not ff.protocol:
         return []
     numbers: set[int] = set()
     l7_kinds: set[str] = set()
-    for name in ff.protocol:
-        try:
-            lowered = protocol_name(name)
-        except ValueError as exc:
-            raise FilterError(f"invalid protocol filter: {exc}") from None
+    for lowered in protocol_names(ff):
         numbers.update(L4_PROTOCOLS.get(lowered, ()))
         if lowered not in L4_PROTOCOLS:
             l7_kinds.add(lowered)

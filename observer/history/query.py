@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
-from flowscope.observer.filters.base import FilterError
 from flowscope.observer.filters.pod import parse_namespaced_names
 from flowscope.observer.filters.port import parse_ports
+from flowscope.observer.filters.protocol import protocol_names
 from flowscope.observer.history.clickhouse import quote
 
 ALL_FLOWS = 2**64 - 1
@@ -132,14 +132,8 @@ def _column(column: str, field_name: str) -> Callable[[flow_pb2.FlowFilter], Con
 
 
 def _protocol(ff: flow_pb2.FlowFilter) -> Condition:
-    from flowscope.common.filter_values import protocol_name
-
     kinds: set[str] = set()
-    for name in ff.protocol:
-        try:
-            lowered = protocol_name(name)
-        except ValueError as exc:
-            raise FilterError(f"invalid protocol filter: {exc}") from None
+    for lowered in protocol_names(ff):
         kinds |= {"icmpv4", "icmpv6"} if lowered == "icmp" else {lowered}
     return f"({_in('lower(l4)', kinds)} OR {_in('lower(l7)', kinds)})", True
 
