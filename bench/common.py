@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: iperf3 between lab pods, an agent's CPU and memory, RESULTS.md sections.
+"""Shared pieces of the benchmarks: iperf3 between lab pods, a paced flood and what the agent spends on it, an
+agent's CPU and memory, RESULTS.md sections.
 
 Benchmarks measure side by side in one run (with and without the agent, flowscope and tcpdump), alternating
 the runs so a slow minute of the machine hurts both sides alike, and report the median of each.
@@ -14,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,13 @@ NODE = "node1"
 
 
 @contextmanager
-def agent(lab: Lab, level: str = "none", command: Sequence[str] | None = None) -> Iterator[int]:
+def agent(
+    lab: Lab, level: str = "none", command: Sequence[str] | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[int]:
     """The lab's agent on node1 (its pid), set to monitor aggregation `level` while it runs; `command` runs
-    another checkout's agent instead of this one's."""
+    another checkout's agent instead of this one's, `extra_args` go on its command line."""
     lab.agent_command = list(command) if command else None
-    (daemon,) = lab.start_agents()
+    (daemon,) = lab.start_agents(extra_args=extra_args)
     try:
         server = f"unix://{lab.agent_socket(NODE)}"
         subprocess.run(
@@ -85,6 +88,75 @@ def udp64_pps(lab: Lab, seconds: float) -> float:
     report = iperf3(lab, "client", "server", ["-u", "-l", "64", "-b", "0"], seconds)
     total = report["end"]["sum"]
     return float(total["packets"] - total["lost_packets"]) / float(total["seconds"])
+
+
+def settle(read: Callable[[], int], quiet_s: float = 1.0, limit_s: float = 60.0) -> None:
+    """Waits until `read()` stops changing for quiet_s (the agent's count, the client's lines)."""
+    last, since, deadline = read(), time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+
+
+def flood(lab: Lab, pps: float, seconds: float) -> None:
+    """64-byte UDP datagrams client → server at `pps` (iperf3's pacing), for `seconds`."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", lab.netns("server"), "iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        target = ["-c", lab.pod("server").ipv4, "-p", str(IPERF_PORT)]
+        paced = ["-u", "-l", "64", "-b", str(int(pps * 64 * 8)), "--pacing-timer", "100"]
+        lab.exec("client", ["iperf3", *target, *paced, "-t", str(seconds), "-A", "0"], timeout=seconds + 30)
+    finally:
+        server.wait(timeout=30)
+
+
+def events_per_packet(lab: Lab) -> float:
+    """How many events the agent makes of one datagram (its observation points at level none)."""
+    before = server_status(lab).seen_flows
+    flood(lab, 2000, 1)
+    settle(lambda: server_status(lab).seen_flows)
+    return max(1.0, (server_status(lab).seen_flows - before) / 2000)
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """What an agent took in during one flood, and the CPU time (user + system, all threads) it spent on it."""
+
+    events: int
+    cpu_s: float
+
+    @property
+    def us_per_event(self) -> float:
+        return self.cpu_s / max(1, self.events) * 1e6
+
+
+def ingest(lab: Lab, pid: int, pps: float, seconds: float, drained: Callable[[], None] | None = None) -> Ingest:
+    """The agent `pid`'s cost of one `flood`: its count and CPU read before the flood and after its count
+    settles, and after `drained` returns (what else must finish its work first: an exporter's file, a writer's
+    table), so work the flood caused is counted even when it ends late."""
+    start, cpu0 = server_status(lab).seen_flows, cpu_seconds(pid)
+    flood(lab, pps, seconds)
+    settle(lambda: server_status(lab).seen_flows)
+    if drained is not None:
+        drained()
+    end, cpu1 = server_status(lab).seen_flows, cpu_seconds(pid)
+    return Ingest(end - start, cpu1 - cpu0)
+
+
+def alternating(variants: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, variant) for `rounds` rounds (from 0), the variants in turn forwards and backwards, so that a
+    slow minute of this shared machine, or what one run leaves behind, hurts every variant alike."""
+    for number in range(rounds):
+        for variant in variants if number % 2 == 0 else variants[::-1]:
+            yield number, variant
 
 
 def median(values: list[float]) -> float:

@@ -4,7 +4,7 @@
 
 A one-node lab without background traffic; per round, one agent per variant in turn (alternating, so a slow
 minute of this shared machine hurts every variant alike), at monitor aggregation none, while iperf3 sends
-64-byte UDP datagrams client -> server paced so that the agent ingests about `--rate` events/s (follow_bench's
+64-byte UDP datagrams client -> server paced so that the agent ingests about `--rate` events/s (bench/common.py's
 flood). The agent's CPU time (user + system, all threads) is read around the flood and until its count
 settles. The variants:
 
@@ -23,14 +23,10 @@ import argparse
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from follow_bench import events_per_packet, flood, settle
-
-from common import cpu_seconds, server_status
+from common import agent, alternating, events_per_packet, ingest, settle
 from flowscope.lab import Lab
 
 MASK = "time,verdict,IP,l4,source.namespace,source.pod_name,destination.namespace,destination.pod_name"
@@ -41,17 +37,6 @@ VARIANTS: dict[str, list[str]] = {
     "none-selected": ["--export-file", "{path}", "--export-allowlist", '{"protocol":["sctp"]}'],
 }
 NO_ROTATION = ["--export-file-max-size-mb", "100000"]
-
-
-@contextmanager
-def agent(lab: Lab, extra_args: Sequence[str]) -> Iterator[int]:
-    """The lab's agent on node1 with `extra_args` (its pid), at monitor aggregation none (the lab's)."""
-    lab.agent_command = None
-    (daemon,) = lab.start_agents(extra_args=extra_args)
-    try:
-        yield daemon.pid
-    finally:
-        lab.stop(daemon)
 
 
 @dataclass(frozen=True)
@@ -76,17 +61,13 @@ def lines(path: Path) -> int:
 def one_run(lab: Lab, folder: Path, variant: str, rate: float, seconds: float) -> Run:
     path = folder / f"{variant}.log"
     args = [arg.replace("{path}", str(path)) for arg in VARIANTS[variant]]
-    with agent(lab, [*args, *NO_ROTATION] if args else []) as pid:
+    with agent(lab, extra_args=[*args, *NO_ROTATION] if args else []) as pid:
         per_packet = events_per_packet(lab)  # also warms the agent up
         before = lines(path)
-        start, cpu0 = server_status(lab).seen_flows, cpu_seconds(pid)
-        flood(lab, rate / per_packet, seconds)
-        settle(lambda: server_status(lab).seen_flows)
-        settle(lambda: lines(path), quiet_s=0.5)
-        end, cpu1 = server_status(lab).seen_flows, cpu_seconds(pid)
+        cost = ingest(lab, pid, rate / per_packet, seconds, lambda: settle(lambda: lines(path), quiet_s=0.5))
     exported = lines(path) - before
     path.unlink(missing_ok=True)
-    return Run(variant, end - start, exported, cpu1 - cpu0)
+    return Run(variant, cost.events, exported, cost.cpu_s)
 
 
 def main() -> int:
@@ -98,16 +79,14 @@ def main() -> int:
     runs: list[Run] = []
     with Lab("xbench") as lab, tempfile.TemporaryDirectory(prefix="export-bench-") as folder:
         lab.up(traffic=False, agent=False)
-        for round_number in range(args.rounds):
-            order = list(VARIANTS) if round_number % 2 == 0 else list(reversed(VARIANTS))
-            for variant in order:
-                run = one_run(lab, Path(folder), variant, args.rate, args.seconds)
-                runs.append(run)
-                print(
-                    f"round {round_number + 1} {variant:14} {run.events:>9,} events {run.exported:>9,} exported"
-                    f" {run.cpu_s:6.2f} s CPU {run.us_per_event:6.2f} us/event",
-                    flush=True,
-                )
+        for round_number, variant in alternating(list(VARIANTS), args.rounds):
+            run = one_run(lab, Path(folder), variant, args.rate, args.seconds)
+            runs.append(run)
+            print(
+                f"round {round_number + 1} {variant:14} {run.events:>9,} events {run.exported:>9,} exported"
+                f" {run.cpu_s:6.2f} s CPU {run.us_per_event:6.2f} us/event",
+                flush=True,
+            )
     per_event = {v: statistics.median(r.us_per_event for r in runs if r.variant == v) for v in VARIANTS}
     rates = {v: statistics.median(r.events / args.seconds for r in runs if r.variant == v) for v in VARIANTS}
     exported = {v: statistics.median(r.exported / max(1, r.events) for r in runs if r.variant == v) for v in VARIANTS}

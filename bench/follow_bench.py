@@ -21,12 +21,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from common import FLOWSCOPE, IPERF_PORT, agent, cpu_seconds, server_status, update_results
+from common import FLOWSCOPE, agent, cpu_seconds, events_per_packet, flood, server_status, settle, update_results
 from flowscope.lab import Lab
 
 KERNEL = "PERF_EVENT_RING_BUFFER"  # lost before the agent: never among its ingested events
@@ -59,42 +58,6 @@ def count(pipe: BinaryIO, tally: Tally) -> None:
                     lost = json.loads(line)["lost_events"]
                     source = lost.get("source", "UNKNOWN_LOST_EVENTS_SOURCE")
                     tally.lost[source] = tally.lost_in(source) + int(lost.get("num_events_lost", 0))
-
-
-def settle(read: Callable[[], int], quiet_s: float = 1.0, limit_s: float = 60.0) -> None:
-    """Waits until `read()` stops changing for quiet_s (the agent's count, the client's lines)."""
-    last, since, deadline = read(), time.monotonic(), time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
-
-
-def flood(lab: Lab, pps: float, seconds: float) -> None:
-    """64-byte UDP datagrams client → server at `pps` (iperf3's pacing), for `seconds`."""
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", lab.netns("server"), "iperf3", "-s", "-1", "-p", str(IPERF_PORT)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.3)
-        target = ["-c", lab.pod("server").ipv4, "-p", str(IPERF_PORT)]
-        paced = ["-u", "-l", "64", "-b", str(int(pps * 64 * 8)), "--pacing-timer", "100"]
-        lab.exec("client", ["iperf3", *target, *paced, "-t", str(seconds), "-A", "0"], timeout=seconds + 30)
-    finally:
-        server.wait(timeout=30)
-
-
-def events_per_packet(lab: Lab) -> float:
-    """How many events the agent makes of one datagram (its observation points at level none)."""
-    before = server_status(lab).seen_flows
-    flood(lab, 2000, 1)
-    settle(lambda: server_status(lab).seen_flows)
-    return max(1.0, (server_status(lab).seen_flows - before) / 2000)
 
 
 @dataclass(frozen=True)

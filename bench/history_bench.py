@@ -9,7 +9,7 @@ ingest: flows/s into ClickHouse from 1 and from 3 writers at once (each a proces
   INSERT each); reported: flows stored per second, each writer's CPU per flow (encoding and sending) and
   ClickHouse's CPU per flow.
 agent: a one-node lab's agent CPU per event with --export-clickhouse off and on (ClickHouse in node1's
-  namespace), alternating per round, under follow_bench's paced UDP flood of `--rate` events/s (monitor
+  namespace), alternating per round, under bench/common.py's paced UDP flood of `--rate` events/s (monitor
   aggregation none); reported: µs of agent CPU per event, what the export adds, flows stored.
 query: an hour of flows at `--flows-per-s` (the made-up flows of a lab's pods) stored, then `observe --history
   --since 1h` whole (-o jsonpb to /dev/null), a narrow filter that pushes down, one that does not, `--last
@@ -199,9 +199,8 @@ def query(args: argparse.Namespace) -> None:
 
 def agent(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from follow_bench import events_per_packet, flood, settle
-
-    from common import cpu_seconds, server_status
+    from common import agent as running_agent
+    from common import alternating, events_per_packet, ingest, settle
     from flowscope.lab import Lab
 
     variants = ["off", "clickhouse"]
@@ -210,29 +209,20 @@ def agent(args: argparse.Namespace) -> None:
     with Lab("hbench") as lab:
         lab.up(traffic=False, agent=False)
         with fresh_server(lab.netns("node1")) as server:
-            for number in range(args.rounds):
-                for variant in variants if number % 2 == 0 else variants[::-1]:
-                    extra = ["--export-clickhouse", server.url] if variant == "clickhouse" else []
-                    lab.agent_command = None
-                    (daemon,) = lab.start_agents(extra_args=extra)
-                    try:
-                        per_packet = events_per_packet(lab)
-                        start, cpu0 = server_status(lab).seen_flows, cpu_seconds(daemon.pid)
-                        flood(lab, args.rate / per_packet, args.seconds)
-                        settle(lambda: server_status(lab).seen_flows)
-                        if variant != "off":  # the writer's thread is done too: what it stores stopped growing
-                            settle(lambda: _stored(server), quiet_s=2.0)
-                        end, cpu1 = server_status(lab).seen_flows, cpu_seconds(daemon.pid)
-                    finally:
-                        lab.stop(daemon)  # the writer sends what it holds as it closes
-                    stored = _stored(server) - stored_before if variant != "off" else 0
-                    stored_before += stored
-                    runs[variant].append((cpu1 - cpu0, end - start, stored))
-                    print(
-                        f"round {number + 1} {variant:10} {end - start:>9,} events {stored:>9,} stored"
-                        f" {cpu1 - cpu0:6.2f} s CPU {(cpu1 - cpu0) / max(1, end - start) * 1e6:6.2f} us/event",
-                        flush=True,
-                    )
+            for number, variant in alternating(variants, args.rounds):
+                extra = ["--export-clickhouse", server.url] if variant == "clickhouse" else []
+                # The writer's thread is done too when what it stores stopped growing.
+                written = (lambda: settle(lambda: _stored(server), quiet_s=2.0)) if variant != "off" else None
+                with running_agent(lab, extra_args=extra) as pid:  # the writer sends what it holds as it stops
+                    cost = ingest(lab, pid, args.rate / events_per_packet(lab), args.seconds, written)
+                stored = _stored(server) - stored_before if variant != "off" else 0
+                stored_before += stored
+                runs[variant].append((cost.cpu_s, cost.events, stored))
+                print(
+                    f"round {number + 1} {variant:10} {cost.events:>9,} events {stored:>9,} stored"
+                    f" {cost.cpu_s:6.2f} s CPU {cost.us_per_event:6.2f} us/event",
+                    flush=True,
+                )
     per_event = {v: statistics.median(c / max(1, e) * 1e6 for c, e, _ in runs[v]) for v in variants}
     share = {v: statistics.median(s / max(1, e) for _, e, s in runs[v]) for v in variants}
     print("| variant | agent CPU µs/event | added µs/event | stored/event |\n|---|---|---|---|")

@@ -5,7 +5,7 @@
 A one-node lab without background traffic; per round, one agent per variant in turn (alternating, so a slow
 minute of this shared machine hurts every variant alike), at monitor aggregation none (an event per packet and
 observation point), while iperf3 sends 64-byte UDP datagrams client -> server paced so that the agent ingests
-about `--rate` events/s (follow_bench's flood). The agent's CPU time (user + system, all threads) is read
+about `--rate` events/s (bench/common.py's flood). The agent's CPU time (user + system, all threads) is read
 around the flood and until its count settles, and divided by the events it ingested. The variants:
 
 - off: no --metrics-address
@@ -24,14 +24,12 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from follow_bench import events_per_packet, flood, settle
-
-from common import FLOWSCOPE, NODE, cpu_seconds, server_status, update_results
+from common import FLOWSCOPE, NODE, agent, alternating, events_per_packet, ingest, update_results
 from flowscope.lab import Lab, netns
 
 METRICS_PORT = 9965
@@ -48,17 +46,6 @@ VARIANTS: dict[str, list[str]] = {
     ],
 }
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@contextmanager
-def agent(lab: Lab, extra_args: Sequence[str]) -> Iterator[int]:
-    """The lab's agent on node1 with `extra_args` (its pid), at monitor aggregation none (the lab's)."""
-    lab.agent_command = None
-    (daemon,) = lab.start_agents(extra_args=extra_args)
-    try:
-        yield daemon.pid
-    finally:
-        lab.stop(daemon)
 
 
 @contextmanager
@@ -98,14 +85,11 @@ class Run:
 
 
 def one_run(lab: Lab, variant: str, rate: float, seconds: float) -> Run:
-    with agent(lab, VARIANTS[variant]) as pid:
+    with agent(lab, extra_args=VARIANTS[variant]) as pid:
         per_packet = events_per_packet(lab)  # also warms the agent up: its first batches, its first scrape
         with scraping(lab, variant != "off") as sizes:
-            start, cpu0 = server_status(lab).seen_flows, cpu_seconds(pid)
-            flood(lab, rate / per_packet, seconds)
-            settle(lambda: server_status(lab).seen_flows)
-            end, cpu1 = server_status(lab).seen_flows, cpu_seconds(pid)
-    return Run(variant, end - start, cpu1 - cpu0, len(sizes))
+            cost = ingest(lab, pid, rate / per_packet, seconds)
+    return Run(variant, cost.events, cost.cpu_s, len(sizes))
 
 
 def main() -> int:
@@ -118,16 +102,14 @@ def main() -> int:
     runs: list[Run] = []
     with Lab("mbench") as lab:
         lab.up(traffic=False, agent=False)
-        for round_number in range(args.rounds):
-            order = list(VARIANTS) if round_number % 2 == 0 else list(reversed(VARIANTS))
-            for variant in order:
-                run = one_run(lab, variant, args.rate, args.seconds)
-                runs.append(run)
-                print(
-                    f"round {round_number + 1} {variant:12} {run.events:>9,} events"
-                    f" {run.cpu_s:6.2f} s CPU {run.us_per_event:6.2f} us/event ({run.scrapes} scrapes)",
-                    flush=True,
-                )
+        for round_number, variant in alternating(list(VARIANTS), args.rounds):
+            run = one_run(lab, variant, args.rate, args.seconds)
+            runs.append(run)
+            print(
+                f"round {round_number + 1} {variant:12} {run.events:>9,} events"
+                f" {run.cpu_s:6.2f} s CPU {run.us_per_event:6.2f} us/event ({run.scrapes} scrapes)",
+                flush=True,
+            )
     medians = {v: statistics.median(r.us_per_event for r in runs if r.variant == v) for v in VARIANTS}
     rates = {v: statistics.median(r.events / args.seconds for r in runs if r.variant == v) for v in VARIANTS}
     rows = [
