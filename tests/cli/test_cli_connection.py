@@ -217,6 +217,7 @@ COMMANDS = (
     "bpf",
     "ct",
     "top",
+    "map",
 )
 
 
