@@ -3,47 +3,24 @@ with openssl, real gRPC servers and channels on the loopback."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
+from certificates import Pair
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowscope.common.tls import ClientTLS, ServerTLS, TLSConfigError, UnreadableFile, server_tls
 
 
-def certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for `name` (its own CA), and its key."""
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture
-def server_pair(tmp_path: Path) -> tuple[Path, Path]:
-    return certificate(tmp_path, "server.test")
-
-
-@pytest.fixture
-def client_pair(tmp_path: Path) -> tuple[Path, Path]:
-    return certificate(tmp_path, "client.test")
-
-
-@pytest.fixture
-def mutual_server(server_pair: tuple[Path, Path], client_pair: tuple[Path, Path]) -> Iterator[str]:
+def mutual_server(server_pair: Pair, client_pair: Pair) -> Iterator[str]:
     """A health server on the loopback that requires client.test's certificate; yields its address."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
-    port = server.add_secure_port("127.0.0.1:0", ServerTLS(*server_pair, client_cas=(client_pair[0],)).credentials())
+    port = server.add_secure_port("127.0.0.1:0", ServerTLS(*server_pair, client_cas=(client_pair.cert,)).credentials())
     server.start()
     yield f"127.0.0.1:{port}"
     server.stop(None)
@@ -55,25 +32,23 @@ def healthy(channel: grpc.Channel) -> bool:
     return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def test_server_and_client_tls_meet_with_mutual_tls(
-    mutual_server: str, server_pair: tuple[Path, Path], client_pair: tuple[Path, Path]
-) -> None:
+def test_server_and_client_tls_meet_with_mutual_tls(mutual_server: str, server_pair: Pair, client_pair: Pair) -> None:
     """The certificate names server.test, not the address dialed: the name given is the one checked."""
-    client = ClientTLS(server_cas=(server_pair[0],), cert=client_pair[0], key=client_pair[1])
+    client = ClientTLS(server_cas=(server_pair.cert,), cert=client_pair.cert, key=client_pair.key)
     assert healthy(client.channel(mutual_server, "server.test"))
     with pytest.raises(grpc.RpcError):
         healthy(client.channel(mutual_server, "other.test"))
     with pytest.raises(grpc.RpcError):
-        healthy(ClientTLS(server_cas=(server_pair[0],)).channel(mutual_server, "server.test"))  # no certificate
+        healthy(ClientTLS(server_cas=(server_pair.cert,)).channel(mutual_server, "server.test"))  # no certificate
 
 
 def test_trusting_a_given_certificate_instead_of_the_ca_files(
-    mutual_server: str, server_pair: tuple[Path, Path], client_pair: tuple[Path, Path]
+    mutual_server: str, server_pair: Pair, client_pair: Pair
 ) -> None:
-    client = ClientTLS(server_cas=(client_pair[0],), cert=client_pair[0], key=client_pair[1])
+    client = ClientTLS(server_cas=(client_pair.cert,), cert=client_pair.cert, key=client_pair.key)
     with pytest.raises(grpc.RpcError):
         healthy(client.channel(mutual_server, "server.test"))  # the CA file given did not sign the server
-    assert healthy(client.channel(mutual_server, "server.test", trust=server_pair[0].read_bytes()))
+    assert healthy(client.channel(mutual_server, "server.test", trust=server_pair.cert.read_bytes()))
 
 
 def test_the_agent_takes_its_tls_flags_as_the_relay_does(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from test_common_tls import certificate
+from certificates import self_signed
 
 from flowscope.common.h2grpc.client import Stream, StreamError, open_stream
 from flowscope.common.h2grpc.server import Server
@@ -68,11 +68,24 @@ class Served:
 
 
 SERVERS = {"grpcio": grpc.server, "h2grpc": Server}
+TRANSPORTS = ("unix", "tcp", "tls", "mutual-tls")
+TLS = ("tls", "mutual-tls")
 
 
-@pytest.fixture(params=[(s, t) for s in SERVERS for t in ("unix", "tcp", "tls", "mutual-tls")], ids="-".join)
+def setups(servers: Iterable[str] = SERVERS, transports: Iterable[str] = TRANSPORTS) -> list[tuple[str, str]]:
+    return [(server, transport) for server in servers for transport in transports]
+
+
+def served_on(servers: Iterable[str] = SERVERS, transports: Iterable[str] = TRANSPORTS) -> pytest.MarkDecorator:
+    """A test on only the setups its subject exists on (a TLS refusal needs TLS): generated only for them,
+    rather than generated for all and skipped where it does not apply."""
+    return pytest.mark.parametrize("served", setups(servers, transports), indirect=True, ids="-".join)
+
+
+@pytest.fixture(params=setups(), ids="-".join)
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
-    """The test service on grpcio's server and on common/h2grpc's, over each transport."""
+    """The test service on grpcio's server and on common/h2grpc's, over each transport (all of them, unless
+    the test says `served_on`)."""
     kind, transport = request.param
     calls = Calls()
     handlers = {
@@ -89,8 +102,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     elif transport == "tcp":
         target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     else:
-        server_cert, server_key = certificate(tmp_path, "server.test")
-        client_cert, client_key = certificate(tmp_path, "client.test")
+        server_cert, server_key = request.getfixturevalue("server_pair")
+        client_cert, client_key = request.getfixturevalue("client_pair")
         cas = (client_cert,) if transport == "mutual-tls" else ()
         tls = ServerTLS(server_cert, server_key, cas)
         port = server.add_secure_port("127.0.0.1:0", tls if isinstance(server, Server) else tls.credentials())
@@ -192,20 +205,18 @@ def test_a_server_that_stops_ends_the_stream_unavailable(served: Served) -> None
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
+@served_on(transports=TLS)
 def test_tls_with_a_certificate_it_does_not_trust_is_unavailable(served: Served, tmp_path: Path) -> None:
-    if "tls" not in served.options:
-        pytest.skip("plaintext")
-    stranger, _ = certificate(tmp_path / "..", "stranger.test")
+    stranger, _ = self_signed(tmp_path, "stranger.test")
     with pytest.raises(StreamError) as raised:
         list(served.open("Numbers", {"sizes": [1]}, tls=ClientTLS((stranger,))))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "certificate" in raised.value.details().lower()
 
 
+@served_on(transports=["mutual-tls"])
 def test_mutual_tls_without_a_client_certificate_is_refused(served: Served) -> None:
-    tls = served.options.get("tls")
-    if tls is None or tls.cert is None:
-        pytest.skip("no mutual TLS")
+    tls = served.options["tls"]
     with pytest.raises(StreamError) as raised:
         list(served.open("Numbers", {"sizes": [1]}, tls=ClientTLS(tls.server_cas)))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
@@ -302,11 +313,10 @@ def test_a_cancel_before_the_first_read_connects_nowhere(tmp_path: Path) -> None
     assert raised.value.code() is grpc.StatusCode.CANCELLED
 
 
+@served_on(servers=["grpcio"])  # h2grpc's Server answers every ping
 def test_a_grpc_server_that_finds_the_pings_too_many_says_so(served: Served) -> None:
     """grpcio's default policy answers pings on a stream that sends nothing with GOAWAY "too_many_pings": the
     stream ends UNAVAILABLE with those words, which the relay reads as "ping less often"."""
-    if isinstance(served.server, Server):
-        pytest.skip("h2grpc's Server answers every ping")
     with pytest.raises(StreamError) as raised:
         list(served.open("Forever", keepalive_s=0.1, timeout=30))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE

@@ -4,7 +4,6 @@ limits, slow readers, stop, garbage and TLS, on unix sockets and TCP."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -13,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from certificates import Pair
 
 from flowscope.common.h2grpc.server import Server
 from flowscope.common.statuses import BriefStatuses
@@ -386,23 +386,9 @@ def test_peers_are_named_as_grpc_names_them(served: tuple[Calls, str]) -> None:
     assert peer.startswith("unix:") if target.startswith("unix") else peer.startswith("ipv4:127.0.0.1:")
 
 
-def certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for `name` (its own CA), and its key."""
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.mark.parametrize("mutual", [False, True])
-def test_tls_and_mutual_tls(tmp_path: Path, mutual: bool) -> None:
-    server_cert, server_key = certificate(tmp_path, "server.test")
-    client_cert, client_key = certificate(tmp_path, "client.test")
+def test_tls_and_mutual_tls(server_pair: Pair, client_pair: Pair, mutual: bool) -> None:
+    (server_cert, server_key), (client_cert, client_key) = server_pair, client_pair
     tls = ServerTLS(server_cert, server_key, (client_cert,) if mutual else ())
     server = Server(futures.ThreadPoolExecutor(4))
     server.add_generic_rpc_handlers((Calls().handler(),))
