@@ -71,6 +71,26 @@ except OSError:
     sys.exit(1)
 """
 
+# The lab's policy for the server: the client may reach its TCP echo port, the web pod's datagrams to its UDP
+# echo port are denied (a rule of its own: the drops carry POLICY_DENY), everything else into it is dropped.
+SERVER_IN_POLICY = """
+policies:
+  - name: server-in
+    endpointSelector: {matchLabels: {app: server}}
+    ingress:
+      - fromEndpoints: [{matchLabels: {app: client}}]
+        toPorts: [{ports: [{port: "9000", protocol: TCP}]}]
+    ingressDeny:
+      - fromEndpoints: [{matchLabels: {app: web}}]
+        toPorts: [{ports: [{port: "9001", protocol: UDP}]}]
+"""
+
+# Both directions of the client pod's flows (two filters: a flow matches either).
+CLIENT_FLOWS = [
+    flow_pb2.FlowFilter(source_pod=["default/client"]),
+    flow_pb2.FlowFilter(destination_pod=["default/client"]),
+]
+
 
 def observer(lab: Lab) -> observer_pb2_grpc.ObserverStub:
     return observer_pb2_grpc.ObserverStub(grpc.insecure_channel(f"unix://{lab.agent_socket('node1')}"))
@@ -122,6 +142,18 @@ def settle(
 
 def run_python(lab: Lab, pod: str, script: str, *args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return lab.exec(pod, [PROJECT_PYTHON, "-c", script, *map(str, args)], check=False, timeout=timeout)
+
+
+def ping_server(lab: Lab, count: int = 2, interval: float = 0.2) -> None:
+    """Echo requests from the client to the server, each answered (ping fails the test otherwise)."""
+    argv = ["ping", "-c", str(count), "-i", str(interval), "-W", "2", lab.pod("server").ipv4]
+    lab.exec("client", argv)
+
+
+def curl_web(lab: Lab) -> None:
+    """One HTTP request from the client to the web pod: a whole TCP connection, whatever the answer."""
+    url = f"http://{lab.pod('web').ipv4}/status/200"
+    lab.exec("client", ["curl", "--silent", "--output", "/dev/null", "--max-time", "3", url], check=False)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conntrack.agent_control import flows
+from conntrack.agent_control import CLIENT_FLOWS, curl_web, flows, ping_server
 from waiting import wait_for
 
 from flowscope.api.flow import flow_pb2
@@ -23,7 +23,6 @@ from flowscope.lab.daemons import Daemon
 pytestmark = pytest.mark.bpf
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
-CLIENT = [flow_pb2.FlowFilter(source_pod=["default/client"]), flow_pb2.FlowFilter(destination_pod=["default/client"])]
 ALLOW = '{"source_pod":["default/client"]}, {"destination_pod":["default/client"]}'  # Hubble's list: two filters
 ICMP = """
   - name: icmp
@@ -63,13 +62,6 @@ class Node1:
     def log(self) -> str:
         return Path(self.agent.log).read_text(errors="replace")
 
-    def ping(self) -> None:
-        self.lab.exec("client", ["ping", "-c", "2", "-i", "0.2", "-W", "2", self.lab.pod("server").ipv4])
-
-    def curl(self) -> None:
-        url = f"http://{self.lab.pod('web').ipv4}/status/200"
-        self.lab.exec("client", ["curl", "--silent", "--output", "/dev/null", "--max-time", "3", url], check=False)
-
 
 @pytest.fixture(scope="module")
 def node1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node1]:
@@ -84,17 +76,17 @@ def node1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node1]:
 
 
 def test_the_files_hold_the_flows_getflows_gives_for_their_filters(node1: Node1) -> None:
-    node1.ping()
-    node1.curl()
+    ping_server(node1.lab)
+    curl_web(node1.lab)
     client_tcp = flow_pb2.FlowFilter(protocol=["tcp"], source_pod=["default/client"])
     client_icmp = flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"])
     wait_for(lambda: len(flows(node1.lab, client_tcp)) >= 3 and len(flows(node1.lab, client_icmp)) >= 2, timeout=15)
-    wanted = [f.uuid for f in flows(node1.lab, *CLIENT)]
+    wanted = [f.uuid for f in flows(node1.lab, *CLIENT_FLOWS)]
     icmp = [f.uuid for f in flows(node1.lab, flow_pb2.FlowFilter(protocol=["icmp"]))]
     wait_for(lambda: set(wanted) <= set(node1.uuids("all.log")), timeout=15)
     # the file holds the client's flows, each once, and nothing the allowlist leaves out (late packets of the
     # connection may still come: the two sides are compared until they agree)
-    wait_for(lambda: set(node1.uuids("all.log")) == {f.uuid for f in flows(node1.lab, *CLIENT)}, timeout=15)
+    wait_for(lambda: set(node1.uuids("all.log")) == {f.uuid for f in flows(node1.lab, *CLIENT_FLOWS)}, timeout=15)
     all_uuids = node1.uuids("all.log")
     assert len(all_uuids) == len(set(all_uuids))
     wait_for(lambda: len(node1.lines("icmp.log")) >= len(icmp), timeout=15)
@@ -106,7 +98,7 @@ def test_the_files_hold_the_flows_getflows_gives_for_their_filters(node1: Node1)
 
 
 def test_observe_input_file_reads_the_flow_log_back_with_its_filters(node1: Node1, tmp_path: Path) -> None:
-    node1.ping()
+    ping_server(node1.lab)
     icmp = flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"])
     pings = {f.uuid for f in flows(node1.lab, icmp)}
     wait_for(lambda: pings <= set(node1.uuids("all.log")), timeout=15)
@@ -125,14 +117,14 @@ def test_observe_input_file_reads_the_flow_log_back_with_its_filters(node1: Node
 def test_exporters_change_while_the_agent_runs_and_a_bad_file_keeps_them(node1: Node1) -> None:
     node1.configure(ICMP, TCP)  # tcp added
     wait_for(lambda: "flow log tcp started" in node1.log(), timeout=10)
-    node1.curl()
+    curl_web(node1.lab)
     wait_for(lambda: len(node1.uuids("tcp.log")) >= 3, timeout=15)
     assert all(line["flow"]["l4"].get("TCP") for line in node1.lines("tcp.log"))  # type: ignore[index]
 
     node1.configure(TCP)  # icmp removed
     wait_for(lambda: "flow log icmp removed" in node1.log(), timeout=10)
     before = node1.lines("icmp.log")
-    node1.ping()
+    ping_server(node1.lab)
     pings = {f.uuid for f in flows(node1.lab, flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"]))}
     wait_for(lambda: pings <= set(node1.uuids("all.log")), timeout=15)
     assert node1.lines("icmp.log") == before
@@ -141,7 +133,7 @@ def test_exporters_change_while_the_agent_runs_and_a_bad_file_keeps_them(node1: 
     wait_for(lambda: "refused" in node1.log(), timeout=10)
     assert "flowlogs.yaml:4: not YAML" in node1.log()
     count = len(node1.uuids("tcp.log"))
-    node1.curl()
+    curl_web(node1.lab)
     wait_for(lambda: len(node1.uuids("tcp.log")) >= count + 3, timeout=15)
     os.kill(node1.agent.pid, 0)  # the agent runs on
 
@@ -156,9 +148,9 @@ def test_a_full_disk_stops_the_exporter_with_one_error_and_the_agent_goes_on(nod
         node1.lab.stop(node1.agent)
         (agent,) = node1.lab.start_agents(["node1"], extra_args=["--export-file", str(disk / "flows.log")])
         log = Path(agent.log)
-        node1.lab.exec("client", ["ping", "-c", "30", "-i", "0.05", "-W", "2", node1.lab.pod("server").ipv4])
+        ping_server(node1.lab, count=30, interval=0.05)
         wait_for(lambda: "stopped" in log.read_text(errors="replace"), timeout=15)
-        node1.ping()
+        ping_server(node1.lab)
         since = flows(node1.lab, flow_pb2.FlowFilter(protocol=["icmp"]))
         assert len(since) >= 60  # the agent serves its flows on
         os.kill(agent.pid, 0)

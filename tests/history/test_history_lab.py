@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conntrack.agent_control import flows
+from conntrack.agent_control import CLIENT_FLOWS, curl_web, flows, ping_server
 from google.protobuf import json_format
 from history_server import needs_clickhouse
 from waiting import wait_for
@@ -29,7 +29,6 @@ from flowscope.observer.history.clickhouse import quote
 pytestmark = [pytest.mark.bpf, needs_clickhouse]
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
-CLIENT = [flow_pb2.FlowFilter(source_pod=["default/client"]), flow_pb2.FlowFilter(destination_pod=["default/client"])]
 
 
 class HistoryLab:
@@ -59,13 +58,6 @@ class HistoryLab:
     def history(self, *args: str) -> list[observer_pb2.GetFlowsResponse]:
         return self.observe("--history", self.node_clickhouse.url, "--since", "1h", *args)
 
-    def ping(self) -> None:
-        self.lab.exec("client", ["ping", "-c", "2", "-i", "0.2", "-W", "2", self.lab.pod("server").ipv4])
-
-    def curl(self) -> None:
-        url = f"http://{self.lab.pod('web').ipv4}/status/200"
-        self.lab.exec("client", ["curl", "--silent", "--output", "/dev/null", "--max-time", "3", url], check=False)
-
 
 @pytest.fixture(scope="module")
 def history_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryLab]:
@@ -89,9 +81,9 @@ def _by_uuid(responses: Sequence[observer_pb2.GetFlowsResponse]) -> dict[str, fl
 
 
 def test_observe_history_reads_back_what_the_agent_served(history_lab: HistoryLab) -> None:
-    history_lab.ping()
-    history_lab.curl()
-    served = flows(history_lab.lab, *CLIENT)
+    ping_server(history_lab.lab)
+    curl_web(history_lab.lab)
+    served = flows(history_lab.lab, *CLIENT_FLOWS)
     assert len(served) >= 6
     wait_for(lambda: {f.uuid for f in served} <= history_lab.stored_uuids(), timeout=30)
     read = history_lab.history("--from-pod", "default/client")
@@ -118,7 +110,7 @@ def test_observe_history_reads_back_what_the_agent_served(history_lab: HistoryLa
 
 
 def test_a_filter_that_is_not_pushed_down_still_applies(history_lab: HistoryLab) -> None:
-    history_lab.curl()
+    curl_web(history_lab.lab)
     labelled = flows(history_lab.lab, flow_pb2.FlowFilter(source_label=["app=client"], destination_port=["80"]))
     assert labelled
     wait_for(lambda: {f.uuid for f in labelled} <= history_lab.stored_uuids(), timeout=30)
@@ -130,7 +122,7 @@ def test_a_filter_that_is_not_pushed_down_still_applies(history_lab: HistoryLab)
 
 def test_flows_reach_clickhouse_after_it_was_restarted(history_lab: HistoryLab) -> None:
     history_lab.node_clickhouse.stop()
-    history_lab.ping()  # while ClickHouse is down: the writer keeps them and retries
+    ping_server(history_lab.lab)  # while ClickHouse is down: the writer keeps them and retries
     during = flows(history_lab.lab, flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"]))
     history_lab.node_clickhouse.restart()
     wait_for(lambda: {f.uuid for f in during} <= history_lab.stored_uuids(), timeout=60)
@@ -140,7 +132,7 @@ def test_flows_reach_clickhouse_after_it_was_restarted(history_lab: HistoryLab) 
 
 def test_the_relay_writes_the_lab_history_and_answers_history_questions(history_lab: HistoryLab) -> None:
     lab = history_lab.lab
-    history_lab.ping()
+    ping_server(history_lab.lab)
     served = flows(lab, flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"]))
     url = lab_history.lab_url(lab.state_dir)
     assert url is not None
@@ -185,7 +177,7 @@ def test_the_relay_writes_the_lab_history_and_answers_history_questions(history_
 
 
 def test_top_history_shows_who_talked_most(history_lab: HistoryLab) -> None:
-    history_lab.ping()
+    ping_server(history_lab.lab)
     wait_for(lambda: len(history_lab.stored_uuids()) > 0, timeout=30)
     argv = [FLOWSCOPE, "top", "--history", history_lab.node_clickhouse.url, "--since", "1h"]
     done = subprocess.run(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conntrack.agent_control import TCP_CLIENT, UDP_CLIENT, apply_policy, flows, run_python
+from conntrack.agent_control import SERVER_IN_POLICY, TCP_CLIENT, UDP_CLIENT, apply_policy, flows, run_python
 from hubble_reference import Key, key, reference, scraped
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import DIRECT, prometheus
@@ -23,17 +23,6 @@ pytestmark = pytest.mark.bpf
 
 METRICS_PORT = 9965  # Hubble's; the agent serves it in its node's namespace, a lab's own
 HANDLERS = "flow,drop,tcp,port-distribution,icmp,policy,dns,http"
-POLICY = """
-policies:
-  - name: server-in
-    endpointSelector: {matchLabels: {app: server}}
-    ingress:
-      - fromEndpoints: [{matchLabels: {app: client}}]
-        toPorts: [{ports: [{port: "9000", protocol: TCP}]}]
-    ingressDeny:
-      - fromEndpoints: [{matchLabels: {app: web}}]
-        toPorts: [{ports: [{port: "9001", protocol: UDP}]}]
-"""
 DENIED = key("hubble_drop_total", reason="POLICY_DENY", protocol="UDP")
 
 
@@ -43,7 +32,7 @@ def lab() -> Iterator[Lab]:
         lab.up(traffic=False, agent=False)
         metrics = ["--metrics-address", f":{METRICS_PORT}", "--metrics", HANDLERS, "--metrics-bpf-stats"]
         lab.start_agents(extra_args=metrics)
-        apply_policy(lab, POLICY)
+        apply_policy(lab, SERVER_IN_POLICY)
         yield lab
 
 

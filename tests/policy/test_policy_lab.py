@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conntrack.agent_control import (  # tests/ is on the path (its conftest): the lab helpers are shared
+    SERVER_IN_POLICY,
     TCP_CLIENT,
     UDP_CLIENT,
     apply_policy,
@@ -28,18 +29,6 @@ from flowscope.lab import Lab
 from flowscope.lab.topology import TCP_RR_PORT, UDP_ECHO_PORT
 
 pytestmark = pytest.mark.bpf
-
-POLICY = """
-policies:
-  - name: server-in
-    endpointSelector: {matchLabels: {app: server}}
-    ingress:
-      - fromEndpoints: [{matchLabels: {app: client}}]
-        toPorts: [{ports: [{port: "9000", protocol: TCP}]}]
-    ingressDeny:
-      - fromEndpoints: [{matchLabels: {app: web}}]
-        toPorts: [{ports: [{port: "9001", protocol: UDP}]}]
-"""
 
 BOTH_ALLOWED = """
 policies:
@@ -70,7 +59,7 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def policy(lab: Lab) -> Lab:
-    apply_policy(lab, POLICY)
+    apply_policy(lab, SERVER_IN_POLICY)
     return lab
 
 
