@@ -27,7 +27,7 @@ _REPLY = F_REPLY | F_REPLY_KNOWN  # both set: conntrack knew the connection and 
 
 
 class Header(Protocol):
-    """The record fields a service is found by (the decoder's _Record has them)."""
+    """The record fields a service is found by (parser/record.py's Record has them)."""
 
     @property
     def policy_flags(self) -> int: ...
