@@ -1,7 +1,8 @@
 """`flowscope status`: is the server healthy, and how full is its flow buffer (hubble status).
 
 Like hubble, it asks the standard gRPC health service about `hubble.server.Observer` first and only then for
-the observer's ServerStatus; flowscope servers also report events they lost, which are shown when non-zero.
+the observer's ServerStatus; flowscope servers also report events they lost, which are shown when non-zero,
+and each flow-log and history exporter they run (a relay: every node's, and its own ClickHouse writer's).
 """
 
 from __future__ import annotations
@@ -122,7 +123,37 @@ def _compact(status: observer_pb2.ServerStatusResponse) -> str:
         lines += [f"  - {name}" for name in names]
     lines += _lost_lines(status.flowscope_lost)
     lines += _l7_lines(status.flowscope_l7)
+    lines += [
+        _exporter_line(exporter, status.HasField("num_connected_nodes")) for exporter in status.flowscope_exporters
+    ]
     return "\n".join(lines)
+
+
+def _exporter_line(exporter: observer_pb2.ExporterStatus, many_nodes: bool) -> str:
+    """One exporter: where it writes, what became of its flows, its sink's figures; what went wrong first."""
+    where = f" on {exporter.node_name}" if many_nodes and exporter.node_name else ""
+    head = f"Exporter {exporter.name}{where} ({exporter.kind} {exporter.target})"
+    if exporter.kind == "clickhouse":
+        sink = [
+            f"{exporter.rows_stored:,} rows stored",
+            f"{exporter.rows_buffered:,} buffered",
+            f"{exporter.rows_lost:,} lost",
+            f"{exporter.failed_inserts:,} failed inserts",
+        ]
+    else:
+        sink = [f"{exporter.bytes_written / 1e6:.1f} MB written", f"{exporter.rotations:,} rotations"]
+    problems = [
+        f"{count:,} {what}"
+        for what, count in (
+            ("dropped (queue full)", exporter.flows_dropped),
+            ("failed", exporter.flows_failed),
+            ("lost events reported", exporter.lost_events),
+        )
+        if count
+    ]
+    stopped = "STOPPED; " if exporter.stopped else ""
+    flows = f"{exporter.flows_exported:,} flows exported, {exporter.flows_filtered:,} filtered out"
+    return f"{head}: {stopped}{', '.join([flows, *problems])}; {', '.join(sink)}"
 
 
 def _l7_lines(l7: observer_pb2.L7Status) -> list[str]:

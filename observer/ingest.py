@@ -15,7 +15,12 @@ spent half a CPU at 170k events/s. A busy pass (the kernel buffer filling) goes 
 Once a second it turns the kernel's per-CPU "could not reserve" counters, and the events queued subscribers
 dropped, into LostEvent records in the ring (so every reader sees them in order), adds the drops the kernel
 drop program rate-limited to the `rate_limited` count, refreshes the clock offset and samples the flow rate.
-LostEvent records go to the ring alone: they tell its readers what they will never see.
+LostEvent records tell readers what they will never see, so they go where there are readers of flows: the
+ring, and the subscribers that say `sees_lost_events` (the exporters: a flow log marks its holes as Hubble's
+does). The kernel buffer's records go to both, as one batch a second at most (one record per CPU that lost
+any), so exporters pay nothing while nothing is lost. The agent queue's go to the ring alone: each exporter
+reports what its own queue dropped, and another exporter's drops are no hole in its output. Counting
+subscribers (metrics) never see lost records: they count flows, and the losses are counted where they happen.
 
 Debug records (EVENT_DEBUG: the datapath's debug events, observer/debug_events.py) share the kernel's ring
 buffer with flows but are no flows: each batch hands them to `debug` and the rest to the subscribers.
@@ -83,6 +88,7 @@ class Ingest(threading.Thread):
             raise ValueError("ingest needs at least one source")
         self._ring = ring
         self._subscribers = (ring.write, *subscribers)
+        self._lost_subscribers = (ring.write, *(s for s in subscribers if getattr(s, "sees_lost_events", False)))
         self._counts = counts
         self._debug = debug
         self._annotate = annotate
@@ -146,12 +152,18 @@ class Ingest(threading.Thread):
         counts = self._kernel_lost()
         if not self._lost_seen:
             self._lost_seen = [0] * len(counts)
+        records = []
         for cpu, (now, before) in enumerate(zip(counts, self._lost_seen, strict=True)):
             if now > before:
                 log.warning("kernel buffer full: %d events lost on CPU %d", now - before, cpu)
-                self._ring.write(lost_record(self._dtype, LOST_KERNEL_BUFFER, now - before, cpu))
+                records.append(lost_record(self._dtype, LOST_KERNEL_BUFFER, now - before, cpu))
                 self._counts.lost.add("kernel_buffer", now - before)
         self._lost_seen = counts
+        if records:
+            batch = np.concatenate(records)
+            batch.flags.writeable = False
+            for subscriber in self._lost_subscribers:
+                subscriber(batch)
 
     def _report_agent_queue(self) -> None:
         """Events queued subscribers dropped (they add them to `agent_queue` as they drop them)."""

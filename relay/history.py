@@ -58,6 +58,8 @@ class RelayHistoryWriter:
         self, url: str, options: WriterOptions, pool: PeerPool, relay_name: str, stopping: threading.Event
     ) -> None:
         self.writer = ClickHouseWriter(url, options)
+        self.flows = 0  # flows handed to the writer
+        self.lost_events = 0  # events the merged stream reported lost (counted, not stored)
         self._pool = pool
         self._name = relay_name
         self._stopping = stopping
@@ -71,6 +73,14 @@ class RelayHistoryWriter:
         self._thread.join(5.0)
         self.writer.close()
 
+    def status(self) -> observer_pb2.ExporterStatus:
+        """The relay's writer as an exporter: what `flowscope status` shows beside the nodes' exporters."""
+        status = observer_pb2.ExporterStatus(
+            name="clickhouse", node_name=self._name, flows_exported=self.flows, lost_events=self.lost_events
+        )
+        self.writer.describe(status)
+        return status
+
     def _run(self) -> None:
         active: Callable[[], bool] = lambda: not self._stopping.is_set()  # noqa: E731
         while active():
@@ -82,6 +92,9 @@ class RelayHistoryWriter:
                     response = observer_pb2.GetFlowsResponse.FromString(data)
                     if response.HasField("flow"):
                         self.writer.export((response,))
+                        self.flows += 1
+                    elif response.HasField("lost_events"):
+                        self.lost_events += response.lost_events.num_events_lost
             except Exception:
                 log.exception("relay history: the merged stream failed; following again")
             self._stopping.wait(1.0)

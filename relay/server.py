@@ -15,7 +15,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +96,7 @@ class RelayObserver:
         self._stats = stats
         self._started_ns = time.time_ns()
         self._last_drop_log = 0.0
+        self.exporters: Callable[[], list[observer_pb2.ExporterStatus]] = list  # the relay's own (its history writer)
 
     def get_flows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         try:
@@ -147,7 +148,7 @@ class RelayObserver:
         self, request: observer_pb2.ServerStatusRequest, context: grpc.ServicerContext
     ) -> observer_pb2.ServerStatusResponse:
         answers = status.ask_all(self._pool.connections(), status.server_status_of, self._config.ask_timeout_s)
-        return status.summarise(answers, self._started_ns)
+        return status.summarise(answers, self._started_ns, self.exporters())
 
     def get_nodes(
         self, request: observer_pb2.GetNodesRequest, context: grpc.ServicerContext
@@ -207,6 +208,7 @@ class RelayServer:
         )
         self.streams = FlowStreams(stall_s=config.stall_s)
         observer = RelayObserver(config, self.pool, self._stopping, self.stats, self.streams)
+        observer.exporters = lambda: [self.history.status()] if self.history is not None else []
         tracer = RelayTracer(self.pool, WriteSide(dialer, config.peer_control_port), config.name, self._stopping)
         self._health = health.HealthServicer()
         read_only = [

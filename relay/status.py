@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -85,8 +85,11 @@ def namespaces_of(connection: Connection, timeout: float) -> Any:
 L7_STATUS_FIELDS = tuple(field.name for field in observer_pb2.L7Status.DESCRIPTOR.fields)  # all sums
 
 
-def summarise(answers: list[Answer], started_ns: int) -> observer_pb2.ServerStatusResponse:
-    """The cluster's ServerStatus: flow counts summed over the nodes that answered, the others named."""
+def summarise(
+    answers: list[Answer], started_ns: int, own_exporters: Sequence[observer_pb2.ExporterStatus] = ()
+) -> observer_pb2.ServerStatusResponse:
+    """The cluster's ServerStatus: flow counts summed over the nodes that answered, the others named; every
+    node's exporters, then the relay's own."""
     status = observer_pb2.ServerStatusResponse(uptime_ns=time.time_ns() - started_ns, version=VERSION)
     lost = status.flowscope_lost
     for answer in answers:
@@ -104,6 +107,8 @@ def summarise(answers: list[Answer], started_ns: int) -> observer_pb2.ServerStat
         l7, node_l7 = status.flowscope_l7, node.flowscope_l7
         for field in L7_STATUS_FIELDS:
             setattr(l7, field, getattr(l7, field) + getattr(node_l7, field))
+        status.flowscope_exporters.extend(node.flowscope_exporters)
+    status.flowscope_exporters.extend(own_exporters)
     missing = [a.name for a in answers if not a.ok]
     status.num_connected_nodes.CopyFrom(wrappers_pb2.UInt32Value(value=len(answers) - len(missing)))
     status.num_unavailable_nodes.CopyFrom(wrappers_pb2.UInt32Value(value=len(missing)))

@@ -8,9 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from waiting import wait_for
 
 from flowscope.api.observer import observer_pb2
-from flowscope.common.names import EVENT_DEBUG, EVENT_LOST, LOST_AGENT_QUEUE
+from flowscope.common.names import EVENT_DEBUG, EVENT_LOST, LOST_AGENT_QUEUE, LOST_KERNEL_BUFFER
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
@@ -121,6 +122,43 @@ def test_a_blocked_queued_subscriber_does_not_slow_ingest_and_its_drops_are_lost
     status = ObserverService(state).ServerStatus(observer_pb2.ServerStatusRequest(), None)
     assert status.flowscope_lost.agent_queue == queued.dropped_events
     assert status.seen_flows == 20 * FULL_PASS
+
+
+class Exporter:
+    """A subscriber that asks for lost-event records, as the exporters do."""
+
+    sees_lost_events = True
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def __call__(self, batch: np.ndarray) -> None:
+        self.batches.append(batch)
+
+
+def test_kernel_buffer_losses_reach_the_ring_and_the_exporters_but_no_counting_subscriber() -> None:
+    ring = FlowRing(1023, DTYPE)
+    counts = IngestCounts()
+    kernel = [0, 0]
+    exporter, counter = Exporter(), list[np.ndarray]()
+    source = ListSource(batches(2, 10))
+    ingest = Ingest(source, ring, counts, lambda: list(kernel), DTYPE, subscribers=[counter.append, exporter])
+    ingest.start()
+    try:
+        assert source.drained.wait(10)
+        kernel[:] = [3, 4]  # both CPUs' buffers overflowed; reported at the next tick (once a second)
+        wait_for(lambda: counts.lost.kernel_buffer == 7, timeout=5)
+    finally:
+        ingest.stop()
+        ingest.join(timeout=2)
+    lost = ring.read(20, ring.written).records
+    assert list(zip(lost["subtype"], lost["cpu"], lost["bytes"], strict=True)) == [
+        (LOST_KERNEL_BUFFER, 0, 3),
+        (LOST_KERNEL_BUFFER, 1, 4),
+    ]
+    assert len(exporter.batches) == 3 and exporter.batches[-1].tobytes() == lost.tobytes()  # one batch, as stored
+    assert [len(batch) for batch in counter] == [10, 10]
+    assert EVENT_LOST not in np.concatenate(counter)["type"]
 
 
 def test_a_pass_stores_its_sources_events_in_time_order() -> None:

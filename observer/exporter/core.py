@@ -12,9 +12,13 @@ On the ingest thread an ExportSubscriber only notes where the batch sits in the 
 queued subscriber's). The sequence number matters: a flow's uuid derives from it, so an exported flow has the
 uuid GetFlows gives the same flow. Everything else runs on the exporter's own thread.
 
-LostEvent records in a batch are exported as lost_events responses, as Hubble's exporter writes them; and so is
-what this exporter's own queue dropped (OBSERVER_EVENTS_QUEUE), before the next batch it does export: a flow log
-says where it has holes.
+LostEvent records in a batch are exported as lost_events responses, as Hubble's exporter writes them: the ingest
+loop hands an exporter the kernel buffer's (PERF_EVENT_RING_BUFFER) as it writes them to the flow ring. So is
+what this exporter's own queue dropped (OBSERVER_EVENTS_QUEUE), before the next batch it does export; a lost
+event record its queue dropped is reported then under its own source. A flow log says where it has holes.
+
+What an exporter did is counted (ExportCounts, and its sink's own figures) and read as an ExporterStatus
+message: by ServerStatus (`flowscope status`) and by the agent's Prometheus metrics, from the same snapshot.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
@@ -54,23 +59,28 @@ class ExportFailed(Exception):
 
 class Exporter(Protocol):
     """Where exported responses go. `messages`: the sink wants GetFlowsResponse messages; otherwise their wire
-    bytes (an ExportEvent's too). `export` runs on the exporter's thread, may block, raises ExportFailed."""
+    bytes (an ExportEvent's too). `export` runs on the exporter's thread, may block, raises ExportFailed.
+    `describe` fills in the sink's kind, where it writes and its own counts (any thread)."""
 
     messages: bool
 
     def export(self, responses: Sequence[Any]) -> None: ...
+
+    def describe(self, status: observer_pb2.ExporterStatus) -> None: ...
 
     def close(self) -> None: ...
 
 
 @dataclass
 class ExportCounts(Counters):
-    """Per exporter: events written, left out by its filters, that its sink could not take, dropped by its queue."""
+    """Per exporter: flows written, left out by its filters, that its sink could not take, dropped by its queue;
+    events its lost-event responses reported."""
 
     exported: int = 0
     filtered: int = 0
     failed: int = 0
     dropped: int = 0
+    lost_events: int = 0
 
     def add(self, **counts: int) -> None:
         self._add(**counts)
@@ -178,6 +188,8 @@ class ExportSubscriber:
     len(batch)` when it is handed over.
     """
 
+    sees_lost_events = True  # the ingest loop hands it the kernel buffer's LostEvent records (observer/ingest.py)
+
     def __init__(
         self,
         name: str,
@@ -194,7 +206,7 @@ class ExportSubscriber:
         self._sink = sink
         self._written = written
         self._held = _Held()
-        self._unreported_drops = 0
+        self._unreported: dict[int, int] = {}  # events lost out of sight of the sink, by LostEventSource
         self._queue = QueuedSubscriber(self._export, lost, depth, name=f"exporter {name}")
 
     def __call__(self, batch: np.ndarray) -> None:
@@ -205,10 +217,29 @@ class ExportSubscriber:
         dropped = self._queue.dropped_events
         self._queue(batch)
         if self._queue.dropped_events != dropped:
+            lost = batch["type"] == EVENT_LOST
+            flows = len(batch) - int(np.count_nonzero(lost))
             with self._held.lock:
                 del self._held.first_seqs[key]
-                self._unreported_drops += len(batch)
-            self.counts.add(dropped=len(batch))
+                self._unreport(flow_pb2.OBSERVER_EVENTS_QUEUE, flows)
+                for source, count in zip(batch["subtype"][lost].tolist(), batch["bytes"][lost].tolist(), strict=True):
+                    self._unreport(source, count)
+            self.counts.add(dropped=flows)
+
+    def status(self) -> observer_pb2.ExporterStatus:
+        """What this exporter did so far, and its sink's own figures."""
+        counts = self.counts
+        status = observer_pb2.ExporterStatus(
+            name=self.name,
+            stopped=self.stopped,
+            flows_exported=counts.exported,
+            flows_filtered=counts.filtered,
+            flows_failed=counts.failed,
+            flows_dropped=counts.dropped,
+            lost_events=counts.lost_events,
+        )
+        self._sink.describe(status)
+        return status
 
     def close(self, timeout: float = 2.0) -> None:
         """Export what is queued (up to `timeout`), then close the sink."""
@@ -237,13 +268,14 @@ class ExportSubscriber:
         rows, lost = self._selection.rows(batch, first_seq)
         exported_flows = len(rows) - int(np.count_nonzero(lost))
         with self._held.lock:
-            drops, self._unreported_drops = self._unreported_drops, 0
+            unreported, self._unreported = self._unreported, {}
         head: list[Any] = []
-        if drops:
-            report = self._selection.lost_response(_queue_lost(drops))
+        for source, count in unreported.items():
+            report = self._selection.lost_response(_lost_here(source, count))
             head.append(report if self._sink.messages else report.SerializeToString())
         made = self._selection.messages if self._sink.messages else self._selection.wire
         responses = [*head, *made(batch, rows, lost, first_seq)]
+        reported = sum(unreported.values()) + int(batch["bytes"][rows[lost]].sum())
         try:
             self._sink.export(responses)
         except ExportFailed as exc:
@@ -254,11 +286,20 @@ class ExportSubscriber:
             else:
                 log.warning("exporter %s: a batch of %d failed: %s", self.name, len(responses), exc)
             return
-        self.counts.add(exported=exported_flows, filtered=flows - exported_flows)
+        self.counts.add(exported=exported_flows, filtered=flows - exported_flows, lost_events=reported)
+
+    def _unreport(self, source: int, count: int) -> None:
+        """Note `count` events of `source` lost before the sink saw them, reported before its next batch (called
+        under the held lock)."""
+        if count:
+            self._unreported[source] = self._unreported.get(source, 0) + count
 
 
-def _queue_lost(count: int) -> flow_pb2.LostEvent:
-    lost = flow_pb2.LostEvent(source=flow_pb2.OBSERVER_EVENTS_QUEUE, num_events_lost=count)
-    lost.first.GetCurrentTime()
-    lost.last.CopyFrom(lost.first)
+def _lost_here(source: int, count: int) -> flow_pb2.LostEvent:
+    """A LostEvent for `count` events of `source` the exporter found lost just now."""
+    lost = flow_pb2.LostEvent(source=cast(flow_pb2.LostEventSource, source), num_events_lost=count)
+    now = Timestamp()
+    now.GetCurrentTime()
+    lost.first.CopyFrom(now)
+    lost.last.CopyFrom(now)
     return lost

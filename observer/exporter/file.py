@@ -48,12 +48,15 @@ def export_event_line(response: bytes) -> bytes:
 
 
 class FileSink:
-    """Writes each exported batch as JSON lines to `path`, rotating by size; flushed after each batch."""
+    """Writes each exported batch as JSON lines to `path`, rotating by size; flushed after each batch. Counts the
+    bytes it wrote and the files it rotated."""
 
     messages = False
 
     def __init__(self, path: str | Path, rotation: Rotation | None = None) -> None:
         self.path = str(path)
+        self.bytes_written = 0
+        self.rotations = 0
         self._rotation = rotation or Rotation()
         self._file: IO[bytes] | None = None
         self._size = 0
@@ -64,11 +67,16 @@ class FileSink:
             if self.path == STDOUT:
                 sys.stdout.buffer.write(b"".join(lines))
                 sys.stdout.buffer.flush()
-                return
-            self._write(lines)
+            else:
+                self._write(lines)
         except OSError as exc:
             self._close_quietly()
             raise ExportFailed(f"cannot write {self.path}: {exc.strerror or exc}", stop=True) from exc
+        self.bytes_written += sum(len(line) for line in lines)
+
+    def describe(self, status: observer_pb2.ExporterStatus) -> None:
+        status.kind, status.target = "file", self.path
+        status.bytes_written, status.rotations = self.bytes_written, self.rotations
 
     def close(self) -> None:
         if self._file is not None:
@@ -111,6 +119,7 @@ class FileSink:
     def _rotate(self) -> IO[bytes]:
         self.close()
         self._backup()
+        self.rotations += 1
         self._size = 0
         return self._opened()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flowscope.api.observer import observer_pb2
 from flowscope.observer.counts import LostCounts
 from flowscope.observer.exporter.core import ExportCounts, ExportSubscriber, Selection
 from flowscope.observer.exporter.file import FileSink
@@ -33,6 +34,8 @@ POLL_S = 1.0
 
 class FlowLogs:
     """Every file exporter of the agent, as one ingest subscriber (it must follow the flow ring's write)."""
+
+    sees_lost_events = True  # its exporters write the kernel buffer's LostEvents (observer/ingest.py)
 
     def __init__(self, decoder: FlowDecoder, written: Callable[[], int], lost: LostCounts) -> None:
         self._decoder = decoder
@@ -51,6 +54,11 @@ class FlowLogs:
 
     def stopped(self) -> dict[str, bool]:
         return {name: subscriber.stopped for name, (_, subscriber) in self._exporters.items()}
+
+    def statuses(self) -> list[observer_pb2.ExporterStatus]:
+        """Each running exporter's status, by name (any thread: the fan-out tuple is replaced whole). An exporter
+        replaced by a changed configuration counts again from zero."""
+        return [subscriber.status() for subscriber in sorted(self._fanout, key=lambda s: s.name)]
 
     def apply(self, wanted: list[FileExport]) -> None:
         """Run exactly these exporters: start, replace (settings changed) or close by name. Raises ValueError

@@ -11,6 +11,7 @@ who reads its flows, and what its BPF programs cost.
 - flowscope_bpf_program_runs_total{program} / flowscope_bpf_program_run_seconds_total{program}: the kernel's
   run counters of the agent's programs, which count only while BPF statistics are on (`--metrics-bpf-stats`
   holds them on: every program run then pays two clock reads)
+- flowscope_exporter_*{exporter, kind}: each flow log's and the ClickHouse history's figures (exporters.py)
 
 Each is read from the object that keeps it at scrape time: nothing is counted twice, and nothing costs the
 ingest thread anything.
@@ -25,11 +26,13 @@ from dataclasses import dataclass, fields
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from flowscope.api.observer import observer_pb2
 from flowscope.observer.counts import IngestCounts
 from flowscope.observer.datapath.bpfsys import prog_info
 from flowscope.observer.datapath.inventory import held_objects
 from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.l7.store import L7Store
+from flowscope.observer.metrics.exporters import exporter_metrics
 from flowscope.observer.metrics.subscriber import IngestedCounts
 
 # flowscope's loss counters and the LostEventSource Hubble's metric names them by (lower case, as Hubble).
@@ -50,6 +53,7 @@ class AgentParts:
     l7_store: L7Store | None = None
     open_streams: Callable[[], int] | None = None
     bpf_programs: bool = True
+    exporters: Callable[[], list[observer_pb2.ExporterStatus]] | None = None
 
 
 class AgentCollector(Collector):
@@ -73,6 +77,8 @@ class AgentCollector(Collector):
             yield streams
         if parts.bpf_programs:
             yield from self._programs()
+        if parts.exporters is not None:
+            yield from exporter_metrics(parts.exporters)
 
     def _events(self) -> Iterator[Metric]:
         parts = self.parts

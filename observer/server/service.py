@@ -103,6 +103,7 @@ class ObserverService(observer_pb2_grpc.ObserverServicer):
                 rate_limited=lost.rate_limited,
             ),
             flowscope_l7=l7_status(state.decoder),
+            flowscope_exporters=exporter_statuses(state),
         )
 
     def GetNodes(
@@ -143,6 +144,14 @@ def l7_status(decoder: FlowDecoder) -> observer_pb2.L7Status:
     if store is not None:
         status.stored, status.capacity, status.memory_bytes = len(store), store.capacity, store.memory_bytes()
     return status
+
+
+def exporter_statuses(state: NodeState) -> list[observer_pb2.ExporterStatus]:
+    """The node's exporters as they are now, each named with the node (a relay lists every node's)."""
+    statuses = state.exporters()
+    for status in statuses:
+        status.node_name = state.node_name
+    return statuses
 
 
 def add_observer_service(service: ObserverService, server: grpc.Server) -> None:

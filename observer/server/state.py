@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flowscope.api.flow import flow_pb2
+from flowscope.api.observer import observer_pb2
 from flowscope.common import version
 from flowscope.observer.agent_events import AgentEvents
 from flowscope.observer.counts import IngestCounts
@@ -36,6 +38,7 @@ class NodeState:
     tls_enabled: bool = False
     agent_events: AgentEvents = field(default_factory=AgentEvents)
     debug_events: EventRing[flow_pb2.DebugEvent] = field(default_factory=EventRing)  # observer/debug_events.py
+    exporters: Callable[[], list[observer_pb2.ExporterStatus]] = list  # flow logs and history, as they are now
 
     @property
     def uptime_ns(self) -> int:

@@ -42,6 +42,9 @@ class ListSink:
     def close(self) -> None:
         pass
 
+    def describe(self, status: observer_pb2.ExporterStatus) -> None:
+        status.kind, status.target = "list", "memory"
+
     def responses(self) -> list[observer_pb2.GetFlowsResponse]:
         return [
             r if isinstance(r, observer_pb2.GetFlowsResponse) else observer_pb2.GetFlowsResponse.FromString(r)
@@ -119,6 +122,26 @@ def test_lost_events_are_exported_and_so_are_the_queues_own_drops() -> None:
         (flow_pb2.PERF_EVENT_RING_BUFFER, 5),
         (flow_pb2.OBSERVER_EVENTS_QUEUE, 5),
     ]
+
+
+def test_lost_records_its_queue_drops_are_reported_under_their_source_and_are_no_dropped_flows() -> None:
+    sink = ListSink()
+    ring, subscriber, _ = pipeline(ExportSpec(), sink, depth=1)
+    sink.gate.clear()
+    ingest(ring, subscriber, mixed())  # taken by the exporter thread, which waits at the gate
+    wait_for(lambda: subscriber._queue._queue.empty())
+    ingest(ring, subscriber, mixed())  # queued
+    ingest(ring, subscriber, lost_record(names.LOST_KERNEL_BUFFER, count=7, cpu=1))  # dropped
+    assert subscriber.counts.dropped == 0
+    sink.gate.set()
+    subscriber.close()
+    events = [
+        (r.lost_events.source, r.lost_events.num_events_lost) for r in sink.responses() if r.HasField("lost_events")
+    ]
+    assert events == [(flow_pb2.PERF_EVENT_RING_BUFFER, 7)]
+    status = subscriber.status()
+    assert (status.name, status.kind, status.target) == ("test", "list", "memory")
+    assert (status.flows_exported, status.flows_dropped, status.lost_events) == (10, 0, 7)
 
 
 def test_a_sink_that_stops_stops_the_exporter_and_everything_after_counts_as_failed() -> None:

@@ -78,6 +78,19 @@ def test_rotation_names_backups_as_lumberjack_gzips_them_and_keeps_max_backups(t
     assert subscriber.counts.exported == 24 and not subscriber.stopped
 
 
+def test_its_status_counts_the_bytes_it_wrote_and_the_files_it_rotated(tmp_path: Path) -> None:
+    path = tmp_path / "flows.log"
+    ring, subscriber = file_pipeline(path, Rotation(max_size_mb=4096 / 2**20, max_backups=0))
+    for round_ in range(8):
+        ingest(ring, subscriber, flows(3, sport=40000 + 10 * round_))
+    subscriber.close()
+    status = subscriber.status()
+    assert (status.name, status.kind, status.target) == ("file", "file", str(path))
+    assert status.rotations == len(backups(path)) >= 3
+    assert status.bytes_written == sum(p.stat().st_size for p in [*backups(path), path])
+    assert status.flows_exported == 24 and not status.stopped
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 64 KiB tmpfs, unmounted at the end whatever happens."""
