@@ -94,6 +94,22 @@ class ServerOptions:
             server_name=args.tls_server_name,
         )
 
+    def flags(self) -> list[str]:
+        """The server flags that give these options again (`from_args` of them is equal): how `top` hands the
+        server it reads to the `flowscope trace` it starts. A server nobody chose is left out, so the command
+        looks for it as it would when typed."""
+        flags = ["--server", self.server] if self.chosen else []
+        flags += ["--timeout", f"{self.timeout:.9f}s", "--request-timeout", f"{self.request_timeout:.9f}s"]
+        flags += ["--tls"] * self.tls + ["--tls-allow-insecure"] * self.allow_insecure
+        if self.ca_files:
+            flags += ["--tls-ca-cert-files", *self.ca_files]
+        named = (
+            ("--tls-client-cert-file", self.client_cert),
+            ("--tls-client-key-file", self.client_key),
+            ("--tls-server-name", self.server_name),
+        )
+        return flags + [part for flag, value in named if value is not None for part in (flag, value)]
+
     def candidates(self) -> list[str]:
         """Targets to try in order: the server, then (when nobody chose one) the local agent's socket."""
         first = grpc_target(self.server)

@@ -49,6 +49,11 @@ between connections and L7, r sort by rate (again: 2s/10s/40s window), l last se
 first, t total, s slowest p95 (L7), f freeze the order, p pause, arrows/PgUp/PgDn/Home/End scroll (the
 selected row leads), Enter opens the selected connection's latest flows below the table (Enter/Esc close).
 
+Key s on a connection (the opened one, or the selected row) starts a packet-path session on it: the screen steps
+aside and `flowscope trace` runs with the connection's filter flags on top's server (sessions need an agent's
+write side: its unix socket, mutual TLS, or a relay over those), following its next packets to their fate; Ctrl-C
+ends the session early, and a key brings top back.
+
 --once prints the table after a short read (the last 40 s, then 2 s of live flows) and exits; --svg FILE and
 --html FILE write it as a picture instead.
 """
@@ -135,6 +140,10 @@ class Viewer(Screen):
 
     def handle(self, key: str) -> Action | None:
         return self.controls.handle(key)
+
+    def trace_arguments(self) -> list[str] | None:
+        key = self.controls.connection
+        return flowpanel.trace_arguments(key) if key is not None else None
 
     def build(self, width: int, height: int) -> Group:
         """One frame from a fresh snapshot (or the paused one): the work done 4-10 times a second."""

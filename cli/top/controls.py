@@ -6,8 +6,9 @@ where it walks down to the last row), so scrolling reads as it always did and ev
 opens the selected connection (its latest flows below the table); Enter or Esc closes it. The connection is
 kept by its key, not its place, so it stays opened while rows reorder, and through a new filter.
 
-`s` on an opened connection is kept for starting a packet-path session on it (`flowscope trace`): flowpanel's
-`trace_arguments` gives the session's filter flags for the row, and the panel shows that command today.
+`s` starts a packet-path session (`flowscope trace`) on the opened connection, or on the selected row when none
+is opened: flowpanel's `trace_arguments` gives the session's filter flags, and the screen runs it (cli/top/session.py).
+In the L7 view `s` stays the slowest-first sort.
 
 Kept apart from the terminal and from rich so it can be driven key by key in tests. `handle` returns an
 `Action` only for what the command itself must do (quit, reconnect with a new filter); everything else is
@@ -29,9 +30,9 @@ SORTS = {"r": "rate", "l": "last", "d": "drops", "t": "total", "s": "slow"}
 VIEWS = ("flows", "l7")  # `v` goes round them
 HELP = {
     "flows": "q quit  / filter  v L7 view  r rate (again: window)  l last seen  d drops  t total  f freeze  p pause  "
-    "↑↓ PgUp PgDn  Enter flows",
-    "opened": "q quit  Enter/Esc close the flows  / filter  v L7 view  r rate  l last seen  d drops  t total  "
-    "f freeze  p pause  ↑↓ select",
+    "↑↓ PgUp PgDn  Enter flows  s trace",
+    "opened": "q quit  Enter/Esc close the flows  s trace them  / filter  v L7 view  r rate  l last seen  d drops  "
+    "t total  f freeze  p pause  ↑↓ select",
     "l7": "q quit  / filter  v connections  r rate (again: window)  l last seen  d errors  t total  s slowest p95  "
     "f freeze  p pause  ↑↓ PgUp PgDn",
 }
@@ -40,6 +41,7 @@ HELP = {
 class Action(Enum):
     QUIT = "quit"
     FILTER = "filter"  # apply `Controls.filter_text`: reconnect with it
+    TRACE = "trace"  # start a packet-path session on `Controls.connection`, then come back
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Controls:
         self.selected = 0  # the row Enter opens, a place in the view's order (connections only)
         self.opening = False  # Enter was pressed: the next view opens the selected row
         self.opened: RowKey | None = None  # the connection whose latest flows are shown
+        self.current: RowKey | None = None  # the selected row's connection in the last frame
         self.page = 20  # visible rows, set by each frame for PgUp/PgDn
         self.rows = 0  # rows in the last frame, to keep scrolling inside them
 
@@ -80,6 +83,11 @@ class Controls:
         if self.shown == "l7":
             return {"drops": "errors", "slow": "slowest p95"}.get(self.sort, self.sort)
         return self.sort
+
+    @property
+    def connection(self) -> RowKey | None:
+        """The connection `s` traces: the opened one, or else the selected row's."""
+        return self.opened if self.opened is not None else self.current
 
     @property
     def help(self) -> str:
@@ -94,6 +102,8 @@ class Controls:
         if key == "/":
             text = self.filter_text + " " if self.filter_text else ""  # ready for the next flag
             self.editing = FilterLine(text, self.validate(text))
+        elif key == "s" and self.shown == "flows":
+            return Action.TRACE if self.connection is not None else None
         elif key == "enter" and self.shown == "flows":
             self.opening, self.opened = self.opened is None, None
         elif key == "esc":
@@ -191,6 +201,7 @@ class Controls:
             order = np.concatenate([self.frozen, np.arange(len(self.frozen), len(rows))])
         self.rows = len(order)
         self._follow()
-        if self.opening and self.shown == "flows" and self.rows:
-            self.opening, self.opened = False, snapshot.keys[int(order[self.selected])]
+        self.current = snapshot.keys[int(order[self.selected])] if self.shown == "flows" and self.rows else None
+        if self.opening and self.current is not None:
+            self.opening, self.opened = False, self.current
         return snapshot, order

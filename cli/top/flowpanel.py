@@ -4,9 +4,8 @@ The lines are observe's compact printer's own (cli/printer/compact.py), caught a
 to a stream, so a flow reads the same in top as in `observe` and there is one way to word a flow. Only the
 flows that fit the panel are formatted, once a frame.
 
-The panel's title names the packet-path session for the connection (`trace_arguments`): the hook for `s`,
-which could start that session in top once trace sessions can be drawn in a panel; today it is a command to
-paste.
+The panel's title names the packet-path session for the connection (`trace_arguments`), which key `s` starts
+(cli/top/session.py); it is also a command to paste elsewhere.
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ def panel(key: RowKey, flows: list[flow_pb2.Flow], lines: int) -> list[Text]:
     last, as `observe` shows them."""
     title = Text.assemble(
         (f" {key.source} → {key.destination} {key.protocol} {key.verdict} ", "bold reverse"),
-        f" latest {min(len(flows), lines - 1)} · trace: ",
+        f" latest {min(len(flows), lines - 1)} · s trace: ",
         ("flowscope trace " + " ".join(trace_arguments(key)), "dim"),
         no_wrap=True,
         overflow="ellipsis",

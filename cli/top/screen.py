@@ -7,6 +7,10 @@ redraws at most 10 times a second while keys are pressed, and otherwise every `i
 stream is resumed on the same table after observe -f's backoff (cli/observe/follow.py: 1, 2, 4, 8, then every
 10 s, from the first response again), the table's footer naming the wait; a filter the server refuses
 (INVALID_ARGUMENT) is never retried: the filter line shows the reason and goes back to the filter before.
+
+A packet-path session (Action.TRACE, key `s` in top) is run between two stretches of the screen: the live screen
+and the keys' cbreak mode are left, the session runs on the ordinary screen (cli/top/session.py), and the screen
+comes back over the same stream, which went on counting.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from flowscope.api.observer import observer_pb2
 from flowscope.cli.connection import Connection
 from flowscope.cli.interrupts import EXIT_CODE, Interrupts
 from flowscope.cli.observe.follow import backoff
+from flowscope.cli.top import session
 from flowscope.cli.top.controls import Action, Controls
 from flowscope.cli.top.keys import RawTerminal, read_keys
 from flowscope.cli.top.livefilter import LiveFilter
@@ -55,22 +60,40 @@ class Screen(ABC):
     def build(self, width: int, height: int) -> RenderableType:
         """One frame from the current stream's table."""
 
+    def trace_arguments(self) -> list[str] | None:
+        """`flowscope trace` filter flags for what the keys chose, when a key asked for a session (Action.TRACE);
+        a view with nothing to trace never asks."""
+        return None
+
     def run(self, request: observer_pb2.GetFlowsRequest) -> int:
         console = Console(highlight=False, markup=False, emoji=False)
         self.stream = Stream(self.connection, request, self.new_table())
+        fd = sys.stdin.fileno()
         try:  # Ctrl-C and SIGTERM end the loop below, which unwinds and gives the terminal back (cli/interrupts.py)
-            with (
-                Interrupts() as interrupts,
-                RawTerminal(sys.stdin.fileno()) as terminal,
-                Live(
-                    console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False
-                ) as live,
-            ):
-                return self._loop(terminal.fd, console, live, interrupts)
+            with Interrupts() as interrupts:
+                while True:
+                    with (
+                        RawTerminal(fd),
+                        Live(
+                            console=console,
+                            screen=True,
+                            auto_refresh=False,
+                            redirect_stdout=False,
+                            redirect_stderr=False,
+                        ) as live,
+                    ):
+                        outcome = self._loop(fd, console, live, interrupts)
+                    arguments = self.trace_arguments() if outcome is Action.TRACE else None
+                    if arguments is None:
+                        return int(outcome) if isinstance(outcome, int) else 0
+                    code = session.run(arguments, self.connection.options, console, fd, interrupts)
+                    if code is not None:
+                        return code
         finally:
             self.stream.stop()
 
-    def _loop(self, fd: int, console: Console, live: Live, interrupts: Interrupts) -> int:
+    def _loop(self, fd: int, console: Console, live: Live, interrupts: Interrupts) -> int | Action:
+        """Frames and keys until a key or a signal ends the screen: an exit code, or Action.TRACE to step aside."""
         due = 0.0
         while True:
             keys = read_keys(fd, due - time.monotonic())
@@ -82,6 +105,8 @@ class Screen(ABC):
                 action = self.handle(key)
                 if action is Action.QUIT:
                     return 0
+                if action is Action.TRACE:
+                    return action
                 if action is Action.FILTER:
                     self._restart(self.filter.request(self.line.filter_text), self.new_table())
                 due = min(due, time.monotonic() + FASTEST)

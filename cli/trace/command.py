@@ -81,27 +81,35 @@ def build_request(args: argparse.Namespace) -> trace_pb2.TraceRequest:
 
 
 def run(args: argparse.Namespace) -> int:
+    with Interrupts() as interrupts:
+        follow(args, interrupts)
+    return EXIT_CODE if interrupts.stopped else 0
+
+
+def follow(args: argparse.Namespace, interrupts: Interrupts) -> None:
+    """The session these flags ask for, shown as it goes, until it ends or `interrupts` stops it (its sessions
+    are then cancelled on their agents, and what was followed so far is shown). Taking the interrupts from the
+    caller lets `top` run a session inside its screen and tell a Ctrl-C, which ends the session, from a SIGTERM,
+    which ends top too."""
     request = build_request(args)
     targets = agent_targets(args)
     console = Console(soft_wrap=args.output != "tree")
     renderer = Renderer(console, args.output, args.summary, err=Console(stderr=True, soft_wrap=True))
     writer = PcapngWriter.create(args.write) if args.write else None
     try:
-        with Interrupts() as interrupts:
-            sessions = [NodeSession(node, options, request, interrupts) for node, options in sorted(targets.items())]
-            try:
-                for event in _events(sessions, interrupts):
-                    renderer.event(event)
-            finally:
-                for session in sessions:
-                    session.cancel()
+        sessions = [NodeSession(node, options, request, interrupts) for node, options in sorted(targets.items())]
+        try:
+            for event in _events(sessions, interrupts):
+                renderer.event(event)
+        finally:
+            for session in sessions:
+                session.cancel()
         paths = renderer.finish()
         if writer is not None:
             _write(writer, renderer.events, path_ids(paths.paths))
     finally:
         if writer is not None:
             writer.close()
-    return EXIT_CODE if interrupts.stopped else 0
 
 
 def _write(writer: PcapngWriter, events: list[trace_pb2.TraceEvent], path_ids: dict[tuple[str, str], int]) -> None:

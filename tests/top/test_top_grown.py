@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cli_samples
 import numpy as np
+import pytest
 import top_samples
 from cli_fake_server import FakeServer
 from cli_runner import run_flowscope
@@ -18,12 +19,15 @@ from rich.console import Console
 from test_top_l7 import WEB, exchange, http_request, http_response
 
 from flowscope.api.flow import flow_pb2
+from flowscope.cli.connection import ServerOptions
+from flowscope.cli.errors import CliError
 from flowscope.cli.main import build_parser
-from flowscope.cli.top import flowpanel, picture, render
+from flowscope.cli.top import flowpanel, picture, render, session
 from flowscope.cli.top.cells import BARS, sparkline
-from flowscope.cli.top.controls import Controls
+from flowscope.cli.top.controls import Action, Controls
 from flowscope.cli.top.livefilter import LiveFilter
 from flowscope.cli.top.state import FlowTable
+from flowscope.cli.trace import command as trace
 
 NOW = 1_800_000_000.25
 SERVER = "unix:///run/flowscope/hubble.sock"
@@ -161,6 +165,50 @@ def test_down_and_end_select_rows_and_enter_opens_the_selected_one() -> None:
     keys.handle("enter")
     keys.view(table.snapshot)
     assert keys.opened is None  # the L7 view has no connections to open
+
+
+def test_s_traces_the_opened_connection_or_else_the_selected_row() -> None:
+    table = FlowTable(clock=lambda: NOW)
+    for index in range(3):
+        table.add_flow(top_samples.at(top_samples.connection(f"c{index}", "server", 80), NOW - 1 + index / 100))
+    keys = controls("l")  # last seen first: c2, c1, c0
+    assert keys.handle("s") is None  # no frame yet: no row to trace
+    keys.view(table.snapshot)
+    assert keys.handle("s") is Action.TRACE
+    assert keys.connection is not None and keys.connection.source == "default/c2"
+    keys.handle("down")
+    keys.view(table.snapshot)
+    assert keys.connection is not None and keys.connection.source == "default/c1"
+    keys.handle("enter")
+    keys.view(table.snapshot)
+    keys.handle("down")
+    keys.view(table.snapshot)
+    assert keys.opened is not None and keys.current is not None
+    assert keys.opened.source == "default/c1" and keys.current.source == "default/c0"
+    assert keys.handle("s") is Action.TRACE and keys.connection == keys.opened  # the opened one first
+    assert "s trace" in keys.help
+    keys.handle("v")
+    keys.view(table.snapshot)
+    assert keys.handle("s") is None and keys.sort == "slow"  # the L7 view's slowest-first sort, as before
+
+
+def test_a_session_from_top_is_trace_on_tops_server() -> None:
+    table = FlowTable(clock=lambda: NOW)
+    table.add_flow(top_samples.at(top_samples.connection("client", "server", 9000), NOW - 1))
+    arguments = flowpanel.trace_arguments(table.snapshot().keys[0])
+    top = build_parser().parse_args(["top", "--server", "tls://relay:4245", "--tls-server-name", "relay.local"])
+    options = ServerOptions.from_args(top)
+    args = session.parse(session.command_line(arguments, options))
+    assert ServerOptions.from_args(args) == options
+    picked = trace.build_request(args)
+    assert [list(f.destination_port) for f in picked.filters] == [["9000"]]
+    assert list(picked.filters[0].source_pod) == ["default/client"]
+    assert list(picked.filters[0].destination_pod) == ["default/server"]
+    assert (picked.count, picked.duration.seconds, args.output) == (10, 30, "tree")  # trace's own defaults
+    unchosen = ServerOptions.from_args(build_parser().parse_args(["top"]))
+    assert "--server" not in session.command_line(arguments, unchosen)  # found as a typed trace finds it
+    with pytest.raises(CliError, match="flowscope trace: unrecognized arguments: --bogus"):
+        session.parse(["--bogus"])
 
 
 def test_an_opened_connection_keeps_its_latest_flows_as_observe_prints_them() -> None:

@@ -1,9 +1,13 @@
 """`flowscope top` on a real agent: a one-node lab with traffic, its flows on the screen, a connection opened
-on its latest flows, `q` to leave; and the table written once as an SVG."""
+on its latest flows, a packet-path session started on one with `s` (ended by itself, by Ctrl-C, by SIGTERM), `q`
+to leave; and the table written once as an SVG."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import termios
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +19,9 @@ from top_terminal import Terminal
 from flowscope.lab import Lab
 
 pytestmark = pytest.mark.bpf
+
+CLOSED_PORT = 9999  # nothing in the lab listens on it, or sends to it
+SEND = "import socket,sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', (sys.argv[1], 9999))"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +73,48 @@ def test_enter_opens_a_connections_latest_flows(lab: Lab, terminal_for: Callable
     term.wait_for(lambda text: "Enter/Esc close" not in text and "Enter flows" in text, "the flows closed")
     term.type("q")
     assert term.exit_code() == 0
+    assert term.restored()
+
+
+def test_s_follows_the_selected_connections_packets_and_top_comes_back(
+    lab: Lab, terminal_for: Callable[..., Terminal]
+) -> None:
+    term = terminal_for("--server", f"unix://{lab.agent_socket('node1')}", "--to-port", "9000", cols=160)
+    term.wait_for(lambda text: "default/client" in text and "TCP/9000" in text, "the client's connection", timeout=30)
+    term.type("s")
+    # The screen steps aside: the session's command, each node's start line, then a tree per packet path as the
+    # traffic's next packets reach their fate, and the end once --count packets were followed.
+    term.wait_for(lambda text: "session ended · any key" in term.aside(), "the session's paths and its end", 60)
+    session = term.aside()
+    command = session.splitlines()[0]
+    assert command.startswith("flowscope trace --protocol tcp --to-port 9000") and "default/client" in command
+    assert "node1: session" in session and "tracing" in session, session
+    assert "delivered to default/server" in session, session
+    assert not termios.tcgetattr(term.slave)[3] & termios.ICANON  # keys again, for the one that goes back
+    term.type("x")
+    term.wait_for(
+        lambda text: "TCP/9000" in text and "s trace" in text and "session ended" not in text, "top back on screen"
+    )
+    term.type("q")
+    assert term.exit_code() == 0
+    assert term.restored()
+
+
+def test_ctrl_c_ends_the_session_and_not_top(lab: Lab, terminal_for: Callable[..., Terminal]) -> None:
+    term = terminal_for("--server", f"unix://{lab.agent_socket('node1')}", "--to-port", str(CLOSED_PORT), cols=160)
+    lab.exec("client", [sys.executable, "-c", SEND, lab.pod("server").ipv4])
+    term.wait_for(lambda text: f"UDP/{CLOSED_PORT}" in text and "NO_SOCKET" in text, "the datagram's drop", 30)
+    term.type("s")  # nothing sends there again: the session would wait its 30 s for a packet
+    term.wait_for(lambda text: "tracing" in term.aside(), "the session started")
+    term.process.send_signal(signal.SIGINT)  # what Ctrl-C sends (the test's pty is not the controlling terminal)
+    term.wait_for(lambda text: "session ended · any key" in term.aside(), "the session ended early")
+    assert "no packet was picked" in term.aside() and term.process.poll() is None
+    term.type(" ")
+    term.wait_for(lambda text: f"UDP/{CLOSED_PORT}" in text and "s trace" in text, "top back on screen")
+    term.type("s")
+    term.wait_for(lambda text: "tracing" in term.aside(), "a second session started")
+    term.process.send_signal(signal.SIGTERM)  # ends the session and top with it
+    assert term.exit_code() == 130
     assert term.restored()
 
 

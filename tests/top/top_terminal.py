@@ -59,6 +59,10 @@ class Terminal:
         """The last frame drawn, as plain text."""
         return _ESCAPES.sub("", self.text.rsplit(HOME, 1)[-1])
 
+    def aside(self) -> str:
+        """What was written on the ordinary screen since the full-screen view last left it, as plain text."""
+        return _ESCAPES.sub("", self.text.rsplit(LEAVE_ALTERNATE_SCREEN, 1)[-1])
+
     def wait_for(self, check: Callable[[str], bool], what: str, timeout: float = 15.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
