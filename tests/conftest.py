@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +54,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def _fail_without_bpf() -> None:
     pytest.fail(f"BPF tests must run under CI, but BPF is unavailable: {bpf_unavailable_reason()}")
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary folder with a short path, for unix sockets (whose paths must stay under 108 bytes: pytest's
+    tmp_path is often longer); removed at the end."""
+    path = Path(tempfile.mkdtemp(prefix="fs-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 _TEST_NETNS = re.compile(r"^fs-t(\d+)-")

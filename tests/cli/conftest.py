@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import cli_samples
 import pytest
 from cli_fake_server import FakeServer
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A short temporary directory: unix socket paths must stay under 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="fs-cli-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

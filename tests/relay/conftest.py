@@ -3,10 +3,7 @@ background so a test can wait for what it expects with a deadline."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,14 +12,6 @@ from relay_client import Follower
 
 from flowscope.api.observer import observer_pb2
 from flowscope.relay.server import RelayConfig, RelayServer
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A short temporary directory: unix socket paths must stay under 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="fs-relay-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,30 +7,18 @@ The client must name the outage on stderr, ask again with backoff, resume just a
 from __future__ import annotations
 
 import queue
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))  # cli_fake_server, cli_samples, cli_runner
 
 import cli_samples as samples
 from cli_fake_server import FakeServer
 from cli_runner import start_flowscope
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="fs-rel-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _lines(stream: IO[str] | None) -> queue.Queue[str]:
