@@ -86,6 +86,6 @@ def control_error(connection: Connection, exc: grpc.RpcError) -> CliError:
         return CliError(f"{connection.target} does not serve flowscope.control (a relay?): point --server at an agent")
     if code == grpc.StatusCode.PERMISSION_DENIED:  # an agent's read-only port: the reason says where to go
         return CliError(f"{connection.target}: {exc.details()}")
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
-        return CliError(str(exc.details()))
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return CliError(str(exc.details()))  # the agent's reason: a bad request, or what the agent lacks
     return connection.error(exc)

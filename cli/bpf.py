@@ -6,7 +6,8 @@
 
 The agent reads its own kernel objects (Control.GetDatapath), so this shows what is loaded and attached, not
 what should be. Kernel BPF statistics cost every program run on the machine two clock reads: the agent switches
-them on for the --stats window only, and off again when it ends (also when this command is stopped).
+them on for the --stats window only, and off again when it ends (also when this command is stopped). Switching
+them on needs CAP_SYS_ADMIN, which the deployed agent runs without: it then refuses --stats and says why.
 A tail-called stage runs inside its entry program's run, so the entry program's time includes its stages'.
 
 With no --server, a lab that is up (the lab named `lab`, or --lab NAME) has every one of its agents asked.

@@ -11,7 +11,9 @@ Statistics: the kernel counts runs and their time only while BPF statistics are 
 of every program on the machine two clock reads. So they are switched on (BPF_ENABLE_STATS, which hands out an
 fd that keeps them on) only for the window asked, the counters read at both ends of it, and the fd closed in a
 `finally`; were the agent killed meanwhile, its fd would close with it. The counters are cumulative over every
-window anyone took, which is why a window's figures are differences.
+window anyone took, which is why a window's figures are differences. Switching them on needs CAP_SYS_ADMIN,
+which the deployed agent does not hold (deploy/kubernetes/agent.yaml): a window is then StatsUnavailable, with
+the reason, while the rest of the inventory needs no more than the agent has.
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ MAP_TYPES = {1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "
 MAP_TYPES |= {7: "stack_trace", 9: "lru_hash", 10: "lru_percpu_hash", 11: "lpm_trie", 12: "array_of_maps"}
 MAP_TYPES |= {13: "hash_of_maps", 22: "queue", 23: "stack", 27: "ringbuf", 30: "bloom_filter"}
 _KEYED = {"hash", "percpu_hash", "lru_hash", "lru_percpu_hash", "lpm_trie", "hash_of_maps"}
+
+
+class StatsUnavailable(Exception):
+    """Kernel BPF statistics cannot be switched on here, so no window can be counted: a fact of the agent's
+    privileges or kernel, not of the request; the message says which."""
+
 
 Fill = Callable[[], int]  # how many entries of a map are in use, where the map's owner knows better (ct4, ct6)
 
@@ -128,7 +136,8 @@ class InventoryReader:
         self._fills = dict(fills or {})
 
     def read(self, stats_window_s: float = 0.0, stop: threading.Event | None = None) -> Inventory:
-        """What is there now; with a window, the programs' runs over it (cut short when `stop` is set)."""
+        """What is there now; with a window, the programs' runs over it (cut short when `stop` is set), or
+        StatsUnavailable when the kernel will not count them for us."""
         if not 0 <= stats_window_s <= MAX_STATS_WINDOW_S:
             raise ValueError(f"the stats window is 0 to {MAX_STATS_WINDOW_S:g} s, not {stats_window_s:g} s")
         hooks = tuple(tcx_hooks())
@@ -300,7 +309,10 @@ def _with_stats(
     programs: tuple[Program, ...], prog_fds: Mapping[int, int], window_s: float, stop: threading.Event
 ) -> tuple[Program, ...]:
     """The programs with their runs over the window: statistics on, counters read, wait, read again, off."""
-    stats_fd = enable_stats()
+    try:
+        stats_fd = enable_stats()
+    except OSError as exc:
+        raise StatsUnavailable(_why_no_stats(exc.errno)) from exc
     try:
         before = _counters(programs, prog_fds)
         stop.wait(window_s)
@@ -315,6 +327,17 @@ def _with_stats(
             continue
         result.append(replace(program, run_count=end[0] - start[0], run_time_ns=end[1] - start[1]))
     return tuple(result)
+
+
+def _why_no_stats(err: int | None) -> str:
+    """The kernel's refusal of BPF_ENABLE_STATS in words that say what to change."""
+    if err == errno.EPERM:
+        return (
+            "switching kernel BPF statistics on (BPF_ENABLE_STATS) needs CAP_SYS_ADMIN, and the agent runs without it"
+        )
+    if err == errno.EINVAL:
+        return "this kernel cannot switch BPF statistics on for a caller (BPF_ENABLE_STATS came with Linux 5.8)"
+    return f"switching kernel BPF statistics on (BPF_ENABLE_STATS) failed: {os.strerror(err or 0)}"
 
 
 def _counters(programs: tuple[Program, ...], prog_fds: Mapping[int, int]) -> dict[int, tuple[int, int]]:

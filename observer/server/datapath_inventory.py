@@ -1,7 +1,9 @@
 """Control.GetDatapath's answer: the datapath inventory (observer/datapath/inventory.py) as its message.
 
 The window is checked here, so a bad one is INVALID_ARGUMENT with the reason, and the call's end (the client
-gone, Ctrl-C) cuts the window short: statistics are never left on for a caller who stopped listening.
+gone, Ctrl-C) cuts the window short: statistics are never left on for a caller who stopped listening. An agent
+that cannot switch statistics on (no CAP_SYS_ADMIN, as deployed) answers a window with FAILED_PRECONDITION and
+why: the request is fine, the agent's privileges are not, and an inventory without the window still works.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from flowscope.api.control import control_pb2
-from flowscope.observer.datapath.inventory import MAX_STATS_WINDOW_S, Inventory
+from flowscope.observer.datapath.inventory import MAX_STATS_WINDOW_S, Inventory, StatsUnavailable
 
 Read = Callable[[float, threading.Event], Inventory]
 
@@ -28,7 +30,11 @@ def get_datapath(
         )
     ended = threading.Event()
     context.add_callback(ended.set)
-    return inventory_message(read(window, ended), node)
+    try:
+        inventory = read(window, ended)
+    except StatsUnavailable as exc:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot count program runs over stats_window: {exc}")
+    return inventory_message(inventory, node)
 
 
 def inventory_message(inventory: Inventory, node: str) -> control_pb2.DatapathInventory:
