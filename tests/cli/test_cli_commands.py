@@ -224,6 +224,30 @@ def test_status(server: FakeServer, cli_env: dict[str, str]) -> None:
     )
 
 
+def test_status_names_each_exporter_and_its_node_and_says_what_went_wrong(
+    server: FakeServer, cli_env: dict[str, str]
+) -> None:
+    _status(server)
+    exporters = server.observer.status.flowscope_exporters
+    exporters.add(
+        name="drops", kind="file", target="/var/log/drops.log", node_name="node-1", flows_exported=1200
+    ).flows_filtered = 34000
+    file = exporters[0]
+    file.bytes_written, file.rotations, file.flows_dropped, file.lost_events = 2_500_000, 3, 40, 1540
+    exporters.add(name="clickhouse", kind="clickhouse", target="http://ch:8123", node_name="relay", stopped=True)
+    clickhouse = exporters[1]
+    clickhouse.flows_exported, clickhouse.rows_stored, clickhouse.rows_buffered = 9000, 8000, 900
+    clickhouse.rows_lost, clickhouse.failed_inserts = 100, 2
+    result = run_flowscope("status", "--server", server.target, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == [
+        "Exporter drops on node-1 (file /var/log/drops.log): 1,200 flows exported, 34,000 filtered out, "
+        "40 dropped (queue full), 1,540 lost events reported; 2.5 MB written, 3 rotations",
+        "Exporter clickhouse on relay (clickhouse http://ch:8123): STOPPED; 9,000 flows exported, 0 filtered out; "
+        "8,000 rows stored, 900 buffered, 100 lost, 2 failed inserts",
+    ]
+
+
 def test_status_of_an_unhealthy_server(server: FakeServer, cli_env: dict[str, str]) -> None:
     server.set_serving(False)
     result = run_flowscope("status", "--server", server.target, env=cli_env)

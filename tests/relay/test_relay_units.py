@@ -106,6 +106,21 @@ def test_server_status_sums_the_nodes_that_answer_and_names_at_most_ten_others()
     assert summary.version.startswith("flowscope-relay")
 
 
+def test_server_status_lists_every_nodes_exporters_then_the_relays_own() -> None:
+    def node(name: str) -> observer_pb2.ServerStatusResponse:
+        reply = observer_pb2.ServerStatusResponse()
+        reply.flowscope_exporters.add(name="static", kind="file", node_name=name, flows_exported=3)
+        return reply
+
+    own = observer_pb2.ExporterStatus(name="clickhouse", kind="clickhouse", node_name="relay", rows_stored=6)
+    summary = status.summarise([answer("a", node("a")), answer("b", node("b"))], started_ns=0, own_exporters=[own])
+    assert [(e.node_name, e.name) for e in summary.flowscope_exporters] == [
+        ("a", "static"),
+        ("b", "static"),
+        ("relay", "clickhouse"),
+    ]
+
+
 def test_nodes_are_connected_unavailable_or_in_error() -> None:
     node = observer_pb2.ServerStatusResponse(num_flows=5, max_flows=10, seen_flows=7, uptime_ns=9, version="v")
     answers = [
