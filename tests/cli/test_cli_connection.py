@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import cli_samples as samples
 import grpc
 import pytest
+from certificates import Pair, self_signed
 from cli_fake_server import FakeServer
 from cli_runner import run_flowscope
 
@@ -87,46 +87,25 @@ def test_server_flag_forms() -> None:
 # --- TLS ------------------------------------------------------------------------------------------
 
 
-def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    key, cert = directory / f"{name}.key", directory / f"{name}.pem"
-    subprocess.run(
-        [
-            *(
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                f"/CN={name}",
-            ),
-            *("-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return key, cert
-
-
 @pytest.fixture
-def certificates(short_tmp: Path) -> dict[str, tuple[Path, Path]]:
-    return {name: make_certificate(short_tmp, name) for name in ("server.test", "client.test")}
+def certificates(short_tmp: Path) -> dict[str, Pair]:
+    return {
+        name: self_signed(short_tmp, name, names=(f"DNS:{name}", "IP:127.0.0.1"))
+        for name in ("server.test", "client.test")
+    }
 
 
-def tls_server(certificates: dict[str, tuple[Path, Path]], mutual: bool = False) -> FakeServer:
-    key, cert = certificates["server.test"]
-    client_ca = certificates["client.test"][1].read_bytes() if mutual else None
+def tls_server(certificates: dict[str, Pair], mutual: bool = False) -> FakeServer:
+    cert, key = certificates["server.test"]
+    client_ca = certificates["client.test"].cert.read_bytes() if mutual else None
     credentials = grpc.ssl_server_credentials(
         [(key.read_bytes(), cert.read_bytes())], root_certificates=client_ca, require_client_auth=mutual
     )
     return FakeServer("127.0.0.1:0", credentials=credentials)
 
 
-def test_tls_with_a_ca(certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
-    ca = str(certificates["server.test"][1])
+def test_tls_with_a_ca(certificates: dict[str, Pair], capsys: pytest.CaptureFixture[str]) -> None:
+    ca = str(certificates["server.test"].cert)
     with tls_server(certificates) as server:
         assert main(["status", "--server", f"tls://{server.target}", "--tls-ca-cert-files", ca]) == 0
         assert "Healthcheck" in capsys.readouterr().out
@@ -135,18 +114,14 @@ def test_tls_with_a_ca(certificates: dict[str, tuple[Path, Path]], capsys: pytes
         assert main([*argv, "--tls-server-name", "server.test"]) == 0
 
 
-def test_tls_refuses_an_unknown_certificate(
-    certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_tls_refuses_an_unknown_certificate(certificates: dict[str, Pair], capsys: pytest.CaptureFixture[str]) -> None:
     with tls_server(certificates) as server:
         assert main(["status", "--server", f"tls://{server.target}", "--timeout", "2s"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"flowscope: error: cannot connect to {server.target} (") and err.count("\n") == 1
 
 
-def test_tls_failure_is_one_line_from_the_real_command(
-    certificates: dict[str, tuple[Path, Path]], cli_env: dict[str, str]
-) -> None:
+def test_tls_failure_is_one_line_from_the_real_command(certificates: dict[str, Pair], cli_env: dict[str, str]) -> None:
     with tls_server(certificates) as server:
         result = run_flowscope("status", "--server", f"tls://{server.target}", "--timeout", "2s", env=cli_env)
         plain = run_flowscope("status", "--server", server.target, "--timeout", "2s", env=cli_env)
@@ -156,14 +131,14 @@ def test_tls_failure_is_one_line_from_the_real_command(
     assert plain.stderr.count("\n") == 1 and "a TLS server? try tls:// or --tls" in plain.stderr
 
 
-def test_tls_allow_insecure(certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_tls_allow_insecure(certificates: dict[str, Pair], capsys: pytest.CaptureFixture[str]) -> None:
     with tls_server(certificates) as server:
         assert main(["status", "--server", f"tls://{server.target}", "--tls-allow-insecure"]) == 0
 
 
-def test_mutual_tls(certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
-    key, cert = certificates["client.test"]
-    ca = str(certificates["server.test"][1])
+def test_mutual_tls(certificates: dict[str, Pair], capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = certificates["client.test"]
+    ca = str(certificates["server.test"].cert)
     with tls_server(certificates, mutual=True) as server:
         base = ["status", "--server", f"tls://{server.target}", "--tls-ca-cert-files", ca, "--timeout", "2s"]
         assert main([*base, "--tls-client-cert-file", str(cert), "--tls-client-key-file", str(key)]) == 0
@@ -174,11 +149,11 @@ def test_mutual_tls(certificates: dict[str, tuple[Path, Path]], capsys: pytest.C
 
 
 def test_observe_reads_flows_over_tls_and_mutual_tls(
-    certificates: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]
+    certificates: dict[str, Pair], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """observe reads its stream through common/h2grpc, not grpcio: the same TLS flags, the same one-line refusals."""
-    key, cert = certificates["client.test"]
-    ca = str(certificates["server.test"][1])
+    cert, key = certificates["client.test"]
+    ca = str(certificates["server.test"].cert)
     flows = [samples.response(samples.tcp_flow())]
     with tls_server(certificates, mutual=True) as server:
         server.observer.flows = flows

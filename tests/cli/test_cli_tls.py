@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from certificates import self_signed
 from cryptography import x509
 
 from flowscope.cli.errors import CliError
 from flowscope.cli.tls import certificate_name, presented_certificate
 from flowscope.common.tls import ClientTLS
-
-
-def certificate(directory: Path, subject: str, alternatives: str | None) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    names = ["-addext", f"subjectAltName={alternatives}"] if alternatives else []
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", subject, *names, "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.mark.parametrize(
@@ -41,7 +29,7 @@ def certificate(directory: Path, subject: str, alternatives: str | None) -> tupl
 )
 def test_the_name_a_certificate_is_for(tmp_path: Path, subject: str, alternatives: str | None, name: str) -> None:
     """Its first DNS name or address, else its common name; nothing when it names nothing."""
-    cert, _ = certificate(tmp_path, subject, alternatives)
+    cert, _ = self_signed(tmp_path, "cert", subject, alternatives.split(",") if alternatives else ())
     assert certificate_name(x509.load_pem_x509_certificate(cert.read_bytes())) == name
 
 
@@ -49,7 +37,7 @@ def test_the_name_a_certificate_is_for(tmp_path: Path, subject: str, alternative
 def tls_listener(tmp_path: Path) -> Iterator[tuple[tuple[str, int], Path]]:
     """A TLS listener on the loopback that completes one handshake per connection; yields where, and its
     certificate (which names server.test, not the address)."""
-    cert, key = certificate(tmp_path, "/CN=server.test", "DNS:server.test")
+    cert, key = self_signed(tmp_path, "server.test")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     listener = socket.create_server(("127.0.0.1", 0))

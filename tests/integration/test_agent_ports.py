@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from certificates import Pair, authority, signed
 from cli.cli_runner import flowscope_command, run_flowscope
-from relay.relay_certs import Pair, authority, signed
 
 from flowscope.lab import Lab
 from flowscope.lab.topology import AGENT_PORT

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from relay_certs import authority, signed
+from certificates import authority, signed
 from relay_client import Follower
 from relay_lab import (
     AGENT,

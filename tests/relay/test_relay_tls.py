@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from relay_certs import Pair, authority, signed
+from certificates import Pair, authority, signed
 from relay_fakes import FakeAgent
 from relay_samples import MS, flow
 

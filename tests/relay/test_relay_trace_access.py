@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from relay_certs import Pair, authority, signed
+from certificates import Pair, authority, signed
 
 from flowscope.api.trace import trace_pb2, trace_pb2_grpc
 from flowscope.common.tls import ClientTLS, ServerTLS

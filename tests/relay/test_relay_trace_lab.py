@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from relay_certs import authority, signed
+from certificates import authority, signed
 from relay_lab import AGENT, datagram, lab_name
 
 from flowscope.api.trace import trace_pb2, trace_pb2_grpc
