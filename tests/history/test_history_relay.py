@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conntrack.agent_control import ping_server
 from google.protobuf import json_format
 from history_server import needs_clickhouse
 from waiting import wait_for
@@ -40,8 +41,7 @@ def observe(*args: str) -> list[observer_pb2.GetFlowsResponse]:
 
 
 def test_every_node_flows_reach_the_history_with_their_node_names(lab: Lab) -> None:
-    server = lab.pod("server")
-    lab.exec("client", ["ping", "-c", "3", "-i", "0.2", "-W", "2", server.ipv4])
+    ping_server(lab, count=3)
     relay = lab.status().state.relay  # type: ignore[union-attr]
     live = observe("--server", relay, "--since", "5m", *ICMP_FROM_CLIENT)
     nodes = {r.node_name for r in live}
