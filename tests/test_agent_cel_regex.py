@@ -8,24 +8,17 @@ a hang fails the call (DEADLINE_EXCEEDED) instead of the test run.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from records import DNS_V4, TS, lab_registry, record, tcp4, udp4
+from records import DNS_V4, record, tcp4, udp4
+from served_records import agent_serving
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.common import names
-from flowscope.observer import events
-from flowscope.observer.flow_ring import FlowRing
-from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.server.serve import ObserverServer
-from flowscope.observer.server.state import NodeState
 
 DEADLINE_S = 20
 DROPPED = {"type": names.EVENT_DROP, "verdict": names.VERDICT_DROPPED, "subtype": 133, "drop_reason": 133}
@@ -42,23 +35,11 @@ BOMB = "(a+)+$"  # exponential for a backtracking engine on "aaaa...!"
 @pytest.fixture
 def agent() -> Iterator[observer_pb2_grpc.ObserverStub]:
     """A node agent's gRPC server on a unix socket, its ring holding FLOWS; a client of it."""
-    folder = Path(tempfile.mkdtemp(prefix="fs-cel-"))  # short: unix socket paths must stay under 108 bytes
-    try:
-        registry = lab_registry()
-        ring = FlowRing(63, events.event_dtype())
-        batch = np.concatenate(list(FLOWS.values()))
-        batch["ts"] = TS + np.arange(len(batch)) * 1000
-        ring.write(batch)
-        state = NodeState("node1", "default", "", ring, FlowDecoder("node1", registry, b"instance"), registry)
-        server = ObserverServer(state, folder / "hubble.sock", None)
-        server.start()
-        try:
-            with grpc.insecure_channel(f"unix://{folder / 'hubble.sock'}") as channel:
-                yield observer_pb2_grpc.ObserverStub(channel)
-        finally:
-            server.stop(grace=0.1)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with (
+        agent_serving(np.concatenate(list(FLOWS.values()))) as socket,
+        grpc.insecure_channel(f"unix://{socket}") as channel,
+    ):
+        yield observer_pb2_grpc.ObserverStub(channel)
 
 
 def source_ports(stub: observer_pb2_grpc.ObserverStub, *whitelist: flow_pb2.FlowFilter) -> list[int]:

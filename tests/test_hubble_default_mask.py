@@ -8,8 +8,6 @@ of synthetic records answers here, and a real relay server dials it as it dials 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,16 +15,10 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
-from records import TS, lab_registry, record, tcp4
+from records import record, tcp4
+from served_records import agent_serving, relay_in_front
 
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
-from flowscope.observer import events
-from flowscope.observer.flow_ring import FlowRing
-from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.server.serve import ObserverServer
-from flowscope.observer.server.state import NodeState
-from flowscope.relay.pool import Peer
-from flowscope.relay.server import RelayConfig, RelayServer
 
 HUBBLE_DEFAULT_MASK = [
     "time",
@@ -56,27 +48,15 @@ FLOWS = 5
 @pytest.fixture
 def agent_socket() -> Iterator[Path]:
     """A node agent's gRPC server on a unix socket, its ring holding FLOWS TCP flows from the lab's client."""
-    folder = Path(tempfile.mkdtemp(prefix="fs-mask-"))  # short: unix socket paths must stay under 108 bytes
-    registry = lab_registry()
-    ring = FlowRing(63, events.event_dtype())
-    batch = np.concatenate([record(tcp4(sport=40000 + i)) for i in range(FLOWS)])
-    batch["ts"] = TS + np.arange(FLOWS) * 1000
-    ring.write(batch)
-    state = NodeState("node1", "default", "", ring, FlowDecoder("node1", registry, b"instance"), registry)
-    server = ObserverServer(state, folder / "hubble.sock", None)
-    server.start()
-    yield folder / "hubble.sock"
-    server.stop(grace=0.1)
-    shutil.rmtree(folder, ignore_errors=True)
+    with agent_serving(np.concatenate([record(tcp4(sport=40000 + i)) for i in range(FLOWS)])) as socket:
+        yield socket
 
 
 @pytest.fixture
 def relay_target(agent_socket: Path) -> Iterator[str]:
     """A relay on a free localhost port whose one node is that agent."""
-    config = RelayConfig(listen_address="localhost:0", name="relay", peers=[Peer("node1", f"unix://{agent_socket}")])
-    relay = RelayServer(config).start()
-    yield f"localhost:{relay.port}"
-    relay.stop(grace=0.1)
+    with relay_in_front(agent_socket) as target:
+        yield target
 
 
 def get_flows(target: str, paths: list[str]) -> list[observer_pb2.GetFlowsResponse]:

@@ -8,8 +8,6 @@ is INVALID_ARGUMENT with the reason, from the agent and through the relay alike.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,20 +15,14 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
-from records import CLIENT_V4, DNS_V4, SERVER_V4, TS, lab_registry, record, tcp4, udp4
+from records import CLIENT_V4, DNS_V4, SERVER_V4, record, tcp4, udp4
+from served_records import agent_serving, relay_in_front
 from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 
 from flowscope.api.flow import flow_pb2 as pb
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.common import names
-from flowscope.observer import events
-from flowscope.observer.flow_ring import FlowRing
 from flowscope.observer.l7.store import L7Entry, L7Store
-from flowscope.observer.parser import FlowDecoder
-from flowscope.observer.server.serve import ObserverServer
-from flowscope.observer.server.state import NodeState
-from flowscope.relay.pool import Peer
-from flowscope.relay.server import RelayConfig, RelayServer
 
 URL = "http://web.web.svc.lab/status/500"
 
@@ -51,8 +43,6 @@ def dns_entry() -> L7Entry:
 @pytest.fixture
 def agent_socket() -> Iterator[Path]:
     """An agent's gRPC server: a packet, a DNS query, an HTTP request and its 500 response, in that order."""
-    folder = Path(tempfile.mkdtemp(prefix="fs-l7-"))  # short: unix socket paths must stay under 108 bytes
-    registry = lab_registry()
     store = L7Store(capacity=16)
     l7 = {"type": names.EVENT_TYPES["l7"], "subtype": names.TRACE_FROM_LXC}
     batch = np.concatenate(
@@ -63,16 +53,8 @@ def agent_socket() -> Iterator[Path]:
             record(tcp4(SERVER_V4, CLIENT_V4, 80, 41000), location=store.add(http_entry(pb.RESPONSE, 500)), **l7),
         ]
     )
-    batch["ts"] = TS + np.arange(len(batch)) * 1000
-    ring = FlowRing(63, events.event_dtype())
-    ring.write(batch)
-    decoder = FlowDecoder("node1", registry, b"instance")
-    decoder.l7 = store
-    server = ObserverServer(NodeState("node1", "default", "", ring, decoder, registry), folder / "hubble.sock", None)
-    server.start()
-    yield folder / "hubble.sock"
-    server.stop(grace=0.1)
-    shutil.rmtree(folder, ignore_errors=True)
+    with agent_serving(batch, l7=store) as socket:
+        yield socket
 
 
 @pytest.fixture(params=["agent", "relay"])
@@ -81,10 +63,8 @@ def target(request: pytest.FixtureRequest, agent_socket: Path) -> Iterator[str]:
     if request.param == "agent":
         yield f"unix://{agent_socket}"
         return
-    config = RelayConfig(listen_address="localhost:0", name="relay", peers=[Peer("node1", f"unix://{agent_socket}")])
-    relay = RelayServer(config).start()
-    yield f"localhost:{relay.port}"
-    relay.stop(grace=0.1)
+    with relay_in_front(agent_socket) as relay:
+        yield relay
 
 
 def get_flows(target: str, *whitelist: pb.FlowFilter) -> list[pb.Flow]:
