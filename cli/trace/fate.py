@@ -7,6 +7,11 @@ The rules, in the order they are tried, so that the strongest evidence wins:
 - skb:consume_skb after the packet arrived somewhere (a to-endpoint hop, net:netif_receive_skb) and was not
   sent on from there: delivered into that namespace (a consumed copy that never arrived proves nothing);
 - a last hop that transmits (net:net_dev_xmit, a to-network/to-overlay pass): forwarded out of that device;
+- a last hop that is net:netif_receive_skb, with the session over after the node was quiet: delivered into that
+  namespace's stack, said as seen without a free. The kernel frees what its stack took in without a tracepoint
+  as often as with one (TCP's processed segments and UDP's read datagrams go through __kfree_skb and
+  __consume_stateless_skb, which have none), while the drops it could still make there (no socket, a bad
+  checksum, a full queue) fire skb:kfree_skb at once; so an established connection's segments end here;
 - anything else: unknown, no end was seen before the session ended.
 """
 
@@ -35,6 +40,7 @@ class Fate:
     function: str = ""  # dropped by the kernel: the function that freed it
     rule: str = ""  # dropped by policy: the rule that decided, when one did
     by_kernel: bool = False
+    freed_unseen: bool = False  # delivered: taken in by the stack, whose free has no tracepoint
 
     @property
     def final(self) -> bool:
@@ -52,7 +58,8 @@ class Fate:
                 line += f" (rule {self.rule})"
             return line
         if self.kind == DELIVERED:
-            return f"delivered to {self.where} on {self.node}"
+            line = f"delivered to {self.where} on {self.node}"
+            return line + " (its stack took it; the free has no tracepoint)" if self.freed_unseen else line
         if self.kind == FORWARDED:
             return f"forwarded out of {self.where} on {self.node}, no continuation seen"
         return "unknown: no end seen before the session ended"
@@ -114,6 +121,8 @@ def packet_fate(node: str, hops: Sequence[trace_pb2.Hop]) -> Fate:
     last = [hop for hop in hops if not (hop.kind == trace_pb2.KERNEL and hop.hook == CONSUME)]
     if last and is_transmit(last[-1]):
         return Fate(FORWARDED, node, last[-1].interface or f"if{last[-1].ifindex}")
+    if last and last[-1].kind == trace_pb2.KERNEL and last[-1].hook == RECEIVE:
+        return Fate(DELIVERED, node, last[-1].netns_name or where(last[-1]), freed_unseen=True)
     return Fate(UNKNOWN, node)
 
 

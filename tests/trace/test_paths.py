@@ -100,6 +100,18 @@ def test_a_packet_with_no_end_seen_is_unknown() -> None:
     assert path.fate.text() == "unknown: no end seen before the session ended"
 
 
+def test_a_packet_the_stack_took_in_without_a_traced_free_is_delivered() -> None:
+    """An established connection's segment ends at netif_receive_skb in the server's namespace: TCP frees what
+    it processed with __kfree_skb, which fires no tracepoint, while a drop there would have fired kfree_skb."""
+    events = [e for e in s.syn_crossing(s.Node("node1"), s.Node("node2")) if e.hop.hook != "skb:consume_skb"]
+
+    [path] = assemble(events).paths
+
+    assert path.fate == Fate(DELIVERED, "node2", "default/server", freed_unseen=True)
+    assert path.fate.final
+    assert path.fate.text() == "delivered to default/server on node2 (its stack took it; the free has no tracepoint)"
+
+
 def test_a_consume_before_arrival_is_no_delivery() -> None:
     """A consumed copy (the packet was sent on from the node) says nothing about where it went."""
     node1 = s.Node("node1")
