@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -115,6 +115,16 @@ def release() -> Iterator[threading.Event]:
     event.set()  # a failed test does not leave the handler waiting
 
 
+def serving(handler: Callable[[bytes, grpc.ServicerContext], Iterator[bytes]]) -> tuple[Server, int]:
+    """common/h2grpc's Server started on a free loopback port, `handler` its /test.Stop/Stream."""
+    server = Server(futures.ThreadPoolExecutor(max_workers=4))
+    method = grpc.unary_stream_rpc_method_handler(handler)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Stop", {"Stream": method}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
 def test_a_graceful_stop_ends_with_one_goaway_and_the_running_streams_trailers(release: threading.Event) -> None:
     def handler(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         for i in range(FIRST):
@@ -122,11 +132,7 @@ def test_a_graceful_stop_ends_with_one_goaway_and_the_running_streams_trailers(r
         release.wait(WAIT_S)
         yield b"after the stop"
 
-    server = Server(futures.ThreadPoolExecutor(max_workers=4))
-    method = grpc.unary_stream_rpc_method_handler(handler)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Stop", {"Stream": method}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = serving(handler)
     client = RawClient(port)
     stopped: threading.Event | None = None
     try:
@@ -168,11 +174,7 @@ def test_a_new_call_after_the_goaway_is_refused_and_the_running_one_ends_well(re
         yield b"first"
         release.wait(WAIT_S)
 
-    server = Server(futures.ThreadPoolExecutor(max_workers=4))
-    method = grpc.unary_stream_rpc_method_handler(handler)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Stop", {"Stream": method}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = serving(handler)
     client = RawClient(port)
     stopped: threading.Event | None = None
     try:
