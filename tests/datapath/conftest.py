@@ -43,6 +43,15 @@ def dp(loaded: Datapath) -> Iterator[Datapath]:
 
 
 @pytest.fixture
+def lb(dp: Datapath) -> Iterator[Datapath]:
+    """The datapath for tests of services: the frontends a test installs are removed after it."""
+    try:
+        yield dp
+    finally:
+        dp.lb.replace([])
+
+
+@pytest.fixture
 def veth() -> Iterator[VethPair]:
     with namespaces("node", "pod") as (node, pod):
         pair = VethPair(node, pod)

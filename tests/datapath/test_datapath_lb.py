@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator
 
 import pytest
 from dp_packets import ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP, SYN, eth, ipv4, ipv6, tcp, udp
@@ -28,14 +27,6 @@ ETHERTYPE = {4: ETH_P_IP, 6: ETH_P_IPV6}
 FRONTEND_ID = 7
 ETH_HLEN = 14
 CSUM_OFF = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
-
-
-@pytest.fixture
-def lb(dp: Datapath) -> Iterator[Datapath]:
-    try:
-        yield dp
-    finally:
-        dp.lb.replace([])
 
 
 def frontend(family: int, proto: int, backends: int = 1, port: int = 80, target: int = 8080) -> Frontend:

@@ -4,8 +4,6 @@ chosen; decoded into Hubble's DebugEvent as Cilium words it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from dp_packets import IPPROTO_TCP, IPPROTO_UDP
 from dp_run import addr16
@@ -27,14 +25,6 @@ MESSAGE = {
     6: "Service backend slot lookup success: target=[fd00:2::1]:8080, frontend=[fd96::10]:80/{proto} (id 7), "
     "client=[fd00:1::5]:40000",
 }
-
-
-@pytest.fixture
-def lb(dp: Datapath) -> Iterator[Datapath]:
-    try:
-        yield dp
-    finally:
-        dp.lb.replace([])
 
 
 @pytest.mark.parametrize(("family", "proto"), [(4, IPPROTO_TCP), (4, IPPROTO_UDP), (6, IPPROTO_TCP), (6, IPPROTO_UDP)])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator
 
 import pytest
 from dp_packets import IPPROTO_UDP, eth, icmp, ipv4, ipv6
@@ -37,14 +36,6 @@ PORT_UNREACHABLE = {4: (3, 3), 6: (1, 4)}
 ECHO_REQUEST = {4: 8, 6: 128}
 RELATED = 4  # trace_reason (Cilium's TRACE_REASON_CT_RELATED): an ICMP error about a known connection
 ROUTER = {4: "10.0.9.1", 6: "fd00:9::1"}
-
-
-@pytest.fixture
-def lb(dp: Datapath) -> Iterator[Datapath]:
-    try:
-        yield dp
-    finally:
-        dp.lb.replace([])
 
 
 def icmp_frame(family: int, src: str, dst: str, type_: int, code: int, rest: bytes) -> bytes:

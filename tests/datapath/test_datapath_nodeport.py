@@ -6,8 +6,6 @@ Output bytes are compared whole and checksums recomputed from scratch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from dp_packets import IPPROTO_TCP, IPPROTO_UDP
 from dp_run import EP_ID, EP_IDENTITY, addr16
@@ -26,14 +24,6 @@ OTHER_CLIENT = {4: "10.77.0.101", 6: "fd77::101"}
 LOCAL = {4: "10.0.1.7", 6: "fd00:1::7"}  # a pod on this node
 REMOTE = {4: "10.0.2.9", 6: "fd00:2::9"}  # a pod on another node
 NODE_PORT, TARGET, FRONTEND_ID = 30900, 9000, 11
-
-
-@pytest.fixture
-def np(dp: Datapath) -> Iterator[Datapath]:
-    try:
-        yield dp
-    finally:
-        dp.lb.replace([])
 
 
 def serve(dp: Datapath, family: int, proto: int, backend: dict[int, str]) -> None:
@@ -61,11 +51,11 @@ def as_it_entered(sent: bytes, out: bytes, family: int) -> bytes:
 
 @pytest.mark.parametrize(("family", "proto"), FAMILIES_PROTOS)
 def test_a_local_backend_gets_the_dnat_and_its_reply_the_node_address_at_to_netdev(
-    np: Datapath, family: int, proto: int
+    lb: Datapath, family: int, proto: int
 ) -> None:
-    serve(np, family, proto, LOCAL)
+    serve(lb, family, proto, LOCAL)
     sent = frame(family, proto, CLIENT[family], 40000, NODE[family], NODE_PORT)
-    out, [event] = run(np, IN, sent)
+    out, [event] = run(lb, IN, sent)
 
     assert out == frame(family, proto, CLIENT[family], 40000, LOCAL[family], TARGET)
     assert_checksums_valid(family, out)
@@ -74,7 +64,7 @@ def test_a_local_backend_gets_the_dnat_and_its_reply_the_node_address_at_to_netd
     assert bytes(event["data"])[: len(sent)] == as_it_entered(sent, out, family)
 
     reply = frame(family, proto, LOCAL[family], TARGET, CLIENT[family], 40000)
-    out, [event] = run(np, OUT, reply)
+    out, [event] = run(lb, OUT, reply)
     assert out == frame(family, proto, NODE[family], NODE_PORT, CLIENT[family], 40000)
     assert_checksums_valid(family, out)
     assert_translated_event(event, names.TRACE_TO_NETWORK, node, client)
@@ -83,18 +73,18 @@ def test_a_local_backend_gets_the_dnat_and_its_reply_the_node_address_at_to_netd
 
 @pytest.mark.parametrize(("family", "proto"), FAMILIES_PROTOS)
 def test_a_remote_backend_gets_the_snat_too_and_its_reply_both_undone_at_from_netdev(
-    np: Datapath, family: int, proto: int
+    lb: Datapath, family: int, proto: int
 ) -> None:
-    serve(np, family, proto, REMOTE)
+    serve(lb, family, proto, REMOTE)
     sent = frame(family, proto, CLIENT[family], 40000, NODE[family], NODE_PORT)
-    out, [event] = run(np, IN, sent)
+    out, [event] = run(lb, IN, sent)
 
     assert out == frame(family, proto, NODE[family], 40000, REMOTE[family], TARGET)  # the client's port is free
     assert_checksums_valid(family, out)
     client, node = (CLIENT[family], 40000), (NODE[family], NODE_PORT)
     assert_translated_event(event, names.TRACE_FROM_NETWORK, client, node)
     assert bytes(event["data"])[: len(sent)] == as_it_entered(sent, out, family)
-    assert np.lb.nodeport_entries() == [
+    assert lb.lb.nodeport_entries() == [
         NodePortEntry(
             CLIENT[family],
             40000,
@@ -110,57 +100,57 @@ def test_a_remote_backend_gets_the_snat_too_and_its_reply_both_undone_at_from_ne
     ]
 
     reply = frame(family, proto, REMOTE[family], TARGET, NODE[family], 40000)
-    out, [event] = run(np, IN, reply)
+    out, [event] = run(lb, IN, reply)
     assert out == frame(family, proto, NODE[family], NODE_PORT, CLIENT[family], 40000)
     assert_checksums_valid(family, out)
     assert_translated_event(event, names.TRACE_FROM_NETWORK, node, client)
     assert bytes(event["data"])[: len(out)] == out
 
 
-def test_clients_with_one_port_get_apart_and_each_keeps_its_own(np: Datapath) -> None:
-    serve(np, 4, IPPROTO_TCP, REMOTE)
+def test_clients_with_one_port_get_apart_and_each_keeps_its_own(lb: Datapath) -> None:
+    serve(lb, 4, IPPROTO_TCP, REMOTE)
     first = frame(4, IPPROTO_TCP, CLIENT[4], 40000, NODE[4], NODE_PORT)
     second = frame(4, IPPROTO_TCP, OTHER_CLIENT[4], 40000, NODE[4], NODE_PORT)
-    run(np, IN, first)
-    out, _ = run(np, IN, second)
+    run(lb, IN, first)
+    out, _ = run(lb, IN, second)
     snat_port = int.from_bytes(out[34:36], "big")
     assert snat_port != 40000 and 32768 <= snat_port < 32768 + 28232
     assert out == frame(4, IPPROTO_TCP, NODE[4], snat_port, REMOTE[4], TARGET)
     # each connection's later packets keep the port it was given
-    assert run(np, IN, first)[0] == frame(4, IPPROTO_TCP, NODE[4], 40000, REMOTE[4], TARGET)
-    assert run(np, IN, second)[0] == out
+    assert run(lb, IN, first)[0] == frame(4, IPPROTO_TCP, NODE[4], 40000, REMOTE[4], TARGET)
+    assert run(lb, IN, second)[0] == out
     # and each reply finds its client
     for port, to in ((40000, CLIENT[4]), (snat_port, OTHER_CLIENT[4])):
         reply = frame(4, IPPROTO_TCP, REMOTE[4], TARGET, NODE[4], port)
-        assert run(np, IN, reply)[0] == frame(4, IPPROTO_TCP, NODE[4], NODE_PORT, to, 40000)
+        assert run(lb, IN, reply)[0] == frame(4, IPPROTO_TCP, NODE[4], NODE_PORT, to, 40000)
 
 
-def test_other_packets_at_the_device_are_untouched(np: Datapath) -> None:
-    serve(np, 4, IPPROTO_TCP, REMOTE)
+def test_other_packets_at_the_device_are_untouched(lb: Datapath) -> None:
+    serve(lb, 4, IPPROTO_TCP, REMOTE)
     for program, sent in (
         (IN, frame(4, IPPROTO_TCP, CLIENT[4], 40000, NODE[4], NODE_PORT + 1)),  # another port
         (IN, frame(4, IPPROTO_UDP, CLIENT[4], 40000, NODE[4], NODE_PORT)),  # another protocol
         (IN, frame(4, IPPROTO_TCP, REMOTE[4], TARGET, NODE[4], 40000)),  # a "reply" of no connection
         (OUT, frame(4, IPPROTO_TCP, CLIENT[4], 40000, NODE[4], NODE_PORT)),  # NodePort is looked up coming in
     ):
-        out, [event] = run(np, program, sent)
+        out, [event] = run(lb, program, sent)
         assert out == sent
         assert int(event["policy_flags"]) == 0 and int(event["rule"]) == 0
 
 
-def test_a_nodeport_without_backends_drops(np: Datapath) -> None:
-    np.lb.replace([Frontend(FRONTEND_ID, NODE[4], NODE_PORT, IPPROTO_TCP, True, ())])
+def test_a_nodeport_without_backends_drops(lb: Datapath) -> None:
+    lb.lb.replace([Frontend(FRONTEND_ID, NODE[4], NODE_PORT, IPPROTO_TCP, True, ())])
     sent = frame(4, IPPROTO_TCP, CLIENT[4], 40000, NODE[4], NODE_PORT)
-    _, [event] = run(np, IN, sent, verdict=2)  # TC_ACT_SHOT
+    _, [event] = run(lb, IN, sent, verdict=2)  # TC_ACT_SHOT
     assert int(event["drop_reason"]) == names.DROP_SERVICE_BACKEND_NOT_FOUND
     assert int(event["rule"]) == FRONTEND_ID
-    assert np.lb.nodeport_entries() == []
+    assert lb.lb.nodeport_entries() == []
 
 
-def test_a_removed_nodeport_forgets_its_connections(np: Datapath) -> None:
-    serve(np, 4, IPPROTO_TCP, REMOTE)
-    run(np, IN, frame(4, IPPROTO_TCP, CLIENT[4], 40000, NODE[4], NODE_PORT))
-    np.lb.replace([])
-    assert np.lb.nodeport_entries() == []
+def test_a_removed_nodeport_forgets_its_connections(lb: Datapath) -> None:
+    serve(lb, 4, IPPROTO_TCP, REMOTE)
+    run(lb, IN, frame(4, IPPROTO_TCP, CLIENT[4], 40000, NODE[4], NODE_PORT))
+    lb.lb.replace([])
+    assert lb.lb.nodeport_entries() == []
     reply = frame(4, IPPROTO_TCP, REMOTE[4], TARGET, NODE[4], 40000)
-    assert run(np, IN, reply)[0] == reply
+    assert run(lb, IN, reply)[0] == reply
