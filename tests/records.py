@@ -26,6 +26,13 @@ MAC_B = "02:00:00:00:00:0b"
 # TCP flags byte
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
+# A record's conntrack flags: the datapath knew the packet's direction (KNOWN: it was not a reply; REPLY: it was).
+KNOWN = events.F_REPLY_KNOWN
+REPLY = events.F_REPLY_KNOWN | events.F_REPLY
+
+# The kernel's drop reasons a decoder is told of (from BTF in the agent), for records of kernel drops.
+KERNEL_REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET"}
+
 # The lab cluster the tests name flows with.
 CLIENT_V4, CLIENT_V6 = "10.200.1.11", "fd00:200:1::11"
 SERVER_V4, SERVER_V6 = "10.200.1.12", "fd00:200:1::12"

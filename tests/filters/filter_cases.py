@@ -12,6 +12,8 @@ from records import (
     CLIENT_V6,
     DNS_V4,
     IFINDEX,
+    KNOWN,
+    REPLY,
     SERVER_V4,
     SERVER_V6,
     SYN,
@@ -40,7 +42,6 @@ from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.filters import Batch, FilterContext, compile_filters
 
 INSTANCE = b"filter-tests"
-KNOWN, REPLY = events.F_REPLY_KNOWN, events.F_REPLY | events.F_REPLY_KNOWN
 AT_CLIENT = {"ep_id": CLIENT.id, "ifindex": IFINDEX["lxc1001"]}
 DROP = {"type": names.EVENT_DROP, "verdict": names.VERDICT_DROPPED}
 

@@ -18,6 +18,9 @@ from records import (
     CLIENT_V6,
     DNS_V4,
     FIN,
+    KERNEL_REASONS,
+    KNOWN,
+    REPLY,
     RST,
     SERVER,
     SERVER_V4,
@@ -46,9 +49,6 @@ from flowscope.observer.metrics.registry import make_handlers, overflow_counter
 from flowscope.observer.metrics.subscriber import MetricsSubscriber
 from flowscope.observer.parser import FlowDecoder
 
-KERNEL_REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET"}
-KNOWN = events.F_REPLY_KNOWN
-REPLY = events.F_REPLY_KNOWN | events.F_REPLY
 ALL = "flow,drop,tcp,port-distribution,icmp,policy,dns,http,flows-to-world"
 
 

@@ -14,9 +14,12 @@ from records import (
     DNS_V4,
     FIN,
     IFINDEX,
+    KERNEL_REASONS,
+    KNOWN,
     LAB,
     NODE2_V4,
     PSH,
+    REPLY,
     SERVER,
     SERVER_V4,
     SERVER_V6,
@@ -46,10 +49,6 @@ from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.metadata import Cluster, Endpoint
 from flowscope.observer.parser import FlowDecoder
-
-KERNEL_REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET"}
-KNOWN = events.F_REPLY_KNOWN
-REPLY = events.F_REPLY_KNOWN | events.F_REPLY
 
 
 @pytest.fixture

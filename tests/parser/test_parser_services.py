@@ -11,7 +11,9 @@ from records import (
     CLIENT_V4,
     CLIENT_V6,
     IFINDEX,
+    KNOWN,
     NODE1_V4,
+    REPLY,
     SERVER_V4,
     SERVER_V6,
     SYN,
@@ -36,12 +38,9 @@ from service_records import (
 
 from flowscope.api.flow import flow_pb2
 from flowscope.common import names
-from flowscope.observer import events
 from flowscope.observer.parser import FlowDecoder
 from flowscope.observer.policy import RuleOrigin
 
-KNOWN = events.F_REPLY_KNOWN
-REPLY = events.F_REPLY_KNOWN | events.F_REPLY
 AT_CLIENT = {"ep_id": CLIENT.id, "ifindex": IFINDEX["lxc1001"], "subtype": names.TRACE_FROM_LXC}
 WEB_ID = frontend_id(WEB_V4, 80)
 WEB_PB = flow_pb2.Service(name="web", namespace="default")
