@@ -27,6 +27,7 @@ from flowscope.cli.map import export
 from flowscope.cli.map.controls import MapControls
 from flowscope.cli.map.frame import frame
 from flowscope.cli.map.graph import MapTable
+from flowscope.cli.map.layout import Memory
 from flowscope.cli.map.nodes import GROUPINGS
 from flowscope.cli.observe.flags import add_filter_flags, add_selector_flags
 from flowscope.cli.observe.request import build_request, raw_filters_yaml
@@ -44,7 +45,8 @@ MAP_FIELDS = (
 
 DESCRIPTION = """\
 A live map of who talks to whom: workloads grouped by namespace (the world, the host and remote nodes as
-boxes of their own, services as the entry to their backends), sources left and destinations right, edges
+boxes of their own, a link's own traffic - fe80::, ff02::, 224.0.0.0/4, ARP - on (link-local) and (multicast),
+services as the entry to their backends), sources left and destinations right, edges
 labelled with protocol/port and flows/s (over 10 s), red when flows were dropped (with their share over 40 s),
 yellow when L7 answers were errors (HTTP 5xx, DNS NXDOMAIN/SERVFAIL). Boxes keep their place as traffic
 changes; what does not fit the terminal is folded into "+N more" (the quietest first). Takes observe's filter
@@ -143,9 +145,12 @@ class Viewer(Screen):
     def __init__(self, connection: Connection, live_filter: LiveFilter, text: str, args: argparse.Namespace) -> None:
         self.controls = MapControls(text, live_filter.error)
         self.by = args.by
+        self.memory = Memory()  # where the last frame drew each box of the table's
         super().__init__(connection, live_filter, self.controls.filter, args.refresh)
 
     def new_table(self) -> MapTable:
+        """A new filter's table, whose nodes start afresh: so do the places remembered for them."""
+        self.memory = Memory()
         return MapTable(self.by)
 
     def handle(self, key: str) -> Action | None:
@@ -156,4 +161,4 @@ class Viewer(Screen):
         table = self.stream.table
         assert isinstance(table, MapTable)
         snapshot = self.controls.view(table.map_snapshot)
-        return frame(snapshot, self.controls, self.connection.target, self.by, width, height)
+        return frame(snapshot, self.controls, self.connection.target, self.by, width, height, self.memory)

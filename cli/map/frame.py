@@ -8,13 +8,23 @@ from rich.text import Text
 
 from flowscope.cli.map.controls import HELP, MapControls
 from flowscope.cli.map.graph import MapSnapshot
+from flowscope.cli.map.layout import Memory
 from flowscope.cli.map.render import clock, draw, label, style
 
 FOCUS_FLOWS = 8  # latest flows listed under a focused node
 
 
-def frame(snapshot: MapSnapshot, controls: MapControls | None, target: str, by: str, width: int, height: int) -> Group:
-    """Everything on screen; `controls` None for a picture (no selection, no keys)."""
+def frame(
+    snapshot: MapSnapshot,
+    controls: MapControls | None,
+    target: str,
+    by: str,
+    width: int,
+    height: int,
+    memory: Memory | None = None,
+) -> Group:
+    """Everything on screen; `controls` None for a picture (no selection, no keys). A live screen's `memory`
+    keeps the whole map's boxes in place from frame to frame; the focus view is drawn afresh."""
     focus = controls.focus if controls is not None else None
     edges = list(range(len(snapshot.edges)))
     nodes = list(range(len(snapshot.nodes)))
@@ -26,7 +36,7 @@ def frame(snapshot: MapSnapshot, controls: MapControls | None, target: str, by: 
     footer = _footer(snapshot, controls)
     room = max(3, height - 1 - len(footer) - len(below))
     selected = controls.selected if controls is not None else None
-    picture = draw(snapshot, nodes, edges, width, room, selected)
+    picture = draw(snapshot, nodes, edges, width, room, selected, memory if focus is None else None)
     if controls is not None:
         placed = picture.layout.placed
         controls.settle(picture.layout.order(), {node: p.column for node, p in placed.items()})

@@ -146,7 +146,7 @@ class MapTable(FlowTable):
                 source = entry
             else:  # to the service's address: the client → service leg
                 destination = entry
-        kind = flow.l4.WhichOneof("protocol") or ""
+        kind = flow.l4.WhichOneof("protocol") or ("" if flow.IP.source else "ARP")  # no IP: a link's ARP
         protocol = f"{kind}/{destination_port}" if destination_port and destination_port != "0" else kind
         return source, destination, protocol, reply
 

@@ -3,8 +3,13 @@ column the boxes of each namespace together, in the order they were first seen.
 
 Stable by construction: a node's column is the layer it was first seen in, and the order within a column is
 first-seen order (namespaces by their first node, nodes within them by their own), which new traffic can only
-append to, never re-sort. A box with several edges out takes a line per edge, so it can grow downwards; what is
-below it moves down with it, but never changes column or order.
+append to, never re-sort. A box with several edges out takes a line per edge, so it grows downwards as it gains
+edges; a live map therefore remembers where it drew each box (`Memory`) and leaves spare lines below each new
+one (up to `SPARE`, as the terminal's free lines allow): a box that gains an edge grows into them, and a box in
+a new namespace goes below the rest, so nothing already drawn moves. Only a box that outgrows its spare lines,
+or a namespace box that gains a box (at its foot), pushes what is below it down (leaving spare lines again), and
+only a column that no longer fits with its spare lines is drawn compact again. Pictures and the focus view have
+no memory: they are drawn compact.
 
 When a column does not fit the terminal, its quietest nodes (least flows/s in and out) are left out and counted
 in a `+N more` line at its foot; so are a busy node's quietest edges past what fits beside it. The rest keep
@@ -21,6 +26,7 @@ import numpy as np
 from flowscope.cli.map.graph import MapSnapshot
 
 BOX_PADDING = 2  # a group's box adds its top and bottom border lines
+SPARE = 2  # lines left free below a new box of a live map, for the edges it gains next
 NAME_WIDTH = 22  # longest name shown in a box; longer ones are cut with `…`
 
 
@@ -59,11 +65,32 @@ class Layout:
         return [p.node for p in sorted(self.placed.values(), key=lambda p: (p.column, p.top))]
 
 
+@dataclass
+class Memory:
+    """Where a live map drew its boxes in the last frame, so the next one draws them there again: each node's
+    first line, each namespace box's top and bottom line by layer and namespace, and the widest each layer's
+    boxes, labels and lanes have been (so a rate's label growing by a digit moves no column). Node indexes are
+    the table's, so a new table (a new filter) needs a new memory."""
+
+    tops: dict[int, int] = field(default_factory=dict)
+    boxes: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
+    widths: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # layer → box, gap, lanes
+
+    def remember(self, layer: int, placed: list[Placed], groups: list[Group]) -> None:
+        self.tops.update((place.node, place.top) for place in placed)
+        self.boxes.update(((layer, group.namespace), (group.top, group.bottom)) for group in groups if group.namespace)
+
+
 def arrange(
-    snapshot: MapSnapshot, nodes: Collection[int], edges: Collection[int], height: int, edge_lines: int = 8
+    snapshot: MapSnapshot,
+    nodes: Collection[int],
+    edges: Collection[int],
+    height: int,
+    edge_lines: int = 8,
+    memory: Memory | None = None,
 ) -> Layout:
     """Place `nodes` (and the `edges` among them) in `height` lines; `edge_lines` caps the lines one node's
-    edges take before the rest become `+N more`."""
+    edges take before the rest become `+N more`. With a `memory`, boxes stay where it says (and it is updated)."""
     layout = Layout()
     shown = sorted(nodes)
     layout.columns = sorted({snapshot.layers[node] for node in shown})
@@ -75,7 +102,7 @@ def arrange(
             outgoing[source].append(edge)
     for column, layer in enumerate(layout.columns):
         members = [node for node in shown if snapshot.layers[node] == layer]
-        _place_column(layout, snapshot, column, members, outgoing, busy_nodes, height, edge_lines)
+        _place_column(layout, snapshot, column, members, outgoing, busy_nodes, height, edge_lines, memory)
     return layout
 
 
@@ -88,6 +115,7 @@ def _place_column(
     busy: np.ndarray,
     height: int,
     edge_lines: int,
+    memory: Memory | None,
 ) -> None:
     lines = {
         node: _cap(layout, snapshot, node, outgoing[node], max(1, min(edge_lines, height - 3))) for node in members
@@ -95,22 +123,65 @@ def _place_column(
     kept = list(members)
     while kept and _needed(layout, snapshot, kept, lines) + (len(kept) < len(members)) > height:
         kept.remove(min(kept, key=lambda node: (busy[node], -node)))  # the quietest, the newest of equals
-    line = 0
-    for namespace, group in _groups(snapshot, kept):
-        boxed = bool(namespace)
-        top = line
-        line += boxed
-        for node in group:
-            edges = lines[node]
-            size = _lines(layout, node, edges)
-            layout.placed[node] = Placed(node, column, line, size, tuple(edges))
-            line += size
-        layout.groups.append(Group(column, namespace, top, line if boxed else line - 1))
-        line += boxed
+    groups = _groups(snapshot, kept)
+    layer = snapshot.layers[members[0]] if members else 0
+    stack = None
+    if memory is not None and len(kept) == len(members):
+        free = height - _needed(layout, snapshot, kept, lines)
+        spare = max(0, min(SPARE, free // max(1, len(kept))))
+        stack = _stack(layout, column, layer, groups, lines, memory, spare)
+        if stack[2] > height:  # grown past the terminal with its spare lines: compact again
+            stack = None
+    if stack is None:
+        stack = _stack(layout, column, layer, groups, lines, Memory(), 0)
+    placed, boxes, line = stack
+    layout.placed.update((place.node, place) for place in placed)
+    layout.groups.extend(boxes)
+    if memory is not None:
+        memory.remember(layer, placed, boxes)
     if len(kept) < len(members):
         layout.more[column] = (line, len(members) - len(kept))
         line += 1
     layout.height = max(layout.height, line)
+
+
+def _stack(
+    layout: Layout,
+    column: int,
+    layer: int,
+    groups: list[tuple[str, list[int]]],
+    lines: dict[int, list[int]],
+    memory: Memory,
+    spare: int,
+) -> tuple[list[Placed], list[Group], int]:
+    """The column's boxes top to bottom, each on its remembered line unless what is above has grown into it;
+    then (and for a new box) `spare` lines below what is above. Returns the boxes, groups and lines used."""
+    placed: list[Placed] = []
+    boxes: list[Group] = []
+    line = room = 0  # the first free line, and the spare lines owed below what is above it
+    for namespace, group in groups:
+        remembered = memory.boxes.get((layer, namespace))
+        if namespace:
+            top = _settle(remembered[0] if remembered else None, line, line + room)
+            line, room = top + 1, 0
+        for node in group:
+            edges = lines[node]
+            first = _settle(memory.tops.get(node), line, line + room)
+            size = _lines(layout, node, edges)
+            placed.append(Placed(node, column, first, size, tuple(edges)))
+            line, room = first + size, spare
+        if namespace:
+            bottom = _settle(remembered[1] if remembered else None, line, line + room)
+            boxes.append(Group(column, namespace, top, bottom))
+            line, room = bottom + 1, 0
+        else:
+            boxes.append(Group(column, namespace, placed[-1].top, line - 1))
+    return placed, boxes, line
+
+
+def _settle(remembered: int | None, floor: int, fresh: int) -> int:
+    """A remembered line while what is above has not grown into it (`floor`: the first line free), else `fresh`."""
+    return remembered if remembered is not None and remembered >= floor else fresh
 
 
 def _cap(layout: Layout, snapshot: MapSnapshot, node: int, edges: list[int], room: int) -> list[int]:

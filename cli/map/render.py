@@ -18,7 +18,7 @@ from rich.text import Text
 
 from flowscope.cli.map.canvas import RIGHT, Canvas
 from flowscope.cli.map.graph import MapSnapshot
-from flowscope.cli.map.layout import NAME_WIDTH, Layout, Placed, arrange
+from flowscope.cli.map.layout import NAME_WIDTH, SPARE, Layout, Memory, Placed, arrange
 
 LABEL_WIDTH = 30  # longest edge label drawn; longer ones are cut
 MAX_LANES = 10  # vertical lanes in one gap; more destinations share them
@@ -70,15 +70,18 @@ def draw(
     width: int,
     height: int,
     selected: int | None = None,
+    memory: Memory | None = None,
 ) -> Picture:
-    """The map of `nodes` and the `edges` among them in `width` x `height` (fewer lines when it needs fewer)."""
-    layout = arrange(snapshot, nodes, edges, height)
+    """The map of `nodes` and the `edges` among them in `width` x `height` (fewer lines when it needs fewer);
+    with a `memory`, boxes and columns stay where the last frame drew them (layout.py)."""
+    layout = arrange(snapshot, nodes, edges, height, memory=memory)
     columns = len(layout.columns)
     box_widths = [0] * columns
     for placed in layout.placed.values():
         node = snapshot.nodes[placed.node]
         title = len(_cut(node.namespace, NAME_WIDTH)) + 6 if node.namespace else 0
-        box_widths[placed.column] = max(box_widths[placed.column], len(_cut(node.label, NAME_WIDTH)) + 4, title)
+        spine = 2 if placed.edges and not node.namespace else 0  # a boxless node's edges fan out right of its name
+        box_widths[placed.column] = max(box_widths[placed.column], len(_cut(node.label, NAME_WIDTH)) + 4 + spine, title)
     labels = {edge: label(snapshot, edge) for placed in layout.placed.values() for edge in placed.edges}
     gaps = [0] * columns
     lanes: list[dict[int, int]] = [{} for _ in range(columns)]  # per gap: destination node → lane
@@ -94,6 +97,8 @@ def draw(
     for column in range(columns - 1):
         lanes[column] = _lanes(layout, snapshot, column)
     lane_room = [min(len(lanes[column]), MAX_LANES) + 3 for column in range(columns)]
+    if memory is not None:
+        _widest(memory, layout.columns, box_widths, gaps, lane_room)
     spare = width - sum(box_widths) - sum(lane_room) - sum(gaps)
     while spare < 0 and max(gaps, default=0) > 16:  # too wide: the widest gap gives a column at a time
         widest = gaps.index(max(gaps))
@@ -135,6 +140,17 @@ def draw(
             continue
         _edge(canvas, snapshot, edge, labels[edge], placed.column, placed.top + line, target, lefts, box_widths, lanes)
     return Picture(canvas.lines(layout.height), layout)
+
+
+def _widest(memory: Memory, layers: list[int], box_widths: list[int], gaps: list[int], lane_room: list[int]) -> None:
+    """Each column as wide as its layer has been (in place), and remembered so: columns only ever widen, and
+    a gap that has to widen for a longer label or one more lane takes SPARE columns more, for the next."""
+    for column, layer in enumerate(layers):
+        box, gap, lanes = memory.widths.get(layer, (0, 0, 0))
+        box_widths[column] = max(box_widths[column], box)
+        gaps[column] = gap if gaps[column] <= gap else gaps[column] + SPARE
+        lane_room[column] = lanes if lane_room[column] <= lanes else min(lane_room[column] + SPARE, MAX_LANES + 3)
+        memory.widths[layer] = (box_widths[column], gaps[column], lane_room[column])
 
 
 def _lanes(layout: Layout, snapshot: MapSnapshot, column: int) -> dict[int, int]:

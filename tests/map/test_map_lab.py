@@ -2,8 +2,10 @@
 
 The live map must show the lab's client talking to its server (TCP/9000) and to the cluster DNS (UDP/53), turn
 an edge red once the client sends to a port nobody listens on (the kernel drops those datagrams: NO_SOCKET),
-and focus a node on Enter; `--once --svg` must write an SVG that parses and shows the same edges, and `--dot`
-Graphviz text naming them (and `--html`, and `--png` where rsvg-convert is installed, files of their kinds)."""
+draw the client's multicast datagrams (mDNS) and the pods' neighbour and router solicitations on the
+`(multicast)` and `(link-local)` boxes rather than a box per address, and focus a node on Enter; `--once --svg`
+must write an SVG that parses and shows the same edges (and no box per address), and `--dot` Graphviz text
+naming them (and `--html`, and `--png` where rsvg-convert is installed, files of their kinds)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from flowscope.lab import Lab
 pytestmark = pytest.mark.bpf
 
 CLOSED_PORT = 9999
+MDNS = ("224.0.0.251", 5353)  # the client's multicast datagrams
+ADDRESS_BOX = re.compile(r"\((fe80|ff0\d|224\.)[0-9a-f:.]*")  # a box named by a link's own address
 SEND = """
 import socket, sys, time
 end = time.monotonic() + float(sys.argv[3])
@@ -49,8 +53,12 @@ def server(lab: Lab) -> str:
 
 def send_to_closed_port(lab: Lab, seconds: float) -> threading.Thread:
     """Datagrams from the client to the server pod's closed port, for `seconds`, in the background."""
-    address = lab.topology.pod("server").ipv4
-    argv = [sys.executable, "-c", SEND, address, str(CLOSED_PORT), str(seconds)]
+    return send(lab, lab.topology.pod("server").ipv4, CLOSED_PORT, seconds)
+
+
+def send(lab: Lab, address: str, port: int, seconds: float) -> threading.Thread:
+    """Datagrams from the client to `address`:`port`, for `seconds`, in the background."""
+    argv = [sys.executable, "-c", SEND, address, str(port), str(seconds)]
     thread = threading.Thread(target=lab.exec, args=("client", argv), kwargs={"timeout": seconds + 30}, daemon=True)
     thread.start()
     return thread
@@ -59,8 +67,8 @@ def send_to_closed_port(lab: Lab, seconds: float) -> threading.Thread:
 def test_the_live_map_shows_the_labs_edges_a_drop_in_red_and_a_focused_node(
     lab: Lab, map_terminal: Callable[..., Terminal]
 ) -> None:
-    # Wide enough that the lab's many link-local and multicast boxes leave the edge labels whole (at 160 columns
-    # "33% dropped" was cut to "33% dropp…" on a busy run).
+    # Wide enough that every edge label stays whole (at 160 columns, when each link-local and multicast address
+    # had a box of its own, "33% dropped" was cut to "33% dropp…" on a busy run).
     term = map_terminal("--server", server(lab), cols=220)
     term.wait_for(
         lambda text: all(word in text for word in ("client", "server", "TCP/9000", "UDP/53", "kube-dns")),
@@ -68,8 +76,11 @@ def test_the_live_map_shows_the_labs_edges_a_drop_in_red_and_a_focused_node(
         timeout=40,
     )
     sender = send_to_closed_port(lab, 20)
+    multicast = send(lab, *MDNS, 20)
     term.wait_for(lambda text: f"UDP/{CLOSED_PORT}" in text and "dropped" in text, "the edge to the closed port")
+    term.wait_for(lambda text: f"UDP/{MDNS[1]}" in text and "(multicast)" in text, "the client's mDNS")
     frame = term.text.rsplit("\x1b[H", 1)[-1]
+    assert not ADDRESS_BOX.search(frame), frame
     # rich's bold red (1;31) starts the run of text that holds the edge's label.
     assert re.search(rf"\x1b\[1;31m[^\x1b]*UDP/{CLOSED_PORT} [0-9.]+/s [0-9<]+% dropped", frame), frame
     # Walk the nodes until the client is selected, then focus it: its edges listed, and its latest flows.
@@ -92,6 +103,7 @@ def test_the_live_map_shows_the_labs_edges_a_drop_in_red_and_a_focused_node(
     assert term.exit_code() == 0
     assert term.restored()
     sender.join(timeout=60)
+    multicast.join(timeout=60)
 
 
 def test_once_writes_an_svg_and_graphviz_with_the_same_edges(lab: Lab, tmp_path: Path) -> None:
@@ -111,6 +123,7 @@ def test_once_writes_an_svg_and_graphviz_with_the_same_edges(lab: Lab, tmp_path:
     text = text.replace("\xa0", " ")
     for words in ("client", "server", "TCP/9000", "UDP/53", "◆ kube-dns"):
         assert words in text, text
+    assert not ADDRESS_BOX.search(text), text
     assert "TCP/9000" in html.read_text() and "<html" in html.read_text()
     if shutil.which(export.PNG_CONVERTER):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,8 @@ from flowscope.api.flow import flow_pb2
 from flowscope.cli.map import export
 from flowscope.cli.map.frame import frame
 from flowscope.cli.map.graph import MapSnapshot, MapTable
-from flowscope.cli.map.layout import arrange
+from flowscope.cli.map.layout import SPARE, Memory, arrange
+from flowscope.cli.map.render import Picture, draw
 
 NOW = 1_800_000_000.0
 
@@ -113,3 +114,101 @@ def test_dot_reads_back_as_the_edges() -> None:
     assert found == edges(snapshot)
     assert re.search(r'"default/client" -> "kube-system/dns" \[label="UDP/53 [^"]*100% dropped", color=red', text)
     assert re.search(r'subgraph "cluster_default" \{\n    label="default";\n    "default/client"', text)
+
+
+def boxes_on_screen(picture: Picture, names: list[str]) -> dict[str, tuple[int, int]]:
+    """Where each box's name is written on screen: (column of characters, line)."""
+    found: dict[str, tuple[int, int]] = {}
+    for y, line in enumerate(picture.lines):
+        for name in names:
+            match = re.search(rf"(?:│ |^  ){re.escape(name)}(?= |$)", line.plain)
+            if match and name not in found:
+                found[name] = (match.end() - len(name), y)
+    return found
+
+
+def test_boxes_stay_put_on_screen_as_edges_and_boxes_are_added() -> None:
+    # Each step adds what traffic adds: edges from boxes already drawn (client gains two, web and batch one),
+    # new boxes in new namespaces, a new column, and rates that grow by a digit. A live map's memory keeps every
+    # box drawn before on the same line and column of characters. (A new box in a namespace box that is already
+    # drawn goes inside it, at its foot, and moves what is below that box: layout.py.)
+    steps = [
+        [flow("default/client", "default/server", 9000, NOW - 1), flow("world", "web/web", 80, NOW - 1)],
+        [flow("default/client", "kube-system/dns", 53, NOW - 1, udp=True)],
+        [flow("default/client", "web/web", 80, NOW - 1), flow("jobs/batch", "default/server", 9000, NOW - 1)],
+        [flow("web/web", "other/db", 5432, NOW - 1), flow("world", "default/server", 443, NOW - 1)],
+        [flow("default/client", "default/server", 9000, NOW - 1) for _ in range(150)],
+        [flow("jobs/batch", "kube-system/dns", 53, NOW - 1, udp=True)],
+    ]
+    table = MapTable(clock=lambda: NOW)
+    memory = Memory()
+    seen: dict[str, tuple[int, int]] = {}
+    for step, flows in enumerate(steps):
+        for made in flows:
+            table.add(response(made))
+        snapshot = table.map_snapshot()
+        picture = draw(snapshot, range(len(snapshot.nodes)), range(len(snapshot.edges)), 160, 40, memory=memory)
+        names = [node.label for node in snapshot.nodes]
+        now = boxes_on_screen(picture, names)
+        assert set(now) == set(names), "\n".join(line.plain for line in picture.lines)
+        moved = {name: (seen[name], now[name]) for name in seen if now[name] != seen[name]}
+        assert not moved, f"step {step}: {moved}\n" + "\n".join(line.plain for line in picture.lines)
+        seen = now
+
+
+def test_a_box_past_its_spare_lines_pushes_only_what_is_below_it() -> None:
+    table = table_of(
+        flow("default/client", "default/server", 1, NOW - 1), flow("default/other", "default/server", 1, NOW - 1)
+    )
+    memory = Memory()
+    snapshot = table.map_snapshot()
+    arrange(snapshot, range(len(snapshot.nodes)), range(len(snapshot.edges)), 40, memory=memory)
+    before = dict(memory.tops)
+    for port in range(2, 2 + SPARE + 1):  # one edge more than its spare lines hold
+        table.add(response(flow("default/client", "default/server", port, NOW - 1)))
+    snapshot = table.map_snapshot()
+    layout = arrange(snapshot, range(len(snapshot.nodes)), range(len(snapshot.edges)), 40, memory=memory)
+    client, other = (snapshot.nodes.index(node) for node in snapshot.nodes if node.name in ("client", "other"))
+    assert layout.placed[client].top == before[client] and layout.placed[client].height == 2 + SPARE
+    assert layout.placed[other].top == layout.placed[client].top + layout.placed[client].height + SPARE
+
+
+def on_the_link(made: flow_pb2.Flow, source: str, destination: str, icmp: bool = True) -> flow_pb2.Flow:
+    """`made` between these addresses (none: ARP), an ICMPv6 message unless told otherwise."""
+    made.IP.source, made.IP.destination = source, destination
+    if not source:
+        made.ClearField("IP")
+    if icmp or not source:
+        made.l4.Clear()
+    if icmp and source:
+        made.l4.ICMPv6.type = 133
+    return made
+
+
+def test_a_links_own_traffic_is_two_boxes_whatever_its_addresses() -> None:
+    flows = []
+    for index in range(1, 6):  # each pod's interface solicits the routers from its own link-local address
+        solicitation = on_the_link(flow("world", "world", 0, NOW - 1), f"fe80::{index}", "ff02::2")
+        solicitation.source.identity = 1000 + index  # the pod's identity, but no pod owns the address
+        flows.append(solicitation)
+    flows += [
+        on_the_link(flow("default/client", "world", 0, NOW - 1), "fd00::11", "fe80::1"),  # a neighbour advertisement
+        on_the_link(flow("default/client", "world", 5353, NOW - 1, udp=True), "10.0.0.1", "224.0.0.251", False),
+        on_the_link(flow("world", "world", 0, NOW - 1), "", ""),  # ARP
+        flow("world", "web/web", 80, NOW - 1),  # the world stays the world
+    ]
+    snapshot = table_of(*flows).map_snapshot()
+    assert {node.full for node in snapshot.nodes} == {
+        "(link-local)",
+        "(multicast)",
+        "default/client",
+        "(world)",
+        "web/web",
+    }
+    assert edges(snapshot) == {
+        ("(link-local)", "(multicast)", "ICMPv6"),
+        ("default/client", "(link-local)", "ICMPv6"),
+        ("default/client", "(multicast)", "UDP/5353"),
+        ("(link-local)", "(link-local)", "ARP"),
+        ("(world)", "web/web", "TCP/80"),
+    }
