@@ -133,6 +133,8 @@ def _by_device(hooks: Iterable[control_pb2.TcxHook]) -> list[tuple[str, list[con
 def _program(program: control_pb2.BpfProgram | None, stats: bool) -> Text:
     if program is None:
         return Text("(gone)", style="dim")
+    if not program.type:
+        return Text(f"#{program.id} (not the agent's, which may not read it without CAP_SYS_ADMIN)", style="yellow")
     text = Text.assemble((program.name, "cyan"), f" #{program.id} {program.type}")
     if not program.held:
         text.append(" (not the agent's)", style="yellow")

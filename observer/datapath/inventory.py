@@ -68,7 +68,7 @@ Fill = Callable[[], int]  # how many entries of a map are in use, where the map'
 class Program:
     id: int
     name: str
-    type: str
+    type: str  # "": another's program this process may not open (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN)
     held: bool  # this process holds it (False: another's program on a hook of this namespace)
     map_ids: tuple[int, ...] = ()
     pinned: str = ""
@@ -273,13 +273,19 @@ def _map_key(map_id: int) -> str:
 
 
 def _programs(prog_fds: Mapping[int, int], hooks: tuple[Hook, ...], pinned: Mapping[str, str]) -> tuple[Program, ...]:
-    """The programs held, then those on a hook that are not: each once, the ones on hooks first."""
+    """The programs held, then those on a hook that are not: each once, the ones on hooks first, and last the
+    ones on hooks this process may not open (an agent without CAP_SYS_ADMIN), known by their id only."""
     infos: dict[int, tuple[ProgInfo, bool]] = {}
+    unreadable: dict[int, Program] = {}
     for hook in hooks:
         for program_id in hook.program_ids:
             if program_id not in infos and program_id not in prog_fds:
-                with contextlib.suppress(OSError):  # gone meanwhile
+                try:
                     infos[program_id] = (prog_info_by_id(program_id), False)
+                except PermissionError:
+                    unreadable[program_id] = Program(program_id, "", "", held=False)
+                except OSError:  # gone meanwhile
+                    pass
     for fd in prog_fds.values():
         with contextlib.suppress(OSError):
             info = prog_info(fd)
@@ -296,7 +302,7 @@ def _programs(prog_fds: Mapping[int, int], hooks: tuple[Hook, ...], pinned: Mapp
             pinned.get(_prog_key(info.id), ""),
         )
         for info, held in ordered
-    )
+    ) + tuple(unreadable.values())
 
 
 def _map_infos(map_fds: Mapping[int, int]) -> Iterator[tuple[int, MapInfo]]:

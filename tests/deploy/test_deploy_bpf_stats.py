@@ -3,11 +3,14 @@ capabilities, without CAP_SYS_ADMIN, which switching kernel BPF statistics on (B
 
 Such an agent refuses a stats window with FAILED_PRECONDITION and the reason (it used to fail the call with
 UNKNOWN and the kernel's errno), the CLI prints that reason as one line and exits 1, and everything else
-`flowscope bpf` shows works as before: hooks, programs, slots and maps need only what the agent has."""
+`flowscope bpf` shows works as before: hooks, programs, slots and maps need only what the agent has. Another's
+program on a hook, which such an agent may not open, is shown by its id as that (it used to read "(gone)")."""
 
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +21,13 @@ from cli.cli_runner import run_flowscope  # tests/ is on the path (its conftest)
 from deploy_manifests import container
 
 from flowscope.api.control import control_pb2, control_pb2_grpc
-from flowscope.lab import Lab
+from flowscope.lab import Lab, netns
+from flowscope.observer.datapath.bpfsys import BPF_TCX_INGRESS, prog_load, tcx_link_create
 
 pytestmark = pytest.mark.bpf
 
+SCHED_CLS = 3
+PASS_ON = struct.pack("<BBhi", 0xB7, 0, 0, -1) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = TC_ACT_UNSPEC; exit
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
 REASON = (
     "cannot count program runs over stats_window: switching kernel BPF statistics on (BPF_ENABLE_STATS) needs "
@@ -75,3 +81,23 @@ def test_without_a_window_the_inventory_needs_no_more_than_the_agent_has(lab: La
     done = run_flowscope("bpf", "--lab", lab.name, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "tail-call map calls (" in done.stdout and "PINNED" in done.stdout
+
+
+def test_anothers_program_on_a_hook_is_shown_by_its_id_as_unreadable(lab: Lab) -> None:
+    program = prog_load(SCHED_CLS, PASS_ON, "GPL", "not_flowscope")
+    try:
+        with netns.inside(lab.topology.node("node1").netns):
+            link = tcx_link_create(program, socket.if_nametoindex("eth0"), BPF_TCX_INGRESS)
+        try:
+            inventory = get_datapath(lab, 0)
+            on_eth0 = next(h for h in inventory.hooks if (h.device, h.direction) == ("eth0", "ingress"))
+            theirs = [p for p in inventory.programs if p.id == on_eth0.program_ids[-1]]
+            assert [(p.name, p.type, p.held) for p in theirs] == [("", "", False)]
+            done = run_flowscope("bpf", "--lab", lab.name, timeout=60)
+            assert done.returncode == 0, done.stderr
+            line = f"#{theirs[0].id} (not the agent's, which may not read it without CAP_SYS_ADMIN)"
+            assert line in done.stdout and "(gone)" not in done.stdout
+        finally:
+            os.close(link)
+    finally:
+        os.close(program)
