@@ -35,7 +35,16 @@ package_dir |= mapped("flowscope.api", GENERATED)
 package_dir["flowscope.bpf"] = "bpf"  # the datapath's C sources, compiled by bcc when the agent starts
 
 # `-o json` writes protobuf's JSON from wire bytes in C (cli/printer/protojson.py says why); its stub is data.
-jsonwire = Extension("flowscope.cli.printer.jsonwire", ["cli/printer/jsonwire.c"], extra_compile_args=["-O3"])
+# Its parts are cli/printer/jsonwire*.c and .h (jsonwire.c names them); link-time optimisation inlines across
+# them as the compiler did when they were one file, and only PyInit_jsonwire is exported.
+JSONWIRE = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "cli" / "printer").glob("jsonwire*.[ch]"))
+jsonwire = Extension(
+    "flowscope.cli.printer.jsonwire",
+    [path for path in JSONWIRE if path.endswith(".c")],
+    depends=[path for path in JSONWIRE if path.endswith(".h")],
+    extra_compile_args=["-O3", "-flto", "-fvisibility=hidden"],
+    extra_link_args=["-O3", "-flto"],
+)
 
 setup(
     packages=sorted(package_dir),
