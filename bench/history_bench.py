@@ -1,7 +1,7 @@
 """What the ClickHouse history costs and how fast it goes (issue 16).
 
     .venv/bin/python bench/history_bench.py ingest [--seconds 10] [--writers 1 3]
-    .venv/bin/python bench/history_bench.py agent [--rate 100000] [--seconds 4] [--rounds 3]
+    .venv/bin/python bench/history_bench.py agent [--rate 100000] [--seconds 4] [--rounds 3] [--before CHECKOUT]
     .venv/bin/python bench/history_bench.py query [--flows-per-s 100]
 
 ingest: flows/s into ClickHouse from 1 and from 3 writers at once (each a process of its own, as three agents
@@ -10,7 +10,8 @@ ingest: flows/s into ClickHouse from 1 and from 3 writers at once (each a proces
   ClickHouse's CPU per flow.
 agent: a one-node lab's agent CPU per event with --export-clickhouse off and on (ClickHouse in node1's
   namespace), alternating per round, under bench/common.py's paced UDP flood of `--rate` events/s (monitor
-  aggregation none); reported: µs of agent CPU per event, what the export adds, flows stored.
+  aggregation none); reported: µs of agent CPU per event, what the export adds, flows stored. `--before`: a
+  checkout (`git worktree add` + its scripts/setup) whose agent stores too, as a third variant in the same rounds.
 query: an hour of flows at `--flows-per-s` (the made-up flows of a lab's pods) stored, then `observe --history
   --since 1h` whole (-o jsonpb to /dev/null), a narrow filter that pushes down, one that does not, `--last
   100`, and `top --history`; reported: wall time, the CLI's CPU and ClickHouse's CPU, median of 3.
@@ -203,23 +204,25 @@ def agent(args: argparse.Namespace) -> None:
     from common import alternating, events_per_packet, ingest, settle
     from flowscope.lab import Lab
 
-    variants = ["off", "clickhouse"]
+    variants = ["off", "clickhouse", *(["clickhouse-before"] if args.before else [])]
+    commands = {"clickhouse-before": [str(args.before / ".venv/bin/flowscope")]} if args.before else {}
     stored_before = 0
     runs: dict[str, list[tuple[float, int, int]]] = {v: [] for v in variants}
-    with Lab("hbench") as lab:
+    with Lab(f"hb{os.getpid()}") as lab:  # another run of this bench may have a lab of its own
         lab.up(traffic=False, agent=False)
         with fresh_server(lab.netns("node1")) as server:
             for number, variant in alternating(variants, args.rounds):
-                extra = ["--export-clickhouse", server.url] if variant == "clickhouse" else []
+                extra = ["--export-clickhouse", server.url] if variant != "off" else []
                 # The writer's thread is done too when what it stores stopped growing.
                 written = (lambda: settle(lambda: _stored(server), quiet_s=2.0)) if variant != "off" else None
-                with running_agent(lab, extra_args=extra) as pid:  # the writer sends what it holds as it stops
+                # The writer sends what it holds as it stops.
+                with running_agent(lab, command=commands.get(variant), extra_args=extra) as pid:
                     cost = ingest(lab, pid, args.rate / events_per_packet(lab), args.seconds, written)
                 stored = _stored(server) - stored_before if variant != "off" else 0
                 stored_before += stored
                 runs[variant].append((cost.cpu_s, cost.events, stored))
                 print(
-                    f"round {number + 1} {variant:10} {cost.events:>9,} events {stored:>9,} stored"
+                    f"round {number + 1} {variant:17} {cost.events:>9,} events {stored:>9,} stored"
                     f" {cost.cpu_s:6.2f} s CPU {cost.us_per_event:6.2f} us/event",
                     flush=True,
                 )
@@ -258,6 +261,7 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=100_000)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--before", type=Path, help="a checkout whose agent stores too, measured in the same rounds")
     p.set_defaults(run=agent)
     args = parser.parse_args()
     args.run(args)

@@ -3,14 +3,21 @@
 An agent puts it behind an ExportSubscriber like any flow log (selection without filters, no field mask: a
 history read must give back complete flows); the relay feeds the writer its merged stream directly
 (relay/history.py).
+
+The agent's flows reach the writer as rows already (record_rows.py: columns from the batch's records, not from
+a Flow message per flow, which cost most of what storing a flow did); its lost events as responses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from flowscope.observer.counts import LostCounts
 from flowscope.observer.exporter.core import ExportSpec, ExportSubscriber, Selection
+from flowscope.observer.history.record_rows import EncodedRows, RecordRows
 from flowscope.observer.history.writer import ClickHouseWriter, WriterOptions
 from flowscope.observer.parser import FlowDecoder
 
@@ -20,4 +27,18 @@ def history_subscriber(
 ) -> ExportSubscriber:
     """An ingest subscriber that stores every flow of this agent in ClickHouse at `url`."""
     writer = ClickHouseWriter(url, options, on_lost=lambda flows: lost.add("agent_queue", flows))
-    return ExportSubscriber("clickhouse", Selection(ExportSpec(), decoder), writer, written, lost)
+    return ExportSubscriber("clickhouse", _RowSelection(decoder), writer, written, lost)
+
+
+class _RowSelection(Selection):
+    """Every flow, as the writer's rows: the exporter hands the writer what `messages` gives (it wants messages
+    for the relay's flows), so here that is the batch's lost events as responses and its flows as rows."""
+
+    def __init__(self, decoder: FlowDecoder) -> None:
+        super().__init__(ExportSpec(), decoder)
+        self._rows = RecordRows(decoder)
+
+    def messages(self, records: np.ndarray, rows: np.ndarray, lost: np.ndarray, first_seq: int) -> list[Any]:
+        responses: list[Any] = super().messages(records, rows[lost], lost[lost], first_seq) if lost.any() else []
+        responses.append(EncodedRows(self._rows.rows(records, rows[~lost], first_seq)))
+        return responses

@@ -28,6 +28,12 @@ def leb128(number: int) -> bytes:
 _SHORT = [bytes((size,)) for size in range(0x80)]  # the one-byte LEB128 lengths, most strings' here
 
 
+def string(text: str) -> bytes:
+    """A String column's value: its UTF-8 bytes after their length."""
+    data = text.encode()
+    return (_SHORT[len(data)] if len(data) < 0x80 else leb128(len(data))) + data
+
+
 # The INSERT names its columns, so a row may list them in any order: the fixed-width ones first, packed by one
 # struct, then the strings and arrays. Names follow observer/history/schema/001_flows.sql.
 FIXED = struct.Struct("<QBIBiiBBbBHHIIBQII")

@@ -25,6 +25,7 @@ from flowscope.common.counters import Counters
 from flowscope.observer.history import retention
 from flowscope.observer.history.clickhouse import ClickHouse, ClickHouseError
 from flowscope.observer.history.migrate import migrate, table_for
+from flowscope.observer.history.record_rows import EncodedRows
 from flowscope.observer.history.rows import COLUMN_NAMES, row_binary
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,17 @@ class ClickHouseWriter:
             return len(self._rows)
 
     def export(self, responses: Sequence[Any]) -> None:
-        """On the exporter's thread: encode the flows and queue them; never waits for ClickHouse."""
-        rows = [row_binary(r) for r in responses if r.HasField("flow")]
-        lost = sum(1 for r in responses if r.HasField("lost_events"))
+        """On the exporter's thread: encode the flows and queue them; never waits for ClickHouse. An agent's
+        flows come already encoded (record_rows.EncodedRows), a relay's as responses."""
+        rows: list[bytes] = []
+        lost = 0
+        for response in responses:
+            if isinstance(response, EncodedRows):
+                rows.extend(response.rows)
+            elif response.HasField("flow"):
+                rows.append(row_binary(response))
+            elif response.HasField("lost_events"):
+                lost += 1
         if lost:
             self.counts.add(lost_events=lost)
         with self._ready:

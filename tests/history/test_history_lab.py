@@ -25,6 +25,7 @@ from flowscope.lab import history as lab_history
 from flowscope.lab.history import ClickHouse
 from flowscope.observer.history.clickhouse import ClickHouse as Client
 from flowscope.observer.history.clickhouse import quote
+from flowscope.observer.history.rows import COLUMN_NAMES, RowReader, row_binary
 
 pytestmark = [pytest.mark.bpf, needs_clickhouse]
 
@@ -186,3 +187,28 @@ def test_top_history_shows_who_talked_most(history_lab: HistoryLab) -> None:
     assert done.returncode == 0, done.stderr
     assert "default/client" in done.stdout and "default/server" in done.stdout
     assert json
+
+
+def test_the_agent_stores_the_columns_its_flows_say(history_lab: HistoryLab) -> None:
+    """The agent makes its rows from the records' columns (observer/history/record_rows.py): every row stored
+    is, column for column, the row `row_binary` writes for the flow stored in it (as every flow was stored)."""
+    ping_server(history_lab.lab)
+    curl_web(history_lab.lab)
+    wait_for(lambda: len(history_lab.stored_uuids()) >= 6, timeout=30)
+    known = ", ".join(quote(u) for u in history_lab.stored_uuids())  # flows keep coming: these, both times
+    with history_lab.node_clickhouse.inside():
+        client = Client.connect(history_lab.node_clickhouse.url)
+        try:
+            where = f"FROM flows WHERE uuid IN ({known}) ORDER BY uuid FORMAT RowBinary"
+            flows_stored = client.execute(f"SELECT time_ns, node, flow {where}")
+            rows = client.execute(f"SELECT {', '.join(COLUMN_NAMES)} {where}")
+        finally:
+            client.close()
+    stored = list(RowReader().feed(flows_stored))
+    assert stored
+    responses = []
+    for time_ns, node, flow in stored:
+        response = observer_pb2.GetFlowsResponse(flow=flow_pb2.Flow.FromString(flow), node_name=node)
+        response.time.FromNanoseconds(time_ns)
+        responses.append(response)
+    assert rows == b"".join(row_binary(r) for r in responses)
