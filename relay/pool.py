@@ -2,8 +2,12 @@
 
 Peers come from the peer service (relay/peers.py) or a static list; each gets one gRPC channel, shared by all
 the relay's requests, that keeps itself connected: gRPC retries a lost connection on the relay's short
-schedule (relay/backoff.py), and the pool watches the channel's state so requests know at once which nodes
-are connected and wake up the moment a node comes back.
+schedule (relay/backoff.py), and the pool watches the channels' states so requests know which nodes are
+connected and wake up as soon as a node comes back.
+
+One thread watches every channel, reading each one's state every WATCH_S. grpcio's own way, `subscribe`, runs a
+thread per channel that waits for a change in 0.2 s slices on the C core's timers: ~0.5 ms of CPU a second per
+channel, as much as 50 idle nodes' flows at 200 a second cost the relay in all (bench/relay_bench.py --nodes).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from flowscope.relay.dial import Dialer
 
 log = logging.getLogger(__name__)
 
-_CLOSE_DELAY_S = 0.5
+WATCH_S = 0.2  # how often the pool reads its channels' states: a node that comes or goes is seen this soon
 
 
 @dataclass(frozen=True)
@@ -46,16 +50,20 @@ _LINKS = {
     grpc.ChannelConnectivity.IDLE: Link.CONNECTING,  # we always ask to connect, so idle does not last
     grpc.ChannelConnectivity.CONNECTING: Link.CONNECTING,
 }
+_BY_NUMBER = {state.value[0]: state for state in grpc.ChannelConnectivity}
 
 
-def _nothing(state: grpc.ChannelConnectivity) -> None:
-    pass
+def connectivity(channel: grpc.Channel, try_to_connect: bool) -> grpc.ChannelConnectivity:
+    """The channel's state now (an idle one starts connecting when `try_to_connect`), read at once without a
+    watcher thread: the C core's own answer, which grpcio's `subscribe` polls too (~0.2 µs a read)."""
+    number = channel._channel.check_connectivity_state(try_to_connect)
+    return _BY_NUMBER.get(number, grpc.ChannelConnectivity.CONNECTING)
 
 
 class Connection:
     """One peer's channel and what the relay calls on it."""
 
-    def __init__(self, peer: Peer, dialer: Dialer, on_change: Callable[[], None]) -> None:
+    def __init__(self, peer: Peer, dialer: Dialer) -> None:
         self.peer = peer
         self.dialer = dialer
         self.keepalive_s = dialer.keepalive_s  # of its flow streams; grows when the peer finds it too often
@@ -64,9 +72,7 @@ class Connection:
         self.channel = dialer.channel(self.target, peer.server_name)
         self.link = Link.CONNECTING
         self.stub = observer_pb2_grpc.ObserverStub(self.channel)
-        self._on_change = on_change
-        self._closed = False
-        self.channel.subscribe(self._watch, try_to_connect=True)
+        self.refresh()
 
     @property
     def name(self) -> str:
@@ -89,31 +95,19 @@ class Connection:
             self.keepalive_s *= 2
             log.info("node %s asks for fewer pings: one every %g s", self.peer.name, self.keepalive_s)
 
-    def _watch(self, state: grpc.ChannelConnectivity) -> None:
-        if self._closed:
-            return
-        if state is grpc.ChannelConnectivity.IDLE:
-            self._connect()
-        link = _LINKS.get(state, Link.CONNECTING)
-        if link is not self.link:
-            log.info("node %s (%s): %s", self.peer.name, self.target, link.value)
-            self.link = link
-            self._on_change()
-
-    def _connect(self) -> None:
-        """Ask the channel to connect again. A channel whose connection was lost goes idle and stays so until
-        something asks; gRPC's retries (on the relay's schedule) only run once it is trying."""
-        self.channel.subscribe(_nothing, try_to_connect=True)
-        self.channel.unsubscribe(_nothing)
+    def refresh(self) -> bool:
+        """Read the channel's state into `link`, asking an idle channel to connect (one whose connection was
+        lost goes idle and stays so until asked; gRPC's retries, on the relay's schedule, only run once it is
+        trying); whether the link changed."""
+        link = _LINKS[connectivity(self.channel, try_to_connect=self.link is not Link.READY)]
+        if link is self.link:
+            return False
+        log.info("node %s (%s): %s", self.peer.name, self.target, link.value)
+        self.link = link
+        return True
 
     def close(self) -> None:
-        """Close the channel once gRPC's watcher of its state has noticed nobody watches any more: closing it
-        under the watcher makes that thread fail (grpc/_channel.py polls every 0.2 s)."""
-        self._closed = True
-        self.channel.unsubscribe(self._watch)
-        closer = threading.Timer(_CLOSE_DELAY_S, self.channel.close)
-        closer.daemon = True
-        closer.start()
+        self.channel.close()
 
 
 PoolListener = Callable[[str, str], None]  # (event, node name): "added" or "removed"
@@ -127,6 +121,8 @@ class PeerPool:
         self._cond = threading.Condition()
         self._connections: dict[str, Connection] = {}
         self._listeners: list[PoolListener] = []
+        self._closed = False
+        self._watcher: threading.Thread | None = None
 
     # --- membership --------------------------------------------------------------------------------------
 
@@ -136,8 +132,11 @@ class PeerPool:
             old = self._connections.get(peer.name)
             if old is not None and old.peer == peer:
                 return
-            self._connections[peer.name] = Connection(peer, self._dialer, self._notify)
+            self._connections[peer.name] = Connection(peer, self._dialer)
             self._cond.notify_all()
+            if self._watcher is None and not self._closed:
+                self._watcher = threading.Thread(target=self._watch, name="peer-links", daemon=True)
+                self._watcher.start()
         if old is not None:
             log.info("node %s changed: %s", peer.name, peer.address)
             old.close()
@@ -206,15 +205,25 @@ class PeerPool:
 
     def close(self) -> None:
         with self._cond:
+            self._closed = True
             connections = list(self._connections.values())
             self._connections.clear()
             self._listeners.clear()
+            self._cond.notify_all()
+            watcher = self._watcher
+        if watcher is not None:
+            watcher.join()
         for connection in connections:
             connection.close()
 
-    def _notify(self) -> None:
+    def _watch(self) -> None:
+        """Every WATCH_S, each channel's state; waiters are woken when one changed."""
         with self._cond:
-            self._cond.notify_all()
+            while not self._closed:
+                self._cond.wait(WATCH_S)
+                changed = [connection.refresh() for connection in self._connections.values()]
+                if any(changed):
+                    self._cond.notify_all()
 
     def _tell(self, event: str, name: str) -> None:
         with self._cond:
