@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -19,3 +22,14 @@ def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     """Fail the test unless `condition` comes true within `timeout` seconds."""
     assert eventually(condition, timeout), "timed out"
+
+
+def polled(ask: Callable[[], T], done: Callable[[T], bool], timeout: float = 5.0, every: float = 0.1) -> T:
+    """`ask()`'s first answer that `done` accepts, asked every `every` seconds; its last answer once `timeout`
+    seconds passed, for the test to assert on (a failure then shows what there was)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = ask()
+        if done(answer) or time.monotonic() > deadline:
+            return answer
+        time.sleep(every)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from waiting import polled
 
 from flowscope.api.control import control_pb2, control_pb2_grpc
 from flowscope.api.flow import flow_pb2
@@ -132,12 +132,7 @@ def settle(
     lab: Lab, whitelist: list[flow_pb2.FlowFilter], done: Callable[[list[flow_pb2.Flow]], bool]
 ) -> list[flow_pb2.Flow]:
     """Flows once `done` says they are all there (the ingest loop stores events within tens of ms)."""
-    deadline = time.monotonic() + 10
-    while True:
-        found = flows(lab, *whitelist)
-        if done(found) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+    return polled(lambda: flows(lab, *whitelist), done, timeout=10, every=0.2)
 
 
 def run_python(lab: Lab, pod: str, script: str, *args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:

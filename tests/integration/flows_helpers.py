@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from waiting import polled
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
@@ -52,14 +53,10 @@ def wait_for_flows(
     whitelist: list[flow_pb2.FlowFilter],
     done: Callable[[list[flow_pb2.Flow]], bool],
     timeout: float = 5.0,
+    node: str = "node1",
 ) -> list[flow_pb2.Flow]:
     """Query until `done(flows)` holds (events reach the ring within tens of ms), or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        flows = get_flows(lab, whitelist)
-        if done(flows) or time.monotonic() > deadline:
-            return flows
-        time.sleep(0.1)
+    return polled(lambda: get_flows(lab, whitelist, node=node), done, timeout)
 
 
 def flag_names(flags: flow_pb2.TCPFlags) -> frozenset[str]:

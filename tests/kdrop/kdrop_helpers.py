@@ -8,11 +8,11 @@ import sys
 import time
 from collections.abc import Callable
 
-import grpc
 import numpy as np
+from integration.flows_helpers import stub
 
 from flowscope.api.flow import flow_pb2
-from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.api.observer import observer_pb2
 from flowscope.lab import Lab
 from flowscope.observer.datapath.ringbuf import RingReader
 
@@ -71,30 +71,6 @@ def read_until(reader: RingReader, done: Callable[[np.ndarray], bool], timeout: 
 
 
 # The agent, through its gRPC API.
-
-
-def stub(lab: Lab, node: str = "node1") -> observer_pb2_grpc.ObserverStub:
-    return observer_pb2_grpc.ObserverStub(grpc.insecure_channel(f"unix://{lab.agent_socket(node)}"))
-
-
-def get_flows(lab: Lab, flow_filter: flow_pb2.FlowFilter, node: str = "node1") -> list[flow_pb2.Flow]:
-    request = observer_pb2.GetFlowsRequest(whitelist=[flow_filter])
-    return [r.flow for r in stub(lab, node).GetFlows(request, timeout=20) if r.HasField("flow")]
-
-
-def wait_for_flows(
-    lab: Lab,
-    flow_filter: flow_pb2.FlowFilter,
-    done: Callable[[list[flow_pb2.Flow]], bool],
-    timeout: float = 5.0,
-    node: str = "node1",
-) -> list[flow_pb2.Flow]:
-    deadline = time.monotonic() + timeout
-    while True:
-        flows = get_flows(lab, flow_filter, node)
-        if done(flows) or time.monotonic() > deadline:
-            return flows
-        time.sleep(0.1)
 
 
 def rate_limited(lab: Lab, node: str = "node1") -> int:

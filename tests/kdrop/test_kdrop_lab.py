@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kdrop_helpers import get_flows, kernel_drops, packets_of, rate_limited, send_from_pod, wait_for_flows
+from integration.flows_helpers import get_flows, wait_for_flows
+from kdrop_helpers import kernel_drops, packets_of, rate_limited, send_from_pod
 
 from flowscope.api.flow import flow_pb2
 from flowscope.lab import Lab
@@ -51,9 +52,9 @@ def mac(netns: str, ifname: str) -> str:
 
 
 def one_drop(lab: Lab, dport: int) -> flow_pb2.Flow:
-    flows = wait_for_flows(lab, kernel_drops(dport), lambda f: len(f) >= 1)
+    flows = wait_for_flows(lab, [kernel_drops(dport)], lambda f: len(f) >= 1)
     time.sleep(0.2)  # and no second one
-    flows = get_flows(lab, kernel_drops(dport))
+    flows = get_flows(lab, [kernel_drops(dport)])
     assert len(flows) == 1, flows
     return flows[0]
 
@@ -150,7 +151,7 @@ def test_a_drop_storm_is_rate_limited_with_counts(lab: Lab) -> None:
     elapsed = send_from_pod(lab, "client", server.ipv4, dport, 42040, count=storm, cpu=0)
     time.sleep(1.5)  # the bucket fills again: the next drop is reported, carrying what was suppressed
     send_from_pod(lab, "client", server.ipv4, dport, 42040, count=1, cpu=0)
-    flows = wait_for_flows(lab, kernel_drops(dport), lambda f: sum(map(packets_of, f)) >= storm + 1, timeout=10)
+    flows = wait_for_flows(lab, [kernel_drops(dport)], lambda f: sum(map(packets_of, f)) >= storm + 1, timeout=10)
     time.sleep(1.2)  # the agent reads the rate-limited counter once a second
     limited = rate_limited(lab) - limited_before
 
@@ -181,9 +182,9 @@ def test_normal_traffic_shows_no_kernel_drops(lab: Lab) -> None:
     lab.exec("client", ["ping", "-c", "2", "-i", "0.2", server.ipv6])
     send_from_pod(lab, "client", server.ipv4, 7780, 42080)  # a real drop, made last
     one_drop(lab, 7780)
-    assert get_flows(lab, flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], source_port=[str(sport)])) == []
-    assert get_flows(lab, flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], destination_port=[str(sport)])) == []
-    assert get_flows(lab, flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], protocol=["icmpv6"])) == []
+    assert get_flows(lab, [flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], source_port=[str(sport)])]) == []
+    assert get_flows(lab, [flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], destination_port=[str(sport)])]) == []
+    assert get_flows(lab, [flow_pb2.FlowFilter(verdict=[flow_pb2.DROPPED], protocol=["icmpv6"])]) == []
 
 
 def test_drops_in_another_labs_namespaces_do_not_show(lab: Lab) -> None:
@@ -192,7 +193,7 @@ def test_drops_in_another_labs_namespaces_do_not_show(lab: Lab) -> None:
         send_from_pod(other, "client", other.pod("server").ipv4, 7750, 42050)
         send_from_pod(lab, "client", lab.pod("server").ipv4, 7751, 42051)
         one_drop(lab, 7751)  # this lab's drop, made after the other's, is in
-        assert get_flows(lab, kernel_drops(7750)) == []
+        assert get_flows(lab, [kernel_drops(7750)]) == []
 
 
 def test_the_cli_shows_the_kernel_reason(lab: Lab) -> None:

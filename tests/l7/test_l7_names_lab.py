@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
+from integration.flows_helpers import get_flows, wait_for_flows
 
 from flowscope.api.flow import flow_pb2
-from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.lab import Lab
 from flowscope.lab.services import certificate_file, web_service_name
 
@@ -50,24 +48,6 @@ def observe(lab: Lab, *args: str, server: str = "") -> str:
     return done.stdout
 
 
-def get_flows(lab: Lab, ff: flow_pb2.FlowFilter) -> list[flow_pb2.Flow]:
-    with grpc.insecure_channel(f"unix://{lab.agent_socket('node1')}") as channel:
-        request = observer_pb2.GetFlowsRequest(whitelist=[ff])
-        responses = observer_pb2_grpc.ObserverStub(channel).GetFlows(request, timeout=20)
-        return [response.flow for response in responses if response.HasField("flow")]
-
-
-def wait_for(
-    lab: Lab, ff: flow_pb2.FlowFilter, done: Callable[[list[flow_pb2.Flow]], bool], timeout: float = 10
-) -> list[flow_pb2.Flow]:
-    deadline = time.monotonic() + timeout
-    while True:
-        flows = get_flows(lab, ff)
-        if done(flows) or time.monotonic() > deadline:
-            return flows
-        time.sleep(0.1)
-
-
 def resolve(lab: Lab, name: str) -> list[str]:
     dns = lab.pod("coredns").ipv4
     return lab.exec("client", ["dig", "+short", "+time=2", f"@{dns}", name, "A"]).stdout.split()
@@ -80,12 +60,12 @@ def test_a_later_tcp_flow_to_a_resolved_address_carries_the_name(lab: Lab) -> No
     lab.exec("client", [sys.executable, "-c", CONNECT, server.ipv4])
 
     to_name = flow_pb2.FlowFilter(destination_fqdn=["*.svc.lab"], destination_port=["9000"])
-    flows = wait_for(lab, to_name, lambda fl: any(f.l4.TCP.flags.SYN for f in fl))
+    flows = wait_for_flows(lab, [to_name], lambda fl: any(f.l4.TCP.flags.SYN for f in fl), timeout=10)
     assert any(f.l4.TCP.flags.SYN for f in flows), "no flow of the connection carries the name"
     assert all(list(f.destination_names) == [name] for f in flows)
     assert all(f.IP.destination == server.ipv4 for f in flows)
 
-    replies = get_flows(lab, flow_pb2.FlowFilter(source_fqdn=[name], source_port=["9000"]))
+    replies = get_flows(lab, [flow_pb2.FlowFilter(source_fqdn=[name], source_port=["9000"])])
     assert replies and all(list(f.source_names) == [name] for f in replies)
 
     cli = observe(lab, "--to-fqdn", "*.svc.lab", "--to-port", "9000", "-o", "jsonpb")
@@ -107,7 +87,7 @@ def test_a_service_name_follows_the_connection_past_its_translation(lab: Lab) ->
         return {flow_pb2.FROM_ENDPOINT, flow_pb2.TO_ENDPOINT} <= points
 
     to_name = flow_pb2.FlowFilter(destination_fqdn=[name], destination_port=["80"])
-    flows = wait_for(lab, to_name, both_ends)
+    flows = wait_for_flows(lab, [to_name], both_ends, timeout=10)
     assert both_ends(flows), "the client's and the backend's side of the connection both carry the name"
     assert {f.destination_service.name for f in flows} == {"web"}
     assert any(f.IP.destination != cluster_ip for f in flows)  # the backend's address, named by what was asked
@@ -118,7 +98,7 @@ def test_an_address_nobody_resolved_has_no_names(lab: Lab) -> None:
     server = lab.pod("server")
     lab.exec("web", [sys.executable, "-c", CONNECT, server.ipv4])  # web never asked for the name
     from_web = flow_pb2.FlowFilter(source_pod=["web/web"], destination_port=["9000"])
-    flows = wait_for(lab, from_web, lambda fl: any(f.l4.TCP.flags.SYN for f in fl))
+    flows = wait_for_flows(lab, [from_web], lambda fl: any(f.l4.TCP.flags.SYN for f in fl), timeout=10)
     assert flows and all(not f.destination_names for f in flows)
 
 
@@ -131,7 +111,9 @@ def test_an_https_request_shows_its_server_name(lab: Lab) -> None:
     def hellos(flows: list[flow_pb2.Flow]) -> list[flow_pb2.Flow]:
         return [f for f in flows if "TLS ClientHello" in f.Summary]
 
-    flows = wait_for(lab, flow_pb2.FlowFilter(destination_port=["443"]), lambda fl: bool(hellos(fl)))
+    flows = wait_for_flows(
+        lab, [flow_pb2.FlowFilter(destination_port=["443"])], lambda fl: bool(hellos(fl)), timeout=10
+    )
     found = hellos(flows)
     assert found, "no flow shows the ClientHello"
     assert {f.trace_observation_point for f in found} == {flow_pb2.FROM_ENDPOINT, flow_pb2.TO_ENDPOINT}
