@@ -69,7 +69,7 @@ class Layout:
 class Memory:
     """Where a live map drew its boxes in the last frame, so the next one draws them there again: each node's
     first line, each namespace box's top and bottom line by layer and namespace, and the widest each layer's
-    boxes, labels and lanes have been (so a rate's label growing by a digit moves no column). Node indexes are
+    boxes, labels and lanes have been (so a label growing moves no column: render._widest). Node indexes are
     the table's, so a new table (a new filter) needs a new memory."""
 
     tops: dict[int, int] = field(default_factory=dict)

@@ -143,13 +143,20 @@ def draw(
 
 
 def _widest(memory: Memory, layers: list[int], box_widths: list[int], gaps: list[int], lane_room: list[int]) -> None:
-    """Each column as wide as its layer has been (in place), and remembered so: columns only ever widen, and
-    a gap that has to widen for a longer label or one more lane takes SPARE columns more, for the next."""
+    """Each column as wide as its layer has been (in place), and remembered so: columns only ever widen. A gap
+    that has to widen makes room ahead: for labels of LABEL_WIDTH (a rate's digits, a drop share that appears),
+    and for twice the lanes it needs (up to MAX_LANES), so the next destinations move nothing either."""
     for column, layer in enumerate(layers):
         box, gap, lanes = memory.widths.get(layer, (0, 0, 0))
         box_widths[column] = max(box_widths[column], box)
-        gaps[column] = gap if gaps[column] <= gap else gaps[column] + SPARE
-        lane_room[column] = lanes if lane_room[column] <= lanes else min(lane_room[column] + SPARE, MAX_LANES + 3)
+        if gaps[column] > gap:
+            gaps[column] = max(gaps[column] + SPARE, LABEL_WIDTH + 4)
+        else:
+            gaps[column] = gap
+        if lane_room[column] > lanes:
+            lane_room[column] = min(2 * (lane_room[column] - 3), MAX_LANES) + 3
+        else:
+            lane_room[column] = lanes
         memory.widths[layer] = (box_widths[column], gaps[column], lane_room[column])
 
 

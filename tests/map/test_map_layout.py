@@ -129,9 +129,9 @@ def boxes_on_screen(picture: Picture, names: list[str]) -> dict[str, tuple[int, 
 
 def test_boxes_stay_put_on_screen_as_edges_and_boxes_are_added() -> None:
     # Each step adds what traffic adds: edges from boxes already drawn (client gains two, web and batch one),
-    # new boxes in new namespaces, a new column, and rates that grow by a digit. A live map's memory keeps every
-    # box drawn before on the same line and column of characters. (A new box in a namespace box that is already
-    # drawn goes inside it, at its foot, and moves what is below that box: layout.py.)
+    # new boxes in new namespaces, a new column, rates that grow by a digit and a drop share that appears. A live
+    # map's memory keeps every box drawn before on the same line and column of characters. (A new box in a
+    # namespace box that is already drawn goes inside it, at its foot, and moves what is below that box.)
     steps = [
         [flow("default/client", "default/server", 9000, NOW - 1), flow("world", "web/web", 80, NOW - 1)],
         [flow("default/client", "kube-system/dns", 53, NOW - 1, udp=True)],
@@ -139,6 +139,7 @@ def test_boxes_stay_put_on_screen_as_edges_and_boxes_are_added() -> None:
         [flow("web/web", "other/db", 5432, NOW - 1), flow("world", "default/server", 443, NOW - 1)],
         [flow("default/client", "default/server", 9000, NOW - 1) for _ in range(150)],
         [flow("jobs/batch", "kube-system/dns", 53, NOW - 1, udp=True)],
+        [flow("default/client", "kube-system/dns", 53, NOW - 1, udp=True, verdict=flow_pb2.DROPPED)],
     ]
     table = MapTable(clock=lambda: NOW)
     memory = Memory()
