@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from flowscope.common.names import EVENT_LOST
 from flowscope.observer.counts import LostCounts
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ QUEUE_DEPTH = 64  # batches: at the ingest loop's 100 passes a second, over half
 
 class QueuedSubscriber:
     """Hands batches to `subscriber` on a thread of its own, through a queue of `depth` batches; never blocks
-    the caller. Counts what it had to drop, and adds it to `lost.agent_queue`."""
+    the caller. Counts what it had to drop, and adds it to `lost.agent_queue` (the events: a LostEvent record in
+    a dropped batch stands for events lost elsewhere, counted there)."""
 
     def __init__(
         self, subscriber: Subscriber, lost: LostCounts, depth: int = QUEUE_DEPTH, name: str = "subscriber"
@@ -47,9 +49,11 @@ class QueuedSubscriber:
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
+            events = len(batch) - int(np.count_nonzero(batch["type"] == EVENT_LOST))  # a LostEvent record is none
             self.dropped_batches += 1
-            self.dropped_events += len(batch)
-            self._lost.add("agent_queue", len(batch))
+            self.dropped_events += events
+            if events:
+                self._lost.add("agent_queue", events)
 
     def close(self, timeout: float = 2.0) -> None:
         """Let the subscriber finish what is queued, then end the thread; a subscriber stuck for longer than

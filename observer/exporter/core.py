@@ -214,9 +214,9 @@ class ExportSubscriber:
         key = id(batch)  # unique while the batch is queued: the queue holds it
         with self._held.lock:
             self._held.first_seqs[key] = self._written() - len(batch)
-        dropped = self._queue.dropped_events
+        dropped = self._queue.dropped_batches
         self._queue(batch)
-        if self._queue.dropped_events != dropped:
+        if self._queue.dropped_batches != dropped:
             lost = batch["type"] == EVENT_LOST
             flows = len(batch) - int(np.count_nonzero(lost))
             with self._held.lock:
