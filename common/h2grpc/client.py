@@ -12,6 +12,9 @@ then stops even a connect in progress. The stream's windows are large (16 MiB) a
 server is never held back by this reader; what it sends is only held back by how fast we read. With
 `keepalive_s`, an idle stream PINGs the server and a server that does not answer within twice that ends the
 stream UNAVAILABLE (a node that froze or whose network went away, which no reset will ever report).
+
+The parts: target.py makes the connection, keepalive.py keeps the deadline and the pings, stream_errors.py
+says how a call ended in grpcio's terms; this file is the stream: the request out, the frames in, the end.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import grpc
 import h2.config
@@ -32,6 +34,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from flowscope.common.h2grpc.keepalive import Due, Timers
 from flowscope.common.h2grpc.messages import (
     MAX_MESSAGE,
     MessageSplitter,
@@ -41,101 +44,22 @@ from flowscope.common.h2grpc.messages import (
     framed,
     status_code,
 )
-from flowscope.common.tls import ClientTLS, read_file
+from flowscope.common.h2grpc.stream_errors import (
+    CANCELLED_DETAILS,
+    Metadata,
+    StreamError,
+    goaway_error,
+    http_status_code,
+    reset_error,
+)
+from flowscope.common.h2grpc.target import connect, parse_target
+from flowscope.common.tls import ClientTLS
 
 WINDOW = 16 * 1024 * 1024  # what the server may send before we say we read it
 READ_SIZE = 256 * 1024  # ~600 flows a read: what one reader of one stream takes at a time (open_stream's read_size)
 USER_AGENT = "flowscope-h2grpc/1"
 DATA, END_STREAM, PADDED = 0x0, 0x1, 0x8  # the DATA frame's type and flags (RFC 9113 section 6.1)
 GOAWAY = 0x7
-CANCELLED_DETAILS = "Locally cancelled by application!"  # grpcio's words
-
-
-Metadata = tuple[tuple[str, str], ...]
-
-
-class StreamError(grpc.RpcError):
-    """A call that ended other than OK, raised by iteration as grpcio raises its own."""
-
-    def __init__(self, code: grpc.StatusCode, details: str, trailing: Metadata = ()) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self._code = code
-        self._details = details
-        self._trailing = trailing
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> Metadata:
-        return self._trailing
-
-    def __str__(self) -> str:
-        return f"<StreamError of RPC that terminated with:\n\tstatus = {self._code}\n\tdetails = {self._details!r}\n>"
-
-
-@dataclass(frozen=True)
-class Address:
-    """Where a target is: a unix socket path, or a host and port to resolve."""
-
-    path: str = ""
-    host: str = ""
-    port: int = 0
-
-    @property
-    def authority(self) -> str:
-        if self.path:
-            return "localhost"
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_target(target: str) -> Address:
-    """A target as grpc takes it: unix:///path, unix:path, host:port, [v6]:port, dns:///host:port, ipv4:a:p,
-    ipv6:[a]:p; a host without port is port 443, as gRPC's default."""
-    if target.startswith("unix:"):
-        rest = target[len("unix:") :]
-        path = "/" + rest.lstrip("/") if rest.startswith("//") else rest
-        if not path:
-            raise ValueError(f"{target!r} names no socket")
-        return Address(path=path)
-    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
-        if target.startswith(scheme):
-            target = target[len(scheme) :]
-            break
-    if target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        port = rest.removeprefix(":") or "443"
-    elif target.count(":") == 1:
-        host, _, port = target.partition(":")
-    elif ":" in target:  # a bare IPv6 address
-        host, port = target, "443"
-    else:
-        host, port = target, "443"
-    if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{target!r} has no valid port")
-    return Address(host=host or "localhost", port=int(port))
-
-
-def ssl_context(tls: ClientTLS, trust: bytes | None = None) -> ssl.SSLContext:
-    """TLS as the client's flags ask: its CAs (or only `trust` when given, or the system's when neither), its
-    certificate when it has one, HTTP/2 by ALPN, TLS 1.2 at least."""
-    ca_what, cert_what, key_what = tls.described_as
-    cas = b"".join(read_file(p, ca_what) for p in tls.server_cas)  # read even when unused: a bad file is named
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    roots = trust or cas
-    if roots:
-        context.load_verify_locations(cadata=roots.decode("ascii", "replace"))
-    else:
-        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    if tls.cert is not None and tls.key is not None:
-        read_file(tls.cert, cert_what)
-        read_file(tls.key, key_what)
-        context.load_cert_chain(tls.cert, tls.key)
-    context.set_alpn_protocols(["h2"])
-    return context
 
 
 class Stream:
@@ -163,10 +87,8 @@ class Stream:
         self._tls = tls
         self._server_name = server_name
         self._trust = trust
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._timeout = timeout
+        self._timers = Timers(timeout, keepalive_s)
         self._metadata = tuple(metadata)
-        self._keepalive_s = keepalive_s if keepalive_s and keepalive_s > 0 else None
         self._connect_timeout = connect_timeout
         self._splitter = MessageSplitter(max_message)
         self._lock = threading.Lock()
@@ -182,8 +104,6 @@ class Stream:
         self._trailing: Metadata = ()
         self._status_seen = False
         self._unacknowledged = 0
-        self._ping_sent_at: float | None = None
-        self._last_heard = 0.0
         self._frames = bytearray()  # received bytes not yet a whole frame
         self._inbox = memoryview(bytearray(read_size))
         self._read_timeout: float | None = None
@@ -257,7 +177,15 @@ class Stream:
             self._end(grpc.StatusCode.UNAVAILABLE, str(exc))
             return
         try:
-            sock = self._connect(address)
+            sock = connect(
+                address,
+                tls=self._tls,
+                trust=self._trust,
+                server_name=self._server_name,
+                timeout=self._connect_timeout,
+                deadline=self._timers.deadline,
+                opened=self._opened,
+            )
         except StreamError as exc:
             self._end(exc.code(), exc.details())
             return
@@ -288,13 +216,14 @@ class Stream:
             ("content-type", "application/grpc"),
             ("user-agent", USER_AGENT),
         ]
-        if self._deadline is not None:
-            headers.append(("grpc-timeout", format_timeout(max(0.0, self._deadline - time.monotonic()))))
+        deadline = self._timers.deadline
+        if deadline is not None:
+            headers.append(("grpc-timeout", format_timeout(max(0.0, deadline - time.monotonic()))))
         headers += [(name.lower(), value) for name, value in self._metadata]
         conn.send_headers(self._stream_id, headers)
         self._outgoing = framed(self._request)
         self._send_request()
-        self._last_heard = time.monotonic()
+        self._timers.heard()
         with self._lock:
             self._flush()
 
@@ -310,50 +239,8 @@ class Stream:
             chunk, self._outgoing = self._outgoing[:room], self._outgoing[room:]
             conn.send_data(self._stream_id, chunk, end_stream=not self._outgoing)
 
-    def _connect(self, address: Address) -> socket.socket:
-        """A connected socket (TLS done when asked), or a StreamError UNAVAILABLE that says why not."""
-        timeout = self._connect_timeout
-        if self._deadline is not None:
-            timeout = min(timeout, max(0.001, self._deadline - time.monotonic()))
-        where = f"unix:{address.path}" if address.path else address.authority
-        try:
-            if address.path:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._sock = sock  # a cancel meanwhile shuts it down
-                sock.settimeout(timeout)
-                try:
-                    sock.connect(address.path)
-                except BaseException:
-                    sock.close()
-                    raise
-            else:
-                sock = socket.create_connection((address.host, address.port), timeout=timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except TimeoutError:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if self._past_deadline() else grpc.StatusCode.UNAVAILABLE
-            raise StreamError(code, f"failed to connect to all addresses; last error: {where}: timed out") from None
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise StreamError(
-                grpc.StatusCode.UNAVAILABLE, f"failed to connect to all addresses; last error: {where}: {reason}"
-            ) from None
-        if self._tls is None or address.path:
-            return sock
-        try:
-            context = ssl_context(self._tls, self._trust)
-            secure = context.wrap_socket(sock, server_hostname=self._server_name or address.host)
-        except (OSError, ValueError) as exc:
-            sock.close()
-            raise StreamError(
-                grpc.StatusCode.UNAVAILABLE, f"failed to connect to all addresses; last error: {where}: {exc}"
-            ) from None
-        if secure.selected_alpn_protocol() != "h2":
-            secure.close()
-            raise StreamError(
-                grpc.StatusCode.UNAVAILABLE,
-                f"failed to connect to all addresses; last error: {where}: the server did not agree to HTTP/2",
-            )
-        return secure
+    def _opened(self, sock: socket.socket) -> None:
+        self._sock = sock  # a cancel while it connects shuts it down
 
     # Reading it.
 
@@ -361,7 +248,7 @@ class Stream:
         """One read's worth of messages; ends the call when the read says it is over."""
         sock, conn = self._sock, self._h2
         assert sock is not None and conn is not None
-        wait = self._wait_s()
+        wait = self._timers.wait_s()
         if wait is not None and wait <= 0:
             self._on_timer()
             return []
@@ -386,8 +273,7 @@ class Stream:
         if not count:
             self._lost("Socket closed")
             return []
-        self._last_heard = time.monotonic()
-        self._ping_sent_at = None  # whatever it sent, the peer is alive
+        self._timers.heard()
         with self._lock:
             messages = self._route(self._inbox[:count])
             if self._unacknowledged >= WINDOW // 4 and not self._ended:
@@ -510,7 +396,7 @@ class Stream:
         status = values.get(":status", "")
         if status != "200":
             self._send_reset(h2.errors.ErrorCodes.CANCEL)
-            self._end(_http_status_code(status), f"Received http2 header with status: {status}")
+            self._end(http_status_code(status), f"Received http2 header with status: {status}")
             return True
         if ended or "grpc-status" in values:
             self._trailers(headers)
@@ -541,13 +427,7 @@ class Stream:
             self._end(grpc.StatusCode.INTERNAL, "the server ended the stream without trailers")
 
     def _reset_by_server(self, error: int) -> None:
-        codes = {
-            int(h2.errors.ErrorCodes.REFUSED_STREAM): grpc.StatusCode.UNAVAILABLE,
-            int(h2.errors.ErrorCodes.CANCEL): grpc.StatusCode.CANCELLED,
-            int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM): grpc.StatusCode.RESOURCE_EXHAUSTED,
-            int(h2.errors.ErrorCodes.INADEQUATE_SECURITY): grpc.StatusCode.PERMISSION_DENIED,
-        }
-        self._end(codes.get(int(error), grpc.StatusCode.INTERNAL), f"Received RST_STREAM with error code {int(error)}")
+        self._fail(reset_error(error))
 
     def _goaway(self, last_stream_id: int, payload: bytes | bytearray) -> None:
         """A server going away lets the streams it already took end as they will; any other GOAWAY (an error,
@@ -555,52 +435,32 @@ class Stream:
         error = int.from_bytes(payload[:4], "big")
         if error == h2.errors.ErrorCodes.NO_ERROR and last_stream_id >= self._stream_id:
             return
-        debug = bytes(payload[4:]).decode("utf-8", "replace")
-        reason = f"GOAWAY received; Error code: {error}" + (f"; Debug Text: {debug}" if debug else "")
         self._send_reset(h2.errors.ErrorCodes.CANCEL)
-        self._end(grpc.StatusCode.UNAVAILABLE, reason)
+        self._fail(goaway_error(error, bytes(payload[4:])))
 
     # Time: the deadline and keepalive.
 
-    def _wait_s(self) -> float | None:
-        """How long the next read may block before the deadline or keepalive needs a look."""
-        now = time.monotonic()
-        waits = []
-        if self._deadline is not None:
-            waits.append(self._deadline - now)
-        if self._keepalive_s is not None:
-            if self._ping_sent_at is None:
-                waits.append(self._last_heard + self._keepalive_s - now)
-            else:
-                waits.append(self._ping_sent_at + 2 * self._keepalive_s - now)
-        return max(0.0, min(waits)) if waits else None
-
     def _on_timer(self) -> None:
-        now = time.monotonic()
-        if self._past_deadline():
+        due = self._timers.due()
+        if due is Due.DEADLINE:
             with self._lock:
                 self._send_reset(h2.errors.ErrorCodes.CANCEL)
             self._end(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
-            return
-        if self._keepalive_s is None:
-            return
-        if self._ping_sent_at is None:
-            if now - self._last_heard >= self._keepalive_s:
-                self._ping_sent_at = now
-                with self._lock:
-                    assert self._h2 is not None
-                    self._h2.ping(b"keepaliv")
-                    self._flush()
-        elif now - self._ping_sent_at >= 2 * self._keepalive_s:
+        elif due is Due.PING:
+            with self._lock:
+                assert self._h2 is not None
+                self._h2.ping(b"keepaliv")
+                self._flush()
+        elif due is Due.GONE:
             self._end(grpc.StatusCode.UNAVAILABLE, "keepalive watchdog timeout: the server did not answer a ping")
-
-    def _past_deadline(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
 
     # Ending it.
 
     def _lost(self, reason: str) -> None:
         self._end(grpc.StatusCode.UNAVAILABLE, reason)
+
+    def _fail(self, error: StreamError) -> None:
+        self._end(error.code(), error.details())
 
     def _end(self, code: grpc.StatusCode, details: str) -> None:
         if not self._ended:
@@ -656,20 +516,6 @@ def _text(headers: Iterable[tuple[str | bytes, str | bytes]]) -> list[tuple[str,
         return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
     return [(text(name), text(value)) for name, value in headers]
-
-
-def _http_status_code(status: str) -> grpc.StatusCode:
-    """gRPC's reading of an HTTP status that is not 200 (its http-grpc-status-mapping.md)."""
-    return {
-        "400": grpc.StatusCode.INTERNAL,
-        "401": grpc.StatusCode.UNAUTHENTICATED,
-        "403": grpc.StatusCode.PERMISSION_DENIED,
-        "404": grpc.StatusCode.UNIMPLEMENTED,
-        "429": grpc.StatusCode.UNAVAILABLE,
-        "502": grpc.StatusCode.UNAVAILABLE,
-        "503": grpc.StatusCode.UNAVAILABLE,
-        "504": grpc.StatusCode.UNAVAILABLE,
-    }.get(status, grpc.StatusCode.UNKNOWN)
 
 
 def open_stream(

@@ -19,8 +19,9 @@ import h2.events
 import pytest
 from certificates import self_signed
 
-from flowscope.common.h2grpc.client import Stream, StreamError, open_stream
+from flowscope.common.h2grpc.client import Stream, open_stream
 from flowscope.common.h2grpc.server import Server
+from flowscope.common.h2grpc.stream_errors import StreamError
 from flowscope.common.tls import ClientTLS, ServerTLS
 
 DETAILS = "naïve ✓ 100% sure: «nope»"
