@@ -163,8 +163,10 @@ class Server(grpc.Server):  # a grpc.Server to the generated add_XServicer_to_se
             if self._stopped is not None:
                 sock.close()
                 return
+            # Started before a stop() can see it: its wind-down joins the reader (a new connection's lock is
+            # nobody else's yet, so taking it under ours cannot deadlock).
             self._connections.add(connection)
-        connection.start()
+            connection.start()
 
     def connection_closed(self, connection: Connection) -> None:
         with self._lock:
