@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flowscope.api.observer import observer_pb2
 from flowscope.common.counters import Counters
 from flowscope.observer.history import retention
 from flowscope.observer.history.clickhouse import ClickHouse, ClickHouseError
@@ -112,6 +113,13 @@ class ClickHouseWriter:
                 self._ready.notify()
         if len(rows) > room:
             self._lose(len(rows) - room)
+
+    def describe(self, status: observer_pb2.ExporterStatus) -> None:
+        """Its figures in an ExporterStatus (the exporter's status: `flowscope status`, the metrics)."""
+        counts = self.counts
+        status.kind, status.target = "clickhouse", self.url
+        status.rows_stored, status.rows_buffered, status.rows_lost = counts.delivered, self.pending, counts.undelivered
+        status.failed_inserts = counts.failed_inserts
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued is stored (True) or `timeout` passed."""
