@@ -71,6 +71,30 @@ def test_the_hold_follows_how_late_a_node_delivers_not_the_whole_window() -> Non
     assert [node for node, _ in taken(m)] == ["a"]
 
 
+def test_a_flow_waits_for_each_node_in_turn_as_the_one_holding_it_back_moves_on() -> None:
+    """The merge remembers which node held the watermark down and asks it first; once that node has passed
+    the flow, the next slowest one still holds it back, to the millisecond."""
+    clock = FakeClock(wall=T0)
+    m = merger(clock)
+    for node in ("a", "b", "c"):
+        m.open(node, history=False)
+    for node, late in (("b", 40), ("c", 20), ("a", 0)):  # b's flows arrive 40 ms late, c's 20 ms
+        m.push(node, T0 - late * MS, raw(node, T0 - late * MS))
+    clock.advance(60)
+    assert [node for node, _ in taken(m)] == ["b", "c", "a"]
+    m.push("a", T0 + 60 * MS, raw("a", T0 + 60 * MS))
+    clock.advance(10)
+    assert taken(m) == []  # b (45 ms hold) has not passed 60
+    m.push("b", T0 + 61 * MS, raw("b", T0 + 61 * MS))
+    assert taken(m) == []  # b has, but c (25 ms hold) has not
+    clock.advance(14)
+    assert taken(m) == []
+    clock.advance(1)
+    assert taken(m) == [("a", 60)]
+    clock.advance(1)
+    assert taken(m) == [("b", 61)]
+
+
 def test_no_flow_is_held_longer_than_the_window_after_it_arrived() -> None:
     """Even a flow stamped in the future (a node's clock ahead) goes out one window after it came."""
     clock = FakeClock(wall=T0)
