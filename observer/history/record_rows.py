@@ -13,8 +13,11 @@ of its packet the parser reads. So, per batch, in numpy:
   record of each key is decoded, its row written by `rows.row_binary` and cut into what every flow of the key
   shares. A key whose ports the decoded flow does not show as read here (which would mean the parser and this
   reading disagree) is never used; its flows are decoded one by one;
-- each flow then gets its own time, ports, uuid, source and destination names and the Flow's bytes (made as
-  GetFlows makes them, FlowDecoder.encode_values) around the shared parts.
+- each flow then gets its own time, ports, uuid, source and destination names and the Flow's bytes around the
+  shared parts. The key holds all the decoder's shape is made of too (MACs, trace reason, tunnel, ... :
+  parser/shapes.py), so a flow without fields of its own beyond its time, uuid, ports and counts (no names, TLS
+  ClientHello, service or policy rule: FlowDecoder's rare fields) is the key's pieces (parser/wire.FlowPieces)
+  around those, as the decoder writes it; a rare flow's bytes are the decoder's (FlowDecoder.encode_values).
 
 What is not plain is decoded as before and written by `row_binary`: the rows are the same either way (tests
 compare them). The shared parts are kept per endpoint snapshot, as the decoder keeps its shapes.
@@ -22,32 +25,47 @@ compare them). The shared parts are kept per endpoint snapshot, as the decoder k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
-from flowscope.common.names import EVENT_L7, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
+from flowscope.common.names import (
+    EVENT_L7,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    XLATED_FLAG,
+)
 from flowscope.observer.endpoints import Snapshot
-from flowscope.observer.events import F_IPV6
+from flowscope.observer.events import F_AGGREGATE, F_IPV6
 from flowscope.observer.history.rows import FIXED, FIXED_COLUMNS, leb128, row_binary, string
 from flowscope.observer.parser import FlowDecoder
+from flowscope.observer.parser.services import service_ids
+from flowscope.observer.parser.wire import FlowPieces
 
 _ETHERNET = 14
 _IPV4, _IPV6 = 0x0800, 0x86DD
 _PORTED = np.array([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP])
 _L4 = np.array([IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP, IPPROTO_ICMPV6])
 _TCP_FLAGS_END = 14  # the parser reads the flags (NS included) once it has these bytes of the TCP header
+_L4_COMPLETE = ((IPPROTO_TCP, 20), (IPPROTO_UDP, 8), (IPPROTO_SCTP, 12), (IPPROTO_ICMP, 8), (IPPROTO_ICMPV6, 4))
+_PORTED_NAMES = {IPPROTO_TCP: "TCP", IPPROTO_UDP: "UDP", IPPROTO_SCTP: "SCTP"}  # Layer4's fields with ports
 _MAX_SHAPES = 4096
+_FLAGS = 4  # the flags' place in a record's values (observer/events.py's order)
+_SHORT = [bytes((size,)) for size in range(0x80)]  # one-byte LEB128 lengths
 
 # FIXED's layout as a numpy dtype, so a batch's fixed-width columns are filled as arrays and packed at once.
 _FIXED_DTYPE = np.dtype([(name, f"<{code}") for name, code in zip(FIXED_COLUMNS, FIXED.format[1:], strict=True)])
 assert _FIXED_DTYPE.itemsize == FIXED.size, "record_rows out of step with rows.FIXED"
 
-# What the decoder reads of a record's header for the columns (besides the packet): the key's header part.
+# What the decoder reads of a record's header for a flow's shape (besides the packet): the key's header part.
 _HEADER_KEY = (
-    "type", "subtype", "flags", "ifindex", "ep_id", "src_identity", "dst_identity", "verdict", "policy_flags",
-    "drop_reason",
+    "type", "subtype", "flags", "ifindex", "ep_id", "src_identity", "dst_identity", "trace_reason", "verdict",
+    "policy_flags", "drop_reason", "tcp_flags_seen", "vni", "location",
 )  # fmt: skip
 
 
@@ -58,16 +76,25 @@ class EncodedRows:
     rows: list[bytes]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Shape:
     """What every flow of one key writes: its fixed-width columns (its own time and ports set per flow), the
-    strings between the uuid and the Flow's bytes, and the arrays before and between the names."""
+    strings between the uuid and the Flow's bytes, the arrays before and between the names, and the Flow's
+    bytes around its own fields (made from the key's first flow without rare fields)."""
 
     fixed: tuple[int, ...]
-    ported: bool  # TCP, UDP or SCTP: the port columns are each flow's own
+    ported: str  # "TCP", "UDP" or "SCTP": the port columns (and the Flow's ports) are each flow's own
+    counts: bool  # an aggregated report: the Flow's packet and byte counts are its own
     texts: bytes  # source_ip ... http_url
     flags_and_source_labels: bytes
     destination_labels: bytes
+    pieces: FlowPieces | None = field(default=None)
+
+    def learn(self, flow: bytes) -> None:
+        """The pieces, from the bytes the decoder made of a flow of this key without rare fields."""
+        shape = flow_pb2.Flow.FromString(flow)
+        shape.ClearField("time")  # the pieces write each flow's (and the uuid, ports and counts: not taken)
+        self.pieces = FlowPieces(shape, time=True, uuid=True, ports=self.ported, counts=self.counts)
 
 
 class RecordRows:
@@ -90,7 +117,7 @@ class RecordRows:
         packet = _read_plain(batch)
         shapes = self._shapes_of(batch, packet, values, seqs)
         fixed = self._fixed(batch, packet, shapes)
-        return self._join(batch, values, seqs, shapes, fixed)
+        return self._join(batch, values, seqs, shapes, fixed, packet)
 
     def _shapes_of(
         self, batch: np.ndarray, packet: np.ndarray, values: list[tuple], seqs: list[int]
@@ -124,13 +151,14 @@ class RecordRows:
         flow_end = _skip(row, texts_end, 1)
         labels_end = _skip(row, flow_end, 2, array=True)  # tcp_flags, source_labels
         names_end = _skip(row, labels_end, 1, array=True)
-        ported = bool(np.isin(packet["protocol"], _PORTED))
+        ported = _PORTED_NAMES.get(int(packet["protocol"]), "")
         ports = (fixed[FIXED_COLUMNS.index("source_port")], fixed[FIXED_COLUMNS.index("destination_port")])
         if ported and ports != (packet["sport"], packet["dport"]):
             return None  # the parser read this packet otherwise than _read_plain: decode its flows one by one
         return _Shape(
             fixed=fixed,
             ported=ported,
+            counts=bool(values[_FLAGS] & F_AGGREGATE),
             texts=row[at:texts_end],
             flags_and_source_labels=row[flow_end:labels_end],
             destination_labels=row[names_end : _skip(row, names_end, 1, array=True)],
@@ -144,32 +172,50 @@ class RecordRows:
             fixed[shaped] = [shapes[row].fixed for row in shaped]  # type: ignore[union-attr]
             fixed["time_ns"] = batch["ts"]
             ported = np.zeros(len(batch), dtype=bool)
-            ported[shaped] = [shapes[row].ported for row in shaped]  # type: ignore[union-attr]
+            ported[shaped] = [bool(shapes[row].ported) for row in shaped]  # type: ignore[union-attr]
             fixed["source_port"] = np.where(ported, packet["sport"], fixed["source_port"])
             fixed["destination_port"] = np.where(ported, packet["dport"], fixed["destination_port"])
         return fixed.tobytes()
 
     def _join(
-        self, batch: np.ndarray, values: list[tuple], seqs: list[int], shapes: list[_Shape | None], fixed: bytes
+        self,
+        batch: np.ndarray,
+        values: list[tuple],
+        seqs: list[int],
+        shapes: list[_Shape | None],
+        fixed: bytes,
+        packet: np.ndarray,
     ) -> list[bytes]:
         decoder = self._decoder
         encode, uuid, node, size = decoder.encode_values, decoder.ids.uuid, self._node, FIXED.size
         names = _Names(decoder)
         source_names, destination_names = batch["src_names"].tolist(), batch["dst_names"].tolist()
+        plain = (~self._rare(batch, packet)).tolist()
+        times, packets, byte_counts = batch["ts"].tolist(), batch["packets"].tolist(), batch["bytes"].tolist()
+        sports, dports = packet["sport"].tolist(), packet["dport"].tolist()
         out = []
         for row, (record, seq, shape) in enumerate(zip(values, seqs, shapes, strict=True)):
             if shape is None:
                 out.append(row_binary(self._response(record, seq)))
                 continue
-            flow = encode(record, seq)
+            text = uuid(seq)
+            pieces = shape.pieces
+            if pieces is not None and plain[row]:
+                flow = pieces.flow(times[row], text, sports[row], dports[row], packets[row], byte_counts[row])
+            else:
+                flow = encode(record, seq)
+                if plain[row]:
+                    shape.learn(flow)
+            size_of_flow = len(flow)
             out.append(
                 b"".join(
                     (
                         fixed[row * size : (row + 1) * size],
                         node,
-                        string(uuid(seq)),
+                        _SHORT[len(text)],
+                        text.encode(),
                         shape.texts,
-                        leb128(len(flow)),
+                        _SHORT[size_of_flow] if size_of_flow < 0x80 else leb128(size_of_flow),
                         flow,
                         shape.flags_and_source_labels,
                         names.of(source_names[row]),
@@ -179,6 +225,22 @@ class RecordRows:
                 )
             )
         return out
+
+    def _rare(self, batch: np.ndarray, packet: np.ndarray) -> np.ndarray:
+        """The records whose flows have fields of their own beyond time, uuid, ports and counts (FlowDecoder's
+        rare fields), or may have: names, a policy rule, a service, a TLS ClientHello. Their bytes are the
+        decoder's."""
+        decoder = self._decoder
+        rare = np.zeros(len(batch), dtype=bool)
+        if decoder.name_sets is not None:
+            rare |= (batch["src_names"] | batch["dst_names"]) != 0
+        translated = (batch["policy_flags"] & XLATED_FLAG) != 0
+        if decoder.rules is not None:
+            rare |= (batch["rule"] != 0) & ~translated
+        services = decoder.registry.snapshot.services
+        if services:
+            rare |= translated | (service_ids(batch, services, "src") != 0) | (service_ids(batch, services, "dst") != 0)
+        return rare | packet["hello"]
 
     def _response(self, values: tuple, seq: int) -> observer_pb2.GetFlowsResponse:
         """The response the exporter would have made of this record (Selection.messages)."""
@@ -208,10 +270,10 @@ class _Names:
 
 # What _read_plain reads of a packet; all but `plain` go into the key (the ports only where they are ICMP's).
 _PACKET_FIELDS = [
-    ("v6", "?"), ("src", "S16"), ("dst", "S16"), ("protocol", "u1"), ("sport", "<u2"), ("dport", "<u2"),
-    ("tcp_flags", "<u2"),
+    ("v6", "?"), ("macs", "S12"), ("src", "S16"), ("dst", "S16"), ("protocol", "u1"), ("sport", "<u2"),
+    ("dport", "<u2"), ("tcp_flags", "<u2"), ("truncated", "?"),
 ]  # fmt: skip
-_PACKET = np.dtype([("plain", "?"), *_PACKET_FIELDS])
+_PACKET = np.dtype([("plain", "?"), ("hello", "?"), *_PACKET_FIELDS])
 
 
 def _read_plain(batch: np.ndarray) -> np.ndarray:
@@ -245,6 +307,21 @@ def _read_plain(batch: np.ndarray) -> np.ndarray:
     out["sport"] = np.where(icmp, at(l4_at), at(l4_at) << 8 | at(l4_at + 1))
     out["dport"] = np.where(icmp, at(l4_at + 1), at(l4_at + 2) << 8 | at(l4_at + 3))
     out["tcp_flags"] = np.where(tcp, at(l4_at + 13) | (at(l4_at + 12) & 0x01) << 8, 0)
+    out["macs"] = np.ascontiguousarray(data[:, :12]).view("S12").ravel()
+    complete = np.zeros(n, dtype=np.int64)
+    for number, length in _L4_COMPLETE:
+        complete[protocol == number] = length
+    out["truncated"] = captured - l4_at < complete
+    # A TCP segment that may start a TLS ClientHello (as FlowDecoder's test of its first bytes): a rare flow.
+    start = l4_at + (at(l4_at + 12) >> 4) * 4
+    out["hello"] = (
+        tcp
+        & (batch["len_cap"] >= l4_at + 13)
+        & (start + 6 <= batch["len_cap"])
+        & (at(start) == 0x16)
+        & (at(start + 1) == 0x03)
+        & (at(start + 5) == 0x01)
+    )
     out[~plain] = np.zeros(1, dtype=_PACKET)
     return out
 
@@ -270,7 +347,7 @@ def _keys(batch: np.ndarray, packet: np.ndarray) -> np.ndarray:
     keys = np.zeros(len(batch), dtype=[*fields, *_PACKET_FIELDS])
     for name in _HEADER_KEY:
         keys[name] = header[name]
-    for name in ("v6", "src", "dst", "protocol", "tcp_flags"):
+    for name in ("v6", "macs", "src", "dst", "protocol", "tcp_flags", "truncated"):
         keys[name] = packet[name]
     keys["sport"] = np.where(ported, 0, packet["sport"])  # ICMP's type and code are the shape's
     keys["dport"] = np.where(ported, 0, packet["dport"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from records import (
     ACK,
     CLIENT,
@@ -38,6 +39,7 @@ from records import (
     udp,
     udp4,
 )
+from service_records import KUBE_DNS_V4, WEB_V4, frontend_id, services_registry, translated
 
 from flowscope.common import names
 from flowscope.observer import events
@@ -47,8 +49,31 @@ from flowscope.observer.history.rows import row_binary
 from flowscope.observer.l7.names import NameSets
 from flowscope.observer.metadata import Endpoint
 from flowscope.observer.parser import FlowDecoder
+from flowscope.observer.policy import RuleOrigin
 
 FIRST_SEQ = 1000
+TLS_HELLO = b"\x16\x03\x01\x00\x2a\x01\x00\x00\x26\x03\x03" + bytes(32) + b"\x00\x00\x02\x13\x01\x01\x00"
+
+# Columns the decoder reads, each given other values in copies of the corpus: a key that missed one would give
+# some flow the columns or bytes of another.
+VARIED = {
+    "type": 256, "subtype": 256, "flags": 256, "ifindex": 16, "len_cap": 100, "ep_id": 1003, "src_identity": 3,
+    "dst_identity": 3, "trace_reason": 8, "verdict": 4, "policy_flags": 256, "drop_reason": 200,
+    "tcp_flags_seen": 256, "packets": 2**32, "bytes": 2**40, "rule": 6, "location": 4, "src_names": 3,
+    "dst_names": 3, "sport": 2**16, "l4_proto": 256, "tcp_flags": 256,
+}  # fmt: skip
+
+
+class Rules:
+    """A policy rule table: odd rules come from a policy, rules not divisible by 3 have a name."""
+
+    def name(self, number: int) -> str | None:
+        return f"rule-{number}" if number % 3 else None
+
+    def origin(self, number: int) -> RuleOrigin | None:
+        return (
+            RuleOrigin(f"allow-{number}", "default", "CiliumNetworkPolicy", ("k8s:app=x",), 2) if number % 2 else None
+        )
 
 
 def corpus() -> np.ndarray:
@@ -85,6 +110,13 @@ def corpus() -> np.ndarray:
         record(udp4(dst=DNS_V4), src_names=1, dst_names=2),
         record(tcp4(dst=WORLD_V4), dst_names=2),
         record(tcp4(), src_identity=12345),
+        record(ether(ipv4(CLIENT.ipv4 or "", SERVER_V4, 6, tcp(40000, 443, ACK | PSH, payload=TLS_HELLO)))),
+        record(ether(ipv4(CLIENT.ipv4 or "", SERVER_V4, 6, tcp(40001, 443, ACK | PSH, payload=b"x" * 20)))),
+        record(tcp4(), type=names.EVENT_POLICY_VERDICT, rule=3, verdict=names.VERDICT_FORWARDED),
+        record(tcp4(), type=names.EVENT_POLICY_VERDICT, rule=4, verdict=names.VERDICT_DROPPED),
+        translated(tcp4(CLIENT.ipv4 or "", SERVER_V4), frontend_id(WEB_V4, 80)),
+        record(tcp4(CLIENT.ipv4 or "", WEB_V4, 40000, 80)),  # to a frontend, unmarked
+        record(udp4(CLIENT.ipv4 or "", KUBE_DNS_V4, 40000, 53)),
         lost_record(source=names.LOST_KERNEL_BUFFER, count=5, cpu=1),
     ]
     many = [record(tcp4(sport=30000 + i, flags=ACK | (PSH if i % 2 else 0)), ts=TS + i) for i in range(200)]
@@ -94,8 +126,10 @@ def corpus() -> np.ndarray:
     return batch
 
 
-def decoder() -> FlowDecoder:
-    made = FlowDecoder("node1", lab_registry(), b"history", {3: "NO_SOCKET"})
+def decoder(services: bool = False) -> FlowDecoder:
+    registry = services_registry() if services else lab_registry()
+    made = FlowDecoder("node1", registry, b"history", {3: "NO_SOCKET"}, lambda at: f"kfree+0x{at:x}")
+    made.rules = Rules()
     made.name_sets = NameSets()
     assert made.name_sets.intern(("api.example.com",)) == 1
     assert made.name_sets.intern(("db.example.com", "db")) == 2
@@ -124,6 +158,24 @@ def test_rows_from_records_are_the_rows_of_the_flows() -> None:
         assert mine == theirs, f"row {row} differs"
     # The common kinds came from their key's shared parts: only a sample of each, and the odd ones, were decoded.
     assert encoder.decoded < len(got) // 4
+
+
+@pytest.mark.parametrize("services", [False, True])
+def test_rows_of_records_that_differ_in_one_column_at_a_time(services: bool) -> None:
+    base = corpus()
+    rng = np.random.default_rng(16)
+    copies = []
+    for column, values in VARIED.items():
+        copy = base.copy()
+        copy[column] = rng.integers(0, values, len(copy))
+        copies.append(copy)
+    vni = base.copy()
+    vni["vni"] = [bytes((0, 0, n % 3)) for n in range(len(vni))]
+    macs = base.copy()
+    macs["data"] = [bytes(data)[:11] + bytes((n % 2,)) + bytes(data)[12:] for n, data in enumerate(macs["data"])]
+    batch = np.concatenate([base, *copies, vni, macs])
+    made = decoder(services)
+    assert RecordRows(made).rows(batch, flow_rows(batch), FIRST_SEQ) == as_before(made, batch)
 
 
 def test_the_next_batch_uses_what_the_first_learned_and_a_new_snapshot_is_followed() -> None:
