@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "reliability"))
 CASES = ("no mask", "hubble's mask", "aggregated, no mask")
 MASKS: dict[str, list[str] | None] = {
     "none": None,
-    "hubble": None,  # HUBBLE_DEFAULT_MASK, filled in by the worker
+    "hubble": None,  # HUBBLE_FIELD_MASK, filled in by the worker
     "whole": ["time", "uuid", "l4", "flowscope", "source"],
     "partial": ["source.labels", "l4.TCP.source_port", "flowscope.packets", "time.nanos", "Summary", "verdict"],
 }
@@ -46,9 +46,9 @@ def cost(checkout: Path, count: int) -> None:
     import_checkout(checkout)
     from read_bench import ring_records
     from records import lab_registry
-    from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 
     from flowscope.api.observer import observer_pb2
+    from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
     from flowscope.observer import events
     from flowscope.observer.filters import FilterContext
     from flowscope.observer.flow_ring import FlowRing
@@ -65,7 +65,7 @@ def cost(checkout: Path, count: int) -> None:
     reports["bytes"] = reports["packets"] * 1400
     reports["tcp_flags_seen"] = 0x12
     out = []
-    for records, mask in ((plain, None), (plain, HUBBLE_DEFAULT_MASK), (reports, None)):
+    for records, mask in ((plain, None), (plain, list(HUBBLE_FIELD_MASK)), (reports, None)):
         ring = FlowRing(65535, events.event_dtype())
         ring.write(records)
         request = observer_pb2.GetFlowsRequest(number=count)
@@ -90,9 +90,9 @@ def digests(checkout: Path) -> None:
     from decoder_fuzz import Fuzzer
     from read_bench import ring_records
     from records import lab_registry
-    from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 
     from flowscope.api.observer import observer_pb2
+    from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
     from flowscope.observer import events
     from flowscope.observer.filters import FilterContext
     from flowscope.observer.flow_ring import FlowRing
@@ -125,7 +125,7 @@ def digests(checkout: Path) -> None:
         decoder.name_sets.intern((f"n{i}.svc.lab",))
     ctx = FilterContext(node_name="node1", snapshot=registry.snapshot, instance=decoder.instance)
     for name, mask in MASKS.items():
-        paths = HUBBLE_DEFAULT_MASK if name == "hubble" else mask
+        paths = list(HUBBLE_FIELD_MASK) if name == "hubble" else mask
         fields = compile_field_mask(paths) if paths else None
         decoded = hashlib.sha256()
         for seq, stored in enumerate(corpus):

@@ -180,11 +180,11 @@ def measure(worker: Worker, case: str, count: int) -> tuple[float, float, int]:
     """(seconds, server CPU seconds, responses) of one request of `case`."""
     import grpc
     from google.protobuf.field_mask_pb2 import FieldMask
-    from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 
     from flowscope.api.observer import observer_pb2
+    from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
 
-    mask = FieldMask(paths=HUBBLE_DEFAULT_MASK) if "compact" in case else None
+    mask = FieldMask(paths=list(HUBBLE_FIELD_MASK)) if "compact" in case else None
     request = observer_pb2.GetFlowsRequest(number=count, field_mask=mask)
     decode: Callable[[bytes], object] | None = observer_pb2.GetFlowsResponse.FromString if "messages" in case else None
     floors = {"floor": ".floor", "floor h2grpc": ".floor-h2"}

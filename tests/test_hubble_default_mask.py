@@ -19,29 +19,8 @@ from records import record, tcp4
 from served_records import agent_serving, relay_in_front
 
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
 
-HUBBLE_DEFAULT_MASK = [
-    "time",
-    "verdict",
-    "ethernet",
-    "IP",
-    "l4",
-    "source.identity",
-    "source.namespace",
-    "source.pod_name",
-    "destination.identity",
-    "destination.namespace",
-    "destination.pod_name",
-    "Type",
-    "node_name",
-    "l7",
-    "event_type",
-    "source_service",
-    "destination_service",
-    "is_reply",
-    "Summary",
-    "ip_trace_id",
-]
 FLOWS = 5
 
 
@@ -75,11 +54,11 @@ def assert_masked_flows(responses: list[observer_pb2.GetFlowsResponse]) -> None:
 
 
 def test_an_agent_answers_the_hubble_default_mask(agent_socket: Path) -> None:
-    assert_masked_flows(get_flows(f"unix://{agent_socket}", HUBBLE_DEFAULT_MASK))
+    assert_masked_flows(get_flows(f"unix://{agent_socket}", list(HUBBLE_FIELD_MASK)))
 
 
 def test_a_relay_answers_the_hubble_default_mask(relay_target: str) -> None:
-    assert_masked_flows(get_flows(relay_target, HUBBLE_DEFAULT_MASK))
+    assert_masked_flows(get_flows(relay_target, list(HUBBLE_FIELD_MASK)))
 
 
 @pytest.mark.parametrize("where", ["agent", "relay"])
@@ -88,6 +67,6 @@ def test_a_mask_naming_no_field_is_invalid_and_says_which(where: str, request: p
     if where == "relay":
         target = request.getfixturevalue("relay_target")
     with pytest.raises(grpc.RpcError) as raised:
-        get_flows(target, [*HUBBLE_DEFAULT_MASK, "source.no_such_field"])
+        get_flows(target, [*HUBBLE_FIELD_MASK, "source.no_such_field"])
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no field 'no_such_field'" in (raised.value.details() or "")

@@ -21,27 +21,29 @@ DEFAULT_LAST = 20
 ALL_FLOWS = 2**64 - 1
 Selectable = observer_pb2.GetFlowsRequest | observer_pb2.GetAgentEventsRequest | observer_pb2.GetDebugEventsRequest
 
-# The fields hubble's text formats print, which it asks for when no mask is given (hubble/pkg/defaults) ...
+# The mask hubble's CLI (v1.19) sends for its text formats when no mask is given, as it sends it (its 20 paths,
+# in its order: docs/reference/hubble-api.md; flowscope never fills ip_trace_id, which it carries for the wire) ...
 HUBBLE_FIELD_MASK = (
     "time",
+    "verdict",
+    "ethernet",
+    "IP",
+    "l4",
     "source.identity",
     "source.namespace",
     "source.pod_name",
     "destination.identity",
     "destination.namespace",
     "destination.pod_name",
-    "source_service",
-    "destination_service",
-    "l4",
-    "IP",
-    "ethernet",
-    "l7",
     "Type",
     "node_name",
-    "is_reply",
+    "l7",
     "event_type",
-    "verdict",
+    "source_service",
+    "destination_service",
+    "is_reply",
     "Summary",
+    "ip_trace_id",
 )
 # ... and what flowscope's text formats print beyond that: the policy-verdict match and direction, the drop
 # reason enum, flowscope's own block (kernel drop reason, aggregated packet and byte counts), and the policies

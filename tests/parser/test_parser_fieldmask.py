@@ -7,35 +7,13 @@ from google.protobuf import field_mask_pb2
 from records import ACK, SYN, arp, lab_registry, record, tcp4, udp4
 
 from flowscope.api.flow import flow_pb2
+from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
 from flowscope.common import names
 from flowscope.observer import events
 from flowscope.observer.parser import FlowDecoder, compile_field_mask
 
-# The mask `hubble observe` sends by default for its text formats, and some narrower ones.
-HUBBLE_DEFAULT = [
-    "time",
-    "source.identity",
-    "source.namespace",
-    "source.pod_name",
-    "destination.identity",
-    "destination.namespace",
-    "destination.pod_name",
-    "source_service",
-    "destination_service",
-    "l4",
-    "IP",
-    "ethernet",
-    "l7",
-    "Type",
-    "node_name",
-    "is_reply",
-    "event_type",
-    "verdict",
-    "Summary",
-    "traffic_direction",
-]
 MASKS = [
-    HUBBLE_DEFAULT,
+    list(HUBBLE_FIELD_MASK),  # what `hubble observe` sends for its text formats
     ["uuid"],
     ["source", "source.labels"],
     ["l4.TCP.flags.SYN", "IP.source", "flowscope.truncated"],

@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from records import CLIENT, IFINDEX, LAB, SERVER, TS, lab_registry, record, tcp4, udp4
-from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 from test_parser_wire import corpus
 
 from flowscope.api.flow import flow_pb2
+from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
 from flowscope.common import names
 from flowscope.observer.l7.names import NameSets
 from flowscope.observer.parser import FieldTree, FlowDecoder, compile_field_mask
@@ -20,7 +20,7 @@ from flowscope.observer.policy import RuleOrigin
 
 MASKS = [
     None,
-    HUBBLE_DEFAULT_MASK,
+    list(HUBBLE_FIELD_MASK),
     ["time", "uuid", "l4", "flowscope", "source"],
     ["source.labels", "l4.TCP.source_port", "flowscope.packets", "time.nanos", "Summary", "ingress_allowed_by"],
     ["uuid", "event_type.sub_type", "verdict", "is_reply", "source_names", "egress_denied_by", "flowscope.policy_rule"],

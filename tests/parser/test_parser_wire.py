@@ -28,9 +28,9 @@ from records import (
     tcp4,
     udp4,
 )
-from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 
 from flowscope.api.observer import observer_pb2
+from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
 from flowscope.common import names
 from flowscope.common.protowire import varint
 from flowscope.observer import events
@@ -81,7 +81,13 @@ def readers(mask: list[str] | None) -> tuple[FlowReader, FlowReader]:
 
 @pytest.mark.parametrize(
     "mask",
-    [None, HUBBLE_DEFAULT_MASK, ["source.labels", "l4.TCP", "flowscope"], ["time.nanos", "l4"], ["uuid", "flowscope"]],
+    [
+        None,
+        list(HUBBLE_FIELD_MASK),
+        ["source.labels", "l4.TCP", "flowscope"],
+        ["time.nanos", "l4"],
+        ["uuid", "flowscope"],
+    ],
 )
 def test_wire_bytes_are_the_responses_serialized(mask: list[str] | None) -> None:
     """Also with a mask that keeps a part of the flow's time: the response's own time is whole all the same."""

@@ -17,10 +17,10 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from records import CLIENT_V4, DNS_V4, SERVER_V4, record, tcp4, udp4
 from served_records import agent_serving, relay_in_front
-from test_hubble_default_mask import HUBBLE_DEFAULT_MASK
 
 from flowscope.api.flow import flow_pb2 as pb
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
+from flowscope.cli.observe.request import HUBBLE_FIELD_MASK
 from flowscope.common import names
 from flowscope.observer.l7.store import L7Entry, L7Store
 
@@ -69,7 +69,7 @@ def target(request: pytest.FixtureRequest, agent_socket: Path) -> Iterator[str]:
 
 def get_flows(target: str, *whitelist: pb.FlowFilter) -> list[pb.Flow]:
     request = observer_pb2.GetFlowsRequest(
-        number=10, whitelist=whitelist, field_mask=FieldMask(paths=HUBBLE_DEFAULT_MASK)
+        number=10, whitelist=whitelist, field_mask=FieldMask(paths=list(HUBBLE_FIELD_MASK))
     )
     with grpc.insecure_channel(target) as channel:
         responses = observer_pb2_grpc.ObserverStub(channel).GetFlows(request, timeout=10)
