@@ -75,6 +75,7 @@ from flowscope.observer.trace.sessions import SessionManager
 from flowscope.observer.wallclock import WallClock
 
 if TYPE_CHECKING:
+    from flowscope.api.observer import observer_pb2
     from flowscope.observer.exporter.core import ExportSubscriber
     from flowscope.observer.exporter.flowlogs import AgentFlowLogs
     from flowscope.observer.metrics.node import NodeMetrics
@@ -210,6 +211,7 @@ class Agent(Closing):
             decoder=decoder,
             registry=self.registry,
             tls_enabled=cfg.tls is not None,
+            exporters=self._exporter_statuses,
         )
         self.datapath: Datapath | None = Datapath(
             self._datapath_config(), pin_dir=pins.pin_dir(), cache=self._compile_cache(), source=datapath_source
@@ -377,7 +379,13 @@ class Agent(Closing):
         from flowscope.observer.metrics.node import NodeMetrics
 
         sources = Sources(lambda: self.registry.snapshot, self.name_cache.sets, self.l7_store, kernel_reasons)
-        parts = AgentParts(self.state.counts, self.ring, l7_store=self.l7_store, open_streams=self._open_streams)
+        parts = AgentParts(
+            self.state.counts,
+            self.ring,
+            l7_store=self.l7_store,
+            open_streams=self._open_streams,
+            exporters=self._exporter_statuses,
+        )
         handlers = cfg.metrics or DEFAULT_METRICS
         return NodeMetrics(cfg.metrics_address, handlers, sources, parts, bpf_stats=cfg.metrics_bpf_stats)
 
@@ -397,6 +405,12 @@ class Agent(Closing):
 
         url, options = self.config.export_clickhouse, self.config.history
         return history_subscriber(url, options, decoder, lambda: self.ring.written, self.state.counts.lost)
+
+    def _exporter_statuses(self) -> list[observer_pb2.ExporterStatus]:
+        """Every exporter's status now, flow logs then history: what ServerStatus and the metrics report."""
+        flow_logs, history = getattr(self, "flow_logs", None), getattr(self, "history", None)
+        statuses = flow_logs.flow_logs.statuses() if flow_logs is not None else []
+        return statuses + ([history.status()] if history is not None else [])
 
     def _open_streams(self) -> int:
         server = getattr(self, "server", None)
