@@ -3,6 +3,7 @@
     .venv/bin/python bench/history_bench.py ingest [--seconds 10] [--writers 1 3]
     .venv/bin/python bench/history_bench.py agent [--rate 100000] [--seconds 4] [--rounds 3] [--before CHECKOUT]
     .venv/bin/python bench/history_bench.py query [--flows-per-s 100]
+    .venv/bin/python bench/history_bench.py encode [--flows 20000] [--rounds 5]
 
 ingest: flows/s into ClickHouse from 1 and from 3 writers at once (each a process of its own, as three agents
   would be), made-up lab-like flows handed to ClickHouseWriter as fast as it takes them (batches of 10,000, one
@@ -15,6 +16,11 @@ agent: a one-node lab's agent CPU per event with --export-clickhouse off and on 
 query: an hour of flows at `--flows-per-s` (the made-up flows of a lab's pods) stored, then `observe --history
   --since 1h` whole (-o jsonpb to /dev/null), a narrow filter that pushes down, one that does not, `--last
   100`, and `top --history`; reported: wall time, the CLI's CPU and ClickHouse's CPU, median of 3.
+
+encode: the agent's rows made in memory, both ways, from the same lab-like records (tests/records.py: TCP both
+  ways with varying ports, DNS over UDP, ICMP, at three observation points): as before (the exporter's
+  GetFlowsResponse messages, then rows.row_binary of each) and from the record columns (record_rows.RecordRows,
+  warm: its keys learnt in an earlier round); alternating rounds, the rows compared; reported: CPU µs per flow.
 
 Every ClickHouse here is a fresh server of our own in a temporary folder (lab/history.py), stopped after.
 """
@@ -34,12 +40,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
+from flowscope.common import names
+from flowscope.common.names import EVENT_LOST
 from flowscope.lab.history import ClickHouse
+from flowscope.observer.exporter.core import ExportSpec, Selection
 from flowscope.observer.history.clickhouse import ClickHouse as Client
 from flowscope.observer.history.clickhouse import ClickHouseError
+from flowscope.observer.history.record_rows import RecordRows
+from flowscope.observer.history.rows import row_binary
 from flowscope.observer.history.writer import ClickHouseWriter, WriterOptions
+from flowscope.observer.parser import FlowDecoder
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
 PODS = [("default", "client"), ("default", "server"), ("web", "web"), ("web", "web2"), ("kube-system", "coredns")]
@@ -195,6 +209,74 @@ def query(args: argparse.Namespace) -> None:
     print("\n".join(rows))
 
 
+# encode
+
+
+def lab_records(count: int) -> tuple[np.ndarray, FlowDecoder]:
+    """`count` records of a lab's traffic and a decoder of the lab's cluster."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from records import (
+        ACK,
+        CLIENT_V4,
+        DNS_V4,
+        IFINDEX,
+        PSH,
+        SERVER_V4,
+        SYN,
+        TS,
+        ether,
+        icmp4,
+        ipv4,
+        lab_registry,
+        record,
+        tcp4,
+        udp4,
+    )
+
+    points = [(names.TRACE_FROM_LXC, IFINDEX["lxc1001"]), (names.TRACE_TO_STACK, IFINDEX["eth0"])]
+    points.append((names.TRACE_TO_LXC, IFINDEX["lxc1002"]))
+    made = []
+    for i in range(count):
+        subtype, ifindex = points[i % 3]
+        kind, port = i // 3 % 4, 30000 + i // 12 % 20000
+        if kind == 0:
+            packet = tcp4(CLIENT_V4, SERVER_V4, port, 80, ACK | PSH)
+        elif kind == 1:
+            packet = tcp4(SERVER_V4, CLIENT_V4, 80, port, ACK | (SYN if port % 50 == 0 else 0))
+        elif kind == 2:
+            packet = udp4(CLIENT_V4, DNS_V4, port, 53)
+        else:
+            packet = ether(ipv4(CLIENT_V4, SERVER_V4, 1, icmp4(8)))
+        made.append(record(packet, subtype=subtype, ifindex=ifindex, ts=TS + i * 1000))
+    return np.concatenate(made), FlowDecoder("node1", lab_registry(), b"bench")
+
+
+def encode(args: argparse.Namespace) -> None:
+    batch, decoder = lab_records(args.flows)
+    selection, from_records = Selection(ExportSpec(), decoder), RecordRows(decoder)
+    flows = np.flatnonzero(batch["type"] != EVENT_LOST)
+
+    def before() -> list[bytes]:
+        rows, lost = selection.rows(batch, 0)
+        return [row_binary(r) for r in selection.messages(batch, rows, lost, 0)]
+
+    def after() -> list[bytes]:
+        return from_records.rows(batch, flows, 0)
+
+    assert before() == after(), "the rows differ"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import alternating
+
+    cpu: dict[str, list[float]] = {"before": [], "after": []}
+    for _, variant in alternating(list(cpu), args.rounds):
+        start = time.process_time()
+        (before if variant == "before" else after)()
+        cpu[variant].append((time.process_time() - start) / args.flows * 1e6)
+    print("| rows made | CPU µs per flow (best, median of rounds) |\n|---|---|")
+    for variant, runs in cpu.items():
+        print(f"| {variant} | {min(runs):.2f}, {statistics.median(runs):.2f} |")
+
+
 # agent
 
 
@@ -257,6 +339,10 @@ def main() -> int:
     p = commands.add_parser("query")
     p.add_argument("--flows-per-s", type=float, default=100.0)
     p.set_defaults(run=query)
+    p = commands.add_parser("encode")
+    p.add_argument("--flows", type=int, default=20_000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.set_defaults(run=encode)
     p = commands.add_parser("agent")
     p.add_argument("--rate", type=float, default=100_000)
     p.add_argument("--seconds", type=float, default=4.0)
