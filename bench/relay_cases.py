@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from relay_agents import HISTORY_STEP_NS, SYNTHETIC_NODES, sample_flows, synthetic_agents, time_field
 from relay_runner import LAST, read_flows, relay_process, synthetic_follow, synthetic_last
@@ -17,7 +17,15 @@ from relay_runner import LAST, read_flows, relay_process, synthetic_follow, synt
 from common import cpu_seconds
 from flowscope.api.observer import observer_pb2
 
+T = TypeVar("T")
 RATES = (10, 100, 1_000, 10_000, 50_000)  # flows per second, all nodes together
+
+
+def alternating(codes: dict[str, T], turn: int) -> list[tuple[str, T]]:
+    """The versions in the order of this round: each goes first every other round, so neither is always the one
+    that runs against agents just started, or right after the other."""
+    items = list(codes.items())
+    return items if turn % 2 == 0 else items[::-1]
 
 
 def relay_modules(folder: str) -> tuple[Any, Any]:
@@ -76,8 +84,8 @@ def measure_merge_cost(before: str, rounds: int) -> dict[str, list[float]]:
     """merge_cost of this checkout's relay and `before`'s, alternating in this one process."""
     codes = {"after": relay_modules("")} | ({"before": relay_modules(before)} if before else {})
     results: dict[str, list[float]] = {}
-    for _ in range(max(3, rounds)):
-        for version, (wire, merge) in codes.items():
+    for turn in range(max(3, rounds)):
+        for version, (wire, merge) in alternating(codes, turn):
             results.setdefault(version, []).append(merge_cost(wire, merge))
             print("merge in-process", version, f"{results[version][-1]:.1f} µs/flow", flush=True)
     return results
@@ -100,15 +108,15 @@ def measure_synthetic(
     with tempfile.TemporaryDirectory(prefix="fs-rbench-") as tmp:
         folder = Path(tmp)
         with synthetic_agents(folder, LAST, 0) as peers:
-            for _ in range(rounds):
-                for version, code in codes.items():
+            for turn in range(rounds):
+                for version, code in alternating(codes, turn):
                     with relay_process(peers, code) as (address, pid):
                         record("last", version, synthetic_last(address, pid))
                         record("follow", version, synthetic_follow(address, pid, seconds))
         for rate in RATES:
             with synthetic_agents(folder, 0, rate / len(SYNTHETIC_NODES)) as peers:
-                for _ in range(rounds):
-                    for version, code in codes.items():
+                for turn in range(rounds):
+                    for version, code in alternating(codes, turn):
                         with relay_process(peers, code) as (address, pid):
                             record(f"rate {rate}", version, synthetic_follow(address, pid, max(3.0, seconds / 2)))
     return results
@@ -199,13 +207,13 @@ def measure_many(
     with tempfile.TemporaryDirectory(prefix="fs-rbench-") as tmp:
         if not paced_only:
             with synthetic_agents(Path(tmp), MANY_LAST, 0, names, AGENTS_PER_PROCESS) as peers:
-                for _ in range(rounds):
-                    for version, code in codes.items():
+                for turn in range(rounds):
+                    for version, code in alternating(codes, turn):
                         record(version, many_figures(peers, code, seconds))
         for rate in rates:
             with synthetic_agents(Path(tmp), 0, rate / count, names, AGENTS_PER_PROCESS) as peers:
-                for _ in range(rounds):
-                    for version, code in codes.items():
+                for turn in range(rounds):
+                    for version, code in alternating(codes, turn):
                         with relay_process(peers, code) as (address, pid):
                             record(version, paced_figures(address, pid, rate, count, seconds))
     versions = list(codes)[::-1]
