@@ -104,6 +104,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DURATION",
         help="ping each node this often, and name it unavailable when a ping is not answered as long; 0: off (1s)",
     )
+    p.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on /metrics here, e.g. :9966 (Hubble Relay's port); off by default",
+    )
     add_stall_timeout(p)
     add_history_flags(p)
     p.add_argument(
@@ -136,6 +141,7 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
     from flowscope.common.tls import TLSConfigError, server_tls
     from flowscope.observer.history.clickhouse import check_url as check_clickhouse_url
     from flowscope.observer.history.flags import writer_options
+    from flowscope.observer.metrics.server import split_address
     from flowscope.relay.peers import parse_static
     from flowscope.relay.server import RelayConfig
     from flowscope.relay.tls import client_tls
@@ -143,6 +149,8 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
 
     try:
         listen_target(args.listen_address)  # a typo is one line here, not a gRPC log line at bind
+        if args.metrics_address is not None:
+            split_address(args.metrics_address)
         peers = parse_static(args.peers)
         config = RelayConfig(
             listen_address=args.listen_address,
@@ -169,6 +177,7 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
             export_clickhouse=args.export_clickhouse,
             history_url=args.history,
             history=writer_options(args),
+            metrics_address=args.metrics_address,
         )
         for url in (config.export_clickhouse, config.history_url):
             if url is not None:
@@ -222,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if config.socket_path is not None:
         logging.getLogger("relay").info("relay serving on unix socket %s too", config.socket_path)
+    if relay.metrics is not None:
+        logging.getLogger("relay").info("relay metrics on %s (port %d)", config.metrics_address, relay.metrics.port)
     try:
         while not stop.wait(1.0):
             pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -89,6 +90,11 @@ class NodeStream(threading.Thread):
     @property
     def stopped(self) -> bool:
         return self._stop_event.is_set()
+
+    @property
+    def reading(self) -> bool:
+        """Whether its node's stream is open now (the relay's metrics show it per node)."""
+        return self._call is not None
 
     def run(self) -> None:
         fanout, request = self._fanout, self._fanout.request
@@ -207,11 +213,14 @@ class Fanout:
         if request.HasField("since"):
             self.started_ns = min(self.started_ns, request.since.ToNanoseconds())
         self.last_ns: dict[str, int] = {}  # per node, the time of the last response merged from it
+        self.delivered = 0  # responses handed to the client's call, counted a batch at a time
+        self.node_events: Counter[str] = Counter()  # node status events sent, by state (NODE_CONNECTED, ...)
         self._streams: dict[str, NodeStream] = {}
         self._lock = threading.Lock()
         self._closed = False
 
     def announce(self, state: relay_pb2.NodeState, nodes: list[str], message: str = "") -> None:
+        self.node_events[relay_pb2.NodeState.Name(state)] += 1
         self.merger.announce(wire.node_status(state, nodes, self.merger.relay_name, time.time_ns(), message))
 
     def responses(self, active: Callable[[], bool]) -> Iterator[bytes]:
@@ -229,6 +238,7 @@ class Fanout:
                     raise RejectedRequest(rejection)
                 if batch is None:
                     return
+                self.delivered += len(batch)
                 yield from batch
         finally:
             if unsubscribe is not None:
@@ -250,6 +260,11 @@ class Fanout:
                     self._add(connection.name, connection.ready)
         if not self.request.follow:
             self.merger.finish()
+
+    def reading(self) -> list[str]:
+        """The nodes whose streams are open now."""
+        with self._lock:
+            return [name for name, stream in self._streams.items() if stream.reading]
 
     def _running(self) -> bool:
         with self._lock:

@@ -120,6 +120,7 @@ class MergeStats:
     merged: int = 0  # responses handed to the client
     late: int = 0  # of them, how many arrived after later ones had gone out
     dropped: int = 0  # responses dropped because the client did not keep up
+    lost_events: int = 0  # LostEvent responses made where dropped ones were
 
 
 @dataclass
@@ -301,6 +302,7 @@ class Merger:
         while self._ready and len(out) < BATCH:
             item = self._ready.popleft()
             if isinstance(item, _Gap):
+                self.stats.lost_events += 1
                 out.append(wire.lost_events(item.count, item.first_ns, item.last_ns, self.relay_name))
             else:
                 out.append(item)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,7 +40,11 @@ from flowscope.relay.history import HistoryAnswers, RelayHistoryWriter, is_histo
 from flowscope.relay.merge import CLIENT_BUFFER, WINDOW_S, Merger
 from flowscope.relay.peers import PeerServiceFollower
 from flowscope.relay.pool import Peer, PeerPool
+from flowscope.relay.tally import FlowsTally
 from flowscope.relay.trace import RelayTracer, WriteSide, tracer_service
+
+if TYPE_CHECKING:
+    from flowscope.relay.metrics import RelayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class RelayConfig:
     export_clickhouse: str | None = None  # store the merged flows in ClickHouse here (relay/history.py)
     history_url: str | None = None  # answer GetFlows calls marked as history questions from ClickHouse here
     history: WriterOptions = field(default_factory=WriterOptions)  # the cluster table, retention
+    metrics_address: str | None = None  # serve Prometheus metrics here (relay/metrics.py); None: none
 
 
 @dataclass
@@ -94,6 +100,7 @@ class RelayObserver:
         self._pool = pool
         self._stopping = stopping
         self._stats = stats
+        self.tally = FlowsTally()  # every stream's figures, for the metrics
         self._started_ns = time.time_ns()
         self._last_drop_log = 0.0
         self.exporters: Callable[[], list[observer_pb2.ExporterStatus]] = list  # the relay's own (its history writer)
@@ -110,6 +117,7 @@ class RelayObserver:
         merger = Merger(config.name, config.window_s, config.client_buffer, on_drop=self._dropped)
         fanout = Fanout(request, self._pool, merger)
         self._stats.add(clients=1)
+        self.tally.opened(fanout)
         try:
             yield from self._streams.serve(
                 fanout.responses(lambda: context.is_active() and not self._stopping.is_set()), context
@@ -118,6 +126,7 @@ class RelayObserver:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             self._stats.add(merged=merger.stats.merged, late=merger.stats.late, clients=-1)
+            self.tally.ended(fanout)
 
     def _history(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         """A history question, answered from ClickHouse (relay/history.py)."""
@@ -209,6 +218,7 @@ class RelayServer:
         self.streams = FlowStreams(stall_s=config.stall_s)
         observer = RelayObserver(config, self.pool, self._stopping, self.stats, self.streams)
         observer.exporters = lambda: [self.history.status()] if self.history is not None else []
+        self.metrics = self._metrics(observer) if config.metrics_address is not None else None
         tracer = RelayTracer(self.pool, WriteSide(dialer, config.peer_control_port), config.name, self._stopping)
         self._health = health.HealthServicer()
         read_only = [
@@ -238,15 +248,24 @@ class RelayServer:
     def _server(self, services: Sequence[Service]) -> grpc.Server:
         # common/h2grpc's server: merged flows leave in batches, not one gRPC send each; it never sets
         # SO_REUSEPORT, so a second relay on the same port fails to bind instead of silently sharing it.
+        # The metrics' interceptor outermost: it sees the status the others leave.
+        counting = [self.metrics.grpc] if self.metrics is not None else []
         server = Server(
             self.streams.executor("relay"),
             maximum_concurrent_rpcs=self.streams.max_rpcs,
-            interceptors=[BriefStatuses()],
+            interceptors=[*counting, BriefStatuses()],
         )
         for service in services:
             service.add(server)
         self._servers.append(server)
         return server
+
+    def _metrics(self, observer: RelayObserver) -> RelayMetrics:
+        from flowscope.relay.metrics import RelayMetrics  # prometheus_client only for a relay that serves metrics
+
+        assert self.config.metrics_address is not None
+        getflows = f"/{SERVICE}/GetFlows"
+        return RelayMetrics(self.config.metrics_address, self.pool, observer.tally, observer.exporters, getflows)
 
     def _add_health(self, server: grpc.Server) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -267,6 +286,8 @@ class RelayServer:
             guard(self.config.socket_path)
         for name in (HEALTH_SERVICE, ""):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.metrics is not None:
+            self.metrics.start()
         if self.config.export_clickhouse is not None:
             url, options = self.config.export_clickhouse, self.config.history
             self.history = RelayHistoryWriter(url, options, self.pool, self.config.name, self._stopping).start()
@@ -282,6 +303,8 @@ class RelayServer:
         for event in stopped:
             event.wait(grace + 1)
         self.streams.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.history is not None:
             self.history.close()
             self.history = None
