@@ -92,8 +92,13 @@ def _endpoint_predicate(endpoint: Side, question: Callable[[flow_pb2.Endpoint], 
 
 
 def _pod_question(pairs: list[tuple[str, str]]) -> Callable[[flow_pb2.Endpoint], bool]:
+    """Hubble's rule, as observer/filters/pod.py applies it: an endpoint with neither namespace nor pod name never
+    matches; one named by its identity alone (a namespace, no pod) matches "namespace/"."""
+
     def matches(e: flow_pb2.Endpoint) -> bool:
-        return bool(e.pod_name) and any(e.namespace == ns and e.pod_name.startswith(prefix) for ns, prefix in pairs)
+        return bool(e.namespace or e.pod_name) and any(
+            e.namespace == ns and e.pod_name.startswith(prefix) for ns, prefix in pairs
+        )
 
     return matches
 

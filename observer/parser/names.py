@@ -34,7 +34,8 @@ class SnapshotNames:
         self._masks: dict[int, Masked] = {}
 
     def endpoint(self, entry: int, identity: int) -> flow_pb2.Endpoint:
-        """The Endpoint message of an entry; the datapath's identity wins when it has one."""
+        """The Endpoint message of an entry (EndpointIndex.entry_of: by address, else by the datapath's
+        identity); the datapath's identity wins when it has one, as what it decided with."""
         key = (entry, identity)
         message = self._endpoints.get(key)
         if message is None:
@@ -68,10 +69,12 @@ class SnapshotNames:
 
 
 def fill_endpoints(flow: flow_pb2.Flow, r: Record, packet: Packet, names: SnapshotNames) -> None:
-    """Who sent and who received it, and so which way it went."""
-    src_entry = names.index.entry_of(packet.src_ip)
+    """Who sent and who received it, and so which way it went. A side is named by its address, or by the
+    datapath's identity where nobody owns the address (a pod's fe80::), exactly as the filters name it."""
+    index = names.index
+    src_entry = index.entry_of(packet.src_ip, r.src_identity)
     flow.source.CopyFrom(names.endpoint(src_entry, r.src_identity))
-    flow.destination.CopyFrom(names.endpoint(names.index.entry_of(packet.dst_ip), r.dst_identity))
-    source_is_endpoint = r.ep_id != 0 and names.index.entries[src_entry].id == r.ep_id
+    flow.destination.CopyFrom(names.endpoint(index.entry_of(packet.dst_ip, r.dst_identity), r.dst_identity))
+    source_is_endpoint = r.ep_id != 0 and index.entries[src_entry].id == r.ep_id
     direction = traffic_direction(r.type, r.subtype, r.flags, r.ep_id, r.policy_flags, source_is_endpoint)
     flow.traffic_direction = cast(flow_pb2.TrafficDirection, direction)
