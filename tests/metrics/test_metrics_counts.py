@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from records import (
     ACK,
+    CLIENT,
     CLIENT_V4,
     CLIENT_V6,
     DNS_V4,
@@ -42,6 +43,7 @@ from records import (
 )
 
 from flowscope.common import names
+from flowscope.common.names import IDENTITY_WORLD
 from flowscope.observer import events
 from flowscope.observer.metrics.batch import Sources
 from flowscope.observer.metrics.labels import Column, distinct_rows
@@ -252,3 +254,33 @@ def test_ip_context_writes_both_families_as_the_flow_does() -> None:
         if s.name == "hubble_flows_processed_total"
     }
     assert pairs == {("93.184.0.0", SERVER_V4), (CLIENT_V6, "fd00::"), ("", "")}
+
+
+def link_local_batch() -> np.ndarray:
+    """Sides whose address nobody owns, named by the datapath's identity: the client's router solicitation to
+    ff02::2 (world on the other side) and a neighbour advertisement to the server's fe80::."""
+    from_client = {"subtype": names.TRACE_FROM_LXC, "ep_id": 1001, "ifindex": 11}
+    return batch_of(
+        record(
+            ether(ipv6("fe80::11", "ff02::2", 58, icmp6(133)), 0x86DD),
+            flags=KNOWN,
+            src_identity=CLIENT.identity,
+            dst_identity=IDENTITY_WORLD,
+            **from_client,
+        ),
+        record(ether(ipv6("fe80::1", "fe80::12", 58, icmp6(136)), 0x86DD), flags=KNOWN, dst_identity=SERVER.identity),
+    )
+
+
+def test_link_local_sides_are_counted_under_the_pod_their_identity_names() -> None:
+    records = link_local_batch()
+    decoder = FlowDecoder("node1", lab_registry(), b"i", KERNEL_REASONS)
+    assert scraped(families(counted(records)[0])) == reference([decoder.decode(r, i) for i, r in enumerate(records)])
+    registry, _ = counted(records, "flow:sourceContext=namespace|ip;destinationContext=app|reserved-identity")
+    labels = {
+        (dict(s.labels)["source"], dict(s.labels)["destination"])
+        for f in families(registry)
+        for s in f.samples  # type: ignore[attr-defined]
+        if s.name == "hubble_flows_processed_total" and s.value
+    }
+    assert labels == {("default", "reserved:world"), ("fe80::1", "server")}
