@@ -143,7 +143,8 @@ class GrpcServerMetrics(grpc.ServerInterceptor, Collector):
                     for response in behaviour(request, context):
                         sent += 1
                         yield response
-                code = context.code() or grpc.StatusCode.OK
+                # A stream that ends because its client went away (a follow stream) ends without an error.
+                code = context.code() or (grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED)
             except GeneratorExit:  # the server stopped reading it: the client went away
                 code = context.code() or grpc.StatusCode.CANCELLED
                 raise
