@@ -3,8 +3,9 @@
 A name filter asks a question about an endpoint ("is it a pod in `default` starting with `client-`?"). The
 registry snapshot has few endpoints and a batch many records, so the question is answered once per endpoint of
 each snapshot (FilterContext.following), giving a boolean per index entry; a batch is then answered by looking up
-which entry owns each record's address (observer.parser.EndpointIndex). Addresses nobody owns are the world
-entry, so a filter that world satisfies (`reserved:world`) selects them too.
+which entry names each record's side (observer.parser.EndpointIndex): the owner of its address, else the
+endpoint its datapath identity stands for (a pod's fe80:: address: the pod's labels and namespace), else world,
+so a filter that world satisfies (`reserved:world`) selects the rest too. The decoder names sides the same way.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 - "prefix" (no slash): the namespace is "default";
 - "" is rejected. Hubble ignores anything after a second slash; a pod name cannot hold one, so flowscope
   rejects it instead of silently matching something else.
-An endpoint without namespace and pod name (world, host, remote nodes) never matches.
+An endpoint without namespace and pod name (world, host, remote nodes) never matches; one named by its identity
+alone (a pod's fe80:: address: a namespace, no pod name) matches "ns/" only, as the decoded flow would in Hubble.
 """
 
 from __future__ import annotations
