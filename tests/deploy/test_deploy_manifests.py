@@ -116,8 +116,10 @@ def test_the_relays_port_service_and_probes_are_the_ones_it_listens_on() -> None
     listen = port_of(args.listen_address)
     assert listen_target(args.listen_address) == f"[::]:{listen}"  # every address of the pod, not localhost
     assert c.port("grpc") == listen == 4245
+    assert c.port("metrics") == port_of(args.metrics_address) == 9966  # Hubble Relay's metrics port
+    assert c.annotations["prometheus.io/port"] == str(c.port("metrics"))
     service = find("Service", "flowscope-relay")
-    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(4245, "grpc")]
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(4245, "grpc"), (9966, "metrics")]
     assert service["spec"]["selector"].items() <= c.workload["spec"]["template"]["metadata"]["labels"].items()
     for kind in ("readinessProbe", "livenessProbe"):
         assert c.spec[kind]["grpc"] == {"port": listen, "service": HEALTH_SERVICE}
