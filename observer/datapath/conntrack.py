@@ -82,6 +82,9 @@ NO_REVISION = 0xFFFFFFFF  # a policy revision no agent reaches (observer/policy/
 CT_F_JUDGED = 0x01
 CT_F_DENIED = 0x02
 ORIGINAL, REPLY = 0, 1
+WINDOW = 4  # FS_CT_WINDOW (cttable.h): the slots a key may live in, from its home slot on
+_HASH_MULTIPLIER = 0x9E3779B97F4A7C15
+_U64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,9 @@ def monotonic_ns() -> int:
 class ConntrackTable:
     """The agent's handle on `ct4` and `ct6` and on the program that flushes one of their entries."""
 
-    def __init__(self, bpf: Any, flush_fd: int) -> None:
+    def __init__(self, bpf: Any, flush_fd: int, seed: int = 0) -> None:
+        """`seed`: the tables' FS_CT_SEED, which says where a key lives (needed by `find` only)."""
+        self._seed = seed
         self._tables = (bpf[b"ct4"], bpf[b"ct6"])
         self._used_table = bpf[b"ct_used"]
         self._flush_fd = flush_fd
@@ -222,6 +227,19 @@ class ConntrackTable:
         bits = np.unpackbits(self._used.view(np.uint8), bitorder="little")
         return [np.flatnonzero(bits[i * self.slots : (i + 1) * self.slots]) for i in range(len(self._slots))]
 
+    def find(self, key: bytes) -> np.void | None:
+        """A copy of the entry of connection `key` (as its own table has it: 16 bytes for ct4, 40 for ct6), or
+        None: looked for where the datapath looks (fs_ct_find), its home slot and the rest of its window, so one
+        connection costs a few reads of memory, whatever the tables hold."""
+        slots = self._slots[len(key) == KEY_DTYPE.itemsize]
+        home = home_slot(key, self._seed)
+        for step in range(WINDOW):
+            slot = slots[(home + step) & (self.slots - 1)]
+            if slot["key"].tobytes() == key:
+                entry: np.void = slot["e"].copy()
+                return entry
+        return None
+
     def connections(self) -> list[Connection]:
         keys, entries = self.read()
         return [Connection.of(k, e) for k, e in zip(keys, entries, strict=True)]
@@ -253,6 +271,15 @@ class ConntrackTable:
         request = bytes(ETH_HLEN) + raw.ljust(KEY_DTYPE.itemsize, b"\0")
         request += struct.pack("<IIQ", ipv6, 0, max(min_age_ns, 0))
         return prog_test_run(self._flush_fd, request).retval
+
+
+def home_slot(key: bytes, seed: int) -> int:
+    """fs_ct_home (cttable.h): a multiply-xorshift over the key's 64-bit words, from the seed."""
+    h = seed
+    for (word,) in struct.iter_unpack("<Q", key):
+        h = ((h ^ word) * _HASH_MULTIPLIER) & _U64
+        h ^= h >> 29
+    return h & 0xFFFFFFFF
 
 
 def _table_key(key: bytes) -> tuple[bool, bytes]:

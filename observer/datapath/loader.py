@@ -136,7 +136,7 @@ class Datapath(Closing):
             raise
         self.maps = DatapathMaps(self._bpf)
         self.calibrate_clock()
-        self.conntrack = ConntrackTable(self._bpf, self.program_fd("ct_flush"))
+        self.conntrack = ConntrackTable(self._bpf, self.program_fd("ct_flush"), self.ct_seed)
         if self.ct_continued:
             self.conntrack.forget_verdicts()
         self.policy = PolicyMaps(self._bpf, self.program_fd("policy_query"))
