@@ -32,7 +32,7 @@ from flowscope.api.observer import observer_pb2
 from flowscope.common.grpc_metrics import GrpcServerMetrics
 from flowscope.observer.metrics.exporters import exporter_metrics
 from flowscope.observer.metrics.server import MetricsServer
-from flowscope.relay.pool import PeerPool, connectivity
+from flowscope.relay.pool import Connection, PeerPool, connectivity
 from flowscope.relay.tally import FlowsTally
 
 STATES = [state.name for state in grpc.ChannelConnectivity]  # IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN
@@ -54,8 +54,8 @@ class RelayCollector(Collector):
         yield from exporter_metrics(self._exporters)
 
     def _peers(self) -> Iterator[Metric]:
-        """Each peer's channel state, read now (without asking an idle channel to connect)."""
-        states = {c.name: connectivity(c.channel, try_to_connect=False).name for c in self._pool.connections()}
+        """Each peer's channel state, read now."""
+        states = {c.name: _state(c) for c in self._pool.connections()}
         pool = GaugeMetricFamily(
             "hubble_relay_pool_peer_connection_status",
             "Measures the connectivity status of all peers by counting the number of peers for each given "
@@ -104,6 +104,15 @@ class RelayCollector(Collector):
         for node in sorted(self._pool.names()):
             nodes.add_metric([node], reading.reading.get(node, 0))
         yield nodes
+
+
+def _state(connection: Connection) -> str:
+    """The peer's channel state now, without asking an idle channel to connect; SHUTDOWN for a channel closed
+    since the pool listed it (a peer removed or replaced meanwhile)."""
+    try:
+        return connectivity(connection.channel, try_to_connect=False).name
+    except ValueError:
+        return grpc.ChannelConnectivity.SHUTDOWN.name
 
 
 class RelayMetrics:
