@@ -31,8 +31,9 @@ def percentile(values: list[float], q: float) -> float:
 
 # The relay, from the relay/ folder given (empty: this checkout's), with every thread profiled when asked.
 RELAY_RUNNER = """
-import cProfile, pstats, signal, sys, threading, time
+import cProfile, os, pstats, signal, sys, threading, time
 code, address, profile_out, *peers = sys.argv[1:]
+metrics = os.environ.get("FLOWSCOPE_BENCH_RELAY_METRICS", "")  # --metrics-address, when measured with metrics
 import flowscope.relay
 if code:
     flowscope.relay.__path__[:] = [code]
@@ -51,7 +52,12 @@ if profile_out:  # every thread, in CPU time (a thread waiting costs nothing)
             profile.disable()
     threading.Thread._bootstrap_inner = profiled
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-config = RelayConfig(listen_address=address, peers=[Peer(*p.split("=", 1)) for p in peers], name="relay")
+config = RelayConfig(
+    listen_address=address,
+    peers=[Peer(*p.split("=", 1)) for p in peers],
+    name="relay",
+    **({"metrics_address": metrics} if metrics else {}),
+)
 server = RelayServer(config).start()
 signal.sigwait({signal.SIGTERM})
 if profile_out:
@@ -68,13 +74,18 @@ def with_parent() -> None:
 
 
 @contextmanager
-def relay_process(peers: list[str], code: str = "", profile: str = "") -> Iterator[tuple[str, int]]:
-    """A relay in front of `peers` (code: another relay/ folder); yields its address and pid once it serves."""
+def relay_process(peers: list[str], code: str = "", profile: str = "", metrics: str = "") -> Iterator[tuple[str, int]]:
+    """A relay in front of `peers` (code: another relay/ folder; metrics: its --metrics-address); yields its
+    address and pid once it serves."""
     from flowscope.lab.relay import free_address
 
     address = free_address()
+    env = os.environ | ({"FLOWSCOPE_BENCH_RELAY_METRICS": metrics} if metrics else {})
     proc = subprocess.Popen(
-        [sys.executable, "-c", RELAY_RUNNER, code, address, profile, *peers], cwd=PROJECT, preexec_fn=with_parent
+        [sys.executable, "-c", RELAY_RUNNER, code, address, profile, *peers],
+        cwd=PROJECT,
+        preexec_fn=with_parent,
+        env=env,
     )
     try:
         with grpc.insecure_channel(address) as channel:
