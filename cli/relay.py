@@ -3,6 +3,7 @@
 flowscope relay                                   # follow the local agent's peer service
 flowscope relay --peer-service 10.77.0.1:4244     # ... or a remote one
 flowscope relay --peers node1=10.77.0.1:4244,node2=10.77.0.2:4244
+flowscope relay --metrics-address :9966           # Prometheus metrics, as Hubble Relay's (docs/metrics.md)
 
 Packet-path sessions (`flowscope trace --server <relay>`) run on every node through the relay. They change
 what the datapath does, so the relay serves them only to callers it can trust (its --socket, or a listen
