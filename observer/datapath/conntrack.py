@@ -81,6 +81,7 @@ assert (SLOT4_DTYPE.itemsize, SLOT6_DTYPE.itemsize) == (192, 256)
 NO_REVISION = 0xFFFFFFFF  # a policy revision no agent reaches (observer/policy/manager.py counts from 1)
 CT_F_JUDGED = 0x01
 CT_F_DENIED = 0x02
+CT_F_MIDSTREAM = 0x04  # first seen mid-stream: which end opened it is not known (maps.h)
 ORIGINAL, REPLY = 0, 1
 WINDOW = 4  # FS_CT_WINDOW (cttable.h): the slots a key may live in, from its home slot on
 _HASH_MULTIPLIER = 0x9E3779B97F4A7C15

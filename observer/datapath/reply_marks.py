@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from flowscope.observer.datapath.conntrack import ConntrackTable, monotonic_ns
+from flowscope.observer.datapath.conntrack import CT_F_MIDSTREAM, ConntrackTable, monotonic_ns
 from flowscope.observer.datapath.lbmaps import Frontend
 from flowscope.observer.events import F_IPV6, F_L4, F_REPLY, F_REPLY_KNOWN
 from flowscope.observer.ingest import BatchSource
@@ -100,10 +100,11 @@ class ReplyMarks:
         return marked
 
     def _direction(self, source: End, destination: End, proto: int, scope: int, now: int) -> bool | None:
-        """Whether a packet from `source` to `destination` is a reply in its connection; None: no live one."""
+        """Whether a packet from `source` to `destination` is a reply in its connection; None: no live one, or
+        one first seen mid-stream, whose direction the datapath does not know either."""
         key, end = conntrack_key(source, destination, proto, scope)
         entry = self._conntrack.find(key)
-        if entry is None or int(entry["expires"]) < now:
+        if entry is None or int(entry["expires"]) < now or int(entry["flags"]) & CT_F_MIDSTREAM:
             return None
         return end != int(entry["initiator"]) & 1
 

@@ -189,3 +189,38 @@ def test_a_full_window_gives_way_to_the_connection_expiring_first(dp: Datapath) 
     assert (int(report["packets"]), int(report["bytes"])) == (2, len(conns[0].back(payload=b"xx")) * 2 + 1)
     assert (int(opened["trace_reason"]), int(opened["dport"])) == (NEW, ports[4])
     assert sorted(c.destination_port for c in dp.conntrack.connections()) == sorted(ports[1:])
+
+
+def test_a_connection_first_seen_mid_stream_reports_no_direction(dp: Datapath) -> None:
+    """Its first packet is the server's data: no SYN says who opened it, so neither way is called a reply (and
+    no trace reason tells one); a new SYN after it closes starts a connection whose direction is known again."""
+    conn = Conversation(IPPROTO_TCP, pod_port=44444, peer_port=80)
+    assert state(run(dp, IN, conn.back(ACK, b"server data"))) == (0, 0)
+    assert state(run(dp, OUT, conn.out(ACK, b"client data"))) == (0, 0)
+    assert state(run(dp, IN, conn.back(ACK))) == (0, 0)
+    run(dp, OUT, conn.out(RST | ACK))
+    assert state(run(dp, OUT, conn.out(SYN))) == (NEW, KNOWN)
+    assert state(run(dp, IN, conn.back(SYN | ACK))) == (REPLY, IS_REPLY)
+
+
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
+def test_the_agent_finds_an_entry_where_the_datapath_put_it(dp: Datapath, ipv6: bool) -> None:
+    """ConntrackTable.find (kernel drops ask it for their direction) hashes a key as fs_ct_home does."""
+    conversations = [Conversation(IPPROTO_UDP, pod_port=20000 + i, peer_port=53, ipv6=ipv6) for i in range(40)]
+    for conn in conversations:
+        run(dp, OUT, conn.out(payload=b"query"))
+    keys, entries = dp.conntrack.read()
+    assert len(keys) == len(conversations)
+    for key, entry in zip(keys, entries, strict=True):
+        raw = key.tobytes() if ipv6 else _narrow(key)
+        found = dp.conntrack.find(raw)
+        assert found is not None and found.tobytes() == entry.tobytes()
+    missing = bytearray(raw)
+    missing[0] ^= 0xFF  # an address no packet came from
+    assert dp.conntrack.find(bytes(missing)) is None
+
+
+def _narrow(key: object) -> bytes:
+    """An IPv4 key as ct4 holds it (read() widens it to the IPv6 layout)."""
+    raw = key.tobytes()  # type: ignore[attr-defined]
+    return raw[0:4] + raw[16:20] + raw[32:40]

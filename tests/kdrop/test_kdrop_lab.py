@@ -220,7 +220,7 @@ def test_the_cli_shows_the_kernel_reason(lab: Lab) -> None:
     )
     (line,) = done.stdout.splitlines()
     ids = {p.name: identity_of({**p.labels, "io.kubernetes.pod.namespace": p.namespace}) for p in (client, server)}
-    # `<>`: a kernel drop does not know whether the packet was a reply (no connection tracking there).
+    # `->`: the server's conntrack saw the datagram arrive as its connection's first packet (reply_marks.py)
     assert line.split(": ", 1)[1] == (
-        f"default/client:42060 (ID:{ids['client']}) <> default/server:7760 (ID:{ids['server']}) NO_SOCKET DROPPED (UDP)"
+        f"default/client:42060 (ID:{ids['client']}) -> default/server:7760 (ID:{ids['server']}) NO_SOCKET DROPPED (UDP)"
     )

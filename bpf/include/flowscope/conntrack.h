@@ -199,6 +199,15 @@ static __always_inline __u64 fs_ct_lifetime_ns(const struct fs_ct_entry *e, __u8
 	return seconds * 1000000000ULL;
 }
 
+/* Whether a TCP packet that makes a new entry is no opening (a SYN without ACK) but a packet of a connection
+ * already going: one opened before the agent started, with no tables left behind, or whose entry was evicted.
+ * Nothing in it says which end opened the connection (the entry takes this packet's source for the opener only
+ * because it must take one), so its packets report no direction rather than maybe the wrong one. */
+static __always_inline int fs_ct_midstream(const struct fs_state *st)
+{
+	return st->ev.l4_proto == IPPROTO_TCP && (st->ev.tcp_flags & (FS_TCP_SYN | FS_TCP_ACK)) != FS_TCP_SYN;
+}
+
 /* A SYN without ACK on a connection that is closing starts it over. */
 static __always_inline int fs_ct_reopens(const struct fs_ct_entry *e, const struct fs_state *st)
 {
@@ -271,6 +280,8 @@ static __always_inline struct fs_ct_entry *fs_ct_lookup(struct __sk_buff *skb, s
 		e = fs_ct_create(st, end, now);
 		if (!e)
 			return 0;
+		if (fs_ct_midstream(st))
+			e->flags = FS_CT_F_MIDSTREAM;
 		st->ct_dir = FS_CT_ORIGINAL;
 		st->ct_state = FS_CT_NEW;
 	} else {
@@ -278,6 +289,8 @@ static __always_inline struct fs_ct_entry *fs_ct_lookup(struct __sk_buff *skb, s
 		st->ct_state = st->ct_dir == FS_CT_ORIGINAL ? FS_CT_ESTABLISHED : FS_CT_REPLY_STATE;
 	}
 found:
+	if (e->flags & FS_CT_F_MIDSTREAM) /* no direction known: no reason that would tell one either */
+		return e;
 	st->ev.trace_reason = st->ct_state;
 	st->ev.flags |= FS_F_REPLY_KNOWN | (st->ct_dir == FS_CT_REPLY ? FS_F_REPLY : 0);
 	return e;

@@ -105,6 +105,8 @@ struct fs_ct_dir {
 /* fs_ct_entry.flags */
 #define FS_CT_F_JUDGED 0x01 /* the policy verdict below was taken (at revision policy_rev) */
 #define FS_CT_F_DENIED 0x02 /* ... and it denies the connection: every packet is dropped */
+#define FS_CT_F_MIDSTREAM 0x04 /* first seen mid-stream (a TCP packet other than a SYN): which end opened it is
+				* not known, so its packets carry no reply flags (conntrack.h fs_ct_lookup) */
 
 /* The two directions of a connection are counted on different CPUs more often than not (a TCP stream's data
  * where its sender runs, its ACKs where its receiver runs), so the entry is laid out by who writes what:

@@ -144,7 +144,7 @@ static __always_inline __u32 fs_policy_judge(struct __sk_buff *skb, struct fs_st
 		e->rule = v.rule;
 		e->match = v.match;
 		e->drop_reason = v.drop_reason;
-		e->flags = FS_CT_F_JUDGED | denied;
+		e->flags = (e->flags & FS_CT_F_MIDSTREAM) | FS_CT_F_JUDGED | denied;
 	}
 	if (st->traced)
 		fs_trace_verdict(st, v.rule, v.match, v.allowed, v.enforced);

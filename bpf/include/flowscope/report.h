@@ -70,7 +70,9 @@ static __always_inline int fs_report_dir(const union fs_ct_key *key, int ipv6, s
 		proto = key->v4.proto;
 		ev->ep_id = key->v4.scope;
 	}
-	ev->flags = FS_F_REPLY_KNOWN | (dir ? FS_F_REPLY : 0) | (ipv6 ? FS_F_IPV6 : 0);
+	ev->flags = ipv6 ? FS_F_IPV6 : 0;
+	if (!(e->flags & FS_CT_F_MIDSTREAM)) /* a connection first seen mid-stream has no known direction */
+		ev->flags |= FS_F_REPLY_KNOWN | (dir ? FS_F_REPLY : 0);
 	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP || proto == IPPROTO_ICMP ||
 	    proto == IPPROTO_ICMPV6)
 		ev->flags |= FS_F_L4;
@@ -81,7 +83,8 @@ static __always_inline int fs_report_dir(const union fs_ct_key *key, int ipv6, s
 	ev->l4_proto = proto;
 	ev->sport = d->sport;
 	ev->dport = d->dport;
-	ev->trace_reason = dir ? FS_REASON_REPLY : FS_REASON_ESTABLISHED;
+	if (!(e->flags & FS_CT_F_MIDSTREAM))
+		ev->trace_reason = dir ? FS_REASON_REPLY : FS_REASON_ESTABLISHED;
 	ev->verdict = FS_VERDICT_FORWARDED;
 	ev->cpu = bpf_get_smp_processor_id();
 	fs_claim(d, ev, now);
