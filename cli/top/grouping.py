@@ -3,8 +3,10 @@
 A row is `source → destination`, protocol/port, verdict and drop reason. The source port is left out on
 purpose: it is ephemeral, so keeping it would make every connection its own row and hide "what talks to what".
 A reply is turned around (the compact printer shows it as `<-`) so both directions of a connection land in the
-same row, with the server's port. Names come from the network and are cleaned of control characters before a
-terminal ever sees them.
+same row, with the server's port. A flow whose direction the datapath could not tell (no is_reply: a connection
+first seen mid-stream, a drop no conntrack knew) is read by its ports, as a person reads `:80 → :47960`: from a
+port below the ephemeral range to one in it is a server answering (`observe` still shows it as it came).
+Names come from the network and are cleaned of control characters before a terminal ever sees them.
 
 An L7 flow (DNS, HTTP) belongs to a row of the L7 view instead: client → server, protocol/port, and what was
 asked (the DNS name and query types; the HTTP method and path, without the query string, which would make a
@@ -22,6 +24,7 @@ from flowscope.common import names
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DROPPING = (flow_pb2.DROPPED, flow_pb2.ERROR)
+EPHEMERAL_FIRST = 32768  # where Linux's default ip_local_port_range starts (IANA's dynamic ports: 49152)
 
 
 class RowKey(NamedTuple):
@@ -96,8 +99,7 @@ def row_key(flow: flow_pb2.Flow) -> RowKey:
     """The row this flow counts in."""
     source, destination = _ends(flow)
     source_port, destination_port = fields.ports(flow)
-    reply = flow.HasField("is_reply") and flow.is_reply.value
-    if reply:
+    if _from_the_server(flow, source_port, destination_port):
         source, destination, destination_port = destination, source, source_port
     kind = flow.l4.WhichOneof("protocol") or ""
     protocol = f"{kind}/{destination_port}" if destination_port and destination_port != "0" else kind
@@ -111,6 +113,15 @@ def row_key(flow: flow_pb2.Flow) -> RowKey:
         style,
         flow.verdict in _DROPPING,
     )
+
+
+def _from_the_server(flow: flow_pb2.Flow, source_port: str, destination_port: str) -> bool:
+    """Whether the flow goes against its connection: its reply flag when there is one, else its ports."""
+    if flow.HasField("is_reply"):
+        return flow.is_reply.value
+    if not (source_port.isdigit() and destination_port.isdigit()):
+        return False
+    return int(destination_port) >= EPHEMERAL_FIRST > int(source_port)
 
 
 class L7Key(NamedTuple):

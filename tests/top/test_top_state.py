@@ -217,3 +217,20 @@ def test_ten_thousand_rows() -> None:
     assert len(snapshot) == 10_000
     assert np.all(snapshot.total == 1)
     assert float(snapshot.rates[2].sum()) == pytest.approx(10_000 / 40, rel=0.05)
+
+
+def test_a_flow_of_unknown_direction_from_a_server_port_counts_in_its_connection() -> None:
+    """No is_reply (a connection first seen mid-stream, a drop no conntrack knew): `:80 → :34567` is the server
+    answering, so it lands in the client's row; from an ephemeral port, or between two low ports, it stays as it
+    came."""
+    answer = cli_samples.tcp_reply()
+    answer.ClearField("is_reply")
+    assert row_key(answer) == row_key(cli_samples.tcp_flow())
+    asking = cli_samples.tcp_flow(reply=None)
+    assert (row_key(asking).source, row_key(asking).protocol) == ("default/client", "TCP/80")
+    between_servers = cli_samples.tcp_reply()
+    between_servers.ClearField("is_reply")
+    between_servers.l4.TCP.destination_port = 1022
+    assert (row_key(between_servers).source, row_key(between_servers).protocol) == ("default/server", "TCP/1022")
+    dns = row_key(cli_samples.udp_dns_flow())
+    assert (dns.destination, dns.protocol) == ("kube-system/coredns-x", "UDP/53")
