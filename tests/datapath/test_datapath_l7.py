@@ -152,12 +152,26 @@ def test_http_segments_that_start_no_message_are_not_captured(dp: Datapath) -> N
 
 def test_the_response_is_captured_where_its_client_is(dp: Datapath) -> None:
     http = Conversation(IPPROTO_TCP, peer_port=8080)
+    send(dp, OUT, http.out(SYN))
+    send(dp, IN, http.back(SYN | ACK))
     send(dp, OUT, http.out(PSH | ACK, HTTP_GET))
     response = http.back(PSH | ACK, HTTP_OK)
     _, records = send(dp, IN, response)
     assert len(records) == 1
     assert_l7_record(records[0], response, names.TRACE_TO_LXC, caplen=len(response))
     assert int(records[0]["flags"]) & (ev.F_REPLY | ev.F_REPLY_KNOWN) == ev.F_REPLY | ev.F_REPLY_KNOWN
+
+
+def test_a_connection_seen_mid_stream_still_has_its_response_captured(dp: Datapath) -> None:
+    """No SYN seen (the agent started after it opened): the flows carry no direction, but conntrack's guess,
+    the first sender asked, still finds the server's port for the answer."""
+    http = Conversation(IPPROTO_TCP, peer_port=8080)
+    send(dp, OUT, http.out(PSH | ACK, HTTP_GET))
+    response = http.back(PSH | ACK, HTTP_OK)
+    _, records = send(dp, IN, response)
+    assert len(records) == 1
+    assert_l7_record(records[0], response, names.TRACE_TO_LXC, caplen=len(response))
+    assert int(records[0]["flags"]) & (ev.F_REPLY | ev.F_REPLY_KNOWN) == 0
 
 
 @pytest.mark.parametrize(("client_identity", "captured"), [(POD_PEER_IDENTITY, False), (names.IDENTITY_WORLD, True)])
@@ -168,6 +182,8 @@ def test_the_server_side_captures_only_for_a_client_that_is_no_pod(
         dp.replace_ipcache({f"{PEER4}/32": client_identity})
     # the pod is the server: the peer's request comes in (to-container), the pod's response goes out
     http = Conversation(IPPROTO_TCP, pod_port=80, peer_port=40000)
+    send(dp, IN, http.back(SYN))
+    send(dp, OUT, http.out(SYN | ACK))
     request, response = http.back(PSH | ACK, HTTP_GET), http.out(PSH | ACK, HTTP_OK)
     _, records = send(dp, IN, request)
     assert len(records) == int(captured)

@@ -286,9 +286,12 @@ def test_packet_yields_its_event(dp: Datapath, packet: bytes, fields: dict[str, 
 
 def opens_connection(fields: dict[str, Any]) -> dict[str, Any]:
     """Conntrack's part of the event: an IP packet it can follow (its headers whole, not a later fragment)
-    opens a connection, so it is NEW and its direction is known (not a reply)."""
+    opens a connection, so it is NEW and its direction is known (not a reply). A TCP packet other than a SYN
+    is a connection seen mid-stream: tracked, but with no direction (nor a reason, which would tell one)."""
     flags = fields.get("flags", 0)
     if fields.get("ethertype") not in (ETH_P_IP, ETH_P_IPV6) or flags & (TRUNC | FRAG):
+        return fields
+    if fields.get("l4_proto") == IPPROTO_TCP and flags & L4 and fields.get("tcp_flags", 0) & (SYN | ACK) != SYN:
         return fields
     return {**fields, "trace_reason": NEW, "flags": flags | ev.F_REPLY_KNOWN}
 

@@ -128,7 +128,9 @@ static __always_inline void fs_l7_decide(struct __sk_buff *skb, struct fs_state 
 		return;
 	if ((st->ev.flags & (FS_F_L4 | FS_F_FRAGMENT)) != FS_F_L4)
 		return;
-	reply = (st->ev.flags & (FS_F_REPLY | FS_F_REPLY_KNOWN)) == (FS_F_REPLY | FS_F_REPLY_KNOWN);
+	/* conntrack's direction, also its guess for a connection first seen mid-stream (whose flows report none):
+	 * which end a message came from is what finds the server's port */
+	reply = st->ct_state != FS_CT_UNTRACKED && st->ct_dir == FS_CT_REPLY;
 	/* the server's port first: a client's ephemeral port may happen to be a configured one */
 	kind = fs_l7_port_kind(reply ? st->ev.sport : st->ev.dport, tcp, &caplen);
 	if (!kind)
