@@ -44,6 +44,7 @@ from flowscope.observer.datapath.kallsyms import KernelSymbols
 from flowscope.observer.datapath.kdrop import KernelDropConfig, KernelDrops
 from flowscope.observer.datapath.loader import DatapathSource
 from flowscope.observer.datapath.pathtrace import PathTracer
+from flowscope.observer.datapath.reply_marks import ReplyMarks
 from flowscope.observer.debug_events import DebugEvents
 from flowscope.observer.endpoints import EndpointRegistry
 from flowscope.observer.events import event_dtype
@@ -344,7 +345,8 @@ class Agent(Closing):
             sources.append(self._l7_source(datapath, dtype))
             lost_counts.append(datapath.l7_lost_counts)
         if kdrop is not None:
-            sources.append(kdrop.reader())
+            # its records marked with their direction where conntrack knows their connection (reply_marks.py)
+            sources.append(ReplyMarks(kdrop.reader(), datapath.conntrack, datapath.lb.frontends))
             lost_counts.append(kdrop.lost_counts)
 
         def kernel_lost() -> list[int]:
