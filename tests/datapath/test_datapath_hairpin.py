@@ -18,7 +18,6 @@ from test_datapath_lb import (
     checksum_fields,
     frame,
     frontend,
-    lb,  # noqa: F401 (the fixture)
     run,
 )
 
@@ -34,7 +33,7 @@ POD = {family: BACKENDS[family][0] for family in (4, 6)}  # the client, and the 
 
 @pytest.mark.parametrize(("family", "proto"), FAMILIES_PROTOS)
 def test_a_pod_reaching_itself_through_its_service_comes_from_the_loopback_and_is_answered(
-    lb: Datapath,  # noqa: F811
+    lb: Datapath,
     family: int,
     proto: int,
 ) -> None:
@@ -67,7 +66,7 @@ def test_a_pod_reaching_itself_through_its_service_comes_from_the_loopback_and_i
 
 
 @pytest.mark.parametrize("family", [4, 6])
-def test_a_packet_to_the_loopback_of_no_hairpin_connection_is_untouched(lb: Datapath, family: int) -> None:  # noqa: F811
+def test_a_packet_to_the_loopback_of_no_hairpin_connection_is_untouched(lb: Datapath, family: int) -> None:
     lb.lb.replace([frontend(family, IPPROTO_TCP)])
     sent = frame(family, IPPROTO_TCP, POD[family], 8080, LOOPBACK[family], 40000)
     out, [event] = run(lb, OUT, sent)
