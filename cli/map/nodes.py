@@ -88,13 +88,14 @@ def _octet(text: str) -> int:
 
 def endpoint_node(endpoint: flow_pb2.Endpoint, address: str, by: str) -> Node:
     """The box of one end of a flow."""
-    if endpoint.pod_name:
-        namespace = clean(endpoint.namespace)
-        if by == "pod":
-            return Node(namespace, clean(endpoint.pod_name), "workload")
-        if by == "identity":
-            return Node(namespace, f"identity {endpoint.identity}", "workload")
-        return Node(namespace, clean(_app(endpoint.labels) or endpoint.pod_name), "workload")
+    # A pod's end; or one the agent named by its identity alone (a pod's fe80:: address, which no registry lists):
+    # its pod's namespace and labels, no pod name, so a box by pod cannot hold it.
+    namespace = clean(endpoint.namespace)
+    if namespace and by == "identity":
+        return Node(namespace, f"identity {endpoint.identity}", "workload")
+    workload = clean(endpoint.pod_name if by == "pod" else _app(endpoint.labels) or endpoint.pod_name)
+    if namespace and workload:
+        return Node(namespace, workload, "workload")
     scope = link_scope(address)
     if scope:
         return Node("", scope, scope)

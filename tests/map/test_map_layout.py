@@ -18,8 +18,8 @@ from flowscope.cli.map.render import Picture, draw
 NOW = 1_800_000_000.0
 
 
-def table_of(*flows: flow_pb2.Flow) -> MapTable:
-    table = MapTable(clock=lambda: NOW)
+def table_of(*flows: flow_pb2.Flow, by: str = "app") -> MapTable:
+    table = MapTable(by, clock=lambda: NOW)
     for made in flows:
         table.add(response(made))
     return table
@@ -213,3 +213,13 @@ def test_a_links_own_traffic_is_two_boxes_whatever_its_addresses() -> None:
         ("(link-local)", "(link-local)", "ARP"),
         ("(world)", "web/web", "TCP/80"),
     }
+
+
+def test_a_pods_link_local_end_named_by_its_identity_is_the_pods_box() -> None:
+    """The agent names a pod's fe80:: end by the identity the datapath gave (Hubble's ResolveEndpoint): the pod's
+    namespace and labels, no pod name. By app or identity that is the pod's box; by pod there is none to name."""
+    solicitation = on_the_link(flow("default/client", "world", 0, NOW - 1), "fe80::11", "ff02::2")
+    solicitation.source.pod_name = ""
+    for by, box in (("app", "default/client"), ("identity", f"default/identity {solicitation.source.identity}")):
+        assert edges(table_of(solicitation, by=by).map_snapshot()) == {(box, "(multicast)", "ICMPv6")}
+    assert edges(table_of(solicitation, by="pod").map_snapshot()) == {("(link-local)", "(multicast)", "ICMPv6")}
