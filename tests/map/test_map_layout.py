@@ -52,6 +52,21 @@ def test_a_flow_counts_on_one_edge_replies_turned_around_services_as_the_entry()
     assert snapshot.total[tcp] == 2  # the reply counts in its connection's edge
 
 
+def test_a_flow_to_the_service_address_with_the_backends_identity_is_the_client_to_service_leg() -> None:
+    """The datapath gives the service's address the chosen backend's identity, so the agent names it by that
+    identity (namespace and labels) but no pod owns the address: the flow has not reached a backend yet."""
+    to_address = flow("default/client", "kube-system/dns", 53, NOW - 1, udp=True, service="kube-system/kube-dns")
+    to_address.destination.pod_name = ""
+    answer = flow("kube-system/dns", "default/client", 53, NOW - 1, udp=True, reply=True)
+    answer.source.pod_name = ""
+    answer.source_service.CopyFrom(flow_pb2.Service(namespace="kube-system", name="kube-dns"))
+    client = to_address.source.identity
+    for by, box in (("app", "default/client"), ("identity", f"default/identity {client}"), ("pod", "default/client-1")):
+        assert edges(table_of(to_address, answer, by=by).map_snapshot()) == {
+            (box, "svc:kube-system/kube-dns", "UDP/53")
+        }
+
+
 def test_adding_edges_moves_no_existing_node() -> None:
     base = [
         flow("default/client", "default/server", 9000, NOW - 2),
