@@ -137,16 +137,15 @@ class MapTable(FlowTable):
         source_port, destination_port = fields.ports(flow)
         reply = flow.HasField("is_reply") and flow.is_reply.value
         service = flow.destination_service if flow.HasField("destination_service") else None
-        backend = flow.destination.pod_name
         if reply:
             source, destination, destination_port = destination, source, source_port
             service = flow.source_service if flow.HasField("source_service") else None
-            backend = flow.source.pod_name
         if service is not None and service.name:
             entry = service_node(service)
             # A backend is known by its address, so it has a pod name. The service's own address carries the
             # chosen backend's identity and so its namespace and labels, but no pod name: that flow has not
             # reached a backend yet.
+            backend = (flow.source if reply else flow.destination).pod_name
             if backend and destination.kind == "workload":  # reached a backend: the service → backend leg
                 source = entry
             else:  # to the service's address: the client → service leg
