@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -33,3 +34,14 @@ def polled(ask: Callable[[], T], done: Callable[[T], bool], timeout: float = 5.0
         if done(answer) or time.monotonic() > deadline:
             return answer
         time.sleep(every)
+
+
+def stopped(process: subprocess.Popen[str] | subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, up to `grace` seconds for the process to finish what it holds (a daemon's sockets, files and
+    programs), then SIGKILL: a test leaves nothing running whatever state the process was in."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -19,6 +19,7 @@ import grpc
 import pytest
 from deploy_manifests import Container, container, parse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from waiting import stopped
 
 FLOWSCOPE = str(Path(sys.executable).parent / "flowscope")
 
@@ -80,12 +81,7 @@ def relay() -> Iterator[tuple[int, dict, Path]]:
         yield port, c.spec, folder / "relay.log"
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stopped(process)
         shutil.rmtree(folder)
 
 

@@ -17,7 +17,7 @@ import grpc
 import pytest
 from prometheus_server import Prometheus, prometheus
 from relay_lab import AGENT, agent_of, lab_name, stub, wait_connected
-from waiting import polled
+from waiting import polled, stopped
 
 from flowscope.api.observer import observer_pb2
 from flowscope.lab import Lab
@@ -60,12 +60,7 @@ def relay(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         wait_connected(address, 2)
         yield address, target
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stopped(process)
         log.close()
 
 

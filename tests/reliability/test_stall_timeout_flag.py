@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from reliability_nodes import Node, Reader
-from waiting import wait_for
+from waiting import stopped, wait_for
 
 from flowscope.cli import agent as agent_command
 from flowscope.cli import relay as relay_command
@@ -50,12 +50,7 @@ class RelayProcess:
         return next((m for line in list(self.lines) if (m := re.search(pattern, line))), None)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stopped(self.process, grace=15)
         self._reader.join(timeout=5)
 
 
