@@ -142,15 +142,11 @@ def _exporter_line(exporter: observer_pb2.ExporterStatus, many_nodes: bool) -> s
         ]
     else:
         sink = [f"{exporter.bytes_written / 1e6:.1f} MB written", f"{exporter.rotations:,} rotations"]
-    problems = [
-        f"{count:,} {what}"
-        for what, count in (
-            ("dropped (queue full)", exporter.flows_dropped),
-            ("failed", exporter.flows_failed),
-            ("lost events reported", exporter.lost_events),
-        )
-        if count
-    ]
+    problems = _counts(
+        ("dropped (queue full)", exporter.flows_dropped),
+        ("failed", exporter.flows_failed),
+        ("lost events reported", exporter.lost_events),
+    )
     stopped = "STOPPED; " if exporter.stopped else ""
     flows = f"{exporter.flows_exported:,} flows exported, {exporter.flows_filtered:,} filtered out"
     return f"{head}: {stopped}{', '.join([flows, *problems])}; {', '.join(sink)}"
@@ -160,19 +156,20 @@ def _l7_lines(l7: observer_pb2.L7Status) -> list[str]:
     """What became of L7 messages and how full the L7 store is, once the agent has made any."""
     if not l7.messages and not l7.not_l7:
         return []
-    problems = [
-        f"{count:,} {what}"
-        for what, count in (
-            ("not L7", l7.not_l7),
-            ("unpaired", l7.unpaired),
-            ("requests unanswered", l7.dropped),
-            ("sent without L7 fields", l7.evicted),
-        )
-        if count
-    ]
+    problems = _counts(
+        ("not L7", l7.not_l7),
+        ("unpaired", l7.unpaired),
+        ("requests unanswered", l7.dropped),
+        ("sent without L7 fields", l7.evicted),
+    )
     more = f" ({', '.join(problems)})" if problems else ""
     store = f"{l7.stored:,}/{l7.capacity:,} stored, {l7.memory_bytes / 1e6:.1f} MB"
     return [f"L7 Messages: {l7.messages:,}{more}; {store}"]
+
+
+def _counts(*counted: tuple[str, int]) -> list[str]:
+    """`12 failed` for each count that is not zero: a status line names only what went wrong."""
+    return [f"{count:,} {what}" for what, count in counted if count]
 
 
 def _lost_lines(lost: observer_pb2.LostCounts) -> list[str]:
