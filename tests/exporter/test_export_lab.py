@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conntrack.agent_control import CLIENT_FLOWS, curl_web, flows, ping_server
-from waiting import wait_for
+from waiting import polled, wait_for
 
 from flowscope.api.flow import flow_pb2
 from flowscope.lab import Lab
@@ -151,7 +151,8 @@ def test_a_full_disk_stops_the_exporter_with_one_error_and_the_agent_goes_on(nod
         ping_server(node1.lab, count=30, interval=0.05)
         wait_for(lambda: "stopped" in log.read_text(errors="replace"), timeout=15)
         ping_server(node1.lab)
-        since = flows(node1.lab, flow_pb2.FlowFilter(protocol=["icmp"]))
+        icmp = flow_pb2.FlowFilter(protocol=["icmp"])
+        since = polled(lambda: flows(node1.lab, icmp), lambda got: len(got) >= 60, timeout=30)
         assert len(since) >= 60  # the agent serves its flows on
         os.kill(agent.pid, 0)
         stops = [line for line in log.read_text(errors="replace").splitlines() if "exporter static stopped" in line]

@@ -16,7 +16,7 @@ import pytest
 from conntrack.agent_control import CLIENT_FLOWS, curl_web, flows, ping_server
 from google.protobuf import json_format
 from history_server import needs_clickhouse
-from waiting import wait_for
+from waiting import polled, wait_for
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
@@ -77,6 +77,10 @@ def history_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HistoryLab
     assert not lab_folder.exists()  # lab down stopped its ClickHouse and removed its folder
 
 
+# The client's echo requests: a ping of two leaves at least two of them (the agent may serve them a moment later).
+CLIENT_ICMP = flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"])
+
+
 def _by_uuid(responses: Sequence[observer_pb2.GetFlowsResponse]) -> dict[str, flow_pb2.Flow]:
     return {r.flow.uuid: r.flow for r in responses}
 
@@ -84,7 +88,12 @@ def _by_uuid(responses: Sequence[observer_pb2.GetFlowsResponse]) -> dict[str, fl
 def test_observe_history_reads_back_what_the_agent_served(history_lab: HistoryLab) -> None:
     ping_server(history_lab.lab)
     curl_web(history_lab.lab)
-    served = flows(history_lab.lab, *CLIENT_FLOWS)
+    # The agent decodes and stores events a moment after the packets: asked until the curl's flows are there.
+    served = polled(
+        lambda: flows(history_lab.lab, *CLIENT_FLOWS),
+        lambda got: len(got) >= 6 and any(f.l4.HasField("TCP") for f in got),
+        timeout=30,
+    )
     assert len(served) >= 6
     wait_for(lambda: {f.uuid for f in served} <= history_lab.stored_uuids(), timeout=30)
     read = history_lab.history("--from-pod", "default/client")
@@ -112,7 +121,8 @@ def test_observe_history_reads_back_what_the_agent_served(history_lab: HistoryLa
 
 def test_a_filter_that_is_not_pushed_down_still_applies(history_lab: HistoryLab) -> None:
     curl_web(history_lab.lab)
-    labelled = flows(history_lab.lab, flow_pb2.FlowFilter(source_label=["app=client"], destination_port=["80"]))
+    to_web = flow_pb2.FlowFilter(source_label=["app=client"], destination_port=["80"])
+    labelled = polled(lambda: flows(history_lab.lab, to_web), bool, timeout=30)
     assert labelled
     wait_for(lambda: {f.uuid for f in labelled} <= history_lab.stored_uuids(), timeout=30)
     read = history_lab.history("--from-label", "app=client", "--to-port", "80")
@@ -124,7 +134,8 @@ def test_a_filter_that_is_not_pushed_down_still_applies(history_lab: HistoryLab)
 def test_flows_reach_clickhouse_after_it_was_restarted(history_lab: HistoryLab) -> None:
     history_lab.node_clickhouse.stop()
     ping_server(history_lab.lab)  # while ClickHouse is down: the writer keeps them and retries
-    during = flows(history_lab.lab, flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"]))
+    during = polled(lambda: flows(history_lab.lab, CLIENT_ICMP), lambda got: len(got) >= 2, timeout=30)
+    assert len(during) >= 2
     history_lab.node_clickhouse.restart()
     wait_for(lambda: {f.uuid for f in during} <= history_lab.stored_uuids(), timeout=60)
     read = _by_uuid(history_lab.history("--protocol", "icmp", "--from-pod", "default/client"))
@@ -134,7 +145,8 @@ def test_flows_reach_clickhouse_after_it_was_restarted(history_lab: HistoryLab) 
 def test_the_relay_writes_the_lab_history_and_answers_history_questions(history_lab: HistoryLab) -> None:
     lab = history_lab.lab
     ping_server(history_lab.lab)
-    served = flows(lab, flow_pb2.FlowFilter(protocol=["icmp"], source_pod=["default/client"]))
+    served = polled(lambda: flows(lab, CLIENT_ICMP), lambda got: len(got) >= 2, timeout=30)
+    assert len(served) >= 2
     url = lab_history.lab_url(lab.state_dir)
     assert url is not None
     admin = Client.connect(url)
