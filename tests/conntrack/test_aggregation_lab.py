@@ -22,6 +22,7 @@ from agent_control import (
     veth_counters,
 )
 from google.protobuf.timestamp_pb2 import Timestamp
+from waiting import polled
 
 from flowscope.api.flow import flow_pb2
 from flowscope.lab import Lab
@@ -50,6 +51,16 @@ def to_endpoint(flows_: list[flow_pb2.Flow], pod_ifname: str) -> list[flow_pb2.F
         and f.interface.name == pod_ifname
         and f.verdict == flow_pb2.FORWARDED
     ]
+
+
+def closed(flows_: list[flow_pb2.Flow]) -> bool:
+    """Whether a connection's flows (oldest first) have its last packet: both ends' FINs, then the other end's
+    answer to the later FIN (its ACK)."""
+    fins = [i for i, f in enumerate(flows_) if f.l4.TCP.flags.FIN]
+    if len({flows_[i].l4.TCP.source_port for i in fins}) < 2:
+        return False
+    last = flows_[fins[-1]].l4.TCP.source_port
+    return any(f.l4.TCP.source_port != last for f in flows_[fins[-1] + 1 :])
 
 
 def packets(flows_: list[flow_pb2.Flow]) -> int:
@@ -129,7 +140,10 @@ def test_changing_the_level_reloads_nothing(lab: Lab) -> None:
     start = now()
     done = run_python(lab, "client", TCP_CLIENT, lab.pod("server").ipv4, TCP_RR_PORT, 41003, 3)
     assert done.returncode == 0
-    time.sleep(0.5)
-    traces = [f for f in flows(lab, *connection(client.ipv4, 41003), since=start) if f.event_type.type == 4]
+
+    def traced() -> list[flow_pb2.Flow]:
+        return [f for f in flows(lab, *connection(client.ipv4, 41003), since=start) if f.event_type.type == 4]
+
+    traces = polled(traced, closed)  # the connection's last packet is stored, and so every one before it
     assert traces and all(f.trace_observation_point == flow_pb2.TO_ENDPOINT for f in traces)
     assert not any(f.flowscope.aggregated for f in traces)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,13 +118,30 @@ def test_follow_streams_new_flows(lab: Lab) -> None:
     proc = subprocess.Popen(
         [FLOWSCOPE, "observe", "--server", server, "-f", "--port", str(sport)], stdout=subprocess.PIPE, text=True
     )
+    # The exchange is made again until its lines come, rather than after a guessed time for the stream to open
+    # (an exchange before that is not followed). A sender that gives up (30 s, or an exchange failed) ends the
+    # command, so the read ends too, with what came.
+    read = threading.Event()
+
+    def exchange_until_read() -> None:
+        deadline = time.monotonic() + 30
+        try:
+            while not read.is_set() and time.monotonic() < deadline:
+                run_in(lab, "client", UDP_CLIENT, lab.pod("server").ipv4, str(sport))
+        finally:
+            if not read.is_set():
+                proc.terminate()
+
+    sender = threading.Thread(target=exchange_until_read, daemon=True)
     try:
-        time.sleep(1.0)  # the stream is open
-        run_in(lab, "client", UDP_CLIENT, lab.pod("server").ipv4, str(sport))
+        sender.start()
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(12)]
+        read.set()
         assert all(f":{sport} " in line and "FORWARDED (UDP)" in line for line in lines)
     finally:
+        read.set()
+        sender.join(timeout=60)
         proc.terminate()
         proc.wait(timeout=10)
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import time
 from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from flows_helpers import get_flows, run_in, stub
+from flows_helpers import get_flows, run_in, stub, wait_for_flows
 
 from flowscope.api.flow import flow_pb2
 from flowscope.api.observer import observer_pb2
@@ -43,8 +42,14 @@ def lab() -> Iterator[Lab]:
             lab.exec("client", ["ping", family, "-c", "1", ip])
         lab.exec("client", ["curl", "-s", "-o", "/dev/null", f"http://{web.ipv4}/"])
         lab.exec("client", ["ping", "-4", "-c", "1", lab.world.ipv4])
-        time.sleep(0.5)  # the last events reach the ring
+        # The last events reach the ring (one ring buffer, in order): the ping's reply into the client pod.
+        replies = wait_for_flows(lab, [flow_pb2.FlowFilter(source_ip=[lab.world.ipv4])], reached_the_client)
+        assert reached_the_client(replies), [(f.IP.destination, f.trace_observation_point) for f in replies]
         yield lab
+
+
+def reached_the_client(flows: list[flow_pb2.Flow]) -> bool:
+    return any(f.trace_observation_point == flow_pb2.TO_ENDPOINT and f.l4.HasField("ICMPv4") for f in flows)
 
 
 @pytest.fixture(scope="module")

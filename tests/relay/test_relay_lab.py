@@ -28,6 +28,7 @@ from relay_lab import (
     stub,
     wait_connected,
 )
+from waiting import polled
 
 from flowscope.api.observer import observer_pb2, observer_pb2_grpc
 from flowscope.api.relay import relay_pb2
@@ -80,6 +81,23 @@ def quiet_flows(follower: Follower, quiet: float = 0.7, timeout: float = 10.0) -
     return flows
 
 
+def exchanged_until(
+    lab: Lab, follower: Follower, sport: int, wanted: Callable[[observer_pb2.GetFlowsResponse], bool]
+) -> list[observer_pb2.GetFlowsResponse]:
+    """The flows the follower got of a datagram from the client (from `sport`) to the server and its echo, the
+    exchange made again until one of them is `wanted` (within 15 s; the last exchange's flows otherwise).
+
+    For a node just named connected again: the relay names it as it asks it for the stream, and the agent,
+    just restarted or thawed, serves it a moment later; an exchange made meanwhile may go unseen there, so
+    the test waits for the node's flows rather than for a guessed time."""
+
+    def exchange() -> list[observer_pb2.GetFlowsResponse]:
+        datagram(lab, "client", "server", sport)
+        return quiet_flows(follower)
+
+    return polled(exchange, lambda flows: any(wanted(r) for r in flows), timeout=15, every=0)
+
+
 def test_cross_node_traffic_is_merged_once_per_observation_point_in_time_order(lab: Lab) -> None:
     client_node, server_node = lab.pod("client").node, lab.pod("server").node
     assert client_node != server_node
@@ -120,9 +138,9 @@ def test_kill_9_of_an_agent_names_it_and_its_flows_come_back_in_the_same_stream(
     lab.start_agents([server_node])
     _, back = follower.until(is_status(relay_pb2.NODE_CONNECTED), timeout=15)
     assert list(back.node_status.node_names) == [server_node]
-    time.sleep(0.5)
-    datagram(lab, "client", "server", 41003)  # a new exchange, as the new agent knows nothing of the old one
-    assert server_node in {r.node_name for r in quiet_flows(follower)}  # its new flows, in the same stream
+    # A new exchange, as the new agent knows nothing of the old one: its new flows, in the same stream.
+    flows = exchanged_until(lab, follower, 41003, lambda r: r.node_name == server_node)
+    assert server_node in {r.node_name for r in flows}
     assert follower.error is None
     follower.cancel()
 
@@ -147,9 +165,10 @@ def test_a_frozen_agent_is_named_and_its_flows_come_back_when_it_thaws(lab: Lab)
         os.kill(pid, signal.SIGCONT)
     _, back = follower.until(is_status(relay_pb2.NODE_CONNECTED), timeout=15)
     assert list(back.node_status.node_names) == [server_node]
-    time.sleep(0.5)
-    datagram(lab, "client", "server", 41005)
-    assert server_node in {r.node_name for r in quiet_flows(follower) if r.flow.l4.UDP.destination_port == 41005}
+    flows = exchanged_until(
+        lab, follower, 41005, lambda r: r.node_name == server_node and r.flow.l4.UDP.destination_port == 41005
+    )
+    assert server_node in {r.node_name for r in flows if r.flow.l4.UDP.destination_port == 41005}
     assert follower.error is None
     follower.cancel()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -105,7 +104,7 @@ def test_the_relay_follows_the_peer_service_and_forgets_nodes_gone_while_away(sh
         wait_for(lambda: pool.names() == {"node1", "node2", "node3"})
         stopping.set()
         server.stop(grace=None)  # the service goes away; the relay keeps what it knows
-        time.sleep(0.5)
+        wait_for(lambda: not follower.connected.is_set())  # the follower saw its stream end
         assert pool.names() == {"node1", "node2", "node3"}
         cluster(node(1), node(3)).save(file)  # node2 leaves meanwhile
         serve(file, target)
