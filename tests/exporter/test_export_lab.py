@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conntrack.agent_control import CLIENT_FLOWS, curl_web, flows, ping_server
+from flow_log_files import whole_lines, whole_text
 from waiting import polled, wait_for
 
 from flowscope.api.flow import flow_pb2
@@ -48,8 +49,7 @@ class Node1:
         self.config = folder / "flowlogs.yaml"
 
     def lines(self, name: str) -> list[dict[str, object]]:
-        path = self.folder / name
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return whole_lines(self.folder / name)
 
     def uuids(self, name: str) -> list[str]:
         return [line["flow"]["uuid"] for line in self.lines(name) if "flow" in line]  # type: ignore[index]
@@ -103,7 +103,7 @@ def test_observe_input_file_reads_the_flow_log_back_with_its_filters(node1: Node
     pings = {f.uuid for f in flows(node1.lab, icmp)}
     wait_for(lambda: pings <= set(node1.uuids("all.log")), timeout=15)
     copy = tmp_path / "all.log"  # the file as it is now: the agent may append the ping's last flows meanwhile
-    copy.write_bytes((node1.folder / "all.log").read_bytes())
+    copy.write_text(whole_text(node1.folder / "all.log"))
     argv = [FLOWSCOPE, "observe", "--input-file", str(copy), "-o", "jsonpb"]
     argv += ["--protocol", "icmp", "--from-pod", "default/client"]
     read = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from flow_log_files import whole_lines
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import eventually, wait_for
 
@@ -61,7 +62,7 @@ class Node1:
         return [*backups(self.log), self.log]
 
     def lost_lines(self) -> list[dict[str, object]]:
-        lines = (json.loads(line) for path in self.files() for line in path.read_text().splitlines())
+        lines = (line for path in self.files() for line in whole_lines(path))
         return [line["lost_events"] for line in lines if "lost_events" in line]
 
 

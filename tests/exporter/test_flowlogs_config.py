@@ -3,13 +3,13 @@ exporters added, changed and removed by name while batches flow, from a real fil
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from flow_log_files import whole_lines
 from records import TS, lab_registry, record, tcp4, udp4
 from waiting import wait_for
 
@@ -78,9 +78,7 @@ def entry(name: str, path: Path, protocol: str = "") -> str:
 
 
 def ports(path: Path) -> list[int]:
-    if not path.exists():
-        return []
-    flows = [json.loads(line)["flow"] for line in path.read_text().splitlines()]
+    flows = [line["flow"] for line in whole_lines(path)]
     return [f["l4"].get("TCP", f["l4"].get("UDP", {}))["source_port"] for f in flows]
 
 
