@@ -25,6 +25,7 @@ class MapControls:
         self.paused: MapSnapshot | None = None
         self.order: list[int] = []  # the nodes on screen in reading order, set by each frame
         self.columns: dict[int, int] = {}  # node → its column on screen, set by each frame
+        self._whole: tuple[list[int], dict[int, int]] = ([], {})  # the same for the last frame of the whole map
 
     def handle(self, key: str) -> Action | None:
         """Apply one key (a character or a name from cli/top/keys.decode)."""
@@ -36,8 +37,11 @@ class MapControls:
             self.pause = not self.pause
         elif key == "enter" and self.selected is not None:
             self.focus = self.selected
-        elif key == "esc":
+        elif key == "esc" and self.focus is not None:
+            # Back to the whole map's nodes at once: a key typed before its next frame (Esc then j) steps
+            # through the whole map, not through the focused node's neighbours still on screen.
             self.focus = None
+            self.order, self.columns = self._whole
         elif key in ("up", "k", "down", "j"):
             self._step(-1 if key in ("up", "k") else 1)
         elif key in ("left", "h", "right", "l"):
@@ -47,6 +51,8 @@ class MapControls:
     def settle(self, order: list[int], columns: dict[int, int]) -> None:
         """The nodes a frame showed: a selection that is not among them moves to the first."""
         self.order, self.columns = order, columns
+        if self.focus is None:
+            self._whole = (order, columns)
         if self.selected not in columns:
             self.selected = order[0] if order else None
 

@@ -51,7 +51,10 @@ def test_keys_select_focus_filter_pause_and_quit() -> None:
         *(n for n, node in enumerate(snapshot.nodes) if node.name in ("server", "dns")),
     }
     controls.handle("esc")
-    assert controls.focus is None and "focus" not in drawn(controls, snapshot)
+    controls.handle("j")  # before the whole map is drawn again: the next node of the whole map, not of the focus
+    whole = drawn(controls, snapshot)
+    assert controls.focus is None and "focus" not in whole
+    assert controls.selected == controls.order[controls.order.index(client) + 1]
     # `/` edits top's filter line: letters go to it, not to the map, until Enter applies a valid filter.
     assert controls.handle("/") is None and controls.filter.editing is not None
     for key in "--port 53":

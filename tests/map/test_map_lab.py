@@ -23,6 +23,7 @@ from cli_runner import run_flowscope
 from top_terminal import Terminal
 
 from flowscope.cli.map import export
+from flowscope.cli.map.controls import HELP
 from flowscope.lab import Lab
 
 pytestmark = pytest.mark.bpf
@@ -83,14 +84,15 @@ def test_the_live_map_shows_the_labs_edges_a_drop_in_red_and_a_focused_node(
     assert not ADDRESS_BOX.search(frame), frame
     # rich's bold red (1;31) starts the run of text that holds the edge's label.
     assert re.search(rf"\x1b\[1;31m[^\x1b]*UDP/{CLOSED_PORT} [0-9.]+/s [0-9<]+% dropped", frame), frame
-    # Walk the nodes until the client is selected, then focus it: its edges listed, and its latest flows.
+    # Walk the nodes until the client is selected, then focus it: its edges listed, and its latest flows. Each
+    # step waits for a whole frame (its last line, the keys, drawn too), not one the map is still writing.
     for _ in range(30):
         term.type("\r")
-        screen = term.wait_for(lambda text: "focus:" in text, "a focused node")
+        screen = term.wait_for(lambda text: "focus:" in text and HELP in text, "a focused node")
         if "focus: default/client" in screen:
             break
         term.type("\x1b")
-        term.wait_for(lambda text: "focus:" not in text, "the whole map again")
+        term.wait_for(lambda text: "focus:" not in text and HELP in text, "the whole map again")
         term.type("j")
     screen = term.wait_for(
         lambda text: "default/client → default/server  TCP/9000" in text and "latest flows" in text,
